@@ -1,0 +1,342 @@
+package controller
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ipp-hpc/ipp/internal/transport"
+	"github.com/ipp-hpc/ipp/internal/wire"
+)
+
+// Config configures a controller. Zero values pick ipyparallel's defaults.
+type Config struct {
+	// IP is the address every port binds to; default 127.0.0.1. Binding
+	// loopback is the secure default: engines on other hosts cannot reach it.
+	IP string
+	// Location is the host name written to the connection files so peers
+	// can replace a wildcard IP; default os.Hostname().
+	Location string
+	// ProfileDir and ClusterID locate the connection files; with an empty
+	// ProfileDir no files are written.
+	ProfileDir string
+	ClusterID  string
+	// Key signs every message; default a fresh random key.
+	Key []byte
+	// Scheme is the task scheduler's scheme (leastload by default).
+	Scheme string
+	// HWM bounds outstanding tasks per engine; 0 means the default of 1,
+	// negative means unlimited.
+	HWM int
+	// HeartbeatPeriod is the ping interval (3 s by default).
+	HeartbeatPeriod time.Duration
+	// HeartbeatMisses is how many consecutive missed beats declare an
+	// engine dead (10 by default).
+	HeartbeatMisses int
+	// RegistrationTimeout drops an engine that registered but never became
+	// reachable (30 s by default).
+	RegistrationTimeout time.Duration
+	// Transport is the socket backend; default transport.Default().
+	Transport transport.Backend
+	// Logger receives the controller's logs; default discards them.
+	Logger *slog.Logger
+}
+
+func (c *Config) defaults() error {
+	if c.IP == "" {
+		c.IP = "127.0.0.1"
+	}
+	if c.IP == "*" {
+		c.IP = "0.0.0.0"
+	}
+	if c.Location == "" {
+		c.Location, _ = os.Hostname()
+	}
+	if len(c.Key) == 0 {
+		c.Key = []byte(wire.NewID())
+	}
+	if c.Scheme == "" {
+		c.Scheme = "leastload"
+	}
+	if c.HWM == 0 {
+		c.HWM = 1
+	}
+	if c.HWM < 0 {
+		c.HWM = 0
+	}
+	if c.HeartbeatPeriod <= 0 {
+		c.HeartbeatPeriod = 3 * time.Second
+	}
+	if c.HeartbeatMisses <= 0 {
+		c.HeartbeatMisses = 10
+	}
+	if c.RegistrationTimeout <= 0 {
+		c.RegistrationTimeout = 30 * time.Second
+	}
+	if c.Transport == nil {
+		c.Transport = transport.Default()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return nil
+}
+
+// Controller is a running controller.
+type Controller struct {
+	cfg     Config
+	log     *slog.Logger
+	session *wire.Session
+
+	sockets []transport.Socket
+	// Sockets by role; names follow the connection-file keys.
+	reg, notif             transport.Socket
+	muxIn, muxOut          transport.Socket
+	ctrlIn, ctrlOut        transport.Socket
+	taskIn, taskOut        transport.Socket
+	bcastIn                transport.Socket
+	bcastLeaves            []transport.Socket
+	iopubIn, iopubOut      transport.Socket
+	hbPing, hbPong         transport.Socket
+	clientInfo             wire.ClientInfo
+	engineInfo             wire.EngineInfo
+	clientFile, engineFile string
+	hub                    *hub
+	tasks                  *taskScheduler
+	bcast                  *broadcaster
+	wg                     sync.WaitGroup
+	stopOnce               sync.Once
+	done                   chan struct{}
+	started                bool
+}
+
+// Identities of the engine-facing ROUTERs, as ipyparallel names them.
+// They must differ: an engine's single shell socket connects to mux, task
+// and a broadcast leaf, and libzmq routes by these names.
+var (
+	idMuxOut     = []byte("mux_out")
+	idTaskOut    = []byte("task_out")
+	idControlOut = []byte("control_out")
+)
+
+// leafIdentity is the broadcast leaf identity for leaf i of 2.
+func leafIdentity(i int) []byte { return []byte("sub_scheduler_0" + strconv.Itoa(i)) }
+
+// broadcastLeaves is the number of engine-facing broadcast ports, as with
+// ipyparallel's default scheduler depth of 1.
+const broadcastLeaves = 2
+
+// New checks the configuration and prepares a controller; Start binds it.
+func New(cfg Config) (*Controller, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	if _, err := parseScheme(cfg.Scheme); err != nil {
+		return nil, err
+	}
+	c := &Controller{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		session: wire.NewSession(cfg.Key, ""),
+		done:    make(chan struct{}),
+	}
+	return c, nil
+}
+
+func (c *Controller) socket(t transport.Type, identity []byte) (transport.Socket, int, error) {
+	s, err := c.cfg.Transport.NewSocket(t, transport.Options{Identity: identity})
+	if err != nil {
+		return nil, 0, err
+	}
+	c.sockets = append(c.sockets, s)
+	ep, err := s.Bind("tcp://" + c.cfg.IP + ":0")
+	if err != nil {
+		return nil, 0, err
+	}
+	i := strings.LastIndexByte(ep, ':')
+	port, err := strconv.Atoi(ep[i+1:])
+	if err != nil {
+		return nil, 0, fmt.Errorf("bound endpoint %q has no port", ep)
+	}
+	return s, port, nil
+}
+
+// Start binds every port, writes the connection files and starts serving.
+func (c *Controller) Start() (err error) {
+	if c.started {
+		return errors.New("controller: already started")
+	}
+	c.started = true
+	defer func() {
+		if err != nil {
+			c.closeSockets()
+		}
+	}()
+	type bind struct {
+		dst  *transport.Socket
+		port *int
+		typ  transport.Type
+		id   []byte
+	}
+	ci, ei := &c.clientInfo, &c.engineInfo
+	var leafPorts [broadcastLeaves]int
+	c.bcastLeaves = make([]transport.Socket, broadcastLeaves)
+	binds := []bind{
+		{&c.reg, &ci.Registration, transport.Router, nil},
+		{&c.notif, &ci.Notification, transport.Pub, nil},
+		{&c.muxIn, &ci.Mux, transport.Router, []byte("mux_in")},
+		{&c.muxOut, &ei.Mux, transport.Router, idMuxOut},
+		{&c.ctrlIn, &ci.Control, transport.Router, []byte("control_in")},
+		{&c.ctrlOut, &ei.Control, transport.Router, idControlOut},
+		{&c.taskIn, &ci.Task, transport.Router, []byte("task_in")},
+		{&c.taskOut, &ei.Task, transport.Router, idTaskOut},
+		{&c.bcastIn, &ci.Broadcast, transport.Router, []byte("sub_scheduler_0")},
+		{&c.iopubIn, &ei.IOPub, transport.Sub, nil},
+		{&c.iopubOut, &ci.IOPub, transport.Pub, nil},
+		{&c.hbPing, &ei.HBPing, transport.Pub, nil},
+		{&c.hbPong, &ei.HBPong, transport.Router, nil},
+	}
+	for i := range c.bcastLeaves {
+		binds = append(binds, bind{&c.bcastLeaves[i], &leafPorts[i], transport.Router, leafIdentity(i)})
+	}
+	for _, b := range binds {
+		s, port, err := c.socket(b.typ, b.id)
+		if err != nil {
+			return fmt.Errorf("controller: %w", err)
+		}
+		*b.dst, *b.port = s, port
+	}
+	ei.Registration = ci.Registration
+	ei.Broadcast = leafPorts[:]
+	common := wire.Common{
+		Interface: "tcp://" + c.cfg.IP,
+		Key:       string(c.cfg.Key),
+		Location:  c.cfg.Location,
+	}
+	common.Defaults()
+	for _, dst := range []*wire.Common{&ci.Common, &ei.Common} {
+		mux, ctl, task, io, reg := dst.Mux, dst.Control, dst.Task, dst.IOPub, dst.Registration
+		*dst = common
+		dst.Mux, dst.Control, dst.Task, dst.IOPub, dst.Registration = mux, ctl, task, io, reg
+	}
+	ci.TaskScheme = c.cfg.Scheme
+
+	c.hub = newHub(c)
+	c.tasks, err = newTaskScheduler(c)
+	if err != nil {
+		return err
+	}
+	c.bcast = newBroadcaster(c)
+	if c.cfg.ProfileDir != "" {
+		c.clientFile = wire.ClientFile(c.cfg.ProfileDir, c.cfg.ClusterID)
+		c.engineFile = wire.EngineFile(c.cfg.ProfileDir, c.cfg.ClusterID)
+		if err := wire.WritePrivateJSON(c.engineFile, ei); err != nil {
+			return fmt.Errorf("controller: writing %s: %w", c.engineFile, err)
+		}
+		if err := wire.WritePrivateJSON(c.clientFile, ci); err != nil {
+			return fmt.Errorf("controller: writing %s: %w", c.clientFile, err)
+		}
+	}
+	c.goServe("registration", c.hub.serveRegistration)
+	c.goServe("heartbeat", c.hub.serveHeartbeat)
+	c.goServe("iopub", c.hub.serveIOPub)
+	c.goServe("mux", newRelay(c, "mux", c.muxIn, c.muxOut, true).run)
+	c.goServe("control", newRelay(c, "control", c.ctrlIn, c.ctrlOut, false).run)
+	c.goServe("task", c.tasks.run)
+	c.goServe("broadcast", c.bcast.run)
+	c.log.Info("controller listening", "ip", c.cfg.IP, "registration", ci.Registration,
+		"client_file", c.clientFile, "engine_file", c.engineFile, "scheme", c.cfg.Scheme)
+	if isLoopback(c.cfg.IP) {
+		c.log.Info("controller bound to loopback: only engines on this host can connect; use --ip to accept remote engines")
+	}
+	return nil
+}
+
+func isLoopback(ip string) bool {
+	return strings.HasPrefix(ip, "127.") || ip == "localhost" || ip == "::1"
+}
+
+// goServe runs a serving loop; a panic in one is logged and shuts the
+// controller down instead of leaving a half-working process.
+func (c *Controller) goServe(name string, fn func()) {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer func() {
+			if r := recover(); r != nil {
+				c.log.Error("controller loop crashed", "loop", name, "panic", r)
+				go c.Close()
+			}
+		}()
+		fn()
+	}()
+}
+
+// ClientInfo is the content of the client connection file.
+func (c *Controller) ClientInfo() *wire.ClientInfo { ci := c.clientInfo; return &ci }
+
+// EngineInfo is the content of the engine connection file.
+func (c *Controller) EngineInfo() *wire.EngineInfo {
+	ei := c.engineInfo
+	ei.Broadcast = append([]int(nil), ei.Broadcast...)
+	return &ei
+}
+
+// ClientFile and EngineFile are the paths written, or "".
+func (c *Controller) ClientFile() string { return c.clientFile }
+
+// EngineFile is the engine connection file's path, or "".
+func (c *Controller) EngineFile() string { return c.engineFile }
+
+// Done is closed when the controller has stopped, after Close or a hub
+// shutdown_request from a client.
+func (c *Controller) Done() <-chan struct{} { return c.done }
+
+// Close stops every loop, closes the sockets and removes the connection
+// files it wrote.
+func (c *Controller) Close() error {
+	c.stopOnce.Do(func() {
+		if c.hub != nil {
+			c.hub.stop()
+		}
+		if c.tasks != nil {
+			c.tasks.stop()
+		}
+		c.closeSockets()
+		c.wg.Wait()
+		for _, f := range []string{c.clientFile, c.engineFile} {
+			if f != "" {
+				os.Remove(f)
+			}
+		}
+		c.log.Info("controller stopped")
+		close(c.done)
+	})
+	return nil
+}
+
+func (c *Controller) closeSockets() {
+	var wg sync.WaitGroup
+	for _, s := range c.sockets {
+		wg.Add(1)
+		go func(s transport.Socket) { defer wg.Done(); s.Close() }(s)
+	}
+	wg.Wait()
+}
+
+// EngineStatus describes one registered engine.
+type EngineStatus struct {
+	ID   int
+	UUID string
+	// Info is what the engine reported at registration (Go engines), raw JSON.
+	Info []byte
+}
+
+// Engines lists the registered engines in id order.
+func (c *Controller) Engines() []EngineStatus { return c.hub.engineList() }

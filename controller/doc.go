@@ -1,0 +1,26 @@
+// Package controller is the IPython Parallel controller: the hub (engine
+// registration, heartbeats, notifications, queries, task records) and the
+// schedulers (direct mux and control relays, the load-balancing task
+// scheduler, the broadcast scheduler, the IOPub relay), in one process.
+//
+// ipyparallel runs these as eight processes that talk over ZeroMQ; here they
+// are goroutines. Every socket is read by one goroutine:
+//
+//	registration ROUTER  -> hub.serveRegistration   (engines and client queries)
+//	hb_pong ROUTER       -> hub.serveHeartbeat      (pongs; the beat timer lives there too)
+//	mux / control        -> relay.run               (swap the two routing frames, forward)
+//	task                 -> taskScheduler.run       (controller/sched decides placement)
+//	broadcast            -> broadcaster.run         (one copy per target engine)
+//	iopub SUB            -> hub.serveIOPub          (forward to clients, note outputs)
+//
+// The hub owns engine and task-record state behind hub.mu; relays and
+// schedulers read the set of live engines through the hub's routes table and
+// report bookkeeping by calling hub methods. Lock order: hub.mu before any
+// scheduler lock; nothing holds hub.mu while sending on a socket that could
+// block (transport sends never block).
+//
+// Registration completes explicitly: Go engines announce each of their
+// routes with engine_ready probes and are live as soon as all four arrive;
+// Python engines are pinged every 100 ms while they are pending and are live
+// at their first pong. Neither waits for a heartbeat period.
+package controller

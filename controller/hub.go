@@ -1,0 +1,639 @@
+package controller
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ipp-hpc/ipp/internal/wire"
+)
+
+// Routes an engine must announce with engine_ready probes before it is
+// reachable through every scheduler.
+const (
+	routeMux = 1 << iota
+	routeTask
+	routeBroadcast
+	routeControl
+	allRoutes = routeMux | routeTask | routeBroadcast | routeControl
+)
+
+type engineState int
+
+const (
+	statePending engineState = iota
+	stateRegistered
+)
+
+type engine struct {
+	id       int
+	uuid     string
+	state    engineState
+	probes   bool // a Go engine that announces its routes
+	routes   int
+	info     json.RawMessage
+	pendedAt time.Time
+	misses   int
+	answered bool // answered a ping since the last beat
+	// queue and completed count direct (mux) requests for queue_request.
+	queue     map[string]struct{}
+	completed int
+}
+
+// hub owns engine registration, liveness and task records.
+type hub struct {
+	c *Controller
+
+	mu      sync.Mutex
+	engines map[int]*engine
+	byUUID  map[string]*engine
+	nextID  int
+	// pings maps the payloads sent since the previous beat evaluation, so a
+	// pong to any recent ping counts (fast registration pings included).
+	pings   map[string]bool
+	prev    map[string]bool
+	t0      time.Time
+	records *records
+
+	// routesMu guards live, read on every relayed message; it is taken
+	// after mu when both are needed.
+	routesMu sync.RWMutex
+	live     map[string]int
+
+	quit chan struct{}
+	once sync.Once
+}
+
+func newHub(c *Controller) *hub {
+	return &hub{
+		c:       c,
+		engines: map[int]*engine{},
+		byUUID:  map[string]*engine{},
+		pings:   map[string]bool{},
+		prev:    map[string]bool{},
+		t0:      time.Now(),
+		records: newRecords(),
+		live:    map[string]int{},
+		quit:    make(chan struct{}),
+	}
+}
+
+func (h *hub) stop() { h.once.Do(func() { close(h.quit) }) }
+
+// liveID returns the id of a registered engine, for the relays.
+func (h *hub) liveID(uuid string) (int, bool) {
+	h.routesMu.RLock()
+	id, ok := h.live[uuid]
+	h.routesMu.RUnlock()
+	return id, ok
+}
+
+func (h *hub) engineList() []EngineStatus {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []EngineStatus
+	for _, e := range h.engines {
+		if e.state == stateRegistered {
+			out = append(out, EngineStatus{ID: e.id, UUID: e.uuid, Info: e.info})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// reply sends a signed message from the hub to the peer at ident.
+func (h *hub) reply(ident [][]byte, req *wire.Message, msgType string, content any) {
+	var parent []byte
+	if req != nil {
+		parent = req.RawHeader
+	}
+	frames, _, err := h.c.session.Build(wire.Out{Idents: ident, MsgType: msgType, Parent: parent, Content: content})
+	if err != nil {
+		h.c.log.Error("building hub reply", "type", msgType, "err", err)
+		return
+	}
+	h.c.reg.Send(frames)
+}
+
+// notify publishes on the notification channel.
+func (h *hub) notify(msgType string, parent []byte, content any) {
+	frames, _, err := h.c.session.Build(wire.Out{MsgType: msgType, Parent: parent, Content: content})
+	if err != nil {
+		h.c.log.Error("building notification", "type", msgType, "err", err)
+		return
+	}
+	h.c.notif.Send(frames)
+}
+
+// errorContent is the error dict ipyparallel clients turn into RemoteError.
+func errorContent(ename, evalue string) map[string]any {
+	return map[string]any{
+		"status":      "error",
+		"ename":       ename,
+		"evalue":      evalue,
+		"traceback":   []string{ename + ": " + evalue},
+		"engine_info": map[string]any{},
+	}
+}
+
+func (h *hub) serveRegistration() {
+	for frames := range h.c.reg.Messages() {
+		msg, err := h.c.session.Parse(frames)
+		if err != nil {
+			// Python's hub stays silent here too: a peer with the wrong key
+			// could not verify our answer anyway.
+			h.c.log.Warn("dropping registration/query message", "err", err, "frames", len(frames))
+			continue
+		}
+		h.handleQuery(msg)
+	}
+}
+
+func (h *hub) handleQuery(msg *wire.Message) {
+	defer func() {
+		if r := recover(); r != nil {
+			h.c.log.Error("query handler panic", "type", msg.Header.MsgType, "panic", r)
+			h.reply(msg.Idents, msg, "hub_error", errorContent("InternalError", fmt.Sprint(r)))
+		}
+	}()
+	switch msg.Header.MsgType {
+	case "registration_request":
+		h.register(msg)
+	case "unregistration_request":
+		var c struct {
+			ID *int `json:"id"`
+		}
+		if msg.DecodeContent(&c) == nil && c.ID != nil {
+			h.unregister(*c.ID, "unregistration_request")
+		}
+	case "connection_request":
+		h.reply(msg.Idents, msg, "connection_reply", map[string]any{"status": "ok", "engines": h.engineMap()})
+	case "engine_info_request":
+		h.reply(msg.Idents, msg, "engine_info_reply", map[string]any{"status": "ok", "engines": h.engineInfos()})
+	case "queue_request":
+		h.queueRequest(msg)
+	case "result_request":
+		h.resultRequest(msg)
+	case "history_request":
+		h.reply(msg.Idents, msg, "history_reply", map[string]any{"status": "ok", "history": h.records.history()})
+	case "purge_request":
+		h.purgeRequest(msg)
+	case "shutdown_request":
+		h.reply(msg.Idents, msg, "shutdown_reply", map[string]any{"status": "ok"})
+		h.notify("shutdown_notification", msg.RawHeader, map[string]any{"status": "ok"})
+		h.c.log.Info("shutdown requested by a client")
+		go func() {
+			// Give the reply and notification a moment on the wire.
+			time.Sleep(200 * time.Millisecond)
+			h.c.Close()
+		}()
+	default:
+		h.reply(msg.Idents, msg, "hub_error", errorContent("KeyError", fmt.Sprintf("Bad Message Type: '%s'", msg.Header.MsgType)))
+	}
+}
+
+func (h *hub) engineMap() map[string]string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := map[string]string{}
+	for id, e := range h.engines {
+		if e.state == stateRegistered {
+			out[strconv.Itoa(id)] = e.uuid
+		}
+	}
+	return out
+}
+
+func (h *hub) engineInfos() map[string]json.RawMessage {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := map[string]json.RawMessage{}
+	for id, e := range h.engines {
+		if e.state == stateRegistered {
+			info := e.info
+			if len(info) == 0 {
+				info, _ = json.Marshal(map[string]any{"id": id, "uuid": e.uuid})
+			}
+			out[strconv.Itoa(id)] = info
+		}
+	}
+	return out
+}
+
+func (h *hub) register(msg *wire.Message) {
+	var req struct {
+		UUID       string          `json:"uuid"`
+		ID         *int            `json:"id"`
+		ReadyProbe bool            `json:"ready_probe"`
+		Info       json.RawMessage `json:"info"`
+	}
+	if err := msg.DecodeContent(&req); err != nil || req.UUID == "" {
+		h.reply(msg.Idents, msg, "registration_reply", errorContent("ValueError", "registration_request needs a uuid"))
+		return
+	}
+	h.mu.Lock()
+	if _, dup := h.byUUID[req.UUID]; dup {
+		h.mu.Unlock()
+		h.reply(msg.Idents, msg, "registration_reply", errorContent("KeyError", fmt.Sprintf("uuid %q in use", req.UUID)))
+		return
+	}
+	id := h.nextID
+	if req.ID != nil && *req.ID >= 0 {
+		if _, taken := h.engines[*req.ID]; !taken {
+			id = *req.ID
+		}
+	}
+	if id >= h.nextID {
+		h.nextID = id + 1
+	}
+	e := &engine{id: id, uuid: req.UUID, probes: req.ReadyProbe, info: req.Info, pendedAt: time.Now(), queue: map[string]struct{}{}}
+	h.engines[id] = e
+	h.byUUID[req.UUID] = e
+	h.mu.Unlock()
+	ei := h.c.engineInfo
+	h.reply(msg.Idents, msg, "registration_reply", map[string]any{
+		"status":    "ok",
+		"id":        id,
+		"hb_period": h.c.cfg.HeartbeatPeriod.Milliseconds(),
+		"connection_info": map[string]any{
+			"interface": ei.Interface, "registration": ei.Registration, "control": ei.Control,
+			"mux": ei.Mux, "task": ei.Task, "iopub": ei.IOPub, "hb_ping": ei.HBPing,
+			"hb_pong": ei.HBPong, "broadcast": ei.Broadcast,
+		},
+	})
+	h.c.log.Debug("engine registering", "id", id, "uuid", req.UUID, "probes", req.ReadyProbe)
+}
+
+// routeReady records an engine_ready probe that arrived on one route.
+func (h *hub) routeReady(uuid string, route int) {
+	h.mu.Lock()
+	e, ok := h.byUUID[uuid]
+	if !ok || e.state != statePending {
+		registered := ok && e.state == stateRegistered
+		h.mu.Unlock()
+		if registered {
+			// A late probe: the engine missed registration_complete; say it again.
+			h.sendComplete(uuid, e.id)
+		}
+		return
+	}
+	e.routes |= route
+	done := e.routes == allRoutes
+	h.mu.Unlock()
+	if done {
+		h.complete(uuid)
+	}
+}
+
+func (h *hub) sendComplete(uuid string, id int) {
+	h.reply([][]byte{[]byte(uuid)}, nil, "registration_complete", map[string]any{"status": "ok", "id": id})
+}
+
+// complete makes a pending engine live: relays route to it, the scheduler
+// uses it and clients are told.
+func (h *hub) complete(uuid string) {
+	h.mu.Lock()
+	e, ok := h.byUUID[uuid]
+	if !ok || e.state != statePending {
+		h.mu.Unlock()
+		return
+	}
+	e.state = stateRegistered
+	e.answered = true
+	h.routesMu.Lock()
+	h.live[uuid] = e.id
+	h.routesMu.Unlock()
+	took := time.Since(e.pendedAt)
+	h.mu.Unlock()
+	if e.probes {
+		h.sendComplete(uuid, e.id)
+	}
+	h.c.tasks.addEngine(uuid)
+	h.notify("registration_notification", nil, map[string]any{"id": e.id, "uuid": uuid})
+	h.c.log.Info("engine registered", "id", e.id, "uuid", uuid, "took", took.Round(time.Microsecond))
+}
+
+// unregister removes an engine by id; why is logged.
+func (h *hub) unregister(id int, why string) {
+	h.mu.Lock()
+	e, ok := h.engines[id]
+	if !ok {
+		h.mu.Unlock()
+		h.c.log.Debug("unregistration of unknown engine ignored", "id", id, "why", why)
+		return
+	}
+	delete(h.engines, id)
+	delete(h.byUUID, e.uuid)
+	wasLive := e.state == stateRegistered
+	h.routesMu.Lock()
+	delete(h.live, e.uuid)
+	h.routesMu.Unlock()
+	stranded := make([]string, 0, len(e.queue))
+	for m := range e.queue {
+		stranded = append(stranded, m)
+	}
+	h.mu.Unlock()
+	for _, m := range stranded {
+		h.records.fail(m, "EngineError", fmt.Sprintf("Engine %d died while running task '%s'", id, m))
+	}
+	if wasLive {
+		h.c.tasks.removeEngine(e.uuid)
+		h.notify("unregistration_notification", nil, map[string]any{"id": id, "uuid": e.uuid})
+	}
+	h.c.log.Info("engine unregistered", "id", id, "uuid", e.uuid, "why", why)
+}
+
+func (h *hub) unregisterUUID(uuid, why string) {
+	h.mu.Lock()
+	e, ok := h.byUUID[uuid]
+	h.mu.Unlock()
+	if ok {
+		h.unregister(e.id, why)
+	}
+}
+
+// serveHeartbeat pings every period (and every 100 ms while a Python
+// engine is pending, so its first pong completes registration at once),
+// and evaluates misses at each beat.
+func (h *hub) serveHeartbeat() {
+	period := h.c.cfg.HeartbeatPeriod
+	beat := time.NewTicker(period)
+	defer beat.Stop()
+	fast := time.NewTicker(100 * time.Millisecond)
+	defer fast.Stop()
+	h.ping()
+	pongs := h.c.hbPong.Messages()
+	for {
+		select {
+		case <-h.quit:
+			return
+		case frames, ok := <-pongs:
+			if !ok {
+				return
+			}
+			if len(frames) == 2 {
+				h.pong(string(frames[0]), string(frames[1]))
+			}
+		case <-fast.C:
+			if h.needFastPing() {
+				h.ping()
+			}
+		case <-beat.C:
+			h.evaluate()
+			h.ping()
+		}
+	}
+}
+
+func (h *hub) ping() {
+	payload := strconv.FormatFloat(time.Since(h.t0).Seconds(), 'f', -1, 64)
+	h.mu.Lock()
+	h.pings[payload] = true
+	h.mu.Unlock()
+	h.c.hbPing.Send([][]byte{[]byte(payload)})
+}
+
+func (h *hub) needFastPing() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	now := time.Now()
+	var stale []int
+	need := false
+	for id, e := range h.engines {
+		if e.state != statePending {
+			continue
+		}
+		if now.Sub(e.pendedAt) > h.c.cfg.RegistrationTimeout {
+			stale = append(stale, id)
+			continue
+		}
+		if !e.probes {
+			need = true
+		}
+	}
+	if len(stale) > 0 {
+		go func() {
+			for _, id := range stale {
+				h.unregister(id, "registration timed out: engine never became reachable")
+			}
+		}()
+	}
+	return need
+}
+
+func (h *hub) pong(uuid, payload string) {
+	h.mu.Lock()
+	e, ok := h.byUUID[uuid]
+	if !ok || !(h.pings[payload] || h.prev[payload]) {
+		h.mu.Unlock()
+		return
+	}
+	e.answered = true
+	complete := e.state == statePending && !e.probes
+	h.mu.Unlock()
+	if complete {
+		h.complete(uuid)
+	}
+}
+
+// evaluate runs at each beat: engines that did not answer any ping since
+// the last beat get a miss; too many consecutive misses mean death.
+func (h *hub) evaluate() {
+	h.mu.Lock()
+	var dead []int
+	for id, e := range h.engines {
+		if e.state != stateRegistered {
+			continue
+		}
+		if e.answered {
+			e.misses = 0
+		} else {
+			e.misses++
+			if e.misses > h.c.cfg.HeartbeatMisses {
+				dead = append(dead, id)
+			}
+		}
+		e.answered = false
+	}
+	h.prev, h.pings = h.pings, map[string]bool{}
+	h.mu.Unlock()
+	for _, id := range dead {
+		h.unregister(id, "heartbeat lost")
+	}
+}
+
+// serveIOPub forwards engine output to clients unchanged and notes it in
+// the task records; a shutdown_reply on IOPub means the engine is leaving.
+func (h *hub) serveIOPub() {
+	for frames := range h.c.iopubIn.Messages() {
+		h.c.iopubOut.Send(frames)
+		msg, err := wire.ParseUnchecked(frames)
+		if err != nil {
+			continue
+		}
+		switch msg.Header.MsgType {
+		case "stream":
+			var s struct {
+				Name string `json:"name"`
+				Text string `json:"text"`
+			}
+			if msg.DecodeContent(&s) == nil {
+				h.records.stream(msg.Parent.MsgID, s.Name, s.Text)
+			}
+		case "shutdown_reply":
+			h.unregisterUUID(msg.Header.Session, "shutdown_reply on iopub")
+		}
+	}
+}
+
+// noteRequest records a direct request routed to an engine.
+func (h *hub) noteRequest(uuid string, msg *wire.Message, queue string) {
+	h.records.add(msg, uuid, queue)
+	if queue != "mux" {
+		return
+	}
+	h.mu.Lock()
+	if e, ok := h.byUUID[uuid]; ok {
+		e.queue[msg.Header.MsgID] = struct{}{}
+	}
+	h.mu.Unlock()
+}
+
+// noteReply completes the record of a request.
+func (h *hub) noteReply(uuid string, msg *wire.Message, queue string) {
+	h.records.complete(msg, uuid)
+	if queue != "mux" {
+		return
+	}
+	h.mu.Lock()
+	if e, ok := h.byUUID[uuid]; ok {
+		if _, was := e.queue[msg.Parent.MsgID]; was {
+			delete(e.queue, msg.Parent.MsgID)
+			e.completed++
+		}
+	}
+	h.mu.Unlock()
+}
+
+func (h *hub) queueRequest(msg *wire.Message) {
+	var req struct {
+		Targets []json.RawMessage `json:"targets"`
+		Verbose bool              `json:"verbose"`
+	}
+	if err := msg.DecodeContent(&req); err != nil {
+		h.reply(msg.Idents, msg, "hub_error", errorContent("ValueError", err.Error()))
+		return
+	}
+	taskLoads := h.c.tasks.loads()
+	h.mu.Lock()
+	var ids []int
+	if req.Targets == nil {
+		for id := range h.engines {
+			ids = append(ids, id)
+		}
+	} else {
+		for _, raw := range req.Targets {
+			e := h.lookup(raw)
+			if e == nil {
+				h.mu.Unlock()
+				h.reply(msg.Idents, msg, "hub_error", errorContent("IndexError", "No Such Engine: "+string(raw)))
+				return
+			}
+			ids = append(ids, e.id)
+		}
+	}
+	sort.Ints(ids)
+	content := map[string]any{"status": "ok"}
+	for _, id := range ids {
+		e := h.engines[id]
+		tasks := taskLoads[e.uuid]
+		if req.Verbose {
+			q := make([]string, 0, len(e.queue))
+			for m := range e.queue {
+				q = append(q, m)
+			}
+			sort.Strings(q)
+			content[strconv.Itoa(id)] = map[string]any{"queue": q, "completed": h.records.completedOn(e.uuid), "tasks": h.records.runningTasks(e.uuid)}
+		} else {
+			content[strconv.Itoa(id)] = map[string]any{"queue": len(e.queue), "completed": e.completed + h.records.completedTasks(e.uuid), "tasks": tasks}
+		}
+	}
+	h.mu.Unlock()
+	unassigned := h.c.tasks.unassigned()
+	if req.Verbose {
+		content["unassigned"] = unassigned
+	} else {
+		content["unassigned"] = len(unassigned)
+	}
+	h.reply(msg.Idents, msg, "queue_reply", content)
+}
+
+// lookup finds an engine by id (number) or uuid (string); mu held.
+func (h *hub) lookup(raw json.RawMessage) *engine {
+	var id int
+	if json.Unmarshal(raw, &id) == nil {
+		return h.engines[id]
+	}
+	var uuid string
+	if json.Unmarshal(raw, &uuid) == nil {
+		return h.byUUID[uuid]
+	}
+	return nil
+}
+
+func (h *hub) resultRequest(msg *wire.Message) {
+	var req struct {
+		MsgIDs     []string `json:"msg_ids"`
+		StatusOnly bool     `json:"status_only"`
+	}
+	if err := msg.DecodeContent(&req); err != nil {
+		h.reply(msg.Idents, msg, "result_reply", errorContent("ValueError", err.Error()))
+		return
+	}
+	content, buffers, err := h.records.results(req.MsgIDs, req.StatusOnly)
+	if err != nil {
+		h.reply(msg.Idents, msg, "result_reply", errorContent("KeyError", err.Error()))
+		return
+	}
+	frames, _, berr := h.c.session.Build(wire.Out{Idents: msg.Idents, MsgType: "result_reply", Parent: msg.RawHeader, Content: content, Buffers: buffers})
+	if berr != nil {
+		h.c.log.Error("building result_reply", "err", berr)
+		return
+	}
+	h.c.reg.Send(frames)
+}
+
+func (h *hub) purgeRequest(msg *wire.Message) {
+	var req struct {
+		MsgIDs    json.RawMessage `json:"msg_ids"`
+		EngineIDs []int           `json:"engine_ids"`
+	}
+	if err := msg.DecodeContent(&req); err != nil {
+		h.reply(msg.Idents, msg, "purge_reply", errorContent("ValueError", err.Error()))
+		return
+	}
+	var all string
+	var ids []string
+	if len(req.MsgIDs) > 0 && json.Unmarshal(req.MsgIDs, &all) == nil && all == "all" {
+		h.records.purgeAll()
+	} else if len(req.MsgIDs) > 0 && json.Unmarshal(req.MsgIDs, &ids) == nil {
+		if err := h.records.purge(ids); err != nil {
+			h.reply(msg.Idents, msg, "purge_reply", errorContent("KeyError", err.Error()))
+			return
+		}
+	}
+	for _, id := range req.EngineIDs {
+		h.mu.Lock()
+		e, ok := h.engines[id]
+		h.mu.Unlock()
+		if !ok {
+			h.reply(msg.Idents, msg, "purge_reply", errorContent("IndexError", fmt.Sprintf("No such engine: %d", id)))
+			return
+		}
+		h.records.purgeEngine(e.uuid)
+	}
+	h.reply(msg.Idents, msg, "purge_reply", map[string]any{"status": "ok"})
+}

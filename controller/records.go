@@ -1,0 +1,292 @@
+package controller
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/ipp-hpc/ipp/internal/wire"
+)
+
+// Limits of the in-memory task-record store, like ipyparallel's DictDB:
+// the oldest completed records are culled first.
+const (
+	maxRecords       = 100_000
+	maxResultBuffers = 1 << 30
+)
+
+// record is a TaskRecord (spec §7.3). Request buffers are not kept: only
+// resubmission would need them, and they can be large (a pushed array).
+type record struct {
+	msgID          string
+	header         json.RawMessage
+	metadata       json.RawMessage
+	clientUUID     string
+	engineUUID     string
+	queue          string
+	submitted      time.Time
+	completed      bool
+	received       time.Time
+	resultHeader   json.RawMessage
+	resultMetadata json.RawMessage
+	resultContent  json.RawMessage
+	resultBuffers  [][]byte
+	stdout, stderr string
+}
+
+func (r *record) bufferBytes() int {
+	n := 0
+	for _, b := range r.resultBuffers {
+		n += len(b)
+	}
+	return n
+}
+
+// records is the task-record store.
+type records struct {
+	mu       sync.Mutex
+	byID     map[string]*record
+	order    []string // submission order, for history and culling
+	bufBytes int
+}
+
+func newRecords() *records { return &records{byID: map[string]*record{}} }
+
+func clone(b []byte) json.RawMessage { return append(json.RawMessage(nil), b...) }
+
+func (rs *records) add(msg *wire.Message, engineUUID, queue string) {
+	r := &record{
+		msgID:      msg.Header.MsgID,
+		header:     clone(msg.RawHeader),
+		metadata:   clone(msg.Metadata),
+		clientUUID: msg.Header.Session,
+		engineUUID: engineUUID,
+		queue:      queue,
+		submitted:  time.Now(),
+	}
+	if t, err := wire.ParseDate(msg.Header.Date); err == nil {
+		r.submitted = t
+	}
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if old, ok := rs.byID[r.msgID]; ok {
+		// Output may have arrived first and made a bare record.
+		r.stdout, r.stderr = old.stdout, old.stderr
+	} else {
+		rs.order = append(rs.order, r.msgID)
+	}
+	rs.byID[r.msgID] = r
+	rs.cull()
+}
+
+// assign notes the engine a load-balanced task was sent to.
+func (rs *records) assign(msgID, engineUUID string) {
+	rs.mu.Lock()
+	if r, ok := rs.byID[msgID]; ok {
+		r.engineUUID = engineUUID
+	}
+	rs.mu.Unlock()
+}
+
+func (rs *records) complete(reply *wire.Message, engineUUID string) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	r, ok := rs.byID[reply.Parent.MsgID]
+	if !ok {
+		return
+	}
+	r.completed = true
+	r.received = time.Now()
+	if engineUUID != "" {
+		r.engineUUID = engineUUID
+	}
+	r.resultHeader = clone(reply.RawHeader)
+	r.resultMetadata = clone(reply.Metadata)
+	r.resultContent = clone(reply.Content)
+	r.resultBuffers = reply.Buffers
+	rs.bufBytes += r.bufferBytes()
+	rs.cull()
+}
+
+// fail completes a pending record with an error, when its engine died.
+func (rs *records) fail(msgID, ename, evalue string) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	r, ok := rs.byID[msgID]
+	if !ok || r.completed {
+		return
+	}
+	r.completed = true
+	r.received = time.Now()
+	r.resultContent, _ = json.Marshal(errorContent(ename, evalue))
+	r.resultMetadata = json.RawMessage(`{"status": "error"}`)
+}
+
+func (rs *records) stream(msgID, name, text string) {
+	if msgID == "" {
+		return
+	}
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	r, ok := rs.byID[msgID]
+	if !ok {
+		r = &record{msgID: msgID}
+		rs.byID[msgID] = r
+		rs.order = append(rs.order, msgID)
+	}
+	if name == "stderr" {
+		r.stderr += text
+	} else {
+		r.stdout += text
+	}
+}
+
+// cull drops the oldest completed records beyond the limits; mu held.
+func (rs *records) cull() {
+	if len(rs.byID) <= maxRecords && rs.bufBytes <= maxResultBuffers {
+		return
+	}
+	kept := rs.order[:0]
+	for _, id := range rs.order {
+		r, ok := rs.byID[id]
+		if !ok {
+			continue
+		}
+		if r.completed && (len(rs.byID) > maxRecords*9/10 || rs.bufBytes > maxResultBuffers*9/10) {
+			rs.bufBytes -= r.bufferBytes()
+			delete(rs.byID, id)
+			continue
+		}
+		kept = append(kept, id)
+	}
+	rs.order = kept
+}
+
+func (rs *records) history() []string {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	out := make([]string, 0, len(rs.order))
+	for _, id := range rs.order {
+		if r, ok := rs.byID[id]; ok && r.header != nil {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+func (rs *records) results(ids []string, statusOnly bool) (map[string]any, [][]byte, error) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	content := map[string]any{"status": "ok"}
+	pending, completed := []string{}, []string{}
+	for _, id := range ids {
+		r, ok := rs.byID[id]
+		if !ok || r.header == nil {
+			return nil, nil, fmt.Errorf("No such message: %s", id)
+		}
+		if r.completed {
+			completed = append(completed, id)
+		} else {
+			pending = append(pending, id)
+		}
+	}
+	content["pending"], content["completed"] = pending, completed
+	if statusOnly {
+		return content, nil, nil
+	}
+	sorted := append([]string(nil), completed...)
+	sort.Strings(sorted)
+	var buffers [][]byte
+	for _, id := range sorted {
+		r := rs.byID[id]
+		content[id] = map[string]any{
+			"header":          r.header,
+			"metadata":        r.metadata,
+			"result_header":   r.resultHeader,
+			"result_metadata": r.resultMetadata,
+			"result_content":  r.resultContent,
+			"received":        wire.FormatDate(r.received),
+			"io":              map[string]any{"stdout": r.stdout, "stderr": r.stderr, "execute_input": nil, "execute_result": nil, "error": nil},
+		}
+		buffers = append(buffers, r.resultBuffers...)
+	}
+	return content, buffers, nil
+}
+
+func (rs *records) purge(ids []string) error {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	for _, id := range ids {
+		r, ok := rs.byID[id]
+		if !ok {
+			return fmt.Errorf("No such message: %s", id)
+		}
+		if !r.completed && r.header != nil {
+			return fmt.Errorf("Can't purge pending message: %s", id)
+		}
+	}
+	for _, id := range ids {
+		rs.bufBytes -= rs.byID[id].bufferBytes()
+		delete(rs.byID, id)
+	}
+	rs.compact()
+	return nil
+}
+
+func (rs *records) purgeAll() {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	for id, r := range rs.byID {
+		if r.completed {
+			rs.bufBytes -= r.bufferBytes()
+			delete(rs.byID, id)
+		}
+	}
+	rs.compact()
+}
+
+func (rs *records) purgeEngine(uuid string) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	for id, r := range rs.byID {
+		if r.completed && r.engineUUID == uuid {
+			rs.bufBytes -= r.bufferBytes()
+			delete(rs.byID, id)
+		}
+	}
+	rs.compact()
+}
+
+// compact drops purged ids from the order; mu held.
+func (rs *records) compact() {
+	kept := rs.order[:0]
+	for _, id := range rs.order {
+		if _, ok := rs.byID[id]; ok {
+			kept = append(kept, id)
+		}
+	}
+	rs.order = kept
+}
+
+func (rs *records) filter(uuid, queue string, done bool) []string {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	var out []string
+	for _, id := range rs.order {
+		r := rs.byID[id]
+		if r != nil && r.engineUUID == uuid && r.queue == queue && r.completed == done {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+func (rs *records) completedOn(uuid string) []string {
+	return append(rs.filter(uuid, "mux", true), rs.filter(uuid, "task", true)...)
+}
+
+func (rs *records) runningTasks(uuid string) []string { return rs.filter(uuid, "task", false) }
+
+func (rs *records) completedTasks(uuid string) int { return len(rs.filter(uuid, "task", true)) }

@@ -1,0 +1,295 @@
+package controller
+
+import (
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/ipp-hpc/ipp/controller/sched"
+	"github.com/ipp-hpc/ipp/internal/wire"
+)
+
+func parseScheme(s string) (sched.Scheme, error) {
+	sc, err := sched.ParseScheme(s)
+	if err != nil {
+		return "", fmt.Errorf("controller: %w", err)
+	}
+	return sc, nil
+}
+
+// taskScheduler connects controller/sched to the task sockets. The
+// scheduler itself is pure logic behind mu; the two socket loops and the
+// timer loop feed it and carry out the actions it returns.
+type taskScheduler struct {
+	c *Controller
+
+	mu sync.Mutex
+	s  *sched.Scheduler
+
+	kick chan struct{}
+	quit chan struct{}
+	once sync.Once
+}
+
+// pendingTask is the Payload the scheduler hands back: what is needed to
+// send the request to an engine or to answer the client.
+type pendingTask struct {
+	client  []byte
+	body    [][]byte // from the delimiter on
+	header  []byte
+	msgType string
+	attempt int
+}
+
+func newTaskScheduler(c *Controller) (*taskScheduler, error) {
+	sc, err := parseScheme(c.cfg.Scheme)
+	if err != nil {
+		return nil, err
+	}
+	cfg := sched.DefaultConfig()
+	cfg.Scheme = sc
+	cfg.HWM = c.cfg.HWM
+	return &taskScheduler{
+		c:    c,
+		s:    sched.New(cfg),
+		kick: make(chan struct{}, 1),
+		quit: make(chan struct{}),
+	}, nil
+}
+
+func (t *taskScheduler) stop() { t.once.Do(func() { close(t.quit) }) }
+
+// do runs fn on the scheduler and carries out its actions, under mu so the
+// order of sends matches the order of decisions.
+func (t *taskScheduler) do(fn func(s *sched.Scheduler, now time.Time) []sched.Action) {
+	t.mu.Lock()
+	acts := fn(t.s, time.Now())
+	t.execute(acts)
+	t.mu.Unlock()
+	select {
+	case t.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (t *taskScheduler) addEngine(uuid string) {
+	t.do(func(s *sched.Scheduler, now time.Time) []sched.Action { return s.AddEngine(uuid, now) })
+}
+
+func (t *taskScheduler) removeEngine(uuid string) {
+	t.do(func(s *sched.Scheduler, now time.Time) []sched.Action { return s.RemoveEngine(uuid, now) })
+	t.c.bcast.removeEngine(uuid)
+}
+
+// loads returns each engine's outstanding task count.
+func (t *taskScheduler) loads() map[string]int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := map[string]int{}
+	for _, e := range t.s.Stats().Engines {
+		out[e.UUID] = e.Load
+	}
+	return out
+}
+
+// unassigned lists tasks not yet sent to an engine.
+func (t *taskScheduler) unassigned() []string { return t.c.hub.records.filter("", "task", false) }
+
+func (t *taskScheduler) run() {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for frames := range t.c.taskIn.Messages() {
+			t.submit(frames)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for frames := range t.c.taskOut.Messages() {
+			t.result(frames)
+		}
+	}()
+	t.timers()
+	wg.Wait()
+}
+
+// timers calls Tick when the scheduler's next deadline (a task timeout, a
+// stranded task) comes due.
+func (t *taskScheduler) timers() {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		t.mu.Lock()
+		next, ok := t.s.NextDeadline()
+		t.mu.Unlock()
+		wait := time.Hour
+		if ok {
+			wait = max(time.Until(next), 0)
+		}
+		timer.Reset(wait)
+		select {
+		case <-t.quit:
+			return
+		case <-t.kick:
+		case <-timer.C:
+			t.do(func(s *sched.Scheduler, now time.Time) []sched.Action { return s.Tick(now) })
+		}
+	}
+}
+
+// taskMetadata is what a LoadBalancedView puts in request metadata.
+type taskMetadata struct {
+	After   json.RawMessage `json:"after"`
+	Follow  json.RawMessage `json:"follow"`
+	Timeout *float64        `json:"timeout"`
+	Targets []string        `json:"targets"`
+	Retries int             `json:"retries"`
+}
+
+func (t *taskScheduler) submit(frames [][]byte) {
+	// Verified, not just parsed: a retry re-signs the request, and the
+	// controller must never sign content it did not get from a key holder.
+	msg, err := t.c.session.Parse(frames)
+	if err != nil {
+		t.c.log.Warn("dropping task request", "err", err)
+		return
+	}
+	if len(msg.Idents) != 1 {
+		t.c.log.Warn("dropping task request with unexpected routing", "idents", len(msg.Idents))
+		return
+	}
+	p := &pendingTask{
+		client:  msg.Idents[0],
+		body:    frames[1:],
+		header:  msg.RawHeader,
+		msgType: msg.Header.MsgType,
+	}
+	task := sched.Task{MsgID: msg.Header.MsgID, Payload: p}
+	t.c.hub.records.add(msg, "", "task")
+	var md taskMetadata
+	bad := func(err error) {
+		t.do(func(s *sched.Scheduler, _ time.Time) []sched.Action {
+			return s.Reject(task, sched.InvalidDependency, err.Error())
+		})
+	}
+	if err := msg.DecodeMetadata(&md); err != nil {
+		bad(err)
+		return
+	}
+	if task.After, err = sched.ParseDependency(md.After); err != nil {
+		bad(err)
+		return
+	}
+	if task.Follow, err = sched.ParseDependency(md.Follow); err != nil {
+		bad(err)
+		return
+	}
+	if md.Timeout != nil && *md.Timeout > 0 {
+		task.Timeout = time.Duration(*md.Timeout * float64(time.Second))
+	}
+	task.Targets, task.Retries = md.Targets, md.Retries
+	t.do(func(s *sched.Scheduler, now time.Time) []sched.Action { return s.Submit(task, now) })
+}
+
+func (t *taskScheduler) result(frames [][]byte) {
+	if len(frames) >= 2 && string(frames[1]) == wire.Delimiter {
+		t.c.probe(frames, routeTask)
+		return
+	}
+	if len(frames) < 3 {
+		return
+	}
+	uuid := string(frames[0])
+	msg, err := wire.ParseUnchecked(frames[1:])
+	if err != nil {
+		t.c.log.Warn("dropping task reply", "engine", uuid, "err", err)
+		return
+	}
+	var md struct {
+		Status          string `json:"status"`
+		DependenciesMet *bool  `json:"dependencies_met"`
+	}
+	msg.DecodeMetadata(&md)
+	reply := sched.ReplyOK
+	switch {
+	case md.DependenciesMet != nil && !*md.DependenciesMet:
+		reply = sched.ReplyUnmet
+	case md.Status != "ok":
+		reply = sched.ReplyError
+	}
+	t.mu.Lock()
+	acts := t.s.Result(msg.Parent.MsgID, uuid, reply, time.Now())
+	for _, a := range acts {
+		if a.Kind == sched.Relay && a.MsgID == msg.Parent.MsgID {
+			// [client, engine, DELIM, ...] as ipyparallel's scheduler sends it.
+			frames[0], frames[1] = frames[1], frames[0]
+			t.c.taskIn.Send(frames)
+			t.c.hub.records.complete(msg, uuid)
+		}
+	}
+	t.execute(acts)
+	t.mu.Unlock()
+	select {
+	case t.kick <- struct{}{}:
+	default:
+	}
+}
+
+// execute carries out Dispatch and Fail actions; Relays are done by result,
+// which holds the reply frames. mu is held.
+func (t *taskScheduler) execute(acts []sched.Action) {
+	for _, a := range acts {
+		p, _ := a.Task.Payload.(*pendingTask)
+		if p == nil {
+			continue
+		}
+		switch a.Kind {
+		case sched.Dispatch:
+			p.attempt++
+			body := p.body
+			if a.Repeat {
+				body = t.resigned(p)
+			}
+			out := make([][]byte, 0, 2+len(body))
+			out = append(out, []byte(a.Engine), p.client)
+			out = append(out, body...)
+			t.c.taskOut.Send(out)
+			t.c.hub.records.assign(a.MsgID, a.Engine)
+		case sched.Fail:
+			t.fail(p, a.ErrName, a.ErrValue)
+			t.c.hub.records.fail(a.MsgID, a.ErrName, a.ErrValue)
+		}
+	}
+}
+
+// resigned returns a copy of the request whose metadata notes the attempt,
+// so an engine that saw the first copy does not refuse this one as a
+// replay (its signature would be identical).
+func (t *taskScheduler) resigned(p *pendingTask) [][]byte {
+	body := append([][]byte(nil), p.body...)
+	var md map[string]any
+	if json.Unmarshal(body[4], &md) != nil || md == nil {
+		md = map[string]any{}
+	}
+	md["attempt"] = p.attempt
+	body[4], _ = json.Marshal(md)
+	sig := t.c.session.Sign(body[2], body[3], body[4], body[5])
+	body[1] = sig
+	return body
+}
+
+// fail answers the client with an apply_reply error, as ipyparallel's
+// scheduler does for every kind of request, with no engine routing frame.
+func (t *taskScheduler) fail(p *pendingTask, ename, evalue string) {
+	out, _, err := t.c.session.Build(wire.Out{
+		Idents:  [][]byte{p.client},
+		MsgType: "apply_reply",
+		Parent:  p.header,
+		Content: errorContent(ename, evalue),
+	})
+	if err == nil {
+		t.c.taskIn.Send(out)
+	}
+}

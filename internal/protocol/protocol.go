@@ -1,0 +1,89 @@
+// Package protocol holds the conventions our Go client and Go engines add on
+// top of IPython Parallel's messages, in one place so both sides agree.
+//
+// A Go apply_request is an ordinary apply_request whose content carries a
+// "go" object naming the function to call; Python's apply_request has empty
+// content and pickled buffers, which is how an engine tells them apart. The
+// arguments follow as buffers: each argument is encoded with internal/codec
+// into one or more frames, and Call.ArgFrames says how many frames belong
+// to each argument, in order. A successful apply_reply carries the encoded
+// result as its buffers and {"status": "ok", "go": {"frames": n}}.
+package protocol
+
+import "strings"
+
+// Call is the "go" object of a Go apply_request's content.
+type Call struct {
+	// Func is a registered function name, or one of the built-ins below.
+	Func string `json:"func"`
+	// ArgFrames is the number of buffer frames of each argument.
+	ArgFrames []int `json:"arg_frames"`
+}
+
+// ApplyContent is the content of a Go apply_request.
+type ApplyContent struct {
+	Go *Call `json:"go,omitempty"`
+}
+
+// Built-in functions every Go engine serves.
+const (
+	// Push takes a []string of names followed by one value per name and
+	// sets them in the engine's namespace.
+	Push = "ipp.push"
+	// Pull takes a []string of names and returns []any of their values
+	// (or the single value when one name is asked for by PullOne).
+	Pull = "ipp.pull"
+	// PullOne takes one name and returns its value.
+	PullOne = "ipp.pull_one"
+	// Shell takes a command string, runs it with /bin/sh -c and returns a
+	// ShellResult.
+	Shell = "ipp.shell"
+	// Noop returns its first argument, or nil; used for latency and
+	// throughput measurements.
+	Noop = "ipp.noop"
+	// Eval evaluates a Go expression in the namespace and returns its
+	// value; it lets apply reach interpreted functions: Eval("f(3)").
+	Eval = "ipp.eval"
+	// Info returns an EngineInfo.
+	Info = "ipp.info"
+)
+
+// IsBuiltin reports whether name is reserved for a built-in.
+func IsBuiltin(name string) bool { return strings.HasPrefix(name, "ipp.") }
+
+// ShellResult is what Shell returns.
+type ShellResult struct {
+	Stdout   string
+	Stderr   string
+	ExitCode int
+}
+
+// EngineInfo describes an engine process; Info returns it and it is also
+// sent in registration metadata.
+type EngineInfo struct {
+	ID       int    `json:"id"`
+	UUID     string `json:"uuid"`
+	Host     string `json:"host"`
+	PID      int    `json:"pid"`
+	Language string `json:"language"`
+	// MPI fields are zero when the engine is not an MPI rank.
+	MPIRank   int    `json:"mpi_rank"`
+	MPISize   int    `json:"mpi_size"`
+	MPIFlavor string `json:"mpi_flavor,omitempty"`
+}
+
+// IOPubTopic is the topic an engine publishes kind under, as ipyparallel
+// engines do: engine.<id>.<kind>.
+func IOPubTopic(id int, kind string) []byte {
+	return []byte("engine." + itoa(id) + "." + kind)
+}
+
+func itoa(i int) string {
+	if i < 0 {
+		return "-" + itoa(-i)
+	}
+	if i < 10 {
+		return string(rune('0' + i))
+	}
+	return itoa(i/10) + string(rune('0'+i%10))
+}

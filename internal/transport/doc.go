@@ -1,0 +1,17 @@
+// Package transport is the project's narrow view of ZeroMQ: ROUTER, DEALER,
+// PUB and SUB sockets that bind, connect, carry multipart messages with
+// routing identities, and close.
+//
+// Two backends implement it. "zmq" wraps libzmq through
+// github.com/pebbe/zmq4 and needs cgo; it is the default because libzmq
+// queues while a peer is away, never lets one stalled peer block the others
+// and is the implementation the Python peers use. "gozmq" wraps the pure-Go
+// github.com/go-zeromq/zmq4 so that a CGO_ENABLED=0 client still works; its
+// known gaps are listed in docs/transport.md.
+//
+// Flow: every socket is owned by one goroutine of its backend. Send appends
+// to an in-memory queue and wakes that goroutine, which writes everything
+// queued in one batch; received messages are handed out on the Messages
+// channel. Callers therefore never share a libzmq socket between threads,
+// and any number of goroutines may Send.
+package transport

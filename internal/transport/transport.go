@@ -1,0 +1,132 @@
+package transport
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+)
+
+// Type is a ZeroMQ socket type.
+type Type int
+
+// The socket types IPython Parallel uses.
+const (
+	Router Type = iota
+	Dealer
+	Pub
+	Sub
+)
+
+func (t Type) String() string {
+	switch t {
+	case Router:
+		return "ROUTER"
+	case Dealer:
+		return "DEALER"
+	case Pub:
+		return "PUB"
+	case Sub:
+		return "SUB"
+	}
+	return fmt.Sprintf("Type(%d)", int(t))
+}
+
+// Options configure a socket at creation time.
+type Options struct {
+	// Identity is the routing id the peer's ROUTER sees; empty lets the
+	// library pick one (what ipyparallel clients do).
+	Identity []byte
+	// SendHWM and RecvHWM bound the queues in messages; 0 is unlimited,
+	// which is what ipyparallel uses on every relay socket.
+	SendHWM, RecvHWM int
+	// Subscribe lists SUB prefixes; a SUB with none subscribes to everything.
+	Subscribe [][]byte
+}
+
+// Socket is one ZeroMQ-style socket.
+//
+// Send is safe for concurrent use and never waits for a peer: messages are
+// queued and written by the backend. Messages delivers what arrives, one
+// multipart message per element; the channel is closed by Close.
+type Socket interface {
+	// Bind listens on endpoint ("tcp://127.0.0.1:0" picks a free port) and
+	// returns the endpoint actually bound.
+	Bind(endpoint string) (string, error)
+	// Connect dials endpoint; backends retry in the background until it is up.
+	Connect(endpoint string) error
+	// Send queues one multipart message. For a ROUTER, frame 0 is the peer's
+	// routing id; unknown ids are dropped, as in libzmq.
+	Send(frames [][]byte) error
+	// Messages is the stream of received multipart messages. For a ROUTER,
+	// frame 0 is the sender's routing id.
+	Messages() <-chan [][]byte
+	// Close stops the socket; queued outgoing messages get a short grace
+	// period to leave.
+	Close() error
+}
+
+// Backend creates sockets.
+type Backend interface {
+	// Name identifies the backend ("zmq" or "gozmq").
+	Name() string
+	// NewSocket creates a socket of type t.
+	NewSocket(t Type, o Options) (Socket, error)
+}
+
+// ErrClosed is returned by operations on a closed socket.
+var ErrClosed = errors.New("transport: socket closed")
+
+var (
+	mu       sync.Mutex
+	backends = map[string]Backend{}
+	// preference orders Default's choice: libzmq first where compiled in.
+	preference = []string{"zmq", "gozmq"}
+)
+
+// register adds a backend; called from each backend's init.
+func register(b Backend) {
+	mu.Lock()
+	defer mu.Unlock()
+	backends[b.Name()] = b
+}
+
+// Lookup returns the backend with the given name.
+func Lookup(name string) (Backend, error) {
+	mu.Lock()
+	defer mu.Unlock()
+	if b, ok := backends[name]; ok {
+		return b, nil
+	}
+	return nil, fmt.Errorf("transport: no backend %q in this build (have %v)", name, names())
+}
+
+// Names lists the backends compiled into this binary.
+func Names() []string {
+	mu.Lock()
+	defer mu.Unlock()
+	return names()
+}
+
+func names() []string {
+	var out []string
+	for n := range backends {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Default returns the preferred backend: libzmq when the binary was built
+// with cgo and libzmq, else the pure-Go one. The IPP_TRANSPORT environment
+// variable is honoured by callers through Lookup, not here.
+func Default() Backend {
+	mu.Lock()
+	defer mu.Unlock()
+	for _, n := range preference {
+		if b, ok := backends[n]; ok {
+			return b
+		}
+	}
+	panic("transport: no backend compiled in")
+}

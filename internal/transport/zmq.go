@@ -1,0 +1,295 @@
+//go:build cgo && !nolibzmq
+
+package transport
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	zmq "github.com/pebbe/zmq4"
+)
+
+// libzmq is the cgo backend on top of github.com/pebbe/zmq4.
+type libzmq struct{}
+
+func init() { register(libzmq{}) }
+
+func (libzmq) Name() string { return "zmq" }
+
+var wakeSeq atomic.Uint64
+
+// NewSocket creates the socket on its own goroutine, locked to one OS thread,
+// because a libzmq socket must not be used from two threads.
+func (libzmq) NewSocket(t Type, o Options) (Socket, error) {
+	s := &zsock{
+		typ:  t,
+		in:   make(chan [][]byte, 4096),
+		stop: make(chan struct{}),
+		done: make(chan struct{}),
+	}
+	ready := make(chan error, 1)
+	go s.loop(o, ready)
+	if err := <-ready; err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+type zsock struct {
+	typ Type
+
+	// mu guards the queues, the closed flag and the wake socket's write side.
+	mu     sync.Mutex
+	out    [][][]byte
+	ops    []func(*zmq.Socket)
+	woken  bool
+	closed bool
+	wakeTx *zmq.Socket
+
+	in   chan [][]byte
+	stop chan struct{}
+	done chan struct{}
+}
+
+func zmqType(t Type) zmq.Type {
+	switch t {
+	case Router:
+		return zmq.ROUTER
+	case Dealer:
+		return zmq.DEALER
+	case Pub:
+		return zmq.PUB
+	default:
+		return zmq.SUB
+	}
+}
+
+func (s *zsock) setup(o Options) (sock, wakeRx *zmq.Socket, err error) {
+	sock, err = zmq.NewSocket(zmqType(s.typ))
+	if err != nil {
+		return nil, nil, err
+	}
+	fail := func(e error) (*zmq.Socket, *zmq.Socket, error) {
+		sock.Close()
+		if wakeRx != nil {
+			wakeRx.Close()
+		}
+		if s.wakeTx != nil {
+			s.wakeTx.Close()
+		}
+		return nil, nil, e
+	}
+	if len(o.Identity) > 0 {
+		if err := sock.SetIdentity(string(o.Identity)); err != nil {
+			return fail(err)
+		}
+	}
+	if err := sock.SetSndhwm(o.SendHWM); err != nil {
+		return fail(err)
+	}
+	if err := sock.SetRcvhwm(o.RecvHWM); err != nil {
+		return fail(err)
+	}
+	if s.typ == Router {
+		// A peer that restarts with the same identity takes over its route.
+		if err := sock.SetRouterHandover(true); err != nil {
+			return fail(err)
+		}
+	}
+	if s.typ == Sub {
+		subs := o.Subscribe
+		if len(subs) == 0 {
+			subs = [][]byte{nil}
+		}
+		for _, p := range subs {
+			if err := sock.SetSubscribe(string(p)); err != nil {
+				return fail(err)
+			}
+		}
+	}
+	addr := fmt.Sprintf("inproc://ipp-wake-%d", wakeSeq.Add(1))
+	if wakeRx, err = zmq.NewSocket(zmq.PAIR); err != nil {
+		return fail(err)
+	}
+	if err := wakeRx.Bind(addr); err != nil {
+		return fail(err)
+	}
+	if s.wakeTx, err = zmq.NewSocket(zmq.PAIR); err != nil {
+		return fail(err)
+	}
+	if err := s.wakeTx.Connect(addr); err != nil {
+		return fail(err)
+	}
+	return sock, wakeRx, nil
+}
+
+// loop owns the libzmq socket: it waits on the socket and on the wake pair,
+// writes queued messages in batches and hands received ones to s.in.
+func (s *zsock) loop(o Options, ready chan<- error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	defer close(s.done)
+	sock, wakeRx, err := s.setup(o)
+	ready <- err
+	if err != nil {
+		close(s.in)
+		return
+	}
+	poller := zmq.NewPoller()
+	poller.Add(sock, zmq.POLLIN)
+	poller.Add(wakeRx, zmq.POLLIN)
+	defer func() {
+		sock.SetLinger(1000)
+		sock.Close()
+		wakeRx.Close()
+		s.mu.Lock()
+		s.wakeTx.Close()
+		s.mu.Unlock()
+		close(s.in)
+	}()
+	for {
+		polled, err := poller.Poll(-1)
+		if err != nil {
+			if zmq.AsErrno(err) == zmq.Errno(syscall.EINTR) {
+				continue
+			}
+			return
+		}
+		for _, p := range polled {
+			if p.Socket == wakeRx {
+				for {
+					if _, err := wakeRx.RecvBytes(zmq.DONTWAIT); err != nil {
+						break
+					}
+				}
+				s.mu.Lock()
+				out, ops, closed := s.out, s.ops, s.closed
+				s.out, s.ops, s.woken = nil, nil, false
+				s.mu.Unlock()
+				for _, op := range ops {
+					op(sock)
+				}
+				for _, m := range out {
+					// With HWM 0 this does not block; a ROUTER drops
+					// messages for unknown peers, as libzmq always does.
+					sock.SendMessage(m)
+				}
+				if closed {
+					return
+				}
+			} else if !s.drain(sock) {
+				return
+			}
+		}
+	}
+}
+
+// drain reads what is ready without blocking, at most a batch, so that
+// queued sends are not starved by a flood of arrivals.
+func (s *zsock) drain(sock *zmq.Socket) bool {
+	for i := 0; i < 1024; i++ {
+		msg, err := sock.RecvMessageBytes(zmq.DONTWAIT)
+		if err != nil {
+			return true
+		}
+		select {
+		case s.in <- msg:
+		case <-s.stop:
+			return false
+		}
+	}
+	return true
+}
+
+// enqueue adds work for the loop and wakes it once per batch.
+func (s *zsock) enqueue(msg [][]byte, op func(*zmq.Socket)) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	if msg != nil {
+		s.out = append(s.out, msg)
+	}
+	if op != nil {
+		s.ops = append(s.ops, op)
+	}
+	if !s.woken {
+		s.woken = true
+		if _, err := s.wakeTx.Send("", 0); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// call runs op on the loop goroutine and waits for its result.
+func (s *zsock) call(op func(*zmq.Socket) error) error {
+	res := make(chan error, 1)
+	if err := s.enqueue(nil, func(z *zmq.Socket) { res <- op(z) }); err != nil {
+		return err
+	}
+	select {
+	case err := <-res:
+		return err
+	case <-s.done:
+		return ErrClosed
+	}
+}
+
+func (s *zsock) Bind(endpoint string) (string, error) {
+	var bound string
+	err := s.call(func(z *zmq.Socket) error {
+		ep := endpoint
+		if strings.HasPrefix(ep, "tcp://") && strings.HasSuffix(ep, ":0") {
+			ep = strings.TrimSuffix(ep, ":0") + ":*"
+		}
+		if err := z.Bind(ep); err != nil {
+			return fmt.Errorf("bind %s: %w", endpoint, err)
+		}
+		last, err := z.GetLastEndpoint()
+		bound = last
+		return err
+	})
+	return bound, err
+}
+
+func (s *zsock) Connect(endpoint string) error {
+	return s.call(func(z *zmq.Socket) error {
+		if err := z.Connect(endpoint); err != nil {
+			return fmt.Errorf("connect %s: %w", endpoint, err)
+		}
+		return nil
+	})
+}
+
+func (s *zsock) Send(frames [][]byte) error {
+	if len(frames) == 0 {
+		return errors.New("transport: empty message")
+	}
+	return s.enqueue(frames, nil)
+}
+
+func (s *zsock) Messages() <-chan [][]byte { return s.in }
+
+func (s *zsock) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	close(s.stop)
+	if !s.woken {
+		s.woken = true
+		s.wakeTx.Send("", 0)
+	}
+	s.mu.Unlock()
+	<-s.done
+	return nil
+}
