@@ -6,6 +6,7 @@ package testutil
 import (
 	"os"
 	"os/exec"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -56,4 +57,24 @@ func Missing(t testing.TB, format string, args ...any) {
 		t.Fatalf("CI=true and a required peer is missing: "+format, args...)
 	}
 	t.Skipf("SKIPPING (peer missing; this fails in CI): "+format, args...)
+}
+
+// RaiseFileLimit raises the open-file soft limit to at least n, failing the
+// test if the hard limit is lower.
+func RaiseFileLimit(t testing.TB, n int) {
+	t.Helper()
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	if lim.Cur >= uint64(n) {
+		return
+	}
+	if lim.Max < uint64(n) {
+		t.Fatalf("open-file hard limit %d is below the %d this test needs", lim.Max, n)
+	}
+	lim.Cur = uint64(n)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -17,7 +17,12 @@ import (
 // libzmq is the cgo backend on top of github.com/pebbe/zmq4.
 type libzmq struct{}
 
-func init() { register(libzmq{}) }
+func init() {
+	// libzmq caps a context at 1023 sockets; a process that talks to many
+	// peers (a test with 1,000 fake engines) needs more.
+	zmq.SetMaxSockets(65536)
+	register(libzmq{})
+}
 
 func (libzmq) Name() string { return "zmq" }
 
