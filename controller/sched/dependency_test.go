@@ -52,9 +52,9 @@ func TestDependencyStatus(t *testing.T) {
 	bad := outcome{engine: "e1"}
 	type flags struct{ all, success, failure bool }
 	for _, tc := range []struct {
-		name       string
-		f          flags
-		done       map[string]outcome
+		name        string
+		f           flags
+		done        map[string]outcome
 		met, imposs bool
 	}{
 		{"all/success: none finished", flags{true, true, false}, nil, false, false},
@@ -102,10 +102,10 @@ func TestDependencyLocation(t *testing.T) {
 	anyOf := func(ids ...string) Dependency { d := NewDependency(ids...); d.All = false; return d }
 	withFailures := func(d Dependency) Dependency { d.Failure = true; return d }
 	for _, tc := range []struct {
-		name                   string
-		d                      Dependency
-		metE1, possE1, possE2  bool
-		possNew                bool
+		name                  string
+		d                     Dependency
+		metE1, possE1, possE2 bool
+		possNew               bool
 	}{
 		{"all on e1", all("a1", "a2"), true, true, false, false},
 		{"all split over e1 and e2", all("a1", "b1"), false, false, false, false},

@@ -31,8 +31,10 @@
 // sit in submission order and are offered engines whenever something
 // changes (capacity freed, engine added, a dependency finished); a task
 // that cannot run is skipped, so it never blocks the ones behind it, and
-// the scan stops as soon as no engine has room, so a long queue of plain
-// tasks costs O(engines) per result. Whether a task has become impossible
+// the scan stops as soon as no engine has room. A result therefore costs
+// O(engines) plus the queued tasks that cannot use the freed engine and
+// sit ahead of the first one that can (BenchmarkSubmitResult10k and
+// ...BlockedHead measure both). Whether a task has become impossible
 // is decided on the events that can cause it (a dependency finishing, an
 // engine dying, an engine reporting unmet dependencies), never during
 // placement.
@@ -59,8 +61,8 @@
 //   - A task coming back to the queue (retry, unmet dependency) keeps its
 //     original place in submission order. Its timeout restarts, as in
 //     Python.
-//   - EngineError reads "Engine <uuid> died while running task '<msg_id>'",
-//     without Python's b'' around the uuid.
+//   - EngineError reads "Engine <uuid> died while running task '<msg_id>'";
+//     Python prints the uuid as a bytes repr, b'<uuid>'.
 //   - A re-dispatch to an engine that already received the task is marked
 //     Action.Repeat: a Python engine rejects a signature it has seen (§3.5),
 //     so the controller must re-sign.

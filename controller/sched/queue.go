@@ -9,8 +9,7 @@ import (
 // readyQueue holds the tasks whose time dependencies are met and which wait
 // for an engine, in submission order. Removal only changes the task's state,
 // which makes its entry dead (O(1) and safe while a scan is walking the
-// slice); tidy later trims dead entries at the head, where dispatch makes
-// them, and compacts when they outnumber the live ones.
+// slice); squeeze and tidy later drop dead entries.
 type readyQueue struct {
 	entries []readyEntry
 	dead    int
@@ -44,15 +43,27 @@ func (q *readyQueue) insert(j *job) {
 // left records that one live entry went dead.
 func (q *readyQueue) left() { q.dead++ }
 
-// tidy must not run while a scan is iterating over entries.
-func (q *readyQueue) tidy() {
-	k := 0
-	for k < len(q.entries) && !q.entries[k].live() {
-		q.entries[k] = readyEntry{} // drop the pointer so the job can be collected
-		k++
+// squeeze drops the dead entries among the first n, which a scan has just
+// walked. Dispatches behind a task that cannot run leave their dead entries
+// there, and without this every later scan would walk them again. Live
+// entries slide towards n, keeping their order, so the cost is that of the
+// scan itself. It must not run while a scan is iterating over entries.
+func (q *readyQueue) squeeze(n int) {
+	w := n
+	for r := n - 1; r >= 0; r-- {
+		if q.entries[r].live() {
+			w--
+			q.entries[w] = q.entries[r]
+		}
 	}
-	q.entries = q.entries[k:]
-	q.dead -= k
+	clear(q.entries[:w]) // drop the pointers so finished jobs can be collected
+	q.entries = q.entries[w:]
+	q.dead -= w
+}
+
+// tidy compacts the whole queue once dead entries, left by tasks failing
+// anywhere in it, outnumber live ones. Same restriction as squeeze.
+func (q *readyQueue) tidy() {
 	if q.dead < 64 || q.dead*2 < len(q.entries) {
 		return
 	}
@@ -80,7 +91,7 @@ type timer struct {
 // discarded lazily instead of being searched for and removed.
 func (t timer) stale() bool {
 	if t.e != nil {
-		return len(t.e.running) == 0
+		return t.e.load == 0
 	}
 	return !t.j.queued() || t.j.gen != t.gen
 }

@@ -170,10 +170,9 @@ type EngineLoad struct {
 }
 
 type engine struct {
-	uuid    string
-	load    int
-	alive   bool
-	running map[string]*job
+	uuid  string
+	load  int // tasks sent and not answered; after death, those still stranded
+	alive bool
 }
 
 type jobState uint8
@@ -195,9 +194,23 @@ type job struct {
 	targets  map[string]bool // nil: any engine
 	banned   map[string]bool // engines that reported the dependencies unmet: never again
 	avoid    map[string]bool // engines it failed on: only if nothing else is left
-	sent     []string        // engines it has been dispatched to
+	sent     []string        // engines it has been dispatched to, if more than one
+	sent0    string          // the first of them, kept apart to spare an allocation
 	engine   *engine         // while running
 	deadline time.Time       // timeout of the current queueing, zero if none
+}
+
+// markSent records a dispatch to uuid and reports whether it is a repeat.
+func (j *job) markSent(uuid string) bool {
+	switch {
+	case j.sent0 == "":
+		j.sent0 = uuid
+	case j.sent0 == uuid || slices.Contains(j.sent, uuid):
+		return true
+	default:
+		j.sent = append(j.sent, uuid)
+	}
+	return false
 }
 
 func (j *job) queued() bool { return j.state == stateWaiting || j.state == stateReady }
@@ -226,10 +239,10 @@ type Scheduler struct {
 	graph  map[string][]*job // unfinished msg_id -> queued tasks depending on it
 	timers timerHeap
 
-	// Dependency bookkeeping. It grows with every task ever seen, as in
-	// Python; bounding it (and then answering InvalidDependency for ids
+	// Outcomes of finished tasks, for dependencies. A msg_id has been seen
+	// if it is in jobs or here. This grows with every task ever finished, as
+	// in Python; bounding it (and then answering InvalidDependency for ids
 	// forgotten) is left for later.
-	seen map[string]bool
 	done map[string]outcome
 
 	// Per-call scratch.
@@ -267,7 +280,6 @@ func New(cfg Config) *Scheduler {
 		engines:       make(map[string]*engine),
 		jobs:          make(map[string]*job),
 		graph:         make(map[string][]*job),
-		seen:          make(map[string]bool),
 		done:          make(map[string]outcome),
 	}
 }
@@ -279,7 +291,7 @@ func New(cfg Config) *Scheduler {
 func (s *Scheduler) AddEngine(uuid string, now time.Time) []Action {
 	s.expire(now)
 	if s.engines[uuid] == nil {
-		e := &engine{uuid: uuid, alive: true, running: make(map[string]*job)}
+		e := &engine{uuid: uuid, alive: true}
 		s.lru = slices.Insert(s.lru, 0, e)
 		s.engines[uuid] = e
 		s.free++
@@ -308,7 +320,7 @@ func (s *Scheduler) RemoveEngine(uuid string, now time.Time) []Action {
 	s.lru = slices.DeleteFunc(s.lru, func(x *engine) bool { return x == e })
 	e.alive = false
 	s.rescan = true
-	if len(e.running) > 0 {
+	if e.load > 0 {
 		s.setTimer(timer{at: now.Add(s.strandedDelay), e: e})
 	}
 	s.sweep()
@@ -320,14 +332,14 @@ func (s *Scheduler) RemoveEngine(uuid string, now time.Time) []Action {
 // the task if an engine fits, or queues it.
 func (s *Scheduler) Submit(t Task, now time.Time) []Action {
 	s.expire(now)
-	if s.seen[t.MsgID] {
+	if s.seen(t.MsgID) {
 		// Sharing the map entries with an existing task would corrupt both,
 		// and only a broken client reuses a msg_id.
-		s.out = append(s.out, Action{Kind: Fail, MsgID: t.MsgID, Task: &t,
+		dup := t // a copy, so that t itself stays off the heap
+		s.emit(Action{Kind: Fail, MsgID: t.MsgID, Task: &dup,
 			ErrName: TaskRejectError, ErrValue: fmt.Sprintf("duplicate msg_id %q", t.MsgID)})
 		return s.finish()
 	}
-	s.seen[t.MsgID] = true
 	if s.scheme == Pure {
 		t.Targets, t.After, t.Follow, t.Retries, t.Timeout = nil, Dependency{}, Dependency{}, 0, 0
 	}
@@ -415,11 +427,10 @@ func (s *Scheduler) NextDeadline() (time.Time, bool) {
 // as failed, so tasks depending on it get ImpossibleDependency rather than
 // InvalidDependency, as in Python where the id is recorded before parsing.
 func (s *Scheduler) Reject(t Task, errName, errValue string) []Action {
-	if !s.seen[t.MsgID] {
-		s.seen[t.MsgID] = true
+	if !s.seen(t.MsgID) {
 		s.record(t.MsgID, outcome{})
 	}
-	s.out = append(s.out, Action{Kind: Fail, MsgID: t.MsgID, Task: &t, ErrName: errName, ErrValue: errValue})
+	s.emit(Action{Kind: Fail, MsgID: t.MsgID, Task: &t, ErrName: errName, ErrValue: errValue})
 	return s.finish()
 }
 
@@ -478,9 +489,11 @@ func (s *Scheduler) expire(now time.Time) {
 // strand settles the tasks a dead engine never answered, oldest first, the
 // way Python feeds a synthetic EngineError reply through dispatch_result.
 func (s *Scheduler) strand(e *engine, now time.Time) {
-	lost := make([]*job, 0, len(e.running))
-	for _, j := range e.running {
-		lost = append(lost, j)
+	lost := make([]*job, 0, e.load)
+	for _, j := range s.jobs {
+		if j.state == stateRunning && j.engine == e {
+			lost = append(lost, j)
+		}
 	}
 	slices.SortFunc(lost, cmpSeq)
 	for _, j := range lost {
@@ -526,7 +539,7 @@ func (s *Scheduler) invalid(j *job) string {
 			if id == j.task.MsgID {
 				return "task depends on itself"
 			}
-			if !s.seen[id] {
+			if !s.seen(id) {
 				return fmt.Sprintf("dependency on unknown msg_id %q", id)
 			}
 		}
@@ -568,6 +581,15 @@ func (s *Scheduler) impossible(j *job) string {
 		return "every live engine reported the task's dependencies unmet"
 	}
 	return "follow dependency is tied to an engine that is gone, not allowed, or not unique"
+}
+
+// seen reports whether id was ever submitted (or rejected).
+func (s *Scheduler) seen(id string) bool {
+	if s.jobs[id] != nil {
+		return true
+	}
+	_, ok := s.done[id]
+	return ok
 }
 
 func (s *Scheduler) allowed(j *job, e *engine) bool {
@@ -635,12 +657,11 @@ func (s *Scheduler) leave(j *job) {
 // detach takes a running task off its engine.
 func (s *Scheduler) detach(j *job) {
 	e := j.engine
-	delete(e.running, j.task.MsgID)
+	if e.alive && !s.fits(e) {
+		s.free++
+	}
+	e.load--
 	if e.alive {
-		if !s.fits(e) {
-			s.free++
-		}
-		e.load--
 		s.rescan = true
 	}
 	j.engine = nil
@@ -651,11 +672,7 @@ func (s *Scheduler) dispatch(j *job, e *engine) {
 	s.leave(j)
 	j.state = stateRunning
 	j.engine = e
-	e.running[j.task.MsgID] = j
-	repeat := slices.Contains(j.sent, e.uuid)
-	if !repeat {
-		j.sent = append(j.sent, e.uuid)
-	}
+	repeat := j.markSent(e.uuid)
 	e.load++
 	if !s.fits(e) {
 		s.free--
@@ -663,7 +680,7 @@ func (s *Scheduler) dispatch(j *job, e *engine) {
 	i := slices.Index(s.lru, e)
 	copy(s.lru[i:], s.lru[i+1:])
 	s.lru[len(s.lru)-1] = e
-	s.out = append(s.out, Action{Kind: Dispatch, MsgID: j.task.MsgID, Engine: e.uuid, Task: &j.task, Repeat: repeat})
+	s.emit(Action{Kind: Dispatch, MsgID: j.task.MsgID, Engine: e.uuid, Task: &j.task, Repeat: repeat})
 }
 
 // complete relays a real final reply.
@@ -671,7 +688,7 @@ func (s *Scheduler) complete(j *job, engineUUID string, ok bool) {
 	j.state = stateDone
 	delete(s.jobs, j.task.MsgID)
 	s.record(j.task.MsgID, outcome{engine: engineUUID, ok: ok})
-	s.out = append(s.out, Action{Kind: Relay, MsgID: j.task.MsgID, Engine: engineUUID, Task: &j.task})
+	s.emit(Action{Kind: Relay, MsgID: j.task.MsgID, Engine: engineUUID, Task: &j.task})
 }
 
 // fail ends a task with a scheduler-generated error. engineUUID is where it
@@ -682,7 +699,15 @@ func (s *Scheduler) fail(j *job, name, why, engineUUID string) {
 	j.state = stateDone
 	delete(s.jobs, j.task.MsgID)
 	s.record(j.task.MsgID, outcome{engine: engineUUID})
-	s.out = append(s.out, Action{Kind: Fail, MsgID: j.task.MsgID, Engine: engineUUID, Task: &j.task, ErrName: name, ErrValue: why})
+	s.emit(Action{Kind: Fail, MsgID: j.task.MsgID, Engine: engineUUID, Task: &j.task, ErrName: name, ErrValue: why})
+}
+
+// emit queues an action for the caller. Most calls produce one or two.
+func (s *Scheduler) emit(a Action) {
+	if s.out == nil {
+		s.out = make([]Action, 0, 2)
+	}
+	s.out = append(s.out, a)
 }
 
 func (s *Scheduler) record(id string, o outcome) {
@@ -697,7 +722,10 @@ func (s *Scheduler) record(id string, o outcome) {
 func (s *Scheduler) propagate() {
 	for i := 0; i < len(s.finished); i++ {
 		id := s.finished[i]
-		deps := s.graph[id]
+		deps, ok := s.graph[id]
+		if !ok {
+			continue
+		}
 		delete(s.graph, id)
 		for _, j := range deps {
 			if !j.queued() {
@@ -718,18 +746,20 @@ func (s *Scheduler) propagate() {
 
 // drain offers free engines to the ready tasks in submission order. A task
 // that cannot run is skipped, not waited for, so it blocks nobody behind it;
-// the scan stops as soon as every engine is full, which keeps a long queue
-// of plain tasks O(1) per result.
+// the scan stops as soon as every engine is full, so a result costs the
+// tasks skipped plus one placement, however long the queue behind them.
 func (s *Scheduler) drain() {
 	if !s.rescan {
 		return
 	}
 	s.rescan = false
-	for i := 0; i < len(s.ready.entries) && s.free > 0; i++ {
+	i := 0
+	for ; i < len(s.ready.entries) && s.free > 0; i++ {
 		if e := s.ready.entries[i]; e.live() {
 			s.place(e.j)
 		}
 	}
+	s.ready.squeeze(i)
 	s.ready.tidy()
 }
 

@@ -89,6 +89,11 @@ func TestPickRandom(t *testing.T) {
 	if w := draw(Weighted, []int{0, 0, 7}); w[2] != 0 || w[0] < n/3 || w[1] < n/3 {
 		t.Errorf("weighted over two idle engines: counts %v, want the idle ones shared, none on index 2", w)
 	}
+	// Loads 1 and 2: each draw lands on index 0 with p=2/3 and the lighter
+	// of the two is kept, so index 1 wins only if both draws hit it (1/9).
+	if w := draw(Weighted, []int{1, 2}); w[1] < n/9-150 || w[1] > n/9+150 {
+		t.Errorf("weighted with loads 1, 2: counts %v, want index 1 about %d times", w, n/9)
+	}
 	// Equal loads: two draws, first kept on ties, so still roughly uniform.
 	if w := draw(Weighted, []int{1, 1}); w[0] < n/3 || w[1] < n/3 {
 		t.Errorf("weighted with equal loads: counts %v, want both used", w)
