@@ -13,5 +13,11 @@
 // to an in-memory queue and wakes that goroutine, which writes everything
 // queued in one batch; received messages are handed out on the Messages
 // channel. Callers therefore never share a libzmq socket between threads,
-// and any number of goroutines may Send.
+// and any number of goroutines may Send. The gozmq backend has a writer and
+// a reader goroutine per socket instead (the library blocks in both
+// directions), and a gozmq socket binds or connects exactly once.
+//
+// Default picks "zmq" when it is compiled in (cgo and no "nolibzmq" build
+// tag), else "gozmq"; conformance_test.go runs one suite against every
+// compiled-in backend and lists each backend's known failures.
 package transport

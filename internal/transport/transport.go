@@ -56,7 +56,10 @@ type Socket interface {
 	// Connect dials endpoint; backends retry in the background until it is up.
 	Connect(endpoint string) error
 	// Send queues one multipart message. For a ROUTER, frame 0 is the peer's
-	// routing id; unknown ids are dropped, as in libzmq.
+	// routing id and at least one frame must follow; unknown ids are
+	// dropped, as in libzmq. A SUB cannot send. The backend keeps the
+	// frames until they are written, without copying: the caller must not
+	// modify them after Send.
 	Send(frames [][]byte) error
 	// Messages is the stream of received multipart messages. For a ROUTER,
 	// frame 0 is the sender's routing id.
@@ -76,6 +79,20 @@ type Backend interface {
 
 // ErrClosed is returned by operations on a closed socket.
 var ErrClosed = errors.New("transport: socket closed")
+
+// checkSend rejects messages no backend can deliver, so that both report
+// the mistake instead of one dropping it silently.
+func checkSend(t Type, frames [][]byte) error {
+	switch {
+	case len(frames) == 0:
+		return errors.New("transport: empty message")
+	case t == Router && len(frames) < 2:
+		return errors.New("transport: ROUTER message needs a routing id and a body")
+	case t == Sub:
+		return errors.New("transport: SUB sockets cannot send")
+	}
+	return nil
+}
 
 var (
 	mu       sync.Mutex
@@ -129,4 +146,27 @@ func Default() Backend {
 		}
 	}
 	panic("transport: no backend compiled in")
+}
+
+// terminator is implemented by backends whose library keeps delivering
+// queued messages in background threads after Close (libzmq's linger).
+type terminator interface{ terminate() }
+
+// Shutdown waits, briefly, for messages still queued on closed sockets to
+// leave, then releases the backends. Call it at the end of main, after
+// every socket is closed: a process that exits right after Close can
+// otherwise lose its last messages (an engine's unregistration). No socket
+// may be created afterwards.
+func Shutdown() {
+	mu.Lock()
+	bs := make([]Backend, 0, len(backends))
+	for _, b := range backends {
+		bs = append(bs, b)
+	}
+	mu.Unlock()
+	for _, b := range bs {
+		if t, ok := b.(terminator); ok {
+			t.terminate()
+		}
+	}
 }

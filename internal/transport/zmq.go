@@ -3,13 +3,13 @@
 package transport
 
 import (
-	"errors"
 	"fmt"
 	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	zmq "github.com/pebbe/zmq4"
 )
@@ -28,13 +28,24 @@ func (libzmq) Name() string { return "zmq" }
 
 var wakeSeq atomic.Uint64
 
+// zmqLinger is how long libzmq keeps trying to deliver queued messages
+// after Close.
+const zmqLinger = time.Second
+
+// heldRetry is how often the loop retries handing a received message to a
+// consumer whose Messages buffer is full. Meanwhile it keeps sending and
+// leaves further arrivals in libzmq's queue, where RecvHWM applies.
+const heldRetry = 2 * time.Millisecond
+
 // NewSocket creates the socket on its own goroutine, locked to one OS thread,
 // because a libzmq socket must not be used from two threads.
 func (libzmq) NewSocket(t Type, o Options) (Socket, error) {
+	if t < Router || t > Sub {
+		return nil, fmt.Errorf("transport: unknown socket type %v", t)
+	}
 	s := &zsock{
 		typ:  t,
 		in:   make(chan [][]byte, 4096),
-		stop: make(chan struct{}),
 		done: make(chan struct{}),
 	}
 	ready := make(chan error, 1)
@@ -57,7 +68,6 @@ type zsock struct {
 	wakeTx *zmq.Socket
 
 	in   chan [][]byte
-	stop chan struct{}
 	done chan struct{}
 }
 
@@ -135,6 +145,12 @@ func (s *zsock) setup(o Options) (sock, wakeRx *zmq.Socket, err error) {
 
 // loop owns the libzmq socket: it waits on the socket and on the wake pair,
 // writes queued messages in batches and hands received ones to s.in.
+//
+// Neither direction may block the loop, or one would starve the other and
+// Bind/Connect/Close would hang: sends use DONTWAIT and what libzmq refuses
+// for now (a DEALER with no connection yet, or at its HWM) waits in pending
+// until the socket polls writable; a received message the consumer has no
+// room for waits in held while the loop retries every heldRetry.
 func (s *zsock) loop(o Options, ready chan<- error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -145,25 +161,54 @@ func (s *zsock) loop(o Options, ready chan<- error) {
 		close(s.in)
 		return
 	}
-	poller := zmq.NewPoller()
-	poller.Add(sock, zmq.POLLIN)
-	poller.Add(wakeRx, zmq.POLLIN)
+	var (
+		pending [][][]byte
+		held    [][]byte
+	)
 	defer func() {
-		sock.SetLinger(1000)
+		// Last chance for what libzmq has not accepted yet; what it has
+		// accepted gets the linger period.
+		flush(sock, pending)
+		sock.SetLinger(zmqLinger)
 		sock.Close()
 		wakeRx.Close()
 		s.mu.Lock()
+		// Also reached when Poll fails: later Sends must see a closed
+		// socket rather than write to a closed wake socket.
+		s.closed = true
 		s.wakeTx.Close()
 		s.mu.Unlock()
 		close(s.in)
 	}()
+	poller := zmq.NewPoller()
+	sockID := poller.Add(sock, zmq.POLLIN)
+	poller.Add(wakeRx, zmq.POLLIN)
 	for {
-		polled, err := poller.Poll(-1)
+		var events zmq.State
+		if held == nil {
+			events |= zmq.POLLIN
+		}
+		if len(pending) > 0 {
+			events |= zmq.POLLOUT
+		}
+		poller.Update(sockID, events)
+		timeout := time.Duration(-1)
+		if held != nil {
+			timeout = heldRetry
+		}
+		polled, err := poller.Poll(timeout)
 		if err != nil {
 			if zmq.AsErrno(err) == zmq.Errno(syscall.EINTR) {
 				continue
 			}
 			return
+		}
+		if held != nil {
+			select {
+			case s.in <- held:
+				held = nil
+			default:
+			}
 		}
 		for _, p := range polled {
 			if p.Socket == wakeRx {
@@ -179,36 +224,59 @@ func (s *zsock) loop(o Options, ready chan<- error) {
 				for _, op := range ops {
 					op(sock)
 				}
-				for _, m := range out {
-					// With HWM 0 this does not block; a ROUTER drops
-					// messages for unknown peers, as libzmq always does.
-					sock.SendMessage(m)
-				}
+				pending = flush(sock, append(pending, out...))
 				if closed {
 					return
 				}
-			} else if !s.drain(sock) {
-				return
+				continue
+			}
+			if p.Events&zmq.POLLOUT != 0 {
+				pending = flush(sock, pending)
+			}
+			if p.Events&zmq.POLLIN != 0 && held == nil {
+				held = s.drain(sock)
 			}
 		}
 	}
 }
 
+// flush sends queued messages until libzmq refuses one with EAGAIN and
+// returns the rest, in order. libzmq takes a multipart message whole or
+// not at all, so a refusal never leaves half a message on the wire.
+func flush(sock *zmq.Socket, pending [][][]byte) [][][]byte {
+	for len(pending) > 0 {
+		_, err := sock.SendMessageDontwait(pending[0])
+		if err != nil && zmq.AsErrno(err) == zmq.Errno(syscall.EAGAIN) {
+			break
+		}
+		// Sent, or refused for good (nothing else is possible without
+		// ROUTER_MANDATORY): either way it leaves the queue, so that one
+		// bad message cannot wedge the socket.
+		pending[0] = nil
+		pending = pending[1:]
+	}
+	if len(pending) == 0 {
+		return nil
+	}
+	return pending
+}
+
 // drain reads what is ready without blocking, at most a batch, so that
-// queued sends are not starved by a flood of arrivals.
-func (s *zsock) drain(sock *zmq.Socket) bool {
+// queued sends are not starved by a flood of arrivals. It returns the
+// message the consumer had no room for, if any.
+func (s *zsock) drain(sock *zmq.Socket) [][]byte {
 	for i := 0; i < 1024; i++ {
 		msg, err := sock.RecvMessageBytes(zmq.DONTWAIT)
 		if err != nil {
-			return true
+			return nil
 		}
 		select {
 		case s.in <- msg:
-		case <-s.stop:
-			return false
+		default:
+			return msg
 		}
 	}
-	return true
+	return nil
 }
 
 // enqueue adds work for the loop and wakes it once per batch.
@@ -274,8 +342,8 @@ func (s *zsock) Connect(endpoint string) error {
 }
 
 func (s *zsock) Send(frames [][]byte) error {
-	if len(frames) == 0 {
-		return errors.New("transport: empty message")
+	if err := checkSend(s.typ, frames); err != nil {
+		return err
 	}
 	return s.enqueue(frames, nil)
 }
@@ -289,7 +357,6 @@ func (s *zsock) Close() error {
 		return nil
 	}
 	s.closed = true
-	close(s.stop)
 	if !s.woken {
 		s.woken = true
 		s.wakeTx.Send("", 0)
@@ -297,4 +364,17 @@ func (s *zsock) Close() error {
 	s.mu.Unlock()
 	<-s.done
 	return nil
+}
+
+// terminate ends libzmq's context; it blocks until every socket is closed
+// and its queued messages are sent or the linger period has passed.
+func (libzmq) terminate() {
+	done := make(chan struct{})
+	go func() { zmq.Term(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(2 * zmqLinger):
+		// A socket someone forgot to close would block Term forever; a
+		// process on its way out should not hang for it.
+	}
 }
