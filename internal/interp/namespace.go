@@ -1,0 +1,726 @@
+package interp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io"
+	"os"
+	"path"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	yaegi "github.com/traefik/yaegi/interp"
+	"github.com/traefik/yaegi/stdlib"
+	"github.com/traefik/yaegi/stdlib/unrestricted"
+
+	"github.com/ipp-hpc/ipp/internal/interp/symbols"
+)
+
+// Builtins are the packages every snippet can use without an import line,
+// like the names IPython puts in a fresh namespace.
+var Builtins = []string{"fmt", "math", "strings", "time", "os"}
+
+// Options configures a Namespace.
+type Options struct {
+	// Stdout and Stderr receive everything interpreted code prints: fmt.Print*,
+	// println, log, and writes to os.Stdout/os.Stderr. nil means the
+	// process's own stdout/stderr.
+	Stdout, Stderr io.Writer
+	// Stdin is what fmt.Scan* read. nil means an empty input: an engine
+	// has no terminal, and a snippet must not block on the process's stdin.
+	Stdin io.Reader
+	// Preload lists extra import paths imported without an import line, in
+	// addition to Builtins (e.g. "gonum.org/v1/gonum/mat").
+	Preload []string
+	// Unrestricted gives snippets the real process: os/exec, os.Exit (which
+	// then ends the engine), the real environment. By default yaegi
+	// sandboxes these: os.Exit panics, os/exec is absent and os.Getenv
+	// sees only Env.
+	Unrestricted bool
+	// Env is the environment snippets see when not Unrestricted, as
+	// "KEY=value" entries.
+	Env []string
+}
+
+// Result is what Exec returns for a snippet that ran to the end.
+type Result struct {
+	// HasValue is true when the snippet ends with an expression of exactly
+	// one value, like IPython's Out. Statements, calls returning nothing and
+	// calls returning several values (fmt.Println) give no value.
+	HasValue bool
+	// Value is that expression's value, with its dynamic Go type.
+	Value any
+	// Text renders Value with fmt's %v (matrices as aligned rows, very long
+	// slices abbreviated).
+	Text string
+}
+
+// Namespace is a persistent Go interpreter state, the Go counterpart of an
+// IPython user namespace. Its methods are safe for concurrent use; they run
+// one at a time.
+type Namespace struct {
+	mu     sync.Mutex
+	opts   Options
+	closed bool
+
+	yi     *yaegi.Interpreter
+	rc     *runControl
+	out    *stream
+	errs   *stream
+	traces *traceFilter
+
+	tables   []yaegi.Exports   // added with Use, replayed by Reset
+	extra    []string          // paths given to Import, replayed by Reset
+	pkgNames map[string]string // import path -> package name, from all tables
+	imported map[string]string // name in the namespace -> import path
+
+	execs   int                 // Exec calls so far: names cells
+	sources map[string][]string // cellN -> its lines, for error context
+
+	// box receives what the hidden __ippCap.Out is handed while a trailing
+	// expression or a Get runs. Each interpreter gets its own, so that a
+	// run abandoned by Reset cannot write into the new one's.
+	box *captureBox
+
+	// pending is closed when an interrupted run has really stopped; until
+	// then the interpreter must not run anything else.
+	pending chan struct{}
+}
+
+// New returns a namespace with Builtins and opts.Preload imported.
+func New(opts Options) (*Namespace, error) {
+	n := &Namespace{opts: opts}
+	var err error
+	if n.out, err = newStream(opts.Stdout, os.Stdout); err != nil {
+		return nil, fmt.Errorf("interp: stdout pipe: %w", err)
+	}
+	if n.errs, err = newStream(opts.Stderr, os.Stderr); err != nil {
+		n.out.close()
+		return nil, fmt.Errorf("interp: stderr pipe: %w", err)
+	}
+	n.traces = &traceFilter{next: n.errs.writer()}
+	if err := n.init(); err != nil {
+		n.out.close()
+		n.errs.close()
+		return nil, err
+	}
+	return n, nil
+}
+
+// Keys of the hidden packages through which the host hands values in and
+// out of the interpreter.
+const (
+	captureKey = "ipp/capture/capture"
+	pushKey    = "ipp/push/push"
+)
+
+// init builds a fresh interpreter: symbol tables, stream wiring, imports.
+func (n *Namespace) init() error {
+	stdin := n.opts.Stdin
+	if stdin == nil {
+		stdin = strings.NewReader("")
+	}
+	yi := yaegi.New(yaegi.Options{
+		Stdin:        stdin,
+		Stdout:       n.out.writer(),
+		Stderr:       n.traces,
+		Unrestricted: n.opts.Unrestricted,
+		Env:          n.opts.Env,
+	})
+	rc, err := newRunControl(yi)
+	if err != nil {
+		return err
+	}
+	box := &captureBox{}
+	tables := []yaegi.Exports{stdlib.Symbols}
+	if n.opts.Unrestricted {
+		tables = append(tables, unrestricted.Symbols)
+	}
+	tables = append(tables, symbols.Symbols, yaegi.Exports{
+		// After stdlib: yaegi only redirects os.Stdout when its Stdout
+		// option is an *os.File; ours is a variable we swap per Exec.
+		"os/os": {
+			"Stdout": reflect.ValueOf(&n.out.file).Elem(),
+			"Stderr": reflect.ValueOf(&n.errs.file).Elem(),
+		},
+		captureKey: {"Out": reflect.ValueOf(box.put)},
+		pushKey:    {"V": reflect.ValueOf(new(int)).Elem()},
+	})
+	tables = append(tables, n.tables...)
+	n.yi, n.rc, n.box = yi, rc, box
+	n.pkgNames = map[string]string{}
+	n.imported = map[string]string{}
+	n.sources = map[string][]string{}
+	n.pending = nil
+	for _, t := range tables {
+		if err := n.use(t); err != nil {
+			return err
+		}
+	}
+	if err := n.importPackage(capturePkg, path.Dir(captureKey)); err != nil {
+		return err
+	}
+	if err := n.importPackage(pushPkg, path.Dir(pushKey)); err != nil {
+		return err
+	}
+	preload := append(append(append([]string(nil), Builtins...), n.opts.Preload...), n.extra...)
+	for _, p := range preload {
+		if err := n.importPackage("", p); err != nil {
+			return fmt.Errorf("interp: preload %q: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// use registers a symbol table with the interpreter and learns its
+// packages' names.
+func (n *Namespace) use(t yaegi.Exports) error {
+	if err := n.yi.Use(t); err != nil {
+		return fmt.Errorf("interp: %w", err)
+	}
+	for k := range t {
+		if dir := path.Dir(k); dir != "." {
+			n.pkgNames[dir] = path.Base(k)
+		}
+	}
+	return nil
+}
+
+// captureBox holds the value interpreted code passed to __ippCap.Out.
+type captureBox struct {
+	mu  sync.Mutex
+	v   any
+	set bool
+}
+
+func (b *captureBox) put(v any) {
+	b.mu.Lock()
+	b.v, b.set = v, true
+	b.mu.Unlock()
+}
+
+// take returns and clears the captured value.
+func (b *captureBox) take() (any, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	v, ok := b.v, b.set
+	b.v, b.set = nil, false
+	return v, ok
+}
+
+// Close releases the output pipes. The namespace is unusable afterwards.
+func (n *Namespace) Close() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return nil
+	}
+	n.closed = true
+	n.out.close()
+	n.errs.close()
+	return nil
+}
+
+// ready checks that the namespace may run something now: it is open and no
+// interrupted run still holds the interpreter.
+func (n *Namespace) ready() error {
+	if n.closed {
+		return ErrClosed
+	}
+	if n.pending == nil {
+		return nil
+	}
+	select {
+	case <-n.pending:
+		n.pending = nil
+		return nil
+	default:
+		return ErrBusy
+	}
+}
+
+// await is ready for Exec: it waits, within ctx, for an interrupted run to
+// stop.
+func (n *Namespace) await(ctx context.Context) error {
+	if n.closed || n.pending == nil {
+		return n.ready()
+	}
+	select {
+	case <-n.pending:
+		n.pending = nil
+		return nil
+	case <-ctx.Done():
+		return ErrBusy
+	}
+}
+
+// Exec runs a snippet of Go: statements, declarations and import lines in
+// any order. Definitions persist for later snippets. A trailing expression
+// yields Result.Value. Failures come back as *Error; nothing a snippet does
+// short of starting a goroutine that panics can crash the process.
+//
+// When ctx ends, the run is stopped at its next interpreted step and Exec
+// returns an *Error named NameInterrupted. A run blocked inside a compiled
+// function (time.Sleep, I/O, MPI) cannot be preempted: it stops when that
+// call returns, and meanwhile later Execs wait (bounded by their ctx, then
+// NameBusy) and Set/Get/Names fail with ErrBusy. Reset does not wait.
+func (n *Namespace) Exec(ctx context.Context, code string) (Result, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err := n.await(ctx); err != nil {
+		if errors.Is(err, ErrBusy) {
+			return Result{}, &Error{Name: NameBusy, Message: err.Error(), Traceback: []string{NameBusy + ": " + err.Error()}, cause: err}
+		}
+		return Result{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return Result{}, interrupted(err)
+	}
+	n.execs++
+	cell := "cell" + strconv.Itoa(n.execs)
+	name := cellName(n.execs)
+	n.sources[cell] = strings.Split(code, "\n")
+
+	sn, err := parseSnippet(name, code)
+	if err != nil {
+		return Result{}, n.compileError(err)
+	}
+	if err := n.out.begin(); err != nil {
+		return Result{}, fmt.Errorf("interp: stdout pipe: %w", err)
+	}
+	defer n.out.end()
+	if err := n.errs.begin(); err != nil {
+		return Result{}, fmt.Errorf("interp: stderr pipe: %w", err)
+	}
+	defer n.errs.end()
+	return n.run(ctx, sn)
+}
+
+// run executes a parsed snippet: imports first (Go requires them before
+// anything else, and yaegi wants each on its own), then the other items in
+// order, grouped into as few compile units as possible, then the trailing
+// expression.
+func (n *Namespace) run(ctx context.Context, sn *snippet) (Result, error) {
+	var body []*item
+	var mainItem *item
+	for _, it := range sn.items {
+		if it.kind == kindImport {
+			if err := n.importItem(it); err != nil {
+				return Result{}, err
+			}
+			continue
+		}
+		if it.mainDecl {
+			mainItem = it
+		}
+		body = append(body, it)
+	}
+	var trailing *item
+	if k := len(body); k > 0 && body[k-1].expr && mainItem == nil {
+		trailing, body = body[k-1], body[:k-1]
+	}
+	for _, u := range group(body) {
+		if err := n.runSource(ctx, u.source(sn.name), !u.decl, u.ranges()); err != nil {
+			return Result{}, err
+		}
+	}
+	if mainItem != nil {
+		src := stmtPrefix(sn.name, mainItem) + mainRename + "()" + stmtSuffix
+		if err := n.runSource(ctx, src, true, false); err != nil {
+			return Result{}, err
+		}
+	}
+	if trailing == nil {
+		return Result{}, nil
+	}
+	return n.runTrailing(ctx, sn.name, trailing)
+}
+
+// runTrailing evaluates the final expression statement through the hidden
+// capture function, so that its exact value reaches the host. Passing it as
+// the only argument of a one-parameter function is also how the number of
+// values is checked: an expression of zero or several values (fmt.Println)
+// does not compile in that form, and is then run as a plain statement.
+func (n *Namespace) runTrailing(ctx context.Context, name string, it *item) (Result, error) {
+	n.box.take()
+	src := stmtPrefix(name, it) + capturePkg + ".Out(" + lineDirective(name, it.line, it.col) + it.text + ")" + stmtSuffix
+	prog, err := n.compileSource(src, true, it.ranges)
+	if err != nil {
+		// Not a single value; the plain form reports real errors.
+		if err := n.runSource(ctx, stmtPrefix(name, it)+it.text+stmtSuffix, true, it.ranges); err != nil {
+			return Result{}, err
+		}
+		return Result{}, nil
+	}
+	if err := n.execute(ctx, prog); err != nil {
+		return Result{}, err
+	}
+	v, ok := n.box.take()
+	if !ok {
+		return Result{}, nil
+	}
+	return Result{HasValue: true, Value: v, Text: render(v)}, nil
+}
+
+// unit is a run of consecutive items compiled together: a file of
+// declarations, or a function body of statements.
+type unit struct {
+	decl  bool
+	items []*item
+}
+
+// group cuts items into units. var and const join the unit they follow.
+func group(items []*item) []unit {
+	var us []unit
+	for _, it := range items {
+		decl := it.kind == kindDecl
+		if it.kind == kindFlex {
+			decl = len(us) > 0 && us[len(us)-1].decl
+		}
+		if len(us) == 0 || us[len(us)-1].decl != decl {
+			us = append(us, unit{decl: decl})
+		}
+		us[len(us)-1].items = append(us[len(us)-1].items, it)
+	}
+	return us
+}
+
+// source is the unit as yaegi compiles it. A //line directive before each
+// item keeps positions those of the user's snippet.
+func (u unit) source(name string) string {
+	var b strings.Builder
+	if u.decl {
+		b.WriteString("package main;")
+	} else {
+		b.WriteString("package main; func main() {")
+	}
+	for _, it := range u.items {
+		b.WriteString(lineDirective(name, it.line, it.col))
+		b.WriteString(it.text)
+		b.WriteString(";")
+	}
+	if !u.decl {
+		b.WriteString(stmtSuffix)
+	}
+	return b.String()
+}
+
+// ranges reports whether the unit holds a range loop the rewrite left
+// alone, for the hint on yaegi's range-over-int panic.
+func (u unit) ranges() bool {
+	for _, it := range u.items {
+		if it.ranges {
+			return true
+		}
+	}
+	return false
+}
+
+// runSource compiles and runs one unit.
+func (n *Namespace) runSource(ctx context.Context, src string, body, ranges bool) error {
+	prog, err := n.compileSource(src, body, ranges)
+	if err != nil {
+		return err
+	}
+	return n.execute(ctx, prog)
+}
+
+// compileSource parses src into yaegi's file set (CompileAST requires it)
+// and compiles it: as a file, or as the body of its func main when body is
+// set, which is how yaegi's REPL runs statements at top level.
+func (n *Namespace) compileSource(src string, body, ranges bool) (prog *yaegi.Program, err error) {
+	mode := parser.Mode(0)
+	if !body {
+		mode = parser.DeclarationErrors
+	}
+	f, err := parser.ParseFile(n.yi.FileSet(), snippetBase, src, mode)
+	if err != nil {
+		return nil, n.compileError(err)
+	}
+	var node ast.Node = f
+	if body {
+		node = f.Decls[0].(*ast.FuncDecl).Body
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			prog, err = nil, internalError(r, ranges)
+		}
+	}()
+	prog, err = n.yi.CompileAST(node)
+	if err != nil {
+		return nil, n.compileError(err)
+	}
+	return prog, nil
+}
+
+// internalError reports a panic of yaegi's compiler.
+func internalError(r any, ranges bool) *Error {
+	msg := fmt.Sprintf("the interpreter cannot compile this snippet (yaegi panicked: %v)", r)
+	if ranges {
+		msg = fmt.Sprintf("range over an integer (for i := range n) is not supported by the interpreter "+
+			"(yaegi v0.16.1) unless n is a literal or a len/cap call; write for i := 0; i < n; i++ instead "+
+			"(yaegi panicked: %v)", r)
+	}
+	return &Error{Name: NameCompile, Message: msg, Traceback: []string{NameCompile + ": " + msg}}
+}
+
+// interrupted is the error of a run stopped by its context.
+func interrupted(cause error) *Error {
+	msg := "execution interrupted: " + cause.Error()
+	return &Error{Name: NameInterrupted, Message: msg, Traceback: []string{NameInterrupted + ": " + msg}, cause: cause}
+}
+
+// execute runs a compiled unit in a goroutine of ours, so that a cancelled
+// run can be waited for (see runControl).
+func (n *Namespace) execute(ctx context.Context, prog *yaegi.Program) error {
+	n.traces.take()
+	stopCh := n.rc.arm()
+	fin := make(chan struct{})
+	var err error
+	yi := n.yi // Reset may replace n.yi while an abandoned run goes on
+	go func() {
+		defer close(fin)
+		_, err = yi.Execute(prog)
+	}()
+	select {
+	case <-fin:
+	case <-ctx.Done():
+		select {
+		case <-fin:
+			// Finished while the context ended: keep the outcome.
+		default:
+			n.rc.stop(stopCh)
+			n.pending = fin
+			return interrupted(ctx.Err())
+		}
+	}
+	if err == nil {
+		return nil
+	}
+	var p yaegi.Panic
+	if errors.As(err, &p) {
+		return n.panicError(p, n.traces.take())
+	}
+	return n.compileError(err)
+}
+
+// importItem imports the specs of an import declaration.
+func (n *Namespace) importItem(it *item) error {
+	for _, spec := range it.file.Imports {
+		p, err := strconv.Unquote(spec.Path.Value)
+		if err != nil {
+			return n.compileError(err)
+		}
+		alias := ""
+		if spec.Name != nil {
+			alias = spec.Name.Name
+		}
+		if err := n.importPackage(alias, p); err != nil {
+			pos := it.tf.Position(spec.Pos())
+			msg := fmt.Sprintf("%s:%d:%d: %v", displayName(pos.Filename), pos.Line, pos.Column, err)
+			e := &Error{Name: NameCompile, Message: msg, Traceback: []string{NameCompile + ": " + msg}, cause: err}
+			if src, ok := n.sourceLine(displayName(pos.Filename), pos.Line); ok {
+				e.Traceback = append(e.Traceback, "    "+src, "    "+caret(src, pos.Column))
+			}
+			return e
+		}
+	}
+	return nil
+}
+
+// importPackage imports p under alias (or its own name), unless the
+// namespace already has it under that name.
+func (n *Namespace) importPackage(alias, p string) error {
+	name := alias
+	if name == "" {
+		name = n.pkgNames[p]
+	}
+	if name == "_" {
+		// Compiled packages are initialised already; nothing to do.
+		return nil
+	}
+	if name != "" && name != "." {
+		if have, ok := n.imported[name]; ok {
+			if have == p {
+				return nil
+			}
+			return fmt.Errorf("cannot import %q as %s: %s already names %q in this namespace; use an alias (import x %q)", p, name, name, have, p)
+		}
+	}
+	if _, known := n.pkgNames[p]; !known {
+		return fmt.Errorf("package %q is not available in this engine (snippets can import the Go standard library "+
+			"as of go1.22, gonum.org/v1/gonum/{mat,floats,stat} and packages the engine registers)", p)
+	}
+	spec := strconv.Quote(p)
+	if alias != "" {
+		spec = alias + " " + spec
+	}
+	if err := n.hostRun("package main; import "+spec, false); err != nil {
+		return err
+	}
+	if name != "" && name != "." {
+		n.imported[name] = p
+	}
+	return nil
+}
+
+// hostRun runs source the host generated (imports, pushes, pulls): a file,
+// or a function body when body is set. It is not interruptible.
+func (n *Namespace) hostRun(src string, body bool) error {
+	prog, err := n.compileSource(src, body, false)
+	if err != nil {
+		return err
+	}
+	return n.execute(context.Background(), prog)
+}
+
+// Set defines name in the namespace with v's value and exact Go type (an
+// IPython push): afterwards snippets see name as a variable of that type,
+// e.g. []float64 or *mat.Dense. An existing name is redeclared, whatever
+// its previous type. Set(name, nil) declares an `any` holding nil.
+func (n *Namespace) Set(name string, v any) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err := n.ready(); err != nil {
+		return err
+	}
+	if err := checkName(name); err != nil {
+		return err
+	}
+	var rv reflect.Value
+	if v == nil {
+		rv = reflect.New(reflect.TypeFor[any]()).Elem()
+	} else {
+		rv = reflect.New(reflect.TypeOf(v)).Elem()
+		rv.Set(reflect.ValueOf(v))
+	}
+	// The value crosses as a variable of a hidden compiled package, so the
+	// interpreter types the new variable from rv's reflect.Type: no Go
+	// spelling of the type, nor an import of its package, is needed.
+	if err := n.yi.Use(yaegi.Exports{pushKey: {"V": rv}}); err != nil {
+		return fmt.Errorf("interp: set %s: %w", name, err)
+	}
+	defer rv.Set(reflect.Zero(rv.Type())) // the namespace has its own copy now
+	if err := n.hostRun("package main; var "+name+" = "+pushPkg+".V", false); err != nil {
+		return fmt.Errorf("interp: set %s (%T): %w", name, v, err)
+	}
+	return nil
+}
+
+// Get returns the current value of a namespace variable, constant or
+// function (an IPython pull). Values of types declared in snippets come
+// back as the structurally equal unnamed Go type (yaegi builds them with
+// reflect.StructOf), without their methods. Untyped constants come back with their
+// default type (int, float64, ...). An unknown name gives an error wrapping
+// ErrUndefined.
+func (n *Namespace) Get(name string) (any, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err := n.ready(); err != nil {
+		return nil, err
+	}
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	if v, ok := n.yi.Globals()[name]; ok {
+		return exportValue(v), nil
+	}
+	// Functions are not among yaegi's globals: evaluate the name instead.
+	n.box.take()
+	if err := n.hostRun("package main; func main() {"+capturePkg+".Out("+name+")\n}", true); err != nil {
+		var e *Error
+		if errors.As(err, &e) && e.Name == NameCompile {
+			return nil, fmt.Errorf("interp: %s: %w", name, ErrUndefined)
+		}
+		return nil, fmt.Errorf("interp: get %s: %w", name, err)
+	}
+	v, _ := n.box.take()
+	// Every other kind of value is among the globals; yaegi also accepts a
+	// type name as an argument and passes junk, which must not look like a
+	// value.
+	if v == nil || reflect.TypeOf(v).Kind() != reflect.Func {
+		return nil, fmt.Errorf("interp: %s is not a variable, constant or function: %w", name, ErrUndefined)
+	}
+	return v, nil
+}
+
+// checkName accepts names a snippet could declare itself.
+func checkName(name string) error {
+	if !token.IsIdentifier(name) || name == "_" || strings.HasPrefix(name, hiddenNames) {
+		return fmt.Errorf("interp: %q is not a usable variable name", name)
+	}
+	return nil
+}
+
+// Names lists the variables and constants the namespace defines, sorted.
+// Functions and types are not listed (yaegi does not expose them).
+func (n *Namespace) Names() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ready() != nil {
+		return nil
+	}
+	var names []string
+	for k := range n.yi.Globals() {
+		if !strings.HasPrefix(k, hiddenNames) && k != "_" {
+			names = append(names, k)
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Reset replaces the namespace with a fresh one (an IPython %reset): user
+// definitions and imports go; Builtins, Preload and the tables added with
+// Use stay. It does not wait for an interrupted run still blocked in
+// compiled code: that run is abandoned with the old interpreter.
+func (n *Namespace) Reset() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return ErrClosed
+	}
+	return n.init()
+}
+
+// Use registers symbol tables of compiled packages (as produced by yaegi
+// extract: "importpath/name" -> symbol -> value), which snippets may then
+// import. They survive Reset.
+func (n *Namespace) Use(symbols map[string]map[string]reflect.Value) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err := n.ready(); err != nil {
+		return err
+	}
+	t := yaegi.Exports(symbols)
+	if err := n.use(t); err != nil {
+		return err
+	}
+	n.tables = append(n.tables, t)
+	return nil
+}
+
+// Import imports packages as an import line would, so that snippets can use
+// them without one (e.g. a package registered with Use), now and after
+// Reset, like Options.Preload. Paths already imported are skipped.
+func (n *Namespace) Import(paths ...string) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err := n.ready(); err != nil {
+		return err
+	}
+	for _, p := range paths {
+		if err := n.importPackage("", p); err != nil {
+			return fmt.Errorf("interp: import %q: %w", p, err)
+		}
+		n.extra = append(n.extra, p)
+	}
+	return nil
+}

@@ -1,0 +1,84 @@
+package interp
+
+import (
+	"fmt"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	yaegi "github.com/traefik/yaegi/interp"
+)
+
+// runControl reaches the unexported fields yaegi uses to cancel a run.
+//
+// Why not ExecuteWithContext: on cancellation it returns at once and leaves
+// the run going in a goroutine nobody can wait for. Top-level snippet code
+// runs on yaegi's global frame, and the next Execute resets that frame's run
+// id, so an abandoned run that was blocked in a compiled call (time.Sleep,
+// an MPI receive) wakes up and carries on running *concurrently with the
+// next snippet* (observed with yaegi v0.16.1: a cancelled loop kept
+// counting). Running Execute in our own goroutine lets Exec know when a
+// cancelled run has really stopped and keep the next one waiting; stopping
+// it needs the same two steps as yaegi's own stop(): bump the run id (every
+// frame checks it before each step) and close the done channel (which
+// unblocks channel operations).
+//
+// newRunControl checks the field names and types, so a yaegi upgrade that
+// changes them fails New (and the tests) instead of corrupting memory.
+type runControl struct {
+	id         *uint64
+	done       *chan struct{}
+	cancelChan *bool
+	mu         *sync.RWMutex
+}
+
+// newRunControl locates the cancellation fields of i.
+func newRunControl(i *yaegi.Interpreter) (*runControl, error) {
+	v := reflect.ValueOf(i).Elem()
+	field := func(name string, want reflect.Type) (unsafe.Pointer, error) {
+		f := v.FieldByName(name)
+		if !f.IsValid() || f.Type() != want {
+			return nil, fmt.Errorf("interp: yaegi's Interpreter.%s is missing or not a %v; "+
+				"cancellation (runctl.go) must be revisited for this yaegi version", name, want)
+		}
+		return unsafe.Pointer(f.UnsafeAddr()), nil
+	}
+	var rc runControl
+	p, err := field("id", reflect.TypeFor[uint64]())
+	if err != nil {
+		return nil, err
+	}
+	rc.id = (*uint64)(p)
+	if p, err = field("done", reflect.TypeFor[chan struct{}]()); err != nil {
+		return nil, err
+	}
+	rc.done = (*chan struct{})(p)
+	if p, err = field("cancelChan", reflect.TypeFor[bool]()); err != nil {
+		return nil, err
+	}
+	rc.cancelChan = (*bool)(p)
+	if p, err = field("mutex", reflect.TypeFor[sync.RWMutex]()); err != nil {
+		return nil, err
+	}
+	rc.mu = (*sync.RWMutex)(p)
+	return &rc, nil
+}
+
+// arm prepares a run, as ExecuteWithContext does before starting one: a
+// fresh done channel, which every frame of the run captures, and cancellable
+// channel operations. It returns the channel to hand to stop.
+func (rc *runControl) arm() chan struct{} {
+	ch := make(chan struct{})
+	rc.mu.Lock()
+	*rc.done = ch
+	*rc.cancelChan = true
+	rc.mu.Unlock()
+	return ch
+}
+
+// stop makes the armed run return at its next interpreted step.
+func (rc *runControl) stop(ch chan struct{}) {
+	atomic.AddUint64(rc.id, 1)
+	close(ch)
+}
