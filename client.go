@@ -1,0 +1,694 @@
+package ipp
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ipp-hpc/ipp/internal/transport"
+	"github.com/ipp-hpc/ipp/internal/wire"
+)
+
+// Client is a connection to an IPython Parallel controller, Go or Python.
+// It is safe for concurrent use.
+type Client struct {
+	info    *wire.ClientInfo
+	session *wire.Session
+	log     *slog.Logger
+	cfg     clientConfig
+
+	query, mux, task, control, bcast transport.Socket
+	notif, iopub                     transport.Socket
+	sockets                          []transport.Socket
+	wg                               sync.WaitGroup
+
+	// mu guards everything below. A future's own mutex may be taken while
+	// mu is held, never the other way round.
+	mu      sync.Mutex
+	engines map[int]string // live engines: id -> uuid
+	known   map[string]int // every uuid ever seen -> id, so late replies still name their engine
+	dead    map[string]bool
+	futures map[string]*future // execute/apply requests by msg_id
+	waiters map[string]*waiter // hub-query and control replies by msg_id
+	// watchers receive registration changes (WaitForEngines).
+	watchers map[chan engineEvent]struct{}
+	closed   bool
+	closeErr error
+
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+// engineEvent is a registration change seen on the notification channel.
+type engineEvent struct {
+	registered bool
+	id         int
+	uuid       string
+}
+
+// waiter is one outstanding hub query or control request.
+type waiter struct {
+	ch      chan waitResult // buffered 1; receives exactly one result
+	engine  string          // uuid for control requests; "" for hub queries
+	msgType string
+}
+
+type waitResult struct {
+	msg *wire.Message
+	err error
+}
+
+func (w *waiter) deliver(r waitResult) {
+	select {
+	case w.ch <- r:
+	default: // already answered (e.g. failed by engine death, then the reply came)
+	}
+}
+
+// Option configures Connect.
+type Option func(*clientConfig)
+
+type clientConfig struct {
+	logger         *slog.Logger
+	transportName  string
+	connectTimeout time.Duration
+	outputGrace    time.Duration
+}
+
+// WithLogger sets the logger for the client's IO goroutines; the default is
+// slog.Default().
+func WithLogger(l *slog.Logger) Option { return func(c *clientConfig) { c.logger = l } }
+
+// WithTransport selects a transport backend by name ("zmq" or "gozmq");
+// the default is $IPP_TRANSPORT, else the build's preferred backend.
+func WithTransport(name string) Option { return func(c *clientConfig) { c.transportName = name } }
+
+// WithConnectTimeout bounds how long Connect waits for the hub's
+// connection_reply (default 10 s, as in ipyparallel). A hub that cannot
+// verify our signature never answers, so without a bound a wrong key would
+// hang until ctx ends.
+func WithConnectTimeout(d time.Duration) Option {
+	return func(c *clientConfig) { c.connectTimeout = d }
+}
+
+// WithOutputGrace sets how long a request whose reply has arrived waits for
+// the engine's IOPub "idle" status before it is treated as complete anyway
+// (default 5 s). IOPub is a SUB socket, so the first messages after connect
+// can be lost before our subscription reaches the controller; the grace
+// keeps such a loss from hanging a result forever.
+func WithOutputGrace(d time.Duration) Option {
+	return func(c *clientConfig) { c.outputGrace = d }
+}
+
+// Connect opens a client from a client connection file
+// (ipcontroller-client.json), asks the hub for the registered engines, and
+// starts one IO goroutine per socket.
+func Connect(ctx context.Context, path string, opts ...Option) (*Client, error) {
+	info, err := wire.LoadClientInfo(path)
+	if err != nil {
+		return nil, fmt.Errorf("ipp: %w", err)
+	}
+	return ConnectInfo(ctx, info, opts...)
+}
+
+// ConnectProfile connects to the controller of a profile and cluster id
+// ("" is ipcluster's default cluster). profile is a profile name under
+// $IPYTHONDIR ("" means "default") or, when it contains a path separator, a
+// profile directory. The connection file may still be being written by a
+// starting controller, so this waits for it until the connect timeout.
+func ConnectProfile(ctx context.Context, profile, clusterID string, opts ...Option) (*Client, error) {
+	dir := profile
+	if !strings.ContainsRune(profile, os.PathSeparator) {
+		dir = wire.ProfileDir(profile)
+	}
+	cfg := newConfig(opts)
+	path := wire.ClientFile(dir, clusterID)
+	wctx, cancel := context.WithTimeout(ctx, cfg.connectTimeout)
+	defer cancel()
+	for {
+		info, err := wire.LoadClientInfo(path)
+		if err == nil {
+			return ConnectInfo(ctx, info, opts...)
+		}
+		// Retry while the file is missing or half written (controllers
+		// write it atomically, but Python's may not); anything else, such
+		// as an unsupported signature scheme, will not get better.
+		var syntax *json.SyntaxError
+		if !errors.Is(err, os.ErrNotExist) && !errors.As(err, &syntax) {
+			return nil, fmt.Errorf("ipp: %w", err)
+		}
+		select {
+		case <-wctx.Done():
+			return nil, fmt.Errorf("ipp: no usable connection file %s: %w", path, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func newConfig(opts []Option) clientConfig {
+	cfg := clientConfig{connectTimeout: 10 * time.Second, outputGrace: 5 * time.Second}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if cfg.logger == nil {
+		cfg.logger = slog.Default()
+	}
+	if cfg.transportName == "" {
+		cfg.transportName = os.Getenv("IPP_TRANSPORT")
+	}
+	return cfg
+}
+
+// ConnectInfo connects with connection information already in memory (for
+// example a Go controller's ClientInfo in the same process).
+func ConnectInfo(ctx context.Context, info *wire.ClientInfo, opts ...Option) (*Client, error) {
+	cfg := newConfig(opts)
+	backend := transport.Default()
+	if cfg.transportName != "" {
+		b, err := transport.Lookup(cfg.transportName)
+		if err != nil {
+			return nil, err
+		}
+		backend = b
+	}
+	c := &Client{
+		info:     info,
+		session:  wire.NewSession([]byte(info.Key), ""),
+		log:      cfg.logger.With("component", "ipp.client"),
+		cfg:      cfg,
+		engines:  map[int]string{},
+		known:    map[string]int{},
+		dead:     map[string]bool{},
+		futures:  map[string]*future{},
+		waiters:  map[string]*waiter{},
+		watchers: map[chan engineEvent]struct{}{},
+		done:     make(chan struct{}),
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			c.Close()
+		}
+	}()
+	open := func(t transport.Type, port int, subscribe bool) (transport.Socket, error) {
+		o := transport.Options{}
+		if subscribe {
+			o.Subscribe = [][]byte{nil}
+		}
+		s, err := backend.NewSocket(t, o)
+		if err != nil {
+			return nil, err
+		}
+		c.sockets = append(c.sockets, s)
+		if err := s.Connect(info.URL(port)); err != nil {
+			return nil, err
+		}
+		return s, nil
+	}
+	var err error
+	// The notification SUB is connected before asking for the engine list so
+	// that a registration happening meanwhile is not missed; it is only read
+	// after the reply is applied, so notifications replay on top of it.
+	if c.notif, err = open(transport.Sub, info.Notification, true); err != nil {
+		return nil, err
+	}
+	if c.iopub, err = open(transport.Sub, info.IOPub, true); err != nil {
+		return nil, err
+	}
+	if c.query, err = open(transport.Dealer, info.Registration, false); err != nil {
+		return nil, err
+	}
+	c.wg.Add(1)
+	go c.serveReplies(c.query, "query")
+
+	cctx, cancel := context.WithTimeout(ctx, cfg.connectTimeout)
+	defer cancel()
+	reply, err := c.hubQuery(cctx, "connection_request", map[string]any{})
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			return nil, fmt.Errorf("ipp: hub connection request timed out (is the controller running at %s, and is the key right?)", info.URL(info.Registration))
+		}
+		return nil, fmt.Errorf("ipp: connecting to hub: %w", err)
+	}
+	var cr struct {
+		Status  string            `json:"status"`
+		Engines map[string]string `json:"engines"`
+	}
+	if err := reply.DecodeContent(&cr); err != nil {
+		return nil, err
+	}
+	if cr.Status != "ok" {
+		return nil, fmt.Errorf("ipp: hub refused the connection (status %q)", cr.Status)
+	}
+	c.mergeEngines(cr.Engines)
+
+	if c.mux, err = open(transport.Dealer, info.Mux, false); err != nil {
+		return nil, err
+	}
+	if c.control, err = open(transport.Dealer, info.Control, false); err != nil {
+		return nil, err
+	}
+	if info.Task != 0 && info.TaskScheme != "none" {
+		if c.task, err = open(transport.Dealer, info.Task, false); err != nil {
+			return nil, err
+		}
+	}
+	if info.Broadcast != 0 {
+		if c.bcast, err = open(transport.Dealer, info.Broadcast, false); err != nil {
+			return nil, err
+		}
+	}
+	for name, s := range map[string]transport.Socket{"mux": c.mux, "control": c.control, "task": c.task, "broadcast": c.bcast} {
+		if s != nil {
+			c.wg.Add(1)
+			go c.serveReplies(s, name)
+		}
+	}
+	c.wg.Add(2)
+	go c.serveNotifications()
+	go c.serveIOPub()
+	ok = true
+	c.log.Debug("connected", "session", c.session.ID(), "engines", len(cr.Engines))
+	return c, nil
+}
+
+// mergeEngines adds engines from a connection_reply. It never removes one:
+// a reply may be older than a registration notification already applied,
+// and engines known to be dead are not brought back.
+func (c *Client) mergeEngines(m map[string]string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, uuid := range m {
+		id, err := strconv.Atoi(k)
+		if err != nil || c.dead[uuid] {
+			continue
+		}
+		if _, ok := c.engines[id]; !ok {
+			c.engines[id] = uuid
+			c.known[uuid] = id
+			c.broadcastEvent(engineEvent{registered: true, id: id, uuid: uuid})
+		}
+	}
+}
+
+// broadcastEvent tells every watcher; called with c.mu held. Watchers have
+// buffered channels and a slow one just misses events (it rechecks the
+// engine count on each wake-up anyway).
+func (c *Client) broadcastEvent(ev engineEvent) {
+	for ch := range c.watchers {
+		select {
+		case ch <- ev:
+		default:
+		}
+	}
+}
+
+// Session returns the client's session id (header.session of everything it
+// sends; the hub records it as the client uuid).
+func (c *Client) Session() string { return c.session.ID() }
+
+// IDs returns the ids of the registered engines in increasing order.
+func (c *Client) IDs() []int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ids := make([]int, 0, len(c.engines))
+	for id := range c.engines {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// engineID looks up the id of any engine ever seen, live or dead.
+func (c *Client) engineID(uuid string) (int, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	id, ok := c.known[uuid]
+	return id, ok
+}
+
+// uuidOf returns the uuid of a live engine.
+func (c *Client) uuidOf(id int) (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	u, ok := c.engines[id]
+	if !ok {
+		return "", fmt.Errorf("ipp: no engine with id %d (registered: %v)", id, c.idsLocked())
+	}
+	return u, nil
+}
+
+func (c *Client) idsLocked() []int {
+	ids := make([]int, 0, len(c.engines))
+	for id := range c.engines {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// Done is closed when the client has closed, by Close or because the
+// controller shut down.
+func (c *Client) Done() <-chan struct{} { return c.done }
+
+// Close disconnects. Requests still outstanding fail with ErrClosed.
+func (c *Client) Close() error {
+	c.shutdown(ErrClosed)
+	return nil
+}
+
+// shutdown fails everything outstanding with reason and closes the
+// sockets; the IO goroutines end when their Messages channels close. It
+// must not be called from an IO goroutine (it waits for them).
+func (c *Client) shutdown(reason error) {
+	c.closeOnce.Do(func() {
+		c.mu.Lock()
+		c.closed = true
+		c.closeErr = reason
+		futures := c.futures
+		waiters := c.waiters
+		c.futures = map[string]*future{}
+		c.waiters = map[string]*waiter{}
+		c.mu.Unlock()
+		for _, f := range futures {
+			f.fail(reason)
+		}
+		for _, w := range waiters {
+			w.deliver(waitResult{err: reason})
+		}
+		close(c.done)
+		for _, s := range c.sockets {
+			s.Close()
+		}
+		c.wg.Wait()
+	})
+}
+
+// checkOpen returns the reason the client is closed, or nil.
+func (c *Client) checkOpen() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return c.closeErr
+	}
+	return nil
+}
+
+// ---- receiving ----
+
+// serveReplies reads one DEALER (query, mux, task, control or broadcast)
+// and hands each reply to the request it answers, by parent msg_id.
+func (c *Client) serveReplies(s transport.Socket, name string) {
+	defer c.wg.Done()
+	for frames := range s.Messages() {
+		msg, err := c.session.Parse(frames)
+		if err != nil {
+			c.log.Warn("dropping bad message", "socket", name, "err", err)
+			continue
+		}
+		id := msg.Parent.MsgID
+		c.mu.Lock()
+		w := c.waiters[id]
+		if w != nil {
+			delete(c.waiters, id)
+		}
+		f := c.futures[id]
+		c.mu.Unlock()
+		switch {
+		case w != nil:
+			w.deliver(waitResult{msg: msg})
+		case f != nil:
+			c.handleReply(f, msg)
+		default:
+			// A reply after we synthesized a failure (engine death), or to
+			// a request of a closed client: Python logs "stale result".
+			c.log.Debug("reply for unknown request", "socket", name, "msg_type", msg.Header.MsgType, "parent", id)
+		}
+	}
+}
+
+// serveNotifications follows engine registration and controller shutdown.
+func (c *Client) serveNotifications() {
+	defer c.wg.Done()
+	for frames := range c.notif.Messages() {
+		msg, err := c.session.Parse(frames)
+		if err != nil {
+			c.log.Warn("dropping bad notification", "err", err)
+			continue
+		}
+		switch msg.Header.MsgType {
+		case "registration_notification", "unregistration_notification":
+			var n struct {
+				ID   int    `json:"id"`
+				UUID string `json:"uuid"`
+			}
+			if err := msg.DecodeContent(&n); err != nil {
+				c.log.Warn("bad notification", "err", err)
+				continue
+			}
+			if msg.Header.MsgType == "registration_notification" {
+				c.registered(n.ID, n.UUID)
+			} else {
+				c.unregistered(n.ID, n.UUID)
+			}
+		case "shutdown_notification":
+			c.log.Info("controller shut down")
+			// shutdown waits for this goroutine, so it runs on its own.
+			go c.shutdown(ErrHubShutdown)
+		default:
+			c.log.Debug("ignoring notification", "msg_type", msg.Header.MsgType)
+		}
+	}
+}
+
+func (c *Client) registered(id int, uuid string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.dead, uuid)
+	c.engines[id] = uuid
+	c.known[uuid] = id
+	c.log.Debug("engine registered", "id", id, "uuid", uuid)
+	c.broadcastEvent(engineEvent{registered: true, id: id, uuid: uuid})
+}
+
+// unregistered removes an engine and fails every direct request and
+// control request still routed to it: nothing will ever answer them
+// (spec §7.2). Load-balanced tasks are left to the scheduler, which fails or
+// retries them itself.
+func (c *Client) unregistered(id int, uuid string) {
+	c.mu.Lock()
+	if cur, ok := c.engines[id]; ok && (uuid == "" || cur == uuid) {
+		uuid = cur
+		delete(c.engines, id)
+	}
+	if uuid != "" {
+		c.dead[uuid] = true
+		c.known[uuid] = id
+	}
+	var stranded []*future
+	for _, f := range c.futures {
+		if f.engine == uuid && uuid != "" {
+			stranded = append(stranded, f)
+		}
+	}
+	var waiters []*waiter
+	for mid, w := range c.waiters {
+		if w.engine == uuid && uuid != "" {
+			waiters = append(waiters, w)
+			delete(c.waiters, mid)
+		}
+	}
+	c.broadcastEvent(engineEvent{registered: false, id: id, uuid: uuid})
+	c.mu.Unlock()
+	c.log.Debug("engine unregistered", "id", id, "uuid", uuid, "stranded", len(stranded))
+	for _, f := range stranded {
+		f.engineDied(id)
+	}
+	for _, w := range waiters {
+		w.deliver(waitResult{err: &RemoteError{
+			Engine: id, EngineUUID: uuid, EName: "EngineError",
+			EValue: fmt.Sprintf("Engine %d died while running %s", id, w.msgType),
+		}})
+	}
+}
+
+// serveIOPub collects outputs for our requests. Everyone's IOPub traffic
+// arrives here; only messages whose parent is one of our requests count.
+func (c *Client) serveIOPub() {
+	defer c.wg.Done()
+	sid := c.session.ID()
+	for frames := range c.iopub.Messages() {
+		msg, err := c.session.Parse(frames)
+		if err != nil {
+			c.log.Debug("dropping bad iopub message", "err", err)
+			continue
+		}
+		if msg.Parent.Session != sid || msg.Parent.MsgID == "" {
+			continue
+		}
+		c.mu.Lock()
+		f := c.futures[msg.Parent.MsgID]
+		c.mu.Unlock()
+		if f != nil {
+			f.handleIOPub(msg)
+		}
+	}
+}
+
+// ---- sending ----
+
+// sendRequest builds a request, registers its future before the message
+// can possibly be answered, and sends it.
+func (c *Client) sendRequest(s transport.Socket, idents [][]byte, msgType string, md, content any, bufs [][]byte, f *future) error {
+	if err := c.checkOpen(); err != nil {
+		return err
+	}
+	frames, h, err := c.session.Build(wire.Out{Idents: idents, MsgType: msgType, Metadata: md, Content: content, Buffers: bufs})
+	if err != nil {
+		return err
+	}
+	f.msgID = h.MsgID
+	f.md.MsgID = h.MsgID
+	if t, err := wire.ParseDate(h.Date); err == nil {
+		f.md.Submitted = t
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return c.closeErr
+	}
+	if f.engine != "" && c.dead[f.engine] {
+		c.mu.Unlock()
+		return fmt.Errorf("ipp: engine %s is no longer registered", f.engine)
+	}
+	c.futures[h.MsgID] = f
+	c.mu.Unlock()
+	if err := s.Send(frames); err != nil {
+		c.mu.Lock()
+		delete(c.futures, h.MsgID)
+		c.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+// request sends a query (hub) or control message and waits for its reply.
+// engine is the target uuid for control requests, so that the wait ends if
+// that engine dies.
+func (c *Client) request(ctx context.Context, s transport.Socket, idents [][]byte, engine, msgType string, content any) (*wire.Message, error) {
+	if err := c.checkOpen(); err != nil {
+		return nil, err
+	}
+	frames, h, err := c.session.Build(wire.Out{Idents: idents, MsgType: msgType, Content: content})
+	if err != nil {
+		return nil, err
+	}
+	w := &waiter{ch: make(chan waitResult, 1), engine: engine, msgType: msgType}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, c.closeErr
+	}
+	c.waiters[h.MsgID] = w
+	c.mu.Unlock()
+	forget := func() {
+		c.mu.Lock()
+		delete(c.waiters, h.MsgID)
+		c.mu.Unlock()
+	}
+	if err := s.Send(frames); err != nil {
+		forget()
+		return nil, err
+	}
+	select {
+	case r := <-w.ch:
+		return r.msg, r.err
+	case <-ctx.Done():
+		forget()
+		return nil, ctx.Err()
+	}
+}
+
+// hubQuery sends a query on the registration socket. Error answers
+// (hub_error, or status "error") become a *HubError.
+func (c *Client) hubQuery(ctx context.Context, msgType string, content any) (*wire.Message, error) {
+	msg, err := c.request(ctx, c.query, nil, "", msgType, content)
+	if err != nil {
+		return nil, err
+	}
+	if err := statusError(msg, msgType); err != nil {
+		return nil, err
+	}
+	return msg, nil
+}
+
+// statusError turns an error reply into a *HubError.
+func statusError(msg *wire.Message, request string) error {
+	var ec errorContent
+	if err := json.Unmarshal(msg.Content, &ec); err != nil {
+		return fmt.Errorf("ipp: %s reply: %w", request, err)
+	}
+	if msg.Header.MsgType == "hub_error" || ec.Status == "error" {
+		return &HubError{Request: request, EName: ec.EName, EValue: ec.EValue, Traceback: ec.Traceback}
+	}
+	return nil
+}
+
+// controlRequest sends a control message to one engine and waits for its
+// reply (matched by msg_id only: the nanny's signal reply has msg_type
+// "_request").
+func (c *Client) controlRequest(ctx context.Context, id int, msgType string, content any) (*wire.Message, error) {
+	uuid, err := c.uuidOf(id)
+	if err != nil {
+		return nil, err
+	}
+	msg, err := c.request(ctx, c.control, [][]byte{[]byte(uuid)}, uuid, msgType, content)
+	if err != nil {
+		return nil, err
+	}
+	var ec errorContent
+	if json.Unmarshal(msg.Content, &ec) == nil && ec.Status == "error" {
+		return msg, c.remoteError(&ec, msg.Parent.MsgID)
+	}
+	return msg, nil
+}
+
+// controlAll runs a control request on each target concurrently.
+func (c *Client) controlAll(ctx context.Context, targets []int, msgType string, content func(id int) any) error {
+	errs := make([]error, len(targets))
+	var wg sync.WaitGroup
+	for i, id := range targets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = c.controlRequest(ctx, id, msgType, content(id))
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// resolveTargets returns explicit targets, or every registered engine.
+func (c *Client) resolveTargets(targets []int) ([]int, error) {
+	if len(targets) == 0 {
+		ids := c.IDs()
+		if len(ids) == 0 {
+			return nil, ErrNoEngines
+		}
+		return ids, nil
+	}
+	for _, id := range targets {
+		if _, err := c.uuidOf(id); err != nil {
+			return nil, err
+		}
+	}
+	return targets, nil
+}

@@ -1,0 +1,285 @@
+package ipp
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/ipp-hpc/ipp/internal/wire"
+	"github.com/ipp-hpc/ipp/launchers"
+)
+
+// ClusterOptions configure NewCluster (ipyparallel's Cluster traits).
+type ClusterOptions struct {
+	// N is how many engines Start starts.
+	N int
+	// Profile names a profile under $IPYTHONDIR ("" means "default");
+	// ProfileDir, when set, is used instead.
+	Profile    string
+	ProfileDir string
+	// ClusterID namespaces the cluster's files within the profile. Empty
+	// picks "<unix time>-<4 random chars>" as ipp.Cluster() does; use
+	// ClusterFromFile or ConnectProfile for ipcluster's default id "".
+	ClusterID string
+	// Launcher is the engine launcher's catalog name ("" = "local");
+	// ControllerLauncher the controller's.
+	Launcher           string
+	ControllerLauncher string
+	// ControllerCmd and EngineCmd replace the programs started (default:
+	// ipcluster's controller and engine roles).
+	ControllerCmd []string
+	EngineCmd     []string
+	// ControllerArgs are extra controller arguments; ControllerIP and
+	// ControllerLocation become --ip and --location.
+	ControllerArgs     []string
+	ControllerIP       string
+	ControllerLocation string
+	// Env holds extra environment variables for every process.
+	Env map[string]string
+	// EngineDelay separates engine starts.
+	EngineDelay time.Duration
+	// EngineTimeout bounds StartAndConnect's wait for the engines
+	// (default 60 s).
+	EngineTimeout time.Duration
+	// ClientOptions are passed to Connect.
+	ClientOptions []Option
+	// Logger receives the launchers' progress (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Cluster starts and stops a controller and engine sets through the
+// launchers package and connects clients to them. The cluster file
+// (security/cluster-<id>.json) records what runs, so another process can
+// take it over with ClusterFromFile.
+type Cluster struct {
+	opts ClusterOptions
+	lc   *launchers.Cluster
+}
+
+// NewCluster prepares a cluster; nothing starts until Start.
+func NewCluster(opts ClusterOptions) (*Cluster, error) {
+	if opts.ProfileDir == "" {
+		opts.ProfileDir = wire.ProfileDir(opts.Profile)
+	}
+	dir, err := filepath.Abs(opts.ProfileDir)
+	if err != nil {
+		return nil, err
+	}
+	opts.ProfileDir = dir
+	if opts.ClusterID == "" {
+		opts.ClusterID = newClusterID(time.Now())
+	}
+	if opts.EngineTimeout <= 0 {
+		opts.EngineTimeout = 60 * time.Second
+	}
+	lc, err := launchers.NewCluster(opts.launcherOptions())
+	if err != nil {
+		return nil, fmt.Errorf("ipp: %w", err)
+	}
+	return &Cluster{opts: opts, lc: lc}, nil
+}
+
+func (o ClusterOptions) launcherOptions() launchers.ClusterOptions {
+	return launchers.ClusterOptions{
+		ProfileDir:     o.ProfileDir,
+		ClusterID:      o.ClusterID,
+		Controller:     o.ControllerLauncher,
+		Engines:        o.Launcher,
+		ControllerCmd:  o.ControllerCmd,
+		EngineCmd:      o.EngineCmd,
+		ControllerArgs: o.ControllerArgs,
+		IP:             o.ControllerIP,
+		Location:       o.ControllerLocation,
+		N:              o.N,
+		Env:            o.Env,
+		EngineDelay:    o.EngineDelay,
+		Logger:         o.Logger,
+	}
+}
+
+// newClusterID makes ipyparallel's default id, e.g. "1795661217-jb8d".
+func newClusterID(now time.Time) string {
+	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+	var b [4]byte
+	rand.Read(b[:])
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return strconv.FormatInt(now.Unix(), 10) + "-" + string(b[:])
+}
+
+// ClusterFromFile reattaches to a running cluster from its cluster file,
+// as `ipcluster stop` does; path "" means the default cluster of the
+// default profile (security/cluster-.json).
+func ClusterFromFile(ctx context.Context, path string) (*Cluster, error) {
+	if path == "" {
+		path = wire.ClusterFile(wire.ProfileDir(""), "")
+	}
+	opts := ClusterOptions{
+		// security/cluster-<id>.json: the profile is two levels up.
+		ProfileDir: filepath.Dir(filepath.Dir(path)),
+		ClusterID:  launchers.ClusterIDFromFile(path),
+	}
+	if f, err := launchers.ReadClusterFile(path); err == nil {
+		if f.Cluster.ProfileDir != "" {
+			opts.ProfileDir = f.Cluster.ProfileDir
+		}
+		opts.ClusterID = f.Cluster.ClusterID
+		opts.N = f.Cluster.N
+	}
+	lc, err := launchers.LoadCluster(ctx, opts.launcherOptions())
+	if err != nil {
+		return nil, fmt.Errorf("ipp: %w", err)
+	}
+	o := lc.Options()
+	opts.N = o.N
+	opts.Launcher, opts.ControllerLauncher = o.Engines, o.Controller
+	opts.EngineTimeout = 60 * time.Second
+	return &Cluster{opts: opts, lc: lc}, nil
+}
+
+// ProfileDir is the cluster's profile directory.
+func (c *Cluster) ProfileDir() string { return c.opts.ProfileDir }
+
+// ClusterID is the cluster's id.
+func (c *Cluster) ClusterID() string { return c.opts.ClusterID }
+
+// File is the path of the cluster file.
+func (c *Cluster) File() string { return c.lc.File() }
+
+// Running reports whether the controller or any engine set runs.
+func (c *Cluster) Running() bool { return c.lc.Running() }
+
+// String describes the cluster like ipyparallel's repr.
+func (c *Cluster) String() string {
+	ctl := "None"
+	if c.lc.Controller() != nil {
+		ctl = "<" + string(c.lc.Controller().Status().State) + ">"
+	}
+	var sets []string
+	for id := range c.lc.EngineSets() {
+		sets = append(sets, id)
+	}
+	return fmt.Sprintf("<Cluster(cluster_id=%q, profile_dir=%q, controller=%s, engine_sets=%q)>",
+		c.opts.ClusterID, c.opts.ProfileDir, ctl, sets)
+}
+
+// StartController starts the controller.
+func (c *Cluster) StartController(ctx context.Context) error {
+	if err := c.lc.StartController(ctx); err != nil {
+		return fmt.Errorf("ipp: starting the controller: %w", err)
+	}
+	return nil
+}
+
+// StartEngines starts an engine set of n engines (n <= 0: ClusterOptions.N)
+// and returns its id.
+func (c *Cluster) StartEngines(ctx context.Context, n int) (string, error) {
+	id, err := c.lc.StartEngines(ctx, n)
+	if err != nil {
+		return "", fmt.Errorf("ipp: starting engines: %w", err)
+	}
+	return id, nil
+}
+
+// Start starts the controller (unless already started) and N engines.
+func (c *Cluster) Start(ctx context.Context) error {
+	if c.lc.Controller() == nil {
+		if err := c.StartController(ctx); err != nil {
+			return err
+		}
+	}
+	if c.opts.N > 0 {
+		if _, err := c.StartEngines(ctx, c.opts.N); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Connect waits for the controller's connection file and connects a
+// client to it.
+func (c *Cluster) Connect(ctx context.Context) (*Client, error) {
+	conn, err := c.lc.Connection(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("ipp: waiting for the controller: %w", err)
+	}
+	opts := c.opts.ClientOptions
+	if c.opts.Logger != nil {
+		opts = append([]Option{WithLogger(c.opts.Logger)}, opts...)
+	}
+	return ConnectInfo(ctx, conn.Client, opts...)
+}
+
+// StartAndConnect starts the cluster, connects, and waits up to
+// EngineTimeout for its N engines. It fails early if every process of an
+// engine set has exited, or if an engine unregisters while waiting.
+func (c *Cluster) StartAndConnect(ctx context.Context) (*Client, error) {
+	if err := c.Start(ctx); err != nil {
+		return nil, err
+	}
+	client, err := c.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.waitForEngines(ctx, client, c.opts.N); err != nil {
+		client.Close()
+		return nil, err
+	}
+	return client, nil
+}
+
+// errEngineSetEnded is the cause when an engine set ends while waiting.
+var errEngineSetEnded = errors.New("ipp: an engine set stopped before its engines registered")
+
+func (c *Cluster) waitForEngines(ctx context.Context, client *Client, n int) error {
+	if n <= 0 {
+		return nil
+	}
+	wctx, cancel := context.WithTimeoutCause(ctx, c.opts.EngineTimeout,
+		fmt.Errorf("ipp: %d engines did not register within %v", n, c.opts.EngineTimeout))
+	defer cancel()
+	sctx, stop := context.WithCancelCause(wctx)
+	defer stop(nil)
+	for id, set := range c.lc.EngineSets() {
+		go func() {
+			// Wait returns nil once every process of the set has ended.
+			if set.Wait(sctx) == nil {
+				st := set.Status()
+				detail := ""
+				if st.Detail != "" {
+					detail = " (" + st.Detail + ")"
+				}
+				stop(fmt.Errorf("%w: set %s, exit code %d%s; see the engine logs in %s",
+					errEngineSetEnded, id, st.ExitCode, detail, wire.LogDir(c.opts.ProfileDir)))
+			}
+		}()
+	}
+	if err := client.WaitForEngines(sctx, n); err != nil {
+		if cause := context.Cause(sctx); cause != nil && sctx.Err() != nil {
+			return cause
+		}
+		return err
+	}
+	return nil
+}
+
+// StopEngines stops one engine set.
+func (c *Cluster) StopEngines(ctx context.Context, setID string) error {
+	return c.lc.StopEngines(ctx, setID)
+}
+
+// Stop stops every engine set and the controller and removes the cluster
+// file. Clients connected to the cluster see their engines unregister and
+// the controller vanish; close them first.
+func (c *Cluster) Stop(ctx context.Context) error {
+	if err := c.lc.Stop(ctx); err != nil {
+		return fmt.Errorf("ipp: stopping the cluster: %w", err)
+	}
+	return nil
+}

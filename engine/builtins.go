@@ -1,0 +1,139 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"reflect"
+
+	"github.com/ipp-hpc/ipp/internal/interp"
+	"github.com/ipp-hpc/ipp/internal/protocol"
+)
+
+// builtin serves the functions every Go engine provides (the protocol
+// package's constants).
+func (e *engine) builtin(ctx context.Context, name string, args []any) (any, error) {
+	switch name {
+	case protocol.Push:
+		return nil, e.push(args)
+	case protocol.Pull:
+		names, err := argAs[[]string](name, args, 0, 1)
+		if err != nil {
+			return nil, err
+		}
+		return e.pull(names)
+	case protocol.PullOne:
+		n, err := argAs[string](name, args, 0, 1)
+		if err != nil {
+			return nil, err
+		}
+		vals, err := e.pull([]string{n})
+		if err != nil {
+			return nil, err
+		}
+		return vals[0], nil
+	case protocol.Shell:
+		cmd, err := argAs[string](name, args, 0, 1)
+		if err != nil {
+			return nil, err
+		}
+		return runShell(ctx, cmd)
+	case protocol.Noop:
+		if len(args) == 0 {
+			return nil, nil
+		}
+		return args[0], nil
+	case protocol.Eval:
+		expr, err := argAs[string](name, args, 0, 1)
+		if err != nil {
+			return nil, err
+		}
+		return e.eval(ctx, expr)
+	case protocol.Info:
+		return e.describeSelf(), nil
+	}
+	return nil, &remoteError{name: "NameError", msg: fmt.Sprintf("no built-in function %q on this engine", name)}
+}
+
+// argAs converts argument i of a call that takes want arguments.
+func argAs[T any](fn string, args []any, i, want int) (T, error) {
+	var zero T
+	if len(args) != want {
+		return zero, &remoteError{name: "TypeError", msg: fmt.Sprintf("%s takes %d argument(s), got %d", fn, want, len(args))}
+	}
+	v, err := convert(args[i], reflect.TypeOf(zero))
+	if err != nil {
+		return zero, &remoteError{name: "TypeError", msg: fmt.Sprintf("%s: argument %d: %v", fn, i, err)}
+	}
+	return v.Interface().(T), nil
+}
+
+// push sets names[i] = values[i] in the namespace.
+func (e *engine) push(args []any) error {
+	if len(args) == 0 {
+		return &remoteError{name: "TypeError", msg: protocol.Push + " takes a list of names followed by one value per name"}
+	}
+	v, err := convert(args[0], reflect.TypeOf([]string(nil)))
+	if err != nil {
+		return &remoteError{name: "TypeError", msg: fmt.Sprintf("%s: names: %v", protocol.Push, err)}
+	}
+	names := v.Interface().([]string)
+	if len(args) != 1+len(names) {
+		return &remoteError{name: "TypeError", msg: fmt.Sprintf("%s: %d names but %d values", protocol.Push, len(names), len(args)-1)}
+	}
+	for i, n := range names {
+		if err := e.ns.Set(n, args[1+i]); err != nil {
+			return fmt.Errorf("%s %s: %w", protocol.Push, n, err)
+		}
+	}
+	return nil
+}
+
+// pull returns the values of names, in order.
+func (e *engine) pull(names []string) ([]any, error) {
+	out := make([]any, len(names))
+	for i, n := range names {
+		v, err := e.ns.Get(n)
+		if err != nil {
+			if errors.Is(err, interp.ErrUndefined) {
+				return nil, &remoteError{name: "NameError", msg: fmt.Sprintf("name %q is not defined on engine %d", n, e.id)}
+			}
+			return nil, err
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
+// eval evaluates expr in the namespace; a statement with no value gives nil.
+func (e *engine) eval(ctx context.Context, expr string) (any, error) {
+	res, err := e.ns.Exec(ctx, expr)
+	e.flushStreams(true)
+	if err != nil || !res.HasValue {
+		return nil, err
+	}
+	return res.Value, nil
+}
+
+// runShell runs cmd with /bin/sh -c. A non-zero exit status is a result,
+// not an error: the caller decides what it means.
+func runShell(ctx context.Context, cmd string) (protocol.ShellResult, error) {
+	var stdout, stderr bytes.Buffer
+	c := exec.CommandContext(ctx, "/bin/sh", "-c", cmd)
+	c.Stdout, c.Stderr = &stdout, &stderr
+	err := c.Run()
+	res := protocol.ShellResult{Stdout: stdout.String(), Stderr: stderr.String()}
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		return res, fmt.Errorf("%s: %w", protocol.Shell, ctx.Err())
+	case errors.As(err, &exit):
+		res.ExitCode = exit.ExitCode()
+	default:
+		return res, fmt.Errorf("%s: %w", protocol.Shell, err)
+	}
+	return res, nil
+}

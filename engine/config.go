@@ -1,0 +1,99 @@
+package engine
+
+import (
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/ipp-hpc/ipp/internal/interp"
+	"github.com/ipp-hpc/ipp/internal/protocol"
+	"github.com/ipp-hpc/ipp/internal/transport"
+	"github.com/ipp-hpc/ipp/internal/wire"
+)
+
+// Defaults used when the corresponding Config field is zero.
+const (
+	// DefaultRegistrationTimeout is how long to wait for registration_reply,
+	// as ipyparallel's IPEngine.timeout.
+	DefaultRegistrationTimeout = 5 * time.Second
+	// DefaultStreamFlushInterval bounds how long printed output waits before
+	// it is published, so long runs show progress.
+	DefaultStreamFlushInterval = 50 * time.Millisecond
+	// DefaultConnectionWait is how long LoadConnection waits by default for a
+	// controller to write its engine connection file (IPEngine.wait_for_url_file).
+	DefaultConnectionWait = 10 * time.Second
+)
+
+// Ready-probe timing. probeInterval is the period fixed in TEAM-NOTES.
+// When the controller did not acknowledge ready_probe, probing backs off
+// after probeFastPhase to at most probeSlowInterval: it may be a Python
+// controller, which logs an error for every probe.
+const (
+	probeInterval     = 20 * time.Millisecond
+	probeFastPhase    = 250 * time.Millisecond
+	probeSlowInterval = 500 * time.Millisecond
+)
+
+// Config configures Run.
+type Config struct {
+	// Info is the controller's engine connection information (required).
+	Info *wire.EngineInfo
+	// Transport creates the sockets; nil means transport.Default().
+	Transport transport.Backend
+	// Logger receives the engine's logs; nil means slog.Default().
+	Logger *slog.Logger
+	// RequestedID asks the controller for this engine id; -1 asks for none.
+	// Note that the zero value requests id 0.
+	RequestedID int
+	// RegistrationTimeout bounds the wait for registration_reply; zero means
+	// DefaultRegistrationTimeout.
+	RegistrationTimeout time.Duration
+	// Functions are the native functions apply requests may call; nil means
+	// DefaultRegistry().
+	Functions *Registry
+
+	// HeartbeatTimeout is how long the engine goes without a heartbeat ping
+	// before it decides the controller is gone, unregisters and returns
+	// ErrControllerLost. Zero means 50 × (hb_period + 500 ms), the same
+	// budget as ipyparallel's max_heartbeat_misses; negative disables it.
+	HeartbeatTimeout time.Duration
+	// StreamFlushInterval is the longest printed output is held before it is
+	// published on IOPub while a request runs; zero means
+	// DefaultStreamFlushInterval.
+	StreamFlushInterval time.Duration
+	// Meta supplies what the engine cannot know about itself for its
+	// registration metadata: the MPI fields, and Host when the hostname is
+	// not the right name. ID, UUID, PID and Language are always filled in.
+	Meta protocol.EngineInfo
+	// Setup, when set, is called once with the new namespace, e.g. to Use
+	// the symbols of the user's own packages (and Import them) so snippets
+	// can call them. What Use and Import add survives clear_request;
+	// variables set with Set do not.
+	Setup func(ns *interp.Namespace) error
+}
+
+func (c *Config) withDefaults() (Config, error) {
+	out := *c
+	if out.Info == nil {
+		return out, errors.New("engine: Config.Info (the engine connection info) is required")
+	}
+	if len(out.Info.Broadcast) == 0 {
+		return out, errors.New("engine: connection info has no broadcast ports; is it an engine file?")
+	}
+	if out.Transport == nil {
+		out.Transport = transport.Default()
+	}
+	if out.Logger == nil {
+		out.Logger = slog.Default()
+	}
+	if out.RegistrationTimeout <= 0 {
+		out.RegistrationTimeout = DefaultRegistrationTimeout
+	}
+	if out.Functions == nil {
+		out.Functions = defaultRegistry
+	}
+	if out.StreamFlushInterval <= 0 {
+		out.StreamFlushInterval = DefaultStreamFlushInterval
+	}
+	return out, nil
+}

@@ -1,0 +1,165 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ipp-hpc/ipp/internal/wire"
+)
+
+// Environment variables that locate the controller (TEAM-NOTES).
+const (
+	EnvConnectionInfo = "IPP_CONNECTION_INFO" // the engine file's JSON itself
+	EnvProfileDir     = "IPP_PROFILE_DIR"
+	EnvClusterID      = "IPP_CLUSTER_ID"
+)
+
+// LoadConnection finds the controller's engine connection info, in this
+// order: the file named by file; the JSON in $IPP_CONNECTION_INFO; the
+// profile's security/ipcontroller[-<clusterID>]-engine.json, where an empty
+// profileDir means $IPP_PROFILE_DIR or else the default profile, and an
+// empty clusterID means $IPP_CLUSTER_ID. The profile file may not exist
+// yet when engines start alongside their controller, so it is waited for
+// up to wait; a file that exists but does not parse is retried as well,
+// since a Python controller writes it in place.
+func LoadConnection(file, profileDir, clusterID string, wait time.Duration) (*wire.EngineInfo, error) {
+	if file != "" {
+		return loadWaiting(file, wait)
+	}
+	if js := os.Getenv(EnvConnectionInfo); js != "" {
+		return wire.ParseEngineInfo([]byte(js))
+	}
+	if profileDir == "" {
+		profileDir = os.Getenv(EnvProfileDir)
+	}
+	if profileDir == "" {
+		profileDir = wire.ProfileDir("")
+	}
+	if clusterID == "" {
+		clusterID = os.Getenv(EnvClusterID)
+	}
+	return loadWaiting(wire.EngineFile(profileDir, clusterID), wait)
+}
+
+func loadWaiting(path string, wait time.Duration) (*wire.EngineInfo, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		info, err := wire.LoadEngineInfo(path)
+		if err == nil {
+			return info, nil
+		}
+		if time.Now().After(deadline) {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("engine: no connection file %s after waiting %s (is the controller running with this profile and cluster id?)", path, wait)
+			}
+			return nil, fmt.Errorf("engine: %w", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// connectionWait is how long Main waits for the connection file; a
+// variable so tests need not wait the full default.
+var connectionWait = DefaultConnectionWait
+
+// secondsOrDuration is a flag value that takes "5", "2.5" (seconds, as
+// ipengine's --timeout) or a Go duration ("500ms").
+type secondsOrDuration struct{ d *time.Duration }
+
+func (s secondsOrDuration) String() string {
+	if s.d == nil {
+		return ""
+	}
+	return s.d.String()
+}
+
+func (s secondsOrDuration) Set(v string) error {
+	if f, err := strconv.ParseFloat(v, 64); err == nil {
+		*s.d = time.Duration(f * float64(time.Second))
+		return nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return fmt.Errorf("want seconds or a duration such as 500ms")
+	}
+	*s.d = d
+	return nil
+}
+
+// Main runs an engine from the command line of the current process, for a
+// user's own engine binary:
+//
+//	func main() {
+//		engine.Register("simulate", simulate)
+//		os.Exit(engine.Main())
+//	}
+//
+// It takes the flags of `ipcluster engine` (--file, --profile,
+// --profile-dir, --cluster-id, --id, --log-level, --timeout) and the
+// IPP_* environment variables, stops cleanly (unregistering) on SIGINT or
+// SIGTERM, and returns the process exit status: 0 after a requested stop,
+// 1 on failure, 2 for bad usage.
+func Main() int {
+	return mainWithArgs(os.Args[0], os.Args[1:])
+}
+
+func mainWithArgs(prog string, args []string) int {
+	fset := flag.NewFlagSet(prog, flag.ContinueOnError)
+	file := fset.String("file", "", "engine connection file (ipcontroller-engine.json)")
+	profile := fset.String("profile", "", "IPython profile name (default: default)")
+	profileDir := fset.String("profile-dir", "", "profile directory (overrides --profile; default $"+EnvProfileDir+")")
+	clusterID := fset.String("cluster-id", "", "cluster id of the controller (default $"+EnvClusterID+")")
+	id := fset.Int("id", -1, "request this engine id (-1: let the controller choose)")
+	logLevel := fset.String("log-level", "info", "log level: debug, info, warn or error")
+	timeout := DefaultRegistrationTimeout
+	fset.Var(secondsOrDuration{&timeout}, "timeout", "how long to wait for the controller's registration reply (seconds or duration)")
+	if err := fset.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fset.NArg() > 0 {
+		fmt.Fprintf(fset.Output(), "%s: unexpected arguments %q\n", prog, fset.Args())
+		return 2
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(strings.ToLower(*logLevel))); err != nil {
+		fmt.Fprintf(fset.Output(), "%s: --log-level: %v\n", prog, err)
+		return 2
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	dir := *profileDir
+	if dir == "" && *profile != "" {
+		dir = wire.ProfileDir(*profile)
+	}
+	info, err := LoadConnection(*file, dir, *clusterID, connectionWait)
+	if err != nil {
+		logger.Error("cannot find the controller", "err", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err = Run(ctx, Config{
+		Info:                info,
+		Logger:              logger,
+		RequestedID:         *id,
+		RegistrationTimeout: timeout,
+	})
+	if err != nil {
+		logger.Error("engine stopped", "err", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,200 @@
+package engine
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/ipp-hpc/ipp/internal/protocol"
+	"github.com/ipp-hpc/ipp/internal/transport"
+	"github.com/ipp-hpc/ipp/internal/wire"
+)
+
+// engineInfo is the engine_info object of error dicts (spec §7.1): all
+// three keys or none, because the 7.1 client indexes every one of them.
+type engineInfo struct {
+	EngineUUID string `json:"engine_uuid"`
+	EngineID   int    `json:"engine_id"`
+	Method     string `json:"method"`
+}
+
+// errorContent is an error reply's content, and (without Status and
+// ExecutionCount) an IOPub error's content.
+type errorContent struct {
+	Status         string     `json:"status,omitempty"`
+	EName          string     `json:"ename"`
+	EValue         string     `json:"evalue"`
+	Traceback      []string   `json:"traceback"`
+	EngineInfo     engineInfo `json:"engine_info"`
+	ExecutionCount *int       `json:"execution_count,omitempty"`
+}
+
+// replyMeta is the reply metadata ipyparallel's engines send (spec §5.1);
+// the Python schedulers drop replies that lack any of these keys.
+type replyMeta struct {
+	Started         string          `json:"started"`
+	DependenciesMet bool            `json:"dependencies_met"`
+	Engine          string          `json:"engine"`
+	IsBroadcast     bool            `json:"is_broadcast"`
+	IsCoalescing    bool            `json:"is_coalescing"`
+	OriginalMsgID   string          `json:"original_msg_id"`
+	Status          string          `json:"status"`
+	EngineInfo      *engineInfo     `json:"engine_info,omitempty"`
+	Label           json.RawMessage `json:"label,omitempty"`
+}
+
+// requestMeta is what a reply copies from its request's metadata.
+type requestMeta struct {
+	isBroadcast   bool
+	isCoalescing  bool
+	originalMsgID string
+	label         json.RawMessage
+}
+
+// readRequestMeta is lenient: a key of the wrong type keeps its default
+// instead of failing the request, since the metadata only shapes the reply.
+func readRequestMeta(raw json.RawMessage) requestMeta {
+	var rm requestMeta
+	var m map[string]json.RawMessage
+	if json.Unmarshal(raw, &m) != nil {
+		return rm
+	}
+	_ = json.Unmarshal(m["is_broadcast"], &rm.isBroadcast)
+	_ = json.Unmarshal(m["is_coalescing"], &rm.isCoalescing)
+	_ = json.Unmarshal(m["original_msg_id"], &rm.originalMsgID)
+	if l, ok := m["label"]; ok {
+		rm.label = l
+	}
+	return rm
+}
+
+// ioMeta is the metadata of IOPub messages, as the ipyparallel kernel's
+// patched Session adds it to everything it sends.
+type ioMeta struct {
+	Engine string `json:"engine"`
+}
+
+func replyType(requestType string) string {
+	if base, ok := strings.CutSuffix(requestType, "_request"); ok {
+		return base + "_reply"
+	}
+	return requestType + "_reply"
+}
+
+// methodOf names the request kind in engine_info.method.
+func methodOf(requestType string) string {
+	base, _ := strings.CutSuffix(requestType, "_request")
+	return base
+}
+
+func (e *engine) info(method string) engineInfo {
+	return engineInfo{EngineUUID: e.uuid, EngineID: e.id, Method: method}
+}
+
+func (e *engine) replyMetadata(req *wire.Message, started time.Time, status string) replyMeta {
+	rm := readRequestMeta(req.Metadata)
+	md := replyMeta{
+		Started:         wire.FormatDate(started),
+		DependenciesMet: true,
+		Engine:          e.uuid,
+		IsBroadcast:     rm.isBroadcast,
+		IsCoalescing:    rm.isCoalescing,
+		OriginalMsgID:   rm.originalMsgID,
+		Status:          status,
+		Label:           rm.label,
+	}
+	if status == "error" {
+		info := e.info(methodOf(req.Header.MsgType))
+		md.EngineInfo = &info
+	}
+	return md
+}
+
+// errorFor builds the error dict for err raised while serving req.
+func (e *engine) errorFor(req *wire.Message, err error, interrupted bool) errorContent {
+	ename, evalue, tb := describe(err, interrupted)
+	return errorContent{
+		Status:     "error",
+		EName:      ename,
+		EValue:     evalue,
+		Traceback:  tb,
+		EngineInfo: e.info(methodOf(req.Header.MsgType)),
+	}
+}
+
+// reply sends a reply to req on sock with the full identity prefix the
+// request arrived with, so every relay hop (nanny, leaf and root broadcast
+// schedulers) can route it back.
+func (e *engine) reply(sock transport.Socket, req *wire.Message, msgType string, md, content any, buffers [][]byte) {
+	frames, _, err := e.sess.Build(wire.Out{
+		Idents:   req.Idents,
+		MsgType:  msgType,
+		Parent:   req.RawHeader,
+		Metadata: md,
+		Content:  content,
+		Buffers:  buffers,
+	})
+	if err != nil {
+		e.log.Error("cannot build reply", "type", msgType, "parent", req.Header.MsgID, "err", err)
+		return
+	}
+	if err := sock.Send(frames); err != nil && !errors.Is(err, transport.ErrClosed) {
+		e.log.Error("cannot send reply", "type", msgType, "err", err)
+	}
+}
+
+// publish sends an IOPub message under topic engine.<id>.<kind>.
+func (e *engine) publish(kind, msgType string, parent []byte, content any) {
+	frames, _, err := e.sess.Build(wire.Out{
+		Idents:   [][]byte{protocol.IOPubTopic(e.id, kind)},
+		MsgType:  msgType,
+		Parent:   parent,
+		Metadata: ioMeta{Engine: e.uuid},
+		Content:  content,
+	})
+	if err != nil {
+		e.log.Error("cannot build iopub message", "type", msgType, "err", err)
+		return
+	}
+	if err := e.iopub.Send(frames); err != nil && !errors.Is(err, transport.ErrClosed) {
+		e.log.Error("cannot publish", "type", msgType, "err", err)
+	}
+}
+
+func (e *engine) publishStatus(parent []byte, state string) {
+	e.publish("status", "status", parent, map[string]string{"execution_state": state})
+}
+
+// parse verifies and decodes a received request. Messages that are not
+// validly signed, replayed or not framed as messages are dropped (m is
+// nil). A correctly signed message whose header is readable but whose
+// other frames are not comes back as a stub (only Idents, Header and
+// RawHeader set) together with the error, so the caller can answer it
+// instead of leaving the sender waiting forever.
+func (e *engine) parse(frames [][]byte) (*wire.Message, error) {
+	m, err := e.sess.Parse(frames)
+	if err == nil {
+		return m, nil
+	}
+	for _, fatal := range []error{wire.ErrNoDelimiter, wire.ErrShort, wire.ErrUnsigned, wire.ErrBadSignature, wire.ErrReplay} {
+		if errors.Is(err, fatal) {
+			return nil, err
+		}
+	}
+	idents, body, serr := wire.Split(frames)
+	if serr != nil {
+		return nil, err
+	}
+	var h wire.Header
+	if json.Unmarshal(body[1], &h) != nil || h.MsgID == "" || h.MsgType == "" {
+		return nil, err
+	}
+	return &wire.Message{
+		Idents:    idents,
+		Header:    h,
+		RawHeader: body[1],
+		Metadata:  json.RawMessage("{}"),
+		Content:   json.RawMessage("{}"),
+	}, err
+}

@@ -1,0 +1,95 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	"github.com/ipp-hpc/ipp"
+)
+
+// Client is what the commands need from a cluster client.
+type Client interface {
+	// IDs lists the registered engines.
+	IDs() []int
+	// WaitForEngines waits until n engines are registered, drawing a
+	// progress bar on out when it is a terminal.
+	WaitForEngines(ctx context.Context, n int, out io.Writer) error
+	// Execute runs code on the targets (nil: all engines) and returns one
+	// result per engine, in engine order.
+	Execute(ctx context.Context, code string, targets []int) ([]ExecResult, error)
+	// Close disconnects.
+	Close() error
+}
+
+// ExecResult is one engine's outcome of Execute.
+type ExecResult struct {
+	Engine         int
+	ExecutionCount int
+	Stdout, Stderr string
+	// Result is the text of the value of a trailing expression, if any.
+	Result string
+	// Err is set when the code failed on this engine.
+	Err *RemoteError
+}
+
+// RemoteError is an error raised on an engine.
+type RemoteError struct {
+	Name, Value string
+	Traceback   []string
+}
+
+// connectIPP is Factory.Connect for the real program: the ipp client.
+func connectIPP(ctx context.Context, clientFile string) (Client, error) {
+	c, err := ipp.Connect(ctx, clientFile)
+	if err != nil {
+		return nil, err
+	}
+	return ippClient{c}, nil
+}
+
+type ippClient struct{ c *ipp.Client }
+
+func (c ippClient) IDs() []int   { return c.c.IDs() }
+func (c ippClient) Close() error { return c.c.Close() }
+
+func (c ippClient) WaitForEngines(ctx context.Context, n int, out io.Writer) error {
+	return c.c.WaitForEngines(ctx, n, ipp.WaitOptions{Output: out})
+}
+
+func (c ippClient) Execute(ctx context.Context, code string, targets []int) ([]ExecResult, error) {
+	ar, err := c.c.View(targets...).Execute(ctx, code, ipp.Silent(false))
+	if err != nil {
+		return nil, err
+	}
+	vals, err := ar.GetList(ctx)
+	var ce *ipp.CompositeError
+	var re *ipp.RemoteError
+	failed := map[int]*ipp.RemoteError{}
+	switch {
+	case errors.As(err, &ce):
+		for _, e := range ce.Errors {
+			failed[e.Engine] = e
+		}
+	case errors.As(err, &re):
+		failed[re.Engine] = re
+	case err != nil:
+		return nil, err
+	}
+	engines, stdout, stderr := ar.EngineIDs(), ar.Stdout(), ar.Stderr()
+	out := make([]ExecResult, len(engines))
+	for i, id := range engines {
+		r := ExecResult{Engine: id, Stdout: stdout[i], Stderr: stderr[i]}
+		if i < len(vals) {
+			if rep, ok := vals[i].(*ipp.ExecuteReply); ok && rep != nil {
+				r.ExecutionCount = rep.ExecutionCount
+				r.Result = rep.Text()
+			}
+		}
+		if e := failed[id]; e != nil {
+			r.Err = &RemoteError{Name: e.EName, Value: e.EValue, Traceback: e.Traceback}
+		}
+		out[i] = r
+	}
+	return out, nil
+}

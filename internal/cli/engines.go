@@ -1,0 +1,156 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ipp-hpc/ipp/internal/wire"
+	"github.com/ipp-hpc/ipp/launchers"
+)
+
+// EnginesOptions are the options of `ipcluster engines`.
+type EnginesOptions struct {
+	F *Factory
+	ClusterFlags
+	// N is the number of engines to add.
+	N int
+	// Engines is the engine launcher name ("" = the cluster's).
+	Engines string
+	// EngineCmd replaces the engine program ("" = the cluster's).
+	EngineCmd string
+	// Daemonize returns once the engines are registered; without it the
+	// command stays until the set ends, relaying signals to it.
+	Daemonize bool
+	// WaitTimeout bounds the wait for the engines to register.
+	WaitTimeout time.Duration
+	// StopGrace is the SIGTERM-to-SIGKILL delay.
+	StopGrace time.Duration
+}
+
+// NewCmdEngines builds `ipcluster engines`. runF replaces enginesRun in
+// tests.
+func NewCmdEngines(f *Factory, runF func(*EnginesOptions) error) *cobra.Command {
+	opts := &EnginesOptions{F: f}
+	cmd := &cobra.Command{
+		Use:   "engines",
+		Short: "Add an engine set to a running cluster",
+		Long: `Start N more engines for a running cluster and wait until they have
+registered. The new engine set is merged into the cluster file, so
+'ipcluster stop' stops it with the rest of the cluster. With
+--daemonize=false the command stays in the foreground, relays SIGINT, SIGTERM,
+SIGUSR1 and SIGUSR2 to the engines, and returns when they have all stopped.
+
+Exits with 12 if the cluster is not running.`,
+		Example: `  ipcluster engines -n 4
+  ipcluster engines -n 8 --cluster-id=big --engine-cmd ./mysim`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if runF != nil {
+				return runF(opts)
+			}
+			return enginesRun(cmd.Context(), opts)
+		},
+	}
+	fs := cmd.Flags()
+	opts.ClusterFlags.bind(fs, true)
+	fs.IntVarP(&opts.N, "n", "n", runtime.NumCPU(), "number of engines to add")
+	fs.StringVar(&opts.Engines, "engines", "", "engine launcher (default: the one the cluster uses)")
+	fs.StringVar(&opts.EngineCmd, "engine-cmd", "", "engine program and arguments (default: the cluster's)")
+	fs.BoolVar(&opts.Daemonize, "daemonize", true, "return once the engines are up (false: stay and relay signals)")
+	fs.Var(newSecondsValue(&opts.WaitTimeout, 120*time.Second), "wait-timeout", "how long to wait for the engines to register")
+	fs.Var(newSecondsValue(&opts.StopGrace, 5*time.Second), "stop-grace", "how long a stopping process gets between SIGTERM and SIGKILL")
+	return cmd
+}
+
+func enginesRun(ctx context.Context, o *EnginesOptions) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if o.N < 1 {
+		return fmt.Errorf("-n must be at least 1, not %d", o.N)
+	}
+	copts, err := clusterOptions(o.F, o.ClusterFlags, "", o.EngineCmd)
+	if err != nil {
+		return err
+	}
+	copts.Engines = o.Engines
+	copts.StopGrace = o.StopGrace
+	c, err := launchers.LoadCluster(ctx, copts)
+	if err != nil {
+		return err
+	}
+	if c.Controller() == nil {
+		return fmt.Errorf("%w: cluster %s has no running controller (start one with 'ipcluster start')", ErrNoCluster, clusterName(o.ClusterID))
+	}
+	if len(c.Options().EngineCmd) == 0 {
+		// Neither given nor recorded: this program's engine role.
+		if c, err = reloadWithEngineRole(ctx, o.F, copts); err != nil {
+			return err
+		}
+	}
+	log := copts.Logger
+	wctx, cancel := context.WithTimeoutCause(ctx, o.WaitTimeout, fmt.Errorf("engines did not register within %v", o.WaitTimeout))
+	defer cancel()
+	client, err := o.F.Connect(wctx, wire.ClientFile(c.Options().ProfileDir, c.Options().ClusterID))
+	if err != nil {
+		return fmt.Errorf("connecting to the controller: %w", err)
+	}
+	defer client.Close()
+	want := len(client.IDs()) + o.N
+	id, err := c.StartEngines(wctx, o.N)
+	if err != nil {
+		return err
+	}
+	log.Info("started engines", "set", id, "n", o.N)
+	if err := waitRegistered(wctx, o.F, c, client, want, id); err != nil {
+		log.Error("engines failed to start; stopping them", "set", id)
+		return errors.Join(err, c.StopEngines(context.Background(), id))
+	}
+	fmt.Fprintf(o.F.IO.ErrOut, "Added %d engines (set %s) to cluster %s: %d engines registered\n",
+		o.N, id, clusterName(o.ClusterID), len(client.IDs()))
+	if o.Daemonize {
+		return nil
+	}
+	return relayUntilStopped(ctx, o.F, c, id, o.StopGrace)
+}
+
+func reloadWithEngineRole(ctx context.Context, f *Factory, copts launchers.ClusterOptions) (*launchers.Cluster, error) {
+	cmd, err := f.roleCommand(launchers.EngineRole)
+	if err != nil {
+		return nil, err
+	}
+	copts.EngineCmd = cmd
+	return launchers.LoadCluster(ctx, copts)
+}
+
+// relayUntilStopped forwards signals to engine set id until it ends.
+func relayUntilStopped(ctx context.Context, f *Factory, c *launchers.Cluster, id string, grace time.Duration) error {
+	set := c.EngineSets()[id]
+	sigs, stop := f.signals(ctx)
+	defer stop()
+	done := make(chan struct{})
+	go func() {
+		_ = set.Wait(context.WithoutCancel(ctx))
+		close(done)
+	}()
+	for {
+		select {
+		case sig := <-sigs:
+			if err := set.Signal(sig.(syscall.Signal)); err != nil {
+				c.Options().Logger.Warn("relaying signal", "signal", sig, "err", err)
+			}
+		case <-done:
+			return c.StopEngines(context.Background(), id)
+		case <-ctx.Done():
+			sctx, cancel := context.WithTimeout(context.Background(), 2*grace+30*time.Second)
+			defer cancel()
+			return c.StopEngines(sctx, id)
+		}
+	}
+}

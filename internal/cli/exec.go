@@ -1,0 +1,175 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ipp-hpc/ipp/internal/wire"
+)
+
+// ExecOptions are the options of `ipcluster exec`.
+type ExecOptions struct {
+	F *Factory
+	ClusterFlags
+	// Code is the Go source to run ("-" reads it from standard input).
+	Code string
+	// Targets are engine ids; nil means all engines.
+	Targets []int
+	// Timeout bounds the whole execution.
+	Timeout time.Duration
+}
+
+// NewCmdExec builds `ipcluster exec`. runF replaces execRun in tests.
+func NewCmdExec(f *Factory, runF func(*ExecOptions) error) *cobra.Command {
+	opts := &ExecOptions{F: f}
+	var targets string
+	cmd := &cobra.Command{
+		Use:   "exec [flags] CODE",
+		Short: "Run Go code on the engines and show their output",
+		Long: `Run Go code on the engines of a running cluster (like %px in IPython) and
+print what each engine wrote: standard output under [stdout:N], standard error
+under [stderr:N], the value of a trailing expression as Out[N:k], and each
+engine's error. CODE "-" reads the code from standard input.
+
+Exits with 1 if the code failed on any engine, 12 if the cluster is not
+running.`,
+		Example: `  ipcluster exec 'fmt.Println(6*7)'
+  ipcluster exec --targets 0,2-3 'import "os"; fmt.Println(os.Getpid())'
+  ipcluster exec - < setup.go`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.Code = args[0]
+			var err error
+			if opts.Targets, err = parseTargets(targets); err != nil {
+				return fmt.Errorf("--targets: %w", err)
+			}
+			if runF != nil {
+				return runF(opts)
+			}
+			return execRun(cmd.Context(), opts)
+		},
+	}
+	fs := cmd.Flags()
+	opts.ClusterFlags.bind(fs, true)
+	fs.StringVarP(&targets, "targets", "t", "all", "engine ids: all, or a list such as 0,2,4-7")
+	fs.Var(newSecondsValue(&opts.Timeout, 0), "timeout", "give up after this long (default: no limit)")
+	return cmd
+}
+
+// parseTargets reads "all" (nil) or ids and ranges: "0,2,4-7".
+func parseTargets(s string) ([]int, error) {
+	s = strings.TrimSpace(s)
+	if s == "" || strings.EqualFold(s, "all") {
+		return nil, nil
+	}
+	var ids []int
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := strconv.Atoi(lo)
+		if err != nil || a < 0 {
+			return nil, fmt.Errorf("bad engine id %q", part)
+		}
+		b := a
+		if isRange {
+			if b, err = strconv.Atoi(hi); err != nil || b < a {
+				return nil, fmt.Errorf("bad engine range %q", part)
+			}
+		}
+		for i := a; i <= b; i++ {
+			ids = append(ids, i)
+		}
+	}
+	return ids, nil
+}
+
+func execRun(ctx context.Context, o *ExecOptions) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if o.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.Timeout)
+		defer cancel()
+	}
+	code := o.Code
+	if code == "-" {
+		data, err := io.ReadAll(o.F.IO.In)
+		if err != nil {
+			return err
+		}
+		code = string(data)
+	}
+	dir, err := o.Dir()
+	if err != nil {
+		return err
+	}
+	path := wire.ClientFile(dir, o.ClusterID)
+	if _, err := os.Stat(path); err != nil {
+		return fmt.Errorf("%w: cluster %s (%v)", ErrNoCluster, clusterName(o.ClusterID), err)
+	}
+	client, err := o.F.Connect(ctx, path)
+	if err != nil {
+		return fmt.Errorf("connecting to cluster %s: %w", clusterName(o.ClusterID), err)
+	}
+	defer client.Close()
+	if len(client.IDs()) == 0 {
+		return errors.New("no engines registered (add some with 'ipcluster engines -n N')")
+	}
+	results, err := client.Execute(ctx, code, o.Targets)
+	if err != nil {
+		return err
+	}
+	if failed := printResults(o.F.IO, results); failed > 0 {
+		return fmt.Errorf("the code failed on %d of %d engines", failed, len(results))
+	}
+	return nil
+}
+
+// printResults shows results the way %px does, grouped by kind: every
+// engine's stdout, then every stderr, then results, then errors. It
+// returns the number of engines that failed.
+func printResults(s IOStreams, results []ExecResult) int {
+	for _, r := range results {
+		printStream(s.Out, fmt.Sprintf("[stdout:%d]", r.Engine), r.Stdout)
+	}
+	for _, r := range results {
+		printStream(s.ErrOut, fmt.Sprintf("[stderr:%d]", r.Engine), r.Stderr)
+	}
+	for _, r := range results {
+		if r.Result != "" {
+			fmt.Fprintf(s.Out, "Out[%d:%d]: %s\n", r.Engine, r.ExecutionCount, strings.TrimRight(r.Result, "\n"))
+		}
+	}
+	failed := 0
+	for _, r := range results {
+		if r.Err == nil {
+			continue
+		}
+		failed++
+		fmt.Fprintf(s.ErrOut, "[%d:execute] %s: %s\n", r.Engine, r.Err.Name, r.Err.Value)
+		for _, line := range r.Err.Traceback {
+			fmt.Fprintln(s.ErrOut, strings.TrimRight(line, "\n"))
+		}
+	}
+	return failed
+}
+
+// printStream writes a header line and the text under it.
+func printStream(w io.Writer, header, text string) {
+	if text == "" {
+		return
+	}
+	if !strings.HasSuffix(text, "\n") {
+		text += "\n"
+	}
+	fmt.Fprintf(w, "%s\n%s", header, text)
+}

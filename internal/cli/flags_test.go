@@ -1,0 +1,242 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ipp-hpc/ipp/launchers"
+)
+
+// run executes cmd with args and returns the error, muting cobra's output.
+func run(cmd *cobra.Command, args ...string) error {
+	cmd.SetArgs(args)
+	cmd.SetOut(io.Discard)
+	cmd.SetErr(io.Discard)
+	return cmd.Execute()
+}
+
+func TestStartFlags(t *testing.T) {
+	var got *StartOptions
+	cmd := NewCmdStart(&Factory{}, func(o *StartOptions) error { got = o; return nil })
+	err := run(cmd, "-n", "3", "--profile", "p", "--cluster-id", "c", "--daemonize", "--ip", "*",
+		"--engines", "Local", "--engine-cmd", `./sim --x 'a b'`, "--wait-timeout", "2.5", "--", "--scheme=lru", "--hwm=0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.N != 3 || got.Profile != "p" || got.ClusterID != "c" || !got.Daemonize || got.IP != "*" ||
+		got.Engines != "Local" || got.Controller != "local" || got.EngineCmd != `./sim --x 'a b'` ||
+		got.WaitTimeout != 2500*time.Millisecond || got.StopGrace != 5*time.Second {
+		t.Errorf("options %+v", got)
+	}
+	if !reflect.DeepEqual(got.ControllerArgs, []string{"--scheme=lru", "--hwm=0"}) {
+		t.Errorf("controller args %q", got.ControllerArgs)
+	}
+
+	cmd = NewCmdStart(&Factory{}, func(o *StartOptions) error { got = o; return nil })
+	if err := run(cmd); err != nil || got.N < 1 || got.Daemonize || got.WaitTimeout != 120*time.Second {
+		t.Errorf("defaults: %+v, %v", got, err)
+	}
+	cmd = NewCmdStart(&Factory{}, func(*StartOptions) error { return nil })
+	if err := run(cmd, "stray"); err == nil {
+		t.Error("positional argument before -- accepted")
+	}
+	cmd = NewCmdStart(&Factory{}, func(*StartOptions) error { return nil })
+	if err := run(cmd, "--wait-timeout", "soon"); err == nil {
+		t.Error("bad --wait-timeout accepted")
+	}
+}
+
+func TestStopFlags(t *testing.T) {
+	var got *StopOptions
+	capture := func(o *StopOptions) error { got = o; return nil }
+	if err := run(NewCmdStop(&Factory{}, capture), "a", "b", "--profile-dir", "/p"); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got.ClusterIDs, []string{"a", "b"}) || got.ProfileDir != "/p" || got.All {
+		t.Errorf("options %+v", got)
+	}
+	if err := run(NewCmdStop(&Factory{}, capture), "--all"); err != nil || !got.All {
+		t.Errorf("--all: %+v %v", got, err)
+	}
+	if err := run(NewCmdStop(&Factory{}, capture), "--all", "x"); err == nil {
+		t.Error("--all with ids accepted")
+	}
+}
+
+func TestListFlags(t *testing.T) {
+	var got *ListOptions
+	capture := func(o *ListOptions) error { got = o; return nil }
+	if err := run(NewCmdList(&Factory{}, capture)); err != nil || got.Output != "text" {
+		t.Errorf("default: %+v %v", got, err)
+	}
+	if err := run(NewCmdList(&Factory{}, capture), "-o", "JSON", "--profile", "x"); err != nil || got.Output != "json" || got.Profile != "x" {
+		t.Errorf("-o JSON: %+v %v", got, err)
+	}
+	if err := run(NewCmdList(&Factory{}, capture), "-o", "xml"); err == nil {
+		t.Error("-o xml accepted")
+	}
+}
+
+func TestEnginesFlags(t *testing.T) {
+	var got *EnginesOptions
+	capture := func(o *EnginesOptions) error { got = o; return nil }
+	if err := run(NewCmdEngines(&Factory{}, capture), "-n", "2", "--cluster-id", "c", "--engine-cmd", "./e"); err != nil {
+		t.Fatal(err)
+	}
+	if got.N != 2 || got.ClusterID != "c" || got.EngineCmd != "./e" || !got.Daemonize || got.Engines != "" {
+		t.Errorf("options %+v", got)
+	}
+	if err := run(NewCmdEngines(&Factory{}, capture), "--daemonize=false"); err != nil || got.Daemonize {
+		t.Errorf("--daemonize=false: %+v %v", got, err)
+	}
+}
+
+func TestCleanFlags(t *testing.T) {
+	var got *CleanOptions
+	if err := run(NewCmdClean(&Factory{}, func(o *CleanOptions) error { got = o; return nil }), "--force", "--all"); err != nil {
+		t.Fatal(err)
+	}
+	if !got.Force || !got.All {
+		t.Errorf("options %+v", got)
+	}
+}
+
+func TestExecFlags(t *testing.T) {
+	var got *ExecOptions
+	capture := func(o *ExecOptions) error { got = o; return nil }
+	if err := run(NewCmdExec(&Factory{}, capture), "fmt.Println(1)", "--targets", "0,2-3", "--timeout", "1m"); err != nil {
+		t.Fatal(err)
+	}
+	if got.Code != "fmt.Println(1)" || !reflect.DeepEqual(got.Targets, []int{0, 2, 3}) || got.Timeout != time.Minute {
+		t.Errorf("options %+v", got)
+	}
+	if err := run(NewCmdExec(&Factory{}, capture), "x"); err != nil || got.Targets != nil {
+		t.Errorf("default targets %v, %v", got.Targets, err)
+	}
+	for _, bad := range [][]string{{}, {"a", "b"}, {"x", "--targets", "1-0"}, {"x", "-t", "one"}} {
+		if err := run(NewCmdExec(&Factory{}, capture), bad...); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestControllerFlags(t *testing.T) {
+	var got *ControllerOptions
+	capture := func(o *ControllerOptions) error { got = o; return nil }
+	err := run(NewCmdController(&Factory{}, capture), "--ip", "*", "--location", "h", "--scheme", "lru", "--hwm", "0",
+		"--ping", "100", "--transport", "gozmq", "--cluster-id", "", "--profile-dir", "/p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.IP != "*" || got.Location != "h" || got.Scheme != "lru" || got.HWM != 0 || got.PingMS != 100 ||
+		got.Transport != "gozmq" || !got.clusterIDSet || got.ProfileDir != "/p" {
+		t.Errorf("options %+v", got)
+	}
+	if err := run(NewCmdController(&Factory{}, capture)); err != nil || got.clusterIDSet || got.PingMS != 3000 || got.HWM != 1 {
+		t.Errorf("defaults %+v %v", got, err)
+	}
+}
+
+func TestControllerConfigFromEnvironment(t *testing.T) {
+	t.Setenv(envProfileDir, "/from/env")
+	t.Setenv(envClusterID, "envid")
+	t.Setenv(envSessionKey, "secret")
+	o := &ControllerOptions{F: &Factory{}, PingMS: 250, HWM: 0, Scheme: "lru"}
+	cfg, err := o.config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ProfileDir != "/from/env" || cfg.ClusterID != "envid" || string(cfg.Key) != "secret" ||
+		cfg.HeartbeatPeriod != 250*time.Millisecond || cfg.HWM >= 0 || cfg.Transport == nil {
+		t.Errorf("config %+v", cfg)
+	}
+	// Flags win over the environment, even an explicit empty cluster id.
+	o.ProfileDir, o.ClusterID, o.clusterIDSet = "/flag", "", true
+	if cfg, _ = o.config(); cfg.ProfileDir != "/flag" || cfg.ClusterID != "" {
+		t.Errorf("flags did not win: %q %q", cfg.ProfileDir, cfg.ClusterID)
+	}
+	o.Transport = "nosuch"
+	if _, err := o.config(); err == nil {
+		t.Error("unknown transport accepted")
+	}
+}
+
+func TestEngineFlags(t *testing.T) {
+	var got *EngineOptions
+	capture := func(o *EngineOptions) error { got = o; return nil }
+	if err := run(NewCmdEngine(&Factory{}, capture), "--file", "f.json", "--id", "3", "--timeout", "2.5", "--profile", "x"); err != nil {
+		t.Fatal(err)
+	}
+	if got.File != "f.json" || got.ID != 3 || got.Timeout != 2500*time.Millisecond || got.Profile != "x" {
+		t.Errorf("options %+v", got)
+	}
+	if err := run(NewCmdEngine(&Factory{}, capture)); err != nil || got.ID != -1 || got.Timeout != 5*time.Second {
+		t.Errorf("defaults %+v %v", got, err)
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	for err, want := range map[error]int{
+		nil:                         0,
+		errors.New("x"):             1,
+		launchers.ErrAlreadyStarted: 10,
+		fmt.Errorf("wrapped: %w", launchers.ErrAlreadyStarted): 10,
+		fmt.Errorf("%w: c", ErrAlreadyStopped):                 11,
+		errors.Join(errors.New("a"), ErrAlreadyStopped):        11,
+		ErrNoCluster:           12,
+		launchers.ErrNoCluster: 12,
+	} {
+		if got := ExitCode(err); got != want {
+			t.Errorf("ExitCode(%v) = %d, want %d", err, got, want)
+		}
+	}
+}
+
+func TestRootCommand(t *testing.T) {
+	e := newTestEnv(t)
+	root := NewRootCmd(e.f)
+	root.SetArgs([]string{"--version"})
+	if err := root.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(e.out.String(), "ipcluster version") {
+		t.Errorf("--version printed %q", e.out.String())
+	}
+	root = NewRootCmd(e.f)
+	root.SetArgs(nil)
+	if err := root.Execute(); ExitCode(err) != 1 {
+		t.Errorf("no subcommand: %v", err)
+	}
+	root = NewRootCmd(e.f)
+	root.SetArgs([]string{"list", "--log-level", "loud"})
+	if err := root.Execute(); err == nil {
+		t.Error("bad --log-level accepted")
+	}
+}
+
+func TestSplitCommand(t *testing.T) {
+	for in, want := range map[string][]string{
+		`prog`:                  {"prog"},
+		`  a  b `:               {"a", "b"},
+		`./sim --x 'a b' "c d"`: {"./sim", "--x", "a b", "c d"},
+		`a\ b "q\"x" 'it''s'`:   {"a b", `q"x`, "its"},
+		`""`:                    {""},
+	} {
+		got, err := splitCommand(in)
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("splitCommand(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{`'open`, `"open`} {
+		if _, err := splitCommand(bad); err == nil {
+			t.Errorf("splitCommand(%q) accepted", bad)
+		}
+	}
+}

@@ -1,0 +1,198 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+	"unicode"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ipp-hpc/ipp/internal/wire"
+	"github.com/ipp-hpc/ipp/launchers"
+)
+
+// ListOptions are the options of `ipcluster list`.
+type ListOptions struct {
+	F *Factory
+	ClusterFlags
+	// Output is "text" or "json".
+	Output string
+	// ProbeTimeout bounds asking each controller for its engines.
+	ProbeTimeout time.Duration
+}
+
+// NewCmdList builds `ipcluster list`. runF replaces listRun in tests.
+func NewCmdList(f *Factory, runF func(*ListOptions) error) *cobra.Command {
+	opts := &ListOptions{F: f}
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List running clusters",
+		Long: `List the running clusters of every profile under $IPYTHONDIR (or of the
+given profile). ENGINES is registered/requested when the controller answers,
+else the number requested. Clusters whose processes are all gone are dropped
+(and their files removed).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.Output = strings.ToLower(opts.Output)
+			if opts.Output != "text" && opts.Output != "json" {
+				return fmt.Errorf("-o must be text or json, not %q", opts.Output)
+			}
+			if runF != nil {
+				return runF(opts)
+			}
+			return listRun(cmd.Context(), opts)
+		},
+	}
+	fs := cmd.Flags()
+	opts.ClusterFlags.bind(fs, false)
+	fs.StringVarP(&opts.Output, "output", "o", "text", "output format: text or json")
+	fs.Var(newSecondsValue(&opts.ProbeTimeout, 3*time.Second), "probe-timeout", "how long to wait for each controller's engine count")
+	return cmd
+}
+
+// ClusterStatus is one cluster in the list.
+type ClusterStatus struct {
+	Profile    string `json:"profile"`
+	ProfileDir string `json:"profile_dir"`
+	ClusterID  string `json:"cluster_id"`
+	File       string `json:"file"`
+	Running    bool   `json:"running"`
+	Requested  int    `json:"engines_requested"`
+	// Registered is -1 when the controller could not be asked.
+	Registered int    `json:"engines_registered"`
+	Launcher   string `json:"launcher"`
+
+	file *launchers.ClusterFile
+}
+
+// listEntry is one element of `list -o json`: the cluster file as
+// ipyparallel prints it, plus our "status".
+type listEntry struct {
+	*launchers.ClusterFile
+	Status *ClusterStatus `json:"status"`
+}
+
+func listRun(ctx context.Context, o *ListOptions) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	dir := ""
+	if o.profileGiven() {
+		var err error
+		if dir, err = o.Dir(); err != nil {
+			return err
+		}
+	}
+	files, err := launchers.ClusterFiles(dir)
+	if err != nil {
+		return err
+	}
+	statuses := make([]*ClusterStatus, len(files))
+	var wg sync.WaitGroup
+	for i, path := range files {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			statuses[i] = clusterStatus(ctx, o, path)
+		}()
+	}
+	wg.Wait()
+	var live []*ClusterStatus
+	for _, s := range statuses {
+		if s != nil {
+			live = append(live, s)
+		}
+	}
+	if o.Output == "json" {
+		entries := make([]listEntry, len(live))
+		for i, s := range live {
+			entries[i] = listEntry{ClusterFile: s.file, Status: s}
+		}
+		enc := json.NewEncoder(o.F.IO.Out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(entries)
+	}
+	return writeListText(o.F, live)
+}
+
+// writeListText prints the table of `ipcluster list`.
+func writeListText(f *Factory, list []*ClusterStatus) error {
+	tw := tabwriter.NewWriter(f.IO.Out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PROFILE\tCLUSTER ID\tRUNNING\tENGINES\tLAUNCHER")
+	for _, s := range list {
+		engines := strconv.Itoa(s.Requested)
+		if s.Registered >= 0 {
+			engines = fmt.Sprintf("%d/%d", s.Registered, s.Requested)
+		}
+		running := "False"
+		if s.Running {
+			running = "True"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Profile, clusterName(s.ClusterID), running, engines, s.Launcher)
+	}
+	return tw.Flush()
+}
+
+// clusterStatus loads one cluster file (dropping what died) and asks its
+// controller how many engines are registered; nil when nothing runs.
+func clusterStatus(ctx context.Context, o *ListOptions, path string) *ClusterStatus {
+	profileDir := filepath.Dir(filepath.Dir(path))
+	id := launchers.ClusterIDFromFile(path)
+	log := o.F.Logger()
+	c, err := launchers.LoadCluster(ctx, launchers.ClusterOptions{
+		ProfileDir: profileDir, ClusterID: id, Runner: o.F.Runner, Logger: log,
+	})
+	if err != nil {
+		log.Warn("skipping cluster file", "file", path, "err", err)
+		return nil
+	}
+	if !c.Running() {
+		return nil
+	}
+	f, err := launchers.ReadClusterFile(path)
+	if err != nil {
+		log.Warn("skipping cluster file", "file", path, "err", err)
+		return nil
+	}
+	s := &ClusterStatus{
+		Profile:    launchers.AbbreviateProfileDir(profileDir),
+		ProfileDir: profileDir,
+		ClusterID:  id,
+		File:       path,
+		Running:    f.Controller != nil,
+		Registered: -1,
+		Launcher:   launcherTitle(f.Engines.Class),
+		file:       f,
+	}
+	for _, state := range f.Engines.Sets {
+		s.Requested += launchers.SetN(state)
+	}
+	if s.Running {
+		pctx, cancel := context.WithTimeout(ctx, o.ProbeTimeout)
+		defer cancel()
+		if client, err := o.F.Connect(pctx, wire.ClientFile(profileDir, id)); err == nil {
+			s.Registered = len(client.IDs())
+			client.Close()
+		} else {
+			log.Debug("controller did not answer", "cluster_id", clusterName(id), "err", err)
+		}
+	}
+	return s
+}
+
+// launcherTitle shows a launcher name as ipcluster list does ("Local").
+func launcherTitle(name string) string {
+	if name == "" {
+		return "-"
+	}
+	r := []rune(name)
+	r[0] = unicode.ToUpper(r[0])
+	return string(r)
+}

@@ -1,0 +1,165 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ipp-hpc/ipp/internal/wire"
+)
+
+// The test binary doubles as the processes ipcluster starts (Nomad style):
+// with childEnv=role it plays the role named by its first argument — a fake
+// controller that writes connection files, or an engine that sleeps or
+// fails (engineModeEnv).
+const (
+	childEnv      = "CLI_TEST_CHILD"
+	engineModeEnv = "CLI_TEST_ENGINE"
+	childLife     = 60 * time.Second
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) == "role" && len(os.Args) > 1 {
+		os.Exit(fakeRole(os.Args[1]))
+	}
+	os.Exit(m.Run())
+}
+
+func fakeRole(role string) int {
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM, os.Interrupt)
+	wait := func() int {
+		select {
+		case <-term:
+			return 0
+		case <-time.After(childLife):
+			return 3
+		}
+	}
+	switch role {
+	case "controller":
+		profile, cid := os.Getenv("IPP_PROFILE_DIR"), os.Getenv("IPP_CLUSTER_ID")
+		common := wire.Common{Interface: "tcp://127.0.0.1", Registration: 1, Control: 2, Mux: 3, Task: 4, IOPub: 5, Key: "k"}
+		common.Defaults()
+		wire.WritePrivateJSON(wire.ClientFile(profile, cid), wire.ClientInfo{Common: common, Notification: 6, Broadcast: 7})
+		wire.WritePrivateJSON(wire.EngineFile(profile, cid), wire.EngineInfo{Common: common, HBPing: 8, HBPong: 9, Broadcast: []int{10}})
+		fmt.Println("fake controller up")
+		code := wait()
+		os.Remove(wire.ClientFile(profile, cid))
+		os.Remove(wire.EngineFile(profile, cid))
+		return code
+	case "engine":
+		if os.Getenv(engineModeEnv) == "fail" {
+			fmt.Fprintln(os.Stderr, "fake engine: cannot reach the controller")
+			return 1
+		}
+		if os.Getenv("IPP_CONNECTION_INFO") == "" {
+			fmt.Fprintln(os.Stderr, "fake engine: no IPP_CONNECTION_INFO")
+			return 1
+		}
+		return wait()
+	}
+	fmt.Fprintln(os.Stderr, "unknown role", role)
+	return 2
+}
+
+// fakeClient stands in for the ipp client.
+type fakeClient struct {
+	mu      sync.Mutex
+	ids     []int
+	waitErr error
+	results []ExecResult
+	code    string
+	targets []int
+	// register makes WaitForEngines "register" the engines it waits for.
+	register bool
+}
+
+func (c *fakeClient) IDs() []int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]int(nil), c.ids...)
+}
+
+func (c *fakeClient) WaitForEngines(ctx context.Context, n int, out io.Writer) error {
+	if c.waitErr != nil {
+		return c.waitErr
+	}
+	if !c.register {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	c.mu.Lock()
+	for len(c.ids) < n {
+		c.ids = append(c.ids, len(c.ids))
+	}
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *fakeClient) Execute(ctx context.Context, code string, targets []int) ([]ExecResult, error) {
+	c.code, c.targets = code, targets
+	return c.results, nil
+}
+
+func (c *fakeClient) Close() error { return nil }
+
+// testEnv is a Factory with captured output, the test binary as the
+// program of both roles, a fake client, and IPYTHONDIR in a temp dir.
+type testEnv struct {
+	f        *Factory
+	out, err *syncBuffer
+	client   *fakeClient
+	ipython  string
+	sigs     chan os.Signal
+}
+
+func newTestEnv(t *testing.T) *testEnv {
+	t.Helper()
+	ipy := t.TempDir()
+	t.Setenv("IPYTHONDIR", ipy)
+	t.Setenv(childEnv, "role")
+	t.Setenv("GORACE", "atexit_sleep_ms=0")
+	e := &testEnv{out: &syncBuffer{}, err: &syncBuffer{}, client: &fakeClient{register: true}, ipython: ipy,
+		sigs: make(chan os.Signal, 4)}
+	f := NewFactory()
+	f.IO = IOStreams{In: strings.NewReader(""), Out: e.out, ErrOut: e.err}
+	f.Connect = func(ctx context.Context, path string) (Client, error) {
+		if _, err := os.Stat(path); err != nil {
+			return nil, err
+		}
+		return e.client, nil
+	}
+	f.Signals = func(context.Context) (<-chan os.Signal, func()) { return e.sigs, func() {} }
+	e.f = f
+	return e
+}
+
+func (e *testEnv) profileDir() string { return filepath.Join(e.ipython, "profile_default") }
+
+// syncBuffer is a bytes.Buffer safe for the goroutines that log.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

@@ -1,0 +1,269 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ipp-hpc/ipp/controller"
+	"github.com/ipp-hpc/ipp/engine"
+	"github.com/ipp-hpc/ipp/internal/transport"
+	"github.com/ipp-hpc/ipp/internal/wire"
+)
+
+// Environment variables the roles read (ipyparallel's names).
+const (
+	envProfileDir = "IPP_PROFILE_DIR"
+	envClusterID  = "IPP_CLUSTER_ID"
+	envSessionKey = "IPP_SESSION_KEY"
+	envTransport  = "IPP_TRANSPORT"
+)
+
+// roleFlags are the profile and cluster flags of the roles, which fall
+// back to the environment a launcher sets.
+type roleFlags struct {
+	ClusterFlags
+	// clusterIDSet records that --cluster-id was given (even as "").
+	clusterIDSet bool
+}
+
+// resolve fills the profile directory and cluster id from the flags, else
+// IPP_PROFILE_DIR and IPP_CLUSTER_ID, else the defaults.
+func (r *roleFlags) resolve() (dir, clusterID string, err error) {
+	clusterID = r.ClusterID
+	if !r.clusterIDSet {
+		clusterID = os.Getenv(envClusterID)
+	}
+	if r.profileGiven() {
+		dir, err = r.Dir()
+		return dir, clusterID, err
+	}
+	if env := os.Getenv(envProfileDir); env != "" {
+		return env, clusterID, nil
+	}
+	dir, err = r.Dir()
+	return dir, clusterID, err
+}
+
+// roleContext is cancelled by SIGINT or SIGTERM.
+func (f *Factory) roleContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if f.Signals != nil {
+		ctx, cancel := context.WithCancel(ctx)
+		sigs, stop := f.Signals(ctx)
+		go func() {
+			select {
+			case <-sigs:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		return ctx, func() { stop(); cancel() }
+	}
+	return signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+}
+
+func lookupTransport(name string) (transport.Backend, error) {
+	if name == "" {
+		name = os.Getenv(envTransport)
+	}
+	if name == "" {
+		return transport.Default(), nil
+	}
+	return transport.Lookup(name)
+}
+
+// ControllerOptions are the options of `ipcluster controller`; they
+// mirror controller.Config.
+type ControllerOptions struct {
+	F *Factory
+	roleFlags
+	IP, Location string
+	Scheme       string
+	HWM          int
+	// PingMS is the heartbeat period in milliseconds.
+	PingMS int
+	// HeartbeatMisses declares an engine dead after that many missed beats.
+	HeartbeatMisses int
+	// Transport is the socket backend name ("" = IPP_TRANSPORT or default).
+	Transport string
+}
+
+// NewCmdController builds the controller role. runF replaces
+// controllerRun in tests.
+func NewCmdController(f *Factory, runF func(*ControllerOptions) error) *cobra.Command {
+	opts := &ControllerOptions{F: f}
+	cmd := &cobra.Command{
+		Use:   "controller",
+		Short: "Run a controller (the role launchers start)",
+		Long: `Run the IPython Parallel controller in this process: bind its sockets, write
+security/ipcontroller[-<cluster id>]-{client,engine}.json in the profile, and
+serve until SIGINT or SIGTERM (or a client's shutdown request), then remove
+the files and exit 0. The profile and cluster id come from the flags, else
+from IPP_PROFILE_DIR and IPP_CLUSTER_ID as a launcher sets them; the session
+key from IPP_SESSION_KEY when set. Logs go to standard error.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.clusterIDSet = cmd.Flags().Changed("cluster-id")
+			if runF != nil {
+				return runF(opts)
+			}
+			return controllerRun(cmd.Context(), opts)
+		},
+	}
+	fs := cmd.Flags()
+	opts.ClusterFlags.bind(fs, true)
+	fs.StringVar(&opts.IP, "ip", "", "address to bind (default 127.0.0.1; '*' for all interfaces)")
+	fs.StringVar(&opts.Location, "location", "", "host name written to the connection files (default: this host)")
+	fs.StringVar(&opts.Scheme, "scheme", "leastload", "task scheduler: leastload, lru, plainrandom, twobin, weighted or pure")
+	fs.IntVar(&opts.HWM, "hwm", 1, "outstanding tasks per engine (0: unlimited)")
+	fs.IntVar(&opts.PingMS, "ping", 3000, "heartbeat period in milliseconds")
+	fs.IntVar(&opts.HeartbeatMisses, "heartbeat-misses", 10, "missed heartbeats before an engine is declared dead")
+	fs.StringVar(&opts.Transport, "transport", "", "socket backend: zmq or gozmq (default $IPP_TRANSPORT, else zmq when built in)")
+	return cmd
+}
+
+// config builds the controller.Config the options describe.
+func (o *ControllerOptions) config() (controller.Config, error) {
+	dir, cid, err := o.resolve()
+	if err != nil {
+		return controller.Config{}, err
+	}
+	backend, err := lookupTransport(o.Transport)
+	if err != nil {
+		return controller.Config{}, err
+	}
+	if o.PingMS <= 0 {
+		return controller.Config{}, fmt.Errorf("--ping must be positive, not %d", o.PingMS)
+	}
+	hwm := o.HWM
+	if hwm == 0 {
+		hwm = -1 // controller.Config: negative means unlimited
+	}
+	cfg := controller.Config{
+		IP:              o.IP,
+		Location:        o.Location,
+		ProfileDir:      dir,
+		ClusterID:       cid,
+		Scheme:          o.Scheme,
+		HWM:             hwm,
+		HeartbeatPeriod: time.Duration(o.PingMS) * time.Millisecond,
+		HeartbeatMisses: o.HeartbeatMisses,
+		Transport:       backend,
+		Logger:          o.F.Logger(),
+	}
+	if key := os.Getenv(envSessionKey); key != "" {
+		cfg.Key = []byte(key)
+	}
+	return cfg, nil
+}
+
+func controllerRun(ctx context.Context, o *ControllerOptions) error {
+	cfg, err := o.config()
+	if err != nil {
+		return err
+	}
+	if err := ensureProfile(cfg.ProfileDir); err != nil {
+		return err
+	}
+	ctl, err := controller.New(cfg)
+	if err != nil {
+		return err
+	}
+	if err := ctl.Start(); err != nil {
+		return err
+	}
+	log := cfg.Logger
+	ci := ctl.ClientInfo()
+	log.Info("controller running", "pid", os.Getpid(), "registration", ci.URL(ci.Registration),
+		"client_file", wire.ClientFile(cfg.ProfileDir, cfg.ClusterID), "transport", cfg.Transport.Name())
+	ctx, stop := o.F.roleContext(ctx)
+	defer stop()
+	select {
+	case <-ctx.Done():
+		log.Info("received a stop signal, shutting down")
+	case <-ctl.Done():
+		log.Info("controller shut down on request")
+	}
+	return ctl.Close()
+}
+
+// EngineOptions are the options of `ipcluster engine`.
+type EngineOptions struct {
+	F *Factory
+	roleFlags
+	// File is the engine connection file (else IPP_CONNECTION_INFO, else
+	// the profile's file).
+	File string
+	// ID requests an engine id (-1: any).
+	ID int
+	// Timeout bounds the wait for the registration reply.
+	Timeout time.Duration
+}
+
+// NewCmdEngine builds the engine role. runF replaces engineRun in tests.
+func NewCmdEngine(f *Factory, runF func(*EngineOptions) error) *cobra.Command {
+	opts := &EngineOptions{F: f}
+	cmd := &cobra.Command{
+		Use:   "engine",
+		Short: "Run an engine (the role launchers start)",
+		Long: `Run one IPython Parallel engine in this process. The controller's connection
+info comes from --file, else IPP_CONNECTION_INFO, else the profile's
+security/ipcontroller[-<cluster id>]-engine.json (waited for up to 10 s). Stops
+cleanly (unregistering) on SIGINT or SIGTERM and exits 0; exits 1 when it
+cannot register or loses the controller. A Go program of your own that calls
+engine.Main() takes the same flags.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.clusterIDSet = cmd.Flags().Changed("cluster-id")
+			if runF != nil {
+				return runF(opts)
+			}
+			return engineRun(cmd.Context(), opts)
+		},
+	}
+	fs := cmd.Flags()
+	opts.ClusterFlags.bind(fs, true)
+	fs.StringVar(&opts.File, "file", "", "engine connection file (ipcontroller-engine.json)")
+	fs.IntVar(&opts.ID, "id", -1, "request this engine id (-1: let the controller choose)")
+	fs.Var(newSecondsValue(&opts.Timeout, engine.DefaultRegistrationTimeout), "timeout", "how long to wait for the registration reply")
+	return cmd
+}
+
+func engineRun(ctx context.Context, o *EngineOptions) error {
+	dir := ""
+	if o.profileGiven() {
+		var err error
+		if dir, err = o.Dir(); err != nil {
+			return err
+		}
+	}
+	cid := o.ClusterID
+	if !o.clusterIDSet {
+		cid = "" // LoadConnection then reads IPP_CLUSTER_ID
+	}
+	info, err := engine.LoadConnection(o.File, dir, cid, engine.DefaultConnectionWait)
+	if err != nil {
+		return err
+	}
+	backend, err := lookupTransport("")
+	if err != nil {
+		return err
+	}
+	ctx, stop := o.F.roleContext(ctx)
+	defer stop()
+	return engine.Run(ctx, engine.Config{
+		Info:                info,
+		Transport:           backend,
+		Logger:              o.F.Logger(),
+		RequestedID:         o.ID,
+		RegistrationTimeout: o.Timeout,
+	})
+}

@@ -1,0 +1,362 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ipp-hpc/ipp/internal/wire"
+	"github.com/ipp-hpc/ipp/launchers"
+)
+
+// StartOptions are the options of `ipcluster start`.
+type StartOptions struct {
+	F *Factory
+	ClusterFlags
+	// N is the number of engines (default: the number of CPUs).
+	N int
+	// Daemonize returns once the engines are registered, leaving the
+	// cluster running.
+	Daemonize bool
+	// IP and Location are the controller's --ip and --location.
+	IP, Location string
+	// Controller and Engines are launcher names.
+	Controller, Engines string
+	// ControllerCmd and EngineCmd replace the programs started for the
+	// two roles (shell-like words).
+	ControllerCmd, EngineCmd string
+	// ControllerArgs are extra controller arguments (after --).
+	ControllerArgs []string
+	// WaitTimeout bounds the wait for the engines to register.
+	WaitTimeout time.Duration
+	// StopGrace is the SIGTERM-to-SIGKILL delay when stopping.
+	StopGrace time.Duration
+}
+
+// NewCmdStart builds `ipcluster start`. runF replaces startRun in tests.
+func NewCmdStart(f *Factory, runF func(*StartOptions) error) *cobra.Command {
+	opts := &StartOptions{F: f}
+	cmd := &cobra.Command{
+		Use:   "start [flags] [-- controller args...]",
+		Short: "Start a controller and engines",
+		Long: `Start a cluster: the controller, then N engines, and wait until the engines
+have registered. With --daemonize, return then and leave the cluster running
+(stop it with 'ipcluster stop'); otherwise stay in the foreground until
+Ctrl-C or SIGTERM, or until the controller exits, and then stop everything.
+Arguments after -- are passed to the controller.
+
+Exits with 10 if the cluster is already running.`,
+		Example: `  ipcluster start -n 4 --daemonize
+  ipcluster start -n 64 --ip='*' --cluster-id=big
+  ipcluster start -n 2 --engine-cmd ./mysim   # a Go program built with engine.Main()`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if dash := cmd.ArgsLenAtDash(); dash >= 0 {
+				opts.ControllerArgs = args[dash:]
+				args = args[:dash]
+			}
+			if len(args) > 0 {
+				return fmt.Errorf("unexpected arguments %q (controller arguments go after --)", args)
+			}
+			if runF != nil {
+				return runF(opts)
+			}
+			return startRun(cmd.Context(), opts)
+		},
+	}
+	fs := cmd.Flags()
+	opts.ClusterFlags.bind(fs, true)
+	fs.IntVarP(&opts.N, "n", "n", runtime.NumCPU(), "number of engines")
+	fs.BoolVar(&opts.Daemonize, "daemonize", false, "return once the engines are up, leaving the cluster running")
+	fs.StringVar(&opts.IP, "ip", "", "controller address to bind (default 127.0.0.1; '*' for all interfaces)")
+	fs.StringVar(&opts.Location, "location", "", "controller host name written to the connection files")
+	fs.StringVar(&opts.Controller, "controller", "local", "controller launcher ("+strings.Join(launchers.Names(launchers.KindController), ", ")+")")
+	fs.StringVar(&opts.Engines, "engines", "local", "engine launcher ("+strings.Join(launchers.Names(launchers.KindEngines), ", ")+")")
+	fs.StringVar(&opts.ControllerCmd, "controller-cmd", "", "controller program and arguments (default: this program's 'controller' role)")
+	fs.StringVar(&opts.EngineCmd, "engine-cmd", "", "engine program and arguments (default: this program's 'engine' role)")
+	fs.Var(newSecondsValue(&opts.WaitTimeout, 120*time.Second), "wait-timeout", "how long to wait for the engines to register")
+	fs.Var(newSecondsValue(&opts.StopGrace, 5*time.Second), "stop-grace", "how long a stopping process gets between SIGTERM and SIGKILL")
+	return cmd
+}
+
+// clusterOptions turns command options into launcher options.
+func clusterOptions(f *Factory, flags ClusterFlags, controllerCmd, engineCmd string) (launchers.ClusterOptions, error) {
+	dir, err := flags.Dir()
+	if err != nil {
+		return launchers.ClusterOptions{}, err
+	}
+	opts := launchers.ClusterOptions{
+		ProfileDir: dir,
+		ClusterID:  flags.ClusterID,
+		Runner:     f.Runner,
+		Logger:     f.Logger(),
+	}
+	if opts.ControllerCmd, err = commandOrRole(f, controllerCmd, launchers.ControllerRole); err != nil {
+		return opts, err
+	}
+	if engineCmd != "" {
+		if opts.EngineCmd, err = splitCommand(engineCmd); err != nil {
+			return opts, fmt.Errorf("--engine-cmd: %w", err)
+		}
+	}
+	return opts, nil
+}
+
+func commandOrRole(f *Factory, line, role string) ([]string, error) {
+	if line == "" {
+		return f.roleCommand(role)
+	}
+	words, err := splitCommand(line)
+	if err != nil {
+		return nil, fmt.Errorf("--%s-cmd: %w", role, err)
+	}
+	if len(words) == 0 {
+		return nil, fmt.Errorf("--%s-cmd is empty", role)
+	}
+	return words, nil
+}
+
+func startRun(ctx context.Context, o *StartOptions) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if o.N < 1 {
+		return fmt.Errorf("-n must be at least 1, not %d", o.N)
+	}
+	copts, err := clusterOptions(o.F, o.ClusterFlags, o.ControllerCmd, o.EngineCmd)
+	if err != nil {
+		return err
+	}
+	if len(copts.EngineCmd) == 0 {
+		if copts.EngineCmd, err = o.F.roleCommand(launchers.EngineRole); err != nil {
+			return err
+		}
+	}
+	copts.Controller, copts.Engines = o.Controller, o.Engines
+	copts.ControllerArgs = o.ControllerArgs
+	copts.IP, copts.Location = o.IP, o.Location
+	copts.N = o.N
+	copts.StopGrace = o.StopGrace
+	if err := ensureProfile(copts.ProfileDir); err != nil {
+		return err
+	}
+	c, err := launchers.NewCluster(copts)
+	if err != nil {
+		return err
+	}
+	log := copts.Logger
+
+	// Signals stop the cluster from here on, also while it starts.
+	sigs, stopSignals := o.F.signals(ctx)
+	defer stopSignals()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		for {
+			select {
+			case sig := <-sigs:
+				if sig == syscall.SIGUSR1 || sig == syscall.SIGUSR2 {
+					relaySignal(log, c, sig.(syscall.Signal))
+					continue
+				}
+				cancel(fmt.Errorf("received %v", sig))
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+
+	log.Info("starting controller", "profile_dir", copts.ProfileDir, "cluster_id", clusterName(copts.ClusterID))
+	if err := c.StartController(ctx); err != nil {
+		return err
+	}
+	if err := bringUpEngines(ctx, o.F, c, o.N, o.WaitTimeout); err != nil {
+		log.Error("cluster start failed; stopping it", "err", err)
+		return errors.Join(err, stopCluster(c, o.StopGrace))
+	}
+	if o.Daemonize {
+		fmt.Fprintf(o.F.IO.ErrOut, "Leaving cluster running: %s\n", c.File())
+		fmt.Fprintf(o.F.IO.ErrOut, "Stop it with: ipcluster stop%s\n", stopFlags(o.ClusterFlags))
+		return nil
+	}
+	fmt.Fprintf(o.F.IO.ErrOut, "Cluster %s running with %d engines (%s). Press Ctrl-C to stop it.\n",
+		clusterName(copts.ClusterID), o.N, c.File())
+	return foreground(ctx, log, c, o.StopGrace)
+}
+
+// bringUpEngines waits for the controller's files, starts n engines and
+// waits for them to register, failing early if the controller or an
+// engine dies first.
+func bringUpEngines(ctx context.Context, f *Factory, c *launchers.Cluster, n int, timeout time.Duration) error {
+	conn, err := c.Connection(ctx)
+	if err != nil {
+		return err
+	}
+	log := c.Options().Logger
+	log.Info("controller is up", "registration", conn.Engine.URL(conn.Engine.Registration))
+	wctx, cancel := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("engines did not register within %v", timeout))
+	defer cancel()
+	client, err := f.Connect(wctx, wire.ClientFile(c.Options().ProfileDir, c.Options().ClusterID))
+	if err != nil {
+		return fmt.Errorf("connecting to the controller: %w", err)
+	}
+	defer client.Close()
+	want := len(client.IDs()) + n
+	id, err := c.StartEngines(wctx, n)
+	if err != nil {
+		return err
+	}
+	log.Info("started engines", "set", id, "n", n)
+	return waitRegistered(wctx, f, c, client, want, id)
+}
+
+// waitRegistered waits for want engines while watching the controller
+// and engine set id: a process that dies fails the wait with its output.
+func waitRegistered(ctx context.Context, f *Factory, c *launchers.Cluster, client Client, want int, id string) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			if err := deadProcesses(c, id); err != nil {
+				cancel(err)
+				return
+			}
+		}
+	}()
+	err := client.WaitForEngines(ctx, want, f.IO.ErrOut)
+	if cause := context.Cause(ctx); err != nil && cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause
+	}
+	return err
+}
+
+// deadProcesses reports the controller or an engine of set id that has
+// exited, with the end of its output.
+func deadProcesses(c *launchers.Cluster, id string) error {
+	if ctl := c.Controller(); ctl != nil && ctl.Status().State == launchers.StateAfter {
+		return fmt.Errorf("the controller exited%s", outputTail(ctl))
+	}
+	set := c.EngineSets()[id]
+	if set == nil {
+		return nil
+	}
+	if st := set.Status(); st.Running < st.Total {
+		return fmt.Errorf("%d of %d engines exited before registering (engines on other hosts need the controller started with --ip='*' or an address they can reach)%s",
+			st.Total-st.Running, st.Total, outputTail(set))
+	}
+	return nil
+}
+
+// outputTail is the end of a launcher's logs, for error messages.
+func outputTail(l launchers.Launcher) string {
+	r, ok := l.(launchers.OutputReader)
+	if !ok {
+		return ""
+	}
+	out := r.Output(15)
+	paths := make([]string, 0, len(out))
+	for p := range out {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	var b strings.Builder
+	for _, p := range paths {
+		if strings.TrimSpace(out[p]) == "" {
+			continue
+		}
+		fmt.Fprintf(&b, "\n--- %s ---\n%s", p, strings.TrimRight(out[p], "\n"))
+		if b.Len() > 8000 {
+			break
+		}
+	}
+	return b.String()
+}
+
+// foreground keeps the cluster until ctx is cancelled (a signal) or the
+// controller exits, recording engine sets that end on their own, then
+// stops everything.
+func foreground(ctx context.Context, log *slog.Logger, c *launchers.Cluster, grace time.Duration) error {
+	ctlDone := make(chan struct{})
+	go func() {
+		_ = c.Controller().Wait(context.WithoutCancel(ctx))
+		close(ctlDone)
+	}()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	ended := map[string]bool{}
+	var result error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("stopping the cluster", "reason", context.Cause(ctx))
+			break loop
+		case <-ctlDone:
+			if st := c.Controller().Status(); st.ExitCode > 0 {
+				result = fmt.Errorf("the controller exited with status %d%s", st.ExitCode, outputTail(c.Controller()))
+			}
+			log.Warn("controller stopped; stopping the cluster")
+			break loop
+		case <-tick.C:
+			changed := false
+			for id, set := range c.EngineSets() {
+				if !ended[id] && set.Status().State == launchers.StateAfter {
+					ended[id] = true
+					changed = true
+					log.Warn("engine set stopped", "set", id, "exit_code", set.Status().ExitCode)
+				}
+			}
+			if changed {
+				if err := c.Save(ctx); err != nil {
+					log.Warn("updating the cluster file", "err", err)
+				}
+			}
+		}
+	}
+	return errors.Join(result, stopCluster(c, grace))
+}
+
+// stopCluster stops everything with a deadline that leaves room for
+// SIGKILL after the grace period.
+func stopCluster(c *launchers.Cluster, grace time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*grace+30*time.Second)
+	defer cancel()
+	return c.Stop(ctx)
+}
+
+// relaySignal forwards a signal to every engine set.
+func relaySignal(log *slog.Logger, c *launchers.Cluster, sig syscall.Signal) {
+	for id, set := range c.EngineSets() {
+		if err := set.Signal(sig); err != nil {
+			log.Warn("relaying signal", "signal", sig, "set", id, "err", err)
+		}
+	}
+}
+
+// stopFlags repeats the profile and cluster flags for a hint.
+func stopFlags(c ClusterFlags) string {
+	var b strings.Builder
+	if c.ProfileDir != "" {
+		fmt.Fprintf(&b, " --profile-dir=%s", c.ProfileDir)
+	} else if c.Profile != "" {
+		fmt.Fprintf(&b, " --profile=%s", c.Profile)
+	}
+	if c.ClusterID != "" {
+		fmt.Fprintf(&b, " --cluster-id=%s", c.ClusterID)
+	}
+	return b.String()
+}

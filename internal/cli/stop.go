@@ -1,0 +1,115 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ipp-hpc/ipp/launchers"
+)
+
+// StopOptions are the options of `ipcluster stop`.
+type StopOptions struct {
+	F *Factory
+	ClusterFlags
+	// All stops every cluster of the profile.
+	All bool
+	// ClusterIDs are the clusters to stop (default: --cluster-id).
+	ClusterIDs []string
+	// StopGrace is the SIGTERM-to-SIGKILL delay.
+	StopGrace time.Duration
+}
+
+// NewCmdStop builds `ipcluster stop`. runF replaces stopRun in tests.
+func NewCmdStop(f *Factory, runF func(*StopOptions) error) *cobra.Command {
+	opts := &StopOptions{F: f}
+	cmd := &cobra.Command{
+		Use:   "stop [flags] [cluster-id...]",
+		Short: "Stop a running cluster",
+		Long: `Stop the controller and every engine set of a cluster, wherever they were
+started from, and check that none of their processes is left.
+
+Exits with 11 if the cluster is not running.`,
+		Example: `  ipcluster stop
+  ipcluster stop --cluster-id=big
+  ipcluster stop --all --profile=mpi`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.ClusterIDs = args
+			if opts.All && len(args) > 0 {
+				return errors.New("give either --all or cluster ids, not both")
+			}
+			if runF != nil {
+				return runF(opts)
+			}
+			return stopRun(cmd.Context(), opts)
+		},
+	}
+	fs := cmd.Flags()
+	opts.ClusterFlags.bind(fs, true)
+	fs.BoolVar(&opts.All, "all", false, "stop every cluster of the profile")
+	fs.Var(newSecondsValue(&opts.StopGrace, 5*time.Second), "stop-grace", "how long a stopping process gets between SIGTERM and SIGKILL")
+	return cmd
+}
+
+func stopRun(ctx context.Context, o *StopOptions) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	dir, err := o.Dir()
+	if err != nil {
+		return err
+	}
+	ids := o.ClusterIDs
+	switch {
+	case o.All:
+		files, err := launchers.ClusterFiles(dir)
+		if err != nil {
+			return err
+		}
+		for _, f := range files {
+			ids = append(ids, launchers.ClusterIDFromFile(f))
+		}
+		if len(ids) == 0 {
+			fmt.Fprintln(o.F.IO.ErrOut, "No clusters to stop")
+			return nil
+		}
+	case len(ids) == 0:
+		ids = []string{o.ClusterID}
+	}
+	var errs []error
+	for _, id := range ids {
+		if err := stopOne(ctx, o, dir, id); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func stopOne(ctx context.Context, o *StopOptions, dir, id string) error {
+	flags := ClusterFlags{ProfileDir: dir, ClusterID: id}
+	copts, err := clusterOptions(o.F, flags, "", "")
+	if err != nil {
+		return err
+	}
+	copts.StopGrace = o.StopGrace
+	c, err := launchers.LoadCluster(ctx, copts)
+	if errors.Is(err, launchers.ErrNoCluster) {
+		return fmt.Errorf("%w: cluster %s (%v)", ErrAlreadyStopped, clusterName(id), err)
+	}
+	if err != nil {
+		return err
+	}
+	if !c.Running() {
+		return fmt.Errorf("%w: cluster %s had exited; removed its stale cluster file", ErrAlreadyStopped, clusterName(id))
+	}
+	pids := c.PIDs()
+	copts.Logger.Info("stopping cluster", "cluster_id", clusterName(id), "pids", pids)
+	if err := stopCluster(c, o.StopGrace); err != nil {
+		return fmt.Errorf("stopping cluster %s: %w", clusterName(id), err)
+	}
+	fmt.Fprintf(o.F.IO.ErrOut, "Stopped cluster %s (%d processes)\n", clusterName(id), len(pids))
+	return nil
+}

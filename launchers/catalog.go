@@ -1,0 +1,104 @@
+package launchers
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Entry is one launcher implementation in the catalog. A nil constructor
+// means the launcher does not play that role.
+type Entry struct {
+	// Name is what --controller and --engines accept (lower case).
+	Name string
+	// Summary is one line for help texts.
+	Summary string
+	// NewController and NewEngines build a launcher that has not started.
+	NewController func(Config) (Launcher, error)
+	NewEngines    func(Config) (Launcher, error)
+	// RestoreController and RestoreEngines rebuild a launcher from the
+	// handle its MarshalState saved, reattached to its processes; they
+	// return an error wrapping ErrNotRunning when nothing is left.
+	RestoreController func(Config, json.RawMessage) (Launcher, error)
+	RestoreEngines    func(Config, json.RawMessage) (Launcher, error)
+}
+
+// catalog lists every launcher. Adding a launcher means adding it here.
+var catalog = []Entry{
+	{
+		Name:    "local",
+		Summary: "processes on this host, in their own process groups",
+		NewController: func(cfg Config) (Launcher, error) {
+			return NewLocalController(cfg)
+		},
+		NewEngines: func(cfg Config) (Launcher, error) {
+			return NewLocalEngineSet(cfg)
+		},
+		RestoreController: restoreLocalController,
+		RestoreEngines:    restoreLocalEngineSet,
+	},
+}
+
+// Lookup finds a launcher by name, ignoring case as ipyparallel does.
+func Lookup(name string) (*Entry, error) {
+	want := strings.ToLower(strings.TrimSpace(name))
+	for i := range catalog {
+		if catalog[i].Name == want {
+			return &catalog[i], nil
+		}
+	}
+	return nil, fmt.Errorf("%w %q (have %s)", ErrUnknownLauncher, name, strings.Join(Names(""), ", "))
+}
+
+// Names lists the launchers that can play kind ("" = any), sorted.
+func Names(kind Kind) []string {
+	var names []string
+	for _, e := range catalog {
+		if kind == "" || e.plays(kind) {
+			names = append(names, e.Name)
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+func (e *Entry) plays(kind Kind) bool {
+	switch kind {
+	case KindController:
+		return e.NewController != nil
+	case KindEngines:
+		return e.NewEngines != nil
+	}
+	return false
+}
+
+// New builds a launcher of the named implementation for kind.
+func New(kind Kind, name string, cfg Config) (Launcher, error) {
+	e, err := Lookup(name)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case kind == KindController && e.NewController != nil:
+		return e.NewController(cfg)
+	case kind == KindEngines && e.NewEngines != nil:
+		return e.NewEngines(cfg)
+	}
+	return nil, fmt.Errorf("launcher %q cannot start %s", e.Name, kind)
+}
+
+// Restore rebuilds a saved launcher of the named implementation.
+func Restore(kind Kind, name string, cfg Config, state json.RawMessage) (Launcher, error) {
+	e, err := Lookup(name)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case kind == KindController && e.RestoreController != nil:
+		return e.RestoreController(cfg, state)
+	case kind == KindEngines && e.RestoreEngines != nil:
+		return e.RestoreEngines(cfg, state)
+	}
+	return nil, fmt.Errorf("launcher %q cannot restore %s", e.Name, kind)
+}

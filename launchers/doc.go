@@ -1,0 +1,36 @@
+// Package launchers starts, watches and stops the processes of a cluster:
+// one controller and any number of engine sets.
+//
+// A Launcher manages one group of processes (the controller, or one engine
+// set) through a small interface: Start, Stop, Signal, Status and Wait.
+// Abilities only some launchers have are optional interfaces checked with a
+// type assertion: Stateful (save a handle that another process can reattach
+// to), ConnectionWaiter (a controller launcher that can hand over the
+// connection files), ProcessLister (local pids, so a caller can verify that
+// a stop left nothing behind) and OutputReader (the tail of the processes'
+// logs).
+//
+// Every implementation is registered in one table, catalog.go, and chosen
+// by name, case-insensitively, as ipcluster's --controller and --engines
+// options do ("local"). Launchers never call os/exec themselves: every
+// external program goes through a Runner, so tests and dry runs can replace
+// it.
+//
+// The cluster file, security/cluster-<id>.json, uses ipyparallel's layout
+// (see ClusterFile). Each launcher's handle is saved there under "state";
+// every write is a read-modify-write under a file lock, so `ipcluster
+// engines` in one process merges its engine set into the record that the
+// process running `ipcluster start` keeps up to date, and `ipcluster stop`
+// anywhere sees and stops everything. Cluster ties these together: start a
+// controller, wait for its connection files, start engine sets, reattach
+// from the file, stop all.
+//
+// Local processes are started in a new session (hence their own process
+// group, whose id is the pid), with stdin from /dev/null and stdout and
+// stderr appended to a log file under <profile>/log. Stopping sends SIGTERM
+// to the group, waits for the leader to exit, sends SIGKILL after a grace
+// period, and finally sweeps the group with SIGKILL so that nothing the
+// process started outlives it. Reattaching by pid checks that the process
+// is still the one that was started (its start time and command line), so
+// a recycled pid is never signalled.
+package launchers

@@ -1,0 +1,164 @@
+package launchers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"syscall"
+	"time"
+
+	"github.com/ipp-hpc/ipp/internal/wire"
+)
+
+// Launcher starts and stops one group of processes: a controller, or one
+// set of engines.
+type Launcher interface {
+	// Start requests n processes (controller launchers accept n <= 1). It
+	// may return before they run; Status and Wait follow them afterwards.
+	Start(ctx context.Context, n int) error
+	// Stop stops every process the launcher started and returns once they
+	// are gone or ctx is done. Stopping a stopped launcher is a no-op.
+	Stop(ctx context.Context) error
+	// Signal delivers sig to every process the launcher started.
+	Signal(sig syscall.Signal) error
+	// Status reports the launcher's current view of its processes.
+	Status() Status
+	// Wait blocks until every process has ended or ctx is done.
+	Wait(ctx context.Context) error
+}
+
+// State is the life-cycle stage of a launcher, with ipyparallel's names.
+type State string
+
+// The launcher states.
+const (
+	StateBefore  State = "before"
+	StateRunning State = "running"
+	StateAfter   State = "after"
+)
+
+// Status describes what a launcher knows about its processes.
+type Status struct {
+	// State is before, running or after.
+	State State `json:"state"`
+	// Running is how many processes are alive; Total how many were started.
+	Running int `json:"running"`
+	Total   int `json:"total"`
+	// ExitCode is the first non-zero exit code once processes have ended
+	// on their own, 0 when they all succeeded, -1 when unknown.
+	ExitCode int `json:"exit_code"`
+	// Detail is free text for people (e.g. a batch job's pending reason).
+	Detail string `json:"detail,omitempty"`
+}
+
+// Stateful is a launcher whose state can be saved and reattached to from
+// another process with the catalog entry's Restore function.
+type Stateful interface {
+	// MarshalState returns the launcher's handle: a JSON object with a
+	// "version" field, stored under "state" in the cluster file.
+	MarshalState() (json.RawMessage, error)
+}
+
+// ConnectionInfo is what a controller publishes for clients and engines.
+type ConnectionInfo struct {
+	Client *wire.ClientInfo
+	Engine *wire.EngineInfo
+	// EngineJSON is the engine file's content, handed to engines in
+	// IPP_CONNECTION_INFO.
+	EngineJSON []byte
+}
+
+// ConnectionWaiter is a controller launcher that can wait for the
+// controller's connection files.
+type ConnectionWaiter interface {
+	// WaitConnection returns once both connection files are readable, and
+	// fails early if the controller exits first.
+	WaitConnection(ctx context.Context) (*ConnectionInfo, error)
+}
+
+// ProcessLister is a launcher whose processes run on this host.
+type ProcessLister interface {
+	// PIDs lists the process ids the launcher started (alive or not).
+	PIDs() []int
+}
+
+// OutputReader is a launcher that keeps its processes' output.
+type OutputReader interface {
+	// Output returns up to the last maxLines lines of each process's
+	// output, keyed by the file or process it came from.
+	Output(maxLines int) map[string]string
+}
+
+// Kind says which role a launcher plays.
+type Kind string
+
+// The two launcher kinds.
+const (
+	KindController Kind = "controller"
+	KindEngines    Kind = "engines"
+)
+
+// Config is what every launcher is built from.
+type Config struct {
+	// ProfileDir and ClusterID locate the cluster's files; both reach the
+	// processes through IPP_PROFILE_DIR and IPP_CLUSTER_ID.
+	ProfileDir string
+	ClusterID  string
+	// Command is the program and its arguments. Empty means this binary
+	// (or ipcluster from PATH) with the "controller" or "engine" role.
+	Command []string
+	// Args are appended to Command.
+	Args []string
+	// Env holds extra environment variables for the processes.
+	Env map[string]string
+	// EngineSetID names an engine set within the cluster.
+	EngineSetID string
+	// ConnectionInfo is the engine connection JSON passed to engines in
+	// IPP_CONNECTION_INFO; empty makes engines read the profile's file.
+	ConnectionInfo []byte
+	// WorkDir is the processes' working directory ("" = inherit).
+	WorkDir string
+	// StopGrace is how long Stop waits after SIGTERM before SIGKILL
+	// (default 5 s).
+	StopGrace time.Duration
+	// Delay separates the start of consecutive engines (default none).
+	Delay time.Duration
+	// Runner runs every external program (default OSRunner).
+	Runner Runner
+	// Logger receives progress messages (default slog.Default()).
+	Logger *slog.Logger
+}
+
+func (c *Config) runner() Runner {
+	if c.Runner == nil {
+		return OSRunner{}
+	}
+	return c.Runner
+}
+
+func (c *Config) logger() *slog.Logger {
+	if c.Logger == nil {
+		return slog.Default()
+	}
+	return c.Logger
+}
+
+func (c *Config) stopGrace() time.Duration {
+	if c.StopGrace <= 0 {
+		return 5 * time.Second
+	}
+	return c.StopGrace
+}
+
+// Errors shared by launchers and the cluster file.
+var (
+	// ErrNotRunning means a saved launcher has no process left.
+	ErrNotRunning = errors.New("not running")
+	// ErrAlreadyStarted means a cluster with this id is already running.
+	ErrAlreadyStarted = errors.New("cluster already running")
+	// ErrNoCluster means there is no cluster file (or nothing in it runs).
+	ErrNoCluster = errors.New("no such cluster")
+	// ErrUnknownLauncher means a launcher name is not in the catalog.
+	ErrUnknownLauncher = errors.New("unknown launcher")
+)

@@ -1,0 +1,659 @@
+package launchers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/ipp-hpc/ipp/internal/wire"
+)
+
+// StateVersion is the version of the handles the local launchers save.
+const StateVersion = 1
+
+// Roles given to the default command (this binary) for each kind.
+const (
+	ControllerRole = "controller"
+	EngineRole     = "engine"
+)
+
+// DefaultCommand is the program that plays role ("controller" or
+// "engine"): this executable when it is ipcluster, else ipcluster from
+// PATH.
+func DefaultCommand(role string) ([]string, error) {
+	if exe, err := os.Executable(); err == nil && strings.HasPrefix(filepath.Base(exe), "ipcluster") {
+		return []string{exe, role}, nil
+	}
+	// Resolving through the runner's PATH happens at start; here only
+	// check that there is something to find.
+	for _, dir := range filepath.SplitList(os.Getenv("PATH")) {
+		p := filepath.Join(dir, "ipcluster")
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+			return []string{p, role}, nil
+		}
+	}
+	return nil, errors.New("no command given and ipcluster is not in PATH")
+}
+
+// procRecord is one local process as saved in the cluster file. The
+// names pid, output_file, state, profile_dir and cluster_id are
+// ipyparallel's LocalProcessLauncher traits, so Python's ipcluster can read
+// the file too.
+type procRecord struct {
+	PID        int      `json:"pid"`
+	StartTime  uint64   `json:"start_time,omitempty"`
+	OutputFile string   `json:"output_file"`
+	State      State    `json:"state"`
+	ProfileDir string   `json:"profile_dir"`
+	ClusterID  string   `json:"cluster_id"`
+	Cmd        []string `json:"cmd,omitempty"`
+}
+
+// localProc is one process of a local launcher.
+type localProc struct {
+	rec  procRecord
+	proc Process // nil when it was gone at reattach
+	// stopping is set once Stop has signalled the process; its exit is
+	// then expected and its log is removed.
+	stopping bool
+}
+
+func (p *localProc) alive() bool { return p.proc != nil && p.proc.Alive() }
+
+// localGroup is what the local controller and engine-set launchers share:
+// a list of processes on this host, started with the same command.
+type localGroup struct {
+	cfg     Config
+	argv    []string
+	mu      sync.Mutex
+	procs   []*localProc
+	started bool
+}
+
+func newLocalGroup(cfg Config, role string) (*localGroup, error) {
+	if cfg.ProfileDir == "" {
+		return nil, errors.New("launchers: no profile directory")
+	}
+	argv := slices.Clone(cfg.Command)
+	if len(argv) == 0 {
+		var err error
+		if argv, err = DefaultCommand(role); err != nil {
+			return nil, err
+		}
+	}
+	argv = append(argv, cfg.Args...)
+	return &localGroup{cfg: cfg, argv: argv}, nil
+}
+
+// environ is our environment with the cluster's variables and extra
+// layered on top, later keys winning.
+func (g *localGroup) environ(extra map[string]string) []string {
+	set := map[string]string{
+		"IPP_CLUSTER_ID":  g.cfg.ClusterID,
+		"IPP_PROFILE_DIR": g.cfg.ProfileDir,
+	}
+	for k, v := range g.cfg.Env {
+		set[k] = v
+	}
+	for k, v := range extra {
+		set[k] = v
+	}
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if _, ok := set[k]; !ok {
+			env = append(env, kv)
+		}
+	}
+	keys := make([]string, 0, len(set))
+	for k := range set {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		env = append(env, k+"="+set[k])
+	}
+	return env
+}
+
+// spawn starts one process logging to output.
+func (g *localGroup) spawn(output string, extra map[string]string) (*localProc, error) {
+	cmd := Command{
+		Path:       g.argv[0],
+		Args:       g.argv[1:],
+		Env:        g.environ(extra),
+		Dir:        g.cfg.WorkDir,
+		OutputFile: output,
+	}
+	p, err := g.cfg.runner().Start(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("starting %s: %w", cmd, err)
+	}
+	g.cfg.logger().Info("started process", "pid", p.PID(), "cmd", cmd.String(), "log", output)
+	lp := &localProc{proc: p, rec: procRecord{
+		PID:        p.PID(),
+		StartTime:  p.StartTime(),
+		OutputFile: output,
+		State:      StateRunning,
+		ProfileDir: g.cfg.ProfileDir,
+		ClusterID:  g.cfg.ClusterID,
+		Cmd:        g.argv,
+	}}
+	g.mu.Lock()
+	g.procs = append(g.procs, lp)
+	g.started = true
+	g.mu.Unlock()
+	return lp, nil
+}
+
+// attach reattaches to a saved process; a gone process is kept with a nil
+// handle so its pid is still reported.
+func (g *localGroup) attach(rec procRecord) *localProc {
+	lp := &localProc{rec: rec}
+	program := ""
+	if len(rec.Cmd) > 0 {
+		program = rec.Cmd[0]
+	}
+	p, err := g.cfg.runner().Attach(rec.PID, rec.StartTime, program)
+	if err == nil {
+		lp.proc = p
+	} else {
+		lp.rec.State = StateAfter
+		g.cfg.logger().Debug("saved process is gone", "pid", rec.PID, "err", err)
+	}
+	g.mu.Lock()
+	g.procs = append(g.procs, lp)
+	g.started = true
+	g.mu.Unlock()
+	return lp
+}
+
+func (g *localGroup) isStarted() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.started
+}
+
+func (g *localGroup) snapshot() []*localProc {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Clone(g.procs)
+}
+
+// Stop implements Launcher: SIGTERM to every process group, SIGKILL to
+// those still alive after the grace period, then a SIGKILL sweep of each
+// group so that no child of theirs survives.
+func (g *localGroup) Stop(ctx context.Context) error {
+	procs := g.snapshot()
+	var wg sync.WaitGroup
+	errs := make([]error, len(procs))
+	for i, lp := range procs {
+		if lp.proc == nil {
+			continue
+		}
+		g.mu.Lock()
+		wasAlive := lp.proc.Alive()
+		lp.stopping = lp.stopping || wasAlive
+		g.mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = g.stopOne(ctx, lp)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (g *localGroup) stopOne(ctx context.Context, lp *localProc) error {
+	log := g.cfg.logger().With("pid", lp.rec.PID)
+	p := lp.proc
+	if p.Alive() {
+		log.Debug("sending SIGTERM")
+		if err := p.Signal(syscall.SIGTERM); err != nil {
+			return fmt.Errorf("pid %d: %w", lp.rec.PID, err)
+		}
+		graceCtx, cancel := context.WithTimeout(ctx, g.cfg.stopGrace())
+		err := p.Wait(graceCtx)
+		cancel()
+		if err != nil {
+			log.Warn("process ignored SIGTERM; sending SIGKILL", "grace", g.cfg.stopGrace())
+			if err := p.Signal(syscall.SIGKILL); err != nil {
+				return fmt.Errorf("pid %d: %w", lp.rec.PID, err)
+			}
+			if err := p.Wait(ctx); err != nil {
+				return fmt.Errorf("pid %d survived SIGKILL: %w", lp.rec.PID, err)
+			}
+		}
+	}
+	// Whatever the process started in its group goes with it.
+	_ = p.Signal(syscall.SIGKILL)
+	g.mu.Lock()
+	lp.rec.State = StateAfter
+	stopping := lp.stopping
+	g.mu.Unlock()
+	if code := p.ExitCode(); code > 0 && !stopping {
+		log.Warn("process had exited with an error", "exit_code", code, "log", lp.rec.OutputFile)
+	}
+	if stopping && lp.rec.OutputFile != "" {
+		// Like ipyparallel: a process we stopped leaves no log behind;
+		// one that died on its own keeps it for inspection.
+		if err := os.Remove(lp.rec.OutputFile); err != nil && !os.IsNotExist(err) {
+			log.Debug("removing log", "err", err)
+		}
+	}
+	return nil
+}
+
+// Signal implements Launcher.
+func (g *localGroup) Signal(sig syscall.Signal) error {
+	var errs []error
+	for _, lp := range g.snapshot() {
+		if lp.alive() {
+			errs = append(errs, lp.proc.Signal(sig))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Status implements Launcher.
+func (g *localGroup) Status() Status {
+	procs := g.snapshot()
+	st := Status{State: StateBefore, Total: len(procs), ExitCode: -1}
+	if len(procs) == 0 {
+		return st
+	}
+	known := true
+	for _, lp := range procs {
+		if lp.alive() {
+			st.Running++
+			continue
+		}
+		code := -1
+		if lp.proc != nil {
+			code = lp.proc.ExitCode()
+		}
+		if code < 0 {
+			known = false
+		} else if code != 0 && st.ExitCode <= 0 {
+			st.ExitCode = code
+		}
+	}
+	switch {
+	case st.Running > 0:
+		st.State = StateRunning
+		st.ExitCode = -1
+	default:
+		st.State = StateAfter
+		if st.ExitCode < 0 && known {
+			st.ExitCode = 0
+		}
+	}
+	return st
+}
+
+// Wait implements Launcher.
+func (g *localGroup) Wait(ctx context.Context) error {
+	for _, lp := range g.snapshot() {
+		if lp.proc == nil {
+			continue
+		}
+		if err := lp.proc.Wait(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// PIDs implements ProcessLister.
+func (g *localGroup) PIDs() []int {
+	var pids []int
+	for _, lp := range g.snapshot() {
+		pids = append(pids, lp.rec.PID)
+	}
+	return pids
+}
+
+// Output implements OutputReader.
+func (g *localGroup) Output(maxLines int) map[string]string {
+	out := map[string]string{}
+	for _, lp := range g.snapshot() {
+		if lp.rec.OutputFile == "" {
+			continue
+		}
+		if text, err := tailFile(lp.rec.OutputFile, maxLines); err == nil {
+			out[lp.rec.OutputFile] = text
+		}
+	}
+	return out
+}
+
+func (g *localGroup) records() []procRecord {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	recs := make([]procRecord, len(g.procs))
+	for i, lp := range g.procs {
+		recs[i] = lp.rec
+		if lp.rec.State == StateRunning && !lp.alive() {
+			recs[i].State = StateAfter
+		}
+	}
+	return recs
+}
+
+// tailFile returns the last n lines of a file (all when n <= 0).
+func tailFile(path string, n int) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	const window = 64 << 10
+	fi, err := f.Stat()
+	if err != nil {
+		return "", err
+	}
+	off := max(0, fi.Size()-window)
+	buf := make([]byte, fi.Size()-off)
+	if _, err := f.ReadAt(buf, off); err != nil {
+		return "", err
+	}
+	lines := strings.SplitAfter(string(buf), "\n")
+	if lines[len(lines)-1] == "" {
+		lines = lines[:len(lines)-1]
+	}
+	if n > 0 && len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, ""), nil
+}
+
+// LocalController runs the controller as a child process of this host.
+type LocalController struct {
+	*localGroup
+	stale [2]fileStamp // the connection files as they were before Start
+}
+
+// NewLocalController returns a local controller launcher.
+func NewLocalController(cfg Config) (*LocalController, error) {
+	g, err := newLocalGroup(cfg, ControllerRole)
+	if err != nil {
+		return nil, err
+	}
+	return &LocalController{localGroup: g}, nil
+}
+
+// Start implements Launcher; n must be 0 or 1.
+func (l *LocalController) Start(ctx context.Context, n int) error {
+	if n > 1 {
+		return fmt.Errorf("a controller launcher starts one controller, not %d", n)
+	}
+	if l.isStarted() {
+		return errors.New("controller already started")
+	}
+	l.stale = [2]fileStamp{
+		stampOf(wire.ClientFile(l.cfg.ProfileDir, l.cfg.ClusterID)),
+		stampOf(wire.EngineFile(l.cfg.ProfileDir, l.cfg.ClusterID)),
+	}
+	name := joinNonEmpty("-", "ipcontroller", l.cfg.ClusterID, strconv.Itoa(os.Getpid())) + ".log"
+	_, err := l.spawn(filepath.Join(wire.LogDir(l.cfg.ProfileDir), name), nil)
+	return err
+}
+
+// WaitConnection implements ConnectionWaiter: it polls for both
+// connection files, ignoring files left over from an earlier controller,
+// and fails early if the controller exits first.
+func (l *LocalController) WaitConnection(ctx context.Context) (*ConnectionInfo, error) {
+	clientPath := wire.ClientFile(l.cfg.ProfileDir, l.cfg.ClusterID)
+	enginePath := wire.EngineFile(l.cfg.ProfileDir, l.cfg.ClusterID)
+	var info *ConnectionInfo
+	var lastErr error
+	err := pollUntil(ctx, func() bool {
+		if l.Status().State == StateAfter {
+			lastErr = fmt.Errorf("controller exited before writing its connection files%s", l.outputHint())
+			return true
+		}
+		if stampOf(clientPath) == l.stale[0] || stampOf(enginePath) == l.stale[1] {
+			return false
+		}
+		info, lastErr = ReadConnection(l.cfg.ProfileDir, l.cfg.ClusterID)
+		return lastErr == nil
+	})
+	if err != nil {
+		if lastErr != nil {
+			return nil, fmt.Errorf("waiting for the controller's connection files: %w (last error: %v)", err, lastErr)
+		}
+		return nil, fmt.Errorf("waiting for the controller's connection files %s: %w", enginePath, err)
+	}
+	return info, lastErr
+}
+
+func (l *LocalController) outputHint() string {
+	var b strings.Builder
+	for path, text := range l.Output(20) {
+		if text != "" {
+			fmt.Fprintf(&b, "\n--- %s ---\n%s", path, text)
+		}
+	}
+	return b.String()
+}
+
+// ReadConnection reads a cluster's two connection files.
+func ReadConnection(profileDir, clusterID string) (*ConnectionInfo, error) {
+	client, err := wire.LoadClientInfo(wire.ClientFile(profileDir, clusterID))
+	if err != nil {
+		return nil, err
+	}
+	enginePath := wire.EngineFile(profileDir, clusterID)
+	engine, err := wire.LoadEngineInfo(enginePath)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := os.ReadFile(enginePath)
+	if err != nil {
+		return nil, err
+	}
+	return &ConnectionInfo{Client: client, Engine: engine, EngineJSON: raw}, nil
+}
+
+// localControllerState is the LocalController handle.
+type localControllerState struct {
+	Version int `json:"version"`
+	procRecord
+}
+
+// MarshalState implements Stateful.
+func (l *LocalController) MarshalState() (json.RawMessage, error) {
+	recs := l.records()
+	if len(recs) != 1 {
+		return nil, errors.New("controller not started")
+	}
+	return json.Marshal(localControllerState{Version: StateVersion, procRecord: recs[0]})
+}
+
+func restoreLocalController(cfg Config, state json.RawMessage) (Launcher, error) {
+	var st localControllerState
+	if err := json.Unmarshal(state, &st); err != nil {
+		return nil, fmt.Errorf("local controller state: %w", err)
+	}
+	if st.Version > StateVersion {
+		return nil, fmt.Errorf("local controller state version %d is newer than this program (%d)", st.Version, StateVersion)
+	}
+	cfg.Command = st.Cmd
+	cfg.Args = nil
+	if cfg.ProfileDir == "" {
+		cfg.ProfileDir = st.ProfileDir
+	}
+	if len(cfg.Command) == 0 {
+		cfg.Command = []string{"ipcluster"} // only used for identification
+	}
+	l, err := NewLocalController(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if st.State == StateAfter || l.attach(st.procRecord).proc == nil {
+		return nil, fmt.Errorf("controller pid %d: %w", st.PID, ErrNotRunning)
+	}
+	return l, nil
+}
+
+// LocalEngineSet runs n engines as child processes of this host.
+type LocalEngineSet struct {
+	*localGroup
+	requested int
+}
+
+// NewLocalEngineSet returns a local engine-set launcher.
+func NewLocalEngineSet(cfg Config) (*LocalEngineSet, error) {
+	g, err := newLocalGroup(cfg, EngineRole)
+	if err != nil {
+		return nil, err
+	}
+	return &LocalEngineSet{localGroup: g}, nil
+}
+
+// Start implements Launcher: n engines, each with its own log
+// <profile>/log/ipengine-<cluster id>-<set id>-<i>.log. If one fails to
+// start, those already started are stopped.
+func (l *LocalEngineSet) Start(ctx context.Context, n int) error {
+	if n < 1 {
+		return fmt.Errorf("cannot start %d engines", n)
+	}
+	if l.isStarted() {
+		return errors.New("engine set already started")
+	}
+	l.requested = n
+	var extra map[string]string
+	if len(l.cfg.ConnectionInfo) > 0 {
+		extra = map[string]string{"IPP_CONNECTION_INFO": string(l.cfg.ConnectionInfo)}
+	}
+	for i := range n {
+		if i > 0 && l.cfg.Delay > 0 {
+			t := time.NewTimer(l.cfg.Delay)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return errors.Join(ctx.Err(), l.Stop(context.Background()))
+			case <-t.C:
+			}
+		}
+		name := joinNonEmpty("-", "ipengine", l.cfg.ClusterID, l.cfg.EngineSetID, strconv.Itoa(i)) + ".log"
+		if _, err := l.spawn(filepath.Join(wire.LogDir(l.cfg.ProfileDir), name), extra); err != nil {
+			return errors.Join(err, l.Stop(context.Background()))
+		}
+	}
+	return nil
+}
+
+// Requested is the number of engines asked for.
+func (l *LocalEngineSet) Requested() int { return l.requested }
+
+// localEngineSetState is the LocalEngineSet handle; "engines" maps the
+// engine index to its process, as ipyparallel's LocalEngineSetLauncher.
+type localEngineSetState struct {
+	Version     int                   `json:"version"`
+	N           int                   `json:"n"`
+	EngineSetID string                `json:"engine_set_id"`
+	State       State                 `json:"state"`
+	ProfileDir  string                `json:"profile_dir"`
+	ClusterID   string                `json:"cluster_id"`
+	Engines     map[string]procRecord `json:"engines"`
+}
+
+// MarshalState implements Stateful.
+func (l *LocalEngineSet) MarshalState() (json.RawMessage, error) {
+	st := localEngineSetState{
+		Version:     StateVersion,
+		N:           l.requested,
+		EngineSetID: l.cfg.EngineSetID,
+		State:       l.Status().State,
+		ProfileDir:  l.cfg.ProfileDir,
+		ClusterID:   l.cfg.ClusterID,
+		Engines:     map[string]procRecord{},
+	}
+	for i, rec := range l.records() {
+		st.Engines[strconv.Itoa(i)] = rec
+	}
+	return json.Marshal(st)
+}
+
+func restoreLocalEngineSet(cfg Config, state json.RawMessage) (Launcher, error) {
+	var st localEngineSetState
+	if err := json.Unmarshal(state, &st); err != nil {
+		return nil, fmt.Errorf("local engine set state: %w", err)
+	}
+	if st.Version > StateVersion {
+		return nil, fmt.Errorf("local engine set state version %d is newer than this program (%d)", st.Version, StateVersion)
+	}
+	if cfg.ProfileDir == "" {
+		cfg.ProfileDir = st.ProfileDir
+	}
+	if cfg.EngineSetID == "" {
+		cfg.EngineSetID = st.EngineSetID
+	}
+	keys := make([]string, 0, len(st.Engines))
+	for k := range st.Engines {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		a, _ := strconv.Atoi(keys[i])
+		b, _ := strconv.Atoi(keys[j])
+		return a < b
+	})
+	cfg.Command = []string{"ipcluster"}
+	l, err := NewLocalEngineSet(cfg)
+	if err != nil {
+		return nil, err
+	}
+	l.requested = st.N
+	alive := 0
+	for _, k := range keys {
+		rec := st.Engines[k]
+		if rec.State == StateAfter {
+			continue
+		}
+		if l.attach(rec).proc != nil {
+			alive++
+		}
+	}
+	if alive == 0 {
+		return nil, fmt.Errorf("engine set %s: %w", st.EngineSetID, ErrNotRunning)
+	}
+	return l, nil
+}
+
+func joinNonEmpty(sep string, parts ...string) string {
+	var keep []string
+	for _, p := range parts {
+		if p != "" {
+			keep = append(keep, p)
+		}
+	}
+	return strings.Join(keep, sep)
+}
+
+// fileStamp tells one version of a file from another.
+type fileStamp struct {
+	exists bool
+	mod    int64
+	size   int64
+	ino    uint64
+}
+
+func stampOf(path string) fileStamp {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileStamp{}
+	}
+	return fileStamp{exists: true, mod: fi.ModTime().UnixNano(), size: fi.Size(), ino: inode(fi)}
+}

@@ -1,0 +1,13 @@
+//go:build unix && !linux
+
+package launchers
+
+import "errors"
+
+// Without /proc a process is identified by its pid alone.
+
+func procStartTime(int) (uint64, error) { return 0, errors.ErrUnsupported }
+
+func procCmdline(int) ([]string, error) { return nil, errors.ErrUnsupported }
+
+func procLive(int, uint64) bool { return true }

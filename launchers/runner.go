@@ -1,0 +1,108 @@
+package launchers
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Command describes one run of an external program.
+type Command struct {
+	// Path is the program; a name without a slash is looked up in PATH.
+	Path string
+	// Args are the arguments after the program name.
+	Args []string
+	// Env is the complete environment (KEY=VALUE); nil inherits ours.
+	Env []string
+	// Dir is the working directory ("" = ours).
+	Dir string
+	// Stdin is fed to the program by Run; Start always uses /dev/null.
+	Stdin []byte
+	// OutputFile receives stdout and stderr of a started process,
+	// appended; "" discards them.
+	OutputFile string
+}
+
+// String is the command line, for logs.
+func (c Command) String() string {
+	return strings.Join(append([]string{c.Path}, c.Args...), " ")
+}
+
+// Result is what Run returns for a program that ran to the end.
+type Result struct {
+	Stdout, Stderr []byte
+	ExitCode       int
+}
+
+// CommandError is returned by Run when the program exits non-zero.
+type CommandError struct {
+	Command  string
+	ExitCode int
+	Stderr   string
+}
+
+func (e *CommandError) Error() string {
+	msg := fmt.Sprintf("%s: exit status %d", e.Command, e.ExitCode)
+	if s := strings.TrimSpace(e.Stderr); s != "" {
+		msg += ": " + s
+	}
+	return msg
+}
+
+// Runner runs external programs. Launchers use nothing else to create or
+// find processes, so tests can substitute it.
+type Runner interface {
+	// Run runs c to completion and returns its output. A non-zero exit is
+	// a *CommandError (with the Result still filled in).
+	Run(ctx context.Context, c Command) (Result, error)
+	// Start starts c in the background in a new session, so the process
+	// leads its own process group.
+	Start(c Command) (Process, error)
+	// Attach finds a process started earlier, possibly by another
+	// process. It returns ErrNotRunning unless pid is alive and is still
+	// the same process: the same start time when startTime is non-zero,
+	// and a command line that mentions program's base name when program
+	// is not empty.
+	Attach(pid int, startTime uint64, program string) (Process, error)
+}
+
+// Process is a handle on one started or reattached process.
+type Process interface {
+	// PID is the process id.
+	PID() int
+	// StartTime identifies the process together with its pid (the
+	// kernel's start time in clock ticks since boot; 0 if unknown).
+	StartTime() uint64
+	// Signal delivers sig to the process group the process leads (or to
+	// the process alone when it leads none). Nothing left to signal is
+	// not an error.
+	Signal(sig syscall.Signal) error
+	// Alive reports whether the process is still running.
+	Alive() bool
+	// ExitCode is the exit code once the process has ended, 128+signal if
+	// it was killed, -1 while running or when unknown (reattached).
+	ExitCode() int
+	// Wait blocks until the process has ended or ctx is done.
+	Wait(ctx context.Context) error
+}
+
+// pollUntil calls cond with a growing interval until it is true or ctx
+// is done.
+func pollUntil(ctx context.Context, cond func() bool) error {
+	interval := 5 * time.Millisecond
+	for !cond() {
+		t := time.NewTimer(interval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		if interval < 200*time.Millisecond {
+			interval *= 2
+		}
+	}
+	return nil
+}
