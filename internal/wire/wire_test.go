@@ -262,4 +262,3 @@ print(json.dumps({"msg_id": m["header"]["msg_id"], "date": str(m["header"]["date
 		t.Fatalf("reply %+v %s", m.Header, m.Content)
 	}
 }
-
