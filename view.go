@@ -15,7 +15,7 @@ import (
 // an []any with fn(seq0[i], seq1[i], ...) for each i. It lets a whole chunk
 // travel as a single request (DirectView.Map, LoadBalancedView.Map with a
 // ChunkSize above 1).
-const builtinMap = "ipp.map"
+const builtinMap = protocol.Map
 
 // DirectView sends requests to explicit engines through the controller's
 // mux (ipyparallel's rc[targets]). Views are cheap values; make as many as

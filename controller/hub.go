@@ -258,6 +258,9 @@ func (h *hub) register(msg *wire.Message) {
 		"status":    "ok",
 		"id":        id,
 		"hb_period": h.c.cfg.HeartbeatPeriod.Milliseconds(),
+		// Tells a Go engine to probe until registration_complete rather
+		// than guess whether this controller understands probes.
+		"ready_probe": req.ReadyProbe,
 		"connection_info": map[string]any{
 			"interface": ei.Interface, "registration": ei.Registration, "control": ei.Control,
 			"mux": ei.Mux, "task": ei.Task, "iopub": ei.IOPub, "hb_ping": ei.HBPing,

@@ -53,8 +53,67 @@ func (e *engine) builtin(ctx context.Context, name string, args []any) (any, err
 		return e.eval(ctx, expr)
 	case protocol.Info:
 		return e.describeSelf(), nil
+	case protocol.Map:
+		return e.mapCall(ctx, args)
 	}
 	return nil, &remoteError{name: "NameError", msg: fmt.Sprintf("no built-in function %q on this engine", name)}
+}
+
+// call runs a built-in, a registered native function or, failing those, a
+// function defined in the interpreted namespace, so apply and map also
+// reach code a user wrote interactively (func sample(...) {...}).
+func (e *engine) call(ctx context.Context, name string, args []any) (any, error) {
+	if protocol.IsBuiltin(name) {
+		return e.builtin(ctx, name, args)
+	}
+	if e.cfg.Functions.lookup(name) != nil {
+		return e.cfg.Functions.Call(ctx, name, args)
+	}
+	v, err := e.ns.Get(name)
+	if err != nil {
+		return nil, &remoteError{name: "NameError", msg: fmt.Sprintf("no registered or interpreted function %q on this engine", name)}
+	}
+	f, err := inspect(name, v)
+	if err != nil {
+		return nil, &remoteError{name: "TypeError", msg: fmt.Sprintf("%q is a %T, not a function", name, v)}
+	}
+	return f.call(ctx, args)
+}
+
+// mapCall serves protocol.Map: element-wise calls over equal-length slices.
+func (e *engine) mapCall(ctx context.Context, args []any) (any, error) {
+	if len(args) < 2 {
+		return nil, &remoteError{name: "TypeError", msg: protocol.Map + " takes a function name and at least one sequence"}
+	}
+	fn, ok := args[0].(string)
+	if !ok {
+		return nil, &remoteError{name: "TypeError", msg: fmt.Sprintf("%s: the function name is a %T", protocol.Map, args[0])}
+	}
+	seqs := make([]reflect.Value, len(args)-1)
+	n := -1
+	for i, a := range args[1:] {
+		v := reflect.ValueOf(a)
+		if v.Kind() != reflect.Slice && v.Kind() != reflect.Array {
+			return nil, &remoteError{name: "TypeError", msg: fmt.Sprintf("%s: sequence %d is a %T, not a slice", protocol.Map, i, a)}
+		}
+		if n >= 0 && v.Len() != n {
+			return nil, &remoteError{name: "ValueError", msg: fmt.Sprintf("%s: sequences have different lengths (%d and %d)", protocol.Map, n, v.Len())}
+		}
+		n, seqs[i] = v.Len(), v
+	}
+	out := make([]any, n)
+	callArgs := make([]any, len(seqs))
+	for i := range n {
+		for j, s := range seqs {
+			callArgs[j] = s.Index(i).Interface()
+		}
+		r, err := e.call(ctx, fn, callArgs)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = r
+	}
+	return out, nil
 }
 
 // argAs converts argument i of a call that takes want arguments.

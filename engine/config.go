@@ -65,6 +65,15 @@ type Config struct {
 	// registration metadata: the MPI fields, and Host when the hostname is
 	// not the right name. ID, UUID, PID and Language are always filled in.
 	Meta protocol.EngineInfo
+	// Interp configures the namespace snippets run in (Preload,
+	// Unrestricted, Env, Stdin); its Stdout and Stderr are replaced by the
+	// engine's capture, which publishes them on IOPub.
+	Interp interp.Options
+	// Sandbox keeps yaegi's sandbox on (no os/exec, a hidden environment,
+	// os.Exit refused). Off by default: like a Python engine, a Go engine
+	// runs the user's code with the user's rights, and HPC code needs the
+	// job's environment (SLURM_*, OMPI_*) and subprocesses.
+	Sandbox bool
 	// Setup, when set, is called once with the new namespace, e.g. to Use
 	// the symbols of the user's own packages (and Import them) so snippets
 	// can call them. What Use and Import add survives clear_request;

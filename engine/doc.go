@@ -25,22 +25,26 @@
 //     pings have come without registration_complete, before the Python task
 //     scheduler, which counts every message from a registered engine as a
 //     finished task, knows the engine.
-//  4. Serving. Goroutines:
-//     - heart: echoes each ping at once; watchHeart ends Run with
-//     ErrControllerLost when pings stop for HeartbeatTimeout.
-//     - receiveShell: verifies and queues shell requests in arrival order.
-//     - executor: serves the queue one request at a time, with ipykernel's
-//     message order: IOPub status busy, execute_input, stream output,
-//     execute_result or error, the shell reply, IOPub status idle
-//     (Python clients treat idle as the end of a request's output).
-//     - serveControl: clear, abort, shutdown, signal and kernel_info,
-//     answered while a long request runs.
-//     - flusher: publishes captured stdout/stderr within
-//     StreamFlushInterval, so long runs show progress.
+//  4. Serving, on the goroutines listed below, until one of the stops.
 //  5. Stopping: on ctx cancellation, shutdown_request or heartbeat loss the
 //     running request is cancelled, remaining output flushed,
 //     unregistration_request sent (clients learn at once instead of after
 //     the controller's heartbeat timeout) and the sockets closed.
+//
+// # Goroutines
+//
+//   - heart echoes each ping at once; watchHeart ends Run with
+//     ErrControllerLost when pings stop for HeartbeatTimeout.
+//   - receiveShell verifies shell requests and queues them in arrival order.
+//   - executor serves the queue one request at a time, in ipykernel's
+//     message order: IOPub status busy, execute_input, stream output,
+//     execute_result or error, the shell reply, IOPub status idle (Python
+//     clients treat idle as the end of a request's output).
+//   - serveControl answers clear, abort, shutdown, signal and kernel_info
+//     while a long request runs; a SIGINT signal_request interrupts it.
+//   - flusher publishes captured stdout/stderr within StreamFlushInterval,
+//     so long runs show progress.
+//   - sendReadyProbes and listenRegistration finish the registration.
 //
 // # Requests
 //

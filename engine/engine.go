@@ -175,17 +175,13 @@ func (e *engine) stop(err error) {
 	})
 }
 
-func (e *engine) stopping() bool {
-	select {
-	case <-e.closing:
-		return true
-	default:
-		return false
-	}
-}
-
 func (e *engine) openNamespace() error {
-	ns, err := interp.New(interp.Options{Stdout: e.stdout, Stderr: e.stderr})
+	opts := e.cfg.Interp
+	opts.Stdout, opts.Stderr = e.stdout, e.stderr
+	if !e.cfg.Sandbox {
+		opts.Unrestricted = true
+	}
+	ns, err := interp.New(opts)
 	if err != nil {
 		return fmt.Errorf("engine: cannot create the Go interpreter: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -768,8 +769,34 @@ func TestErrorName(t *testing.T) {
 	if got := errorName(fmt.Errorf("w: %w", errors.New("x"))); got != "Error" {
 		t.Errorf("fmt.Errorf: %q", got)
 	}
-	_, err := json.Marshal(func() {})
-	if got := errorName(err); got != "json.UnsupportedTypeError" {
-		t.Errorf("json error: %q", got)
+	_, err := strconv.Atoi("x")
+	if got := errorName(err); got != "strconv.NumError" {
+		t.Errorf("strconv error: %q", got)
+	}
+}
+
+func TestSetup(t *testing.T) {
+	f, _, _ := start(t, fakeOptions{}, func(c *Config) {
+		c.Sandbox = true // Interp.Env only applies inside the sandbox
+		c.Interp.Env = []string{"IPP_TEST_VAR=from-config"}
+		c.Setup = func(ns *interp.Namespace) error { return ns.Set("preset", 7) }
+	})
+	_, iopub := execute(t, f, `fmt.Println(preset*6, os.Getenv("IPP_TEST_VAR"))`, true)
+	if got := streamText(iopub, "stdout"); got != "42 from-config\n" {
+		t.Errorf("stdout %q", got)
+	}
+}
+
+// TestRealEnvironmentByDefault: outside the sandbox snippets see the
+// engine's environment (a batch job's SLURM_* variables) and may run
+// subprocesses, as Python engines do.
+func TestRealEnvironmentByDefault(t *testing.T) {
+	t.Setenv("IPP_TEST_REAL_ENV", "from-process")
+	f, _, _ := start(t, fakeOptions{}, nil)
+	_, iopub := execute(t, f, `import "os/exec"
+out, err := exec.Command("echo", "sub").Output()
+fmt.Println(os.Getenv("IPP_TEST_REAL_ENV"), strings.TrimSpace(string(out)), err)`, true)
+	if got := streamText(iopub, "stdout"); got != "from-process sub <nil>\n" {
+		t.Errorf("stdout %q", got)
 	}
 }

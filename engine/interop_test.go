@@ -11,10 +11,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/ipp-hpc/ipp/internal/interp"
 	"github.com/ipp-hpc/ipp/internal/testutil"
 )
 
@@ -32,6 +34,7 @@ out["ids"] = rc.ids
 dv = rc[:]
 
 dv.execute("x := 6 * 7").get(timeout=30)
+# As the brief has it: a blocking execute, then its stdout.
 ar = dv.execute("fmt.Println(x)", block=True)
 ar.wait_for_output(timeout=30)
 out["stdout"] = ar.stdout
@@ -45,25 +48,26 @@ except ipp.RemoteError as e:
     out["apply_evalue"] = e.evalue
 
 try:
-    dv.apply_sync(lambda: 1)
+    dv.apply(lambda: 1).get(timeout=30)
     out["composite"] = "no error"
 except ipp.CompositeError as e:
     out["composite"] = [list(x[:2]) for x in e.elist]
 
 try:
-    dv.execute("undefinedName + 1", block=True)
+    dv.execute("undefinedName + 1").get(timeout=30)
     out["exec_error"] = "no error"
 except ipp.CompositeError as e:
     out["exec_error"] = e.elist[0][0]
 
 bv = rc.broadcast_view()
-bar = bv.execute('fmt.Println("via broadcast", x)', block=True)
+bar = bv.execute('fmt.Println("via broadcast", x)')
+bar.get(timeout=30)
 bar.wait_for_output(timeout=30)
 out["broadcast_stdout"] = bar.stdout
 
 rc.clear(block=True)
 try:
-    dv.execute("fmt.Println(x)", block=True)
+    dv.execute("fmt.Println(x)").get(timeout=30)
     out["after_clear"] = "x still defined"
 except ipp.CompositeError as e:
     out["after_clear"] = "error"
@@ -76,11 +80,24 @@ print(json.dumps(out))
 // and drives it with the real Python client.
 func TestPythonInterop(t *testing.T) {
 	py := testutil.NeedPython(t, "ipyparallel", "zmq")
+	const attempts = 3
+	for i := 1; ; i++ {
+		if interopAttempt(t, py, i == attempts) {
+			return
+		}
+		t.Logf("attempt %d: the Python controller lost a port race (it picks free ports, then binds them in child processes); retrying", i)
+	}
+}
+
+// interopAttempt runs one controller, engine and client. It returns false
+// without failing the test when the controller could not bind its ports
+// and this is not the last attempt.
+func interopAttempt(t *testing.T, py string, last bool) bool {
 	dir := t.TempDir()
 	profile := filepath.Join(dir, "profile_interop")
 	env := append(os.Environ(), "IPYTHONDIR="+filepath.Join(dir, "ipython"))
 
-	var ctlLog bytes.Buffer
+	var ctlLog syncBuffer
 	ctl := exec.Command(py, "-m", "ipyparallel.controller", "--ip=127.0.0.1", "--profile-dir="+profile, "--ping=200", "--log-level=INFO")
 	ctl.Env = env
 	ctl.Stdout, ctl.Stderr = &ctlLog, &ctlLog
@@ -94,7 +111,8 @@ func TestPythonInterop(t *testing.T) {
 		ctl.Wait()
 		close(ctlDone)
 	}()
-	t.Cleanup(func() {
+	portRace := func() bool { return strings.Contains(ctlLog.String(), "Address already in use") }
+	defer func() {
 		select {
 		case <-ctlDone:
 		default:
@@ -109,7 +127,7 @@ func TestPythonInterop(t *testing.T) {
 		if t.Failed() {
 			t.Logf("controller log:\n%s", ctlLog.String())
 		}
-	})
+	}()
 
 	info, err := LoadConnection("", profile, "", 60*time.Second)
 	if err != nil {
@@ -118,13 +136,22 @@ func TestPythonInterop(t *testing.T) {
 	logs := &logSink{t: t}
 	defer logs.stop()
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	runErr := make(chan error, 1)
+	var runErr error
+	runDone := make(chan struct{})
 	go func() {
-		runErr <- Run(ctx, Config{Info: info, Logger: slog.New(logs), RequestedID: -1, Functions: NewRegistry()})
+		defer close(runDone)
+		runErr = Run(ctx, Config{Info: info, Logger: slog.New(logs), RequestedID: -1, Functions: NewRegistry()})
+	}()
+	defer func() {
+		cancel()
+		select {
+		case <-runDone:
+		case <-time.After(waitTimeout):
+			t.Errorf("engine did not stop")
+		}
 	}()
 
-	cctx, ccancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	cctx, ccancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer ccancel()
 	client := exec.CommandContext(cctx, py, "-c", interopClient, profile)
 	client.Env = env
@@ -132,6 +159,9 @@ func TestPythonInterop(t *testing.T) {
 	client.Stderr = &stderr
 	stdout, err := client.Output()
 	if err != nil {
+		if portRace() && !last {
+			return false
+		}
 		t.Fatalf("python client: %v\nstdout:\n%s\nstderr:\n%s", err, stdout, stderr.String())
 	}
 	lines := strings.Split(strings.TrimSpace(string(stdout)), "\n")
@@ -163,8 +193,8 @@ func TestPythonInterop(t *testing.T) {
 	if len(got.Composite) != 1 || got.Composite[0][0] != "NotImplementedError" {
 		t.Errorf("rc[:].apply_sync: %v", got.Composite)
 	}
-	if got.ExecError == "no error" || got.ExecError == "" {
-		t.Errorf("execute error: %q", got.ExecError)
+	if got.ExecError != interp.NameCompile {
+		t.Errorf("execute error: %q, want %s", got.ExecError, interp.NameCompile)
 	}
 	if len(got.BroadcastStdout) != 1 || got.BroadcastStdout[0] != "via broadcast 42\n" {
 		t.Errorf("broadcast stdout %q", got.BroadcastStdout)
@@ -175,9 +205,9 @@ func TestPythonInterop(t *testing.T) {
 
 	// rc.shutdown(hub=True) sent our engine a shutdown_request.
 	select {
-	case err := <-runErr:
-		if err != nil {
-			t.Errorf("Run after the client's shutdown: %v", err)
+	case <-runDone:
+		if runErr != nil {
+			t.Errorf("Run after the client's shutdown: %v", runErr)
 		}
 	case <-time.After(waitTimeout):
 		t.Errorf("engine did not stop after shutdown_request")
@@ -185,4 +215,24 @@ func TestPythonInterop(t *testing.T) {
 	if !logs.contains("assuming a controller without ready probes") {
 		t.Errorf("the engine did not notice the Python controller")
 	}
+	return true
+}
+
+// syncBuffer is a bytes.Buffer safe for the writer goroutines of os/exec
+// and a reading test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -113,10 +113,3 @@ func (q *queue) takeAborted(id string) bool {
 	delete(q.aborted, id)
 	return true
 }
-
-// length is the number of queued requests (for tests and logs).
-func (q *queue) length() int {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return len(q.items)
-}

@@ -217,12 +217,7 @@ func (e *engine) applyRequest(ctx context.Context, m *wire.Message) outcome {
 	if err != nil {
 		return outcome{err: err}
 	}
-	var result any
-	if protocol.IsBuiltin(c.Go.Func) {
-		result, err = e.builtin(ctx, c.Go.Func, args)
-	} else {
-		result, err = e.cfg.Functions.Call(ctx, c.Go.Func, args)
-	}
+	result, err := e.call(ctx, c.Go.Func, args)
 	if err != nil {
 		return outcome{err: err}
 	}

@@ -22,7 +22,7 @@ func main() {
 	profile := flag.String("profile", "default", "profile name or directory")
 	clusterID := flag.String("cluster-id", "", "cluster id")
 	n := flag.Int("n", 1, "engines to wait for")
-	code := flag.String("code", `import "fmt"`+"\n"+`fmt.Println("hello from a Go engine")`, "code to execute on every engine")
+	code := flag.String("code", `fmt.Println("Hello, World")`, "code to execute on every engine")
 	timeout := flag.Duration("timeout", time.Minute, "give up after this long")
 	flag.Parse()
 

@@ -46,6 +46,10 @@ const (
 	Eval = "ipp.eval"
 	// Info returns an EngineInfo.
 	Info = "ipp.info"
+	// Map takes a function name followed by one slice per sequence, all of
+	// one length, and returns []any of fn(seq0[i], seq1[i], ...): one
+	// request carries a whole chunk of a map.
+	Map = "ipp.map"
 )
 
 // IsBuiltin reports whether name is reserved for a built-in.
