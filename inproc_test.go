@@ -382,9 +382,6 @@ func TestGoMapChunks(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, err := GetAll[int](ctx, ar)
-	if skipWithoutMapBuiltin(t, err) {
-		return
-	}
 	if err != nil || !slices.Equal(got, want) {
 		t.Errorf("direct map: %v %v", got, err)
 	}
@@ -413,17 +410,6 @@ func TestGoMapChunks(t *testing.T) {
 	if err != nil || !slices.Equal(typed, want) {
 		t.Errorf("typed chunked map: %v %v", typed, err)
 	}
-}
-
-// skipWithoutMapBuiltin skips when the engines lack the ipp.map built-in
-// that single-request chunks need.
-func skipWithoutMapBuiltin(t *testing.T, err error) bool {
-	var re *RemoteError
-	if errors.As(err, &re) && strings.Contains(re.EValue, builtinMap) {
-		t.Skipf("SKIPPING: the Go engine has no %s built-in yet (needed by DirectView.Map and chunked LoadBalancedView.Map): %v", builtinMap, err)
-		return true
-	}
-	return false
 }
 
 func TestGoLoadBalanced(t *testing.T) {

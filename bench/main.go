@@ -314,7 +314,7 @@ var targets = []target{
 	{"startup_2_s", "start to 2 engines ready, s", false, 0},
 	{"startup_8_s", "start to 8 engines ready, s", false, 0},
 	{"startup_32_s", "start to 32 engines ready, s", false, 20},
-	{"push_s", fmt.Sprintf("push of float64 to 2 engines, s"), false, 2},
+	{"push_s", "push of float64 to 2 engines, s", false, 2},
 }
 
 func render(o options, ours results, peers map[string]results) string {
