@@ -3,11 +3,11 @@
 package transport
 
 import (
+	"errors"
 	"fmt"
-	"runtime"
+	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -26,49 +26,85 @@ func init() {
 
 func (libzmq) Name() string { return "zmq" }
 
-var wakeSeq atomic.Uint64
-
 // zmqLinger is how long libzmq keeps trying to deliver queued messages
 // after Close.
 const zmqLinger = time.Second
 
-// heldRetry is how often the loop retries handing a received message to a
-// consumer whose Messages buffer is full. Meanwhile it keeps sending and
-// leaves further arrivals in libzmq's queue, where RecvHWM applies.
-const heldRetry = 2 * time.Millisecond
+// recheck bounds how long the reader waits on ZMQ_FD before looking at the
+// socket's state again. libzmq's descriptor only says "something may have
+// changed"; the reader re-reads ZMQ_EVENTS after every wake-up, so this is
+// a safety net, not the way messages are noticed.
+const recheck = 250 * time.Millisecond
 
-// NewSocket creates the socket on its own goroutine, locked to one OS thread,
-// because a libzmq socket must not be used from two threads.
+// batch is the most messages the reader takes from libzmq before handing
+// them over, so a flood does not delay pending sends.
+const batch = 256
+
+// zsock is a libzmq socket shared by goroutines under a mutex, with a
+// reader goroutine parked in Go's netpoller on a duplicate of ZMQ_FD.
+//
+// Why this shape: libzmq sockets are not thread-safe but may move between
+// threads with a full memory barrier, which the mutex provides. Senders
+// therefore call zmq_send directly from their own goroutine, and the
+// reader needs no OS thread of its own while it waits. An earlier design
+// (one locked thread per socket blocked in zmq_poll, sends handed to it
+// through an inproc pair) cost two extra thread wake-ups per message hop.
+type zsock struct {
+	typ Type
+
+	// mu guards every libzmq call on sock, pending and closed.
+	mu      sync.Mutex
+	sock    *zmq.Socket
+	pending [][][]byte // refused for now (EAGAIN); sent in order when writable
+	closed  bool
+
+	fd   *os.File // duplicate of ZMQ_FD, registered with the netpoller
+	in   chan [][]byte
+	stop chan struct{} // closed by Close: the reader must not block
+	done chan struct{} // closed when the reader has exited
+}
+
+// NewSocket creates and configures a libzmq socket and starts its reader.
 func (libzmq) NewSocket(t Type, o Options) (Socket, error) {
 	if t < Router || t > Sub {
 		return nil, fmt.Errorf("transport: unknown socket type %v", t)
 	}
-	s := &zsock{
-		typ:  t,
-		in:   make(chan [][]byte, 4096),
-		done: make(chan struct{}),
-	}
-	ready := make(chan error, 1)
-	go s.loop(o, ready)
-	if err := <-ready; err != nil {
+	sock, err := zmq.NewSocket(zmqType(t))
+	if err != nil {
 		return nil, err
 	}
+	if err := configure(sock, t, o); err != nil {
+		sock.Close()
+		return nil, err
+	}
+	raw, err := sock.GetFd()
+	if err != nil {
+		sock.Close()
+		return nil, err
+	}
+	// Our own descriptor for the same signal, so the netpoller can watch it
+	// and closing it never touches libzmq's.
+	dup, err := syscall.Dup(raw)
+	if err != nil {
+		sock.Close()
+		return nil, fmt.Errorf("transport: dup ZMQ_FD: %w", err)
+	}
+	syscall.CloseOnExec(dup)
+	if err := syscall.SetNonblock(dup, true); err != nil {
+		syscall.Close(dup)
+		sock.Close()
+		return nil, err
+	}
+	s := &zsock{
+		typ:  t,
+		sock: sock,
+		fd:   os.NewFile(uintptr(dup), "zmq-fd"),
+		in:   make(chan [][]byte, 4096),
+		stop: make(chan struct{}),
+		done: make(chan struct{}),
+	}
+	go s.read()
 	return s, nil
-}
-
-type zsock struct {
-	typ Type
-
-	// mu guards the queues, the closed flag and the wake socket's write side.
-	mu     sync.Mutex
-	out    [][][]byte
-	ops    []func(*zmq.Socket)
-	woken  bool
-	closed bool
-	wakeTx *zmq.Socket
-
-	in   chan [][]byte
-	done chan struct{}
 }
 
 func zmqType(t Type) zmq.Type {
@@ -84,160 +120,104 @@ func zmqType(t Type) zmq.Type {
 	}
 }
 
-func (s *zsock) setup(o Options) (sock, wakeRx *zmq.Socket, err error) {
-	sock, err = zmq.NewSocket(zmqType(s.typ))
-	if err != nil {
-		return nil, nil, err
-	}
-	fail := func(e error) (*zmq.Socket, *zmq.Socket, error) {
-		sock.Close()
-		if wakeRx != nil {
-			wakeRx.Close()
-		}
-		if s.wakeTx != nil {
-			s.wakeTx.Close()
-		}
-		return nil, nil, e
-	}
+func configure(sock *zmq.Socket, t Type, o Options) error {
 	if len(o.Identity) > 0 {
 		if err := sock.SetIdentity(string(o.Identity)); err != nil {
-			return fail(err)
+			return err
 		}
 	}
 	if err := sock.SetSndhwm(o.SendHWM); err != nil {
-		return fail(err)
+		return err
 	}
 	if err := sock.SetRcvhwm(o.RecvHWM); err != nil {
-		return fail(err)
+		return err
 	}
-	if s.typ == Router {
+	if t == Router {
 		// A peer that restarts with the same identity takes over its route.
 		if err := sock.SetRouterHandover(true); err != nil {
-			return fail(err)
+			return err
 		}
 	}
-	if s.typ == Sub {
+	if t == Sub {
 		subs := o.Subscribe
 		if len(subs) == 0 {
 			subs = [][]byte{nil}
 		}
 		for _, p := range subs {
 			if err := sock.SetSubscribe(string(p)); err != nil {
-				return fail(err)
+				return err
 			}
 		}
 	}
-	addr := fmt.Sprintf("inproc://ipp-wake-%d", wakeSeq.Add(1))
-	if wakeRx, err = zmq.NewSocket(zmq.PAIR); err != nil {
-		return fail(err)
-	}
-	if err := wakeRx.Bind(addr); err != nil {
-		return fail(err)
-	}
-	if s.wakeTx, err = zmq.NewSocket(zmq.PAIR); err != nil {
-		return fail(err)
-	}
-	if err := s.wakeTx.Connect(addr); err != nil {
-		return fail(err)
-	}
-	return sock, wakeRx, nil
+	return nil
 }
 
-// loop owns the libzmq socket: it waits on the socket and on the wake pair,
-// writes queued messages in batches and hands received ones to s.in.
-//
-// Neither direction may block the loop, or one would starve the other and
-// Bind/Connect/Close would hang: sends use DONTWAIT and what libzmq refuses
-// for now (a DEALER with no connection yet, or at its HWM) waits in pending
-// until the socket polls writable; a received message the consumer has no
-// room for waits in held while the loop retries every heldRetry.
-func (s *zsock) loop(o Options, ready chan<- error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+// read waits for libzmq's signal, takes what arrived and hands it to the
+// consumer. It also flushes sends that libzmq refused earlier.
+func (s *zsock) read() {
 	defer close(s.done)
-	sock, wakeRx, err := s.setup(o)
-	ready <- err
+	rc, err := s.fd.SyscallConn()
 	if err != nil {
-		close(s.in)
 		return
 	}
-	var (
-		pending [][][]byte
-		held    [][]byte
-	)
-	defer func() {
-		// Last chance for what libzmq has not accepted yet; what it has
-		// accepted gets the linger period.
-		flush(sock, pending)
-		sock.SetLinger(zmqLinger)
-		sock.Close()
-		wakeRx.Close()
-		s.mu.Lock()
-		// Also reached when Poll fails: later Sends must see a closed
-		// socket rather than write to a closed wake socket.
-		s.closed = true
-		s.wakeTx.Close()
-		s.mu.Unlock()
-		close(s.in)
-	}()
-	poller := zmq.NewPoller()
-	sockID := poller.Add(sock, zmq.POLLIN)
-	poller.Add(wakeRx, zmq.POLLIN)
 	for {
-		var events zmq.State
-		if held == nil {
-			events |= zmq.POLLIN
-		}
-		if len(pending) > 0 {
-			events |= zmq.POLLOUT
-		}
-		poller.Update(sockID, events)
-		timeout := time.Duration(-1)
-		if held != nil {
-			timeout = heldRetry
-		}
-		polled, err := poller.Poll(timeout)
-		if err != nil {
-			if zmq.AsErrno(err) == zmq.Errno(syscall.EINTR) {
-				continue
+		var got [][][]byte
+		var stop bool
+		s.fd.SetReadDeadline(time.Now().Add(recheck))
+		err := rc.Read(func(uintptr) bool {
+			got, stop = s.collect()
+			return len(got) > 0 || stop
+		})
+		for _, m := range got {
+			select {
+			case s.in <- m:
+			case <-s.stop:
+				return
 			}
+		}
+		if stop {
 			return
 		}
-		if held != nil {
-			select {
-			case s.in <- held:
-				held = nil
-			default:
-			}
-		}
-		for _, p := range polled {
-			if p.Socket == wakeRx {
-				for {
-					if _, err := wakeRx.RecvBytes(zmq.DONTWAIT); err != nil {
-						break
-					}
-				}
-				s.mu.Lock()
-				out, ops, closed := s.out, s.ops, s.closed
-				s.out, s.ops, s.woken = nil, nil, false
-				s.mu.Unlock()
-				for _, op := range ops {
-					op(sock)
-				}
-				pending = flush(sock, append(pending, out...))
-				if closed {
-					return
-				}
-				continue
-			}
-			if p.Events&zmq.POLLOUT != 0 {
-				pending = flush(sock, pending)
-			}
-			if p.Events&zmq.POLLIN != 0 && held == nil {
-				held = s.drain(sock)
-			}
+		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			return
 		}
 	}
+}
+
+// collect takes up to a batch of received messages and sends what is
+// pending, all without blocking. ZMQ_EVENTS is read last so that libzmq's
+// descriptor signals again for whatever comes next.
+func (s *zsock) collect() (got [][][]byte, stop bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, true
+	}
+	for len(got) < batch {
+		if s.typ == Pub {
+			break
+		}
+		msg, err := s.sock.RecvMessageBytes(zmq.DONTWAIT)
+		if err != nil {
+			break
+		}
+		got = append(got, msg)
+	}
+	ev, err := s.sock.GetEvents()
+	if err != nil {
+		return got, true
+	}
+	if ev&zmq.POLLOUT != 0 && len(s.pending) > 0 {
+		s.pending = flush(s.sock, s.pending)
+	}
+	if ev&zmq.POLLIN != 0 && len(got) == 0 && s.typ != Pub {
+		// A message became readable between our receive and the check:
+		// take it now rather than wait for a signal that already fired.
+		if msg, err := s.sock.RecvMessageBytes(zmq.DONTWAIT); err == nil {
+			got = append(got, msg)
+		}
+	}
+	return got, false
 }
 
 // flush sends queued messages until libzmq refuses one with EAGAIN and
@@ -261,91 +241,60 @@ func flush(sock *zmq.Socket, pending [][][]byte) [][][]byte {
 	return pending
 }
 
-// drain reads what is ready without blocking, at most a batch, so that
-// queued sends are not starved by a flood of arrivals. It returns the
-// message the consumer had no room for, if any.
-func (s *zsock) drain(sock *zmq.Socket) [][]byte {
-	for i := 0; i < 1024; i++ {
-		msg, err := sock.RecvMessageBytes(zmq.DONTWAIT)
-		if err != nil {
-			return nil
-		}
-		select {
-		case s.in <- msg:
-		default:
-			return msg
-		}
+func (s *zsock) Bind(endpoint string) (string, error) {
+	ep := endpoint
+	if strings.HasPrefix(ep, "tcp://") && strings.HasSuffix(ep, ":0") {
+		ep = strings.TrimSuffix(ep, ":0") + ":*"
 	}
-	return nil
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return "", ErrClosed
+	}
+	if err := s.sock.Bind(ep); err != nil {
+		return "", fmt.Errorf("bind %s: %w", endpoint, err)
+	}
+	return s.sock.GetLastEndpoint()
 }
 
-// enqueue adds work for the loop and wakes it once per batch.
-func (s *zsock) enqueue(msg [][]byte, op func(*zmq.Socket)) error {
+func (s *zsock) Connect(endpoint string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return ErrClosed
 	}
-	if msg != nil {
-		s.out = append(s.out, msg)
-	}
-	if op != nil {
-		s.ops = append(s.ops, op)
-	}
-	if !s.woken {
-		s.woken = true
-		if _, err := s.wakeTx.Send("", 0); err != nil {
-			return err
-		}
+	if err := s.sock.Connect(endpoint); err != nil {
+		return fmt.Errorf("connect %s: %w", endpoint, err)
 	}
 	return nil
 }
 
-// call runs op on the loop goroutine and waits for its result.
-func (s *zsock) call(op func(*zmq.Socket) error) error {
-	res := make(chan error, 1)
-	if err := s.enqueue(nil, func(z *zmq.Socket) { res <- op(z) }); err != nil {
-		return err
-	}
-	select {
-	case err := <-res:
-		return err
-	case <-s.done:
-		return ErrClosed
-	}
-}
-
-func (s *zsock) Bind(endpoint string) (string, error) {
-	var bound string
-	err := s.call(func(z *zmq.Socket) error {
-		ep := endpoint
-		if strings.HasPrefix(ep, "tcp://") && strings.HasSuffix(ep, ":0") {
-			ep = strings.TrimSuffix(ep, ":0") + ":*"
-		}
-		if err := z.Bind(ep); err != nil {
-			return fmt.Errorf("bind %s: %w", endpoint, err)
-		}
-		last, err := z.GetLastEndpoint()
-		bound = last
-		return err
-	})
-	return bound, err
-}
-
-func (s *zsock) Connect(endpoint string) error {
-	return s.call(func(z *zmq.Socket) error {
-		if err := z.Connect(endpoint); err != nil {
-			return fmt.Errorf("connect %s: %w", endpoint, err)
-		}
-		return nil
-	})
-}
-
+// Send hands the message to libzmq at once; when libzmq cannot take it
+// yet (a DEALER with no peer so far, or at its HWM) it is kept, in order,
+// and sent as soon as the socket is writable.
 func (s *zsock) Send(frames [][]byte) error {
 	if err := checkSend(s.typ, frames); err != nil {
 		return err
 	}
-	return s.enqueue(frames, nil)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	if len(s.pending) > 0 {
+		s.pending = flush(s.sock, s.pending)
+		if len(s.pending) > 0 {
+			s.pending = append(s.pending, frames)
+			return nil
+		}
+	}
+	_, err := s.sock.SendMessageDontwait(frames)
+	if err != nil && zmq.AsErrno(err) == zmq.Errno(syscall.EAGAIN) {
+		s.pending = append(s.pending, frames)
+		// The reader flushes when libzmq signals the socket writable.
+		s.fd.SetReadDeadline(time.Now())
+	}
+	return nil
 }
 
 func (s *zsock) Messages() <-chan [][]byte { return s.in }
@@ -354,15 +303,25 @@ func (s *zsock) Close() error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
+		<-s.done
 		return nil
 	}
 	s.closed = true
-	if !s.woken {
-		s.woken = true
-		s.wakeTx.Send("", 0)
-	}
+	close(s.stop)
 	s.mu.Unlock()
+	// Wake the reader; it sees closed and exits.
+	s.fd.SetReadDeadline(time.Now())
 	<-s.done
+	s.mu.Lock()
+	// Last chance for what libzmq has not accepted yet; what it has
+	// accepted gets the linger period.
+	flush(s.sock, s.pending)
+	s.pending = nil
+	s.sock.SetLinger(zmqLinger)
+	s.sock.Close()
+	s.fd.Close()
+	s.mu.Unlock()
+	close(s.in)
 	return nil
 }
 
