@@ -171,6 +171,9 @@ func methodOf(msgType string) string {
 type replyMetadata struct {
 	Started *string `json:"started"`
 	Engine  string  `json:"engine"`
+	// IOPubIdle false: a Go engine published nothing for this Go apply
+	// and sends no status idle.
+	IOPubIdle *bool `json:"iopub_idle"`
 }
 
 // replyContent is the union of execute_reply and apply_reply contents.
@@ -230,6 +233,10 @@ func (c *Client) handleReply(f *future, msg *wire.Message) {
 		return
 	}
 
+	quiet := rmd.IOPubIdle != nil && !*rmd.IOPubIdle
+	if quiet {
+		noIdle = true
+	}
 	f.mu.Lock()
 	if f.finished || f.replied {
 		f.mu.Unlock()
@@ -238,6 +245,10 @@ func (c *Client) handleReply(f *future, msg *wire.Message) {
 	}
 	f.replied = true
 	f.noIdle = noIdle
+	if quiet {
+		// The engine said it published nothing: output is complete.
+		f.md.OutputComplete = true
+	}
 	f.err = rerr
 	f.content = msg.Content
 	f.buffers = msg.Buffers

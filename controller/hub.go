@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -473,6 +474,9 @@ func (h *hub) evaluate() {
 func (h *hub) serveIOPub() {
 	for frames := range h.c.iopubIn.Messages() {
 		h.c.iopubOut.Send(frames)
+		if !noteworthyTopic(frames[0]) {
+			continue
+		}
 		msg, err := wire.ParseUnchecked(frames)
 		if err != nil {
 			continue
@@ -490,6 +494,25 @@ func (h *hub) serveIOPub() {
 			h.unregisterUUID(msg.Header.Session, "shutdown_reply on iopub")
 		}
 	}
+}
+
+// noteworthyTopic tells from the IOPub topic (engine.<id>.<kind>, as
+// Python and Go engines publish) whether the hub needs to read the
+// message: output for the task records, shutdown for unregistration.
+// Status and results, most of the traffic, are only forwarded. Unknown
+// topics are read, to be safe.
+func noteworthyTopic(topic []byte) bool {
+	if !bytes.HasPrefix(topic, []byte("engine.")) {
+		return true
+	}
+	for _, kind := range []string{".stdout", ".stderr", ".shutdown", ".stream"} {
+		if bytes.HasSuffix(topic, []byte(kind)) {
+			return true
+		}
+	}
+	return !(bytes.HasSuffix(topic, []byte(".status")) || bytes.HasSuffix(topic, []byte(".execute_input")) ||
+		bytes.HasSuffix(topic, []byte(".execute_result")) || bytes.HasSuffix(topic, []byte(".error")) ||
+		bytes.HasSuffix(topic, []byte(".displaypub")))
 }
 
 // noteRequest records a direct request routed to an engine.

@@ -201,6 +201,13 @@ func (rs *records) results(ids []string, statusOnly bool) (map[string]any, [][]b
 	var buffers [][]byte
 	for _, id := range sorted {
 		r := rs.byID[id]
+		// Relays store frames unread; one that is not JSON must not make
+		// the whole reply unencodable (the client would wait forever).
+		for _, raw := range []*json.RawMessage{&r.header, &r.metadata, &r.resultHeader, &r.resultMetadata, &r.resultContent} {
+			if len(*raw) > 0 && !json.Valid(*raw) {
+				*raw = json.RawMessage("null")
+			}
+		}
 		content[id] = map[string]any{
 			"header":          r.header,
 			"metadata":        r.metadata,

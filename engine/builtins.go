@@ -63,21 +63,40 @@ func (e *engine) builtin(ctx context.Context, name string, args []any) (any, err
 // function defined in the interpreted namespace, so apply and map also
 // reach code a user wrote interactively (func sample(...) {...}).
 func (e *engine) call(ctx context.Context, name string, args []any) (any, error) {
-	if protocol.IsBuiltin(name) {
-		return e.builtin(ctx, name, args)
+	fn, interpreted, err := e.resolve(name)
+	if err != nil {
+		return nil, err
 	}
-	if e.cfg.Functions.lookup(name) != nil {
-		return e.cfg.Functions.Call(ctx, name, args)
+	if !interpreted {
+		return fn(ctx, args)
+	}
+	var result any
+	err = e.ns.Capture(ctx, func() error {
+		var err error
+		result, err = fn(ctx, args)
+		return err
+	})
+	return result, err
+}
+
+// resolve finds what name calls. Interpreted functions must run inside
+// Namespace.Capture so what they print is published with the request.
+func (e *engine) resolve(name string) (fn func(context.Context, []any) (any, error), interpreted bool, err error) {
+	if protocol.IsBuiltin(name) {
+		return func(ctx context.Context, args []any) (any, error) { return e.builtin(ctx, name, args) }, false, nil
+	}
+	if f := e.cfg.Functions.lookup(name); f != nil {
+		return f.call, false, nil
 	}
 	v, err := e.ns.Get(name)
 	if err != nil {
-		return nil, &remoteError{name: "NameError", msg: fmt.Sprintf("no registered or interpreted function %q on this engine", name)}
+		return nil, false, &remoteError{name: "NameError", msg: fmt.Sprintf("no registered or interpreted function %q on this engine", name)}
 	}
 	f, err := inspect(name, v)
 	if err != nil {
-		return nil, &remoteError{name: "TypeError", msg: fmt.Sprintf("%q is a %T, not a function", name, v)}
+		return nil, false, &remoteError{name: "TypeError", msg: fmt.Sprintf("%q is a %T, not a function", name, v)}
 	}
-	return f.call(ctx, args)
+	return f.call, true, nil
 }
 
 // mapCall serves protocol.Map: element-wise calls over equal-length slices.
@@ -85,7 +104,7 @@ func (e *engine) mapCall(ctx context.Context, args []any) (any, error) {
 	if len(args) < 2 {
 		return nil, &remoteError{name: "TypeError", msg: protocol.Map + " takes a function name and at least one sequence"}
 	}
-	fn, ok := args[0].(string)
+	name, ok := args[0].(string)
 	if !ok {
 		return nil, &remoteError{name: "TypeError", msg: fmt.Sprintf("%s: the function name is a %T", protocol.Map, args[0])}
 	}
@@ -101,17 +120,32 @@ func (e *engine) mapCall(ctx context.Context, args []any) (any, error) {
 		}
 		n, seqs[i] = v.Len(), v
 	}
+	fn, interpreted, err := e.resolve(name)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]any, n)
-	callArgs := make([]any, len(seqs))
-	for i := range n {
-		for j, s := range seqs {
-			callArgs[j] = s.Index(i).Interface()
+	loop := func() error {
+		callArgs := make([]any, len(seqs))
+		for i := range n {
+			for j, s := range seqs {
+				callArgs[j] = s.Index(i).Interface()
+			}
+			r, err := fn(ctx, callArgs)
+			if err != nil {
+				return err
+			}
+			out[i] = r
 		}
-		r, err := e.call(ctx, fn, callArgs)
-		if err != nil {
-			return nil, err
-		}
-		out[i] = r
+		return nil
+	}
+	if interpreted {
+		err = e.ns.Capture(ctx, loop)
+	} else {
+		err = loop()
+	}
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }

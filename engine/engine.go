@@ -21,6 +21,10 @@ const executorGrace = 2 * time.Second
 
 // engine is the state of one Run.
 type engine struct {
+	// streams counts stream messages published, so a quiet Go apply can
+	// tell whether it printed anything.
+	streams atomic.Int64
+
 	cfg  Config
 	log  *slog.Logger
 	sess *wire.Session

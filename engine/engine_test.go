@@ -250,7 +250,14 @@ func apply(t testing.TB, f *fake, fn string, args ...any) *wire.Message {
 	if reply.Header.MsgType != "apply_reply" {
 		t.Errorf("reply type %q", reply.Header.MsgType)
 	}
-	f.until(h.MsgID)
+	// A Go apply is quiet: status idle follows only when it printed.
+	switch metadata(t, reply)["iopub_idle"] {
+	case true:
+		f.until(h.MsgID)
+	case false:
+	default:
+		t.Errorf("Go apply reply without iopub_idle: %s", reply.Metadata)
+	}
 	return reply
 }
 
@@ -798,5 +805,26 @@ out, err := exec.Command("echo", "sub").Output()
 fmt.Println(os.Getenv("IPP_TEST_REAL_ENV"), strings.TrimSpace(string(out)), err)`, true)
 	if got := streamText(iopub, "stdout"); got != "from-process sub <nil>\n" {
 		t.Errorf("stdout %q", got)
+	}
+}
+
+// TestQuietGoApply: a Go apply publishes nothing on IOPub unless it
+// prints, and says so in iopub_idle; one that prints gets its stream and
+// the usual status idle. Interpreted functions are callable by name.
+func TestQuietGoApply(t *testing.T) {
+	f, _, _ := start(t, fakeOptions{}, nil)
+	execute(t, f, `func shout(s string) string { fmt.Println("hi", s); return s + "!" }
+func quiet(n int) int { return n * 2 }`, true)
+	reply := apply(t, f, "quiet", 21)
+	var n int
+	result(t, reply, &n)
+	if n != 42 || metadata(t, reply)["iopub_idle"] != false {
+		t.Errorf("quiet(21) = %d, metadata %s", n, reply.Metadata)
+	}
+	reply = apply(t, f, "shout", "x")
+	var s string
+	result(t, reply, &s)
+	if s != "x!" || metadata(t, reply)["iopub_idle"] != true {
+		t.Errorf("shout = %q, metadata %s", s, reply.Metadata)
 	}
 }

@@ -42,6 +42,10 @@ type replyMeta struct {
 	Status          string          `json:"status"`
 	EngineInfo      *engineInfo     `json:"engine_info,omitempty"`
 	Label           json.RawMessage `json:"label,omitempty"`
+	// IOPubIdle is set on replies to Go apply requests only: false means
+	// the engine published nothing for the request and no status idle
+	// follows, so the client need not wait for one.
+	IOPubIdle *bool `json:"iopub_idle,omitempty"`
 }
 
 // requestMeta is what a reply copies from its request's metadata.

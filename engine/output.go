@@ -109,6 +109,7 @@ func (e *engine) flushStreams(all bool) {
 func (e *engine) flushLocked(all bool) {
 	for _, s := range []*outputStream{e.stdout, e.stderr} {
 		if text := s.take(all); text != "" {
+			e.streams.Add(1)
 			e.publish(s.name, "stream", e.streamParent, streamContent{Name: s.name, Text: text})
 		}
 	}

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"runtime"
@@ -57,6 +58,10 @@ type outcome struct {
 // sent, whatever happened.
 func (e *engine) serve(ctx context.Context, r *request) {
 	m := r.msg
+	if r.parseErr == nil && isGoApply(m) {
+		e.serveQuiet(ctx, r)
+		return
+	}
 	started := time.Now()
 	rtype := replyType(m.Header.MsgType)
 	e.setStreamParent(m.RawHeader)
@@ -84,6 +89,47 @@ func (e *engine) serve(ctx context.Context, r *request) {
 		return
 	}
 	e.reply(e.shell, m, rtype, e.replyMetadata(m, started, "ok"), out.content, out.buffers)
+}
+
+// isGoApply reports whether m is an apply_request of the Go convention,
+// which only our Go client sends.
+func isGoApply(m *wire.Message) bool {
+	if m.Header.MsgType != "apply_request" || !bytes.Contains(m.Content, []byte(`"go"`)) {
+		return false
+	}
+	var c protocol.ApplyContent
+	return m.DecodeContent(&c) == nil && c.Go != nil
+}
+
+// serveQuiet answers a Go apply without IOPub traffic unless the function
+// printed something. Go applies come only from our Go client, which reads
+// reply metadata iopub_idle instead of waiting for status idle; for a
+// no-op task this halves the messages every process handles.
+func (e *engine) serveQuiet(ctx context.Context, r *request) {
+	m := r.msg
+	started := time.Now()
+	if e.queue.takeAborted(m.Header.MsgID) {
+		e.reply(e.shell, m, "apply_reply", e.replyMetadata(m, started, "aborted"), map[string]string{"status": "aborted"}, nil)
+		return
+	}
+	e.setStreamParent(m.RawHeader)
+	before := e.streams.Load()
+	rctx, run := e.begin(ctx, m.Header.MsgID)
+	out := e.handle(rctx, r)
+	e.end(run)
+	e.flushStreams(true)
+	printed := e.streams.Load() != before
+	status, content := "ok", out.content
+	if out.err != nil {
+		ec := e.errorFor(m, out.err, run.interrupted.Load())
+		status, content, out.buffers = "error", ec, nil
+	}
+	md := e.replyMetadata(m, started, status)
+	md.IOPubIdle = &printed
+	e.reply(e.shell, m, "apply_reply", md, content, out.buffers)
+	if printed {
+		e.publishStatus(m.RawHeader, "idle")
+	}
 }
 
 // begin makes the request's context and publishes it as the running

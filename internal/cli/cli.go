@@ -104,6 +104,9 @@ func (f *Factory) roleCommand(role string) ([]string, error) {
 
 // Main runs ipcluster with os.Args and returns the exit status.
 func Main() int {
+	if stop := startProfile(); stop != nil {
+		defer stop()
+	}
 	f := NewFactory()
 	root := NewRootCmd(f)
 	err := root.Execute()

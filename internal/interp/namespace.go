@@ -724,3 +724,25 @@ func (n *Namespace) Import(paths ...string) error {
 	}
 	return nil
 }
+
+// Capture runs fn, typically a call of a function the namespace defined,
+// with the namespace's output captured as during Exec: everything fn's
+// interpreted code prints has reached Options.Stdout/Stderr when Capture
+// returns. It holds the namespace like Exec does, so it waits for (or,
+// after ctx, gives up on) a run still in progress.
+func (n *Namespace) Capture(ctx context.Context, fn func() error) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err := n.await(ctx); err != nil {
+		return err
+	}
+	if err := n.out.begin(); err != nil {
+		return fmt.Errorf("interp: stdout pipe: %w", err)
+	}
+	defer n.out.end()
+	if err := n.errs.begin(); err != nil {
+		return fmt.Errorf("interp: stderr pipe: %w", err)
+	}
+	defer n.errs.end()
+	return fn()
+}

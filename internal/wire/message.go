@@ -224,12 +224,9 @@ func decode(idents, body [][]byte) (*Message, error) {
 			return nil, fmt.Errorf("wire: bad parent header: %w", err)
 		}
 	}
-	if !json.Valid(body[3]) {
-		return nil, errors.New("wire: metadata is not JSON")
-	}
-	if !json.Valid(body[4]) {
-		return nil, errors.New("wire: content is not JSON")
-	}
+	// Metadata and content are checked when decoded (DecodeMetadata,
+	// DecodeContent), not here: relays forward them without reading them,
+	// and scanning every frame twice was a tenth of the controller's time.
 	return m, nil
 }
 
