@@ -1,8 +1,8 @@
 package ipp
 
 import (
-	"encoding/json"
 	"fmt"
+	json "github.com/goccy/go-json"
 	"strings"
 	"sync"
 	"time"

@@ -2,8 +2,8 @@ package ipp
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
+	json "github.com/goccy/go-json"
 	"reflect"
 	"slices"
 	"time"

@@ -2,8 +2,8 @@ package controller
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
+	json "github.com/goccy/go-json"
 	"sort"
 	"strconv"
 	"sync"
