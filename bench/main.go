@@ -40,6 +40,7 @@ type options struct {
 	peers     []string
 	out       string
 	hwm       int
+	burst     int
 }
 
 func main() {
@@ -53,6 +54,7 @@ func main() {
 	flag.StringVar(&peers, "peers", "ipyparallel,dask", "peers to run beside us (comma-separated; empty for none)")
 	flag.StringVar(&o.out, "out", "bench/results", "directory for the results")
 	flag.IntVar(&o.hwm, "hwm", 0, "controller --hwm (0: the default)")
+	flag.IntVar(&o.burst, "burst", -1, "controller --burst (-1: the default)")
 	flag.Parse()
 	for _, s := range strings.Split(sizes, ",") {
 		if n, err := strconv.Atoi(strings.TrimSpace(s)); err == nil && n > 0 {
@@ -124,6 +126,9 @@ func measureOurs(o options, exe string) (results, error) {
 	ctrlArgs := []string{}
 	if o.hwm != 0 {
 		ctrlArgs = append(ctrlArgs, "--hwm="+strconv.Itoa(o.hwm))
+	}
+	if o.burst >= 0 {
+		ctrlArgs = append(ctrlArgs, "--burst="+strconv.Itoa(o.burst))
 	}
 	start := func(n int) (*ipp.Cluster, *ipp.Client, time.Duration, error) {
 		t0 := time.Now()

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ipp-hpc/ipp/controller/sched"
 	"github.com/ipp-hpc/ipp/internal/transport"
 	"github.com/ipp-hpc/ipp/internal/wire"
 )
@@ -34,6 +35,10 @@ type Config struct {
 	// HWM bounds outstanding tasks per engine; 0 means the default of 1,
 	// negative means unlimited.
 	HWM int
+	// Burst lets an engine whose recent tasks each took under 2 ms hold up
+	// to Burst tasks (controller/sched Config.Burst); 0 means the default
+	// of 16, negative turns it off (ipyparallel's strict hwm).
+	Burst int
 	// HeartbeatPeriod is the ping interval (3 s by default).
 	HeartbeatPeriod time.Duration
 	// HeartbeatMisses is how many consecutive missed beats declare an
@@ -69,6 +74,12 @@ func (c *Config) defaults() error {
 	}
 	if c.HWM < 0 {
 		c.HWM = 0
+	}
+	if c.Burst == 0 {
+		c.Burst = sched.DefaultBurst
+	}
+	if c.Burst < 0 {
+		c.Burst = 0
 	}
 	if c.HeartbeatPeriod <= 0 {
 		c.HeartbeatPeriod = 3 * time.Second

@@ -50,6 +50,7 @@ func newTaskScheduler(c *Controller) (*taskScheduler, error) {
 	cfg := sched.DefaultConfig()
 	cfg.Scheme = sc
 	cfg.HWM = c.cfg.HWM
+	cfg.Burst = c.cfg.Burst
 	return &taskScheduler{
 		c:    c,
 		s:    sched.New(cfg),

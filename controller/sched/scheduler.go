@@ -13,6 +13,12 @@ import (
 const (
 	// DefaultHWM is TaskScheduler.hwm: one outstanding task per engine.
 	DefaultHWM = 1
+	// DefaultBurst is how many tasks an engine that finishes tasks quickly
+	// may hold at once (see Config.Burst).
+	DefaultBurst = 16
+	// DefaultShortTask is the service time under which an engine counts as
+	// finishing tasks quickly.
+	DefaultShortTask = 2 * time.Millisecond
 	// DefaultStrandedDelay is how long Python waits after an engine
 	// unregisters before failing the tasks it still had, because their
 	// replies may already be on the way.
@@ -30,15 +36,27 @@ type Config struct {
 	// Rand drives the random schemes; nil seeds a private generator. Tests
 	// pass a seeded one to make choices reproducible.
 	Rand *rand.Rand
+	// Burst lifts an engine's limit from HWM to Burst while its recent tasks
+	// took less than ShortTask each. With HWM 1 every task waits a whole
+	// round trip to the engine before the next is sent, so tiny tasks run
+	// at the speed of the network, not of the engine; short tasks lose
+	// nothing by queueing a few deep, and long ones keep HWM's strict
+	// balance because the estimate rises after a single long task. 0 (or a
+	// Burst not above HWM, or HWM 0) turns it off, which is ipyparallel's
+	// behaviour.
+	Burst int
+	// ShortTask is the service-time threshold for Burst.
+	ShortTask time.Duration
 	// StrandedDelay is how long after RemoveEngine the tasks still running
 	// there are failed or retried; until then a late reply from the dead
 	// engine is still accepted. 0 settles them inside RemoveEngine.
 	StrandedDelay time.Duration
 }
 
-// DefaultConfig returns leastload, hwm 1 and a 5 s stranded delay.
+// DefaultConfig returns leastload, hwm 1 with a burst of 16 for tasks under
+// 2 ms, and a 5 s stranded delay.
 func DefaultConfig() Config {
-	return Config{Scheme: LeastLoad, HWM: DefaultHWM, StrandedDelay: DefaultStrandedDelay}
+	return Config{Scheme: LeastLoad, HWM: DefaultHWM, Burst: DefaultBurst, ShortTask: DefaultShortTask, StrandedDelay: DefaultStrandedDelay}
 }
 
 // Task is one load-balanced request as the scheduler needs to see it. The
@@ -173,6 +191,10 @@ type engine struct {
 	uuid  string
 	load  int // tasks sent and not answered; after death, those still stranded
 	alive bool
+	// service estimates how long the engine takes per task (an average of
+	// recent samples); zero until its first reply.
+	service   time.Duration
+	lastReply time.Time
 }
 
 type jobState uint8
@@ -187,6 +209,7 @@ const (
 
 type job struct {
 	task     Task
+	sentAt   time.Time
 	seq      uint64 // submission order
 	gen      uint64 // bumped on each (re)queue; stale queue entries and timers compare it
 	state    jobState
@@ -226,6 +249,10 @@ func (j *job) constrained() bool {
 type Scheduler struct {
 	scheme        Scheme
 	hwm           int
+	burst         int
+	shortTask     time.Duration
+	bursting      bool // Burst in effect (see updateBursting)
+	now           time.Time // of the current call
 	rng           *rand.Rand
 	strandedDelay time.Duration
 
@@ -275,6 +302,8 @@ func New(cfg Config) *Scheduler {
 	return &Scheduler{
 		scheme:        sc,
 		hwm:           hwm,
+		burst:         max(cfg.Burst, 0),
+		shortTask:     cfg.ShortTask,
 		rng:           r,
 		strandedDelay: max(cfg.StrandedDelay, 0),
 		engines:       make(map[string]*engine),
@@ -385,6 +414,7 @@ func (s *Scheduler) Result(msgID, engineUUID string, r Reply, now time.Time) []A
 		return s.finish()
 	}
 	e := j.engine
+	s.observe(e, j, now)
 	s.detach(j)
 	switch {
 	case r == ReplyUnmet:
@@ -453,6 +483,7 @@ func (s *Scheduler) Stats() Stats {
 // and return the actions collected.
 func (s *Scheduler) finish() []Action {
 	s.propagate()
+	s.updateBursting()
 	s.drain()
 	for _, j := range s.arming {
 		if j.queued() {
@@ -472,6 +503,7 @@ func (s *Scheduler) setTimer(t timer) {
 }
 
 func (s *Scheduler) expire(now time.Time) {
+	s.now = now
 	for {
 		t, ok := s.timers.peek()
 		if !ok || t.at.After(now) {
@@ -596,7 +628,71 @@ func (s *Scheduler) allowed(j *job, e *engine) bool {
 	return (j.targets == nil || j.targets[e.uuid]) && !j.banned[e.uuid]
 }
 
-func (s *Scheduler) fits(e *engine) bool { return s.hwm == 0 || e.load < s.hwm }
+func (s *Scheduler) fits(e *engine) bool { return s.hwm == 0 || e.load < s.limit(e) }
+
+// limit is how many tasks e may hold: HWM, or Burst while e is quick and
+// the backlog is deep.
+func (s *Scheduler) limit(e *engine) int {
+	if s.bursting && e.service > 0 && e.service < s.shortTask {
+		return s.burst
+	}
+	return s.hwm
+}
+
+// updateBursting turns Burst on while more tasks wait than the engines
+// could hold at Burst depth, and off below that. With a short backlog
+// (an interactive map of a few dozen items) queueing behind a task that
+// turns out to be slow would cost more than the round trips it saves, so
+// HWM stays strict; a deep backlog of short tasks is where the round trip
+// per task dominates. Limits change for every engine at once, so free is
+// recounted.
+func (s *Scheduler) updateBursting() {
+	want := s.burst > s.hwm && s.hwm > 0 && s.queued > s.burst*len(s.lru)
+	if want == s.bursting {
+		return
+	}
+	s.bursting = want
+	s.free = 0
+	for _, e := range s.lru {
+		if s.fits(e) {
+			s.free++
+		}
+	}
+	s.rescan = true
+}
+
+// observe updates e's service-time estimate when a reply arrives at now.
+// An engine runs its tasks one after another, so this one started no
+// earlier than it was sent and no earlier than the previous reply: the time
+// since the later of the two bounds its service time (network included,
+// so the estimate errs on the long side). fits(e) may change, so free is
+// kept in step.
+func (s *Scheduler) observe(e *engine, j *job, now time.Time) {
+	from := j.sentAt
+	if e.lastReply.After(from) {
+		from = e.lastReply
+	}
+	var sample time.Duration
+	if !from.IsZero() {
+		sample = now.Sub(from)
+	}
+	e.lastReply = now
+	if sample <= 0 || !e.alive {
+		return
+	}
+	before := s.fits(e)
+	if e.service == 0 {
+		e.service = sample
+	} else {
+		e.service = (7*e.service + sample) / 8
+	}
+	switch after := s.fits(e); {
+	case before && !after:
+		s.free--
+	case !before && after:
+		s.free++
+	}
+}
 
 // index records j under every unfinished id it depends on, once.
 func (s *Scheduler) index(j *job) {
@@ -657,10 +753,13 @@ func (s *Scheduler) leave(j *job) {
 // detach takes a running task off its engine.
 func (s *Scheduler) detach(j *job) {
 	e := j.engine
-	if e.alive && !s.fits(e) {
+	// The limit can move (Burst), so compare before and after rather than
+	// assume one task less always makes room.
+	before := s.fits(e)
+	e.load--
+	if e.alive && !before && s.fits(e) {
 		s.free++
 	}
-	e.load--
 	if e.alive {
 		s.rescan = true
 	}
@@ -672,9 +771,11 @@ func (s *Scheduler) dispatch(j *job, e *engine) {
 	s.leave(j)
 	j.state = stateRunning
 	j.engine = e
+	j.sentAt = s.now
 	repeat := j.markSent(e.uuid)
+	before := s.fits(e)
 	e.load++
-	if !s.fits(e) {
+	if before && !s.fits(e) {
 		s.free--
 	}
 	i := slices.Index(s.lru, e)

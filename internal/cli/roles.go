@@ -88,6 +88,8 @@ type ControllerOptions struct {
 	IP, Location string
 	Scheme       string
 	HWM          int
+	// Burst is the --burst flag.
+	Burst int
 	// PingMS is the heartbeat period in milliseconds.
 	PingMS int
 	// HeartbeatMisses declares an engine dead after that many missed beats.
@@ -124,6 +126,7 @@ key from IPP_SESSION_KEY when set. Logs go to standard error.`,
 	fs.StringVar(&opts.Location, "location", "", "host name written to the connection files (default: this host)")
 	fs.StringVar(&opts.Scheme, "scheme", "leastload", "task scheduler: leastload, lru, plainrandom, twobin, weighted or pure")
 	fs.IntVar(&opts.HWM, "hwm", 1, "outstanding tasks per engine (0: unlimited)")
+	fs.IntVar(&opts.Burst, "burst", 16, "tasks an engine may hold while its tasks take under 2 ms each (0: strict --hwm, as ipyparallel)")
 	fs.IntVar(&opts.PingMS, "ping", 3000, "heartbeat period in milliseconds")
 	fs.IntVar(&opts.HeartbeatMisses, "heartbeat-misses", 10, "missed heartbeats before an engine is declared dead")
 	fs.StringVar(&opts.Transport, "transport", "", "socket backend: zmq or gozmq (default $IPP_TRANSPORT, else zmq when built in)")
@@ -147,6 +150,10 @@ func (o *ControllerOptions) config() (controller.Config, error) {
 	if hwm == 0 {
 		hwm = -1 // controller.Config: negative means unlimited
 	}
+	burst := o.Burst
+	if burst == 0 {
+		burst = -1 // controller.Config: negative turns it off
+	}
 	cfg := controller.Config{
 		IP:              o.IP,
 		Location:        o.Location,
@@ -154,6 +161,7 @@ func (o *ControllerOptions) config() (controller.Config, error) {
 		ClusterID:       cid,
 		Scheme:          o.Scheme,
 		HWM:             hwm,
+		Burst:           burst,
 		HeartbeatPeriod: time.Duration(o.PingMS) * time.Millisecond,
 		HeartbeatMisses: o.HeartbeatMisses,
 		Transport:       backend,

@@ -34,7 +34,7 @@ const zmqLinger = time.Second
 // socket's state again. libzmq's descriptor only says "something may have
 // changed"; the reader re-reads ZMQ_EVENTS after every wake-up, so this is
 // a safety net, not the way messages are noticed.
-const recheck = 250 * time.Millisecond
+var recheck = 250 * time.Millisecond
 
 // batch is the most messages the reader takes from libzmq before handing
 // them over, so a flood does not delay pending sends.
@@ -254,6 +254,7 @@ func (s *zsock) Bind(endpoint string) (string, error) {
 	if err := s.sock.Bind(ep); err != nil {
 		return "", fmt.Errorf("bind %s: %w", endpoint, err)
 	}
+	s.wakeIfReadable()
 	return s.sock.GetLastEndpoint()
 }
 
@@ -266,6 +267,7 @@ func (s *zsock) Connect(endpoint string) error {
 	if err := s.sock.Connect(endpoint); err != nil {
 		return fmt.Errorf("connect %s: %w", endpoint, err)
 	}
+	s.wakeIfReadable()
 	return nil
 }
 
@@ -293,8 +295,25 @@ func (s *zsock) Send(frames [][]byte) error {
 		s.pending = append(s.pending, frames)
 		// The reader flushes when libzmq signals the socket writable.
 		s.fd.SetReadDeadline(time.Now())
+		return nil
 	}
+	s.wakeIfReadable()
 	return nil
+}
+
+// wakeIfReadable must follow any libzmq call other than the reader's: such
+// a call may process the socket's pending commands and so drain ZMQ_FD. If
+// a message arrived meanwhile, the reader's epoll wake-up is lost (epoll
+// re-checks readiness when it reports, and the descriptor is no longer
+// readable), and the message would wait for the next recheck. So look, and
+// wake the reader if there is something to read. mu is held.
+func (s *zsock) wakeIfReadable() {
+	if s.typ == Pub {
+		return
+	}
+	if ev, err := s.sock.GetEvents(); err == nil && ev&zmq.POLLIN != 0 {
+		s.fd.SetReadDeadline(time.Now())
+	}
 }
 
 func (s *zsock) Messages() <-chan [][]byte { return s.in }
