@@ -251,7 +251,7 @@ type Scheduler struct {
 	hwm           int
 	burst         int
 	shortTask     time.Duration
-	bursting      bool // Burst in effect (see updateBursting)
+	bursting      bool      // Burst in effect (see updateBursting)
 	now           time.Time // of the current call
 	rng           *rand.Rand
 	strandedDelay time.Duration
