@@ -69,7 +69,9 @@ func (v *DirectView) resolve() ([]target, error) {
 // encodeCall encodes a Go apply_request's arguments into buffers and its
 // content (spec: internal/protocol).
 func encodeCall(fn string, args []any) (protocol.ApplyContent, [][]byte, error) {
-	call := &protocol.Call{Func: fn, ArgFrames: make([]int, len(args))}
+	// Quiet: the client reads iopub_idle from the reply instead of waiting
+	// for status idle, which halves the messages of a task.
+	call := &protocol.Call{Func: fn, ArgFrames: make([]int, len(args)), Quiet: true}
 	var bufs [][]byte
 	for i, a := range args {
 		frames, err := encodeValue(a)

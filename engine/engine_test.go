@@ -235,7 +235,18 @@ func TestExecuteError(t *testing.T) {
 // apply sends a Go apply_request through sock and returns the reply.
 func apply(t testing.TB, f *fake, fn string, args ...any) *wire.Message {
 	t.Helper()
-	call := &protocol.Call{Func: fn}
+	return applyCall(t, f, false, fn, args...)
+}
+
+// applyQuiet sends a quiet Go apply (protocol.Call.Quiet).
+func applyQuiet(t testing.TB, f *fake, fn string, args ...any) *wire.Message {
+	t.Helper()
+	return applyCall(t, f, true, fn, args...)
+}
+
+func applyCall(t testing.TB, f *fake, quiet bool, fn string, args ...any) *wire.Message {
+	t.Helper()
+	call := &protocol.Call{Func: fn, Quiet: quiet}
 	var bufs [][]byte
 	for _, a := range args {
 		frames, err := codec.Encode(a)
@@ -250,13 +261,14 @@ func apply(t testing.TB, f *fake, fn string, args ...any) *wire.Message {
 	if reply.Header.MsgType != "apply_reply" {
 		t.Errorf("reply type %q", reply.Header.MsgType)
 	}
-	// A Go apply is quiet: status idle follows only when it printed.
-	switch metadata(t, reply)["iopub_idle"] {
-	case true:
-		f.until(h.MsgID)
-	case false:
-	default:
-		t.Errorf("Go apply reply without iopub_idle: %s", reply.Metadata)
+	idle, has := metadata(t, reply)["iopub_idle"]
+	switch {
+	case !quiet && has:
+		t.Errorf("iopub_idle on a request that did not ask to be quiet: %s", reply.Metadata)
+	case !quiet, idle == true:
+		f.until(h.MsgID) // status idle follows
+	case idle != false:
+		t.Errorf("quiet Go apply reply without iopub_idle: %s", reply.Metadata)
 	}
 	return reply
 }
@@ -815,13 +827,13 @@ func TestQuietGoApply(t *testing.T) {
 	f, _, _ := start(t, fakeOptions{}, nil)
 	execute(t, f, `func shout(s string) string { fmt.Println("hi", s); return s + "!" }
 func quiet(n int) int { return n * 2 }`, true)
-	reply := apply(t, f, "quiet", 21)
+	reply := applyQuiet(t, f, "quiet", 21)
 	var n int
 	result(t, reply, &n)
 	if n != 42 || metadata(t, reply)["iopub_idle"] != false {
 		t.Errorf("quiet(21) = %d, metadata %s", n, reply.Metadata)
 	}
-	reply = apply(t, f, "shout", "x")
+	reply = applyQuiet(t, f, "shout", "x")
 	var s string
 	result(t, reply, &s)
 	if s != "x!" || metadata(t, reply)["iopub_idle"] != true {

@@ -91,20 +91,20 @@ func (e *engine) serve(ctx context.Context, r *request) {
 	e.reply(e.shell, m, rtype, e.replyMetadata(m, started, "ok"), out.content, out.buffers)
 }
 
-// isGoApply reports whether m is an apply_request of the Go convention,
-// which only our Go client sends.
+// isGoApply reports whether m is a Go apply_request whose client asked for
+// quiet IOPub (protocol.Call.Quiet).
 func isGoApply(m *wire.Message) bool {
-	if m.Header.MsgType != "apply_request" || !bytes.Contains(m.Content, []byte(`"go"`)) {
+	if m.Header.MsgType != "apply_request" || !bytes.Contains(m.Content, []byte(`"quiet"`)) {
 		return false
 	}
 	var c protocol.ApplyContent
-	return m.DecodeContent(&c) == nil && c.Go != nil
+	return m.DecodeContent(&c) == nil && c.Go != nil && c.Go.Quiet
 }
 
-// serveQuiet answers a Go apply without IOPub traffic unless the function
-// printed something. Go applies come only from our Go client, which reads
-// reply metadata iopub_idle instead of waiting for status idle; for a
-// no-op task this halves the messages every process handles.
+// serveQuiet answers a quiet Go apply (protocol.Call.Quiet) without IOPub
+// traffic unless the function printed something; the client reads reply
+// metadata iopub_idle instead of waiting for status idle. For a no-op task
+// this halves the messages every process handles.
 func (e *engine) serveQuiet(ctx context.Context, r *request) {
 	m := r.msg
 	started := time.Now()

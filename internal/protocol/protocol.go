@@ -7,7 +7,9 @@
 // arguments follow as buffers: each argument is encoded with internal/codec
 // into one or more frames, and Call.ArgFrames says how many frames belong
 // to each argument, in order. A successful apply_reply carries the encoded
-// result as its buffers and {"status": "ok", "go": {"frames": n}}.
+// result as its buffers and {"status": "ok", "go": {"frames": n}}. See
+// Call.Quiet for the one departure from Jupyter's IOPub framing, which only
+// a client that asks for it gets.
 package protocol
 
 import "strings"
@@ -18,6 +20,13 @@ type Call struct {
 	Func string `json:"func"`
 	// ArgFrames is the number of buffer frames of each argument.
 	ArgFrames []int `json:"arg_frames"`
+	// Quiet asks the engine to publish nothing on IOPub for this request
+	// unless the function prints: no status busy/idle around it. The reply
+	// metadata then carries "iopub_idle": whether a status idle follows.
+	// Without it an engine frames every request with busy/idle, as Jupyter
+	// kernels do; with it a no-op task costs two messages instead of four
+	// in every process it crosses.
+	Quiet bool `json:"quiet,omitempty"`
 }
 
 // ApplyContent is the content of a Go apply_request.
