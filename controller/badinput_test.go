@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ipp-hpc/ipp/controller"
+	"github.com/ipp-hpc/ipp/internal/testutil"
 	"github.com/ipp-hpc/ipp/internal/transport"
 	"github.com/ipp-hpc/ipp/internal/wire"
 )
@@ -201,4 +202,26 @@ func TestShutdownRequestStopsController(t *testing.T) {
 		t.Fatal("controller did not stop after shutdown_request")
 	}
 	_ = notif
+}
+
+func TestOversizedMessages(t *testing.T) {
+	c, logs := startController(t, controller.Config{})
+	ci := c.ClientInfo()
+	q := dial(t, transport.Dealer, ci.URL(ci.Registration), []byte(ci.Key), "")
+	// A 20 MiB query gets a clear error instead of being decoded.
+	q.send(nil, "connection_request", map[string]any{"pad": strings.Repeat("x", 20<<20)})
+	m := q.recv(30 * time.Second)
+	if m.Header.MsgType != "hub_error" || !strings.Contains(string(m.Content), "larger than the hub accepts") {
+		t.Fatalf("oversized query: %s %.200s", m.Header.MsgType, m.Content)
+	}
+	// More buffer frames than any message may carry: refused, logged.
+	frames, _, _ := q.sess.Build(wire.Out{MsgType: "connection_request", Buffers: make([][]byte, wire.MaxFrames+1)})
+	q.sock.Send(frames)
+	testutil.Eventually(t, 10*time.Second, func() bool { return strings.Contains(logs.String(), "more than the limit") },
+		"the frame-count refusal is logged")
+	// The controller still answers.
+	q.send(nil, "connection_request", map[string]any{})
+	if m := q.recv(5 * time.Second); m.Header.MsgType != "connection_reply" {
+		t.Fatalf("after oversized input: %s", m.Header.MsgType)
+	}
 }

@@ -140,6 +140,11 @@ func errorContent(ename, evalue string) map[string]any {
 	}
 }
 
+// maxQuery bounds a registration or query message. Queries are small
+// JSON; anything this large is a mistake or an attack, and is refused
+// before it is decoded.
+const maxQuery = 16 << 20
+
 func (h *hub) serveRegistration() {
 	for frames := range h.c.reg.Messages() {
 		msg, err := h.c.session.Parse(frames)
@@ -149,8 +154,22 @@ func (h *hub) serveRegistration() {
 			h.c.log.Warn("dropping registration/query message", "err", err, "frames", len(frames))
 			continue
 		}
+		if n := size(frames); n > maxQuery {
+			h.c.log.Warn("refusing oversized query", "type", msg.Header.MsgType, "bytes", n)
+			h.reply(msg.Idents, msg, "hub_error", errorContent("ValueError",
+				fmt.Sprintf("%s of %d bytes is larger than the hub accepts (%d)", msg.Header.MsgType, n, maxQuery)))
+			continue
+		}
 		h.handleQuery(msg)
 	}
+}
+
+func size(frames [][]byte) int {
+	n := 0
+	for _, f := range frames {
+		n += len(f)
+	}
+	return n
 }
 
 func (h *hub) handleQuery(msg *wire.Message) {
