@@ -1,0 +1,71 @@
+// Package templates holds the batch-script templates that batch-system
+// launchers render (Slurm today; PBS, SGE, LSF and HTCondor with their
+// launchers). They are Go text/templates embedded in the binary, rendered
+// with typed data and missingkey=error, so a misspelt field is an error at
+// submission time rather than a broken directive in a job script. A
+// template of the same name in <profile>/templates/ overrides the default.
+package templates
+
+import (
+	"bytes"
+	"embed"
+	"fmt"
+	"os"
+	"path/filepath"
+	"text/template"
+)
+
+//go:embed *.sh.tmpl
+var defaults embed.FS
+
+// Job is the data every batch template sees.
+type Job struct {
+	// Name is the job name (ipengine-<cluster id>).
+	Name string
+	// N is the number of engines (tasks) to start.
+	N int
+	// Queue, Account, Walltime and Memory map to the scheduler's
+	// directives; empty ones are left out.
+	Queue, Account, Walltime, Memory string
+	// CoresPerEngine is the cores each engine may use (0: the default).
+	CoresPerEngine int
+	// Output is the job's output file.
+	Output string
+	// Directives are extra lines added verbatim after the generated ones.
+	Directives []string
+	// Prologue runs before the engines (module load, conda activate...).
+	Prologue string
+	// Command is the engine command line, already quoted for the shell.
+	Command string
+}
+
+// Render renders the template called name (e.g. "slurm-engines.sh.tmpl"),
+// preferring the profile's own copy when profileDir has one.
+func Render(profileDir, name string, job Job) (string, error) {
+	src, err := lookup(profileDir, name)
+	if err != nil {
+		return "", err
+	}
+	t, err := template.New(name).Option("missingkey=error").Parse(string(src))
+	if err != nil {
+		return "", fmt.Errorf("templates: %s: %w", name, err)
+	}
+	var b bytes.Buffer
+	if err := t.Execute(&b, job); err != nil {
+		return "", fmt.Errorf("templates: %s: %w", name, err)
+	}
+	return b.String(), nil
+}
+
+func lookup(profileDir, name string) ([]byte, error) {
+	if profileDir != "" {
+		if b, err := os.ReadFile(filepath.Join(profileDir, "templates", name)); err == nil {
+			return b, nil
+		}
+	}
+	b, err := defaults.ReadFile(name)
+	if err != nil {
+		return nil, fmt.Errorf("templates: no template %q", name)
+	}
+	return b, nil
+}
