@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/ipp-hpc/ipp/internal/transport"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -110,7 +111,11 @@ func (s secondsOrDuration) Set(v string) error {
 // SIGTERM, and returns the process exit status: 0 after a requested stop,
 // 1 on failure, 2 for bad usage.
 func Main() int {
-	return mainWithArgs(os.Args[0], os.Args[1:])
+	code := mainWithArgs(os.Args[0], os.Args[1:])
+	// Run has closed its sockets; let libzmq deliver the unregistration it
+	// may still hold before the process exits.
+	transport.Shutdown()
+	return code
 }
 
 func mainWithArgs(prog string, args []string) int {

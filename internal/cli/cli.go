@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ipp-hpc/ipp/internal/transport"
 	"io"
 	"log/slog"
 	"os"
@@ -113,6 +114,9 @@ func Main() int {
 	if err != nil && !errors.Is(err, errSilent) {
 		fmt.Fprintln(f.IO.ErrOut, "ipcluster:", err)
 	}
+	// Every role has closed its sockets by now; let libzmq deliver what it
+	// still holds (an engine's unregistration) before the process exits.
+	transport.Shutdown()
 	return ExitCode(err)
 }
 
