@@ -1,10 +1,8 @@
 package controller_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,25 +11,6 @@ import (
 	"github.com/ipp-hpc/ipp/internal/transport"
 	"github.com/ipp-hpc/ipp/internal/wire"
 )
-
-// logBuffer collects the controller's log so tests can assert that bad
-// input was reported.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
 
 // peer is a raw client of one controller port.
 type peer struct {
@@ -92,9 +71,9 @@ func (p *peer) quiet(d time.Duration) {
 	}
 }
 
-func startController(t *testing.T, cfg controller.Config) (*controller.Controller, *logBuffer) {
+func startController(t *testing.T, cfg controller.Config) (*controller.Controller, *testutil.SyncBuffer) {
 	t.Helper()
-	logs := &logBuffer{}
+	logs := &testutil.SyncBuffer{}
 	cfg.Logger = newLogger(logs)
 	c, err := controller.New(cfg)
 	if err != nil {

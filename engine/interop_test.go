@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -97,7 +96,7 @@ func interopAttempt(t *testing.T, py string, last bool) bool {
 	profile := filepath.Join(dir, "profile_interop")
 	env := append(os.Environ(), "IPYTHONDIR="+filepath.Join(dir, "ipython"))
 
-	var ctlLog syncBuffer
+	var ctlLog testutil.SyncBuffer
 	ctl := exec.Command(py, "-m", "ipyparallel.controller", "--ip=127.0.0.1", "--profile-dir="+profile, "--ping=200", "--log-level=INFO")
 	ctl.Env = env
 	ctl.Stdout, ctl.Stderr = &ctlLog, &ctlLog
@@ -218,21 +217,5 @@ func interopAttempt(t *testing.T, py string, last bool) bool {
 	return true
 }
 
-// syncBuffer is a bytes.Buffer safe for the writer goroutines of os/exec
+// testutil.SyncBuffer is a bytes.Buffer safe for the writer goroutines of os/exec
 // and a reading test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}

@@ -78,8 +78,9 @@ def main():
             rc[:].push({"a": arr}, block=True)
             dt = time.perf_counter() - t0
             best = dt if best is None else min(best, dt)
-        sums = rc[:].apply_sync(lambda: float(a.sum()))
-        assert all(abs(s - float(arr.sum())) < 1e-6 * abs(float(arr.sum())) for s in sums)
+        rc[:].execute("_check = float(a.sum())", block=True)
+        sums = rc[:].pull("_check", block=True)
+        assert all(abs(s - float(arr.sum())) < 1e-6 * abs(float(arr.sum())) for s in sums), sums
         out["push_s"] = best
     finally:
         rc.close()

@@ -92,7 +92,7 @@ func TestStartEnginesStopDaemonized(t *testing.T) {
 	}
 
 	// list shows it with registered/requested engines.
-	e.out = &syncBuffer{}
+	e.out = &testutil.SyncBuffer{}
 	e.f.IO.Out = e.out
 	if err := listRun(ctx, &ListOptions{F: e.f, Output: "text", ProbeTimeout: time.Second}); err != nil {
 		t.Fatal(err)
@@ -277,7 +277,7 @@ func TestStopAll(t *testing.T) {
 			t.Errorf("pid %d alive", pid)
 		}
 	}
-	e.err = &syncBuffer{}
+	e.err = &testutil.SyncBuffer{}
 	e.f.IO.ErrOut = e.err
 	if err := stopRun(context.Background(), &StopOptions{F: e.f, All: true}); err != nil || !strings.Contains(e.err.String(), "No clusters to stop") {
 		t.Errorf("stop --all with nothing: %v %q", err, e.err)
@@ -315,7 +315,7 @@ func TestExecOutput(t *testing.T) {
 		{Engine: 0, Stdout: "partial\n", Err: &RemoteError{Name: "panic", Value: "boom", Traceback: []string{"goroutine 1:", "main.f()"}}},
 		{Engine: 1},
 	}
-	e.out, e.err = &syncBuffer{}, &syncBuffer{}
+	e.out, e.err = &testutil.SyncBuffer{}, &testutil.SyncBuffer{}
 	e.f.IO.Out, e.f.IO.ErrOut = e.out, e.err
 	err = execRun(context.Background(), &ExecOptions{F: e.f, Code: "f()"})
 	if err == nil || ExitCode(err) != 1 {

@@ -1,9 +1,9 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"fmt"
+	"github.com/ipp-hpc/ipp/internal/testutil"
 	"io"
 	"os"
 	"os/signal"
@@ -117,7 +117,7 @@ func (c *fakeClient) Close() error { return nil }
 // program of both roles, a fake client, and IPYTHONDIR in a temp dir.
 type testEnv struct {
 	f        *Factory
-	out, err *syncBuffer
+	out, err *testutil.SyncBuffer
 	client   *fakeClient
 	ipython  string
 	sigs     chan os.Signal
@@ -129,7 +129,7 @@ func newTestEnv(t *testing.T) *testEnv {
 	t.Setenv("IPYTHONDIR", ipy)
 	t.Setenv(childEnv, "role")
 	t.Setenv("GORACE", "atexit_sleep_ms=0")
-	e := &testEnv{out: &syncBuffer{}, err: &syncBuffer{}, client: &fakeClient{register: true}, ipython: ipy,
+	e := &testEnv{out: &testutil.SyncBuffer{}, err: &testutil.SyncBuffer{}, client: &fakeClient{register: true}, ipython: ipy,
 		sigs: make(chan os.Signal, 4)}
 	f := NewFactory()
 	f.IO = IOStreams{In: strings.NewReader(""), Out: e.out, ErrOut: e.err}
@@ -146,20 +146,4 @@ func newTestEnv(t *testing.T) *testEnv {
 
 func (e *testEnv) profileDir() string { return filepath.Join(e.ipython, "profile_default") }
 
-// syncBuffer is a bytes.Buffer safe for the goroutines that log.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// testutil.SyncBuffer is a bytes.Buffer safe for the goroutines that log.

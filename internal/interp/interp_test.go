@@ -1,44 +1,27 @@
 package interp
 
 import (
-	"bytes"
 	"context"
 	"errors"
+	"github.com/ipp-hpc/ipp/internal/testutil"
 	"io"
 	"os"
 	"reflect"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"gonum.org/v1/gonum/mat"
 )
 
-// syncBuffer is a bytes.Buffer safe for the stream pumps to write while the
+// testutil.SyncBuffer is a bytes.Buffer safe for the stream pumps to write while the
 // test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // newNS returns a namespace whose output goes to the returned buffers.
-func newNS(t *testing.T) (*Namespace, *syncBuffer, *syncBuffer) {
+func newNS(t *testing.T) (*Namespace, *testutil.SyncBuffer, *testutil.SyncBuffer) {
 	t.Helper()
-	var out, errb syncBuffer
+	var out, errb testutil.SyncBuffer
 	n, err := New(Options{Stdout: &out, Stderr: &errb})
 	if err != nil {
 		t.Fatal(err)
