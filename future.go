@@ -2,10 +2,11 @@ package ipp
 
 import (
 	"fmt"
-	json "github.com/goccy/go-json"
 	"strings"
 	"sync"
 	"time"
+
+	json "github.com/goccy/go-json"
 
 	"github.com/ipp-hpc/ipp/internal/wire"
 )

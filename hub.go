@@ -4,9 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	json "github.com/goccy/go-json"
 	"slices"
 	"strconv"
+
+	json "github.com/goccy/go-json"
 
 	"github.com/ipp-hpc/ipp/internal/protocol"
 )

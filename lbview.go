@@ -3,10 +3,11 @@ package ipp
 import (
 	"context"
 	"fmt"
-	json "github.com/goccy/go-json"
 	"reflect"
 	"slices"
 	"time"
+
+	json "github.com/goccy/go-json"
 )
 
 // Dependency is a set of earlier requests a task depends on, with

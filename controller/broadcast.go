@@ -2,9 +2,10 @@ package controller
 
 import (
 	"fmt"
-	json "github.com/goccy/go-json"
 	"strings"
 	"sync"
+
+	json "github.com/goccy/go-json"
 
 	"github.com/ipp-hpc/ipp/internal/transport"
 	"github.com/ipp-hpc/ipp/internal/wire"

@@ -3,11 +3,12 @@ package controller
 import (
 	"bytes"
 	"fmt"
-	json "github.com/goccy/go-json"
 	"sort"
 	"strconv"
 	"sync"
 	"time"
+
+	json "github.com/goccy/go-json"
 
 	"github.com/ipp-hpc/ipp/internal/wire"
 )

@@ -2,10 +2,11 @@ package controller
 
 import (
 	"fmt"
-	json "github.com/goccy/go-json"
 	"sort"
 	"sync"
 	"time"
+
+	json "github.com/goccy/go-json"
 
 	"github.com/ipp-hpc/ipp/internal/wire"
 )

@@ -2,9 +2,10 @@ package controller
 
 import (
 	"fmt"
-	json "github.com/goccy/go-json"
 	"sync"
 	"time"
+
+	json "github.com/goccy/go-json"
 
 	"github.com/ipp-hpc/ipp/controller/sched"
 	"github.com/ipp-hpc/ipp/internal/wire"

@@ -2,8 +2,9 @@ package engine
 
 import (
 	"fmt"
-	json "github.com/goccy/go-json"
 	"time"
+
+	json "github.com/goccy/go-json"
 
 	"github.com/ipp-hpc/ipp/internal/wire"
 )

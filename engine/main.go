@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/ipp-hpc/ipp/internal/transport"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -14,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/ipp-hpc/ipp/internal/transport"
 
 	"github.com/ipp-hpc/ipp/internal/wire"
 )

@@ -2,11 +2,12 @@ package engine
 
 import (
 	"fmt"
-	json "github.com/goccy/go-json"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	json "github.com/goccy/go-json"
 )
 
 // signalDelay lets the signal_reply leave before a signal that may end or

@@ -4,12 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/ipp-hpc/ipp/internal/transport"
 	"io"
 	"log/slog"
 	"os"
 	"runtime/debug"
 	"strings"
+
+	"github.com/ipp-hpc/ipp/internal/transport"
 
 	"github.com/spf13/cobra"
 

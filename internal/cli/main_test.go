@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"fmt"
-	"github.com/ipp-hpc/ipp/internal/testutil"
 	"io"
 	"os"
 	"os/signal"
@@ -13,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ipp-hpc/ipp/internal/testutil"
 
 	"github.com/ipp-hpc/ipp/internal/wire"
 )

@@ -3,7 +3,6 @@ package interp
 import (
 	"context"
 	"errors"
-	"github.com/ipp-hpc/ipp/internal/testutil"
 	"io"
 	"os"
 	"reflect"
@@ -11,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ipp-hpc/ipp/internal/testutil"
 
 	"gonum.org/v1/gonum/mat"
 )

@@ -3,12 +3,13 @@ package wire
 import (
 	"errors"
 	"fmt"
-	json "github.com/goccy/go-json"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	json "github.com/goccy/go-json"
 )
 
 // Common holds the connection-file fields shared by the client and engine
