@@ -5,7 +5,7 @@ GO      ?= go
 BIN     := bin/ipcluster
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: build deps demo test lint bench clean
+.PHONY: build deps demo test test-mpi lint bench clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/ipcluster
@@ -21,8 +21,18 @@ lint:
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
-test: deps lint
+test: deps lint test-mpi
 	$(GO) test -count=1 -timeout 40m ./...
+
+# The mpi package against each MPI library that is installed (both are in
+# CI): its tests re-run themselves as ranks under that library's mpiexec.
+test-mpi:
+	@if pkg-config --exists ompi; then \
+		$(GO) vet -tags ompi ./mpi && $(GO) test -count=1 -tags ompi ./mpi; \
+	else echo "test-mpi: Open MPI not installed, skipping (CI installs it)"; fi
+	@if pkg-config --exists mpich; then \
+		$(GO) vet -tags mpich ./mpi && $(GO) test -count=1 -tags mpich ./mpi; \
+	else echo "test-mpi: MPICH not installed, skipping (CI installs it)"; fi
 
 bench: build
 	scripts/install-deps.sh bench

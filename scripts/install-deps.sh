@@ -8,6 +8,7 @@ set -euo pipefail
 want=(
   libzmq3-dev pkg-config gcc          # libzmq transport (cgo)
   python3-ipyparallel python3-zmq python3-numpy   # interop peer (Python ipyparallel 7.1)
+  openmpi-bin libopenmpi-dev mpich libmpich-dev    # MPI: the mpi package is tested against both
 )
 if [ "${1:-test}" = bench ]; then
   want+=(python3-dask python3-distributed)

@@ -1,0 +1,11 @@
+//go:build mpich && !ompi
+
+package mpi
+
+// Only the cgo directive lives here: cgo flags of any file apply to the
+// whole package, so the tag decides which library the package links.
+
+// #cgo pkg-config: mpich
+import "C"
+
+const flavor = "mpich"
