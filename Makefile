@@ -7,8 +7,16 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .PHONY: build deps demo test test-mpi lint bench clean
 
+# build links the MPI library it finds (Open MPI first, else MPICH, else
+# none), so that engines started by mpiexec or srun can be MPI ranks. The
+# binary must then be started by that library's mpiexec.
 build:
-	$(GO) build -o $(BIN) ./cmd/ipcluster
+	@if pkg-config --exists ompi; then tags=ompi; \
+	elif pkg-config --exists mpich; then tags=mpich; \
+	else tags=; fi; \
+	if [ -n "$$tags" ]; then echo "build: $(BIN) with MPI (-tags $$tags)"; \
+	else echo "build: $(BIN) without MPI (install libopenmpi-dev or libmpich-dev for MPI engines)"; fi; \
+	$(GO) build $${tags:+-tags $$tags} -o $(BIN) ./cmd/ipcluster
 
 deps:
 	scripts/install-deps.sh test
@@ -28,10 +36,10 @@ test: deps lint test-mpi
 # CI): its tests re-run themselves as ranks under that library's mpiexec.
 test-mpi:
 	@if pkg-config --exists ompi; then \
-		$(GO) vet -tags ompi ./mpi && $(GO) test -count=1 -tags ompi ./mpi; \
+		$(GO) vet -tags ompi ./mpi ./engine && $(GO) test -count=1 -tags ompi ./mpi ./engine; \
 	else echo "test-mpi: Open MPI not installed, skipping (CI installs it)"; fi
 	@if pkg-config --exists mpich; then \
-		$(GO) vet -tags mpich ./mpi && $(GO) test -count=1 -tags mpich ./mpi; \
+		$(GO) vet -tags mpich ./mpi ./engine && $(GO) test -count=1 -tags mpich ./mpi ./engine; \
 	else echo "test-mpi: MPICH not installed, skipping (CI installs it)"; fi
 
 bench: build

@@ -79,6 +79,27 @@ type Config struct {
 	// can call them. What Use and Import add survives clear_request;
 	// variables set with Set do not.
 	Setup func(ns *interp.Namespace) error
+
+	// MPI makes the engine an MPI rank: Run calls mpi.Init (an error when
+	// the binary was built without MPI), checks the world size against
+	// MPIExpectedSize, reports rank, size, flavour and MPI processor name
+	// in Meta, requests engine id MPIIDBase + rank unless RequestedID is
+	// set, pre-imports package mpi in the namespace (no import line
+	// needed), and finalises MPI when it returns.
+	//
+	// Snippets are not run inside mpi.Run: the interpreter executes each
+	// snippet on a goroutine of its own (so it can be interrupted), and
+	// that goroutine's MPI calls would queue behind the very mpi.Run
+	// waiting for it, a deadlock. Each mpi call from a snippet therefore
+	// costs one hand-off to the MPI goroutine (µs); a snippet looping
+	// over small collectives should wrap the loop in mpi.Run(func(){...})
+	// itself, which runs it on the MPI thread at the direct-call cost.
+	MPI bool
+	// MPIExpectedSize is the world size the launcher asked for; a
+	// different size from MPI is an error. Zero means unknown.
+	MPIExpectedSize int
+	// MPIIDBase is added to the rank to form the requested engine id.
+	MPIIDBase int
 }
 
 func (c *Config) withDefaults() (Config, error) {

@@ -82,6 +82,12 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	if c.MPI {
+		if err := startMPI(&c); err != nil {
+			return err
+		}
+		defer stopMPI(&c)
+	}
 	uuid := wire.NewID()
 	e := &engine{
 		cfg:      c,

@@ -107,10 +107,10 @@ func (s secondsOrDuration) Set(v string) error {
 //	}
 //
 // It takes the flags of `ipcluster engine` (--file, --profile,
-// --profile-dir, --cluster-id, --id, --log-level, --timeout) and the
-// IPP_* environment variables, stops cleanly (unregistering) on SIGINT or
-// SIGTERM, and returns the process exit status: 0 after a requested stop,
-// 1 on failure, 2 for bad usage.
+// --profile-dir, --cluster-id, --id, --log-level, --timeout, --mpi,
+// --mpi-size) and the IPP_* environment variables, stops cleanly
+// (unregistering) on SIGINT or SIGTERM, and returns the process exit
+// status: 0 after a requested stop, 1 on failure, 2 for bad usage.
 func Main() int {
 	code := mainWithArgs(os.Args[0], os.Args[1:])
 	// Run has closed its sockets; let libzmq deliver the unregistration it
@@ -129,6 +129,9 @@ func mainWithArgs(prog string, args []string) int {
 	logLevel := fset.String("log-level", "info", "log level: debug, info, warn or error")
 	timeout := DefaultRegistrationTimeout
 	fset.Var(secondsOrDuration{&timeout}, "timeout", "how long to wait for the controller's registration reply (seconds or duration)")
+	var mpiMode MPIMode
+	fset.Var(&mpiMode, "mpi", "run as an MPI rank: true, false or auto (auto: when started by mpiexec or srun with PMI)")
+	mpiSize := fset.Int("mpi-size", -1, "world size the launcher asked for (default $"+EnvMPISize+", else the launcher's count)")
 	if err := fset.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -155,14 +158,19 @@ func mainWithArgs(prog string, args []string) int {
 		logger.Error("cannot find the controller", "err", err)
 		return 1
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	err = Run(ctx, Config{
+	cfg := Config{
 		Info:                info,
 		Logger:              logger,
 		RequestedID:         *id,
 		RegistrationTimeout: timeout,
-	})
+	}
+	if err := ApplyMPIFlags(&cfg, mpiMode, *mpiSize); err != nil {
+		logger.Error("bad MPI settings", "err", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err = Run(ctx, cfg)
 	if err != nil {
 		logger.Error("engine stopped", "err", err)
 		return 1

@@ -38,6 +38,14 @@ var catalog = []Entry{
 		RestoreController: restoreLocalController,
 		RestoreEngines:    restoreLocalEngineSet,
 	},
+	{
+		Name:    "mpiexec",
+		Summary: "engines as one MPI job on this host (mpiexec -n N); the controller stays local",
+		NewEngines: func(cfg Config) (Launcher, error) {
+			return NewMPIExecEngineSet(cfg)
+		},
+		RestoreEngines: restoreMPIExecEngineSet,
+	},
 }
 
 // Lookup finds a launcher by name, ignoring case as ipyparallel does.

@@ -38,6 +38,10 @@ type ClusterOptions struct {
 	N int
 	// Env holds extra environment variables for every process.
 	Env map[string]string
+	// MPIExec and MPIArgs configure the mpiexec engine launcher: the
+	// mpiexec program (default "mpiexec") and arguments before "-n N".
+	MPIExec []string
+	MPIArgs []string
 	// EngineDelay separates consecutive engine starts.
 	EngineDelay time.Duration
 	// StopGrace is the SIGTERM-to-SIGKILL delay (default 5 s).
@@ -104,6 +108,8 @@ func (c *Cluster) config() Config {
 		ProfileDir: c.opts.ProfileDir,
 		ClusterID:  c.opts.ClusterID,
 		Env:        c.opts.Env,
+		MPIExec:    c.opts.MPIExec,
+		MPIArgs:    c.opts.MPIArgs,
 		StopGrace:  c.opts.StopGrace,
 		Runner:     c.opts.Runner,
 		Logger:     c.opts.Logger,
@@ -205,8 +211,20 @@ func (c *Cluster) Connection(ctx context.Context) (*ConnectionInfo, error) {
 
 // StartEngines starts an engine set of n engines (n <= 0: the cluster's
 // N) and merges it into the cluster file, whoever else writes it. It
-// returns the new set's id.
+// returns the new set's id. The set's first engine id is the number of
+// engines the cluster's known sets requested; StartEnginesAt takes it
+// from the caller (who may know the registered engines).
 func (c *Cluster) StartEngines(ctx context.Context, n int) (string, error) {
+	base := 0
+	for _, l := range c.EngineSets() {
+		base += l.Status().Total
+	}
+	return c.StartEnginesAt(ctx, n, base)
+}
+
+// StartEnginesAt is StartEngines with the engine id the set's first
+// engine should ask for (engines of an MPI launch ask for idBase + rank).
+func (c *Cluster) StartEnginesAt(ctx context.Context, n, idBase int) (string, error) {
 	if n <= 0 {
 		n = c.opts.N
 	}
@@ -216,6 +234,7 @@ func (c *Cluster) StartEngines(ctx context.Context, n int) (string, error) {
 	cfg := c.config()
 	cfg.Command = c.opts.EngineCmd
 	cfg.Delay = c.opts.EngineDelay
+	cfg.EngineIDBase = idBase
 	if !c.opts.NoConnectionEnv {
 		conn, err := c.Connection(ctx)
 		if err != nil {
@@ -425,12 +444,27 @@ func (c *Cluster) fillFrom(f *ClusterFile) {
 	if c.opts.N == 0 {
 		c.opts.N = f.Cluster.N
 	}
+	if len(c.opts.MPIExec) == 0 && len(c.opts.MPIArgs) == 0 && c.opts.Engines == f.Engines.Class {
+		c.opts.MPIExec, c.opts.MPIArgs = lastMPICommand(f)
+	}
 	if c.opts.IP == "" {
 		c.opts.IP = f.Cluster.ControllerIP
 	}
 	if c.opts.Location == "" {
 		c.opts.Location = f.Cluster.ControllerLocation
 	}
+}
+
+// lastMPICommand is the mpiexec command and arguments of the newest
+// engine set that recorded them (set ids sort by start time).
+func lastMPICommand(f *ClusterFile) (mpiexec, args []string) {
+	for _, id := range slices.Sorted(maps.Keys(f.Engines.Sets)) {
+		var st mpiexecState
+		if json.Unmarshal(f.Engines.Sets[id], &st) == nil && len(st.MPICmd) > 0 {
+			mpiexec, args = st.MPICmd, st.MPIArgs
+		}
+	}
+	return mpiexec, args
 }
 
 // isDefaultLauncher is true for a launcher name the user did not choose.

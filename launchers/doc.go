@@ -33,4 +33,10 @@
 // process started outlives it. Reattaching by pid checks that the process
 // is still the one that was started (its start time and command line), so
 // a recycled pid is never signalled.
+//
+// The "mpiexec" engine launcher (MPIExecEngineSet) runs a whole engine set
+// as one MPI job, `mpiexec [args] -n N <engine>`, handled like one local
+// process; because MPI implementations put ranks in process groups of
+// their own, its Stop also finds mpiexec's descendants through the
+// Runner (TreeRunner) and kills any that outlive mpiexec.
 package launchers

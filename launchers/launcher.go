@@ -124,6 +124,14 @@ type Config struct {
 	StopGrace time.Duration
 	// Delay separates the start of consecutive engines (default none).
 	Delay time.Duration
+	// MPIExec is the mpiexec program and its leading arguments for the
+	// mpiexec launcher (default "mpiexec").
+	MPIExec []string
+	// MPIArgs are extra mpiexec arguments, placed before "-n N".
+	MPIArgs []string
+	// EngineIDBase is the engine id the first engine of this set should
+	// get; engines of an MPI launch ask for EngineIDBase + rank.
+	EngineIDBase int
 	// Runner runs every external program (default OSRunner).
 	Runner Runner
 	// Logger receives progress messages (default slog.Default()).

@@ -25,6 +25,7 @@ const (
 	pidFileEnv = "LAUNCHERS_TEST_PIDFILE"
 	setIDEnv   = "LAUNCHERS_TEST_SET"
 	fileEnv    = "LAUNCHERS_TEST_FILE"
+	pidDirEnv  = "LAUNCHERS_TEST_PIDDIR"
 	// childLife bounds every child, so a failed test leaks nothing for long.
 	childLife = 60 * time.Second
 )
@@ -59,6 +60,31 @@ func runChild(mode string) int {
 		fmt.Println("child ignoring SIGTERM")
 		time.Sleep(childLife)
 		return 3
+	case "rank", "rank-ignore-term":
+		// An MPI rank: record our pid under pidDirEnv, note SIGUSR1 there
+		// too, and wait for SIGTERM (or ignore it).
+		dir := os.Getenv(pidDirEnv)
+		usr1 := make(chan os.Signal, 1)
+		signal.Notify(usr1, syscall.SIGUSR1)
+		if mode == "rank-ignore-term" {
+			signal.Ignore(syscall.SIGTERM)
+		}
+		pid := strconv.Itoa(os.Getpid())
+		if err := os.WriteFile(filepath.Join(dir, "pid-"+pid), []byte(os.Getenv("IPP_MPI_SIZE")), 0o600); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 4
+		}
+		deadline := time.After(childLife)
+		for {
+			select {
+			case <-usr1:
+				_ = os.WriteFile(filepath.Join(dir, "usr1-"+pid), nil, 0o600)
+			case <-term:
+				return 0
+			case <-deadline:
+				return 3
+			}
+		}
 	case "fail":
 		fmt.Fprintln(os.Stderr, "child failing on purpose")
 		return 3

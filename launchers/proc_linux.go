@@ -64,3 +64,55 @@ func procLive(pid int, start uint64) bool {
 	}
 	return start == 0 || st == start
 }
+
+// procParent is the parent pid of pid (field 4 of /proc/<pid>/stat).
+func procParent(pid int) (int, error) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	fields := strings.Fields(string(data[i+1:]))
+	if len(fields) < 2 {
+		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	return strconv.Atoi(fields[1])
+}
+
+// procDescendants lists every live descendant of pid (children,
+// grandchildren, ...) by walking the parent links in /proc. Processes
+// already reparented elsewhere (their parent exited) are not found.
+func procDescendants(pid int) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	children := map[int][]int{}
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if parent, err := procParent(p); err == nil {
+			children[parent] = append(children[parent], p)
+		}
+	}
+	var out []int
+	queue := []int{pid}
+	seen := map[int]bool{pid: true}
+	for len(queue) > 0 {
+		cur := queue[0]
+		queue = queue[1:]
+		for _, c := range children[cur] {
+			if !seen[c] {
+				seen[c] = true
+				out = append(out, c)
+				queue = append(queue, c)
+			}
+		}
+	}
+	return out
+}

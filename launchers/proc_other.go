@@ -11,3 +11,6 @@ func procStartTime(int) (uint64, error) { return 0, errors.ErrUnsupported }
 func procCmdline(int) ([]string, error) { return nil, errors.ErrUnsupported }
 
 func procLive(int, uint64) bool { return true }
+
+// Without /proc descendants cannot be found; process groups must do.
+func procDescendants(int) []int { return nil }

@@ -106,3 +106,21 @@ func pollUntil(ctx context.Context, cond func() bool) error {
 	}
 	return nil
 }
+
+// TreeRunner is a Runner that can find the processes another process
+// started, wherever their process groups are. Launchers whose programs
+// scatter children over several groups (mpiexec's ranks) use it to stop
+// them all; a Runner without it leaves them to the process group.
+type TreeRunner interface {
+	// Descendants lists the live descendants of p (children,
+	// grandchildren, ...), each attached by pid and start time.
+	Descendants(p Process) []Process
+}
+
+// PIDSignaler is a Process that can be signalled alone, without the
+// rest of its process group.
+type PIDSignaler interface {
+	// SignalPID delivers sig to the process only. A process that is gone
+	// is not an error.
+	SignalPID(sig syscall.Signal) error
+}

@@ -89,6 +89,18 @@ func (OSRunner) Attach(pid int, startTime uint64, program string) (Process, erro
 	return p, nil
 }
 
+// Descendants implements TreeRunner with the parent links in /proc
+// (nothing where there is no /proc).
+func (r OSRunner) Descendants(p Process) []Process {
+	var out []Process
+	for _, pid := range procDescendants(p.PID()) {
+		if d, err := r.Attach(pid, 0, ""); err == nil {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
 func mentions(args []string, name string) bool {
 	return slices.ContainsFunc(args, func(a string) bool { return strings.Contains(a, name) })
 }
@@ -128,6 +140,14 @@ func (p *childProcess) Signal(sig syscall.Signal) error {
 	// The child leads its own group (Setsid); the group outlives the
 	// leader while members remain, so it is signalled even after exit.
 	return ignoreESRCH(syscall.Kill(-p.cmd.Process.Pid, sig))
+}
+
+// SignalPID implements PIDSignaler.
+func (p *childProcess) SignalPID(sig syscall.Signal) error {
+	if !p.Alive() {
+		return nil
+	}
+	return ignoreESRCH(syscall.Kill(p.cmd.Process.Pid, sig))
 }
 
 // Alive is false once the child has exited, even before it is reaped.
@@ -177,6 +197,14 @@ func (p *attachedProcess) Signal(sig syscall.Signal) error {
 	if p.pgid == p.pid {
 		return ignoreESRCH(syscall.Kill(-p.pid, sig))
 	}
+	if !p.Alive() {
+		return nil
+	}
+	return ignoreESRCH(syscall.Kill(p.pid, sig))
+}
+
+// SignalPID implements PIDSignaler.
+func (p *attachedProcess) SignalPID(sig syscall.Signal) error {
 	if !p.Alive() {
 		return nil
 	}

@@ -33,8 +33,14 @@ func recordedPIDs(t *testing.T, path string) []int {
 	json.Unmarshal(f.Controller.State, &ctl)
 	pids = append(pids, ctl.PID)
 	for _, st := range f.Engines.Sets {
-		var set struct{ Engines map[string]struct{ PID int } }
+		var set struct {
+			PID     int // an mpiexec set: the mpiexec process
+			Engines map[string]struct{ PID int }
+		}
 		json.Unmarshal(st, &set)
+		if set.PID != 0 {
+			pids = append(pids, set.PID)
+		}
 		for _, e := range set.Engines {
 			pids = append(pids, e.PID)
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/ipp-hpc/ipp/internal/wire"
+	"github.com/ipp-hpc/ipp/launchers"
 )
 
 // ClusterFlags select a profile and a cluster, as ipcluster's common
@@ -157,4 +158,44 @@ func clusterName(id string) string {
 		return "''"
 	}
 	return id
+}
+
+// MPIFlags configure the mpiexec engine launcher (--engines mpiexec).
+type MPIFlags struct {
+	// MPIExec is the mpiexec command line ("" = mpiexec, or for
+	// `ipcluster engines` the one the cluster's last set used).
+	MPIExec string
+	// MPIArgs are extra mpiexec arguments, shell-split, placed before -n.
+	MPIArgs string
+}
+
+func (m *MPIFlags) bind(fs *pflag.FlagSet) {
+	fs.StringVar(&m.MPIExec, "mpiexec", "", "mpiexec program and arguments for --engines mpiexec (default \"mpiexec\")")
+	fs.StringVar(&m.MPIArgs, "mpi-args", "", "extra mpiexec arguments for --engines mpiexec, before -n (shell-like words)")
+}
+
+// apply splits the flags into the cluster options.
+func (m *MPIFlags) apply(opts *launchers.ClusterOptions) error {
+	var err error
+	if m.MPIExec != "" {
+		if opts.MPIExec, err = splitCommand(m.MPIExec); err != nil {
+			return fmt.Errorf("--mpiexec: %w", err)
+		}
+	}
+	if m.MPIArgs != "" {
+		if opts.MPIArgs, err = splitCommand(m.MPIArgs); err != nil {
+			return fmt.Errorf("--mpi-args: %w", err)
+		}
+	}
+	return nil
+}
+
+// nextEngineID is the engine id after the highest registered one: the
+// first id of a new engine set (0 for an empty cluster).
+func nextEngineID(ids []int) int {
+	next := 0
+	for _, id := range ids {
+		next = max(next, id+1)
+	}
+	return next
 }

@@ -24,6 +24,8 @@ type EnginesOptions struct {
 	Engines string
 	// EngineCmd replaces the engine program ("" = the cluster's).
 	EngineCmd string
+	// MPIFlags configure --engines mpiexec.
+	MPIFlags
 	// Daemonize returns once the engines are registered; without it the
 	// command stays until the set ends, relaying signals to it.
 	Daemonize bool
@@ -48,7 +50,8 @@ SIGUSR1 and SIGUSR2 to the engines, and returns when they have all stopped.
 
 Exits with 12 if the cluster is not running.`,
 		Example: `  ipcluster engines -n 4
-  ipcluster engines -n 8 --cluster-id=big --engine-cmd ./mysim`,
+  ipcluster engines -n 8 --cluster-id=big --engine-cmd ./mysim
+  ipcluster engines --engines mpiexec -n 16 --mpi-args "-hostfile hosts"`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if runF != nil {
@@ -62,6 +65,7 @@ Exits with 12 if the cluster is not running.`,
 	fs.IntVarP(&opts.N, "n", "n", runtime.NumCPU(), "number of engines to add")
 	fs.StringVar(&opts.Engines, "engines", "", "engine launcher (default: the one the cluster uses)")
 	fs.StringVar(&opts.EngineCmd, "engine-cmd", "", "engine program and arguments (default: the cluster's)")
+	opts.MPIFlags.bind(fs)
 	fs.BoolVar(&opts.Daemonize, "daemonize", true, "return once the engines are up (false: stay and relay signals)")
 	fs.Var(newSecondsValue(&opts.WaitTimeout, 120*time.Second), "wait-timeout", "how long to wait for the engines to register")
 	fs.Var(newSecondsValue(&opts.StopGrace, 5*time.Second), "stop-grace", "how long a stopping process gets between SIGTERM and SIGKILL")
@@ -81,6 +85,9 @@ func enginesRun(ctx context.Context, o *EnginesOptions) error {
 	}
 	copts.Engines = o.Engines
 	copts.StopGrace = o.StopGrace
+	if err := o.MPIFlags.apply(&copts); err != nil {
+		return err
+	}
 	c, err := launchers.LoadCluster(ctx, copts)
 	if err != nil {
 		return err
@@ -103,7 +110,7 @@ func enginesRun(ctx context.Context, o *EnginesOptions) error {
 	}
 	defer client.Close()
 	want := len(client.IDs()) + o.N
-	id, err := c.StartEngines(wctx, o.N)
+	id, err := c.StartEnginesAt(wctx, o.N, nextEngineID(client.IDs()))
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -25,6 +26,7 @@ import (
 const (
 	childEnv      = "CLI_TEST_CHILD"
 	engineModeEnv = "CLI_TEST_ENGINE"
+	rankDirEnv    = "CLI_TEST_RANK_DIR"
 	childLife     = 60 * time.Second
 )
 
@@ -66,6 +68,14 @@ func fakeRole(role string) int {
 		if os.Getenv("IPP_CONNECTION_INFO") == "" {
 			fmt.Fprintln(os.Stderr, "fake engine: no IPP_CONNECTION_INFO")
 			return 1
+		}
+		if dir := os.Getenv(rankDirEnv); dir != "" {
+			// An MPI rank: record pid, IPP_MPI_SIZE and IPP_ENGINE_ID_BASE.
+			info := os.Getenv("IPP_MPI_SIZE") + " " + os.Getenv("IPP_ENGINE_ID_BASE")
+			if err := os.WriteFile(filepath.Join(dir, strconv.Itoa(os.Getpid())), []byte(info), 0o600); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
 		}
 		return wait()
 	}

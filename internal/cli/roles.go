@@ -214,6 +214,10 @@ type EngineOptions struct {
 	ID int
 	// Timeout bounds the wait for the registration reply.
 	Timeout time.Duration
+	// MPI is the --mpi flag (auto unless given).
+	MPI engine.MPIMode
+	// MPISize is --mpi-size, -1 when not given (then IPP_MPI_SIZE).
+	MPISize int
 }
 
 // NewCmdEngine builds the engine role. runF replaces engineRun in tests.
@@ -227,7 +231,13 @@ info comes from --file, else IPP_CONNECTION_INFO, else the profile's
 security/ipcontroller[-<cluster id>]-engine.json (waited for up to 10 s). Stops
 cleanly (unregistering) on SIGINT or SIGTERM and exits 0; exits 1 when it
 cannot register or loses the controller. A Go program of your own that calls
-engine.Main() takes the same flags.`,
+engine.Main() takes the same flags.
+
+Under mpiexec or srun (or with --mpi) the engine initialises MPI, checks the
+world size against --mpi-size (default IPP_MPI_SIZE, else the launcher's
+count), requests engine id IPP_ENGINE_ID_BASE + rank unless --id is given,
+reports rank, size, host and MPI flavour in its registration, and lets
+snippets call package mpi without an import line.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.clusterIDSet = cmd.Flags().Changed("cluster-id")
@@ -242,6 +252,10 @@ engine.Main() takes the same flags.`,
 	fs.StringVar(&opts.File, "file", "", "engine connection file (ipcontroller-engine.json)")
 	fs.IntVar(&opts.ID, "id", -1, "request this engine id (-1: let the controller choose)")
 	fs.Var(newSecondsValue(&opts.Timeout, engine.DefaultRegistrationTimeout), "timeout", "how long to wait for the registration reply")
+	fs.Var(&opts.MPI, "mpi", "run as an MPI rank: true, false or auto (auto: when started by mpiexec, or srun with PMI)")
+	// A bare --mpi means true, as for the flag package in engine.Main.
+	fs.Lookup("mpi").NoOptDefVal = "true"
+	fs.IntVar(&opts.MPISize, "mpi-size", -1, "world size the launcher asked for (default $"+engine.EnvMPISize+", else the launcher's count)")
 	return cmd
 }
 
@@ -265,13 +279,17 @@ func engineRun(ctx context.Context, o *EngineOptions) error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := o.F.roleContext(ctx)
-	defer stop()
-	return engine.Run(ctx, engine.Config{
+	cfg := engine.Config{
 		Info:                info,
 		Transport:           backend,
 		Logger:              o.F.Logger(),
 		RequestedID:         o.ID,
 		RegistrationTimeout: o.Timeout,
-	})
+	}
+	if err := engine.ApplyMPIFlags(&cfg, o.MPI, o.MPISize); err != nil {
+		return err
+	}
+	ctx, stop := o.F.roleContext(ctx)
+	defer stop()
+	return engine.Run(ctx, cfg)
 }

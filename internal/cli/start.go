@@ -33,6 +33,8 @@ type StartOptions struct {
 	// ControllerCmd and EngineCmd replace the programs started for the
 	// two roles (shell-like words).
 	ControllerCmd, EngineCmd string
+	// MPIFlags configure --engines mpiexec.
+	MPIFlags
 	// ControllerArgs are extra controller arguments (after --).
 	ControllerArgs []string
 	// WaitTimeout bounds the wait for the engines to register.
@@ -56,7 +58,8 @@ Arguments after -- are passed to the controller.
 Exits with 10 if the cluster is already running.`,
 		Example: `  ipcluster start -n 4 --daemonize
   ipcluster start -n 64 --ip='*' --cluster-id=big
-  ipcluster start -n 2 --engine-cmd ./mysim   # a Go program built with engine.Main()`,
+  ipcluster start -n 2 --engine-cmd ./mysim   # a Go program built with engine.Main()
+  ipcluster start --engines mpiexec -n 8 --mpiexec mpiexec.openmpi --mpi-args "--bind-to core"`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if dash := cmd.ArgsLenAtDash(); dash >= 0 {
 				opts.ControllerArgs = args[dash:]
@@ -81,6 +84,7 @@ Exits with 10 if the cluster is already running.`,
 	fs.StringVar(&opts.Engines, "engines", "local", "engine launcher ("+strings.Join(launchers.Names(launchers.KindEngines), ", ")+")")
 	fs.StringVar(&opts.ControllerCmd, "controller-cmd", "", "controller program and arguments (default: this program's 'controller' role)")
 	fs.StringVar(&opts.EngineCmd, "engine-cmd", "", "engine program and arguments (default: this program's 'engine' role)")
+	opts.MPIFlags.bind(fs)
 	fs.Var(newSecondsValue(&opts.WaitTimeout, 120*time.Second), "wait-timeout", "how long to wait for the engines to register")
 	fs.Var(newSecondsValue(&opts.StopGrace, 5*time.Second), "stop-grace", "how long a stopping process gets between SIGTERM and SIGKILL")
 	return cmd
@@ -144,6 +148,9 @@ func startRun(ctx context.Context, o *StartOptions) error {
 	copts.IP, copts.Location = o.IP, o.Location
 	copts.N = o.N
 	copts.StopGrace = o.StopGrace
+	if err := o.MPIFlags.apply(&copts); err != nil {
+		return err
+	}
 	if err := ensureProfile(copts.ProfileDir); err != nil {
 		return err
 	}
@@ -209,7 +216,7 @@ func bringUpEngines(ctx context.Context, f *Factory, c *launchers.Cluster, n int
 	}
 	defer client.Close()
 	want := len(client.IDs()) + n
-	id, err := c.StartEngines(wctx, n)
+	id, err := c.StartEnginesAt(wctx, n, nextEngineID(client.IDs()))
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,337 @@
+package launchers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"sync"
+	"syscall"
+
+	"github.com/ipp-hpc/ipp/internal/wire"
+)
+
+// Environment variables the mpiexec launcher gives its engines.
+const (
+	// EnvMPISize is the number of ranks requested; an engine compares it
+	// with its MPI world size.
+	EnvMPISize = "IPP_MPI_SIZE"
+	// EnvEngineIDBase is the engine id of rank 0 of this launch.
+	EnvEngineIDBase = "IPP_ENGINE_ID_BASE"
+)
+
+// DefaultMPIExec is the mpiexec command used when none is configured.
+var DefaultMPIExec = []string{"mpiexec"}
+
+// MPIExecEngineSet runs an engine set as one MPI job on this host:
+//
+//	<mpiexec> [mpi args] -n N <engine command...>
+//
+// mpiexec leads its own process group and logs to
+// <profile>/log/ipengine-<cluster id>-<set id>.log. Its ranks receive the
+// local launcher's variables plus IPP_MPI_SIZE=N and IPP_ENGINE_ID_BASE.
+//
+// When this program runs as root it sets OMPI_ALLOW_RUN_AS_ROOT=1 and
+// OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1, and when N exceeds the CPUs it sets
+// OMPI_MCA_rmaps_base_oversubscribe=1, unless the environment already
+// has them: Open MPI refuses both cases otherwise, and other MPI
+// implementations ignore these variables.
+//
+// Stop sends SIGTERM to mpiexec's process group (mpiexec forwards it to
+// the ranks), SIGKILL after the grace period, and then SIGKILL to every
+// descendant of mpiexec still alive: Open MPI and MPICH both put each
+// rank in a process group of its own. Signal forwards a signal to the
+// mpiexec process alone; Open MPI's mpiexec forwards SIGUSR1 and SIGUSR2
+// to the ranks, but turns SIGINT into SIGTERM for them, so interrupting
+// an Open MPI engine set through the launcher ends it.
+type MPIExecEngineSet struct {
+	*localGroup
+	requested int
+	mpiexec   []string
+	mpiArgs   []string
+	engine    []string
+	idBase    int
+	// geteuid and numCPU decide the Open MPI variables (tests replace them).
+	geteuid func() int
+	numCPU  func() int
+
+	treeMu sync.Mutex
+	tree   []Process // descendants of mpiexec seen while stopping
+}
+
+// NewMPIExecEngineSet returns an mpiexec engine-set launcher.
+func NewMPIExecEngineSet(cfg Config) (*MPIExecEngineSet, error) {
+	g, err := newLocalGroup(cfg, EngineRole)
+	if err != nil {
+		return nil, err
+	}
+	mpi := slices.Clone(cfg.MPIExec)
+	if len(mpi) == 0 {
+		mpi = slices.Clone(DefaultMPIExec)
+	}
+	return &MPIExecEngineSet{
+		localGroup: g,
+		mpiexec:    mpi,
+		mpiArgs:    slices.Clone(cfg.MPIArgs),
+		engine:     g.argv,
+		idBase:     cfg.EngineIDBase,
+		geteuid:    os.Geteuid,
+		numCPU:     runtime.NumCPU,
+	}, nil
+}
+
+// Argv is the command line Start runs for n engines.
+func (m *MPIExecEngineSet) Argv(n int) []string {
+	argv := slices.Clone(m.mpiexec)
+	argv = append(argv, m.mpiArgs...)
+	argv = append(argv, "-n", strconv.Itoa(n))
+	return append(argv, m.engine...)
+}
+
+// env is what Start adds to the environment for n ranks.
+func (m *MPIExecEngineSet) env(n int) map[string]string {
+	extra := map[string]string{
+		EnvMPISize:      strconv.Itoa(n),
+		EnvEngineIDBase: strconv.Itoa(m.idBase),
+	}
+	if len(m.cfg.ConnectionInfo) > 0 {
+		extra["IPP_CONNECTION_INFO"] = string(m.cfg.ConnectionInfo)
+	}
+	setDefault := func(k string) {
+		if _, ok := m.cfg.Env[k]; ok {
+			return
+		}
+		if _, ok := os.LookupEnv(k); ok {
+			return
+		}
+		extra[k] = "1"
+	}
+	if m.geteuid() == 0 {
+		setDefault("OMPI_ALLOW_RUN_AS_ROOT")
+		setDefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM")
+	}
+	if n > m.numCPU() {
+		setDefault("OMPI_MCA_rmaps_base_oversubscribe")
+	}
+	return extra
+}
+
+// Start implements Launcher: one mpiexec process running n ranks.
+func (m *MPIExecEngineSet) Start(ctx context.Context, n int) error {
+	if n < 1 {
+		return fmt.Errorf("cannot start %d engines", n)
+	}
+	if m.isStarted() {
+		return errors.New("engine set already started")
+	}
+	m.requested = n
+	m.argv = m.Argv(n)
+	name := joinNonEmpty("-", "ipengine", m.cfg.ClusterID, m.cfg.EngineSetID) + ".log"
+	_, err := m.spawn(filepath.Join(wire.LogDir(m.cfg.ProfileDir), name), m.env(n))
+	return err
+}
+
+// Requested is the number of ranks asked for.
+func (m *MPIExecEngineSet) Requested() int { return m.requested }
+
+// mpiexecProc is the mpiexec process (nil before Start or when it was
+// gone at reattach).
+func (m *MPIExecEngineSet) mpiexecProc() *localProc {
+	procs := m.snapshot()
+	if len(procs) == 0 {
+		return nil
+	}
+	return procs[0]
+}
+
+// Status implements Launcher: the n ranks count as running while mpiexec
+// runs (mpiexec ends the job when a rank fails).
+func (m *MPIExecEngineSet) Status() Status {
+	st := m.localGroup.Status()
+	if st.Total == 0 {
+		return st
+	}
+	st.Total = m.requested
+	if st.Running > 0 {
+		st.Running = m.requested
+	}
+	return st
+}
+
+// Signal implements Launcher: sig goes to mpiexec only, which forwards
+// it to the ranks (Open MPI delivers SIGINT to them as SIGTERM).
+func (m *MPIExecEngineSet) Signal(sig syscall.Signal) error {
+	lp := m.mpiexecProc()
+	if lp == nil || !lp.alive() {
+		return nil
+	}
+	if ps, ok := lp.proc.(PIDSignaler); ok {
+		return ps.SignalPID(sig)
+	}
+	return lp.proc.Signal(sig)
+}
+
+// descendants records mpiexec's live descendants, keeping those seen
+// before (they may have been reparented since).
+func (m *MPIExecEngineSet) descendants(p Process) []Process {
+	tr, ok := m.cfg.runner().(TreeRunner)
+	m.treeMu.Lock()
+	defer m.treeMu.Unlock()
+	if ok {
+		for _, d := range tr.Descendants(p) {
+			if !slices.ContainsFunc(m.tree, func(o Process) bool {
+				return o.PID() == d.PID() && o.StartTime() == d.StartTime()
+			}) {
+				m.tree = append(m.tree, d)
+			}
+		}
+	}
+	return slices.Clone(m.tree)
+}
+
+// Stop implements Launcher: SIGTERM to mpiexec's group, SIGKILL after the
+// grace period, then SIGKILL to every rank or helper left in other
+// groups, and a check that none of them survives.
+func (m *MPIExecEngineSet) Stop(ctx context.Context) error {
+	lp := m.mpiexecProc()
+	if lp == nil || lp.proc == nil {
+		return nil
+	}
+	p := lp.proc
+	log := m.cfg.logger().With("pid", lp.rec.PID)
+	m.mu.Lock()
+	lp.stopping = lp.stopping || p.Alive()
+	stopping := lp.stopping
+	m.mu.Unlock()
+	m.descendants(p)
+	var errs []error
+	if p.Alive() {
+		log.Debug("sending SIGTERM to the MPI job")
+		if err := p.Signal(syscall.SIGTERM); err != nil {
+			errs = append(errs, fmt.Errorf("mpiexec pid %d: %w", lp.rec.PID, err))
+		}
+		graceCtx, cancel := context.WithTimeout(ctx, m.cfg.stopGrace())
+		err := p.Wait(graceCtx)
+		cancel()
+		if err != nil {
+			m.descendants(p)
+			log.Warn("mpiexec ignored SIGTERM; sending SIGKILL", "grace", m.cfg.stopGrace())
+			if err := p.Signal(syscall.SIGKILL); err != nil {
+				errs = append(errs, fmt.Errorf("mpiexec pid %d: %w", lp.rec.PID, err))
+			}
+			if err := p.Wait(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("mpiexec pid %d survived SIGKILL: %w", lp.rec.PID, err))
+			}
+		}
+	}
+	_ = p.Signal(syscall.SIGKILL)
+	tree := m.descendants(p)
+	for _, d := range tree {
+		if d.Alive() {
+			log.Warn("rank outlived mpiexec; sending SIGKILL", "rank_pid", d.PID())
+			_ = d.Signal(syscall.SIGKILL)
+		}
+	}
+	for _, d := range tree {
+		if err := d.Wait(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("pid %d of the MPI job survived SIGKILL: %w", d.PID(), err))
+		}
+	}
+	m.mu.Lock()
+	lp.rec.State = StateAfter
+	m.mu.Unlock()
+	if code := p.ExitCode(); code > 0 && !stopping {
+		log.Warn("mpiexec had exited with an error", "exit_code", code, "log", lp.rec.OutputFile)
+	}
+	if stopping && lp.rec.OutputFile != "" {
+		if err := os.Remove(lp.rec.OutputFile); err != nil && !os.IsNotExist(err) {
+			log.Debug("removing log", "err", err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// JobPIDs lists mpiexec's pid and those of its descendants known so far
+// (found now while mpiexec runs, or remembered from Stop).
+func (m *MPIExecEngineSet) JobPIDs() []int {
+	pids := m.PIDs()
+	if lp := m.mpiexecProc(); lp != nil && lp.proc != nil {
+		for _, d := range m.descendants(lp.proc) {
+			pids = append(pids, d.PID())
+		}
+	}
+	return pids
+}
+
+// mpiexecState is the MPIExecEngineSet handle: the mpiexec process (the
+// local launcher's record, with the full command line) and the launch.
+type mpiexecState struct {
+	Version     int      `json:"version"`
+	N           int      `json:"n"`
+	EngineSetID string   `json:"engine_set_id"`
+	MPICmd      []string `json:"mpi_cmd"`
+	MPIArgs     []string `json:"mpi_args,omitempty"`
+	EngineCmd   []string `json:"engine_cmd"`
+	IDBase      int      `json:"engine_id_base"`
+	procRecord
+}
+
+// MarshalState implements Stateful.
+func (m *MPIExecEngineSet) MarshalState() (json.RawMessage, error) {
+	recs := m.records()
+	if len(recs) != 1 {
+		return nil, errors.New("mpiexec engine set not started")
+	}
+	return json.Marshal(mpiexecState{
+		Version:     StateVersion,
+		N:           m.requested,
+		EngineSetID: m.cfg.EngineSetID,
+		MPICmd:      m.mpiexec,
+		MPIArgs:     m.mpiArgs,
+		EngineCmd:   m.engine,
+		IDBase:      m.idBase,
+		procRecord:  recs[0],
+	})
+}
+
+func restoreMPIExecEngineSet(cfg Config, state json.RawMessage) (Launcher, error) {
+	var st mpiexecState
+	if err := json.Unmarshal(state, &st); err != nil {
+		return nil, fmt.Errorf("mpiexec engine set state: %w", err)
+	}
+	if st.Version > StateVersion {
+		return nil, fmt.Errorf("mpiexec engine set state version %d is newer than this program (%d)", st.Version, StateVersion)
+	}
+	if cfg.ProfileDir == "" {
+		cfg.ProfileDir = st.ProfileDir
+	}
+	if cfg.EngineSetID == "" {
+		cfg.EngineSetID = st.EngineSetID
+	}
+	cfg.Command, cfg.Args = st.EngineCmd, nil
+	if len(cfg.Command) == 0 {
+		cfg.Command = []string{"ipcluster"} // only used for identification
+	}
+	cfg.MPIExec, cfg.MPIArgs, cfg.EngineIDBase = st.MPICmd, st.MPIArgs, st.IDBase
+	m, err := NewMPIExecEngineSet(cfg)
+	if err != nil {
+		return nil, err
+	}
+	m.requested = st.N
+	if len(st.Cmd) > 0 {
+		m.argv = st.Cmd
+	} else {
+		m.argv = m.Argv(st.N)
+	}
+	rec := st.procRecord
+	rec.Cmd = m.argv
+	if st.State == StateAfter || m.attach(rec).proc == nil {
+		return nil, fmt.Errorf("mpiexec engine set %s (pid %d): %w", st.EngineSetID, st.PID, ErrNotRunning)
+	}
+	return m, nil
+}
