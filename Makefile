@@ -45,6 +45,8 @@ test-mpi:
 bench: build
 	scripts/install-deps.sh bench
 	$(GO) run ./bench
+	@if pkg-config --exists ompi || pkg-config --exists mpich; then bench/mpi/run.sh; \
+	else echo "bench: no MPI installed (libopenmpi-dev or libmpich-dev), skipping the MPI benchmark"; fi
 
 clean:
 	rm -rf bin

@@ -44,6 +44,10 @@ type AsyncResult struct {
 	ordered bool
 	amu     sync.Mutex
 	arrived []*future
+	// pick, when positive, makes Get return only futures[pick-1]'s value
+	// once every request succeeded: an MPI reduce or gather goes to every
+	// rank, but only the root's answer is the result.
+	pick int
 }
 
 // watchArrival records when f completes, for completion-order reports.
@@ -273,7 +277,8 @@ func (ar *AsyncResult) composite(vals []any, errs []error) error {
 // returns the value itself and its *RemoteError; otherwise the value is an
 // []any in request order (engine order for a DirectView), concatenated for
 // Map and Gather. When some requests failed, Get returns the partial list
-// (nil where a request failed) together with a *CompositeError.
+// (nil where a request failed) together with a *CompositeError. The
+// result of DirectView.MPIReduce or MPIGather is the root engine's value.
 func (ar *AsyncResult) Get(ctx context.Context) (any, error) {
 	vals, errs, err := ar.collect(ctx)
 	if err != nil {
@@ -283,6 +288,12 @@ func (ar *AsyncResult) Get(ctx context.Context) (any, error) {
 		return vals[0], errs[0]
 	}
 	cerr := ar.composite(vals, errs)
+	if ar.pick > 0 && ar.pick <= len(vals) {
+		if cerr != nil {
+			return nil, cerr
+		}
+		return vals[ar.pick-1], nil
+	}
 	switch ar.kind {
 	case kindNone:
 		return nil, cerr

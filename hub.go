@@ -25,6 +25,9 @@ type EngineInfo struct {
 	MPIRank   int
 	MPISize   int
 	MPIFlavor string
+	// MPIWorld is the same for all ranks of one MPI world (the uuid of
+	// its rank 0) and empty for engines that are not MPI ranks.
+	MPIWorld string
 }
 
 // Engines lists the registered engines in id order, with host, pid and MPI
@@ -61,6 +64,7 @@ func (c *Client) Engines(ctx context.Context) ([]EngineInfo, error) {
 		}
 		out[i].Host, out[i].PID, out[i].Language = info.Host, info.PID, info.Language
 		out[i].MPIRank, out[i].MPISize, out[i].MPIFlavor = info.MPIRank, info.MPISize, info.MPIFlavor
+		out[i].MPIWorld = info.MPIWorld
 		if out[i].UUID == "" {
 			out[i].UUID = info.UUID
 		}

@@ -55,6 +55,8 @@ func (e *engine) builtin(ctx context.Context, name string, args []any) (any, err
 		return e.describeSelf(), nil
 	case protocol.Map:
 		return e.mapCall(ctx, args)
+	case protocol.MPI:
+		return e.mpiCollective(args)
 	}
 	return nil, &remoteError{name: "NameError", msg: fmt.Sprintf("no built-in function %q on this engine", name)}
 }

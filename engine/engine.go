@@ -82,13 +82,14 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	// The uuid comes first: MPI ranks adopt rank 0's as their world id.
+	uuid := wire.NewID()
 	if c.MPI {
-		if err := startMPI(&c); err != nil {
+		if err := startMPI(&c, uuid); err != nil {
 			return err
 		}
 		defer stopMPI(&c)
 	}
-	uuid := wire.NewID()
 	e := &engine{
 		cfg:      c,
 		log:      c.Logger.With("uuid", uuid),

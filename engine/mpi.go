@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -147,9 +148,10 @@ func EngineIDBaseFromEnv() (int, error) {
 }
 
 // startMPI initialises MPI for an engine in MPI mode, checks the world
-// size, and fills the registration metadata, the requested id and the
-// namespace's preloads in c.
-func startMPI(c *Config) error {
+// size, agrees on the world id (rank 0's engine uuid), and fills the
+// registration metadata, the requested id and the namespace's preloads
+// in c.
+func startMPI(c *Config, uuid string) error {
 	if !mpi.Available() {
 		return errors.New("engine: --mpi: this binary was built without MPI; rebuild it with `make build` on a machine with libopenmpi-dev or libmpich-dev installed (or go build -tags ompi / -tags mpich)")
 	}
@@ -163,7 +165,12 @@ func startMPI(c *Config) error {
 		stopMPI(c)
 		return err
 	}
-	c.Meta.MPIRank, c.Meta.MPISize, c.Meta.MPIFlavor = rank, size, mpi.Flavor()
+	world, err := agreeWorld(uuid)
+	if err != nil {
+		stopMPI(c)
+		return fmt.Errorf("engine: agreeing on the MPI world id: %w", err)
+	}
+	c.Meta.MPIRank, c.Meta.MPISize, c.Meta.MPIFlavor, c.Meta.MPIWorld = rank, size, mpi.Flavor(), world
 	if host, err := mpi.ProcessorName(); err == nil && host != "" && c.Meta.Host == "" {
 		c.Meta.Host = host
 	}
@@ -172,6 +179,24 @@ func startMPI(c *Config) error {
 	}
 	c.Interp.Preload = append(append([]string(nil), c.Interp.Preload...), MPIImportPath)
 	return nil
+}
+
+// worldIDLen bounds the world id broadcast at start; engine uuids
+// (wire.NewID) are 33 bytes.
+const worldIDLen = 64
+
+// agreeWorld broadcasts rank 0's uuid to every rank, so engines of one
+// world report the same MPIWorld and a client can refuse collectives over
+// engines of different launches, which would never meet.
+func agreeWorld(uuid string) (string, error) {
+	buf := make([]byte, worldIDLen)
+	if mpi.Rank() == 0 {
+		copy(buf, uuid)
+	}
+	if err := mpi.Bcast(buf, 0); err != nil {
+		return "", err
+	}
+	return string(bytes.TrimRight(buf, "\x00")), nil
 }
 
 // checkWorldSize compares the world size MPI reports with the size the

@@ -59,6 +59,22 @@ const (
 	// one length, and returns []any of fn(seq0[i], seq1[i], ...): one
 	// request carries a whole chunk of a map.
 	Map = "ipp.map"
+	// MPI runs one collective over a namespace variable across the MPI
+	// world of the engine. It takes five arguments: the collective
+	// ("allreduce", "reduce", "bcast", "gather", "allgather", "scatter" or
+	// "barrier"), the source variable name, the destination variable name,
+	// the reduction operator ("sum", "prod", "min", "max", "land", "lor",
+	// "band", "bor"; used by allreduce and reduce) and the root rank (used
+	// by reduce, bcast, gather and scatter). The source may be a float64,
+	// int or int64, or a []float64, []float32, []int64, []int32 or []byte.
+	// The result is stored under the destination name on every rank
+	// (allreduce, bcast, allgather, scatter) or at the root only (reduce,
+	// gather), where it is also the call's return value; other ranks return
+	// nil. Scatter splits the root's slice into equal consecutive parts.
+	// Every engine of the world must receive the same call, in the same
+	// order relative to other MPI calls, or the collective never completes;
+	// clients check that a view covers the whole world before sending.
+	MPI = "ipp.mpi"
 )
 
 // IsBuiltin reports whether name is reserved for a built-in.
@@ -83,6 +99,10 @@ type EngineInfo struct {
 	MPIRank   int    `json:"mpi_rank"`
 	MPISize   int    `json:"mpi_size"`
 	MPIFlavor string `json:"mpi_flavor,omitempty"`
+	// MPIWorld identifies the MPI world the rank belongs to: the uuid of
+	// its rank 0 engine, agreed on at start, so a client can tell engines
+	// of separate mpiexec launches apart.
+	MPIWorld string `json:"mpi_world,omitempty"`
 }
 
 // IOPubTopic is the topic an engine publishes kind under, as ipyparallel
