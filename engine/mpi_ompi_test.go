@@ -1,4 +1,4 @@
-//go:build ompi
+//go:build ompi || mpich
 
 package engine
 
@@ -18,6 +18,7 @@ import (
 	"github.com/ipp-hpc/ipp/controller"
 	"github.com/ipp-hpc/ipp/internal/testutil"
 	"github.com/ipp-hpc/ipp/internal/transport"
+	"github.com/ipp-hpc/ipp/mpi"
 )
 
 // engineProcEnv makes the test binary run as an engine (TestMPIEngineProcess)
@@ -35,7 +36,20 @@ func TestMPIEngineProcess(t *testing.T) {
 	os.Exit(code)
 }
 
-// mpiRanks is an mpiexec.openmpi run of this test binary as engines.
+// mpiLauncher returns the mpiexec of the library this binary links, the
+// rank count the engine tests use with it, and the environment it needs.
+// Open MPI runs 4 ranks oversubscribed; MPICH stays at 2 because its
+// oversubscribed ranks busy-poll and a test crawls.
+func mpiLauncher() (name string, ranks int, env []string) {
+	if mpi.Flavor() == "mpich" {
+		return "mpiexec.mpich", 2, nil
+	}
+	return "mpiexec.openmpi", 4, []string{
+		"OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1", "OMPI_MCA_rmaps_base_oversubscribe=1",
+	}
+}
+
+// mpiRanks is an mpiexec run of this test binary as engines.
 type mpiRanks struct {
 	cmd  *exec.Cmd
 	out  bytes.Buffer
@@ -47,9 +61,11 @@ type mpiRanks struct {
 // minutes), so a rank stuck in a collective cannot outlive it.
 func startRanks(t *testing.T, c *controller.Controller, n int, env ...string) *mpiRanks {
 	t.Helper()
-	mpiexec, err := exec.LookPath("mpiexec.openmpi")
+	name, _, launchEnv := mpiLauncher()
+	mpiexec, err := exec.LookPath(name)
 	if err != nil {
-		testutil.Missing(t, "mpiexec.openmpi not found (install openmpi-bin): %v", err)
+		testutil.Missing(t, "%s not found (apt-get install %s): %v", name,
+			map[string]string{"mpiexec.openmpi": "openmpi-bin", "mpiexec.mpich": "mpich"}[name], err)
 	}
 	info, err := json.Marshal(c.EngineInfo())
 	if err != nil {
@@ -58,9 +74,8 @@ func startRanks(t *testing.T, c *controller.Controller, n int, env ...string) *m
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	r := &mpiRanks{done: make(chan error, 1)}
 	r.cmd = exec.CommandContext(ctx, mpiexec, "-n", fmt.Sprint(n), os.Args[0], "-test.run=^TestMPIEngineProcess$")
-	r.cmd.Env = append(os.Environ(),
-		"OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1", "OMPI_MCA_rmaps_base_oversubscribe=1",
-		engineProcEnv+"=1", EnvConnectionInfo+"="+string(info))
+	r.cmd.Env = append(os.Environ(), launchEnv...)
+	r.cmd.Env = append(r.cmd.Env, engineProcEnv+"=1", EnvConnectionInfo+"="+string(info))
 	r.cmd.Env = append(r.cmd.Env, env...)
 	r.cmd.Stdout, r.cmd.Stderr = &r.out, &r.out
 	r.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -103,13 +118,15 @@ func newTestController(t *testing.T) *controller.Controller {
 	return c
 }
 
-// TestMPIEngines starts two engines under mpiexec.openmpi: they register
+// TestMPIEngines starts engines under the linked library's mpiexec (4
+// oversubscribed ranks with Open MPI, 2 with MPICH): they register
 // with ids following their ranks and report rank, size and flavour, and
 // snippets call package mpi without an import line, collectives included.
 func TestMPIEngines(t *testing.T) {
 	c := newTestController(t)
 	t.Setenv(EnvEngineIDBase, "") // ids must start at 0
-	ranks := startRanks(t, c, 2, EnvMPISize+"=2")
+	_, n, _ := mpiLauncher()
+	ranks := startRanks(t, c, n, fmt.Sprintf("%s=%d", EnvMPISize, n))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	client, err := ipp.ConnectInfo(ctx, c.ClientInfo())
@@ -117,22 +134,37 @@ func TestMPIEngines(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer client.Close()
-	if err := client.WaitForEngines(ctx, 2); err != nil {
+	if err := client.WaitForEngines(ctx, n); err != nil {
 		t.Fatalf("engines did not register: %v; output:\n%s", err, ranks.out.String())
 	}
 	engines, err := client.Engines(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(engines) != 2 {
-		t.Fatalf("%d engines registered, want 2: %+v", len(engines), engines)
+	if len(engines) != n {
+		t.Fatalf("%d engines registered, want %d: %+v", len(engines), n, engines)
+	}
+	flavor := mpi.Flavor()
+	if flavor != "openmpi" && flavor != "mpich" {
+		t.Fatalf("mpi.Flavor() = %q in an MPI build", flavor)
 	}
 	for i, e := range engines {
-		if e.ID != i || e.MPIRank != i || e.MPISize != 2 || e.MPIFlavor != "openmpi" || e.Host == "" {
-			t.Errorf("engine %d: id %d rank %d size %d flavor %q host %q; want id = rank = %d, size 2, openmpi, a host",
-				i, e.ID, e.MPIRank, e.MPISize, e.MPIFlavor, e.Host, i)
+		if e.ID != i || e.MPIRank != i || e.MPISize != n || e.MPIFlavor != flavor || e.Host == "" {
+			t.Errorf("engine %d: id %d rank %d size %d flavor %q host %q; want id = rank = %d, size %d, %s, a host",
+				i, e.ID, e.MPIRank, e.MPISize, e.MPIFlavor, e.Host, i, n, flavor)
 		}
 	}
+	// Values the snippets must print, computed here: the sum of the
+	// ranks and n*100 for the loop of 100 allreduces of 1.
+	rankSum := 0
+	for r := range n {
+		rankSum += r
+	}
+	wantIDs := make([]string, n)
+	for i := range n {
+		wantIDs[i] = fmt.Sprint(i)
+	}
+	sort.Strings(wantIDs)
 
 	run := func(code string, want func(id int) string) {
 		t.Helper()
@@ -152,15 +184,16 @@ func TestMPIEngines(t *testing.T) {
 			got[i] = fmt.Sprint(id)
 		}
 		sort.Strings(got)
-		if fmt.Sprint(got) != "[0 1]" {
-			t.Errorf("%s ran on engines %v, want [0 1]", code, got)
+		if fmt.Sprint(got) != fmt.Sprint(wantIDs) {
+			t.Errorf("%s ran on engines %v, want %v", code, got, wantIDs)
 		}
 	}
-	run(`fmt.Println("R", mpi.Rank(), mpi.Size())`, func(id int) string { return fmt.Sprintf("R %d 2\n", id) })
-	run(`v, err := mpi.AllreduceInt64(int64(mpi.Rank()), mpi.Sum); fmt.Println(v, err)`, func(int) string { return "1 <nil>\n" })
+	run(`fmt.Println("R", mpi.Rank(), mpi.Size())`, func(id int) string { return fmt.Sprintf("R %d %d\n", id, n) })
+	run(`v, err := mpi.AllreduceInt64(int64(mpi.Rank()), mpi.Sum); fmt.Println(v, err)`,
+		func(int) string { return fmt.Sprintf("%d <nil>\n", rankSum) })
 	// The fast path a loop of collectives should take.
 	run(`var s float64; mpi.Run(func() { for i := 0; i < 100; i++ { x, _ := mpi.AllreduceFloat64(1, mpi.Sum); s += x } }); fmt.Println(s)`,
-		func(int) string { return "200\n" })
+		func(int) string { return fmt.Sprintf("%d\n", 100*n) })
 
 	if err := client.Shutdown(ctx, false); err != nil {
 		t.Fatal(err)

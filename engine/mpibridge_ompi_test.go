@@ -1,4 +1,4 @@
-//go:build ompi
+//go:build ompi || mpich
 
 package engine
 
