@@ -167,11 +167,15 @@ type MPIFlags struct {
 	MPIExec string
 	// MPIArgs are extra mpiexec arguments, shell-split, placed before -n.
 	MPIArgs string
+	// Env are KEY=VALUE pairs added to the engines' environment (any
+	// launcher), e.g. OMPI_MCA_* or UCX_* settings for MPI engines.
+	Env []string
 }
 
 func (m *MPIFlags) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&m.MPIExec, "mpiexec", "", "mpiexec program and arguments for --engines mpiexec (default \"mpiexec\")")
 	fs.StringVar(&m.MPIArgs, "mpi-args", "", "extra mpiexec arguments for --engines mpiexec, before -n (shell-like words)")
+	fs.StringArrayVar(&m.Env, "env", nil, "KEY=VALUE added to the environment of the processes started (repeatable; e.g. OMPI_MCA_* for MPI engines)")
 }
 
 // apply splits the flags into the cluster options.
@@ -186,6 +190,16 @@ func (m *MPIFlags) apply(opts *launchers.ClusterOptions) error {
 		if opts.MPIArgs, err = splitCommand(m.MPIArgs); err != nil {
 			return fmt.Errorf("--mpi-args: %w", err)
 		}
+	}
+	for _, kv := range m.Env {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return fmt.Errorf("--env %q: want KEY=VALUE", kv)
+		}
+		if opts.Env == nil {
+			opts.Env = map[string]string{}
+		}
+		opts.Env[k] = v
 	}
 	return nil
 }

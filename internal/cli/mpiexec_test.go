@@ -36,6 +36,19 @@ func TestMPIFlags(t *testing.T) {
 	if err := (&MPIFlags{MPIArgs: `"open`}).apply(&copts); err == nil || !strings.Contains(err.Error(), "--mpi-args") {
 		t.Errorf("bad --mpi-args: %v", err)
 	}
+	if err := run(cmd, "--engines", "mpiexec", "--env", "OMPI_MCA_btl=self,vader", "--env", "EMPTY="); err != nil {
+		t.Fatal(err)
+	}
+	var eopts launchers.ClusterOptions
+	if err := so.MPIFlags.apply(&eopts); err != nil {
+		t.Fatal(err)
+	}
+	if eopts.Env["OMPI_MCA_btl"] != "self,vader" || eopts.Env["EMPTY"] != "" || len(eopts.Env) != 2 {
+		t.Errorf("--env gave %v", eopts.Env)
+	}
+	if err := (&MPIFlags{Env: []string{"NOEQUALS"}}).apply(&eopts); err == nil || !strings.Contains(err.Error(), "KEY=VALUE") {
+		t.Errorf("bad --env: %v", err)
+	}
 
 	var eo *EnginesOptions
 	cmd = NewCmdEngines(&Factory{}, func(o *EnginesOptions) error { eo = o; return nil })
