@@ -65,10 +65,12 @@ func (r *relay) toEngine(frames [][]byte) {
 	if r.track {
 		msg, _ = wire.ParseUnchecked(frames)
 	}
-	r.out.Send(frames)
+	// Book first, then send: a client that asks queue_request right after
+	// must find the request counted.
 	if msg != nil {
 		r.c.hub.noteRequest(uuid, msg, "mux")
 	}
+	r.out.Send(frames)
 }
 
 // toClient handles [engine uuid, client id, DELIM, ...] and the engine's own
@@ -87,10 +89,11 @@ func (r *relay) toClient(frames [][]byte) {
 	if r.track {
 		msg, _ = wire.ParseUnchecked(frames)
 	}
-	r.in.Send(frames)
+	// Book first: the client may query the hub as soon as it has the reply.
 	if msg != nil {
 		r.c.hub.noteReply(uuid, msg, "mux")
 	}
+	r.in.Send(frames)
 }
 
 // probe handles an engine_ready message an engine sent to the controller

@@ -225,10 +225,12 @@ func (t *taskScheduler) result(frames [][]byte) {
 	acts := t.s.Result(msg.Parent.MsgID, uuid, reply, time.Now())
 	for _, a := range acts {
 		if a.Kind == sched.Relay && a.MsgID == msg.Parent.MsgID {
-			// [client, engine, DELIM, ...] as ipyparallel's scheduler sends it.
+			// Book first (the client may query as soon as it has the
+			// reply), then send [client, engine, DELIM, ...] as
+			// ipyparallel's scheduler does.
+			t.c.hub.records.complete(msg, uuid)
 			frames[0], frames[1] = frames[1], frames[0]
 			t.c.taskIn.Send(frames)
-			t.c.hub.records.complete(msg, uuid)
 		}
 	}
 	t.execute(acts)
@@ -260,8 +262,8 @@ func (t *taskScheduler) execute(acts []sched.Action) {
 			t.c.taskOut.Send(out)
 			t.c.hub.records.assign(a.MsgID, a.Engine)
 		case sched.Fail:
-			t.fail(p, a.ErrName, a.ErrValue)
 			t.c.hub.records.fail(a.MsgID, a.ErrName, a.ErrValue)
+			t.fail(p, a.ErrName, a.ErrValue)
 		}
 	}
 }
