@@ -12,6 +12,7 @@ import (
 
 	"github.com/ipp-hpc/ipp"
 	"github.com/ipp-hpc/ipp/internal/protocol"
+	"github.com/ipp-hpc/ipp/internal/testutil"
 )
 
 // TestMPIBridge drives collectives from the client over two mpiexec
@@ -138,11 +139,23 @@ func TestMPIBridge(t *testing.T) {
 		t.Errorf("allreduce over unequal lengths: %v, want a length error from the engines", err)
 	}
 
-	// A partial view is refused before anything is sent.
-	before, err := client.QueueStatus(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// A partial view is refused before anything is sent. Take the
+	// baseline once nothing is queued, so the comparison below sees only
+	// what the refused call could have added.
+	var before *ipp.QueueStatus
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		qs, err := client.QueueStatus(ctx)
+		if err != nil {
+			return false
+		}
+		for _, q := range qs.Engines {
+			if q.Queue != 0 {
+				return false
+			}
+		}
+		before = qs
+		return true
+	}, "no request still queued before the refused collective")
 	if _, err := client.View(idOf[1]).MPIAllreduce(ctx, "x", "y", "sum"); err == nil ||
 		!strings.Contains(err.Error(), "MPI collective refused") || !strings.Contains(err.Error(), "deadlock") {
 		t.Errorf("allreduce on one of two ranks: %v, want a refusal", err)
