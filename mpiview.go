@@ -101,6 +101,32 @@ func (v *DirectView) mpiCall(ctx context.Context, coll, src, dst, op string, roo
 	return ar, nil
 }
 
+// MPIWorld returns the registered engines ordered by MPI rank when together
+// they are exactly the ranks of one MPI world, and otherwise an error that
+// says what is missing or extra (non-MPI engines, a second MPI job, a
+// rank not registered yet). Programs that drive MPI engines check their
+// cluster with it before they start.
+func (c *Client) MPIWorld(ctx context.Context) ([]EngineInfo, error) {
+	infos, err := c.Engines(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]int, len(infos))
+	byID := make(map[int]EngineInfo, len(infos))
+	for i, e := range infos {
+		ids[i], byID[e.ID] = e.ID, e
+	}
+	byRank, err := checkMPIView(ids, infos)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]EngineInfo, len(byRank))
+	for r, id := range byRank {
+		out[r] = byID[id]
+	}
+	return out, nil
+}
+
 // checkMPIView accepts targets (engine ids) only when they are exactly
 // ranks 0..size-1 of one MPI world according to infos, and returns the
 // engine id of each rank.
@@ -121,7 +147,7 @@ func checkMPIView(targets []int, infos []EngineInfo) ([]int, error) {
 		case !ok:
 			return nil, fmt.Errorf("ipp: MPI collective refused: engine %d is not registered", id)
 		case e.MPISize <= 0:
-			return nil, fmt.Errorf("ipp: MPI collective refused: engine %d is not an MPI rank (start engines under mpiexec, e.g. ipcluster start --engines mpi)", id)
+			return nil, fmt.Errorf("ipp: MPI collective refused: engine %d is not an MPI rank (start engines under mpiexec, e.g. ipcluster start --engines mpiexec -n 4)", id)
 		case e.MPIWorld == "":
 			return nil, fmt.Errorf("ipp: MPI collective refused: engine %d does not report its MPI world (an engine older than the client?)", id)
 		case size < 0:

@@ -10,14 +10,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log"
 	"math"
 	"os"
 	"os/signal"
-	"sort"
 	"time"
 
 	"github.com/ipp-hpc/ipp"
@@ -73,13 +71,13 @@ func main() {
 	if err := c.WaitForEngines(ctx, 1); err != nil {
 		log.Fatal(err)
 	}
-	engines, err := mpiEngines(ctx, c)
+	engines, err := c.MPIWorld(ctx)
 	if err != nil {
 		log.Fatal(err)
 	}
+	// MPIWorld orders the engines by rank: block r of rows goes to rank r,
+	// whatever the engine ids are.
 	size := len(engines)
-	// Block r of rows goes to rank r, whatever the engine ids are.
-	sort.Slice(engines, func(i, j int) bool { return engines[i].MPIRank < engines[j].MPIRank })
 
 	// Deterministic A and x.
 	N := *n
@@ -153,31 +151,4 @@ func main() {
 	if maxDiff > 1e-9*float64(N) {
 		log.Fatal("the distributed product differs from the local one")
 	}
-}
-
-// mpiEngines returns the engines if they are the ranks of one MPI world,
-// and otherwise an error telling how to start such a cluster.
-func mpiEngines(ctx context.Context, c *ipp.Client) ([]ipp.EngineInfo, error) {
-	engines, err := c.Engines(ctx)
-	if err != nil {
-		return nil, err
-	}
-	const hint = "start a cluster of MPI engines with `ipcluster start --engines mpiexec -n 4` (see docs/mpi.md)"
-	if len(engines) == 0 {
-		return nil, errors.New("no engines registered; " + hint)
-	}
-	seen := map[int]bool{}
-	for _, e := range engines {
-		switch {
-		case e.MPISize <= 0:
-			return nil, fmt.Errorf("engine %d is not an MPI rank; this example needs MPI engines: %s", e.ID, hint)
-		case e.MPISize != len(engines):
-			return nil, fmt.Errorf("engine %d belongs to an MPI world of %d but %d engines are registered; this example needs exactly one MPI job: %s",
-				e.ID, e.MPISize, len(engines), hint)
-		case seen[e.MPIRank]:
-			return nil, fmt.Errorf("two engines claim MPI rank %d; this example needs exactly one MPI job: %s", e.MPIRank, hint)
-		}
-		seen[e.MPIRank] = true
-	}
-	return engines, nil
 }

@@ -11,7 +11,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log"
@@ -76,7 +75,7 @@ func main() {
 	if err := c.WaitForEngines(ctx, 1); err != nil {
 		log.Fatal(err)
 	}
-	engines, err := mpiEngines(ctx, c)
+	engines, err := c.MPIWorld(ctx)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -128,31 +127,4 @@ func main() {
 	}
 	fmt.Printf("π ≈ %.8f (error %.2e) from %d samples on %d ranks, all ranks agree; %v (slowest rank sampled for %.3fs)\n",
 		pis[0], math.Abs(pis[0]-math.Pi), *samples, len(pis), elapsed.Round(time.Millisecond), slowest[0])
-}
-
-// mpiEngines returns the engines if they are the ranks of one MPI world,
-// and otherwise an error telling how to start such a cluster.
-func mpiEngines(ctx context.Context, c *ipp.Client) ([]ipp.EngineInfo, error) {
-	engines, err := c.Engines(ctx)
-	if err != nil {
-		return nil, err
-	}
-	const hint = "start a cluster of MPI engines with `ipcluster start --engines mpiexec -n 4` (see docs/mpi.md)"
-	if len(engines) == 0 {
-		return nil, errors.New("no engines registered; " + hint)
-	}
-	seen := map[int]bool{}
-	for _, e := range engines {
-		switch {
-		case e.MPISize <= 0:
-			return nil, fmt.Errorf("engine %d is not an MPI rank; this example needs MPI engines: %s", e.ID, hint)
-		case e.MPISize != len(engines):
-			return nil, fmt.Errorf("engine %d belongs to an MPI world of %d but %d engines are registered; this example needs exactly one MPI job: %s",
-				e.ID, e.MPISize, len(engines), hint)
-		case seen[e.MPIRank]:
-			return nil, fmt.Errorf("two engines claim MPI rank %d; this example needs exactly one MPI job: %s", e.MPIRank, hint)
-		}
-		seen[e.MPIRank] = true
-	}
-	return engines, nil
 }
