@@ -242,6 +242,25 @@ func serve(ready chan<- error) {
 }
 
 // do runs fn on the MPI goroutine and waits for its result.
+// callInto runs an MPI call that writes into b on the MPI goroutine and,
+// when b stands for a non-contiguous gonum view, copies the result back.
+func callInto(b buffer, name string, call func() C.int) error {
+	return do(func() error {
+		if err := check(name, call()); err != nil {
+			return err
+		}
+		b.copyBack()
+		return nil
+	})
+}
+
+// copyBack copies a staged result into the caller's gonum view, if any.
+func (b buffer) copyBack() {
+	if b.back != nil {
+		b.back()
+	}
+}
+
 func do(fn func() error) error {
 	switch state.Load() {
 	case stateNone:
@@ -385,15 +404,7 @@ func Bcast(buf any, root int) error {
 	if err := checkRank("root", root); err != nil {
 		return err
 	}
-	return do(func() error {
-		if err := check("MPI_Bcast", C.ipp_bcast(b.p, C.int(b.n), C.int(b.k), C.int(root))); err != nil {
-			return err
-		}
-		if b.back != nil {
-			b.back()
-		}
-		return nil
-	})
+	return callInto(b, "MPI_Bcast", func() C.int { return C.ipp_bcast(b.p, C.int(b.n), C.int(b.k), C.int(root)) })
 }
 
 // Reduce combines send element-wise across ranks with op into recv at
@@ -425,14 +436,8 @@ func Reduce(send, recv any, op Op, root int) error {
 	} else {
 		r = buffer{}
 	}
-	return do(func() error {
-		if err := check("MPI_Reduce", C.ipp_reduce(s.p, r.p, C.int(s.n), C.int(s.k), C.int(op), C.int(root), C.int(inplace))); err != nil {
-			return err
-		}
-		if r.back != nil {
-			r.back()
-		}
-		return nil
+	return callInto(r, "MPI_Reduce", func() C.int {
+		return C.ipp_reduce(s.p, r.p, C.int(s.n), C.int(s.k), C.int(op), C.int(root), C.int(inplace))
 	})
 }
 
@@ -471,15 +476,7 @@ func Allreduce(send, recv any, op Op) error {
 	if err != nil {
 		return err
 	}
-	return do(func() error {
-		if err := check("MPI_Allreduce", C.ipp_allreduce(s.p, r.p, C.int(s.n), C.int(s.k), C.int(op), C.int(inplace))); err != nil {
-			return err
-		}
-		if r.back != nil {
-			r.back()
-		}
-		return nil
-	})
+	return callInto(r, "MPI_Allreduce", func() C.int { return C.ipp_allreduce(s.p, r.p, C.int(s.n), C.int(s.k), C.int(op), C.int(inplace)) })
 }
 
 // AllreduceFloat64 combines one float64 from every rank with op.
@@ -533,15 +530,7 @@ func Gather(send, recv any, root int) error {
 	} else {
 		r = buffer{}
 	}
-	return do(func() error {
-		if err := check("MPI_Gather", C.ipp_gather(s.p, C.int(s.n), r.p, C.int(s.k), C.int(root))); err != nil {
-			return err
-		}
-		if r.back != nil {
-			r.back()
-		}
-		return nil
-	})
+	return callInto(r, "MPI_Gather", func() C.int { return C.ipp_gather(s.p, C.int(s.n), r.p, C.int(s.k), C.int(root)) })
 }
 
 // Allgather collects send from every rank, in rank order, into recv on
@@ -560,15 +549,7 @@ func Allgather(send, recv any) error {
 	if overlaps(s, r) {
 		return fmt.Errorf("mpi: Allgather send and receive buffers overlap")
 	}
-	return do(func() error {
-		if err := check("MPI_Allgather", C.ipp_allgather(s.p, C.int(s.n), r.p, C.int(s.k))); err != nil {
-			return err
-		}
-		if r.back != nil {
-			r.back()
-		}
-		return nil
-	})
+	return callInto(r, "MPI_Allgather", func() C.int { return C.ipp_allgather(s.p, C.int(s.n), r.p, C.int(s.k)) })
 }
 
 // Scatter splits send at root into Size() consecutive parts of len(recv)
@@ -598,15 +579,7 @@ func Scatter(send, recv any, root int) error {
 	} else {
 		s = buffer{}
 	}
-	return do(func() error {
-		if err := check("MPI_Scatter", C.ipp_scatter(s.p, r.p, C.int(r.n), C.int(r.k), C.int(root))); err != nil {
-			return err
-		}
-		if r.back != nil {
-			r.back()
-		}
-		return nil
-	})
+	return callInto(r, "MPI_Scatter", func() C.int { return C.ipp_scatter(s.p, r.p, C.int(r.n), C.int(r.k), C.int(root)) })
 }
 
 // checkTag validates a message tag; wildcard says whether AnyTag is allowed.
@@ -673,9 +646,7 @@ func Recv(buf any, src, tag int) (Status, error) {
 			return err
 		}
 		st = Status{Source: int(osrc), Tag: int(otag), Count: int(ocount)}
-		if b.back != nil {
-			b.back()
-		}
+		b.copyBack()
 		return nil
 	})
 	return st, err
