@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ipp-hpc/ipp"
+	"github.com/ipp-hpc/ipp/controller"
 	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/testutil"
 )
@@ -23,20 +24,7 @@ func TestMPIBridge(t *testing.T) {
 	c := newTestController(t)
 	t.Setenv(EnvEngineIDBase, "")
 	ranks := startRanks(t, c, 2, EnvMPISize+"=2")
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	client, err := ipp.ConnectInfo(ctx, c.ClientInfo())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	if err := client.WaitForEngines(ctx, 2); err != nil {
-		t.Fatalf("engines did not register: %v; output:\n%s", err, ranks.out.String())
-	}
-	infos, err := client.Engines(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, client, infos := connectRanks(t, c, ranks, 2)
 	idOf := map[int]int{} // rank → engine id
 	for _, e := range infos {
 		idOf[e.MPIRank] = e.ID
@@ -202,4 +190,26 @@ func TestMPIBridge(t *testing.T) {
 	if err := ranks.wait(t, 30*time.Second); err != nil {
 		t.Errorf("mpiexec after shutdown: %v; output:\n%s", err, ranks.out.String())
 	}
+}
+
+// connectRanks connects a Go client to c, waits for the n engines that
+// ranks started and returns a context bounded for the test, the client
+// and the engines' info.
+func connectRanks(t *testing.T, c *controller.Controller, ranks *mpiRanks, n int) (context.Context, *ipp.Client, []ipp.EngineInfo) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	client, err := ipp.ConnectInfo(ctx, c.ClientInfo())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	if err := client.WaitForEngines(ctx, n); err != nil {
+		t.Fatalf("engines did not register: %v; output:\n%s", err, ranks.out.String())
+	}
+	infos, err := client.Engines(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ctx, client, infos
 }

@@ -34,20 +34,7 @@ func TestMPIRankDeath(t *testing.T) {
 	t.Setenv(EnvEngineIDBase, "")
 	ranks := startRanks(t, c, 2, EnvMPISize+"=2")
 
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	client, err := ipp.ConnectInfo(ctx, c.ClientInfo())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	if err := client.WaitForEngines(ctx, 2); err != nil {
-		t.Fatalf("engines did not register: %v; output:\n%s", err, ranks.out.String())
-	}
-	infos, err := client.Engines(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, client, infos := connectRanks(t, c, ranks, 2)
 	var victim ipp.EngineInfo
 	found := false
 	for _, e := range infos {
