@@ -624,8 +624,6 @@ func TestControlDuringLongExecute(t *testing.T) {
 	f.muxIn.wait(t, waitTimeout, "long execute_reply", replyTo(long.MsgID))
 
 	// A running interpreted loop is interrupted by SIGINT.
-	// A loop that calls into compiled code each turn; a loop with an empty
-	// body is sometimes not interrupted (known interp issue, TEAM-NOTES).
 	loop := startLong(t, f, "for spin := 0; ; spin++ { time.Sleep(time.Millisecond) }")
 	h = f.send(f.control, "signal_request", map[string]any{"sig": "SIGINT"}, nil, nil)
 	sr := f.controlIn.wait(t, waitTimeout, "signal_reply", replyTo(h.MsgID))

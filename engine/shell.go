@@ -65,16 +65,19 @@ func (e *engine) serve(ctx context.Context, r *request) {
 	started := time.Now()
 	rtype := replyType(m.Header.MsgType)
 	e.setStreamParent(m.RawHeader)
+	// Registered as running before status busy goes out: a client that
+	// sees busy and sends SIGINT must find this request to interrupt.
+	rctx, run := e.begin(ctx, m.Header.MsgID)
 	e.publishStatus(m.RawHeader, "busy")
 	defer e.publishStatus(m.RawHeader, "idle")
 
 	if e.queue.takeAborted(m.Header.MsgID) {
+		e.end(run)
 		e.log.Debug("request aborted", "msg_id", m.Header.MsgID)
 		e.reply(e.shell, m, rtype, e.replyMetadata(m, started, "aborted"), map[string]string{"status": "aborted"}, nil)
 		return
 	}
 
-	rctx, run := e.begin(ctx, m.Header.MsgID)
 	out := e.handle(rctx, r)
 	e.end(run)
 	e.flushStreams(true)
