@@ -121,6 +121,7 @@ type Controller struct {
 	hub                    *hub
 	tasks                  *taskScheduler
 	bcast                  *broadcaster
+	mux, control           *relay
 	wg                     sync.WaitGroup
 	stopOnce               sync.Once
 	done                   chan struct{}
@@ -257,8 +258,10 @@ func (c *Controller) Start() (err error) {
 	c.goServe("registration", c.hub.serveRegistration)
 	c.goServe("heartbeat", c.hub.serveHeartbeat)
 	c.goServe("iopub", c.hub.serveIOPub)
-	c.goServe("mux", newRelay(c, "mux", c.muxIn, c.muxOut, true).run)
-	c.goServe("control", newRelay(c, "control", c.ctrlIn, c.ctrlOut, false).run)
+	c.mux = newRelay(c, "mux", c.muxIn, c.muxOut, true)
+	c.control = newRelay(c, "control", c.ctrlIn, c.ctrlOut, false)
+	c.goServe("mux", c.mux.run)
+	c.goServe("control", c.control.run)
 	c.goServe("task", c.tasks.run)
 	c.goServe("broadcast", c.bcast.run)
 	c.log.Info("controller listening", "ip", c.cfg.IP, "registration", ci.Registration,

@@ -148,21 +148,27 @@ const maxQuery = 16 << 20
 
 func (h *hub) serveRegistration() {
 	for frames := range h.c.reg.Messages() {
-		msg, err := h.c.session.Parse(frames)
-		if err != nil {
-			// Python's hub stays silent here too: a peer with the wrong key
-			// could not verify our answer anyway.
-			h.c.log.Warn("dropping registration/query message", "err", err, "frames", len(frames))
-			continue
-		}
-		if n := size(frames); n > maxQuery {
-			h.c.log.Warn("refusing oversized query", "type", msg.Header.MsgType, "bytes", n)
-			h.reply(msg.Idents, msg, "hub_error", errorContent("ValueError",
-				fmt.Sprintf("%s of %d bytes is larger than the hub accepts (%d)", msg.Header.MsgType, n, maxQuery)))
-			continue
-		}
-		h.handleQuery(msg)
+		h.handleRegistration(frames)
 	}
+}
+
+// handleRegistration handles one message on the registration ROUTER:
+// engine (un)registration and every client query.
+func (h *hub) handleRegistration(frames [][]byte) {
+	msg, err := h.c.session.Parse(frames)
+	if err != nil {
+		// Python's hub stays silent here too: a peer with the wrong key
+		// could not verify our answer anyway.
+		h.c.log.Warn("dropping registration/query message", "err", err, "frames", len(frames))
+		return
+	}
+	if n := size(frames); n > maxQuery {
+		h.c.log.Warn("refusing oversized query", "type", msg.Header.MsgType, "bytes", n)
+		h.reply(msg.Idents, msg, "hub_error", errorContent("ValueError",
+			fmt.Sprintf("%s of %d bytes is larger than the hub accepts (%d)", msg.Header.MsgType, n, maxQuery)))
+		return
+	}
+	h.handleQuery(msg)
 }
 
 func size(frames [][]byte) int {
@@ -398,9 +404,7 @@ func (h *hub) serveHeartbeat() {
 			if !ok {
 				return
 			}
-			if len(frames) == 2 {
-				h.pong(string(frames[0]), string(frames[1]))
-			}
+			h.handlePong(frames)
 		case <-fast.C:
 			if h.needFastPing() {
 				h.ping()
@@ -409,6 +413,13 @@ func (h *hub) serveHeartbeat() {
 			h.evaluate()
 			h.ping()
 		}
+	}
+}
+
+// handlePong handles one message on the heartbeat ROUTER: [engine uuid, payload].
+func (h *hub) handlePong(frames [][]byte) {
+	if len(frames) == 2 {
+		h.pong(string(frames[0]), string(frames[1]))
 	}
 }
 
@@ -493,26 +504,31 @@ func (h *hub) evaluate() {
 // the task records; a shutdown_reply on IOPub means the engine is leaving.
 func (h *hub) serveIOPub() {
 	for frames := range h.c.iopubIn.Messages() {
-		h.c.iopubOut.Send(frames)
-		if !noteworthyTopic(frames[0]) {
-			continue
+		h.handleIOPub(frames)
+	}
+}
+
+// handleIOPub handles one message an engine published.
+func (h *hub) handleIOPub(frames [][]byte) {
+	h.c.iopubOut.Send(frames)
+	if !noteworthyTopic(frames[0]) {
+		return
+	}
+	msg, err := wire.ParseUnchecked(frames)
+	if err != nil {
+		return
+	}
+	switch msg.Header.MsgType {
+	case "stream":
+		var s struct {
+			Name string `json:"name"`
+			Text string `json:"text"`
 		}
-		msg, err := wire.ParseUnchecked(frames)
-		if err != nil {
-			continue
+		if msg.DecodeContent(&s) == nil {
+			h.records.stream(msg.Parent.MsgID, s.Name, s.Text)
 		}
-		switch msg.Header.MsgType {
-		case "stream":
-			var s struct {
-				Name string `json:"name"`
-				Text string `json:"text"`
-			}
-			if msg.DecodeContent(&s) == nil {
-				h.records.stream(msg.Parent.MsgID, s.Name, s.Text)
-			}
-		case "shutdown_reply":
-			h.unregisterUUID(msg.Header.Session, "shutdown_reply on iopub")
-		}
+	case "shutdown_reply":
+		h.unregisterUUID(msg.Header.Session, "shutdown_reply on iopub")
 	}
 }
 
