@@ -18,10 +18,26 @@ import (
 // coalesced reply when the client asked for it.
 type broadcaster struct {
 	c *Controller
+	// live tells whether an engine is registered, and its id.
+	live func(uuid string) (int, bool)
 
 	mu      sync.Mutex
 	pending map[string]*coalesce
+	// sent maps each per-engine copy's msg_id to where it went, until that
+	// engine replies or leaves: replies are accepted only from there, once.
+	sent map[string]sentCopy
 }
+
+// sentCopy is one per-engine copy of a broadcast request in flight.
+type sentCopy struct {
+	engine string
+	client string // routing identity of the requesting client
+	orig   string // the client's msg_id
+}
+
+// maxBroadcasts bounds the coalescing requests waiting for replies; each
+// is freed when every target answered or died.
+const maxBroadcasts = 65536
 
 // coalesce gathers the replies of one coalescing request.
 type coalesce struct {
@@ -36,8 +52,8 @@ type target struct {
 	id   int
 }
 
-func newBroadcaster(c *Controller) *broadcaster {
-	return &broadcaster{c: c, pending: map[string]*coalesce{}}
+func newBroadcaster(c *Controller, live func(string) (int, bool)) *broadcaster {
+	return &broadcaster{c: c, live: live, pending: map[string]*coalesce{}, sent: map[string]sentCopy{}}
 }
 
 func (b *broadcaster) run() {
@@ -69,16 +85,19 @@ func (b *broadcaster) run() {
 }
 
 func (b *broadcaster) submit(frames [][]byte) {
-	msg, err := b.c.session.Parse(frames)
-	if err != nil {
-		b.c.log.Warn("dropping broadcast request", "err", err)
+	msg := b.c.verify("broadcast_in", frames)
+	if msg == nil {
 		return
 	}
 	if len(msg.Idents) != 1 {
-		b.c.log.Warn("dropping broadcast request with unexpected routing", "idents", len(msg.Idents))
+		b.c.rejects.reject("broadcast_in", frames[0], "broadcast request with unexpected routing")
 		return
 	}
 	client := msg.Idents[0]
+	if n, big := b.c.tooBig(frames); big {
+		b.fail(client, msg, msg.RawHeader, "ValueError", tooBigText(msg.Header.MsgType, n, b.c.cfg.MaxMessageSize))
+		return
+	}
 	var md map[string]any
 	if err := json.Unmarshal(msg.Metadata, &md); err != nil || md == nil {
 		md = map[string]any{}
@@ -97,10 +116,20 @@ func (b *broadcaster) submit(frames [][]byte) {
 	md["original_msg_id"] = orig
 	md["is_broadcast"] = true
 	md["is_coalescing"] = coalescing
-	if coalescing {
-		b.mu.Lock()
+	b.mu.Lock()
+	refused := ""
+	switch {
+	case b.pending[orig] != nil || b.sent[orig+"_"+targets[0].uuid].engine != "":
+		refused = "duplicate msg_id " + quote(orig) + ": a broadcast with this id is in flight"
+	case coalescing && len(b.pending) >= maxBroadcasts:
+		refused = fmt.Sprintf("too many coalescing broadcasts in flight (%d)", maxBroadcasts)
+	case coalescing:
 		b.pending[orig] = &coalesce{client: client, targets: targets, replies: map[string]*wire.Message{}, errs: map[string]string{}}
-		b.mu.Unlock()
+	}
+	b.mu.Unlock()
+	if refused != "" {
+		b.fail(client, msg, msg.RawHeader, "ValueError", refused)
+		return
 	}
 	for _, t := range targets {
 		hdr["msg_id"] = orig + "_" + t.uuid
@@ -108,7 +137,7 @@ func (b *broadcaster) submit(frames [][]byte) {
 		mdt := md
 		mdt["targets"] = [][]any{{t.uuid, t.id}}
 		m, _ := json.Marshal(mdt)
-		if _, live := b.c.hub.liveID(t.uuid); !live {
+		if _, live := b.live(t.uuid); !live {
 			evalue := fmt.Sprintf("engine %d (%s) is not registered", t.id, t.uuid)
 			if coalescing {
 				b.engineGone(orig, t.uuid, evalue)
@@ -117,6 +146,9 @@ func (b *broadcaster) submit(frames [][]byte) {
 			}
 			continue
 		}
+		b.mu.Lock()
+		b.sent[orig+"_"+t.uuid] = sentCopy{engine: t.uuid, client: string(client), orig: orig}
+		b.mu.Unlock()
 		body := [][]byte{nil, h, msg.RawParent, m, msg.Content}
 		b.c.session.Resign(body)
 		out := make([][]byte, 0, 3+len(body)+len(msg.Buffers))
@@ -133,6 +165,7 @@ func parseTargets(v any) ([]target, error) {
 		return nil, fmt.Errorf("broadcast request without metadata.targets")
 	}
 	var out []target
+	seen := map[string]bool{}
 	for _, item := range list {
 		pair, ok := item.([]any)
 		if !ok || len(pair) != 2 {
@@ -143,6 +176,12 @@ func parseTargets(v any) ([]target, error) {
 		if !ok1 || !ok2 {
 			return nil, fmt.Errorf("bad broadcast target %v", item)
 		}
+		if seen[uuid] {
+			// Named twice: one copy, one reply. A duplicate would make a
+			// coalescing request wait for a second reply that never comes.
+			continue
+		}
+		seen[uuid] = true
 		out = append(out, target{uuid, int(id)})
 	}
 	return out, nil
@@ -165,42 +204,64 @@ func (b *broadcaster) fail(client []byte, req *wire.Message, parent []byte, enam
 
 func (b *broadcaster) reply(frames [][]byte) {
 	if len(frames) >= 2 && string(frames[1]) == wire.Delimiter {
-		b.c.probe(frames, routeBroadcast)
+		b.c.probe("broadcast_leaf", frames, routeBroadcast)
 		return
 	}
 	if len(frames) < 3 {
 		return
 	}
-	uuid := string(frames[0])
-	msg, err := wire.ParseUnchecked(frames[1:])
-	if err != nil {
-		b.c.log.Warn("dropping broadcast reply", "err", err)
+	msg := b.c.verify("broadcast_leaf", frames)
+	if msg == nil {
 		return
 	}
-	var md struct {
-		Original   string `json:"original_msg_id"`
-		Coalescing bool   `json:"is_coalescing"`
+	uuid := string(frames[0])
+	if len(msg.Idents) != 2 {
+		b.c.rejects.reject("broadcast_leaf", frames[0], "broadcast reply with unexpected routing")
+		return
 	}
-	msg.DecodeMetadata(&md)
-	if !md.Coalescing {
+	// Accepted only from the engine this copy went to, for the client
+	// that asked, once.
+	b.mu.Lock()
+	sc, ok := b.sent[msg.Parent.MsgID]
+	if ok && (sc.engine != uuid || sc.client != string(frames[1])) {
+		ok = false
+	}
+	var co *coalesce
+	if ok {
+		delete(b.sent, msg.Parent.MsgID)
+		co = b.pending[sc.orig]
+		if co != nil {
+			co.replies[uuid] = msg
+		}
+	}
+	b.mu.Unlock()
+	if !ok {
+		b.c.rejects.reject("broadcast_leaf", frames[0], "broadcast reply that was not expected from this engine")
+		return
+	}
+	if co == nil {
 		b.c.bcastIn.Send(frames[1:])
 		return
 	}
-	b.mu.Lock()
-	co, ok := b.pending[md.Original]
-	if ok {
-		co.replies[uuid] = msg
-	}
-	b.mu.Unlock()
-	if ok {
-		b.maybeFinish(md.Original)
-	}
+	b.maybeFinish(sc.orig)
 }
+
+// engineAdded is part of engineListener; nothing to do.
+func (b *broadcaster) engineAdded(string, int) {}
+
+// engineRemoved answers, on behalf of a dead engine, the coalescing
+// requests still waiting for it, and forgets its copies in flight.
+func (b *broadcaster) engineRemoved(uuid string, _ int, _ string) { b.removeEngine(uuid) }
 
 // removeEngine answers, on behalf of a dead engine, the coalescing
 // requests still waiting for it.
 func (b *broadcaster) removeEngine(uuid string) {
 	b.mu.Lock()
+	for id, sc := range b.sent {
+		if sc.engine == uuid {
+			delete(b.sent, id)
+		}
+	}
 	var origs []string
 	for orig, co := range b.pending {
 		for _, t := range co.targets {
@@ -251,6 +312,12 @@ func (b *broadcaster) maybeFinish(orig string) {
 			continue
 		}
 		r := co.replies[t.uuid]
+		if r == nil {
+			// Cannot happen (targets are unique and counted), but a nil
+			// here once crashed the loop: say so instead.
+			errs = append(errs, fmt.Sprintf("[%d:apply]: EngineError: no reply", t.id))
+			continue
+		}
 		last = r
 		var c struct {
 			Status    string   `json:"status"`

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -51,7 +52,19 @@ type Config struct {
 	Transport transport.Backend
 	// Logger receives the controller's logs; default discards them.
 	Logger *slog.Logger
+	// MaxMessageSize bounds one message (all its frames) in bytes; larger
+	// ones are refused with an error to the sender, and a single larger
+	// frame makes the transport drop the connection. Default 4 GiB.
+	MaxMessageSize int64
+	// ResultCacheBytes bounds the result buffers the hub keeps for
+	// result_request (clients that reconnect, get_result); beyond it the
+	// oldest results' buffers are dropped first. Default 256 MiB.
+	ResultCacheBytes int64
 }
+
+// DefaultMaxMessageSize is the default Config.MaxMessageSize: generous for
+// HPC data, but a bound.
+const DefaultMaxMessageSize = 4 << 30
 
 func (c *Config) defaults() error {
 	if c.IP == "" {
@@ -96,6 +109,12 @@ func (c *Config) defaults() error {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	if c.MaxMessageSize <= 0 {
+		c.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if c.ResultCacheBytes <= 0 {
+		c.ResultCacheBytes = DefaultResultCacheBytes
+	}
 	return nil
 }
 
@@ -119,13 +138,18 @@ type Controller struct {
 	engineInfo             wire.EngineInfo
 	clientFile, engineFile string
 	hub                    *hub
+	records                *records
 	tasks                  *taskScheduler
 	bcast                  *broadcaster
 	mux, control           *relay
+	rejects                *rejectLog
 	wg                     sync.WaitGroup
 	stopOnce               sync.Once
 	done                   chan struct{}
 	started                bool
+
+	errMu sync.Mutex
+	err   error // why the controller stopped, if not on request
 }
 
 // Identities of the engine-facing ROUTERs, as ipyparallel names them.
@@ -158,6 +182,7 @@ func New(cfg Config) (*Controller, error) {
 		session: wire.NewSession(cfg.Key, ""),
 		done:    make(chan struct{}),
 	}
+	c.rejects = newRejectLog(c)
 	return c, nil
 }
 
@@ -239,12 +264,19 @@ func (c *Controller) Start() (err error) {
 	}
 	ci.TaskScheme = c.cfg.Scheme
 
-	c.hub = newHub(c)
-	c.tasks, err = newTaskScheduler(c)
+	// Components get what they use; engine arrival and departure reach
+	// them as hub events, in this order.
+	c.records = newRecords(c.cfg.ResultCacheBytes)
+	c.hub = newHub(c, c.records)
+	c.tasks, err = newTaskScheduler(c, c.records)
 	if err != nil {
 		return err
 	}
-	c.bcast = newBroadcaster(c)
+	c.hub.tasks = c.tasks
+	c.bcast = newBroadcaster(c, c.hub.liveID)
+	c.mux = newRelay(c, c.hub, "mux", c.muxIn, c.muxOut, true)
+	c.control = newRelay(c, c.hub, "control", c.ctrlIn, c.ctrlOut, false)
+	c.hub.listen(c.tasks, c.bcast, c.control)
 	if c.cfg.ProfileDir != "" {
 		c.clientFile = wire.ClientFile(c.cfg.ProfileDir, c.cfg.ClusterID)
 		c.engineFile = wire.EngineFile(c.cfg.ProfileDir, c.cfg.ClusterID)
@@ -258,8 +290,6 @@ func (c *Controller) Start() (err error) {
 	c.goServe("registration", c.hub.serveRegistration)
 	c.goServe("heartbeat", c.hub.serveHeartbeat)
 	c.goServe("iopub", c.hub.serveIOPub)
-	c.mux = newRelay(c, "mux", c.muxIn, c.muxOut, true)
-	c.control = newRelay(c, "control", c.ctrlIn, c.ctrlOut, false)
 	c.goServe("mux", c.mux.run)
 	c.goServe("control", c.control.run)
 	c.goServe("task", c.tasks.run)
@@ -284,13 +314,35 @@ func (c *Controller) goServe(name string, fn func()) {
 		defer c.wg.Done()
 		defer func() {
 			if r := recover(); r != nil {
-				c.log.Error("controller loop crashed", "loop", name, "panic", r)
+				c.log.Error("controller loop crashed", "loop", name, "panic", r, "stack", string(debug.Stack()))
+				c.fail(fmt.Errorf("controller: %s loop crashed: %v", name, r))
 				go c.Close()
 			}
 		}()
 		fn()
 	}()
 }
+
+// fail records why the controller is stopping; the first reason wins.
+func (c *Controller) fail(err error) {
+	c.errMu.Lock()
+	if c.err == nil {
+		c.err = err
+	}
+	c.errMu.Unlock()
+}
+
+// Err is why the controller stopped when it was not asked to (a serving
+// loop crashed), or nil. Read it after Done is closed.
+func (c *Controller) Err() error {
+	c.errMu.Lock()
+	defer c.errMu.Unlock()
+	return c.err
+}
+
+// Refused counts the messages refused so far (bad signatures, replays,
+// unexpected replies, unknown senders), for tests and monitoring.
+func (c *Controller) Refused() uint64 { return c.rejects.count() }
 
 // ClientInfo is the content of the client connection file.
 func (c *Controller) ClientInfo() *wire.ClientInfo { ci := c.clientInfo; return &ci }

@@ -59,29 +59,76 @@ type hub struct {
 	prev    map[string]bool
 	t0      time.Time
 	records *records
+	// listeners hear of every engine that becomes reachable or leaves, in
+	// order: the schedulers and relays keep their own tables by it.
+	listeners []engineListener
+	// tasks reports the load-balancing scheduler's view for queue_request.
+	tasks taskView
 
 	// routesMu guards live, read on every relayed message; it is taken
 	// after mu when both are needed.
 	routesMu sync.RWMutex
 	live     map[string]int
 
+	// departed remembers when engines left, so their last output (the
+	// status after a shutdown, what a dying engine printed) still reaches
+	// clients for a while; bounded by maxDeparted. Guarded by mu.
+	departed map[string]time.Time
+
 	quit chan struct{}
 	once sync.Once
 }
 
-func newHub(c *Controller) *hub {
+// engineListener is told when an engine becomes reachable through every
+// route and when it leaves (died, unregistered, timed out). Calls come in
+// order for each engine and never while the hub holds its locks.
+type engineListener interface {
+	engineAdded(uuid string, id int)
+	engineRemoved(uuid string, id int, why string)
+}
+
+// taskView is what the hub asks the task scheduler for queue_request.
+type taskView interface {
+	loads() map[string]int
+	unassigned() []string
+}
+
+func newHub(c *Controller, rs *records) *hub {
 	return &hub{
-		c:       c,
-		engines: map[int]*engine{},
-		byUUID:  map[string]*engine{},
-		pings:   map[string]bool{},
-		prev:    map[string]bool{},
-		t0:      time.Now(),
-		records: newRecords(),
-		live:    map[string]int{},
-		quit:    make(chan struct{}),
+		c:        c,
+		engines:  map[int]*engine{},
+		byUUID:   map[string]*engine{},
+		pings:    map[string]bool{},
+		prev:     map[string]bool{},
+		t0:       time.Now(),
+		records:  rs,
+		live:     map[string]int{},
+		departed: map[string]time.Time{},
+		quit:     make(chan struct{}),
 	}
 }
+
+// Output from an engine that left is forwarded for departedGrace, and at
+// most maxDeparted such engines are remembered.
+const (
+	departedGrace = 30 * time.Second
+	maxDeparted   = 4096
+)
+
+// knownSession tells whether IOPub from session may be forwarded: a
+// registered or registering engine, or one that left moments ago.
+func (h *hub) knownSession(session string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.byUUID[session]; ok {
+		return true
+	}
+	left, ok := h.departed[session]
+	return ok && time.Since(left) < departedGrace
+}
+
+// listen adds listeners; call before the hub serves.
+func (h *hub) listen(ls ...engineListener) { h.listeners = append(h.listeners, ls...) }
 
 func (h *hub) stop() { h.once.Do(func() { close(h.quit) }) }
 
@@ -341,7 +388,9 @@ func (h *hub) complete(uuid string) {
 	if e.probes {
 		h.sendComplete(uuid, e.id)
 	}
-	h.c.tasks.addEngine(uuid)
+	for _, l := range h.listeners {
+		l.engineAdded(uuid, e.id)
+	}
 	h.notify("registration_notification", nil, map[string]any{"id": e.id, "uuid": uuid})
 	h.c.log.Info("engine registered", "id", e.id, "uuid", uuid, "took", took.Round(time.Microsecond))
 }
@@ -357,6 +406,14 @@ func (h *hub) unregister(id int, why string) {
 	}
 	delete(h.engines, id)
 	delete(h.byUUID, e.uuid)
+	if len(h.departed) >= maxDeparted {
+		for u, t := range h.departed {
+			if time.Since(t) >= departedGrace || len(h.departed) >= maxDeparted {
+				delete(h.departed, u)
+			}
+		}
+	}
+	h.departed[e.uuid] = time.Now()
 	wasLive := e.state == stateRegistered
 	h.routesMu.Lock()
 	delete(h.live, e.uuid)
@@ -370,7 +427,9 @@ func (h *hub) unregister(id int, why string) {
 		h.records.fail(m, "EngineError", fmt.Sprintf("Engine %d died while running task '%s'", id, m))
 	}
 	if wasLive {
-		h.c.tasks.removeEngine(e.uuid)
+		for _, l := range h.listeners {
+			l.engineRemoved(e.uuid, id, why)
+		}
 		h.notify("unregistration_notification", nil, map[string]any{"id": id, "uuid": e.uuid})
 	}
 	h.c.log.Info("engine unregistered", "id", id, "uuid", e.uuid, "why", why)
@@ -500,22 +559,28 @@ func (h *hub) evaluate() {
 	}
 }
 
-// serveIOPub forwards engine output to clients unchanged and notes it in
-// the task records; a shutdown_reply on IOPub means the engine is leaving.
+// serveIOPub forwards engine output to clients and notes it in the task
+// records; a shutdown_reply on IOPub means the engine is leaving.
 func (h *hub) serveIOPub() {
 	for frames := range h.c.iopubIn.Messages() {
 		h.handleIOPub(frames)
 	}
 }
 
-// handleIOPub handles one message an engine published.
+// handleIOPub handles one message an engine published. Only signed
+// messages from engines the hub knows are forwarded: clients trust what
+// arrives on IOPub (Python ones unpickle results from it).
 func (h *hub) handleIOPub(frames [][]byte) {
-	h.c.iopubOut.Send(frames)
-	if !noteworthyTopic(frames[0]) {
+	msg := h.c.verify("iopub_in", frames)
+	if msg == nil {
 		return
 	}
-	msg, err := wire.ParseUnchecked(frames)
-	if err != nil {
+	if !h.knownSession(msg.Header.Session) {
+		h.c.rejects.reject("iopub_in", []byte(msg.Header.Session), "published by a session that is not a registered engine")
+		return
+	}
+	h.c.iopubOut.Send(frames)
+	if !noteworthyTopic(msg.Idents) {
 		return
 	}
 	switch msg.Header.MsgType {
@@ -537,7 +602,11 @@ func (h *hub) handleIOPub(frames [][]byte) {
 // message: output for the task records, shutdown for unregistration.
 // Status and results, most of the traffic, are only forwarded. Unknown
 // topics are read, to be safe.
-func noteworthyTopic(topic []byte) bool {
+func noteworthyTopic(idents [][]byte) bool {
+	if len(idents) == 0 {
+		return true
+	}
+	topic := idents[0]
 	if !bytes.HasPrefix(topic, []byte("engine.")) {
 		return true
 	}
@@ -551,24 +620,25 @@ func noteworthyTopic(topic []byte) bool {
 		bytes.HasSuffix(topic, []byte(".displaypub")))
 }
 
-// noteRequest records a direct request routed to an engine.
-func (h *hub) noteRequest(uuid string, msg *wire.Message, queue string) {
-	h.records.add(msg, uuid, queue)
-	if queue != "mux" {
-		return
+// noteRequest records a direct request from client routed to an engine;
+// false if its msg_id is taken (the request must then be refused).
+func (h *hub) noteRequest(uuid string, client []byte, msg *wire.Message, queue string) bool {
+	if !h.records.add(msg, client, uuid, queue) {
+		return false
 	}
 	h.mu.Lock()
 	if e, ok := h.byUUID[uuid]; ok {
 		e.queue[msg.Header.MsgID] = struct{}{}
 	}
 	h.mu.Unlock()
+	return true
 }
 
-// noteReply completes the record of a request.
-func (h *hub) noteReply(uuid string, msg *wire.Message, queue string) {
-	h.records.complete(msg, uuid)
-	if queue != "mux" {
-		return
+// noteReply completes the record of a request; false if the reply was not
+// expected from this engine for this client (it must then be dropped).
+func (h *hub) noteReply(uuid string, client []byte, msg *wire.Message, queue string) bool {
+	if !h.records.complete(msg, uuid, client) {
+		return false
 	}
 	h.mu.Lock()
 	if e, ok := h.byUUID[uuid]; ok {
@@ -578,6 +648,7 @@ func (h *hub) noteReply(uuid string, msg *wire.Message, queue string) {
 		}
 	}
 	h.mu.Unlock()
+	return true
 }
 
 func (h *hub) queueRequest(msg *wire.Message) {
@@ -589,7 +660,7 @@ func (h *hub) queueRequest(msg *wire.Message) {
 		h.reply(msg.Idents, msg, "hub_error", errorContent("ValueError", err.Error()))
 		return
 	}
-	taskLoads := h.c.tasks.loads()
+	taskLoads := h.tasks.loads()
 	h.mu.Lock()
 	var ids []int
 	if req.Targets == nil {
@@ -624,7 +695,7 @@ func (h *hub) queueRequest(msg *wire.Message) {
 		}
 	}
 	h.mu.Unlock()
-	unassigned := h.c.tasks.unassigned()
+	unassigned := h.tasks.unassigned()
 	if req.Verbose {
 		content["unassigned"] = unassigned
 	} else {

@@ -11,12 +11,15 @@ import (
 	"github.com/ipp-hpc/ipp/internal/wire"
 )
 
-// Limits of the in-memory task-record store, like ipyparallel's DictDB:
-// the oldest completed records are culled first.
-const (
-	maxRecords       = 100_000
-	maxResultBuffers = 1 << 30
-)
+// maxRecords bounds the in-memory task-record store, like ipyparallel's
+// DictDB: the oldest completed records are culled first.
+const maxRecords = 100_000
+
+// DefaultResultCacheBytes is the default Config.ResultCacheBytes. Results
+// are kept for clients that ask again (result_request); the bytes of the
+// oldest are dropped first, so a few huge results cannot pin gigabytes in
+// the controller long after they were delivered.
+const DefaultResultCacheBytes = 256 << 20
 
 // record is a TaskRecord (spec §7.3). Request buffers are not kept: only
 // resubmission would need them, and they can be large (a pushed array).
@@ -25,6 +28,7 @@ type record struct {
 	header         json.RawMessage
 	metadata       json.RawMessage
 	clientUUID     string
+	clientIdent    string // routing identity of the requesting client
 	engineUUID     string
 	queue          string
 	submitted      time.Time
@@ -34,6 +38,10 @@ type record struct {
 	resultMetadata json.RawMessage
 	resultContent  json.RawMessage
 	resultBuffers  [][]byte
+	// evicted is set when resultBuffers were dropped to respect the cache
+	// limit; result_request then says so instead of returning a result
+	// with its data missing.
+	evicted        bool
 	stdout, stderr string
 }
 
@@ -51,21 +59,28 @@ type records struct {
 	byID     map[string]*record
 	order    []string // submission order, for history and culling
 	bufBytes int
+	maxBytes int
 }
 
-func newRecords() *records { return &records{byID: map[string]*record{}} }
+func newRecords(maxBytes int64) *records {
+	return &records{byID: map[string]*record{}, maxBytes: int(min(maxBytes, int64(^uint(0)>>1)))}
+}
 
 func clone(b []byte) json.RawMessage { return append(json.RawMessage(nil), b...) }
 
-func (rs *records) add(msg *wire.Message, engineUUID, queue string) {
+// add records a request; false if its msg_id is already taken by another
+// request (a replay, or a broken client), which must then be refused: a
+// second record would let the first one's reply complete the wrong task.
+func (rs *records) add(msg *wire.Message, client []byte, engineUUID, queue string) bool {
 	r := &record{
-		msgID:      msg.Header.MsgID,
-		header:     clone(msg.RawHeader),
-		metadata:   clone(msg.Metadata),
-		clientUUID: msg.Header.Session,
-		engineUUID: engineUUID,
-		queue:      queue,
-		submitted:  time.Now(),
+		msgID:       msg.Header.MsgID,
+		header:      clone(msg.RawHeader),
+		metadata:    clone(msg.Metadata),
+		clientUUID:  msg.Header.Session,
+		clientIdent: string(client),
+		engineUUID:  engineUUID,
+		queue:       queue,
+		submitted:   time.Now(),
 	}
 	if t, err := wire.ParseDate(msg.Header.Date); err == nil {
 		r.submitted = t
@@ -73,13 +88,17 @@ func (rs *records) add(msg *wire.Message, engineUUID, queue string) {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	if old, ok := rs.byID[r.msgID]; ok {
-		// Output may have arrived first and made a bare record.
+		if old.header != nil {
+			return false
+		}
+		// Output arrived first and made a bare record.
 		r.stdout, r.stderr = old.stdout, old.stderr
 	} else {
 		rs.order = append(rs.order, r.msgID)
 	}
 	rs.byID[r.msgID] = r
 	rs.cull()
+	return true
 }
 
 // assign notes the engine a load-balanced task was sent to.
@@ -91,12 +110,15 @@ func (rs *records) assign(msgID, engineUUID string) {
 	rs.mu.Unlock()
 }
 
-func (rs *records) complete(reply *wire.Message, engineUUID string) {
+// complete stores the reply to a pending request. It refuses (false) a
+// reply that was not expected: no such request, already answered, sent to
+// another engine or by another client. Nothing is overwritten then.
+func (rs *records) complete(reply *wire.Message, engineUUID string, client []byte) bool {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	r, ok := rs.byID[reply.Parent.MsgID]
-	if !ok {
-		return
+	if !ok || r.header == nil || r.completed || r.engineUUID != engineUUID || r.clientIdent != string(client) {
+		return false
 	}
 	r.completed = true
 	r.received = time.Now()
@@ -109,6 +131,7 @@ func (rs *records) complete(reply *wire.Message, engineUUID string) {
 	r.resultBuffers = reply.Buffers
 	rs.bufBytes += r.bufferBytes()
 	rs.cull()
+	return true
 }
 
 // fail completes a pending record with an error, when its engine died.
@@ -144,9 +167,22 @@ func (rs *records) stream(msgID, name, text string) {
 	}
 }
 
-// cull drops the oldest completed records beyond the limits; mu held.
+// cull drops the oldest completed records beyond maxRecords, and the
+// buffers of the oldest results beyond maxBytes (down to 9/10 of each, so
+// it does not run on every add); mu held.
 func (rs *records) cull() {
-	if len(rs.byID) <= maxRecords && rs.bufBytes <= maxResultBuffers {
+	if rs.bufBytes > rs.maxBytes {
+		for _, id := range rs.order {
+			if rs.bufBytes <= rs.maxBytes*9/10 {
+				break
+			}
+			if r, ok := rs.byID[id]; ok && r.completed && len(r.resultBuffers) > 0 {
+				rs.bufBytes -= r.bufferBytes()
+				r.resultBuffers, r.evicted = nil, true
+			}
+		}
+	}
+	if len(rs.byID) <= maxRecords {
 		return
 	}
 	kept := rs.order[:0]
@@ -155,7 +191,7 @@ func (rs *records) cull() {
 		if !ok {
 			continue
 		}
-		if r.completed && (len(rs.byID) > maxRecords*9/10 || rs.bufBytes > maxResultBuffers*9/10) {
+		if r.completed && len(rs.byID) > maxRecords*9/10 {
 			rs.bufBytes -= r.bufferBytes()
 			delete(rs.byID, id)
 			continue
@@ -186,6 +222,9 @@ func (rs *records) results(ids []string, statusOnly bool) (map[string]any, [][]b
 		r, ok := rs.byID[id]
 		if !ok || r.header == nil {
 			return nil, nil, fmt.Errorf("No such message: %s", id)
+		}
+		if r.evicted && !statusOnly {
+			return nil, nil, fmt.Errorf("result of %s is no longer kept: the controller keeps the newest %d bytes of results (--result-cache)", id, rs.maxBytes)
 		}
 		if r.completed {
 			completed = append(completed, id)

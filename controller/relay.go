@@ -1,7 +1,9 @@
 package controller
 
 import (
+	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/ipp-hpc/ipp/internal/transport"
 	"github.com/ipp-hpc/ipp/internal/wire"
@@ -9,23 +11,46 @@ import (
 
 // relay forwards between a client-facing and an engine-facing ROUTER by
 // swapping the first two routing frames, as ipyparallel's MonitoredQueue
-// does. Everything from the delimiter on travels byte for byte.
+// does. Everything from the delimiter on travels byte for byte, but only
+// after it is verified: a request must be signed and new, a reply must be
+// signed and come from the engine its request went to, once.
 type relay struct {
 	c       *Controller
+	hub     *hub
 	name    string
 	in, out transport.Socket
 	// track keeps task records and queue counts (the mux relay does; the
 	// control relay does not, like ipyparallel's hub).
 	track bool
 	route int
+	// Ports as deliver names them, for logs.
+	inPort, outPort string
+
+	// asked maps the msg_id of each control request in flight to where it
+	// went (the mux relay uses the task records instead). Bounded: when
+	// full, the oldest requests are forgotten, and a late reply to one of
+	// them is refused like any unexpected reply.
+	mu    sync.Mutex
+	asked map[string]asked
+	order []string
 }
 
-func newRelay(c *Controller, name string, in, out transport.Socket, track bool) *relay {
+// asked is where a request went and who sent it.
+type asked struct {
+	engine string
+	client string // routing identity of the requesting client
+}
+
+// maxAsked bounds the control requests a relay remembers.
+const maxAsked = 65536
+
+func newRelay(c *Controller, h *hub, name string, in, out transport.Socket, track bool) *relay {
 	route := routeMux
 	if name == "control" {
 		route = routeControl
 	}
-	return &relay{c: c, name: name, in: in, out: out, track: track, route: route}
+	return &relay{c: c, hub: h, name: name, in: in, out: out, track: track, route: route,
+		inPort: name + "_in", outPort: name + "_out", asked: map[string]asked{}}
 }
 
 func (r *relay) run() {
@@ -51,26 +76,79 @@ func (r *relay) run() {
 // toEngine handles [client id, engine uuid, DELIM, ...].
 func (r *relay) toEngine(frames [][]byte) {
 	if len(frames) < 3 || string(frames[1]) == wire.Delimiter {
-		r.c.log.Warn("dropping request without a target engine", "relay", r.name, "frames", len(frames))
+		var peer []byte
+		if len(frames) > 0 {
+			peer = frames[0]
+		}
+		r.c.rejects.reject(r.inPort, peer, "request without a target engine")
 		return
 	}
-	uuid := string(frames[1])
-	if _, ok := r.c.hub.liveID(uuid); !ok {
-		r.c.answerUnroutable(r.in, frames[0], frames[1], frames[2:], "EngineError",
+	msg := r.c.verify(r.inPort, frames)
+	if msg == nil {
+		return
+	}
+	if len(msg.Idents) != 2 {
+		r.c.rejects.reject(r.inPort, frames[0], "request with unexpected routing")
+		return
+	}
+	client, target := frames[0], frames[1]
+	uuid := string(target)
+	if _, ok := r.hub.liveID(uuid); !ok {
+		r.c.answerUnroutable(r.in, client, target, msg, "EngineError",
 			"no registered engine with uuid "+quote(uuid)+" (it may have died or never registered)")
 		return
 	}
-	frames[0], frames[1] = frames[1], frames[0]
-	var msg *wire.Message
-	if r.track {
-		msg, _ = wire.ParseUnchecked(frames)
+	if n, big := r.c.tooBig(frames); big {
+		r.c.answerUnroutable(r.in, client, target, msg, "ValueError", tooBigText(msg.Header.MsgType, n, r.c.cfg.MaxMessageSize))
+		return
 	}
 	// Book first, then send: a client that asks queue_request right after
-	// must find the request counted.
-	if msg != nil {
-		r.c.hub.noteRequest(uuid, msg, "mux")
+	// must find the request counted, and the reply must find it expected.
+	if r.track {
+		if !r.hub.noteRequest(uuid, client, msg, "mux") {
+			r.c.answerUnroutable(r.in, client, target, msg, "ValueError",
+				"duplicate msg_id "+quote(msg.Header.MsgID)+": a request with this id was already sent")
+			return
+		}
+	} else if !r.expect(msg.Header.MsgID, uuid, client) {
+		r.c.answerUnroutable(r.in, client, target, msg, "ValueError",
+			"duplicate msg_id "+quote(msg.Header.MsgID)+": a request with this id is in flight")
+		return
 	}
+	frames[0], frames[1] = frames[1], frames[0]
 	r.out.Send(frames)
+}
+
+// expect remembers a control request in flight; false if its msg_id is.
+func (r *relay) expect(msgID, engine string, client []byte) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, dup := r.asked[msgID]; dup {
+		return false
+	}
+	if len(r.order) >= maxAsked {
+		// Forget the oldest half; compacting rarely keeps this cheap.
+		for _, id := range r.order[:maxAsked/2] {
+			delete(r.asked, id)
+		}
+		r.order = append(r.order[:0], r.order[maxAsked/2:]...)
+	}
+	r.asked[msgID] = asked{engine: engine, client: string(client)}
+	r.order = append(r.order, msgID)
+	return true
+}
+
+// answered takes the control request a reply claims to answer, if it went
+// to engine and came from client.
+func (r *relay) answered(parent, engine string, client []byte) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	a, ok := r.asked[parent]
+	if !ok || a.engine != engine || a.client != string(client) {
+		return false
+	}
+	delete(r.asked, parent)
+	return true
 }
 
 // toClient handles [engine uuid, client id, DELIM, ...] and the engine's own
@@ -80,62 +158,85 @@ func (r *relay) toClient(frames [][]byte) {
 		return
 	}
 	if string(frames[1]) == wire.Delimiter {
-		r.c.probe(frames, r.route)
+		r.c.probe(r.outPort, frames, r.route)
 		return
 	}
-	uuid := string(frames[0])
-	frames[0], frames[1] = frames[1], frames[0]
-	var msg *wire.Message
+	msg := r.c.verify(r.outPort, frames)
+	if msg == nil {
+		return
+	}
+	engine, client := frames[0], frames[1]
+	uuid := string(engine)
+	if len(msg.Idents) != 2 {
+		r.c.rejects.reject(r.outPort, engine, "reply with unexpected routing")
+		return
+	}
+	// No liveness check: an engine may answer a control request (a
+	// shutdown) after it was unregistered, and the expectation tables
+	// already say whether this identity was asked.
+	parent := msg.Parent.MsgID
+	var ok bool
 	if r.track {
-		msg, _ = wire.ParseUnchecked(frames)
+		// Book first: the client may query the hub as soon as it has the reply.
+		ok = r.hub.noteReply(uuid, client, msg, "mux")
+	} else {
+		ok = r.answered(parent, uuid, client)
 	}
-	// Book first: the client may query the hub as soon as it has the reply.
-	if msg != nil {
-		r.c.hub.noteReply(uuid, msg, "mux")
+	if !ok {
+		r.c.rejects.reject(r.outPort, engine, "reply to a request this engine was not sent, or already answered")
+		return
 	}
+	frames[0], frames[1] = frames[1], frames[0]
 	r.in.Send(frames)
 }
 
+// engineAdded is part of engineListener; nothing to do.
+func (r *relay) engineAdded(string, int) {}
+
+// engineRemoved is part of engineListener. Control requests in flight to
+// the engine are kept: it may still answer (a shutdown_reply comes after
+// the shutdown_reply on IOPub that unregistered it), and maxAsked bounds
+// what is never answered.
+func (r *relay) engineRemoved(string, int, string) {}
+
 // probe handles an engine_ready message an engine sent to the controller
 // itself on one of its routes.
-func (c *Controller) probe(frames [][]byte, route int) {
-	msg, err := c.session.Parse(frames)
-	if err != nil {
-		c.log.Warn("dropping unroutable engine message", "err", err)
+func (c *Controller) probe(port string, frames [][]byte, route int) {
+	msg := c.verify(port, frames)
+	if msg == nil {
 		return
 	}
-	if msg.Header.MsgType != "engine_ready" {
-		c.log.Warn("dropping engine message addressed to the controller", "type", msg.Header.MsgType)
+	if msg.Header.MsgType != "engine_ready" || len(msg.Idents) != 1 {
+		c.rejects.reject(port, frames[0], "message addressed to the controller that is not engine_ready")
 		return
 	}
 	c.hub.routeReady(string(frames[0]), route)
 }
 
 // answerUnroutable replies to a request that cannot be delivered, so the
-// client gets an error instead of waiting forever. body starts at the
-// delimiter.
-func (c *Controller) answerUnroutable(sock transport.Socket, client, engineIdent []byte, body [][]byte, ename, evalue string) {
-	frames := append([][]byte{client}, body...)
-	msg, err := c.session.Parse(frames)
-	if err != nil {
-		c.log.Warn("dropping undeliverable request", "err", err)
-		return
-	}
-	c.log.Warn("request for unknown engine", "msg_id", msg.Header.MsgID, "type", msg.Header.MsgType)
+// client gets an error instead of waiting forever. The request was
+// verified.
+func (c *Controller) answerUnroutable(sock transport.Socket, client, engineIdent []byte, req *wire.Message, ename, evalue string) {
+	c.log.Warn("request not delivered", "msg_id", req.Header.MsgID, "type", req.Header.MsgType, "why", evalue)
 	idents := [][]byte{client}
 	if engineIdent != nil {
 		idents = append(idents, engineIdent)
 	}
 	out, _, err := c.session.Build(wire.Out{
 		Idents:   idents,
-		MsgType:  replyType(msg.Header.MsgType),
-		Parent:   msg.RawHeader,
+		MsgType:  replyType(req.Header.MsgType),
+		Parent:   req.RawHeader,
 		Metadata: map[string]any{"status": "error", "dependencies_met": true, "engine": nil, "started": nil},
 		Content:  errorContent(ename, evalue),
 	})
 	if err == nil {
 		sock.Send(out)
 	}
+}
+
+// tooBigText explains a refused oversized message.
+func tooBigText(msgType string, n, limit int64) string {
+	return fmt.Sprintf("%s of %d bytes is larger than this controller accepts (%d bytes; the controller's --max-message-size)", msgType, n, limit)
 }
 
 func replyType(reqType string) string {

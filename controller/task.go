@@ -23,7 +23,8 @@ func parseScheme(s string) (sched.Scheme, error) {
 // scheduler itself is pure logic behind mu; the two socket loops and the
 // timer loop feed it and carry out the actions it returns.
 type taskScheduler struct {
-	c *Controller
+	c       *Controller
+	records *records
 
 	mu sync.Mutex
 	s  *sched.Scheduler
@@ -43,7 +44,7 @@ type pendingTask struct {
 	attempt int
 }
 
-func newTaskScheduler(c *Controller) (*taskScheduler, error) {
+func newTaskScheduler(c *Controller, rs *records) (*taskScheduler, error) {
 	sc, err := parseScheme(c.cfg.Scheme)
 	if err != nil {
 		return nil, err
@@ -53,10 +54,11 @@ func newTaskScheduler(c *Controller) (*taskScheduler, error) {
 	cfg.HWM = c.cfg.HWM
 	cfg.Burst = c.cfg.Burst
 	return &taskScheduler{
-		c:    c,
-		s:    sched.New(cfg),
-		kick: make(chan struct{}, 1),
-		quit: make(chan struct{}),
+		c:       c,
+		records: rs,
+		s:       sched.New(cfg),
+		kick:    make(chan struct{}, 1),
+		quit:    make(chan struct{}),
 	}, nil
 }
 
@@ -75,13 +77,12 @@ func (t *taskScheduler) do(fn func(s *sched.Scheduler, now time.Time) []sched.Ac
 	}
 }
 
-func (t *taskScheduler) addEngine(uuid string) {
+func (t *taskScheduler) engineAdded(uuid string, _ int) {
 	t.do(func(s *sched.Scheduler, now time.Time) []sched.Action { return s.AddEngine(uuid, now) })
 }
 
-func (t *taskScheduler) removeEngine(uuid string) {
+func (t *taskScheduler) engineRemoved(uuid string, _ int, _ string) {
 	t.do(func(s *sched.Scheduler, now time.Time) []sched.Action { return s.RemoveEngine(uuid, now) })
-	t.c.bcast.removeEngine(uuid)
 }
 
 // loads returns each engine's outstanding task count.
@@ -96,7 +97,7 @@ func (t *taskScheduler) loads() map[string]int {
 }
 
 // unassigned lists tasks not yet sent to an engine.
-func (t *taskScheduler) unassigned() []string { return t.c.hub.records.filter("", "task", false) }
+func (t *taskScheduler) unassigned() []string { return t.records.filter("", "task", false) }
 
 func (t *taskScheduler) run() {
 	var wg sync.WaitGroup
@@ -153,13 +154,12 @@ type taskMetadata struct {
 func (t *taskScheduler) submit(frames [][]byte) {
 	// Verified, not just parsed: a retry re-signs the request, and the
 	// controller must never sign content it did not get from a key holder.
-	msg, err := t.c.session.Parse(frames)
-	if err != nil {
-		t.c.log.Warn("dropping task request", "err", err)
+	msg := t.c.verify("task_in", frames)
+	if msg == nil {
 		return
 	}
 	if len(msg.Idents) != 1 {
-		t.c.log.Warn("dropping task request with unexpected routing", "idents", len(msg.Idents))
+		t.c.rejects.reject("task_in", frames[0], "task request with unexpected routing")
 		return
 	}
 	p := &pendingTask{
@@ -169,7 +169,17 @@ func (t *taskScheduler) submit(frames [][]byte) {
 		msgType: msg.Header.MsgType,
 	}
 	task := sched.Task{MsgID: msg.Header.MsgID, Payload: p}
-	t.c.hub.records.add(msg, "", "task")
+	if n, big := t.c.tooBig(frames); big {
+		t.fail(p, "ValueError", tooBigText(msg.Header.MsgType, n, t.c.cfg.MaxMessageSize))
+		return
+	}
+	if !t.records.add(msg, p.client, "", "task") {
+		// A replay or a reused msg_id: the scheduler would refuse it too,
+		// but the first request's record must not be touched.
+		t.fail(p, sched.TaskRejectError, "duplicate msg_id "+quote(msg.Header.MsgID)+": a request with this id was already submitted")
+		return
+	}
+	var err error
 	var md taskMetadata
 	bad := func(err error) {
 		t.do(func(s *sched.Scheduler, _ time.Time) []sched.Action {
@@ -197,16 +207,19 @@ func (t *taskScheduler) submit(frames [][]byte) {
 
 func (t *taskScheduler) result(frames [][]byte) {
 	if len(frames) >= 2 && string(frames[1]) == wire.Delimiter {
-		t.c.probe(frames, routeTask)
+		t.c.probe("task_out", frames, routeTask)
 		return
 	}
 	if len(frames) < 3 {
 		return
 	}
 	uuid := string(frames[0])
-	msg, err := wire.ParseUnchecked(frames[1:])
-	if err != nil {
-		t.c.log.Warn("dropping task reply", "engine", uuid, "err", err)
+	msg := t.c.verify("task_out", frames)
+	if msg == nil {
+		return
+	}
+	if len(msg.Idents) != 2 {
+		t.c.rejects.reject("task_out", frames[0], "task reply with unexpected routing")
 		return
 	}
 	var md struct {
@@ -222,23 +235,42 @@ func (t *taskScheduler) result(frames [][]byte) {
 		reply = sched.ReplyError
 	}
 	t.mu.Lock()
+	// The scheduler accepts a result only from the engine the task is
+	// running on, once; anything else gets no Relay.
 	acts := t.s.Result(msg.Parent.MsgID, uuid, reply, time.Now())
+	relayed := false
 	for _, a := range acts {
 		if a.Kind == sched.Relay && a.MsgID == msg.Parent.MsgID {
 			// Book first (the client may query as soon as it has the
 			// reply), then send [client, engine, DELIM, ...] as
 			// ipyparallel's scheduler does.
-			t.c.hub.records.complete(msg, uuid)
-			frames[0], frames[1] = frames[1], frames[0]
-			t.c.taskIn.Send(frames)
+			if t.records.complete(msg, uuid, frames[1]) {
+				frames[0], frames[1] = frames[1], frames[0]
+				t.c.taskIn.Send(frames)
+				relayed = true
+			}
 		}
 	}
 	t.execute(acts)
 	t.mu.Unlock()
+	if !relayed && !retried(acts, msg.Parent.MsgID) {
+		t.c.rejects.reject("task_out", frames[0], "task reply that was not expected from this engine")
+	}
 	select {
 	case t.kick <- struct{}{}:
 	default:
 	}
+}
+
+// retried reports whether the scheduler took a reply as a reason to send
+// the task again (a retry or an unmet dependency), which is expected.
+func retried(acts []sched.Action, msgID string) bool {
+	for _, a := range acts {
+		if a.MsgID == msgID && (a.Kind == sched.Dispatch || a.Kind == sched.Fail) {
+			return true
+		}
+	}
+	return false
 }
 
 // execute carries out Dispatch and Fail actions; Relays are done by result,
@@ -259,10 +291,10 @@ func (t *taskScheduler) execute(acts []sched.Action) {
 			out := make([][]byte, 0, 2+len(body))
 			out = append(out, []byte(a.Engine), p.client)
 			out = append(out, body...)
+			t.records.assign(a.MsgID, a.Engine)
 			t.c.taskOut.Send(out)
-			t.c.hub.records.assign(a.MsgID, a.Engine)
 		case sched.Fail:
-			t.c.hub.records.fail(a.MsgID, a.ErrName, a.ErrValue)
+			t.records.fail(a.MsgID, a.ErrName, a.ErrValue)
 			t.fail(p, a.ErrName, a.ErrValue)
 		}
 	}
