@@ -297,6 +297,16 @@ func TestCurvePureGoPeersRefuse(t *testing.T) {
 	if !errors.Is(err, ipp.ErrNoCurve) {
 		t.Fatalf("gozmq client against a CURVE controller: %v, want ErrNoCurve", err)
 	}
+	// A pure-Go controller that would default to CURVE refuses to start.
+	pure, err := controller.New(controller.Config{IP: "0.0.0.0", Location: "127.0.0.1", Transport: gozmq})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pure.Start(); !errors.Is(err, transport.ErrNoCurve) {
+		pure.Close()
+		t.Fatalf("pure-Go controller on 0.0.0.0: Start = %v, want ErrNoCurve", err)
+	}
+	pure.Close()
 	if time.Since(start) > 20*time.Second {
 		t.Fatalf("refusing took %v; it must not wait for a handshake", time.Since(start))
 	}
