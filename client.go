@@ -168,6 +168,31 @@ func newConfig(opts []Option) clientConfig {
 	return cfg
 }
 
+// ErrNoCurve is returned by Connect when the controller uses CURVE
+// encryption (its connection file has curve_serverkey) and this program
+// was built without libzmq (CGO_ENABLED=0 or the nolibzmq tag), whose
+// pure-Go transport cannot speak CurveZMQ.
+var ErrNoCurve = transport.ErrNoCurve
+
+// curveClient is the CURVE client setting for a controller whose public
+// key is serverKey (nil when it has none): the client's own key pair from
+// $IPP_CURVE_SECRETKEY and $IPP_CURVE_PUBLICKEY as in ipyparallel, else
+// one fresh pair for all of the client's sockets. In a pure-Go build the
+// first socket then fails with transport.ErrNoCurve.
+func curveClient(serverKey string) (*transport.Curve, error) {
+	if serverKey == "" {
+		return nil, nil
+	}
+	pub, sec := wire.CurveKeysFromEnv()
+	if sec == "" {
+		var err error
+		if pub, sec, err = transport.NewCurveKeyPair(); err != nil {
+			return nil, fmt.Errorf("ipp: %w", err)
+		}
+	}
+	return &transport.Curve{ServerKey: serverKey, PublicKey: pub, SecretKey: sec}, nil
+}
+
 // ConnectInfo connects with connection information already in memory (for
 // example a Go controller's ClientInfo in the same process).
 func ConnectInfo(ctx context.Context, info *wire.ClientInfo, opts ...Option) (*Client, error) {
@@ -179,6 +204,10 @@ func ConnectInfo(ctx context.Context, info *wire.ClientInfo, opts ...Option) (*C
 			return nil, err
 		}
 		backend = b
+	}
+	curve, err := curveClient(info.ServerKey())
+	if err != nil {
+		return nil, err
 	}
 	c := &Client{
 		info:     info,
@@ -200,7 +229,7 @@ func ConnectInfo(ctx context.Context, info *wire.ClientInfo, opts ...Option) (*C
 		}
 	}()
 	open := func(t transport.Type, port int, subscribe bool) (transport.Socket, error) {
-		o := transport.Options{}
+		o := transport.Options{Curve: curve}
 		if subscribe {
 			o.Subscribe = [][]byte{nil}
 		}
@@ -214,7 +243,6 @@ func ConnectInfo(ctx context.Context, info *wire.ClientInfo, opts ...Option) (*C
 		}
 		return s, nil
 	}
-	var err error
 	// The notification SUB is connected before asking for the engine list so
 	// that a registration happening meanwhile is not missed; it is only read
 	// after the reply is applied, so notifications replay on top of it.

@@ -60,6 +60,40 @@ type Config struct {
 	// result_request (clients that reconnect, get_result); beyond it the
 	// oldest results' buffers are dropped first. Default 256 MiB.
 	ResultCacheBytes int64
+	// Curve says whether every socket is a CurveZMQ server (encrypted, and
+	// closed to peers without the controller's public key). The default,
+	// CurveAuto, is on exactly when IP is not a loopback address.
+	Curve CurveMode
+	// CurveSecretKey is the controller's CURVE secret key (Z85, 40
+	// characters); empty means a fresh key pair per controller. Its public
+	// key goes into both connection files as curve_serverkey.
+	CurveSecretKey string
+}
+
+// CurveMode chooses when the controller uses CurveZMQ.
+type CurveMode int
+
+const (
+	// CurveAuto turns CURVE on when the controller binds a non-loopback
+	// address: traffic that leaves the host is encrypted by default.
+	CurveAuto CurveMode = iota
+	// CurveOn always uses CURVE.
+	CurveOn
+	// CurveOff never uses CURVE; messages are still signed.
+	CurveOff
+)
+
+// String names the mode as the CLI flags do.
+func (m CurveMode) String() string {
+	switch m {
+	case CurveAuto:
+		return "auto"
+	case CurveOn:
+		return "on"
+	case CurveOff:
+		return "off"
+	}
+	return fmt.Sprintf("CurveMode(%d)", int(m))
 }
 
 // DefaultMaxMessageSize is the default Config.MaxMessageSize: generous for
@@ -114,6 +148,35 @@ func (c *Config) defaults() error {
 	}
 	if c.ResultCacheBytes <= 0 {
 		c.ResultCacheBytes = DefaultResultCacheBytes
+	}
+	return c.resolveCurve()
+}
+
+// resolveCurve settles Curve to CurveOn or CurveOff and, when on, makes
+// sure CurveSecretKey holds a valid key.
+func (c *Config) resolveCurve() error {
+	switch c.Curve {
+	case CurveAuto:
+		c.Curve = CurveOff
+		if !isLoopback(c.IP) {
+			c.Curve = CurveOn
+		}
+	case CurveOn, CurveOff:
+	default:
+		return fmt.Errorf("controller: unknown Curve mode %d", int(c.Curve))
+	}
+	if c.Curve == CurveOff {
+		return nil
+	}
+	if c.CurveSecretKey == "" {
+		_, secret, err := transport.NewCurveKeyPair()
+		if err != nil {
+			return fmt.Errorf("controller: %w", err)
+		}
+		c.CurveSecretKey = secret
+	}
+	if _, err := transport.CurvePublicKey(c.CurveSecretKey); err != nil {
+		return fmt.Errorf("controller: %w", err)
 	}
 	return nil
 }
@@ -187,7 +250,11 @@ func New(cfg Config) (*Controller, error) {
 }
 
 func (c *Controller) socket(t transport.Type, identity []byte) (transport.Socket, int, error) {
-	s, err := c.cfg.Transport.NewSocket(t, transport.Options{Identity: identity})
+	o := transport.Options{Identity: identity}
+	if c.cfg.Curve == CurveOn {
+		o.Curve = &transport.Curve{Server: true, SecretKey: c.cfg.CurveSecretKey}
+	}
+	s, err := c.cfg.Transport.NewSocket(t, o)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -257,6 +324,11 @@ func (c *Controller) Start() (err error) {
 		Location:  c.cfg.Location,
 	}
 	common.Defaults()
+	if c.cfg.Curve == CurveOn {
+		// Checked in defaults, so this cannot fail.
+		pub, _ := transport.CurvePublicKey(c.cfg.CurveSecretKey)
+		common.CurveServerKey = &pub
+	}
 	for _, dst := range []*wire.Common{&ci.Common, &ei.Common} {
 		mux, ctl, task, io, reg := dst.Mux, dst.Control, dst.Task, dst.IOPub, dst.Registration
 		*dst = common
@@ -296,6 +368,11 @@ func (c *Controller) Start() (err error) {
 	c.goServe("broadcast", c.bcast.run)
 	c.log.Info("controller listening", "ip", c.cfg.IP, "registration", ci.Registration,
 		"client_file", c.clientFile, "engine_file", c.engineFile, "scheme", c.cfg.Scheme)
+	if c.cfg.Curve == CurveOn {
+		c.log.Info("CURVE encryption on for every socket", "curve_serverkey", *common.CurveServerKey)
+	} else if !isLoopback(c.cfg.IP) {
+		c.log.Warn("CURVE encryption off on a non-loopback address: code, data, results and output cross the network readable; signatures still stop forgery")
+	}
 	if isLoopback(c.cfg.IP) {
 		c.log.Info("controller bound to loopback: only engines on this host can connect; use --ip to accept remote engines")
 	}
@@ -343,6 +420,9 @@ func (c *Controller) Err() error {
 // Refused counts the messages refused so far (bad signatures, replays,
 // unexpected replies, unknown senders), for tests and monitoring.
 func (c *Controller) Refused() uint64 { return c.rejects.count() }
+
+// CurveEnabled reports whether the controller's sockets use CurveZMQ.
+func (c *Controller) CurveEnabled() bool { return c.cfg.Curve == CurveOn }
 
 // ClientInfo is the content of the client connection file.
 func (c *Controller) ClientInfo() *wire.ClientInfo { ci := c.clientInfo; return &ci }

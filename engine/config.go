@@ -2,6 +2,7 @@ package engine
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -126,4 +127,23 @@ func (c *Config) withDefaults() (Config, error) {
 		out.StreamFlushInterval = DefaultStreamFlushInterval
 	}
 	return out, nil
+}
+
+// curveClient is the CURVE client setting for a controller whose public
+// key is serverKey, or nil when the controller does not use CURVE. The
+// engine's own key pair comes from $IPP_CURVE_SECRETKEY (and
+// $IPP_CURVE_PUBLICKEY), as for ipyparallel engines, else is generated
+// once so that all of the engine's sockets present the same key.
+func curveClient(serverKey string) (*transport.Curve, error) {
+	if serverKey == "" {
+		return nil, nil
+	}
+	pub, sec := wire.CurveKeysFromEnv()
+	if sec == "" {
+		var err error
+		if pub, sec, err = transport.NewCurveKeyPair(); err != nil {
+			return nil, fmt.Errorf("engine: %w", err)
+		}
+	}
+	return &transport.Curve{ServerKey: serverKey, PublicKey: pub, SecretKey: sec}, nil
 }

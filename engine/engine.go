@@ -39,6 +39,9 @@ type engine struct {
 	completeOnce sync.Once
 
 	reg, shell, control, iopub, hbPing, hbPong transport.Socket
+	// curve, when the controller uses CURVE, makes every socket a CURVE
+	// client with one key pair for the engine's lifetime.
+	curve *transport.Curve
 
 	// ns is safe for concurrent use: clear_request from the control
 	// goroutine waits for the executor's snippet.
@@ -90,7 +93,12 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		defer stopMPI(&c)
 	}
+	curve, err := curveClient(c.Info.ServerKey())
+	if err != nil {
+		return err
+	}
 	e := &engine{
+		curve:    curve,
 		cfg:      c,
 		log:      c.Logger.With("uuid", uuid),
 		sess:     wire.NewSession([]byte(c.Info.Key), uuid),
@@ -224,7 +232,7 @@ func (e *engine) closeNamespace() {
 // newSocket creates a socket with the engine's uuid as its identity, as
 // every engine socket carries it (spec §1.3), and connects it.
 func (e *engine) newSocket(t transport.Type, endpoints ...string) (transport.Socket, error) {
-	s, err := e.cfg.Transport.NewSocket(t, transport.Options{Identity: []byte(e.uuid)})
+	s, err := e.cfg.Transport.NewSocket(t, transport.Options{Identity: []byte(e.uuid), Curve: e.curve})
 	if err != nil {
 		return nil, fmt.Errorf("engine: %s socket: %w", t, err)
 	}
@@ -254,7 +262,7 @@ func (e *engine) openChannels() error {
 	if err == nil {
 		// A SUB with no prefixes subscribes to everything; it needs no
 		// identity, but a PUB ping carries no routing anyway.
-		e.hbPing, err = e.cfg.Transport.NewSocket(transport.Sub, transport.Options{})
+		e.hbPing, err = e.cfg.Transport.NewSocket(transport.Sub, transport.Options{Curve: e.curve})
 		if err == nil {
 			err = e.hbPing.Connect(info.URL(info.HBPing))
 		}

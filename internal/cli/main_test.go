@@ -22,7 +22,8 @@ import (
 // The test binary doubles as the processes ipcluster starts (Nomad style):
 // with childEnv=role it plays the role named by its first argument — a fake
 // controller that writes connection files, or an engine that sleeps or
-// fails (engineModeEnv).
+// fails (engineModeEnv). With childEnv=real it runs the real ipcluster
+// instead, for tests that need a working controller and engines.
 const (
 	childEnv      = "CLI_TEST_CHILD"
 	engineModeEnv = "CLI_TEST_ENGINE"
@@ -33,6 +34,9 @@ const (
 func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) == "role" && len(os.Args) > 1 {
 		os.Exit(fakeRole(os.Args[1]))
+	}
+	if os.Getenv(childEnv) == "real" {
+		os.Exit(Main())
 	}
 	os.Exit(m.Run())
 }

@@ -96,6 +96,8 @@ type ControllerOptions struct {
 	HeartbeatMisses int
 	// Transport is the socket backend name ("" = IPP_TRANSPORT or default).
 	Transport string
+	// CurveFlags are --curve and --no-curve.
+	CurveFlags
 }
 
 // NewCmdController builds the controller role. runF replaces
@@ -130,6 +132,7 @@ key from IPP_SESSION_KEY when set. Logs go to standard error.`,
 	fs.IntVar(&opts.PingMS, "ping", 3000, "heartbeat period in milliseconds")
 	fs.IntVar(&opts.HeartbeatMisses, "heartbeat-misses", 10, "missed heartbeats before an engine is declared dead")
 	fs.StringVar(&opts.Transport, "transport", "", "socket backend: zmq or gozmq (default $IPP_TRANSPORT, else zmq when built in)")
+	opts.CurveFlags.bind(fs)
 	return cmd
 }
 
@@ -170,6 +173,12 @@ func (o *ControllerOptions) config() (controller.Config, error) {
 	if key := os.Getenv(envSessionKey); key != "" {
 		cfg.Key = []byte(key)
 	}
+	if cfg.Curve, err = o.CurveFlags.mode(); err != nil {
+		return controller.Config{}, err
+	}
+	if cfg.CurveSecretKey, err = curveSecretFromEnv(); err != nil {
+		return controller.Config{}, err
+	}
 	return cfg, nil
 }
 
@@ -190,6 +199,7 @@ func controllerRun(ctx context.Context, o *ControllerOptions) error {
 	}
 	log := cfg.Logger
 	ci := ctl.ClientInfo()
+	curveNotice(o.F.IO.ErrOut, &ci.Common)
 	log.Info("controller running", "pid", os.Getpid(), "registration", ci.URL(ci.Registration),
 		"client_file", wire.ClientFile(cfg.ProfileDir, cfg.ClusterID), "transport", cfg.Transport.Name())
 	ctx, stop := o.F.roleContext(ctx)

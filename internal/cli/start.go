@@ -41,6 +41,8 @@ type StartOptions struct {
 	WaitTimeout time.Duration
 	// StopGrace is the SIGTERM-to-SIGKILL delay when stopping.
 	StopGrace time.Duration
+	// CurveFlags are passed on to the controller.
+	CurveFlags
 }
 
 // NewCmdStart builds `ipcluster start`. runF replaces startRun in tests.
@@ -85,6 +87,7 @@ Exits with 10 if the cluster is already running.`,
 	fs.StringVar(&opts.ControllerCmd, "controller-cmd", "", "controller program and arguments (default: this program's 'controller' role)")
 	fs.StringVar(&opts.EngineCmd, "engine-cmd", "", "engine program and arguments (default: this program's 'engine' role)")
 	opts.MPIFlags.bind(fs)
+	opts.CurveFlags.bind(fs)
 	fs.Var(newSecondsValue(&opts.WaitTimeout, 120*time.Second), "wait-timeout", "how long to wait for the engines to register")
 	fs.Var(newSecondsValue(&opts.StopGrace, 5*time.Second), "stop-grace", "how long a stopping process gets between SIGTERM and SIGKILL")
 	return cmd
@@ -134,6 +137,9 @@ func startRun(ctx context.Context, o *StartOptions) error {
 	if o.N < 1 {
 		return fmt.Errorf("-n must be at least 1, not %d", o.N)
 	}
+	if err := o.CurveFlags.check(); err != nil {
+		return err
+	}
 	copts, err := clusterOptions(o.F, o.ClusterFlags, o.ControllerCmd, o.EngineCmd)
 	if err != nil {
 		return err
@@ -144,7 +150,7 @@ func startRun(ctx context.Context, o *StartOptions) error {
 		}
 	}
 	copts.Controller, copts.Engines = o.Controller, o.Engines
-	copts.ControllerArgs = o.ControllerArgs
+	copts.ControllerArgs = append(o.CurveFlags.args(), o.ControllerArgs...)
 	copts.IP, copts.Location = o.IP, o.Location
 	copts.N = o.N
 	copts.StopGrace = o.StopGrace
@@ -208,6 +214,7 @@ func bringUpEngines(ctx context.Context, f *Factory, c *launchers.Cluster, n int
 	}
 	log := c.Options().Logger
 	log.Info("controller is up", "registration", conn.Engine.URL(conn.Engine.Registration))
+	curveNotice(f.IO.ErrOut, &conn.Engine.Common)
 	wctx, cancel := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("engines did not register within %v", timeout))
 	defer cancel()
 	client, err := f.Connect(wctx, wire.ClientFile(c.Options().ProfileDir, c.Options().ClusterID))

@@ -7,7 +7,8 @@
 // queues while a peer is away, never lets one stalled peer block the others
 // and is the implementation the Python peers use. "gozmq" wraps the pure-Go
 // github.com/go-zeromq/zmq4 so that a CGO_ENABLED=0 client still works; its
-// known gaps are listed in docs/transport.md.
+// known gaps are listed in docs/transport.md. Only libzmq speaks CURVE
+// (Options.Curve); gozmq refuses it with ErrNoCurve (docs/curve.md).
 //
 // Flow: every socket is owned by one goroutine of its backend. Send appends
 // to an in-memory queue and wakes that goroutine, which writes everything

@@ -44,6 +44,11 @@ func (goZMQ) NewSocket(t Type, o Options) (Socket, error) {
 	if t < Router || t > Sub {
 		return nil, fmt.Errorf("transport: unknown socket type %v", t)
 	}
+	if o.Curve != nil {
+		// go-zeromq implements only the NULL mechanism; connecting without
+		// CURVE would hang in a handshake the server never completes.
+		return nil, ErrNoCurve
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &gsock{
 		typ:        t,

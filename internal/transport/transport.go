@@ -42,6 +42,9 @@ type Options struct {
 	SendHWM, RecvHWM int
 	// Subscribe lists SUB prefixes; a SUB with none subscribes to everything.
 	Subscribe [][]byte
+	// Curve, when set, makes the socket a CurveZMQ server or client;
+	// backends that cannot do CURVE refuse it with ErrNoCurve.
+	Curve *Curve
 }
 
 // Socket is one ZeroMQ-style socket.

@@ -121,6 +121,11 @@ func zmqType(t Type) zmq.Type {
 }
 
 func configure(sock *zmq.Socket, t Type, o Options) error {
+	if o.Curve != nil {
+		if err := configureCurve(sock, *o.Curve); err != nil {
+			return err
+		}
+	}
 	if len(o.Identity) > 0 {
 		if err := sock.SetIdentity(string(o.Identity)); err != nil {
 			return err
@@ -150,6 +155,31 @@ func configure(sock *zmq.Socket, t Type, o Options) error {
 		}
 	}
 	return nil
+}
+
+// configureCurve sets the CURVE options. They must precede Bind and
+// Connect: libzmq fixes a connection's security mechanism when it starts.
+func configureCurve(sock *zmq.Socket, c Curve) error {
+	if !zmq.HasCurve() {
+		return fmt.Errorf("%w (this libzmq was built without CURVE support)", ErrNoCurve)
+	}
+	c, err := c.resolve()
+	if err != nil {
+		return err
+	}
+	if c.Server {
+		if err := sock.SetCurveServer(1); err != nil {
+			return err
+		}
+		return sock.SetCurveSecretkey(c.SecretKey)
+	}
+	if err := sock.SetCurveServerkey(c.ServerKey); err != nil {
+		return err
+	}
+	if err := sock.SetCurvePublickey(c.PublicKey); err != nil {
+		return err
+	}
+	return sock.SetCurveSecretkey(c.SecretKey)
 }
 
 // read waits for libzmq's signal, takes what arrived and hands it to the

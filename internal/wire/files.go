@@ -95,10 +95,39 @@ func (c *Common) check() error {
 			return fmt.Errorf("packer %q is not supported (only json)", p)
 		}
 	}
-	if c.CurveServerKey != nil && *c.CurveServerKey != "" {
-		return errors.New("CURVE encryption is not supported yet; start the controller without IPP_ENABLE_CURVE")
+	if k := c.CurveServerKey; k != nil && *k != "" && len(*k) != 40 {
+		return fmt.Errorf("curve_serverkey must be a 40-character Z85 key, not %d characters", len(*k))
 	}
 	return nil
+}
+
+// Environment variables for CurveZMQ, with ipyparallel's names.
+const (
+	// EnvEnableCurve = "1" turns CURVE on in a controller.
+	EnvEnableCurve = "IPP_ENABLE_CURVE"
+	// EnvCurveServerKey is the controller's public key, for engines and
+	// clients whose connection info has no curve_serverkey.
+	EnvCurveServerKey = "IPP_CURVE_SERVERKEY"
+	// EnvCurveSecretKey and EnvCurvePublicKey are this process's own key
+	// pair: the controller's, or an engine's or client's.
+	EnvCurveSecretKey = "IPP_CURVE_SECRETKEY"
+	EnvCurvePublicKey = "IPP_CURVE_PUBLICKEY"
+)
+
+// ServerKey is the controller's CURVE public key peers must use: the
+// file's curve_serverkey, else $IPP_CURVE_SERVERKEY (ipyparallel's order),
+// else "" for a controller without CURVE.
+func (c *Common) ServerKey() string {
+	if c.CurveServerKey != nil && *c.CurveServerKey != "" {
+		return *c.CurveServerKey
+	}
+	return os.Getenv(EnvCurveServerKey)
+}
+
+// CurveKeysFromEnv returns this process's own CURVE key pair from
+// $IPP_CURVE_PUBLICKEY and $IPP_CURVE_SECRETKEY; empty when not set.
+func CurveKeysFromEnv() (public, secret string) {
+	return os.Getenv(EnvCurvePublicKey), os.Getenv(EnvCurveSecretKey)
 }
 
 // Defaults fills the fields ipyparallel always writes.
