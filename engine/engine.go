@@ -19,6 +19,11 @@ import (
 // ignores its context cannot be stopped, and Run must return anyway.
 const executorGrace = 2 * time.Second
 
+// busyWait is how long a request waits for an interrupted snippet still
+// blocked in compiled code before it is answered with a Busy error: the
+// engine says it cannot run the request rather than hold it unanswered.
+const busyWait = 5 * time.Second
+
 // engine is the state of one Run.
 type engine struct {
 	// streams counts stream messages published, so a quiet Go apply can
@@ -191,6 +196,9 @@ func (e *engine) openNamespace() error {
 	opts.Stdout, opts.Stderr = e.stdout, e.stderr
 	if !e.cfg.Sandbox {
 		opts.Unrestricted = true
+	}
+	if opts.BusyWait == 0 {
+		opts.BusyWait = busyWait
 	}
 	ns, err := interp.New(opts)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	yaegi "github.com/traefik/yaegi/interp"
 	"github.com/traefik/yaegi/stdlib"
@@ -47,6 +48,12 @@ type Options struct {
 	// Env is the environment snippets see when not Unrestricted, as
 	// "KEY=value" entries.
 	Env []string
+	// BusyWait bounds how long Exec and Capture wait for an interrupted run
+	// that is still blocked in compiled code before failing with NameBusy.
+	// Zero means as long as their context allows. A server sets it so that
+	// a request after an unstoppable run is answered with a clear error
+	// rather than held without end.
+	BusyWait time.Duration
 }
 
 // Result is what Exec returns for a snippet that ran to the end.
@@ -91,7 +98,7 @@ type Namespace struct {
 
 	// pending is closed when an interrupted run has really stopped; until
 	// then the interpreter must not run anything else.
-	pending chan struct{}
+	pending <-chan struct{}
 }
 
 // New returns a namespace with Builtins and opts.Preload imported.
@@ -252,14 +259,27 @@ func (n *Namespace) await(ctx context.Context) error {
 	if n.closed || n.pending == nil {
 		return n.ready()
 	}
+	var bound <-chan time.Time
+	if n.opts.BusyWait > 0 {
+		t := time.NewTimer(n.opts.BusyWait)
+		defer t.Stop()
+		bound = t.C
+	}
 	select {
 	case <-n.pending:
 		n.pending = nil
 		return nil
 	case <-ctx.Done():
 		return ErrBusy
+	case <-bound:
+		return ErrBusy
 	}
 }
+
+// busyMessage explains NameBusy to the person who sent the snippet.
+const busyMessage = "cannot run now: an interrupted snippet is still blocked in a compiled call " +
+	"(time.Sleep, I/O, an MPI operation) that the interpreter cannot preempt; it stops when that call " +
+	"returns. Retry then, or clear the namespace (clear_request / %reset) to abandon it"
 
 // Exec runs a snippet of Go: statements, declarations and import lines in
 // any order. Definitions persist for later snippets. A trailing expression
@@ -276,7 +296,7 @@ func (n *Namespace) Exec(ctx context.Context, code string) (Result, error) {
 	defer n.mu.Unlock()
 	if err := n.await(ctx); err != nil {
 		if errors.Is(err, ErrBusy) {
-			return Result{}, &Error{Name: NameBusy, Message: err.Error(), Traceback: []string{NameBusy + ": " + err.Error()}, cause: err}
+			return Result{}, &Error{Name: NameBusy, Message: busyMessage, Traceback: []string{NameBusy + ": " + busyMessage}, cause: err}
 		}
 		return Result{}, err
 	}
@@ -480,6 +500,10 @@ func interrupted(cause error) *Error {
 // execute runs a compiled unit in a goroutine of ours, so that a cancelled
 // run can be waited for (see runControl).
 func (n *Namespace) execute(ctx context.Context, prog *yaegi.Program) error {
+	if err := ctx.Err(); err != nil {
+		// Ended while an earlier unit ran or this one compiled.
+		return interrupted(err)
+	}
 	n.traces.take()
 	stopCh := n.rc.arm()
 	fin := make(chan struct{})
@@ -496,8 +520,7 @@ func (n *Namespace) execute(ctx context.Context, prog *yaegi.Program) error {
 		case <-fin:
 			// Finished while the context ended: keep the outcome.
 		default:
-			n.rc.stop(stopCh)
-			n.pending = fin
+			n.pending = n.rc.stop(stopCh, fin)
 			return interrupted(ctx.Err())
 		}
 	}

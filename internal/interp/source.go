@@ -143,6 +143,12 @@ func splitItems(name, code string) ([]*rawItem, error) {
 				header = true
 			}
 		}
+		if tok == token.SEMICOLON && lit == "\n" {
+			// A semicolon the scanner inserted at a line end or at EOF
+			// inside brackets (an unfinished call): it has no text, and
+			// at EOF its offset is already len(code).
+			continue
+		}
 		cur.end = off + tokenLen(code, off, tok, lit)
 	}
 	if cur != nil {
