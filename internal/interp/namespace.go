@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	yaegi "github.com/traefik/yaegi/interp"
@@ -95,6 +96,9 @@ type Namespace struct {
 	// expression or a Get runs. Each interpreter gets its own, so that a
 	// run abandoned by Reset cannot write into the new one's.
 	box *captureBox
+	// marks says which top-level statement runs (see stmtMarks); one per
+	// interpreter, like box.
+	marks *stmtMarks
 
 	// pending is closed when an interrupted run has really stopped; until
 	// then the interpreter must not run anything else.
@@ -146,6 +150,7 @@ func (n *Namespace) init() error {
 		return err
 	}
 	box := &captureBox{}
+	marks := &stmtMarks{}
 	tables := []yaegi.Exports{stdlib.Symbols}
 	if n.opts.Unrestricted {
 		tables = append(tables, unrestricted.Symbols)
@@ -157,11 +162,11 @@ func (n *Namespace) init() error {
 			"Stdout": reflect.ValueOf(&n.out.file).Elem(),
 			"Stderr": reflect.ValueOf(&n.errs.file).Elem(),
 		},
-		captureKey: {"Out": reflect.ValueOf(box.put)},
+		captureKey: {"Out": reflect.ValueOf(box.put), "At": reflect.ValueOf(marks.at)},
 		pushKey:    {"V": reflect.ValueOf(new(int)).Elem()},
 	})
 	tables = append(tables, n.tables...)
-	n.yi, n.rc, n.box = yi, rc, box
+	n.yi, n.rc, n.box, n.marks = yi, rc, box, marks
 	n.pkgNames = map[string]string{}
 	n.imported = map[string]string{}
 	n.sources = map[string][]string{}
@@ -211,6 +216,31 @@ func (b *captureBox) put(v any) {
 	b.mu.Lock()
 	b.v, b.set = v, true
 	b.mu.Unlock()
+}
+
+// stmtMarks records the position of the top-level statement of a snippet
+// that is running: statement units call At before each statement (see
+// unit.source). yaegi reports a panic at the position where the panicking
+// frame began, which for a snippet is its first statement; the mark names
+// the statement that was running instead.
+type stmtMarks struct{ v atomic.Uint64 }
+
+// at records cellN:line:col, packed as cell<<40 | line<<20 | col.
+func (m *stmtMarks) at(cell, line, col int) {
+	if cell <= 0 || line <= 0 || col <= 0 || line >= 1<<20 || col >= 1<<20 {
+		m.v.Store(0)
+		return
+	}
+	m.v.Store(uint64(cell)<<40 | uint64(line)<<20 | uint64(col))
+}
+
+// take returns and clears the recorded position.
+func (m *stmtMarks) take() position {
+	x := m.v.Swap(0)
+	if x == 0 {
+		return position{}
+	}
+	return position{"cell" + strconv.FormatUint(x>>40, 10), int(x >> 20 & (1<<20 - 1)), int(x & (1<<20 - 1))}
 }
 
 // take returns and clears the captured value.
@@ -312,6 +342,7 @@ func (n *Namespace) Exec(ctx context.Context, code string) (Result, error) {
 	if err != nil {
 		return Result{}, n.compileError(err)
 	}
+	sn.cell = n.execs
 	if err := n.out.begin(); err != nil {
 		return Result{}, fmt.Errorf("interp: stdout pipe: %w", err)
 	}
@@ -347,7 +378,7 @@ func (n *Namespace) run(ctx context.Context, sn *snippet) (Result, error) {
 		trailing, body = body[k-1], body[:k-1]
 	}
 	for _, u := range group(body) {
-		if err := n.runSource(ctx, u.source(sn.name), !u.decl, u.ranges()); err != nil {
+		if err := n.runSource(ctx, u.source(sn), !u.decl, u.ranges()); err != nil {
 			return Result{}, err
 		}
 	}
@@ -413,8 +444,11 @@ func group(items []*item) []unit {
 }
 
 // source is the unit as yaegi compiles it. A //line directive before each
-// item keeps positions those of the user's snippet.
-func (u unit) source(name string) string {
+// item keeps positions those of the user's snippet. In a statement unit,
+// each statement is preceded (on the line before the directive, so that no
+// position moves) by a call marking it as the running one.
+func (u unit) source(sn *snippet) string {
+	name := sn.name
 	var b strings.Builder
 	if u.decl {
 		b.WriteString("package main;")
@@ -422,6 +456,9 @@ func (u unit) source(name string) string {
 		b.WriteString("package main; func main() {")
 	}
 	for _, it := range u.items {
+		if !u.decl {
+			fmt.Fprintf(&b, "%s.At(%d, %d, %d);", capturePkg, sn.cell, it.line, it.col)
+		}
 		b.WriteString(lineDirective(name, it.line, it.col))
 		b.WriteString(it.text)
 		b.WriteString(";")
@@ -505,6 +542,7 @@ func (n *Namespace) execute(ctx context.Context, prog *yaegi.Program) error {
 		return interrupted(err)
 	}
 	n.traces.take()
+	n.marks.take()
 	stopCh := n.rc.arm()
 	fin := make(chan struct{})
 	var err error
@@ -529,7 +567,7 @@ func (n *Namespace) execute(ctx context.Context, prog *yaegi.Program) error {
 	}
 	var p yaegi.Panic
 	if errors.As(err, &p) {
-		return n.panicError(p, n.traces.take())
+		return n.panicError(p, n.traces.take(), n.marks.take())
 	}
 	return n.compileError(err)
 }

@@ -56,6 +56,7 @@ const (
 // snippet is a parsed snippet, ready to be grouped into compile units.
 type snippet struct {
 	name  string // position name, cellN/snippet.go
+	cell  int    // N of cellN
 	items []*item
 }
 
