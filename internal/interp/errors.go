@@ -156,6 +156,10 @@ func (n *Namespace) panicError(p yaegi.Panic, frames []string, at position) *Err
 		if m == nil {
 			continue
 		}
+		if strings.HasPrefix(m[1], hostFile+":") {
+			// A closure of the go statement rewrite, not the user's.
+			continue
+		}
 		fn := m[5]
 		where := displayName(m[1])
 		cell, line := m[2], 0
@@ -245,7 +249,9 @@ func goPanicValue(val any) (any, position) {
 
 // sourceLine returns line (1-based) of the snippet shown as cell.
 func (n *Namespace) sourceLine(cell string, line int) (string, bool) {
+	n.srcMu.Lock()
 	lines, ok := n.sources[cell]
+	n.srcMu.Unlock()
 	if !ok || line < 1 || line > len(lines) {
 		return "", false
 	}

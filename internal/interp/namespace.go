@@ -55,6 +55,12 @@ type Options struct {
 	// a request after an unstoppable run is answered with a clear error
 	// rather than held without end.
 	BusyWait time.Duration
+	// OnGoroutinePanic is called with the panic of a goroutine started by
+	// interpreted code once the Exec that started it is over (during it,
+	// the panic is that Exec's error). The panic is recovered and also
+	// written to Stderr; the hook is for the server's log. It runs on the
+	// panicking goroutine and must not call the Namespace.
+	OnGoroutinePanic func(*Error)
 }
 
 // Result is what Exec returns for a snippet that ran to the end.
@@ -89,8 +95,14 @@ type Namespace struct {
 	pkgNames map[string]string // import path -> package name, from all tables
 	imported map[string]string // name in the namespace -> import path
 
-	execs   int                 // Exec calls so far: names cells
-	sources map[string][]string // cellN -> its lines, for error context
+	execs int // Exec calls so far: names cells
+	// sources maps cellN to its lines, for error context. Goroutines read
+	// it when they panic, hence its own lock.
+	srcMu   sync.Mutex
+	sources map[string][]string
+
+	// hooks runs the goroutines of go statements (goroutines.go).
+	hooks *goHooks
 
 	// box receives what the hidden __ippCap.Out is handed while a trailing
 	// expression or a Get runs. Each interpreter gets its own, so that a
@@ -108,6 +120,7 @@ type Namespace struct {
 // New returns a namespace with Builtins and opts.Preload imported.
 func New(opts Options) (*Namespace, error) {
 	n := &Namespace{opts: opts}
+	n.hooks = &goHooks{n: n}
 	var err error
 	if n.out, err = newStream(opts.Stdout, os.Stdout); err != nil {
 		return nil, fmt.Errorf("interp: stdout pipe: %w", err)
@@ -162,14 +175,21 @@ func (n *Namespace) init() error {
 			"Stdout": reflect.ValueOf(&n.out.file).Elem(),
 			"Stderr": reflect.ValueOf(&n.errs.file).Elem(),
 		},
-		captureKey: {"Out": reflect.ValueOf(box.put), "At": reflect.ValueOf(marks.at)},
-		pushKey:    {"V": reflect.ValueOf(new(int)).Elem()},
+		captureKey: {
+			"Out":       reflect.ValueOf(box.put),
+			"At":        reflect.ValueOf(marks.at),
+			"Go":        reflect.ValueOf(n.hooks.start),
+			"AfterFunc": reflect.ValueOf(n.hooks.afterFunc),
+		},
+		pushKey: {"V": reflect.ValueOf(new(int)).Elem()},
 	})
 	tables = append(tables, n.tables...)
 	n.yi, n.rc, n.box, n.marks = yi, rc, box, marks
 	n.pkgNames = map[string]string{}
 	n.imported = map[string]string{}
+	n.srcMu.Lock()
 	n.sources = map[string][]string{}
+	n.srcMu.Unlock()
 	n.pending = nil
 	for _, t := range tables {
 		if err := n.use(t); err != nil {
@@ -336,9 +356,11 @@ func (n *Namespace) Exec(ctx context.Context, code string) (Result, error) {
 	n.execs++
 	cell := "cell" + strconv.Itoa(n.execs)
 	name := cellName(n.execs)
+	n.srcMu.Lock()
 	n.sources[cell] = strings.Split(code, "\n")
+	n.srcMu.Unlock()
 
-	sn, err := parseSnippet(name, code)
+	sn, err := parseSnippet(name, code, n.imported)
 	if err != nil {
 		return Result{}, n.compileError(err)
 	}
@@ -351,7 +373,13 @@ func (n *Namespace) Exec(ctx context.Context, code string) (Result, error) {
 		return Result{}, fmt.Errorf("interp: stderr pipe: %w", err)
 	}
 	defer n.errs.end()
-	return n.run(ctx, sn)
+	st := n.hooks.begin()
+	res, err := n.run(ctx, sn)
+	if gerr := n.hooks.end(st); gerr != nil && err == nil {
+		// A goroutine panicked after the last unit returned.
+		return Result{}, gerr
+	}
+	return res, err
 }
 
 // run executes a parsed snippet: imports first (Go requires them before
@@ -551,8 +579,22 @@ func (n *Namespace) execute(ctx context.Context, prog *yaegi.Program) error {
 		defer close(fin)
 		_, err = yi.Execute(prog)
 	}()
+	var failed <-chan struct{}
+	st := n.hooks.cur.Load()
+	if st != nil {
+		failed = st.failed
+	}
 	select {
 	case <-fin:
+	case <-failed:
+		// A goroutine of this run panicked: in compiled Go the program
+		// would be over, so the run is, with that panic as its error.
+		select {
+		case <-fin:
+		default:
+			n.pending = n.rc.stop(stopCh, fin)
+		}
+		return st.finish()
 	case <-ctx.Done():
 		select {
 		case <-fin:
@@ -805,5 +847,21 @@ func (n *Namespace) Capture(ctx context.Context, fn func() error) error {
 		return fmt.Errorf("interp: stderr pipe: %w", err)
 	}
 	defer n.errs.end()
-	return fn()
+	st := n.hooks.begin()
+	// A goroutine's panic stops the interpreted code fn runs at its next
+	// step (compiled code cannot be stopped), and becomes Capture's error.
+	over := make(chan struct{})
+	defer close(over)
+	go func(rc *runControl) {
+		select {
+		case <-st.failed:
+			atomic.AddUint64(rc.id, 1)
+		case <-over:
+		}
+	}(n.rc)
+	err := fn()
+	if gerr := n.hooks.end(st); gerr != nil {
+		return gerr
+	}
+	return err
 }
