@@ -200,6 +200,15 @@ func (e *engine) openNamespace() error {
 	if opts.BusyWait == 0 {
 		opts.BusyWait = busyWait
 	}
+	// The namespace recovers the panic and publishes it as the engine's
+	// stderr; the log keeps a trace for whoever runs the engine.
+	userHook := opts.OnGoroutinePanic
+	opts.OnGoroutinePanic = func(pe *interp.Error) {
+		e.log.Error("a goroutine of interpreted code panicked after its request ended; recovered", "panic", pe.Message)
+		if userHook != nil {
+			userHook(pe)
+		}
+	}
 	ns, err := interp.New(opts)
 	if err != nil {
 		return fmt.Errorf("engine: cannot create the Go interpreter: %w", err)
