@@ -95,7 +95,7 @@ func (n *Namespace) compileError(err error) *Error {
 	}
 	raw := err.Error()
 	msg := displayName(raw)
-	if strings.HasSuffix(msg, "constant definition loop") {
+	if strings.HasSuffix(msg, definitionLoop) {
 		msg += " (yaegi's report of an undefined name on the right of := or in a var initializer)"
 	}
 	e := &Error{Name: NameCompile, Message: msg, Traceback: []string{NameCompile + ": " + msg}, cause: err}

@@ -407,7 +407,7 @@ func (n *Namespace) run(ctx context.Context, sn *snippet) (Result, error) {
 	}
 	for _, u := range group(body) {
 		if err := n.runSource(ctx, u.source(sn), !u.decl, u.ranges()); err != nil {
-			return Result{}, err
+			return Result{}, n.explainUndefined(sn, err)
 		}
 	}
 	if mainItem != nil {
