@@ -333,14 +333,16 @@ const busyMessage = "cannot run now: an interrupted snippet is still blocked in 
 
 // Exec runs a snippet of Go: statements, declarations and import lines in
 // any order. Definitions persist for later snippets. A trailing expression
-// yields Result.Value. Failures come back as *Error; nothing a snippet does
-// short of starting a goroutine that panics can crash the process.
+// yields Result.Value. Failures come back as *Error, including a panic in a
+// goroutine the snippet started (see the package doc for what is left: a
+// fatal Go error, or a panic on a goroutine that compiled code started).
 //
 // When ctx ends, the run is stopped at its next interpreted step and Exec
 // returns an *Error named NameInterrupted. A run blocked inside a compiled
 // function (time.Sleep, I/O, MPI) cannot be preempted: it stops when that
-// call returns, and meanwhile later Execs wait (bounded by their ctx, then
-// NameBusy) and Set/Get/Names fail with ErrBusy. Reset does not wait.
+// call returns, and meanwhile later Execs wait (bounded by their ctx and
+// Options.BusyWait, then NameBusy) and Set/Get/Names fail with ErrBusy.
+// Reset does not wait.
 func (n *Namespace) Exec(ctx context.Context, code string) (Result, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
