@@ -2,6 +2,7 @@ package interp
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -123,5 +124,37 @@ func TestGoStatementSemantics(t *testing.T) {
 		if got := strings.TrimSpace(out.String()[before:]); got != c.want {
 			t.Errorf("%s\nprinted %q, want %q", c.code, got, c.want)
 		}
+	}
+}
+
+// TestGoroutinePanicDuringCapture: a function of the namespace called
+// through Capture (as the engine's apply does) fails with the panic of a
+// goroutine it started, and its interpreted busy loop is stopped.
+func TestGoroutinePanicDuringCapture(t *testing.T) {
+	n, _, _, late := newGoNS(t)
+	run(t, n, "func spawn() int {\n\tgo func() { panic(\"from apply\") }()\n\tfor {\n\t}\n}")
+	v, err := n.Get("spawn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spawn, ok := v.(func() int)
+	if !ok {
+		t.Fatalf("spawn is a %T", v)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = n.Capture(ctx, func() error {
+		spawn()
+		return nil
+	})
+	var e *Error
+	if !errors.As(err, &e) || e.Name != NamePanic || e.Message != "from apply (in a goroutine started at cell1:2:2)" {
+		t.Fatalf("Capture = %v", err)
+	}
+	if len(late.all()) != 0 {
+		t.Errorf("reported as late: %v", late.all())
+	}
+	if got := value(t, n, "2 + 3"); got != 5 {
+		t.Errorf("after: %v", got)
 	}
 }
