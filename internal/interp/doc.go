@@ -51,7 +51,7 @@
 // is going stops that run, as an interrupt does, and is its error (Panic,
 // "... (in a goroutine started at cellN:L:C)"); a later one is written to
 // Stderr and handed to Options.OnGoroutinePanic. A goroutine that compiled
-// code starts (other than time.AfterFunc's) and that runs interpreted code
+// code starts (other than time/context.AfterFunc's) and that runs interpreted code
 // is not covered: a panic there still ends the process.
 //
 // # Output

@@ -1,6 +1,7 @@
 package interp
 
 import (
+	"context"
 	"strconv"
 	"strings"
 	"sync"
@@ -89,6 +90,12 @@ func (g *goHooks) start(where string, fn func()) {
 func (g *goHooks) afterFunc(where string, d time.Duration, fn func()) *time.Timer {
 	st := g.cur.Load()
 	return time.AfterFunc(d, func() { g.guard(st, where, fn) })
+}
+
+// contextAfterFunc is the host side of a rewritten context.AfterFunc.
+func (g *goHooks) contextAfterFunc(where string, ctx context.Context, fn func()) (stop func() bool) {
+	st := g.cur.Load()
+	return context.AfterFunc(ctx, func() { g.guard(st, where, fn) })
 }
 
 // guard calls fn and deals with its panic.

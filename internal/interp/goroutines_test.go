@@ -72,6 +72,11 @@ func TestGoroutinePanicFailsItsRun(t *testing.T) {
 	if e.Name != NamePanic || e.Message != "timer (in a goroutine started at cell4:1:1)" {
 		t.Fatalf("got %s: %q", e.Name, e.Message)
 	}
+	// And a context.AfterFunc callback.
+	e = execErr(t, n, "import \"context\"\nctx, cancel := context.WithCancel(context.Background())\ncontext.AfterFunc(ctx, func() { panic(\"ctx\") })\ncancel()\nselect {}")
+	if e.Name != NamePanic || e.Message != "ctx (in a goroutine started at cell5:3:1)" {
+		t.Fatalf("got %s: %q", e.Name, e.Message)
+	}
 	if got := value(t, n, "6 * 7"); got != 42 {
 		t.Errorf("after the panics: %v", got)
 	}

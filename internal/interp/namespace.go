@@ -180,6 +180,8 @@ func (n *Namespace) init() error {
 			"At":        reflect.ValueOf(marks.at),
 			"Go":        reflect.ValueOf(n.hooks.start),
 			"AfterFunc": reflect.ValueOf(n.hooks.afterFunc),
+			// context.AfterFunc's
+			"ContextAfterFunc": reflect.ValueOf(n.hooks.contextAfterFunc),
 		},
 		pushKey: {"V": reflect.ValueOf(new(int)).Elem()},
 	})

@@ -482,9 +482,11 @@ func site(tf *token.File, p token.Pos) string {
 const (
 	goHook        = capturePkg + ".Go"
 	afterFuncHook = capturePkg + ".AfterFunc"
-	goTemp        = "__ippG"
-	hostFile      = "__ipp__"
-	hostLine      = "/*line " + hostFile + ":1:1*/"
+	// ctxAfterFuncHook is context.AfterFunc's.
+	ctxAfterFuncHook = capturePkg + ".ContextAfterFunc"
+	goTemp           = "__ippG"
+	hostFile         = "__ipp__"
+	hostLine         = "/*line " + hostFile + ":1:1*/"
 )
 
 // loopVars are the variables a for or range statement declares.
@@ -594,20 +596,31 @@ func goEdit(g *ast.GoStmt, tf *token.File, off func(token.Pos) int, rw *rewriter
 	}}
 }
 
-// afterFuncEdit routes time.AfterFunc(d, f) through the host, which runs f
-// under a recover like a go statement: the timer's goroutine is the
-// runtime's, so a panic in f would otherwise end the process.
+// afterFuncEdit routes time.AfterFunc(d, f) and context.AfterFunc(ctx, f)
+// through the host, which runs f under a recover like a go statement: f
+// runs on a goroutine of the standard library, so a panic in f would
+// otherwise end the process.
 func afterFuncEdit(c *ast.CallExpr, tf *token.File, off func(token.Pos) int, rw *rewriter) (edit, bool) {
 	sel, ok := c.Fun.(*ast.SelectorExpr)
 	if !ok || sel.Sel.Name != "AfterFunc" || len(c.Args) != 2 || c.Ellipsis.IsValid() {
 		return edit{}, false
 	}
-	if id, ok := sel.X.(*ast.Ident); !ok || rw.pkgs[id.Name] != "time" {
+	id, ok := sel.X.(*ast.Ident)
+	if !ok {
+		return edit{}, false
+	}
+	hook := ""
+	switch rw.pkgs[id.Name] {
+	case "time":
+		hook = afterFuncHook
+	case "context":
+		hook = ctxAfterFuncHook
+	default:
 		return edit{}, false
 	}
 	return edit{off(c.Pos()), off(c.End()), func(sub func(int, int) string) string {
 		piece := func(e ast.Expr) string { return linePos(tf, e.Pos()) + sub(off(e.Pos()), off(e.End())) }
-		return afterFuncHook + "(" + site(tf, c.Pos()) + ", " + piece(c.Args[0]) + ", " + piece(c.Args[1]) + ")" + linePos(tf, c.End())
+		return hook + "(" + site(tf, c.Pos()) + ", " + piece(c.Args[0]) + ", " + piece(c.Args[1]) + ")" + linePos(tf, c.End())
 	}}, true
 }
 
