@@ -16,7 +16,7 @@
 //     over an integer (see below); func main, which yaegi would re-run
 //     after every later compile (it is renamed and called once at the end
 //     of the snippet, so a pasted program runs like `go run`); and go
-//     statements and time.AfterFunc calls, whose goroutines yaegi runs
+//     statements and time/context.AfterFunc calls, whose goroutines yaegi runs
 //     without a recover (see Goroutines). Rewritten text carries /*line*/
 //     directives, so positions in messages stay the user's.
 //  3. Import. Import lines are hoisted and run first, one at a time, as
@@ -51,8 +51,8 @@
 // is going stops that run, as an interrupt does, and is its error (Panic,
 // "... (in a goroutine started at cellN:L:C)"); a later one is written to
 // Stderr and handed to Options.OnGoroutinePanic. A goroutine that compiled
-// code starts (other than time/context.AfterFunc's) and that runs interpreted code
-// is not covered: a panic there still ends the process.
+// code starts (other than time/context.AfterFunc's) and that runs
+// interpreted code is not covered: a panic there still ends the process.
 //
 // # Output
 //
