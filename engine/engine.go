@@ -19,6 +19,11 @@ import (
 // ignores its context cannot be stopped, and Run must return anyway.
 const executorGrace = 2 * time.Second
 
+// busyWait is how long a request waits for an interrupted snippet still
+// blocked in compiled code before it is answered with a Busy error: the
+// engine says it cannot run the request rather than hold it unanswered.
+const busyWait = 5 * time.Second
+
 // engine is the state of one Run.
 type engine struct {
 	// streams counts stream messages published, so a quiet Go apply can
@@ -199,6 +204,18 @@ func (e *engine) openNamespace() error {
 	opts.Stdout, opts.Stderr = e.stdout, e.stderr
 	if !e.cfg.Sandbox {
 		opts.Unrestricted = true
+	}
+	if opts.BusyWait == 0 {
+		opts.BusyWait = busyWait
+	}
+	// The namespace recovers the panic and publishes it as the engine's
+	// stderr; the log keeps a trace for whoever runs the engine.
+	userHook := opts.OnGoroutinePanic
+	opts.OnGoroutinePanic = func(pe *interp.Error) {
+		e.log.Error("a goroutine of interpreted code panicked after its request ended; recovered", "panic", pe.Message)
+		if userHook != nil {
+			userHook(pe)
+		}
 	}
 	ns, err := interp.New(opts)
 	if err != nil {

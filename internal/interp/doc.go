@@ -12,10 +12,13 @@
 //     with a //line directive, so positions in messages are those of the
 //     user's text ("cell3:2:5", cellN being the N-th Exec). Any syntax
 //     error fails the whole snippet before anything runs.
-//  2. Rewrite. Two yaegi limits are worked around in the item text: range
-//     over an integer (see below), and func main, which yaegi would re-run
-//     after every later compile; it is renamed and called once at the end
-//     of the snippet, so a pasted program runs like `go run`.
+//  2. Rewrite. yaegi limits are worked around in the item text: range
+//     over an integer (see below); func main, which yaegi would re-run
+//     after every later compile (it is renamed and called once at the end
+//     of the snippet, so a pasted program runs like `go run`); and go
+//     statements and time/context.AfterFunc calls, whose goroutines yaegi runs
+//     without a recover (see Goroutines). Rewritten text carries /*line*/
+//     directives, so positions in messages stay the user's.
 //  3. Import. Import lines are hoisted and run first, one at a time, as
 //     yaegi requires. Re-importing a package the namespace already has
 //     under the same name is a no-op.
@@ -31,7 +34,25 @@
 // Compile and run errors become *Error (CompileError with the source line
 // and a caret; Panic with the interpreted call stack, which yaegi prints to
 // its stderr and a filter there collects). Panics of yaegi's own compiler
-// are recovered too.
+// are recovered too. Run-time errors that yaegi raises in its own terms
+// read as compiled Go's (errors.go, goPanicValue): a nil dereference is
+// "runtime error: invalid memory address or nil pointer dereference", not
+// a reflect message, and is a runtime.Error. yaegi positions a frame where
+// it began, so each top-level statement of a snippet first calls a host
+// function that records its position (stmtMarks): the <snippet> frame of a
+// traceback names the statement that was running.
+//
+// # Goroutines
+//
+// A panic in a goroutine would end the process. go statements therefore
+// hand their call to the host (goroutines.go), which runs it under a
+// recover, after copying the operands the go statement evaluates at once
+// (source.go, goEdit). A panic while the Exec that ran the go statement
+// is going stops that run, as an interrupt does, and is its error (Panic,
+// "... (in a goroutine started at cellN:L:C)"); a later one is written to
+// Stderr and handed to Options.OnGoroutinePanic. A goroutine that compiled
+// code starts (other than time/context.AfterFunc's) and that runs
+// interpreted code is not covered: a panic there still ends the process.
 //
 // # Output
 //
@@ -54,9 +75,12 @@
 // Exec stops a run when its ctx ends, at the next interpreted step. yaegi's
 // ExecuteWithContext cannot be used as is: it abandons the run, which later
 // resumes concurrently with the next snippet; runctl.go explains how the
-// run is stopped and waited for instead. Compiled code cannot be
-// preempted: a run blocked in time.Sleep or an MPI call keeps the namespace
-// busy (ErrBusy) until the call returns. Reset never waits.
+// run is stopped and waited for instead, and why the stop is repeated until
+// the run returns (a single one could be lost, leaving a busy loop running
+// for good). Compiled code cannot be preempted: a run blocked in
+// time.Sleep or an MPI call keeps the namespace busy until the call
+// returns; Exec waits for it within its ctx and Options.BusyWait, then
+// fails with NameBusy, which says so. Reset does not wait.
 //
 // # yaegi v0.16.1 limits on Go 1.26
 //
@@ -73,12 +97,22 @@
 //     CompileError that says so. yaegi also logs "nil type" through the
 //     standard logger (the process's stderr) before panicking; that line
 //     cannot be suppressed without touching the global logger.
-//   - An undefined name on the right of := is reported as "constant
-//     definition loop" (a hint is added to the message).
+//   - An undefined name on the right of a top-level := or in a var
+//     initializer is reported by yaegi as "constant definition loop";
+//     undefined.go finds the name and reports "undefined: name" instead
+//     (or keeps yaegi's message with a hint when it cannot).
 //   - A top-level defer would be re-run after every later snippet; it is
 //     rejected. defer inside functions works.
 //   - A panic in a goroutine started by a snippet is not recovered by yaegi
-//     and ends the process, as in compiled Go.
+//     (see Goroutines for the rewrite that does). Goroutines of interpreted
+//     code race with the next Execute on yaegi's global frame (go test
+//     -race reports it inside yaegi, with or without the rewrite).
+//   - x.M as a method value binds to the variable x, not its value (a
+//     later x = ... changes what it calls).
+//   - Index and slice errors carry no index or length ("runtime error:
+//     index out of range"). A fatal Go error (a stack overflow from endless
+//     recursion, concurrent map writes) is not a panic and ends the
+//     process.
 //   - A send statement (ch <- v) on a channel of a compiled type (e.g. a
 //     chan pushed with Set) panics yaegi's compiler; it is reported as a
 //     CompileError. select with a send case works.

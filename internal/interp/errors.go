@@ -95,7 +95,7 @@ func (n *Namespace) compileError(err error) *Error {
 	}
 	raw := err.Error()
 	msg := displayName(raw)
-	if strings.HasSuffix(msg, "constant definition loop") {
+	if strings.HasSuffix(msg, definitionLoop) {
 		msg += " (yaegi's report of an undefined name on the right of := or in a var initializer)"
 	}
 	e := &Error{Name: NameCompile, Message: msg, Traceback: []string{NameCompile + ": " + msg}, cause: err}
@@ -129,32 +129,55 @@ func caret(src string, col int) string {
 var tracePattern = regexp.MustCompile(`^((cell\d+)/snippet\.go:(\d+):(\d+)|\S+): panic: (.*)\(\.\.\.\)\n?$`)
 
 // panicError builds the error of a run that panicked, from yaegi's Panic and
-// the frame lines captured from its stderr.
-func (n *Namespace) panicError(p yaegi.Panic, frames []string) *Error {
+// the frame lines captured from its stderr. at is where the top-level
+// statement that was running starts, if known (see posBox).
+func (n *Namespace) panicError(p yaegi.Panic, frames []string, at position) *Error {
 	val := p.Value
 	if rv, ok := val.(reflect.Value); ok {
 		// panic called by interpreted code hands over a reflect.Value.
 		val = exportValue(rv)
 	}
+	val, exact := goPanicValue(val)
 	msg := fmt.Sprint(val)
 	e := &Error{Name: NamePanic, Message: msg, Value: val, Traceback: []string{"panic: " + msg}}
 	if err, ok := val.(error); ok {
 		e.cause = err
+	}
+	if exact.cell != "" {
+		// yaegi named the very expression: show it first, as Go's
+		// innermost frame.
+		e.Traceback = append(e.Traceback, "  "+exact.String())
+		if src, ok := n.sourceLine(exact.cell, exact.line); ok {
+			e.Traceback = append(e.Traceback, "      "+strings.TrimSpace(src))
+		}
 	}
 	for _, f := range frames {
 		m := tracePattern.FindStringSubmatch(f)
 		if m == nil {
 			continue
 		}
+		if strings.HasPrefix(m[1], hostFile+":") {
+			// A closure of the go statement rewrite, not the user's.
+			continue
+		}
 		fn := m[5]
+		where := displayName(m[1])
+		cell, line := m[2], 0
+		if m[2] != "" {
+			line, _ = strconv.Atoi(m[3])
+		}
 		if fn == "main" {
 			// The top-level statements of a snippet run as yaegi's main.
+			// yaegi gives the position where a frame began; the statement
+			// marker says which statement was running.
 			fn = "<snippet>"
+			if at.cell != "" {
+				where, cell, line = at.String(), at.cell, at.line
+			}
 		}
-		e.Traceback = append(e.Traceback, "  "+displayName(m[1])+" in "+fn)
-		if m[2] != "" {
-			line, _ := strconv.Atoi(m[3])
-			if src, ok := n.sourceLine(m[2], line); ok {
+		e.Traceback = append(e.Traceback, "  "+where+" in "+fn)
+		if cell != "" {
+			if src, ok := n.sourceLine(cell, line); ok {
 				e.Traceback = append(e.Traceback, "      "+strings.TrimSpace(src))
 			}
 		}
@@ -162,9 +185,73 @@ func (n *Namespace) panicError(p yaegi.Panic, frames []string) *Error {
 	return e
 }
 
+// position is a place in a snippet, as displayed: cellN:line:col.
+type position struct {
+	cell      string
+	line, col int
+}
+
+func (p position) String() string {
+	return p.cell + ":" + strconv.Itoa(p.line) + ":" + strconv.Itoa(p.col)
+}
+
+// runtimeError is a Go run-time panic that yaegi raised in its own terms
+// (a reflect misuse, or its own message) and that compiled Go would have
+// raised as a runtime.Error.
+type runtimeError string
+
+func (e runtimeError) Error() string { return string(e) }
+
+// RuntimeError marks runtimeError as a runtime.Error, like the compiled
+// original.
+func (runtimeError) RuntimeError() {}
+
+const nilDeref = runtimeError("runtime error: invalid memory address or nil pointer dereference")
+
+// goPanicValue translates the value of a panic raised inside yaegi's
+// machinery into what compiled Go would have panicked with, so that users
+// read Go's messages and not the interpreter's internals. A message that
+// yaegi prefixed with the position of the failing expression loses the
+// prefix, which is returned instead.
+func goPanicValue(val any) (any, position) {
+	switch x := val.(type) {
+	case *reflect.ValueError:
+		// A zero reflect.Value is what yaegi gets from dereferencing a
+		// nil pointer (Elem of nil), then uses.
+		if x.Kind == reflect.Invalid {
+			return nilDeref, position{}
+		}
+	case string:
+		switch {
+		case x == "reflect: slice index out of range" || x == "reflect: array index out of range" ||
+			x == "reflect: string index out of range":
+			return runtimeError("runtime error: index out of range"), position{}
+		case strings.HasPrefix(x, "reflect.Value.Slice") && strings.HasSuffix(x, "out of bounds"):
+			return runtimeError("runtime error: slice bounds out of range"), position{}
+		case x == "reflect: Method on nil interface value" || x == "reflect.Value.Call: call of nil function":
+			return nilDeref, position{}
+		}
+	case error:
+		raw := x.Error()
+		if m := positioned.FindStringSubmatch(raw); m != nil && reflect.TypeOf(x).String() == "*interp.cfgError" {
+			line, _ := strconv.Atoi(m[2])
+			col, _ := strconv.Atoi(m[3])
+			text := raw[len(m[0]):]
+			var v any = errors.New(text)
+			if strings.HasPrefix(text, "interface conversion: ") {
+				v = runtimeError(text)
+			}
+			return v, position{m[1], line, col}
+		}
+	}
+	return val, position{}
+}
+
 // sourceLine returns line (1-based) of the snippet shown as cell.
 func (n *Namespace) sourceLine(cell string, line int) (string, bool) {
+	n.srcMu.Lock()
 	lines, ok := n.sources[cell]
+	n.srcMu.Unlock()
 	if !ok || line < 1 || line > len(lines) {
 		return "", false
 	}

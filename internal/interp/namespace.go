@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	yaegi "github.com/traefik/yaegi/interp"
 	"github.com/traefik/yaegi/stdlib"
@@ -47,6 +49,18 @@ type Options struct {
 	// Env is the environment snippets see when not Unrestricted, as
 	// "KEY=value" entries.
 	Env []string
+	// BusyWait bounds how long Exec and Capture wait for an interrupted run
+	// that is still blocked in compiled code before failing with NameBusy.
+	// Zero means as long as their context allows. A server sets it so that
+	// a request after an unstoppable run is answered with a clear error
+	// rather than held without end.
+	BusyWait time.Duration
+	// OnGoroutinePanic is called with the panic of a goroutine started by
+	// interpreted code once the Exec that started it is over (during it,
+	// the panic is that Exec's error). The panic is recovered and also
+	// written to Stderr; the hook is for the server's log. It runs on the
+	// panicking goroutine and must not call the Namespace.
+	OnGoroutinePanic func(*Error)
 }
 
 // Result is what Exec returns for a snippet that ran to the end.
@@ -81,22 +95,32 @@ type Namespace struct {
 	pkgNames map[string]string // import path -> package name, from all tables
 	imported map[string]string // name in the namespace -> import path
 
-	execs   int                 // Exec calls so far: names cells
-	sources map[string][]string // cellN -> its lines, for error context
+	execs int // Exec calls so far: names cells
+	// sources maps cellN to its lines, for error context. Goroutines read
+	// it when they panic, hence its own lock.
+	srcMu   sync.Mutex
+	sources map[string][]string
+
+	// hooks runs the goroutines of go statements (goroutines.go).
+	hooks *goHooks
 
 	// box receives what the hidden __ippCap.Out is handed while a trailing
 	// expression or a Get runs. Each interpreter gets its own, so that a
 	// run abandoned by Reset cannot write into the new one's.
 	box *captureBox
+	// marks says which top-level statement runs (see stmtMarks); one per
+	// interpreter, like box.
+	marks *stmtMarks
 
 	// pending is closed when an interrupted run has really stopped; until
 	// then the interpreter must not run anything else.
-	pending chan struct{}
+	pending <-chan struct{}
 }
 
 // New returns a namespace with Builtins and opts.Preload imported.
 func New(opts Options) (*Namespace, error) {
 	n := &Namespace{opts: opts}
+	n.hooks = &goHooks{n: n}
 	var err error
 	if n.out, err = newStream(opts.Stdout, os.Stdout); err != nil {
 		return nil, fmt.Errorf("interp: stdout pipe: %w", err)
@@ -139,6 +163,7 @@ func (n *Namespace) init() error {
 		return err
 	}
 	box := &captureBox{}
+	marks := &stmtMarks{}
 	tables := []yaegi.Exports{stdlib.Symbols}
 	if n.opts.Unrestricted {
 		tables = append(tables, unrestricted.Symbols)
@@ -150,14 +175,23 @@ func (n *Namespace) init() error {
 			"Stdout": reflect.ValueOf(&n.out.file).Elem(),
 			"Stderr": reflect.ValueOf(&n.errs.file).Elem(),
 		},
-		captureKey: {"Out": reflect.ValueOf(box.put)},
-		pushKey:    {"V": reflect.ValueOf(new(int)).Elem()},
+		captureKey: {
+			"Out":       reflect.ValueOf(box.put),
+			"At":        reflect.ValueOf(marks.at),
+			"Go":        reflect.ValueOf(n.hooks.start),
+			"AfterFunc": reflect.ValueOf(n.hooks.afterFunc),
+			// context.AfterFunc's
+			"ContextAfterFunc": reflect.ValueOf(n.hooks.contextAfterFunc),
+		},
+		pushKey: {"V": reflect.ValueOf(new(int)).Elem()},
 	})
 	tables = append(tables, n.tables...)
-	n.yi, n.rc, n.box = yi, rc, box
+	n.yi, n.rc, n.box, n.marks = yi, rc, box, marks
 	n.pkgNames = map[string]string{}
 	n.imported = map[string]string{}
+	n.srcMu.Lock()
 	n.sources = map[string][]string{}
+	n.srcMu.Unlock()
 	n.pending = nil
 	for _, t := range tables {
 		if err := n.use(t); err != nil {
@@ -206,6 +240,31 @@ func (b *captureBox) put(v any) {
 	b.mu.Unlock()
 }
 
+// stmtMarks records the position of the top-level statement of a snippet
+// that is running: statement units call At before each statement (see
+// unit.source). yaegi reports a panic at the position where the panicking
+// frame began, which for a snippet is its first statement; the mark names
+// the statement that was running instead.
+type stmtMarks struct{ v atomic.Uint64 }
+
+// at records cellN:line:col, packed as cell<<40 | line<<20 | col.
+func (m *stmtMarks) at(cell, line, col int) {
+	if cell <= 0 || line <= 0 || col <= 0 || line >= 1<<20 || col >= 1<<20 {
+		m.v.Store(0)
+		return
+	}
+	m.v.Store(uint64(cell)<<40 | uint64(line)<<20 | uint64(col))
+}
+
+// take returns and clears the recorded position.
+func (m *stmtMarks) take() position {
+	x := m.v.Swap(0)
+	if x == 0 {
+		return position{}
+	}
+	return position{"cell" + strconv.FormatUint(x>>40, 10), int(x >> 20 & (1<<20 - 1)), int(x & (1<<20 - 1))}
+}
+
 // take returns and clears the captured value.
 func (b *captureBox) take() (any, bool) {
 	b.mu.Lock()
@@ -252,31 +311,46 @@ func (n *Namespace) await(ctx context.Context) error {
 	if n.closed || n.pending == nil {
 		return n.ready()
 	}
+	var bound <-chan time.Time
+	if n.opts.BusyWait > 0 {
+		t := time.NewTimer(n.opts.BusyWait)
+		defer t.Stop()
+		bound = t.C
+	}
 	select {
 	case <-n.pending:
 		n.pending = nil
 		return nil
 	case <-ctx.Done():
 		return ErrBusy
+	case <-bound:
+		return ErrBusy
 	}
 }
 
+// busyMessage explains NameBusy to the person who sent the snippet.
+const busyMessage = "cannot run now: an interrupted snippet is still blocked in a compiled call " +
+	"(time.Sleep, I/O, an MPI operation) that the interpreter cannot preempt; it stops when that call " +
+	"returns. Retry then, or clear the namespace (clear_request / %reset) to abandon it"
+
 // Exec runs a snippet of Go: statements, declarations and import lines in
 // any order. Definitions persist for later snippets. A trailing expression
-// yields Result.Value. Failures come back as *Error; nothing a snippet does
-// short of starting a goroutine that panics can crash the process.
+// yields Result.Value. Failures come back as *Error, including a panic in a
+// goroutine the snippet started (see the package doc for what is left: a
+// fatal Go error, or a panic on a goroutine that compiled code started).
 //
 // When ctx ends, the run is stopped at its next interpreted step and Exec
 // returns an *Error named NameInterrupted. A run blocked inside a compiled
 // function (time.Sleep, I/O, MPI) cannot be preempted: it stops when that
-// call returns, and meanwhile later Execs wait (bounded by their ctx, then
-// NameBusy) and Set/Get/Names fail with ErrBusy. Reset does not wait.
+// call returns, and meanwhile later Execs wait (bounded by their ctx and
+// Options.BusyWait, then NameBusy) and Set/Get/Names fail with ErrBusy.
+// Reset does not wait.
 func (n *Namespace) Exec(ctx context.Context, code string) (Result, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if err := n.await(ctx); err != nil {
 		if errors.Is(err, ErrBusy) {
-			return Result{}, &Error{Name: NameBusy, Message: err.Error(), Traceback: []string{NameBusy + ": " + err.Error()}, cause: err}
+			return Result{}, &Error{Name: NameBusy, Message: busyMessage, Traceback: []string{NameBusy + ": " + busyMessage}, cause: err}
 		}
 		return Result{}, err
 	}
@@ -286,12 +360,15 @@ func (n *Namespace) Exec(ctx context.Context, code string) (Result, error) {
 	n.execs++
 	cell := "cell" + strconv.Itoa(n.execs)
 	name := cellName(n.execs)
+	n.srcMu.Lock()
 	n.sources[cell] = strings.Split(code, "\n")
+	n.srcMu.Unlock()
 
-	sn, err := parseSnippet(name, code)
+	sn, err := parseSnippet(name, code, n.imported)
 	if err != nil {
 		return Result{}, n.compileError(err)
 	}
+	sn.cell = n.execs
 	if err := n.out.begin(); err != nil {
 		return Result{}, fmt.Errorf("interp: stdout pipe: %w", err)
 	}
@@ -300,7 +377,13 @@ func (n *Namespace) Exec(ctx context.Context, code string) (Result, error) {
 		return Result{}, fmt.Errorf("interp: stderr pipe: %w", err)
 	}
 	defer n.errs.end()
-	return n.run(ctx, sn)
+	st := n.hooks.begin()
+	res, err := n.run(ctx, sn)
+	if gerr := n.hooks.end(st); gerr != nil && err == nil {
+		// A goroutine panicked after the last unit returned.
+		return Result{}, gerr
+	}
+	return res, err
 }
 
 // run executes a parsed snippet: imports first (Go requires them before
@@ -327,8 +410,8 @@ func (n *Namespace) run(ctx context.Context, sn *snippet) (Result, error) {
 		trailing, body = body[k-1], body[:k-1]
 	}
 	for _, u := range group(body) {
-		if err := n.runSource(ctx, u.source(sn.name), !u.decl, u.ranges()); err != nil {
-			return Result{}, err
+		if err := n.runSource(ctx, u.source(sn), !u.decl, u.ranges()); err != nil {
+			return Result{}, n.explainUndefined(sn, err)
 		}
 	}
 	if mainItem != nil {
@@ -393,8 +476,11 @@ func group(items []*item) []unit {
 }
 
 // source is the unit as yaegi compiles it. A //line directive before each
-// item keeps positions those of the user's snippet.
-func (u unit) source(name string) string {
+// item keeps positions those of the user's snippet. In a statement unit,
+// each statement is preceded (on the line before the directive, so that no
+// position moves) by a call marking it as the running one.
+func (u unit) source(sn *snippet) string {
+	name := sn.name
 	var b strings.Builder
 	if u.decl {
 		b.WriteString("package main;")
@@ -402,6 +488,9 @@ func (u unit) source(name string) string {
 		b.WriteString("package main; func main() {")
 	}
 	for _, it := range u.items {
+		if !u.decl {
+			fmt.Fprintf(&b, "%s.At(%d, %d, %d);", capturePkg, sn.cell, it.line, it.col)
+		}
 		b.WriteString(lineDirective(name, it.line, it.col))
 		b.WriteString(it.text)
 		b.WriteString(";")
@@ -480,7 +569,12 @@ func interrupted(cause error) *Error {
 // execute runs a compiled unit in a goroutine of ours, so that a cancelled
 // run can be waited for (see runControl).
 func (n *Namespace) execute(ctx context.Context, prog *yaegi.Program) error {
+	if err := ctx.Err(); err != nil {
+		// Ended while an earlier unit ran or this one compiled.
+		return interrupted(err)
+	}
 	n.traces.take()
+	n.marks.take()
 	stopCh := n.rc.arm()
 	fin := make(chan struct{})
 	var err error
@@ -489,15 +583,28 @@ func (n *Namespace) execute(ctx context.Context, prog *yaegi.Program) error {
 		defer close(fin)
 		_, err = yi.Execute(prog)
 	}()
+	var failed <-chan struct{}
+	st := n.hooks.cur.Load()
+	if st != nil {
+		failed = st.failed
+	}
 	select {
 	case <-fin:
+	case <-failed:
+		// A goroutine of this run panicked: in compiled Go the program
+		// would be over, so the run is, with that panic as its error.
+		select {
+		case <-fin:
+		default:
+			n.pending = n.rc.stop(stopCh, fin)
+		}
+		return st.finish()
 	case <-ctx.Done():
 		select {
 		case <-fin:
 			// Finished while the context ended: keep the outcome.
 		default:
-			n.rc.stop(stopCh)
-			n.pending = fin
+			n.pending = n.rc.stop(stopCh, fin)
 			return interrupted(ctx.Err())
 		}
 	}
@@ -506,7 +613,7 @@ func (n *Namespace) execute(ctx context.Context, prog *yaegi.Program) error {
 	}
 	var p yaegi.Panic
 	if errors.As(err, &p) {
-		return n.panicError(p, n.traces.take())
+		return n.panicError(p, n.traces.take(), n.marks.take())
 	}
 	return n.compileError(err)
 }
@@ -744,5 +851,21 @@ func (n *Namespace) Capture(ctx context.Context, fn func() error) error {
 		return fmt.Errorf("interp: stderr pipe: %w", err)
 	}
 	defer n.errs.end()
-	return fn()
+	st := n.hooks.begin()
+	// A goroutine's panic stops the interpreted code fn runs at its next
+	// step (compiled code cannot be stopped), and becomes Capture's error.
+	over := make(chan struct{})
+	defer close(over)
+	go func(rc *runControl) {
+		select {
+		case <-st.failed:
+			atomic.AddUint64(rc.id, 1)
+		case <-over:
+		}
+	}(n.rc)
+	err := fn()
+	if gerr := n.hooks.end(st); gerr != nil {
+		return gerr
+	}
+	return err
 }

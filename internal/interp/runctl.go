@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	yaegi "github.com/traefik/yaegi/interp"
@@ -77,8 +78,40 @@ func (rc *runControl) arm() chan struct{} {
 	return ch
 }
 
-// stop makes the armed run return at its next interpreted step.
-func (rc *runControl) stop(ch chan struct{}) {
-	atomic.AddUint64(rc.id, 1)
+// stop makes the armed run return at its next interpreted step. fin is
+// closed when the run's Execute returns; the returned channel is closed
+// after that, once stop has stopped touching the run id, so that nothing
+// of this run can disturb the next one.
+//
+// One bump of the run id is not enough: Execute copies the interpreter's
+// id into the global frame when it starts, so a bump that lands before
+// that copy (a context that ends while the unit compiles, or just as it
+// starts) is absorbed, and the run then never stops (a `for {}` kept the
+// namespace busy for good). Bumping again until the run has returned
+// catches a run that started late; the bumps back off, since a run
+// blocked in compiled code may take long to return.
+func (rc *runControl) stop(ch chan struct{}, fin <-chan struct{}) <-chan struct{} {
 	close(ch)
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		delay := time.Millisecond
+		t := time.NewTimer(0)
+		defer t.Stop()
+		for {
+			atomic.AddUint64(rc.id, 1)
+			t.Reset(delay)
+			select {
+			case <-fin:
+				return
+			case <-t.C:
+			}
+			delay = min(2*delay, maxStopDelay)
+		}
+	}()
+	return stopped
 }
+
+// maxStopDelay bounds the interval between two bumps of the run id, and
+// so how long a late-starting interrupted run goes on.
+const maxStopDelay = 50 * time.Millisecond

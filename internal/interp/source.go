@@ -6,6 +6,7 @@ import (
 	"go/parser"
 	"go/scanner"
 	"go/token"
+	"path"
 	"sort"
 	"strconv"
 	"strings"
@@ -56,6 +57,7 @@ const (
 // snippet is a parsed snippet, ready to be grouped into compile units.
 type snippet struct {
 	name  string // position name, cellN/snippet.go
+	cell  int    // N of cellN
 	items []*item
 }
 
@@ -63,13 +65,20 @@ type snippet struct {
 // own, so that a snippet may mix imports, declarations and statements in
 // any order (Go files and function bodies each accept only some of those).
 // A syntax error anywhere fails the whole snippet before anything runs.
-func parseSnippet(name, code string) (*snippet, error) {
+//
+// pkgs maps the package names the namespace has imported to their paths;
+// the rewrite of go statements needs to tell pkg.F from a method value.
+func parseSnippet(name, code string, pkgs map[string]string) (*snippet, error) {
 	items, err := splitItems(name, code)
 	if err != nil {
 		return nil, err
 	}
 	sn := &snippet{name: name}
-	counter := 0
+	rw := &rewriter{pkgs: map[string]string{}}
+	for k, v := range pkgs {
+		rw.pkgs[k] = v
+	}
+	var parsed []*rawItem
 	for _, it := range items {
 		if it.kind == kindSkip {
 			continue
@@ -77,7 +86,24 @@ func parseSnippet(name, code string) (*snippet, error) {
 		if err := it.parse(name, code[it.start:it.end]); err != nil {
 			return nil, err
 		}
-		it.rewrite(code[it.start:it.end], &counter)
+		parsed = append(parsed, it)
+		if it.kind == kindImport {
+			// Imported before anything runs, wherever the line is.
+			for _, spec := range it.file.Imports {
+				p, err := strconv.Unquote(spec.Path.Value)
+				if err != nil {
+					continue
+				}
+				pkg := path.Base(p)
+				if spec.Name != nil {
+					pkg = spec.Name.Name
+				}
+				rw.pkgs[pkg] = p
+			}
+		}
+	}
+	for _, it := range parsed {
+		it.rewrite(code[it.start:it.end], rw)
 		sn.items = append(sn.items, &it.item)
 	}
 	return sn, nil
@@ -142,6 +168,12 @@ func splitItems(name, code string) ([]*rawItem, error) {
 			if depth == 0 {
 				header = true
 			}
+		}
+		if tok == token.SEMICOLON && lit == "\n" {
+			// A semicolon the scanner inserted at a line end or at EOF
+			// inside brackets (an unfinished call): it has no text, and
+			// at EOF its offset is already len(code).
+			continue
 		}
 		cur.end = off + tokenLen(code, off, tok, lit)
 	}
@@ -301,13 +333,32 @@ func isLoneExpr(f *ast.File) bool {
 	return ok
 }
 
-// edit replaces text[from:to] with repl.
+// edit replaces text[from:to] with what render returns. render may
+// include parts of the replaced text, with the edits nested in them, by
+// calling sub with their bounds.
 type edit struct {
 	from, to int
-	repl     string
+	render   func(sub func(from, to int) string) string
 }
 
-// rewrite works around two yaegi limits by editing the item text:
+// fixed is an edit that replaces text with repl.
+func fixed(from, to int, repl string) edit {
+	return edit{from, to, func(func(int, int) string) string { return repl }}
+}
+
+// rewriter carries what the rewrites of one snippet share.
+type rewriter struct {
+	counter int               // numbers the names rewrites introduce
+	pkgs    map[string]string // package names in scope -> import paths
+}
+
+// next returns a fresh number for introduced names.
+func (rw *rewriter) next() int {
+	rw.counter++
+	return rw.counter
+}
+
+// rewrite works around yaegi limits by editing the item text:
 //
 //   - range over an integer (Go 1.22) panics yaegi v0.16.1's compiler
 //     ("nil type"). When the operand is certainly an untyped integer (a
@@ -318,26 +369,60 @@ type edit struct {
 //     is reported with a hint instead of yaegi's bare "nil type".
 //   - a func main declared in the REPL is re-run by yaegi after every later
 //     compile. It is renamed, and the snippet calls it once, like go run.
-func (it *rawItem) rewrite(text string, counter *int) {
+//   - a panic in a goroutine that yaegi starts for a go statement is
+//     recovered by nobody and ends the process. go statements (and
+//     time.AfterFunc calls) hand their call to a host function instead,
+//     which runs it under a recover (see goroutines.go).
+func (it *rawItem) rewrite(text string, rw *rewriter) {
 	if it.file == nil {
 		return
 	}
 	// Offsets in the parsed source are shifted by the wrapper before text.
 	off := func(p token.Pos) int { return it.tf.Offset(p) - it.shift }
 
+	// Variables of the loops around a go statement are what most often
+	// changes right after it (see goEdit).
+	var loops []loopVars
+	ast.Inspect(it.file, func(node ast.Node) bool {
+		switch x := node.(type) {
+		case *ast.ForStmt:
+			if a, ok := x.Init.(*ast.AssignStmt); ok && a.Tok == token.DEFINE {
+				loops = append(loops, loopVars{x.Body, identNames(a.Lhs...)})
+			}
+		case *ast.RangeStmt:
+			if x.Tok == token.DEFINE {
+				loops = append(loops, loopVars{x.Body, identNames(x.Key, x.Value)})
+			}
+		}
+		return true
+	})
 	var edits []edit
 	ast.Inspect(it.file, func(node ast.Node) bool {
 		switch x := node.(type) {
 		case *ast.FuncDecl:
 			if it.mainDecl && x.Recv == nil && x.Name.Name == "main" && x.Name.Pos().IsValid() {
-				edits = append(edits, edit{off(x.Name.Pos()), off(x.Name.End()), mainRename})
+				edits = append(edits, fixed(off(x.Name.Pos()), off(x.Name.End()), mainRename))
 			}
 		case *ast.RangeStmt:
-			if e, ok := rangeEdit(x, text, off, counter); ok {
+			if e, ok := rangeEdit(x, text, off, rw); ok {
 				edits = append(edits, e)
 			} else if x.Key == nil || x.Value == nil {
 				// A one-variable range may be over an int; flag it.
 				it.ranges = true
+			}
+		case *ast.GoStmt:
+			inLoop := map[string]bool{}
+			for _, l := range loops {
+				if l.body.Pos() <= x.Pos() && x.Pos() < l.body.End() {
+					for _, name := range l.names {
+						inLoop[name] = true
+					}
+				}
+			}
+			edits = append(edits, goEdit(x, it.tf, off, rw, inLoop))
+		case *ast.CallExpr:
+			if e, ok := afterFuncEdit(x, it.tf, off, rw); ok {
+				edits = append(edits, e)
 			}
 		}
 		return true
@@ -345,19 +430,220 @@ func (it *rawItem) rewrite(text string, counter *int) {
 	if len(edits) == 0 {
 		return
 	}
-	sort.Slice(edits, func(i, j int) bool { return edits[i].from > edits[j].from })
-	out := text
 	for _, e := range edits {
-		if e.from < 0 || e.to > len(out) || e.from > e.to {
-			continue
+		if e.from < 0 || e.to > len(text) || e.from > e.to {
+			// Offsets out of the item: leave the text as it is.
+			return
 		}
-		out = out[:e.from] + e.repl + out[e.to:]
 	}
-	it.text = out
+	// Outer edits first, so that one containing another renders it.
+	sort.SliceStable(edits, func(i, j int) bool {
+		if edits[i].from != edits[j].from {
+			return edits[i].from < edits[j].from
+		}
+		return edits[i].to > edits[j].to
+	})
+	var render func(from, to int) string
+	render = func(from, to int) string {
+		var b strings.Builder
+		at := from
+		for _, e := range edits {
+			if e.from < at || e.to > to {
+				// Outside the range, or inside an edit already rendered
+				// (which rendered it, or the edit whose part this is).
+				continue
+			}
+			b.WriteString(text[at:e.from])
+			b.WriteString(e.render(render))
+			at = e.to
+		}
+		b.WriteString(text[at:to])
+		return b.String()
+	}
+	it.text = render(0, len(text))
+}
+
+// linePos is a /*line*/ directive giving the next character the position p
+// has in the snippet, so that rewritten text keeps the user's positions in
+// messages. fset positions already follow the item's //line directive.
+func linePos(tf *token.File, p token.Pos) string {
+	pos := tf.Position(p)
+	return "/*line " + pos.Filename + ":" + strconv.Itoa(pos.Line) + ":" + strconv.Itoa(pos.Column) + "*/"
+}
+
+// site is the display position of p, quoted as a Go string literal.
+func site(tf *token.File, p token.Pos) string {
+	pos := tf.Position(p)
+	return strconv.Quote(displayName(pos.Filename) + ":" + strconv.Itoa(pos.Line) + ":" + strconv.Itoa(pos.Column))
+}
+
+// Names of the go statement rewrite: the host functions in the capture
+// package, and the prefix of the temporaries that hold a call's operands.
+const (
+	goHook        = capturePkg + ".Go"
+	afterFuncHook = capturePkg + ".AfterFunc"
+	// ctxAfterFuncHook is context.AfterFunc's.
+	ctxAfterFuncHook = capturePkg + ".ContextAfterFunc"
+	goTemp           = "__ippG"
+	hostFile         = "__ipp__"
+	hostLine         = "/*line " + hostFile + ":1:1*/"
+)
+
+// loopVars are the variables a for or range statement declares.
+type loopVars struct {
+	body  *ast.BlockStmt
+	names []string
+}
+
+// identNames lists the names among xs that are identifiers.
+func identNames(xs ...ast.Expr) []string {
+	var names []string
+	for _, x := range xs {
+		if id, ok := x.(*ast.Ident); ok && id.Name != "_" {
+			names = append(names, id.Name)
+		}
+	}
+	return names
+}
+
+// mentions reports whether x uses one of names.
+func mentions(x ast.Node, names map[string]bool) bool {
+	found := false
+	ast.Inspect(x, func(n ast.Node) bool {
+		if id, ok := n.(*ast.Ident); ok && names[id.Name] {
+			found = true
+		}
+		return !found
+	})
+	return found
+}
+
+// goEdit turns `go f(a, b)` into a call of the host's Go with a function
+// that makes the call. Go evaluates the function value and the arguments
+// in the goroutine that runs the go statement, so operands that may change
+// (a loop variable, above all: yaegi keeps one per loop, as Go did before
+// 1.22) are copied first, by a function literal called on the spot whose
+// frame gives each go statement its own copies:
+//
+//	__ippCap.Go("cell1:2:3", func() func() { t1 := a; return func() { f(t1, 1) } }())
+//
+// Arguments are copied unless they are constants written as literals (a
+// copy would give an untyped constant its default type) or function
+// literals. The function operand is copied only when it uses a variable
+// of an enclosing loop (inLoop): plain names may be built-ins or generic
+// functions, which have no value to copy, and a method value would be
+// wrong, because yaegi v0.16.1 binds x.M to the variable x, not to its
+// value. For x.M(...) it is the receiver x that is copied; with a pointer
+// method that gives the copy's address, as Go 1.22 does for a per-iteration
+// loop variable.
+func goEdit(g *ast.GoStmt, tf *token.File, off func(token.Pos) int, rw *rewriter, inLoop map[string]bool) edit {
+	call := g.Call
+	k := rw.next()
+	return edit{off(g.Pos()), off(g.End()), func(sub func(int, int) string) string {
+		piece := func(e ast.Expr) string { return linePos(tf, e.Pos()) + sub(off(e.Pos()), off(e.End())) }
+		var temps, vals []string
+		hold := func(text string) string {
+			name := goTemp + strconv.Itoa(k) + "_" + strconv.Itoa(len(temps))
+			temps, vals = append(temps, name), append(vals, text)
+			return name
+		}
+		var fun string
+		switch f := ast.Unparen(call.Fun).(type) {
+		case *ast.Ident:
+			fun = piece(f)
+			if inLoop[f.Name] {
+				fun = hold(fun)
+			}
+		case *ast.FuncLit:
+			fun = piece(f)
+		case *ast.SelectorExpr:
+			fun = piece(f)
+			if id, ok := f.X.(*ast.Ident); ok {
+				if _, pkg := rw.pkgs[id.Name]; pkg {
+					break
+				}
+			}
+			if mentions(f.X, inLoop) {
+				fun = hold(piece(f.X)) + "." + f.Sel.Name
+			}
+		default:
+			fun = hold(piece(f))
+		}
+		args := make([]string, len(call.Args))
+		for i, a := range call.Args {
+			args[i] = piece(a)
+			if !constantLike(a) {
+				args[i] = hold(args[i])
+			}
+		}
+		ell := ""
+		if call.Ellipsis.IsValid() {
+			ell = "..."
+		}
+		callText := fun + "(" + strings.Join(args, ", ") + ell + ")"
+		var b strings.Builder
+		b.WriteString(goHook + "(" + site(tf, g.Pos()) + ", ")
+		// The closures the rewrite adds are positioned in hostFile, so
+		// that their frames can be left out of tracebacks.
+		if len(temps) == 0 {
+			b.WriteString(hostLine + "func() { " + callText + " })")
+		} else {
+			b.WriteString(hostLine + "func() func() { " + strings.Join(temps, ", ") + " := " + strings.Join(vals, ", ") +
+				";" + hostLine + " return func() { " + callText + " } }())")
+		}
+		b.WriteString(linePos(tf, g.End()))
+		return b.String()
+	}}
+}
+
+// afterFuncEdit routes time.AfterFunc(d, f) and context.AfterFunc(ctx, f)
+// through the host, which runs f under a recover like a go statement: f
+// runs on a goroutine of the standard library, so a panic in f would
+// otherwise end the process.
+func afterFuncEdit(c *ast.CallExpr, tf *token.File, off func(token.Pos) int, rw *rewriter) (edit, bool) {
+	sel, ok := c.Fun.(*ast.SelectorExpr)
+	if !ok || sel.Sel.Name != "AfterFunc" || len(c.Args) != 2 || c.Ellipsis.IsValid() {
+		return edit{}, false
+	}
+	id, ok := sel.X.(*ast.Ident)
+	if !ok {
+		return edit{}, false
+	}
+	hook := ""
+	switch rw.pkgs[id.Name] {
+	case "time":
+		hook = afterFuncHook
+	case "context":
+		hook = ctxAfterFuncHook
+	default:
+		return edit{}, false
+	}
+	return edit{off(c.Pos()), off(c.End()), func(sub func(int, int) string) string {
+		piece := func(e ast.Expr) string { return linePos(tf, e.Pos()) + sub(off(e.Pos()), off(e.End())) }
+		return hook + "(" + site(tf, c.Pos()) + ", " + piece(c.Args[0]) + ", " + piece(c.Args[1]) + ")" + linePos(tf, c.End())
+	}}, true
+}
+
+// constantLike reports whether an argument is a literal constant or a
+// function literal, which gives the same value wherever it is evaluated.
+func constantLike(x ast.Expr) bool {
+	switch e := x.(type) {
+	case *ast.BasicLit, *ast.FuncLit:
+		return true
+	case *ast.Ident:
+		return e.Name == "nil" || e.Name == "true" || e.Name == "false"
+	case *ast.ParenExpr:
+		return constantLike(e.X)
+	case *ast.UnaryExpr:
+		return e.Op != token.AND && e.Op != token.ARROW && constantLike(e.X)
+	case *ast.BinaryExpr:
+		return constantLike(e.X) && constantLike(e.Y)
+	}
+	return false
 }
 
 // rangeEdit returns the rewrite of a range-over-int loop, if it is safe.
-func rangeEdit(r *ast.RangeStmt, text string, off func(token.Pos) int, counter *int) (edit, bool) {
+func rangeEdit(r *ast.RangeStmt, text string, off func(token.Pos) int, rw *rewriter) (edit, bool) {
 	if r.Value != nil || r.Tok == token.ASSIGN || !certainlyInt(r.X) {
 		return edit{}, false
 	}
@@ -370,18 +656,19 @@ func rangeEdit(r *ast.RangeStmt, text string, off func(token.Pos) int, counter *
 	if key != "" && assigns(r.Body, key) {
 		return edit{}, false
 	}
-	*counter++
-	bound := rangeBound + strconv.Itoa(*counter)
+	k := rw.next()
+	bound := rangeBound + strconv.Itoa(k)
 	if key == "" {
-		key = rangeKey + strconv.Itoa(*counter)
+		key = rangeKey + strconv.Itoa(k)
 	}
 	from, to := off(r.For), off(r.Body.Lbrace)
 	x0, x1 := off(r.X.Pos()), off(r.X.End())
 	if from < 0 || to > len(text) || x0 < from || x1 > to {
 		return edit{}, false
 	}
-	repl := fmt.Sprintf("for %s, %s := 0, %s; %s < %s; %s++ ", key, bound, text[x0:x1], key, bound, key)
-	return edit{from, to, repl}, true
+	return edit{from, to, func(sub func(int, int) string) string {
+		return fmt.Sprintf("for %s, %s := 0, %s; %s < %s; %s++ ", key, bound, sub(x0, x1), key, bound, key)
+	}}, true
 }
 
 // certainlyInt reports whether x is an untyped integer constant expression
