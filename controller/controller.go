@@ -56,6 +56,10 @@ type Config struct {
 	// ones are refused with an error to the sender, and a single larger
 	// frame makes the transport drop the connection. Default 4 GiB.
 	MaxMessageSize int64
+	// MaxConnections caps the connections each port accepts at once
+	// (engines, clients, and anyone else on the network); newer ones
+	// beyond it are closed. Default 16384.
+	MaxConnections int
 	// ResultCacheBytes bounds the result buffers the hub keeps for
 	// result_request (clients that reconnect, get_result); beyond it the
 	// oldest results' buffers are dropped first. Default 256 MiB.
@@ -99,6 +103,11 @@ func (m CurveMode) String() string {
 // DefaultMaxMessageSize is the default Config.MaxMessageSize: generous for
 // HPC data, but a bound.
 const DefaultMaxMessageSize = 4 << 30
+
+// DefaultMaxConnections is the default Config.MaxConnections: room for
+// thousands of engines per port, below the descriptor limits of a login
+// node.
+const DefaultMaxConnections = 16384
 
 func (c *Config) defaults() error {
 	if c.IP == "" {
@@ -145,6 +154,9 @@ func (c *Config) defaults() error {
 	}
 	if c.MaxMessageSize <= 0 {
 		c.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if c.MaxConnections <= 0 {
+		c.MaxConnections = DefaultMaxConnections
 	}
 	if c.ResultCacheBytes <= 0 {
 		c.ResultCacheBytes = DefaultResultCacheBytes
@@ -249,8 +261,16 @@ func New(cfg Config) (*Controller, error) {
 	return c, nil
 }
 
-func (c *Controller) socket(t transport.Type, identity []byte) (transport.Socket, int, error) {
-	o := transport.Options{Identity: identity}
+func (c *Controller) socket(t transport.Type, identity []byte, events bool) (transport.Socket, int, error) {
+	// Every port faces untrusted peers: identities stay with their first
+	// owner (no route stealing), frames and connections are bounded.
+	o := transport.Options{
+		Identity:            identity,
+		ExclusiveIdentities: true,
+		MaxFrameSize:        c.cfg.MaxMessageSize,
+		MaxConnections:      c.cfg.MaxConnections,
+		Events:              events,
+	}
 	if c.cfg.Curve == CurveOn {
 		o.Curve = &transport.Curve{Server: true, SecretKey: c.cfg.CurveSecretKey}
 	}
@@ -310,7 +330,7 @@ func (c *Controller) Start() (err error) {
 		binds = append(binds, bind{&c.bcastLeaves[i], &leafPorts[i], transport.Router, leafIdentity(i)})
 	}
 	for _, b := range binds {
-		s, port, err := c.socket(b.typ, b.id)
+		s, port, err := c.socket(b.typ, b.id, b.dst == &c.hbPong)
 		if err != nil {
 			return fmt.Errorf("controller: %w", err)
 		}

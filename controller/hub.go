@@ -40,6 +40,8 @@ type engine struct {
 	pendedAt time.Time
 	misses   int
 	answered bool // answered a ping since the last beat
+	// lastPong is when the engine last answered a ping (check rounds).
+	lastPong time.Time
 	// queue and completed count direct (mux) requests for queue_request.
 	queue     map[string]struct{}
 	completed int
@@ -69,6 +71,11 @@ type hub struct {
 	// after mu when both are needed.
 	routesMu sync.RWMutex
 	live     map[string]int
+
+	// hbOpen is how many connections the heartbeat port has; round is
+	// the check round in progress (liveness.go). Guarded by mu.
+	hbOpen int
+	round  checkRound
 
 	// departed remembers when engines left, so their last output (the
 	// status after a shutdown, what a dying engine printed) still reaches
@@ -455,6 +462,7 @@ func (h *hub) serveHeartbeat() {
 	defer fast.Stop()
 	h.ping()
 	pongs := h.c.hbPong.Messages()
+	events := h.events()
 	for {
 		select {
 		case <-h.quit:
@@ -464,7 +472,14 @@ func (h *hub) serveHeartbeat() {
 				return
 			}
 			h.handlePong(frames)
-		case <-fast.C:
+		case ev, ok := <-events:
+			if !ok {
+				events = nil
+				continue
+			}
+			h.connectionEvent(ev)
+		case now := <-fast.C:
+			h.checkTick(now)
 			if h.needFastPing() {
 				h.ping()
 			}
@@ -526,6 +541,7 @@ func (h *hub) pong(uuid, payload string) {
 		return
 	}
 	e.answered = true
+	e.lastPong = time.Now()
 	complete := e.state == statePending && !e.probes
 	h.mu.Unlock()
 	if complete {

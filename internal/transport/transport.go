@@ -45,6 +45,64 @@ type Options struct {
 	// Curve, when set, makes the socket a CurveZMQ server or client;
 	// backends that cannot do CURVE refuse it with ErrNoCurve.
 	Curve *Curve
+	// ExclusiveIdentities makes a ROUTER refuse a peer whose identity is
+	// already connected, instead of handing the route over to it (the
+	// default, so that a restarted peer takes its route back). Sockets
+	// facing untrusted peers need it: with handover, anyone who learns an
+	// identity can steal that peer's traffic.
+	ExclusiveIdentities bool
+	// MaxFrameSize bounds each received frame in bytes; a peer that sends
+	// a larger one is disconnected (libzmq's ZMQ_MAXMSGSIZE). 0: no bound.
+	MaxFrameSize int64
+	// MaxConnections caps the peers connected to a bound socket at once;
+	// newer connections beyond it are closed as they are accepted. 0: no
+	// cap. Backends without connection events ignore it.
+	MaxConnections int
+	// Events asks for connection events, read with Events (see
+	// EventSource); backends without them never deliver any.
+	Events bool
+}
+
+// EventKind is what happened to one connection of a socket.
+type EventKind int
+
+const (
+	// EventAccepted: a peer connected to a bound socket.
+	EventAccepted EventKind = iota + 1
+	// EventDisconnected: a peer's connection closed (it exited, was
+	// killed, or its host went away), or was refused.
+	EventDisconnected
+	// EventRefused: an accepted connection was closed at once because the
+	// socket had MaxConnections peers already.
+	EventRefused
+)
+
+func (k EventKind) String() string {
+	switch k {
+	case EventAccepted:
+		return "accepted"
+	case EventDisconnected:
+		return "disconnected"
+	case EventRefused:
+		return "refused"
+	}
+	return fmt.Sprintf("EventKind(%d)", int(k))
+}
+
+// Event is one connection event. Connections carry no peer identity at
+// this level: an event says that some peer came or went.
+type Event struct {
+	Kind EventKind
+	// Open is how many peers were connected after the event.
+	Open int
+}
+
+// EventSource is implemented by sockets that can report connection events
+// (libzmq's, created with Options.Events). The channel is buffered; when
+// the reader falls behind, events are dropped rather than block the
+// socket, so consumers must treat them as hints.
+type EventSource interface {
+	Events() <-chan Event
 }
 
 // Socket is one ZeroMQ-style socket.

@@ -58,6 +58,8 @@ type zsock struct {
 	pending [][][]byte // refused for now (EAGAIN); sent in order when writable
 	closed  bool
 
+	mon  *monitor // connection events, when asked for
+
 	fd   *os.File // duplicate of ZMQ_FD, registered with the netpoller
 	in   chan [][]byte
 	stop chan struct{} // closed by Close: the reader must not block
@@ -103,6 +105,16 @@ func (libzmq) NewSocket(t Type, o Options) (Socket, error) {
 		stop: make(chan struct{}),
 		done: make(chan struct{}),
 	}
+	if o.Events || o.MaxConnections > 0 {
+		// Before any Bind or Connect, so that no connection is missed.
+		m, err := newMonitor(sock, o.MaxConnections)
+		if err != nil {
+			s.fd.Close()
+			sock.Close()
+			return nil, err
+		}
+		s.mon = m
+	}
 	go s.read()
 	return s, nil
 }
@@ -131,6 +143,11 @@ func configure(sock *zmq.Socket, t Type, o Options) error {
 			return err
 		}
 	}
+	if o.MaxFrameSize > 0 {
+		if err := sock.SetMaxmsgsize(o.MaxFrameSize); err != nil {
+			return err
+		}
+	}
 	if err := sock.SetSndhwm(o.SendHWM); err != nil {
 		return err
 	}
@@ -138,8 +155,9 @@ func configure(sock *zmq.Socket, t Type, o Options) error {
 		return err
 	}
 	if t == Router {
-		// A peer that restarts with the same identity takes over its route.
-		if err := sock.SetRouterHandover(true); err != nil {
+		// A peer that restarts with the same identity takes over its
+		// route, unless identities must stay with their first owner.
+		if err := sock.SetRouterHandover(!o.ExclusiveIdentities); err != nil {
 			return err
 		}
 	}
@@ -348,6 +366,15 @@ func (s *zsock) wakeIfReadable() {
 
 func (s *zsock) Messages() <-chan [][]byte { return s.in }
 
+// Events delivers connection events; nil unless the socket was created
+// with Options.Events or MaxConnections.
+func (s *zsock) Events() <-chan Event {
+	if s.mon == nil {
+		return nil
+	}
+	return s.mon.events
+}
+
 func (s *zsock) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -357,6 +384,9 @@ func (s *zsock) Close() error {
 	}
 	s.closed = true
 	close(s.stop)
+	if s.mon != nil {
+		s.mon.stop(s.sock)
+	}
 	s.mu.Unlock()
 	// Wake the reader; it sees closed and exits.
 	s.fd.SetReadDeadline(time.Now())
