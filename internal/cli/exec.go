@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strconv"
 	"strings"
@@ -151,7 +152,12 @@ func checkControllerAlive(ctx context.Context, f *Factory, flags ClusterFlags, d
 	if _, err := os.Stat(wire.ClusterFile(dir, id)); err != nil {
 		return nil
 	}
-	c, err := launchers.LoadCluster(ctx, launchers.ClusterOptions{ProfileDir: dir, ClusterID: id, Runner: f.Runner, Logger: f.Logger()})
+	// The error below tells what LoadCluster would log at info level.
+	log := f.Logger()
+	if f.logLevel == slog.LevelInfo {
+		log = slog.New(slog.NewTextHandler(f.IO.ErrOut, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	c, err := launchers.LoadCluster(ctx, launchers.ClusterOptions{ProfileDir: dir, ClusterID: id, Runner: f.Runner, Logger: log})
 	switch {
 	case errors.Is(err, launchers.ErrNoCluster):
 		return nil
@@ -164,7 +170,7 @@ func checkControllerAlive(ctx context.Context, f *Factory, flags ClusterFlags, d
 	if c.Running() {
 		next = fmt.Sprintf("'ipcluster stop%s' stops the engines it left", stopFlags(flags))
 	}
-	return fmt.Errorf("%w: cluster %s is not running (%s); %s", ErrNoCluster, clusterName(id), deathNote(c.ControllerGone()), next)
+	return fmt.Errorf("%w: cluster %s is not running (%s); %s", ErrNoCluster, clusterName(id), deathNote(c), next)
 }
 
 // printResults shows results the way %px does, grouped by kind: every

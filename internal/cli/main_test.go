@@ -34,7 +34,11 @@ func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) == "role" && len(os.Args) > 1 {
 		os.Exit(fakeRole(os.Args[1]))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if builtDir != "" {
+		os.RemoveAll(builtDir)
+	}
+	os.Exit(code)
 }
 
 func fakeRole(role string) int {

@@ -107,7 +107,8 @@ func stopOne(ctx context.Context, o *StopOptions, dir, id string) error {
 	if err != nil {
 		return err
 	}
-	gone := c.ControllerGone()
+	orphans := !c.ControllerRunning()
+	note := deathNote(c)
 	if !c.Running() {
 		// Only files were left. LoadCluster removed the records of the
 		// dead processes (and the files with them); Save removes a file
@@ -115,7 +116,7 @@ func stopOne(ctx context.Context, o *StopOptions, dir, id string) error {
 		if err := c.Save(ctx); err != nil {
 			return err
 		}
-		fmt.Fprintf(o.F.IO.ErrOut, "Cluster %s was not running (%s); removed its stale files\n", clusterName(id), deathNote(gone))
+		fmt.Fprintf(o.F.IO.ErrOut, "Cluster %s was not running (%s); removed its stale files\n", clusterName(id), note)
 		return nil
 	}
 	pids := c.PIDs()
@@ -123,20 +124,23 @@ func stopOne(ctx context.Context, o *StopOptions, dir, id string) error {
 	if err := stopCluster(c, o.StopGrace); err != nil {
 		return fmt.Errorf("stopping cluster %s: %w", clusterName(id), err)
 	}
-	if gone != nil {
+	if orphans {
 		fmt.Fprintf(o.F.IO.ErrOut, "Cluster %s had lost its controller (%s): stopped the %d engine processes it left and removed its stale files\n",
-			clusterName(id), deathNote(gone), len(pids))
+			clusterName(id), note, len(pids))
 		return nil
 	}
 	fmt.Fprintf(o.F.IO.ErrOut, "Stopped cluster %s (%d processes)\n", clusterName(id), len(pids))
 	return nil
 }
 
-// deathNote says why a cluster is not running, from the launchers'
-// finding about its controller (nil: there was no controller to find).
-func deathNote(gone error) string {
-	if gone == nil {
-		return "its processes had exited"
+// deathNote says why a loaded cluster is not running.
+func deathNote(c *launchers.Cluster) string {
+	switch {
+	case c.ControllerGone() != nil:
+		return fmt.Sprintf("its controller had died: %v", c.ControllerGone())
+	case c.Running():
+		// An earlier command found the controller dead and dropped it.
+		return "its controller had died"
 	}
-	return fmt.Sprintf("its controller had died: %v", gone)
+	return "its processes had exited"
 }
