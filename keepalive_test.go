@@ -219,3 +219,36 @@ func TestKeepaliveAnyTrafficIsLiveness(t *testing.T) {
 		t.Errorf("disabled keepalive: %d probes, Err %v", off.probes.Load(), off.Err())
 	}
 }
+
+// TestPythonKeepalive: Python's hub answers the probes (status-only
+// result_request) without logging an error, so a tight keepalive stays
+// quiet through a silent two-second request.
+func TestPythonKeepalive(t *testing.T) {
+	sharedPython(t)
+	ctx := ctxT(t, 60*time.Second)
+	c, err := ConnectProfile(ctx, sharedPy.dir, "", append(testOptions(), WithKeepalive(200*time.Millisecond, 4))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.WaitForEngines(ctx, 1, WaitOptions{Progress: ProgressOff}); err != nil {
+		t.Fatal(err)
+	}
+	ar, err := c.View(c.IDs()[0]).Execute(ctx, "import time; time.sleep(2)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ar.Get(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c.probes.Load() == 0 || c.Err() != nil {
+		t.Errorf("%d probes, Err %v", c.probes.Load(), c.Err())
+	}
+	logText, err := os.ReadFile(sharedPy.logPath("controller"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(logText), "Bad Message Type") {
+		t.Errorf("the Python hub did not know the probe:\n%s", logText)
+	}
+}
