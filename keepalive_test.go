@@ -13,6 +13,7 @@ import (
 
 	"github.com/ipp-hpc/ipp/controller"
 	"github.com/ipp-hpc/ipp/engine"
+	"github.com/ipp-hpc/ipp/internal/testutil"
 )
 
 // The test binary doubles as a controller process (with one engine in it)
@@ -187,7 +188,7 @@ func TestKeepaliveQuietOnLiveController(t *testing.T) {
 // ErrControllerLost and fail what waits. Disabled, it never probes.
 func TestKeepaliveAnyTrafficIsLiveness(t *testing.T) {
 	h := newFakeHub(t, map[int]string{0: uuidA})
-	c := fakeClient(t, h, WithKeepalive(50*time.Millisecond, 3))
+	c := fakeClient(t, h, WithKeepalive(100*time.Millisecond, 5))
 	off := fakeClient(t, h, WithKeepalive(0, 0))
 	ctx := ctxT(t, 30*time.Second)
 	ar, err := c.View(0).Execute(ctx, "x")
@@ -195,6 +196,11 @@ func TestKeepaliveAnyTrafficIsLiveness(t *testing.T) {
 		t.Fatal(err)
 	}
 	req := h.next(h.muxIn)
+	// IOPub is a SUB socket too: make sure our subscription is live.
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		h.pub(req, uuidA, "stream", map[string]any{"name": "stdout", "text": "."})
+		return ar.Stdout()[0] != ""
+	}, "no IOPub message reached the client")
 	h.mu.Lock()
 	h.mute = true
 	h.mu.Unlock()
