@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	json "github.com/goccy/go-json"
@@ -46,6 +47,14 @@ type Client struct {
 
 	done      chan struct{}
 	closeOnce sync.Once
+
+	// born is the monotonic origin of heard: nanoseconds since born when
+	// the last message from the controller arrived, on any socket. The
+	// keepalive reads it to tell a silent controller from a busy one.
+	born  time.Time
+	heard atomic.Int64
+	// probes counts keepalive probes sent (tests check the keepalive ran).
+	probes atomic.Int64
 }
 
 // engineEvent is a registration change seen on the notification channel.
@@ -82,6 +91,9 @@ type clientConfig struct {
 	transportName  string
 	connectTimeout time.Duration
 	outputGrace    time.Duration
+	// keepaliveInterval <= 0 turns the keepalive off.
+	keepaliveInterval time.Duration
+	keepaliveMisses   int
 }
 
 // WithLogger sets the logger for the client's IO goroutines; the default is
@@ -155,7 +167,10 @@ func ConnectProfile(ctx context.Context, profile, clusterID string, opts ...Opti
 }
 
 func newConfig(opts []Option) clientConfig {
-	cfg := clientConfig{connectTimeout: 10 * time.Second, outputGrace: 5 * time.Second}
+	cfg := clientConfig{
+		connectTimeout: 10 * time.Second, outputGrace: 5 * time.Second,
+		keepaliveInterval: defaultKeepaliveInterval, keepaliveMisses: defaultKeepaliveMisses,
+	}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -221,6 +236,7 @@ func ConnectInfo(ctx context.Context, info *wire.ClientInfo, opts ...Option) (*C
 		waiters:  map[string]*waiter{},
 		watchers: map[chan engineEvent]struct{}{},
 		done:     make(chan struct{}),
+		born:     time.Now(),
 	}
 	ok := false
 	defer func() {
@@ -304,6 +320,10 @@ func ConnectInfo(ctx context.Context, info *wire.ClientInfo, opts ...Option) (*C
 	c.wg.Add(2)
 	go c.serveNotifications()
 	go c.serveIOPub()
+	if cfg.keepaliveInterval > 0 && cfg.keepaliveMisses > 0 {
+		c.wg.Add(1)
+		go c.keepalive(cfg.keepaliveInterval, cfg.keepaliveMisses)
+	}
 	ok = true
 	c.log.Debug("connected", "session", c.session.ID(), "engines", len(cr.Engines))
 	return c, nil
@@ -384,9 +404,16 @@ func (c *Client) idsLocked() []int {
 	return ids
 }
 
-// Done is closed when the client has closed, by Close or because the
-// controller shut down.
+// Done is closed when the client has closed: by Close, because the
+// controller announced its shutdown, or because the keepalive found the
+// controller gone. Err then says which.
 func (c *Client) Done() <-chan struct{} { return c.done }
+
+// Err is nil while the client is open; once Done is closed it is the
+// reason: ErrClosed after Close, ErrHubShutdown after the controller shut
+// down, or an error wrapping ErrControllerLost when the controller stopped
+// answering. Outstanding requests failed with the same error.
+func (c *Client) Err() error { return c.checkOpen() }
 
 // Close disconnects. Requests still outstanding fail with ErrClosed.
 func (c *Client) Close() error {
@@ -438,6 +465,7 @@ func (c *Client) checkOpen() error {
 func (c *Client) serveReplies(s transport.Socket, name string) {
 	defer c.wg.Done()
 	for frames := range s.Messages() {
+		c.heardNow()
 		msg, err := c.session.Parse(frames)
 		if err != nil {
 			c.log.Warn("dropping bad message", "socket", name, "err", err)
@@ -456,6 +484,8 @@ func (c *Client) serveReplies(s transport.Socket, name string) {
 			w.deliver(waitResult{msg: msg})
 		case f != nil:
 			c.handleReply(f, msg)
+		case msg.Parent.MsgType == keepaliveProbe:
+			// A keepalive answer: its arrival (heardNow) was all it was for.
 		default:
 			// A reply after we synthesized a failure (engine death), or to
 			// a request of a closed client: Python logs "stale result".
@@ -468,6 +498,7 @@ func (c *Client) serveReplies(s transport.Socket, name string) {
 func (c *Client) serveNotifications() {
 	defer c.wg.Done()
 	for frames := range c.notif.Messages() {
+		c.heardNow()
 		msg, err := c.session.Parse(frames)
 		if err != nil {
 			c.log.Warn("dropping bad notification", "err", err)
@@ -555,6 +586,7 @@ func (c *Client) serveIOPub() {
 	defer c.wg.Done()
 	sid := c.session.ID()
 	for frames := range c.iopub.Messages() {
+		c.heardNow()
 		msg, err := c.session.Parse(frames)
 		if err != nil {
 			c.log.Debug("dropping bad iopub message", "err", err)

@@ -52,6 +52,15 @@
 // which retries or fails them itself. A controller shutdown closes the
 // client. Every call that can block takes a context.Context.
 //
+// A controller that dies without a shutdown notification (SIGKILL, a lost
+// host) is invisible to ZeroMQ, whose sockets just keep reconnecting. A
+// keepalive goroutine therefore records when anything last arrived on any
+// socket and, after an interval of silence, sends the hub a status-only
+// result_request (cheap, and answered by Python's hub without logging an
+// error). After a few probes with nothing at all received since, the client
+// closes with an error wrapping ErrControllerLost, which fails every
+// outstanding request (WithKeepalive).
+//
 // # Errors
 //
 // An exception on an engine becomes a *RemoteError (engine id, ename,

@@ -14,6 +14,13 @@ var (
 	// ErrHubShutdown is returned for requests outstanding when the
 	// controller announced its shutdown.
 	ErrHubShutdown = errors.New("ipp: controller shut down")
+	// ErrControllerLost is returned for requests outstanding when the
+	// controller stopped answering without announcing a shutdown (killed,
+	// host down, network cut): the client's keepalive probes went
+	// unanswered and nothing else arrived either. The error returned wraps
+	// it with the controller's address and how long it was silent; test
+	// with errors.Is. The client is closed afterwards.
+	ErrControllerLost = errors.New("ipp: controller lost")
 	// ErrNoEngines is returned when a view has no engine to send to.
 	ErrNoEngines = errors.New("ipp: no engines registered (use WaitForEngines)")
 	// ErrNoTaskScheduler is returned by load-balanced calls when the

@@ -33,9 +33,11 @@ type fakeHub struct {
 	mu      sync.Mutex
 	engines map[string]string // id -> uuid, as in connection_reply
 	queries []string
-	muxIn   chan *wire.Message
-	ctlIn   chan *wire.Message
-	taskIn  chan *wire.Message
+	// mute drops every query unanswered, as a dead hub would.
+	mute   bool
+	muxIn  chan *wire.Message
+	ctlIn  chan *wire.Message
+	taskIn chan *wire.Message
 }
 
 const fakeKey = "fake-hub-key"
@@ -96,7 +98,11 @@ func (h *fakeHub) serveQueries() {
 		for k, v := range h.engines {
 			engines[k] = v
 		}
+		mute := h.mute
 		h.mu.Unlock()
+		if mute {
+			continue
+		}
 		switch m.Header.MsgType {
 		case "connection_request":
 			h.send(h.reg, m.Idents, "connection_reply", m, nil, map[string]any{"status": "ok", "engines": engines})

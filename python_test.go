@@ -210,6 +210,9 @@ func sharedPython(t *testing.T) *Client {
 }
 
 func TestMain(m *testing.M) {
+	if code, ok := childRole(); ok {
+		os.Exit(code)
+	}
 	code := m.Run()
 	if sharedPy != nil {
 		sharedPy.stop()

@@ -66,6 +66,10 @@ type Cluster struct {
 	controller Launcher
 	sets       map[string]Launcher
 	conn       *ConnectionInfo
+	// controllerGone is why LoadCluster dropped the recorded controller
+	// (its process is gone); stale that it dropped any launcher.
+	controllerGone error
+	stale          bool
 }
 
 // NewCluster returns a Cluster that has started nothing.
@@ -131,7 +135,9 @@ func (c *Cluster) info() ClusterInfo {
 
 // StartController starts the controller and records it in the cluster
 // file. It fails with ErrAlreadyStarted when the file shows a running
-// cluster; a file whose processes are all gone is replaced.
+// controller. A cluster whose controller is gone (killed without cleaning
+// up) is replaced: engines it left behind are stopped first (they can
+// never reach the new controller), and its connection files are removed.
 func (c *Cluster) StartController(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -157,8 +163,19 @@ func (c *Cluster) StartController(ctx context.Context) error {
 			if err != nil {
 				return nil, err
 			}
-			if old.running() {
+			if old.controllerRunning() {
 				return nil, fmt.Errorf("%w: %s (use `ipcluster stop` to stop it)", ErrAlreadyStarted, c.File())
+			}
+			if old.running() {
+				c.opts.Logger.Warn("stopping the engines left by the cluster's dead controller", "pids", old.pids())
+				if err := old.stop(ctx); err != nil {
+					return nil, fmt.Errorf("stopping the engines left by the cluster's dead controller: %w", err)
+				}
+			}
+			if cur.Controller != nil {
+				if err := removeConnectionFiles(c.opts.ProfileDir, c.opts.ClusterID); err != nil {
+					return nil, err
+				}
 			}
 			c.opts.Logger.Info("replacing the file of a cluster that is no longer running", "file", c.File())
 		}
@@ -296,11 +313,39 @@ func (c *Cluster) EngineSets() map[string]Launcher {
 	return maps.Clone(c.sets)
 }
 
-// Running reports whether the controller or any engine set runs.
+// Running reports whether the controller or any engine set runs: whether
+// there is a process to stop.
 func (c *Cluster) Running() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.snapshot().running()
+}
+
+// ControllerRunning reports whether the cluster's controller process
+// runs. This is what "the cluster is running" means to ipcluster list and
+// start: engines left by a dead controller can do no work and are only
+// waiting to be stopped.
+func (c *Cluster) ControllerRunning() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.snapshot().controllerRunning()
+}
+
+// ControllerGone is non-nil when LoadCluster found the recorded
+// controller's process gone (killed or crashed without cleaning up), and
+// says which process; its record and connection files were removed.
+func (c *Cluster) ControllerGone() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.controllerGone
+}
+
+// Stale reports that LoadCluster found recorded processes gone and
+// dropped them from the cluster file (removing it when nothing was left).
+func (c *Cluster) Stale() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stale
 }
 
 // PIDs lists the pids of every local process of the cluster.
@@ -360,6 +405,26 @@ func (c *Cluster) Stop(ctx context.Context) error {
 	snap := c.snapshot()
 	c.mu.Unlock()
 
+	err := snap.stop(ctx)
+	if err == nil && snap.controller != nil {
+		// A controller that needed SIGKILL left its connection files;
+		// remove them before Save lets a new controller start.
+		err = removeConnectionFiles(c.opts.ProfileDir, c.opts.ClusterID)
+	}
+	return errors.Join(err, c.Save(ctx))
+}
+
+// stop stops every launcher of the snapshot and checks nothing is left.
+func (s clusterSnap) stop(ctx context.Context) error {
+	errs := s.stopAll(ctx)
+	if left := s.alive(); len(left) > 0 {
+		errs = append(errs, fmt.Errorf("still running after stop: %v", left))
+	}
+	return errors.Join(errs...)
+}
+
+// stopAll stops every launcher of the snapshot at once.
+func (s clusterSnap) stopAll(ctx context.Context) []error {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var errs []error
@@ -371,20 +436,16 @@ func (c *Cluster) Stop(ctx context.Context) error {
 			mu.Unlock()
 		}
 	}
-	if snap.controller != nil {
+	if s.controller != nil {
 		wg.Add(1)
-		go stop("controller", snap.controller)
+		go stop("controller", s.controller)
 	}
-	for id, l := range snap.sets {
+	for id, l := range s.sets {
 		wg.Add(1)
 		go stop("engine set "+id, l)
 	}
 	wg.Wait()
-	if left := snap.alive(); len(left) > 0 {
-		errs = append(errs, fmt.Errorf("still running after stop: %v", left))
-	}
-	errs = append(errs, c.Save(ctx))
-	return errors.Join(errs...)
+	return errs
 }
 
 // StopEngines stops one engine set and drops it from the cluster file.
@@ -402,8 +463,10 @@ func (c *Cluster) StopEngines(ctx context.Context, id string) error {
 // LoadCluster rebuilds a Cluster from its cluster file, reattached to
 // whatever still runs. Options left empty are taken from the file.
 // Launchers whose processes are gone are dropped from the file (and the
-// file is removed when nothing is left; Running then reports false). A
-// missing file is ErrNoCluster.
+// file is removed when nothing is left; Running then reports false); a
+// dead controller's connection files go with its record, so that nobody
+// waits on a controller that cannot answer. A missing file is
+// ErrNoCluster.
 func LoadCluster(ctx context.Context, opts ClusterOptions) (*Cluster, error) {
 	c, err := NewCluster(opts)
 	if err != nil {
@@ -422,6 +485,7 @@ func LoadCluster(ctx context.Context, opts ClusterOptions) (*Cluster, error) {
 		return nil, err
 	}
 	c.controller, c.sets = snap.controller, snap.sets
+	c.controllerGone, c.stale = snap.controllerGone, snap.dropped
 	if snap.dropped {
 		if err := c.dropGone(ctx, f); err != nil {
 			return nil, err
@@ -482,7 +546,12 @@ func (c *Cluster) dropGone(ctx context.Context, f *ClusterFile) error {
 		}
 		if !haveController && f.Controller != nil && cur.Controller != nil &&
 			string(cur.Controller.State) == string(f.Controller.State) {
+			// Still the controller found dead (checked under the lock, so
+			// a new controller's files are never taken for its).
 			cur.Controller = nil
+			if err := removeConnectionFiles(c.opts.ProfileDir, c.opts.ClusterID); err != nil {
+				return nil, err
+			}
 		}
 		for id, state := range f.Engines.Sets {
 			if _, ok := live[id]; !ok && string(cur.Engines.Sets[id]) == string(state) {
@@ -541,10 +610,16 @@ type clusterSnap struct {
 	controller Launcher
 	sets       map[string]Launcher
 	dropped    bool // restore found a recorded launcher gone
+	// controllerGone is why the recorded controller was dropped.
+	controllerGone error
 }
 
 func (c *Cluster) snapshot() clusterSnap {
 	return clusterSnap{controller: c.controller, sets: maps.Clone(c.sets)}
+}
+
+func (s clusterSnap) controllerRunning() bool {
+	return s.controller != nil && s.controller.Status().State != StateAfter
 }
 
 func (s clusterSnap) running() bool {
@@ -584,6 +659,7 @@ func (c *Cluster) restore(f *ClusterFile) (clusterSnap, error) {
 		case errors.Is(err, ErrNotRunning):
 			c.opts.Logger.Info("controller is no longer running", "detail", err)
 			snap.dropped = true
+			snap.controllerGone = err
 		case err != nil:
 			return snap, fmt.Errorf("restoring the controller from %s: %w", c.File(), err)
 		default:
@@ -605,6 +681,17 @@ func (c *Cluster) restore(f *ClusterFile) (clusterSnap, error) {
 		}
 	}
 	return snap, nil
+}
+
+// removeConnectionFiles removes a cluster's two connection files, which a
+// controller killed with SIGKILL leaves behind.
+func removeConnectionFiles(profileDir, clusterID string) error {
+	for _, p := range []string{wire.ClientFile(profileDir, clusterID), wire.EngineFile(profileDir, clusterID)} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
 }
 
 func marshalState(l Launcher) (json.RawMessage, error) {

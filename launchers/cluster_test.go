@@ -4,11 +4,14 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ipp-hpc/ipp/internal/wire"
 )
 
 func testClusterOptions(t *testing.T) ClusterOptions {
@@ -228,5 +231,94 @@ func TestClusterCommandsGoThroughTheRunner(t *testing.T) {
 	}
 	if !strings.HasSuffix(eng.OutputFile, "ipengine-c1-"+firstKey(c.EngineSets())+"-0.log") {
 		t.Errorf("engine log %s", eng.OutputFile)
+	}
+}
+
+// TestClusterAfterControllerKilled: a controller killed with SIGKILL leaves
+// its connection files and engines. Loading the cluster reports it not
+// running (its engines still do) and removes the connection files; a new
+// start replaces it and stops the engines it left.
+func TestClusterAfterControllerKilled(t *testing.T) {
+	ctx := withTimeout(t, 30*time.Second)
+	opts := testClusterOptions(t)
+	c, _ := NewCluster(opts)
+	var all []int
+	killPIDs(t, func() []int { return all })
+	if err := c.StartController(ctx); err != nil {
+		t.Fatal(err)
+	}
+	all = c.PIDs()
+	if _, err := c.StartEngines(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	all = c.PIDs()
+	clientFile := wire.ClientFile(opts.ProfileDir, opts.ClusterID)
+	syscall.Kill(all[0], syscall.SIGKILL)
+	c.Controller().Wait(ctx)
+	if _, err := os.Stat(clientFile); err != nil {
+		t.Fatalf("the killed controller should have left its connection file: %v", err)
+	}
+
+	loaded, err := LoadCluster(ctx, ClusterOptions{ProfileDir: opts.ProfileDir, ClusterID: opts.ClusterID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if loaded.ControllerRunning() || !loaded.Running() || !errors.Is(loaded.ControllerGone(), ErrNotRunning) || !loaded.Stale() {
+		t.Errorf("after the kill: controller running %v, running %v, gone %v, stale %v",
+			loaded.ControllerRunning(), loaded.Running(), loaded.ControllerGone(), loaded.Stale())
+	}
+	for _, p := range []string{clientFile, wire.EngineFile(opts.ProfileDir, opts.ClusterID)} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s kept after its controller died: %v", p, err)
+		}
+	}
+	f, err := ReadClusterFile(c.File())
+	if err != nil || f.Controller != nil || len(f.Engines.Sets) != 1 {
+		t.Fatalf("cluster file after load: %+v %v", f, err)
+	}
+
+	c2, _ := NewCluster(opts)
+	if err := c2.StartController(ctx); err != nil {
+		t.Fatalf("start over a cluster whose controller died: %v", err)
+	}
+	all = append(all, c2.PIDs()...)
+	if PIDAlive(all[1]) {
+		t.Errorf("engine %d of the dead controller still runs after the new start", all[1])
+	}
+	if err := c2.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestClusterLogFiles(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "profile_x")
+	logs := wire.LogDir(dir)
+	if got, err := ClusterLogFiles(dir, ""); err != nil || len(got) != 0 {
+		t.Fatalf("no log dir: %v %v", got, err)
+	}
+	os.MkdirAll(logs, 0o700)
+	names := []string{
+		"ipcontroller-123.log", "ipengine-1765000000-0.log", "ipengine-1765000000-1-3.log", "ipengine-1765000000.log", // ''
+		"ipcontroller-k-123.log", "ipengine-k-1765000000-0.log", "ipengine-k-1765000000.log", // k
+		"ipcontroller-k-2-123.log", "ipengine-k-2-1765000000-0.log", // k-2
+		"other.log",
+	}
+	for _, n := range names {
+		os.WriteFile(filepath.Join(logs, n), nil, 0o600)
+	}
+	for id, want := range map[string][]string{"": names[:4], "k": names[4:7], "k-2": names[7:9], "none": nil} {
+		got, err := ClusterLogFiles(dir, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var base []string
+		for _, p := range got {
+			base = append(base, filepath.Base(p))
+		}
+		slices.Sort(base)
+		w := slices.Sorted(slices.Values(want))
+		if !slices.Equal(base, w) {
+			t.Errorf("logs of %q: %v, want %v", id, base, w)
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -215,4 +216,31 @@ func AbbreviateProfileDir(dir string) string {
 		}
 	}
 	return dir
+}
+
+// ClusterLogFiles lists the log files the local and mpiexec launchers
+// wrote for one cluster in a profile's log folder: ipcontroller-<id>-<pid>.log
+// and ipengine-<id>-<set>[-<i>].log (without "<id>-" for the default
+// cluster; set ids are Unix times, so the default cluster's names are told
+// from a numeric cluster id's by their length).
+func ClusterLogFiles(profileDir, clusterID string) ([]string, error) {
+	prefix := ""
+	if clusterID != "" {
+		prefix = regexp.QuoteMeta(clusterID) + "-"
+	}
+	re := regexp.MustCompile(`^(ipcontroller-` + prefix + `\d+|ipengine-` + prefix + `\d{9,}(-\d+)?(-\d+)?)\.log$`)
+	entries, err := os.ReadDir(wire.LogDir(profileDir))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		if !e.IsDir() && re.MatchString(e.Name()) {
+			out = append(out, filepath.Join(wire.LogDir(profileDir), e.Name()))
+		}
+	}
+	return out, nil
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -22,6 +23,11 @@ type CleanOptions struct {
 	Force bool
 	// All cleans every profile under $IPYTHONDIR.
 	All bool
+	// OneCluster limits cleaning to ClusterID (--cluster-id was given).
+	OneCluster bool
+	// StopGrace is the SIGTERM-to-SIGKILL delay for engines left by a
+	// dead controller.
+	StopGrace time.Duration
 }
 
 // NewCmdClean builds `ipcluster clean`. runF replaces cleanRun in tests.
@@ -32,10 +38,21 @@ func NewCmdClean(f *Factory, runF func(*CleanOptions) error) *cobra.Command {
 		Short: "Delete logs, connection files and stale cluster files",
 		Long: `Delete the files clusters leave in a profile: everything in log/, the
 controller connection files security/ipcontroller-*.json, and the cluster
-files of clusters that are no longer running. Refuses while a cluster of the
-profile runs, unless --force (which can orphan its processes).`,
+files of clusters that are no longer running. With --cluster-id, only that
+cluster's files: its cluster file, connection files and logs.
+
+Refuses while a cluster's controller runs, unless --force (which can orphan
+its processes). A cluster whose controller died (kill -9) is not running:
+the engines it left behind are stopped before its files are removed.`,
+		Example: `  ipcluster clean
+  ipcluster clean --cluster-id=big
+  ipcluster clean --all`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.OneCluster = cmd.Flags().Changed("cluster-id")
+			if opts.OneCluster && opts.All {
+				return errors.New("give either --all or --cluster-id, not both")
+			}
 			if runF != nil {
 				return runF(opts)
 			}
@@ -43,9 +60,10 @@ profile runs, unless --force (which can orphan its processes).`,
 		},
 	}
 	fs := cmd.Flags()
-	opts.ClusterFlags.bind(fs, false)
+	opts.ClusterFlags.bind(fs, true)
 	fs.BoolVar(&opts.Force, "force", false, "remove files even of running clusters (may orphan processes)")
 	fs.BoolVar(&opts.All, "all", false, "clean every profile under $IPYTHONDIR")
+	fs.Var(newSecondsValue(&opts.StopGrace, 5*time.Second), "stop-grace", "how long a stopping leftover engine gets between SIGTERM and SIGKILL")
 	return cmd
 }
 
@@ -69,29 +87,68 @@ func cleanRun(ctx context.Context, o *CleanOptions) error {
 	log := o.F.Logger()
 	// Look at every cluster first: nothing is removed if one runs.
 	var running []string
+	var orphaned []*launchers.Cluster
 	for _, dir := range dirs {
 		files, err := launchers.ClusterFiles(dir)
 		if err != nil {
 			return err
 		}
+		if o.OneCluster {
+			files = []string{wire.ClusterFile(dir, o.ClusterID)}
+		}
 		for _, path := range files {
 			c, err := launchers.LoadCluster(ctx, launchers.ClusterOptions{
 				ProfileDir: dir, ClusterID: launchers.ClusterIDFromFile(path), Runner: o.F.Runner, Logger: log,
 			})
-			if err != nil && !errors.Is(err, launchers.ErrNoCluster) {
+			switch {
+			case errors.Is(err, launchers.ErrNoCluster):
+			case err != nil:
 				log.Warn("unreadable cluster file", "file", path, "err", err)
-				continue
-			}
-			if err == nil && c.Running() {
+			case c.ControllerRunning():
 				running = append(running, path)
+			case c.Running():
+				orphaned = append(orphaned, c)
 			}
 		}
 	}
 	if len(running) > 0 && !o.Force {
 		return fmt.Errorf("clusters are running (%s); stop them first or use --force", strings.Join(running, ", "))
 	}
+	// Engines whose controller died can do no work; removing their
+	// cluster file without stopping them would leave them untracked.
+	for _, c := range orphaned {
+		pids := c.PIDs()
+		if err := stopCluster(c, o.StopGrace); err != nil {
+			return fmt.Errorf("stopping the engines left by the dead controller of cluster %s: %w", clusterName(c.Options().ClusterID), err)
+		}
+		fmt.Fprintf(o.F.IO.ErrOut, "Stopped %d engine processes left by the dead controller of cluster %s\n", len(pids), clusterName(c.Options().ClusterID))
+	}
 	removed := 0
+	remove := func(paths []string) error {
+		for _, m := range paths {
+			if fi, err := os.Lstat(m); err != nil || fi.IsDir() {
+				continue
+			}
+			if err := os.Remove(m); err != nil {
+				return err
+			}
+			log.Debug("removed", "file", m)
+			removed++
+		}
+		return nil
+	}
 	for _, dir := range dirs {
+		if o.OneCluster {
+			logs, err := launchers.ClusterLogFiles(dir, o.ClusterID)
+			if err != nil {
+				return err
+			}
+			cf := wire.ClusterFile(dir, o.ClusterID)
+			if err := remove(append(logs, cf, cf+".lock", wire.ClientFile(dir, o.ClusterID), wire.EngineFile(dir, o.ClusterID))); err != nil {
+				return err
+			}
+			continue
+		}
 		var patterns = []string{
 			filepath.Join(wire.LogDir(dir), "*"),
 			filepath.Join(wire.SecurityDir(dir), "ipcontroller-*.json"),
@@ -103,17 +160,14 @@ func cleanRun(ctx context.Context, o *CleanOptions) error {
 			if err != nil {
 				return err
 			}
-			for _, m := range matches {
-				if fi, err := os.Lstat(m); err != nil || fi.IsDir() {
-					continue
-				}
-				if err := os.Remove(m); err != nil {
-					return err
-				}
-				log.Debug("removed", "file", m)
-				removed++
+			if err := remove(matches); err != nil {
+				return err
 			}
 		}
+	}
+	if o.OneCluster {
+		fmt.Fprintf(o.F.IO.ErrOut, "Removed %d files of cluster %s\n", removed, clusterName(o.ClusterID))
+		return nil
 	}
 	fmt.Fprintf(o.F.IO.ErrOut, "Removed %d files\n", removed)
 	return nil

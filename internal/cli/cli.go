@@ -133,8 +133,9 @@ started by launchers, recorded in $IPYTHONDIR/profile_<name>/security/cluster-<i
 (compatible with ipyparallel's files). The same binary is the controller
 (ipcluster controller) and the engines (ipcluster engine).
 
-Exit codes: 0 ok, 1 error, 10 already running, 11 not running (stop),
-12 no such cluster (engines, exec).`,
+Exit codes: 0 ok, 1 error, 10 already running, 11 nothing to stop (no
+cluster file), 12 no running cluster (engines, exec; also when the
+controller died).`,
 		Version:       programVersion(),
 		SilenceUsage:  true,
 		SilenceErrors: true,

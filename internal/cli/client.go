@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 
 	"github.com/ipp-hpc/ipp"
@@ -63,6 +64,11 @@ func (c ippClient) Execute(ctx context.Context, code string, targets []int) ([]E
 		return nil, err
 	}
 	vals, err := ar.GetList(ctx)
+	if errors.Is(err, ipp.ErrControllerLost) {
+		// The cluster stopped running under us: the same exit code as
+		// finding it stopped.
+		return nil, fmt.Errorf("%w: %w", ErrNoCluster, err)
+	}
 	var ce *ipp.CompositeError
 	var re *ipp.RemoteError
 	failed := map[int]*ipp.RemoteError{}

@@ -10,6 +10,13 @@
 //
 // Errors are turned into ipcluster's exit codes in one place, ExitCode:
 // 10 when the cluster is already running (ALREADY_STARTED), 11 when
-// stopping a cluster that is not running (ALREADY_STOPPED), 12 when adding
-// engines to a cluster that does not exist (NO_CLUSTER), 1 otherwise.
+// stopping a cluster that has no cluster file (ALREADY_STOPPED), 12 when
+// adding engines to, or executing on, a cluster whose controller does not
+// run (NO_CLUSTER), 1 otherwise.
+//
+// "Running" means the controller's process is alive (pid and start time
+// checked by the launchers), for every command alike: a controller killed
+// with SIGKILL leaves its files and engines behind, and list, start, stop,
+// clean and exec all treat that cluster as stopped, with leftovers to
+// clean up.
 package cli

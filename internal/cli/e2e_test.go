@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -16,89 +17,145 @@ import (
 	"github.com/ipp-hpc/ipp/launchers"
 )
 
-// TestEndToEnd drives the built ipcluster binary: the real controller and
-// engines, started, used, grown and stopped from separate processes.
-func TestEndToEnd(t *testing.T) {
+// The ipcluster binary is built once per test run, into builtDir (removed
+// by TestMain).
+var (
+	buildOnce sync.Once
+	builtDir  string
+	builtBin  string
+	buildErr  error
+)
+
+// e2e drives the built ipcluster binary with IPYTHONDIR in a temp dir.
+type e2e struct {
+	t       *testing.T
+	bin     string
+	env     []string
+	profile string
+	pids    []int
+}
+
+func newE2E(t *testing.T) *e2e {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("builds and runs the ipcluster binary")
 	}
-	bin := filepath.Join(t.TempDir(), "ipcluster")
-	build := exec.Command("go", "build", "-o", bin, "../../cmd/ipcluster")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	buildOnce.Do(func() {
+		if builtDir, buildErr = os.MkdirTemp("", "ipcluster-e2e-"); buildErr != nil {
+			return
+		}
+		builtBin = filepath.Join(builtDir, "ipcluster")
+		if out, err := exec.Command("go", "build", "-o", builtBin, "../../cmd/ipcluster").CombinedOutput(); err != nil {
+			buildErr = errors.New("go build: " + err.Error() + "\n" + string(out))
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
 	}
 	ipy := t.TempDir()
-	profile := filepath.Join(ipy, "profile_default")
-	var env []string
+	e := &e2e{t: t, bin: builtBin, profile: filepath.Join(ipy, "profile_default")}
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, childEnv+"=") && !strings.HasPrefix(kv, "IPP_") {
-			env = append(env, kv)
+			e.env = append(e.env, kv)
 		}
 	}
-	env = append(env, "IPYTHONDIR="+ipy, "IPP_NONINTERACTIVE=1")
-
-	ipcluster := func(args ...string) (stdout, stderr string, code int) {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, bin, args...)
-		cmd.Env = env
-		var o, e bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &o, &e
-		err := cmd.Run()
-		var exitErr *exec.ExitError
-		switch {
-		case errors.As(err, &exitErr):
-			code = exitErr.ExitCode()
-		case err != nil:
-			t.Fatalf("ipcluster %v: %v", args, err)
-		}
-		return o.String(), e.String(), code
-	}
-	var pids []int
+	e.env = append(e.env, "IPYTHONDIR="+ipy, "IPP_NONINTERACTIVE=1")
 	t.Cleanup(func() {
-		for _, pid := range pids {
+		for _, pid := range e.pids {
 			if launchers.PIDAlive(pid) {
 				syscall.Kill(-pid, syscall.SIGKILL)
 			}
 		}
 	})
-	dumpLogs := func() {
-		logs, _ := filepath.Glob(filepath.Join(wire.LogDir(profile), "*"))
-		for _, l := range logs {
-			data, _ := os.ReadFile(l)
-			t.Logf("--- %s ---\n%s", l, data)
-		}
+	return e
+}
+
+// command prepares `ipcluster args...` with its output captured.
+func (e *e2e) command(ctx context.Context, args ...string) (*exec.Cmd, *bytes.Buffer, *bytes.Buffer) {
+	cmd := exec.CommandContext(ctx, e.bin, args...)
+	cmd.Env = e.env
+	var o, er bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &er
+	return cmd, &o, &er
+}
+
+// exitCode is the exit status of a finished command.
+func (e *e2e) exitCode(args []string, err error) int {
+	e.t.Helper()
+	var exitErr *exec.ExitError
+	switch {
+	case errors.As(err, &exitErr):
+		return exitErr.ExitCode()
+	case err != nil:
+		e.t.Fatalf("ipcluster %v: %v", args, err)
 	}
-	must := func(wantCode int, args ...string) (string, string) {
-		t.Helper()
-		out, errOut, code := ipcluster(args...)
-		if code != wantCode {
-			dumpLogs()
-			t.Fatalf("ipcluster %s: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), code, wantCode, out, errOut)
-		}
-		return out, errOut
+	return 0
+}
+
+func (e *e2e) run(args ...string) (stdout, stderr string, code int) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd, o, er := e.command(ctx, args...)
+	err := cmd.Run()
+	return o.String(), er.String(), e.exitCode(args, err)
+}
+
+func (e *e2e) dumpLogs() {
+	logs, _ := filepath.Glob(filepath.Join(wire.LogDir(e.profile), "*"))
+	for _, l := range logs {
+		data, _ := os.ReadFile(l)
+		e.t.Logf("--- %s ---\n%s", l, data)
 	}
+}
+
+func (e *e2e) must(wantCode int, args ...string) (string, string) {
+	e.t.Helper()
+	out, errOut, code := e.run(args...)
+	if code != wantCode {
+		e.dumpLogs()
+		e.t.Fatalf("ipcluster %s: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), code, wantCode, out, errOut)
+	}
+	return out, errOut
+}
+
+// listRows runs list and returns its rows without the header, blanks
+// squeezed.
+func (e *e2e) listRows() []string {
+	e.t.Helper()
+	out, _ := e.must(0, "list")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	var rows []string
+	for _, l := range lines[1:] {
+		rows = append(rows, strings.Join(strings.Fields(l), " "))
+	}
+	return rows
+}
+
+// TestEndToEnd drives the built ipcluster binary: the real controller and
+// engines, started, used, grown and stopped from separate processes.
+func TestEndToEnd(t *testing.T) {
+	e := newE2E(t)
+	must := e.must
 	listRow := func() string {
 		t.Helper()
-		out, _ := must(0, "list")
-		lines := strings.Split(strings.TrimSpace(out), "\n")
-		if len(lines) != 2 {
-			t.Fatalf("list:\n%s", out)
+		rows := e.listRows()
+		if len(rows) != 1 {
+			t.Fatalf("list rows %q", rows)
 		}
-		return strings.Join(strings.Fields(lines[1]), " ")
+		return rows[0]
 	}
 
 	start := time.Now()
 	_, errOut := must(0, "start", "-n", "2", "--daemonize", "--wait-timeout", "60")
-	clusterFile := wire.ClusterFile(profile, "")
+	clusterFile := wire.ClusterFile(e.profile, "")
 	if !strings.Contains(errOut, "Leaving cluster running: "+clusterFile) {
 		t.Errorf("start did not print the cluster file:\n%s", errOut)
 	}
 	t.Logf("start -n 2 --daemonize: %v", time.Since(start))
-	pids = recordedPIDs(t, clusterFile)
-	if len(pids) != 3 {
-		t.Fatalf("recorded pids %v, want controller + 2 engines", pids)
+	e.pids = recordedPIDs(t, clusterFile)
+	if len(e.pids) != 3 {
+		t.Fatalf("recorded pids %v, want controller + 2 engines", e.pids)
 	}
 	if row := listRow(); row != "default '' True 2/2 Local" {
 		t.Errorf("list row %q", row)
@@ -108,7 +165,7 @@ func TestEndToEnd(t *testing.T) {
 	if out != "[stdout:0]\n42\n[stdout:1]\n42\n" {
 		t.Errorf("exec output:\n%s", out)
 	}
-	_, errOut, code := ipcluster("exec", `panic("boom")`)
+	_, errOut, code := e.run("exec", `panic("boom")`)
 	if code != 1 || !strings.Contains(errOut, "[0:execute]") || !strings.Contains(errOut, "[1:execute]") {
 		t.Errorf("failing exec: exit %d\n%s", code, errOut)
 	}
@@ -116,9 +173,9 @@ func TestEndToEnd(t *testing.T) {
 	must(10, "start", "-n", "1", "--daemonize")
 
 	must(0, "engines", "-n", "1", "--wait-timeout", "60")
-	pids = recordedPIDs(t, clusterFile)
-	if len(pids) != 4 {
-		t.Fatalf("recorded pids after engines %v, want 4", pids)
+	e.pids = recordedPIDs(t, clusterFile)
+	if len(e.pids) != 4 {
+		t.Fatalf("recorded pids after engines %v, want 4", e.pids)
 	}
 	if row := listRow(); row != "default '' True 3/3 Local" {
 		t.Errorf("list row after engines %q", row)
@@ -130,7 +187,7 @@ func TestEndToEnd(t *testing.T) {
 	start = time.Now()
 	must(0, "stop")
 	t.Logf("stop: %v", time.Since(start))
-	for _, pid := range pids {
+	for _, pid := range e.pids {
 		if launchers.PIDAlive(pid) {
 			t.Errorf("pid %d still running after stop", pid)
 		}

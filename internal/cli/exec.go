@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strconv"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ipp-hpc/ipp/internal/wire"
+	"github.com/ipp-hpc/ipp/launchers"
 )
 
 // ExecOptions are the options of `ipcluster exec`.
@@ -40,7 +42,10 @@ under [stderr:N], the value of a trailing expression as Out[N:k], and each
 engine's error. CODE "-" reads the code from standard input.
 
 Exits with 1 if the code failed on any engine, 12 if the cluster is not
-running.`,
+running. A cluster whose controller died (kill -9) is found out at once from
+its cluster file (the controller's pid is checked) instead of waiting for the
+connection to time out; a controller that dies during the run is reported
+within a few seconds, also with 12.`,
 		Example: `  ipcluster exec 'fmt.Println(6*7)'
   ipcluster exec --targets 0,2-3 'import "os"; fmt.Println(os.Getpid())'
   ipcluster exec - < setup.go`,
@@ -112,6 +117,9 @@ func execRun(ctx context.Context, o *ExecOptions) error {
 	if err != nil {
 		return err
 	}
+	if err := checkControllerAlive(ctx, o.F, o.ClusterFlags, dir); err != nil {
+		return err
+	}
 	path := wire.ClientFile(dir, o.ClusterID)
 	if _, err := os.Stat(path); err != nil {
 		return fmt.Errorf("%w: cluster %s (%v)", ErrNoCluster, clusterName(o.ClusterID), err)
@@ -132,6 +140,37 @@ func execRun(ctx context.Context, o *ExecOptions) error {
 		return fmt.Errorf("the code failed on %d of %d engines", failed, len(results))
 	}
 	return nil
+}
+
+// checkControllerAlive fails with ErrNoCluster when the cluster file
+// records a controller that is gone, so that exec does not wait for the
+// connect timeout on connection files a killed controller left behind. A
+// cluster without a cluster file (a controller started by hand) is left to
+// the connection attempt.
+func checkControllerAlive(ctx context.Context, f *Factory, flags ClusterFlags, dir string) error {
+	id := flags.ClusterID
+	if _, err := os.Stat(wire.ClusterFile(dir, id)); err != nil {
+		return nil
+	}
+	// The error below tells what LoadCluster would log at info level.
+	log := f.Logger()
+	if f.logLevel == slog.LevelInfo {
+		log = slog.New(slog.NewTextHandler(f.IO.ErrOut, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	c, err := launchers.LoadCluster(ctx, launchers.ClusterOptions{ProfileDir: dir, ClusterID: id, Runner: f.Runner, Logger: log})
+	switch {
+	case errors.Is(err, launchers.ErrNoCluster):
+		return nil
+	case err != nil:
+		return err
+	case c.ControllerRunning():
+		return nil
+	}
+	next := "its stale files were removed"
+	if c.Running() {
+		next = fmt.Sprintf("'ipcluster stop%s' stops the engines it left", stopFlags(flags))
+	}
+	return fmt.Errorf("%w: cluster %s is not running (%s); %s", ErrNoCluster, clusterName(id), deathNote(c), next)
 }
 
 // printResults shows results the way %px does, grouped by kind: every

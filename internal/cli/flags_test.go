@@ -103,8 +103,19 @@ func TestCleanFlags(t *testing.T) {
 	if err := run(NewCmdClean(&Factory{}, func(o *CleanOptions) error { got = o; return nil }), "--force", "--all"); err != nil {
 		t.Fatal(err)
 	}
-	if !got.Force || !got.All {
+	if !got.Force || !got.All || got.OneCluster {
 		t.Errorf("options %+v", got)
+	}
+	capture := func(o *CleanOptions) error { got = o; return nil }
+	// The default cluster's id is "": giving it still means one cluster.
+	if err := run(NewCmdClean(&Factory{}, capture), "--cluster-id="); err != nil || !got.OneCluster || got.ClusterID != "" {
+		t.Errorf("--cluster-id=: %+v %v", got, err)
+	}
+	if err := run(NewCmdClean(&Factory{}, capture), "--cluster-id=x", "--stop-grace=2"); err != nil || !got.OneCluster || got.ClusterID != "x" || got.StopGrace != 2*time.Second {
+		t.Errorf("--cluster-id=x: %+v %v", got, err)
+	}
+	if err := run(NewCmdClean(&Factory{}, capture), "--cluster-id=x", "--all"); err == nil {
+		t.Error("--all with --cluster-id accepted")
 	}
 }
 

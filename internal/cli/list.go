@@ -36,8 +36,15 @@ func NewCmdList(f *Factory, runF func(*ListOptions) error) *cobra.Command {
 		Short: "List running clusters",
 		Long: `List the running clusters of every profile under $IPYTHONDIR (or of the
 given profile). ENGINES is registered/requested when the controller answers,
-else the number requested. Clusters whose processes are all gone are dropped
-(and their files removed).`,
+else the number requested.
+
+RUNNING is True while the cluster's controller process is alive, which is
+also when 'ipcluster start' refuses to start the cluster again (exit 10).
+Process liveness is checked by pid and start time, not trusted from the
+files. A cluster whose controller died (kill -9) is shown as False while
+engines it left still run ('ipcluster stop' stops them); the stale connection
+files of a dead controller are removed, and clusters whose processes are all
+gone are dropped (and their files removed).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Output = strings.ToLower(opts.Output)
@@ -166,7 +173,7 @@ func clusterStatus(ctx context.Context, o *ListOptions, path string) *ClusterSta
 		ProfileDir: profileDir,
 		ClusterID:  id,
 		File:       path,
-		Running:    f.Controller != nil,
+		Running:    c.ControllerRunning(),
 		Registered: -1,
 		Launcher:   launcherTitle(f.Engines.Class),
 		file:       f,

@@ -38,7 +38,11 @@ func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) == "real" {
 		os.Exit(Main())
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if builtDir != "" {
+		os.RemoveAll(builtDir)
+	}
+	os.Exit(code)
 }
 
 func fakeRole(role string) int {

@@ -57,7 +57,10 @@ have registered. With --daemonize, return then and leave the cluster running
 Ctrl-C or SIGTERM, or until the controller exits, and then stop everything.
 Arguments after -- are passed to the controller.
 
-Exits with 10 if the cluster is already running.`,
+Exits with 10 if the cluster is already running: its controller process is
+alive (what 'ipcluster list' shows as RUNNING True). The files of a cluster
+whose controller died (kill -9) are replaced, after stopping any engines it
+left behind.`,
 		Example: `  ipcluster start -n 4 --daemonize
   ipcluster start -n 64 --ip='*' --cluster-id=big
   ipcluster start -n 2 --engine-cmd ./mysim   # a Go program built with engine.Main()

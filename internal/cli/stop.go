@@ -32,7 +32,12 @@ func NewCmdStop(f *Factory, runF func(*StopOptions) error) *cobra.Command {
 		Long: `Stop the controller and every engine set of a cluster, wherever they were
 started from, and check that none of their processes is left.
 
-Exits with 11 if the cluster is not running.`,
+A cluster whose controller died without cleaning up (kill -9, a crash, a
+reboot) is cleaned up the same way: the engines it left are stopped, and its
+cluster file and connection files are removed; stop says so and exits with 0,
+as ipyparallel's does whenever the cluster file exists.
+
+Exits with 11 if there is no such cluster (no cluster file).`,
 		Example: `  ipcluster stop
   ipcluster stop --cluster-id=big
   ipcluster stop --all --profile=mpi`,
@@ -102,14 +107,40 @@ func stopOne(ctx context.Context, o *StopOptions, dir, id string) error {
 	if err != nil {
 		return err
 	}
+	orphans := !c.ControllerRunning()
+	note := deathNote(c)
 	if !c.Running() {
-		return fmt.Errorf("%w: cluster %s had exited; removed its stale cluster file", ErrAlreadyStopped, clusterName(id))
+		// Only files were left. LoadCluster removed the records of the
+		// dead processes (and the files with them); Save removes a file
+		// that recorded nothing at all.
+		if err := c.Save(ctx); err != nil {
+			return err
+		}
+		fmt.Fprintf(o.F.IO.ErrOut, "Cluster %s was not running (%s); removed its stale files\n", clusterName(id), note)
+		return nil
 	}
 	pids := c.PIDs()
 	copts.Logger.Info("stopping cluster", "cluster_id", clusterName(id), "pids", pids)
 	if err := stopCluster(c, o.StopGrace); err != nil {
 		return fmt.Errorf("stopping cluster %s: %w", clusterName(id), err)
 	}
+	if orphans {
+		fmt.Fprintf(o.F.IO.ErrOut, "Cluster %s had lost its controller (%s): stopped the %d engine processes it left and removed its stale files\n",
+			clusterName(id), note, len(pids))
+		return nil
+	}
 	fmt.Fprintf(o.F.IO.ErrOut, "Stopped cluster %s (%d processes)\n", clusterName(id), len(pids))
 	return nil
+}
+
+// deathNote says why a loaded cluster is not running.
+func deathNote(c *launchers.Cluster) string {
+	switch {
+	case c.ControllerGone() != nil:
+		return fmt.Sprintf("its controller had died: %v", c.ControllerGone())
+	case c.Running():
+		// An earlier command found the controller dead and dropped it.
+		return "its controller had died"
+	}
+	return "its processes had exited"
 }

@@ -58,7 +58,7 @@ type zsock struct {
 	pending [][][]byte // refused for now (EAGAIN); sent in order when writable
 	closed  bool
 
-	mon  *monitor // connection events, when asked for
+	mon *monitor // connection events, when asked for
 
 	fd   *os.File // duplicate of ZMQ_FD, registered with the netpoller
 	in   chan [][]byte

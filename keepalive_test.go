@@ -1,0 +1,260 @@
+package ipp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ipp-hpc/ipp/controller"
+	"github.com/ipp-hpc/ipp/engine"
+	"github.com/ipp-hpc/ipp/internal/testutil"
+)
+
+// The test binary doubles as a controller process (with one engine in it)
+// for the tests that SIGKILL their controller: childRoleEnv names the role,
+// childDirEnv the profile directory to write the connection files to.
+const (
+	childRoleEnv = "IPP_CLIENT_TEST_ROLE"
+	childDirEnv  = "IPP_CLIENT_TEST_DIR"
+)
+
+// childRole runs the role asked for by childRoleEnv; ok is false in the
+// test process itself.
+func childRole() (code int, ok bool) {
+	if os.Getenv(childRoleEnv) != "controller" {
+		return 0, false
+	}
+	ctrl, err := controller.New(controller.Config{ProfileDir: os.Getenv(childDirEnv), Logger: testLogger()})
+	if err == nil {
+		err = ctrl.Start()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child controller:", err)
+		return 1, true
+	}
+	reg := engine.NewRegistry()
+	if err := reg.Register("sleep", func(ctx context.Context, ms int) (int, error) {
+		select {
+		case <-time.After(time.Duration(ms) * time.Millisecond):
+			return ms, nil
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}); err != nil {
+		fmt.Fprintln(os.Stderr, "child controller:", err)
+		return 1, true
+	}
+	// Bounded, so that a test that dies before killing us leaves nothing.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	go func() {
+		_ = engine.Run(ctx, engine.Config{Info: ctrl.EngineInfo(), RequestedID: -1, Functions: reg, Logger: testLogger()})
+	}()
+	<-ctx.Done()
+	ctrl.Close()
+	return 0, true
+}
+
+// TestControllerKilledFailsPending SIGKILLs a controller in another
+// process while a request runs and a hub query waits: both must fail with
+// ErrControllerLost under the default keepalive, instead of hanging.
+func TestControllerKilledFailsPending(t *testing.T) {
+	dir := t.TempDir()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-test.run=^$")
+	cmd.Env = append(os.Environ(), childRoleEnv+"=controller", childDirEnv+"="+dir)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(waited)
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-waited
+	})
+	ctx := ctxT(t, 60*time.Second)
+	c, err := ConnectProfile(ctx, dir, "", testOptions()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.WaitForEngines(ctx, 1, WaitOptions{Progress: ProgressOff}); err != nil {
+		t.Fatal(err)
+	}
+	ar, err := c.View(c.IDs()[0]).Apply(ctx, "sleep", 30_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Err(); err != nil {
+		t.Fatalf("Err before the kill: %v", err)
+	}
+
+	cmd.Process.Signal(syscall.SIGKILL)
+	<-waited
+	killed := time.Now()
+	// A query sent after the controller is gone waits on a reply that can
+	// never come: it must fail the same way.
+	// Generous bounds, so that a client without a keepalive fails here
+	// instead of hanging.
+	qerr := make(chan error, 1)
+	go func() {
+		_, err := c.QueueStatus(ctxT(t, 30*time.Second))
+		qerr <- err
+	}()
+	_, err = ar.Get(ctxT(t, 30*time.Second))
+	took := time.Since(killed)
+	if !errors.Is(err, ErrControllerLost) {
+		t.Fatalf("Get after SIGKILL of the controller: %v, want ErrControllerLost", err)
+	}
+	t.Logf("Get failed %v after the kill: %v", took, err)
+	if took > 15*time.Second {
+		t.Errorf("controller loss reported after %v, want a few seconds", took)
+	}
+	if !strings.Contains(err.Error(), c.info.URL(c.info.Registration)) || !strings.Contains(err.Error(), "stopped answering") {
+		t.Errorf("error does not say which controller stopped answering: %v", err)
+	}
+	if err := <-qerr; !errors.Is(err, ErrControllerLost) {
+		t.Errorf("pending hub query: %v, want ErrControllerLost", err)
+	}
+	select {
+	case <-c.Done():
+	default:
+		t.Error("Done not closed after the controller was lost")
+	}
+	if err := c.Err(); !errors.Is(err, ErrControllerLost) {
+		t.Errorf("Err after loss: %v", err)
+	}
+	if _, err := c.View(0).Apply(ctx, "sleep", 1); !errors.Is(err, ErrControllerLost) {
+		t.Errorf("request after loss: %v, want ErrControllerLost", err)
+	}
+}
+
+// TestKeepaliveQuietOnLiveController runs a tight keepalive against a
+// healthy cluster: a long request with no other traffic (only the hub's
+// answers to the probes show it is alive) and then a steady stream of
+// work must not be mistaken for a dead controller.
+func TestKeepaliveQuietOnLiveController(t *testing.T) {
+	gc, _ := startGoCluster(t, 1)
+	ctx := ctxT(t, 60*time.Second)
+	c, err := ConnectInfo(ctx, gc.ctrl.ClientInfo(), append(testOptions(), WithKeepalive(250*time.Millisecond, 4))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.WaitForEngines(ctx, 1, WaitOptions{Progress: ProgressOff}); err != nil {
+		t.Fatal(err)
+	}
+	id := c.IDs()[0]
+	ar, err := c.View(id).Apply(ctx, "sleep", 2500)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := Get[int](ctx, ar); err != nil || v != 2500 {
+		t.Fatalf("long request: %v, %v", v, err)
+	}
+	if c.probes.Load() == 0 {
+		t.Error("no keepalive probe was sent during a silent 2.5 s request")
+	}
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); {
+		ar, err := c.View(id).Apply(ctx, "square", 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v, err := Get[int](ctx, ar); err != nil || v != 9 {
+			t.Fatalf("square: %v, %v", v, err)
+		}
+	}
+	if err := c.Err(); err != nil {
+		t.Fatalf("keepalive fired on a live controller: %v", err)
+	}
+}
+
+// TestKeepaliveAnyTrafficIsLiveness mutes a fake hub: while IOPub traffic
+// keeps arriving the client must stay open although no probe is
+// answered; once everything is silent it must close with
+// ErrControllerLost and fail what waits. Disabled, it never probes.
+func TestKeepaliveAnyTrafficIsLiveness(t *testing.T) {
+	h := newFakeHub(t, map[int]string{0: uuidA})
+	c := fakeClient(t, h, WithKeepalive(100*time.Millisecond, 5))
+	off := fakeClient(t, h, WithKeepalive(0, 0))
+	ctx := ctxT(t, 30*time.Second)
+	ar, err := c.View(0).Execute(ctx, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := h.next(h.muxIn)
+	// IOPub is a SUB socket too: make sure our subscription is live.
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		h.pub(req, uuidA, "stream", map[string]any{"name": "stdout", "text": "."})
+		return ar.Stdout()[0] != ""
+	}, "no IOPub message reached the client")
+	h.mu.Lock()
+	h.mute = true
+	h.mu.Unlock()
+	sent := c.probes.Load()
+	for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		h.pub(req, uuidA, "stream", map[string]any{"name": "stdout", "text": "."})
+	}
+	if err := c.Err(); err != nil {
+		t.Fatalf("keepalive fired while IOPub traffic arrived: %v", err)
+	}
+	start := time.Now()
+	select {
+	case <-c.Done():
+	case <-ctx.Done():
+		t.Fatal("client still open with a silent controller")
+	}
+	t.Logf("lost after %v of silence (%d probes)", time.Since(start), c.probes.Load()-sent)
+	if _, err := ar.Get(ctx); !errors.Is(err, ErrControllerLost) {
+		t.Errorf("outstanding request: %v", err)
+	}
+	if off.probes.Load() != 0 || off.Err() != nil {
+		t.Errorf("disabled keepalive: %d probes, Err %v", off.probes.Load(), off.Err())
+	}
+}
+
+// TestPythonKeepalive: Python's hub answers the probes (status-only
+// result_request) without logging an error, so a tight keepalive stays
+// quiet through a silent two-second request.
+func TestPythonKeepalive(t *testing.T) {
+	sharedPython(t)
+	ctx := ctxT(t, 60*time.Second)
+	c, err := ConnectProfile(ctx, sharedPy.dir, "", append(testOptions(), WithKeepalive(200*time.Millisecond, 4))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.WaitForEngines(ctx, 1, WaitOptions{Progress: ProgressOff}); err != nil {
+		t.Fatal(err)
+	}
+	ar, err := c.View(c.IDs()[0]).Execute(ctx, "import time; time.sleep(2)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ar.Get(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c.probes.Load() == 0 || c.Err() != nil {
+		t.Errorf("%d probes, Err %v", c.probes.Load(), c.Err())
+	}
+	logText, err := os.ReadFile(sharedPy.logPath("controller"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(logText), "Bad Message Type") {
+		t.Errorf("the Python hub did not know the probe:\n%s", logText)
+	}
+}
