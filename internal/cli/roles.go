@@ -208,7 +208,14 @@ func controllerRun(ctx context.Context, o *ControllerOptions) error {
 	case <-ctx.Done():
 		log.Info("received a stop signal, shutting down")
 	case <-ctl.Done():
-		log.Info("controller shut down on request")
+		if err := ctl.Err(); err != nil {
+			// A crashed loop: say what crashed, and exit non-zero so that
+			// launchers and scripts see a failure, not a requested stop.
+			log.Error("controller stopped on an internal error", "err", err)
+			ctl.Close()
+			return err
+		}
+		log.Info("controller shut down on request (a client's shutdown_request)")
 	}
 	return ctl.Close()
 }
