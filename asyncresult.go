@@ -209,6 +209,33 @@ func (ar *AsyncResult) Abort(ctx context.Context) error {
 	return ar.c.Abort(ctx, ar.MsgIDs(), targets...)
 }
 
+// Arrivals yields, in completion order, the index (in request order, as
+// EngineIDs and MsgIDs) and the error of each request as it completes, so
+// a caller can report an engine that died at once instead of when the
+// slowest engine finishes. It stops early when ctx ends.
+func (ar *AsyncResult) Arrivals(ctx context.Context) iter.Seq2[int, error] {
+	return func(yield func(int, error) bool) {
+		done := make(chan int, len(ar.futures))
+		for i, f := range ar.futures {
+			f.watch(func() { done <- i })
+		}
+		for range ar.futures {
+			select {
+			case i := <-done:
+				f := ar.futures[i]
+				f.mu.Lock()
+				err := f.err
+				f.mu.Unlock()
+				if !yield(i, err) {
+					return
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+}
+
 // value returns the decoded result of one completed request.
 func (f *future) value(kind resultKind) (any, error) {
 	f.mu.Lock()

@@ -17,8 +17,10 @@ type Client interface {
 	// progress bar on out when it is a terminal.
 	WaitForEngines(ctx context.Context, n int, out io.Writer) error
 	// Execute runs code on the targets (nil: all engines) and returns one
-	// result per engine, in engine order.
-	Execute(ctx context.Context, code string, targets []int) ([]ExecResult, error)
+	// result per engine, in engine order. failed, when not nil, is called
+	// as soon as an engine's run fails (an engine that died is known long
+	// before the others finish); its result is still returned.
+	Execute(ctx context.Context, code string, targets []int, failed func(engine int, err *RemoteError)) ([]ExecResult, error)
 	// Close disconnects.
 	Close() error
 }
@@ -58,10 +60,19 @@ func (c ippClient) WaitForEngines(ctx context.Context, n int, out io.Writer) err
 	return c.c.WaitForEngines(ctx, n, ipp.WaitOptions{Output: out})
 }
 
-func (c ippClient) Execute(ctx context.Context, code string, targets []int) ([]ExecResult, error) {
+func (c ippClient) Execute(ctx context.Context, code string, targets []int, onFail func(int, *RemoteError)) ([]ExecResult, error) {
 	ar, err := c.c.View(targets...).Execute(ctx, code, ipp.Silent(false))
 	if err != nil {
 		return nil, err
+	}
+	if onFail != nil {
+		ids := ar.EngineIDs()
+		for i, err := range ar.Arrivals(ctx) {
+			var re *ipp.RemoteError
+			if errors.As(err, &re) {
+				onFail(ids[i], &RemoteError{Name: re.EName, Value: re.EValue, Traceback: re.Traceback})
+			}
+		}
 	}
 	vals, err := ar.GetList(ctx)
 	if errors.Is(err, ipp.ErrControllerLost) {

@@ -156,3 +156,39 @@ func waitQueued(t *testing.T, profileDir, id string) {
 		return false
 	}, "the exec request never reached an engine")
 }
+
+// TestEndToEndKilledEngine: an engine SIGKILLed while exec runs a long
+// snippet everywhere is reported by exec at once, with its EngineError,
+// while the other engine is still running; exec then finishes with the
+// other's output and exit 1.
+func TestEndToEndKilledEngine(t *testing.T) {
+	e := newE2E(t)
+	const id = "ke"
+	e.must(0, "start", "-n", "2", "--daemonize", "--cluster-id", id, "--wait-timeout", "60")
+	pids := recordedPIDs(t, wire.ClusterFile(e.profile, id)) // the controller first
+	e.pids = append(e.pids, pids...)
+	defer e.run("stop", "--cluster-id", id)
+	if len(pids) != 3 {
+		t.Fatalf("pids %v, want the controller and 2 engines", pids)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	long, _, _ := e.command(ctx, "exec", "--cluster-id", id, "time.Sleep(20*time.Second); fmt.Println(\"survived\")")
+	// Read while it runs: the buffers must be safe for that.
+	var out, errOut testutil.SyncBuffer
+	long.Stdout, long.Stderr = &out, &errOut
+	if err := long.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitQueued(t, e.profile, id)
+	victim := pids[1]
+	syscall.Kill(victim, syscall.SIGKILL)
+	killed := time.Now()
+	testutil.Eventually(t, 15*time.Second, func() bool { return strings.Contains(errOut.String(), "EngineError") },
+		"exec did not report the killed engine while the other still ran")
+	t.Logf("EngineError shown %v after SIGKILL", time.Since(killed).Round(time.Millisecond))
+	code := e.exitCode([]string{"exec"}, long.Wait())
+	if code != ExitError || !strings.Contains(out.String(), "survived") || strings.Count(errOut.String(), "EngineError") != 1 {
+		t.Errorf("exec: exit %d, want %d; stdout:\n%s\nstderr:\n%s", code, ExitError, out.String(), errOut.String())
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -132,11 +133,20 @@ func execRun(ctx context.Context, o *ExecOptions) error {
 	if len(client.IDs()) == 0 {
 		return errors.New("no engines registered (add some with 'ipcluster engines -n N')")
 	}
-	results, err := client.Execute(ctx, code, o.Targets)
+	// Errors are printed the moment they arrive: a dead engine is reported
+	// at once, not when the slowest engine finishes.
+	var mu sync.Mutex
+	shown := map[int]bool{}
+	results, err := client.Execute(ctx, code, o.Targets, func(engine int, e *RemoteError) {
+		mu.Lock()
+		defer mu.Unlock()
+		shown[engine] = true
+		printError(o.F.IO.ErrOut, engine, e)
+	})
 	if err != nil {
 		return err
 	}
-	if failed := printResults(o.F.IO, results); failed > 0 {
+	if failed := printResults(o.F.IO, results, shown); failed > 0 {
 		return fmt.Errorf("the code failed on %d of %d engines", failed, len(results))
 	}
 	return nil
@@ -174,9 +184,10 @@ func checkControllerAlive(ctx context.Context, f *Factory, flags ClusterFlags, d
 }
 
 // printResults shows results the way %px does, grouped by kind: every
-// engine's stdout, then every stderr, then results, then errors. It
-// returns the number of engines that failed.
-func printResults(s IOStreams, results []ExecResult) int {
+// engine's stdout, then every stderr, then results, then errors (except
+// those of engines in shown, printed already). It returns the number of
+// engines that failed.
+func printResults(s IOStreams, results []ExecResult, shown map[int]bool) int {
 	for _, r := range results {
 		printStream(s.Out, fmt.Sprintf("[stdout:%d]", r.Engine), r.Stdout)
 	}
@@ -194,12 +205,25 @@ func printResults(s IOStreams, results []ExecResult) int {
 			continue
 		}
 		failed++
-		fmt.Fprintf(s.ErrOut, "[%d:execute] %s: %s\n", r.Engine, r.Err.Name, r.Err.Value)
-		for _, line := range r.Err.Traceback {
-			fmt.Fprintln(s.ErrOut, strings.TrimRight(line, "\n"))
+		if !shown[r.Engine] {
+			printError(s.ErrOut, r.Engine, r.Err)
 		}
 	}
 	return failed
+}
+
+// printError shows one engine's error: a header line, then the traceback
+// without a repeat of the header's "name: value".
+func printError(w io.Writer, engine int, e *RemoteError) {
+	head := e.Name + ": " + e.Value
+	fmt.Fprintf(w, "[%d:execute] %s\n", engine, head)
+	for i, line := range e.Traceback {
+		line = strings.TrimRight(line, "\n")
+		if i == 0 && line == head {
+			continue
+		}
+		fmt.Fprintln(w, line)
+	}
 }
 
 // printStream writes a header line and the text under it.

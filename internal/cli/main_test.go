@@ -125,8 +125,15 @@ func (c *fakeClient) WaitForEngines(ctx context.Context, n int, out io.Writer) e
 	return nil
 }
 
-func (c *fakeClient) Execute(ctx context.Context, code string, targets []int) ([]ExecResult, error) {
+func (c *fakeClient) Execute(ctx context.Context, code string, targets []int, failed func(int, *RemoteError)) ([]ExecResult, error) {
 	c.code, c.targets = code, targets
+	if failed != nil {
+		for _, r := range c.results {
+			if r.Err != nil {
+				failed(r.Engine, r.Err)
+			}
+		}
+	}
 	return c.results, nil
 }
 
