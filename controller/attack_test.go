@@ -218,7 +218,8 @@ func (cl *cluster) history() []string {
 
 // healthy checks what every attack must leave intact: the controller runs,
 // the same two engines are registered, and the client gets correct
-// results from each engine, through the mux and through load balancing.
+// results from each engine through the mux, load balancing and broadcast,
+// and the control relay answers.
 func (cl *cluster) healthy() {
 	cl.t.Helper()
 	cl.alive()
@@ -247,6 +248,17 @@ func (cl *cluster) healthy() {
 	got, err := ipp.GetAll[int](ctx, ar)
 	if err != nil || !slices.Equal(got, items) {
 		cl.t.Fatalf("load-balanced echo: %v, %v", got, err)
+	}
+	// The broadcast and control loops serve too.
+	b, err := cl.client.Broadcast().Apply(ctx, "echo", 5)
+	if err != nil {
+		cl.t.Fatal(err)
+	}
+	if vs, err := ipp.GetAll[int](ctx, b); err != nil || !slices.Equal(vs, []int{5, 5}) {
+		cl.t.Fatalf("broadcast echo: %v, %v", vs, err)
+	}
+	if err := cl.client.Clear(ctx); err != nil {
+		cl.t.Fatalf("control clear_request: %v", err)
 	}
 	cl.alive()
 }
@@ -594,71 +606,88 @@ func TestAttackUnsignedShutdownReply(t *testing.T) {
 // TestAttackKeyedReplay: a key holder replays a task request (byte for
 // byte; with the same msg_id and a fresh signature; a mux request's frames
 // sent to the task port). Every engine must stay in load balancing: with
-// hwm 1, later tasks all complete and run on both engines.
+// hwm 1, later tasks all complete and run on both engines. Each replay is
+// its own subtest on a fresh cluster, so a failure names the replay.
 func TestAttackKeyedReplay(t *testing.T) {
-	cl := startCluster(t, controller.Config{HWM: 1, Burst: -1})
-	atk := dial(t, transport.Dealer, cl.ci.URL(cl.ci.Task), cl.key, "")
-	content, bufs := applyContent(t, "sleep", true, 20)
-	md := map[string]any{"after": []string{}, "follow": []string{}, "timeout": 0, "targets": []string{}, "retries": 0}
-	frames, h, err := atk.sess.Build(wire.Out{MsgType: "apply_request", Metadata: md, Content: content, Buffers: bufs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	atk.sock.Send(frames)
-	if m := cl.recvOrDead(atk, 20*time.Second); m.Parent.MsgID != h.MsgID {
-		t.Fatalf("reply to %s, want %s", m.Parent.MsgID, h.MsgID)
-	}
-	// 1. Byte-identical replays.
-	for range 3 {
-		atk.sock.Send(frames)
-	}
-	// 2. The same msg_id, freshly signed, aimed at each engine in turn.
-	for i, id := range append(slices.Clone(cl.ids), cl.ids...) {
-		hh := h
-		hh.Date = wire.FormatDate(time.Now().Add(time.Duration(i+1) * time.Millisecond))
-		mdt := map[string]any{"after": []string{}, "follow": []string{}, "timeout": 0, "targets": []string{cl.uuids[id]}, "retries": 0}
-		f, _, err := atk.sess.Build(wire.Out{Header: hh, Metadata: mdt, Content: content, Buffers: bufs})
-		if err != nil {
-			t.Fatal(err)
-		}
-		atk.sock.Send(f)
-	}
-	// 3. A mux request, answered, then its frames replayed to the task port.
-	mx := dial(t, transport.Dealer, cl.ci.URL(cl.ci.Mux), cl.key, "")
-	for _, id := range cl.ids {
-		mf, mh, err := mx.sess.Build(wire.Out{Idents: [][]byte{[]byte(cl.uuids[id])}, MsgType: "apply_request", Content: content, Buffers: bufs})
-		if err != nil {
-			t.Fatal(err)
-		}
-		mx.sock.Send(mf)
-		if m := cl.recvOrDead(mx, 20*time.Second); m.Parent.MsgID != mh.MsgID {
-			t.Fatalf("mux reply to %s, want %s", m.Parent.MsgID, mh.MsgID)
-		}
-		atk.sock.Send(mf[1:])
-	}
+	type replay func(t *testing.T, cl *cluster, atk *peer, first [][]byte, h wire.Header, content any, bufs [][]byte)
+	for _, tc := range []struct {
+		name string
+		do   replay
+	}{
+		{"identical frames", func(t *testing.T, cl *cluster, atk *peer, first [][]byte, _ wire.Header, _ any, _ [][]byte) {
+			for range 3 {
+				atk.sock.Send(first)
+			}
+		}},
+		{"same msg_id fresh signature", func(t *testing.T, cl *cluster, atk *peer, _ [][]byte, h wire.Header, content any, bufs [][]byte) {
+			// Aimed at each engine in turn, twice.
+			for i, id := range append(slices.Clone(cl.ids), cl.ids...) {
+				hh := h
+				hh.Date = wire.FormatDate(time.Now().Add(time.Duration(i+1) * time.Millisecond))
+				md := map[string]any{"after": []string{}, "follow": []string{}, "timeout": 0, "targets": []string{cl.uuids[id]}, "retries": 0}
+				f, _, err := atk.sess.Build(wire.Out{Header: hh, Metadata: md, Content: content, Buffers: bufs})
+				if err != nil {
+					t.Fatal(err)
+				}
+				atk.sock.Send(f)
+			}
+		}},
+		{"mux request to the task port", func(t *testing.T, cl *cluster, atk *peer, _ [][]byte, _ wire.Header, content any, bufs [][]byte) {
+			// A direct request, answered, then its frames sent as a task.
+			mx := dial(t, transport.Dealer, cl.ci.URL(cl.ci.Mux), cl.key, "")
+			for _, id := range cl.ids {
+				mf, mh, err := mx.sess.Build(wire.Out{Idents: [][]byte{[]byte(cl.uuids[id])}, MsgType: "apply_request", Content: content, Buffers: bufs})
+				if err != nil {
+					t.Fatal(err)
+				}
+				mx.sock.Send(mf)
+				if m := cl.recvOrDead(mx, 20*time.Second); m.Parent.MsgID != mh.MsgID {
+					t.Fatalf("mux reply to %s, want %s", m.Parent.MsgID, mh.MsgID)
+				}
+				atk.sock.Send(mf[1:])
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cl := startCluster(t, controller.Config{HWM: 1, Burst: -1})
+			atk := dial(t, transport.Dealer, cl.ci.URL(cl.ci.Task), cl.key, "")
+			content, bufs := applyContent(t, "sleep", true, 20)
+			md := map[string]any{"after": []string{}, "follow": []string{}, "timeout": 0, "targets": []string{}, "retries": 0}
+			frames, h, err := atk.sess.Build(wire.Out{MsgType: "apply_request", Metadata: md, Content: content, Buffers: bufs})
+			if err != nil {
+				t.Fatal(err)
+			}
+			atk.sock.Send(frames)
+			if m := cl.recvOrDead(atk, 20*time.Second); m.Parent.MsgID != h.MsgID {
+				t.Fatalf("reply to %s, want %s", m.Parent.MsgID, h.MsgID)
+			}
+			tc.do(t, cl, atk, frames, h, content, bufs)
 
-	// Every engine still takes load-balanced work.
-	ctx := ctxFor(t, 60*time.Second)
-	items := make([]int, 20)
-	for i := range items {
-		items[i] = 100
+			// Every engine still takes load-balanced work.
+			ctx := ctxFor(t, 30*time.Second)
+			items := make([]int, 20)
+			for i := range items {
+				items[i] = 100
+			}
+			ar, err := cl.client.LoadBalanced().Map(ctx, "sleep", items)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := ipp.GetAll[int](ctx, ar)
+			if err != nil || !slices.Equal(got, items) {
+				rs, _ := cl.client.QueueStatus(context.Background())
+				t.Fatalf("after the replay, load-balanced tasks gave %v, %v (engines stuck in the scheduler); queue status %+v", got, err, rs)
+			}
+			used := map[int]bool{}
+			for _, id := range ar.EngineIDs() {
+				used[id] = true
+			}
+			if len(used) != 2 {
+				t.Fatalf("after the replay, 20 tasks with hwm 1 ran only on engines %v: an engine left load balancing", ar.EngineIDs())
+			}
+			cl.healthy()
+		})
 	}
-	ar, err := cl.client.LoadBalanced().Map(ctx, "sleep", items)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := ipp.GetAll[int](ctx, ar)
-	if err != nil || !slices.Equal(got, items) {
-		t.Fatalf("after the replays, load-balanced tasks gave %v, %v (an engine is stuck in the scheduler)", got, err)
-	}
-	used := map[int]bool{}
-	for _, id := range ar.EngineIDs() {
-		used[id] = true
-	}
-	if len(used) != 2 {
-		t.Fatalf("after the replays, 20 tasks with hwm 1 ran only on engines %v: an engine left load balancing", ar.EngineIDs())
-	}
-	cl.healthy()
 }
 
 // TestAttackKeyedBroadcastDuplicateTarget: a coalescing broadcast naming
@@ -864,7 +893,9 @@ func TestAttackFloodAndGarbage(t *testing.T) {
 		}
 		reg.sock.Send(forged(nil, "unregistration_request", "attacker", nil, map[string]any{}, map[string]any{"id": id}))
 	}
-	reg.sock.Send(forged(nil, "shutdown_request", "attacker", nil, map[string]any{}, map[string]any{}))
+	for _, typ := range []string{"shutdown_request", "abort_request", "clear_request"} {
+		reg.sock.Send(forged(nil, typ, "attacker", nil, map[string]any{}, map[string]any{}))
+	}
 	reg.sock.Send(forged(nil, "purge_request", "attacker", nil, map[string]any{}, map[string]any{"msg_ids": "all", "engine_ids": []int{}}))
 
 	// 5. Hub queries signed with the wrong key.
