@@ -661,6 +661,7 @@ func TestAttackKeyedReplay(t *testing.T) {
 			if m := cl.recvOrDead(atk, 20*time.Second); m.Parent.MsgID != h.MsgID {
 				t.Fatalf("reply to %s, want %s", m.Parent.MsgID, h.MsgID)
 			}
+			before, beforeBufs := cl.results([]string{h.MsgID})
 			tc.do(t, cl, atk, frames, h, content, bufs)
 
 			// Every engine still takes load-balanced work.
@@ -684,6 +685,11 @@ func TestAttackKeyedReplay(t *testing.T) {
 			}
 			if len(used) != 2 {
 				t.Fatalf("after the replay, 20 tasks with hwm 1 ran only on engines %v: an engine left load balancing", ar.EngineIDs())
+			}
+			// The finished task's record is the one the engine answered.
+			after, afterBufs := cl.results([]string{h.MsgID})
+			if !reflect.DeepEqual(after, before) || !reflect.DeepEqual(afterBufs, beforeBufs) {
+				t.Fatalf("the replay changed the record of the task it copied:\nbefore %v\nafter  %v", before, after)
 			}
 			cl.healthy()
 		})
