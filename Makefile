@@ -5,7 +5,7 @@ GO      ?= go
 BIN     := bin/ipcluster
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: build deps demo test test-mpi lint bench clean
+.PHONY: build deps demo test test-mpi lint bench clean fuzz fuzz-short
 
 # build links the MPI library it finds (Open MPI first, else MPICH, else
 # none), so that engines started by mpiexec or srun can be MPI ranks. The
@@ -29,7 +29,7 @@ lint:
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
-test: deps lint test-mpi
+test: deps lint test-mpi fuzz-short
 	$(GO) test -count=1 -timeout 40m ./...
 
 # The mpi package against each MPI library that is installed (both are in
@@ -41,6 +41,24 @@ test-mpi:
 	@if pkg-config --exists mpich; then \
 		$(GO) vet -tags mpich ./mpi ./engine && $(GO) test -count=1 -tags mpich ./mpi ./engine; \
 	else echo "test-mpi: MPICH not installed, skipping (CI installs it)"; fi
+
+# Native Go fuzzing of the message parser and of every controller handler,
+# FUZZTIME each (seed corpora in each package's testdata/fuzz). Inputs that
+# gain coverage are minimized for at most 5 s: the controller's handlers
+# keep state, so a minimizer often cannot reproduce an input alone and
+# would spend its whole default minute on it while fuzzing stands still.
+FUZZTIME ?= 10m
+FUZZ_TARGETS := ./internal/wire:FuzzParse ./controller:FuzzHandlers
+
+fuzz:
+	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz: $$fn in $$pkg for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s $$pkg || exit 1; \
+	done
+
+# The CI run: a minute per target.
+fuzz-short:
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=60s
 
 bench: build
 	scripts/install-deps.sh bench
