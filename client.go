@@ -190,22 +190,16 @@ func newConfig(opts []Option) clientConfig {
 var ErrNoCurve = transport.ErrNoCurve
 
 // curveClient is the CURVE client setting for a controller whose public
-// key is serverKey (nil when it has none): the client's own key pair from
-// $IPP_CURVE_SECRETKEY and $IPP_CURVE_PUBLICKEY as in ipyparallel, else
-// one fresh pair for all of the client's sockets. In a pure-Go build the
-// first socket then fails with transport.ErrNoCurve.
+// key is serverKey (nil when it has none), with this process's own key
+// pair from $IPP_CURVE_SECRETKEY and $IPP_CURVE_PUBLICKEY as in
+// ipyparallel, else one generated pair.
 func curveClient(serverKey string) (*transport.Curve, error) {
-	if serverKey == "" {
-		return nil, nil
-	}
 	pub, sec := wire.CurveKeysFromEnv()
-	if sec == "" {
-		var err error
-		if pub, sec, err = transport.NewCurveKeyPair(); err != nil {
-			return nil, fmt.Errorf("ipp: %w", err)
-		}
+	c, err := transport.CurveClient(serverKey, pub, sec)
+	if err != nil {
+		return nil, fmt.Errorf("ipp: %w", err)
 	}
-	return &transport.Curve{ServerKey: serverKey, PublicKey: pub, SecretKey: sec}, nil
+	return c, nil
 }
 
 // ConnectInfo connects with connection information already in memory (for

@@ -130,20 +130,14 @@ func (c *Config) withDefaults() (Config, error) {
 }
 
 // curveClient is the CURVE client setting for a controller whose public
-// key is serverKey, or nil when the controller does not use CURVE. The
-// engine's own key pair comes from $IPP_CURVE_SECRETKEY (and
-// $IPP_CURVE_PUBLICKEY), as for ipyparallel engines, else is generated
-// once so that all of the engine's sockets present the same key.
+// key is serverKey (nil when it has none), with this process's own key
+// pair from $IPP_CURVE_SECRETKEY and $IPP_CURVE_PUBLICKEY as in
+// ipyparallel, else one generated pair.
 func curveClient(serverKey string) (*transport.Curve, error) {
-	if serverKey == "" {
-		return nil, nil
-	}
 	pub, sec := wire.CurveKeysFromEnv()
-	if sec == "" {
-		var err error
-		if pub, sec, err = transport.NewCurveKeyPair(); err != nil {
-			return nil, fmt.Errorf("engine: %w", err)
-		}
+	c, err := transport.CurveClient(serverKey, pub, sec)
+	if err != nil {
+		return nil, fmt.Errorf("engine: %w", err)
 	}
-	return &transport.Curve{ServerKey: serverKey, PublicKey: pub, SecretKey: sec}, nil
+	return c, nil
 }

@@ -149,3 +149,21 @@ func (c Curve) resolve() (Curve, error) {
 	c.PublicKey = pub
 	return c, nil
 }
+
+// CurveClient is the setting of a CURVE client for a server whose public
+// key is serverKey: nil when serverKey is empty (the server does not use
+// CURVE). The client's own key pair is public and secret, or a fresh one
+// when secret is empty; one setting is meant for all of a process's
+// sockets, so that they present the same key.
+func CurveClient(serverKey, public, secret string) (*Curve, error) {
+	if serverKey == "" {
+		return nil, nil
+	}
+	if secret == "" {
+		var err error
+		if public, secret, err = NewCurveKeyPair(); err != nil {
+			return nil, err
+		}
+	}
+	return &Curve{ServerKey: serverKey, PublicKey: public, SecretKey: secret}, nil
+}
