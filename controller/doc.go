@@ -13,6 +13,23 @@
 //	broadcast            -> broadcaster.run         (one copy per target engine)
 //	iopub SUB            -> hub.serveIOPub          (forward to clients, note outputs)
 //
+// Every message is verified (signature, replay guard; guard.go) before
+// anything in it is parsed, counted or forwarded, and every reply is checked
+// against the request it claims to answer: the mux relay through the task
+// records, the control relay through its table of requests in flight, the
+// task scheduler through controller/sched (a result counts only from the
+// engine the task runs on), the broadcaster through its per-engine copies.
+// What is refused goes to a rate-limited log. docs/security.md has the
+// threat model.
+//
+// Components get what they use at construction (the records store, the
+// hub's liveness lookup); none reaches another through the Controller.
+// Engine arrival and departure are hub events: the task scheduler, the
+// broadcaster and the control relay are engineListeners, told in order and
+// never under the hub's locks. Deaths are seen by heartbeats and, much
+// faster, by check rounds that the heartbeat port's closed connections
+// start (liveness.go).
+//
 // The hub owns engine and task-record state behind hub.mu; relays and
 // schedulers read the set of live engines through the hub's routes table and
 // report bookkeeping by calling hub methods. Lock order: hub.mu before any
