@@ -218,6 +218,7 @@ type Controller struct {
 	bcast                  *broadcaster
 	mux, control           *relay
 	rejects                *rejectLog
+	mem                    *releaser
 	wg                     sync.WaitGroup
 	stopOnce               sync.Once
 	done                   chan struct{}
@@ -258,6 +259,7 @@ func New(cfg Config) (*Controller, error) {
 		done:    make(chan struct{}),
 	}
 	c.rejects = newRejectLog(c)
+	c.mem = newReleaser()
 	return c, nil
 }
 

@@ -152,6 +152,7 @@ type taskMetadata struct {
 }
 
 func (t *taskScheduler) submit(frames [][]byte) {
+	t.c.noteSize(frames)
 	// Verified, not just parsed: a retry re-signs the request, and the
 	// controller must never sign content it did not get from a key holder.
 	msg := t.c.verify("task_in", frames)
@@ -206,6 +207,7 @@ func (t *taskScheduler) submit(frames [][]byte) {
 }
 
 func (t *taskScheduler) result(frames [][]byte) {
+	t.c.noteSize(frames)
 	if len(frames) >= 2 && string(frames[1]) == wire.Delimiter {
 		t.c.probe("task_out", frames, routeTask)
 		return
