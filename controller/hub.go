@@ -252,7 +252,10 @@ func (h *hub) handleQuery(msg *wire.Message) {
 			h.unregister(*c.ID, "unregistration_request")
 		}
 	case "connection_request":
-		h.reply(msg.Idents, msg, "connection_reply", map[string]any{"status": "ok", "engines": h.engineMap()})
+		// max_message_size is ours (Python clients ignore it): our client
+		// refuses a larger request with a clear error before sending it.
+		h.reply(msg.Idents, msg, "connection_reply", map[string]any{"status": "ok", "engines": h.engineMap(),
+			"max_message_size": h.c.cfg.MaxMessageSize})
 	case "engine_info_request":
 		h.reply(msg.Idents, msg, "engine_info_reply", map[string]any{"status": "ok", "engines": h.engineInfos()})
 	case "queue_request":

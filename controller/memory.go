@@ -28,8 +28,9 @@ const releaseDelay = time.Second
 // releaser returns freed heap to the operating system after large
 // messages, at most once per releaseDelay.
 type releaser struct {
-	delay   time.Duration
-	release func()
+	threshold int
+	delay     time.Duration
+	release   func()
 	// armed is set while a release is scheduled, so that a burst of large
 	// messages schedules one.
 	armed atomic.Bool
@@ -38,7 +39,7 @@ type releaser struct {
 }
 
 func newReleaser() *releaser {
-	return &releaser{delay: releaseDelay, release: debug.FreeOSMemory}
+	return &releaser{threshold: bigMessage, delay: releaseDelay, release: debug.FreeOSMemory}
 }
 
 // note looks at the size of a message the controller read; a large one
@@ -48,7 +49,7 @@ func (r *releaser) note(frames [][]byte) {
 	for _, f := range frames {
 		n += len(f)
 	}
-	if n >= bigMessage {
+	if n >= r.threshold {
 		r.schedule()
 	}
 }
