@@ -2,6 +2,8 @@ package cli
 
 import (
 	"bufio"
+	"context"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -13,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipp-hpc/ipp"
 	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/testutil"
 	"github.com/ipp-hpc/ipp/internal/transport"
@@ -226,4 +229,32 @@ func TestBigMessagesReleased(t *testing.T) {
 	settle("signed 5 x 200 MB apply_request through the mux")
 	close(stopWatch)
 	<-watched
+}
+
+// TestStartMaxMessageSize: `ipcluster start --max-message-size` reaches
+// the controller it launches, which tells the client, which refuses a
+// larger push before sending it and keeps working.
+func TestStartMaxMessageSize(t *testing.T) {
+	e := newE2E(t)
+	e.must(0, "start", "-n", "1", "--daemonize", "--max-message-size", "1MiB", "--max-queued-tasks", "100")
+	t.Cleanup(func() { e.run("stop") })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := ipp.ConnectProfile(ctx, e.profile, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, err = c.View(0).Push(ctx, map[string]any{"x": make([]byte, 2<<20)})
+	if !errors.Is(err, ipp.ErrMessageTooLarge) || !strings.Contains(err.Error(), "1048576") {
+		t.Fatalf("push of 2 MiB with --max-message-size 1MiB: %v", err)
+	}
+	ar, err := c.View(0).Push(ctx, map[string]any{"x": make([]byte, 1000)})
+	if err == nil {
+		err = ar.Wait(ctx)
+	}
+	if err != nil {
+		t.Fatalf("a small push after the refusal: %v", err)
+	}
+	e.must(0, "stop")
 }
