@@ -2,6 +2,7 @@ package controller
 
 import (
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -19,31 +20,48 @@ import (
 // normal churn of small messages is what the runtime's pacing is for.
 const bigMessage = 64 << 20
 
-// releaseDelay is how long after a large message the release happens.
-// Long enough that the message has been forwarded and its copy is garbage,
-// and that a burst of large messages is covered by one release; short
-// enough that memory is back in seconds, not minutes.
+// releaseDelay is how long after a large message the first release
+// happens. Long enough that a burst of large messages is covered by one
+// release; short enough that memory is back in seconds, not minutes.
 const releaseDelay = time.Second
 
+// releaseSeries is how many releases follow the last large message, the
+// gaps growing from releaseDelay to at most maxReleaseGap (1, 2, 4, 4 s):
+// a large message is noted as it arrives, and one that is still being
+// forwarded (copying 200 MB into libzmq takes a second or two on a loaded
+// node), or queued behind others, is only garbage at a later release.
+// Four forced collections per burst of large messages cost nothing next
+// to copying them.
+const releaseSeries = 4
+
+// maxReleaseGap bounds the wait between two releases of a series.
+const maxReleaseGap = 4 * releaseDelay
+
 // releaser returns freed heap to the operating system after large
-// messages, at most once per releaseDelay.
+// messages: a series of releases at growing intervals, never two within
+// delay of each other, and none at all while only small messages come.
 type releaser struct {
 	threshold int
 	delay     time.Duration
+	maxGap    time.Duration
+	series    int
 	release   func()
-	// armed is set while a release is scheduled, so that a burst of large
-	// messages schedules one.
-	armed atomic.Bool
+
+	mu      sync.Mutex
+	left    int           // releases left in the current series
+	running bool          // a release is scheduled or under way
+	gap     time.Duration // wait before the next release after the one due
 	// done counts releases, for tests.
 	done atomic.Uint64
 }
 
 func newReleaser() *releaser {
-	return &releaser{threshold: bigMessage, delay: releaseDelay, release: debug.FreeOSMemory}
+	return &releaser{threshold: bigMessage, delay: releaseDelay, maxGap: maxReleaseGap, series: releaseSeries,
+		release: debug.FreeOSMemory}
 }
 
 // note looks at the size of a message the controller read; a large one
-// schedules a release. It costs a few additions for a small message.
+// schedules releases. It costs a few additions for a small message.
 func (r *releaser) note(frames [][]byte) {
 	n := 0
 	for _, f := range frames {
@@ -54,18 +72,30 @@ func (r *releaser) note(frames [][]byte) {
 	}
 }
 
-// schedule arranges a release after delay, unless one is already due.
+// schedule starts a series of releases, or restarts the current one.
 func (r *releaser) schedule() {
-	if !r.armed.CompareAndSwap(false, true) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.left = r.series
+	r.gap = r.delay
+	if !r.running {
+		r.running = true
+		time.AfterFunc(r.delay, r.fire)
+	}
+}
+
+func (r *releaser) fire() {
+	r.release()
+	r.done.Add(1)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.left--
+	if r.left <= 0 {
+		r.running = false
 		return
 	}
-	time.AfterFunc(r.delay, func() {
-		// Disarm first: a large message arriving during the release (which
-		// takes a full GC) schedules the next one instead of being missed.
-		r.armed.Store(false)
-		r.release()
-		r.done.Add(1)
-	})
+	r.gap = min(2*r.gap, r.maxGap)
+	time.AfterFunc(r.gap, r.fire)
 }
 
 // noteSize is called by every handler with the frames it was given.
