@@ -60,9 +60,10 @@ type Config struct {
 	// (engines, clients, and anyone else on the network); newer ones
 	// beyond it are closed. Default 16384.
 	MaxConnections int
-	// ResultCacheBytes bounds the result buffers the hub keeps for
-	// result_request (clients that reconnect, get_result); beyond it the
-	// oldest results' buffers are dropped first. Default 256 MiB.
+	// ResultCacheBytes bounds the result buffers and output of finished
+	// tasks the hub keeps for result_request (clients that reconnect,
+	// get_result); beyond it the oldest are dropped first, and one task
+	// keeps at most a quarter of it as output. Default 256 MiB.
 	ResultCacheBytes int64
 	// MaxQueuedTasks bounds the load-balanced tasks the controller holds
 	// (waiting for an engine or running on one); a submission beyond it
