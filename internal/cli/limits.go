@@ -48,7 +48,9 @@ func (l LimitFlags) check() error {
 		{"--result-cache", l.ResultCache}, {"--max-queued-tasks", int64(l.MaxQueuedTasks)},
 		{"--max-queued-bytes", l.MaxQueuedBytes},
 	} {
-		if f.v <= 0 {
+		// 0 is the default, as in controller.Config (options built in
+		// code leave the limits unset).
+		if f.v < 0 {
 			return fmt.Errorf("%s must be positive, not %d", f.name, f.v)
 		}
 	}
@@ -69,11 +71,12 @@ func (l LimitFlags) apply(cfg *controller.Config) error {
 }
 
 // args are the flags to hand to a controller started by a launcher: those
-// that differ from the defaults, so that the command line stays short.
+// set to something else than the default (or 0, the default too), so that
+// the command line stays short.
 func (l LimitFlags) args() []string {
 	var out []string
 	add := func(name string, v, def int64) {
-		if v != def {
+		if v != def && v != 0 {
 			out = append(out, "--"+name, strconv.FormatInt(v, 10))
 		}
 	}

@@ -60,13 +60,28 @@ func TestControllerLimitFlags(t *testing.T) {
 		!strings.Contains(err.Error(), "4GiB") {
 		t.Errorf("--max-message-size lots: %v", err)
 	}
-	for _, bad := range [][]string{{"--max-connections", "0"}, {"--max-queued-tasks", "-3"}, {"--result-cache", "0"}} {
-		if err := run(NewCmdController(&Factory{}, capture), append([]string{"--profile-dir", "/p"}, bad...)...); err != nil {
-			t.Fatal(err)
+	for _, bad := range [][]string{{"--max-connections", "-1"}, {"--max-queued-tasks", "-3"}, {"--max-queued-bytes", "-1"}} {
+		err := run(NewCmdController(&Factory{}, capture), append([]string{"--profile-dir", "/p"}, bad...)...)
+		if err == nil {
+			_, err = got.config()
 		}
-		if _, err := got.config(); err == nil || !strings.Contains(err.Error(), bad[0]) {
+		if err == nil || !strings.Contains(err.Error(), bad[0]) {
 			t.Errorf("%q: %v, want an error naming the flag", bad, err)
 		}
+	}
+}
+
+func TestZeroLimitsAreDefaults(t *testing.T) {
+	var cfg controller.Config
+	if err := (LimitFlags{}).apply(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MaxConnections != 0 || cfg.MaxMessageSize != 0 || cfg.MaxQueuedBytes != 0 {
+		t.Fatalf("zero limits set %+v", cfg)
+	}
+	// New fills in the defaults, as for any zero Config field.
+	if _, err := controller.New(cfg); err != nil {
+		t.Fatal(err)
 	}
 }
 
