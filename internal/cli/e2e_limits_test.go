@@ -62,9 +62,9 @@ func vmRSS(pid int) (int64, error) {
 	return 0, fmt.Errorf("no VmRSS for pid %d", pid)
 }
 
-// hubEngines asks the hub for its engines (id -> uuid) with a plain
-// DEALER, as any client would.
-func hubEngines(t *testing.T, ci *wire.ClientInfo, s *wire.Session) map[string]string {
+// hubQuery sends one query to the hub with a plain DEALER, as any client
+// would, and decodes the reply's content into out.
+func hubQuery(t *testing.T, ci *wire.ClientInfo, s *wire.Session, msgType string, content, out any) {
 	t.Helper()
 	d, err := transport.Default().NewSocket(transport.Dealer, transport.Options{})
 	if err != nil {
@@ -74,25 +74,44 @@ func hubEngines(t *testing.T, ci *wire.ClientInfo, s *wire.Session) map[string]s
 	if err := d.Connect(fmt.Sprintf("tcp://127.0.0.1:%d", ci.Registration)); err != nil {
 		t.Fatal(err)
 	}
-	out, _, _ := s.Build(wire.Out{MsgType: "connection_request"})
-	d.Send(out)
+	req, _, _ := s.Build(wire.Out{MsgType: msgType, Content: content})
+	d.Send(req)
 	select {
 	case frames := <-d.Messages():
 		msg, err := wire.ParseUnchecked(frames)
 		if err != nil {
 			t.Fatal(err)
 		}
-		var c struct {
-			Engines map[string]string `json:"engines"`
-		}
-		if err := json.Unmarshal(msg.Content, &c); err != nil {
+		if err := json.Unmarshal(msg.Content, out); err != nil {
 			t.Fatal(err)
 		}
-		return c.Engines
 	case <-time.After(10 * time.Second):
-		t.Fatal("no connection_reply within 10 s")
+		t.Fatalf("no reply to %s within 10 s", msgType)
 	}
-	return nil
+}
+
+// hubEngines asks the hub for its engines (id -> uuid).
+func hubEngines(t *testing.T, ci *wire.ClientInfo, s *wire.Session) map[string]string {
+	t.Helper()
+	var c struct {
+		Engines map[string]string `json:"engines"`
+	}
+	hubQuery(t, ci, s, "connection_request", map[string]any{}, &c)
+	return c.Engines
+}
+
+// hubBooked is how many requests the hub has seen go to engine 0, queued
+// or completed: the mux relay books a request just before forwarding it.
+func hubBooked(t *testing.T, ci *wire.ClientInfo, s *wire.Session) int {
+	t.Helper()
+	var c map[string]json.RawMessage
+	hubQuery(t, ci, s, "queue_request", map[string]any{"targets": nil, "verbose": false}, &c)
+	var q struct {
+		Queue     int `json:"queue"`
+		Completed int `json:"completed"`
+	}
+	json.Unmarshal(c["0"], &q)
+	return q.Queue + q.Completed
 }
 
 // TestBigMessagesReleased sends five 200 MB messages to a real controller
@@ -226,6 +245,9 @@ func TestBigMessagesReleased(t *testing.T) {
 	}
 	wg.Wait()
 	t.Logf("signed: sent in %v", time.Since(sendStart).Round(time.Millisecond))
+	testutil.Eventually(t, 60*time.Second, func() bool { return hubBooked(t, ci, session) >= senders },
+		"the controller did not forward the %d requests", senders)
+	t.Logf("signed: forwarded after %v", time.Since(sendStart).Round(time.Millisecond))
 	settle("signed 5 x 200 MB apply_request through the mux")
 	// Every request went through: each sender gets its reply.
 	for _, s := range all {
