@@ -220,7 +220,10 @@ func (rs *records) cull() {
 		if !ok {
 			continue
 		}
-		if r.completed && len(rs.byID) > maxRecords*9/10 {
+		// Bare records (output whose request is unknown: late output of
+		// a purged task, or a parent id nobody sent) go too, or they
+		// would pile up for good.
+		if (r.completed || r.header == nil) && len(rs.byID) > maxRecords*9/10 {
 			rs.bufBytes -= r.bufferBytes()
 			delete(rs.byID, id)
 			continue

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 
@@ -76,5 +77,22 @@ func TestOutputCap(t *testing.T) {
 	recordReply(t, rs, "a", 10)
 	if rs.bufBytes != len(r.stdout)+10 {
 		t.Fatalf("counted %d, want %d", rs.bufBytes, len(r.stdout)+10)
+	}
+}
+
+// TestBareRecordsCulled: output for requests the hub never saw makes bare
+// records, which are culled with the completed ones instead of piling up.
+func TestBareRecordsCulled(t *testing.T) {
+	rs := newRecords(1 << 20)
+	recordRequest(t, rs, "pending")
+	for i := range maxRecords + 10 {
+		rs.stream("unknown-"+strconv.Itoa(i), "stdout", "x")
+	}
+	recordRequest(t, rs, "last") // add culls
+	if n := len(rs.byID); n > maxRecords {
+		t.Fatalf("%d records kept, want at most %d", n, maxRecords)
+	}
+	if rs.byID["pending"] == nil || rs.byID["last"] == nil {
+		t.Fatal("a pending request's record was culled")
 	}
 }
