@@ -46,6 +46,9 @@ func (v *BroadcastView) submit(ctx context.Context, msgType, method string, kind
 	if err != nil {
 		return nil, err
 	}
+	if err := v.c.checkSize(msgType, frames); err != nil {
+		return nil, err
+	}
 	submitted, _ := wire.ParseDate(h.Date)
 	ar := &AsyncResult{c: v.c, kind: kind, single: false, method: method, ordered: true}
 	v.c.mu.Lock()

@@ -55,6 +55,9 @@ type Client struct {
 	heard atomic.Int64
 	// probes counts keepalive probes sent (tests check the keepalive ran).
 	probes atomic.Int64
+	// maxMessage is the largest message the controller accepts, from its
+	// connection_reply; 0 when it does not say.
+	maxMessage int64
 }
 
 // engineEvent is a registration change seen on the notification channel.
@@ -280,6 +283,9 @@ func ConnectInfo(ctx context.Context, info *wire.ClientInfo, opts ...Option) (*C
 	var cr struct {
 		Status  string            `json:"status"`
 		Engines map[string]string `json:"engines"`
+		// MaxMessageSize is our controller's extra key; Python's hub
+		// has none.
+		MaxMessageSize int64 `json:"max_message_size"`
 	}
 	if err := reply.DecodeContent(&cr); err != nil {
 		return nil, err
@@ -288,6 +294,7 @@ func ConnectInfo(ctx context.Context, info *wire.ClientInfo, opts ...Option) (*C
 		return nil, fmt.Errorf("ipp: hub refused the connection (status %q)", cr.Status)
 	}
 	c.mergeEngines(cr.Engines)
+	c.maxMessage = cr.MaxMessageSize
 
 	if c.mux, err = open(transport.Dealer, info.Mux, false); err != nil {
 		return nil, err
@@ -608,6 +615,9 @@ func (c *Client) sendRequest(s transport.Socket, idents [][]byte, msgType string
 	}
 	frames, h, err := c.session.Build(wire.Out{Idents: idents, MsgType: msgType, Metadata: md, Content: content, Buffers: bufs})
 	if err != nil {
+		return err
+	}
+	if err := c.checkSize(msgType, frames); err != nil {
 		return err
 	}
 	f.msgID = h.MsgID

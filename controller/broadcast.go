@@ -85,6 +85,7 @@ func (b *broadcaster) run() {
 }
 
 func (b *broadcaster) submit(frames [][]byte) {
+	b.c.noteSize(frames)
 	msg := b.c.verify("broadcast_in", frames)
 	if msg == nil {
 		return
@@ -203,6 +204,7 @@ func (b *broadcaster) fail(client []byte, req *wire.Message, parent []byte, enam
 }
 
 func (b *broadcaster) reply(frames [][]byte) {
+	b.c.noteSize(frames)
 	if len(frames) >= 2 && string(frames[1]) == wire.Delimiter {
 		b.c.probe("broadcast_leaf", frames, routeBroadcast)
 		return

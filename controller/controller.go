@@ -60,10 +60,21 @@ type Config struct {
 	// (engines, clients, and anyone else on the network); newer ones
 	// beyond it are closed. Default 16384.
 	MaxConnections int
-	// ResultCacheBytes bounds the result buffers the hub keeps for
-	// result_request (clients that reconnect, get_result); beyond it the
-	// oldest results' buffers are dropped first. Default 256 MiB.
+	// ResultCacheBytes bounds the result buffers and output of finished
+	// tasks the hub keeps for result_request (clients that reconnect,
+	// get_result); beyond it the oldest are dropped first, and one task
+	// keeps at most a quarter of it as output. Default 256 MiB.
 	ResultCacheBytes int64
+	// MaxQueuedTasks bounds the load-balanced tasks the controller holds
+	// (waiting for an engine or running on one); a submission beyond it
+	// is answered at once with a QueueFull error and not queued. Default
+	// DefaultMaxQueuedTasks.
+	MaxQueuedTasks int
+	// MaxQueuedBytes bounds the bytes of those tasks' requests, which the
+	// controller keeps until each task's reply (to send it again after an
+	// unmet dependency or a retry); beyond it, as MaxQueuedTasks. Default
+	// DefaultMaxQueuedBytes.
+	MaxQueuedBytes int64
 	// Curve says whether every socket is a CurveZMQ server (encrypted, and
 	// closed to peers without the controller's public key). The default,
 	// CurveAuto, is on exactly when IP is not a loopback address.
@@ -108,6 +119,17 @@ const DefaultMaxMessageSize = 4 << 30
 // thousands of engines per port, below the descriptor limits of a login
 // node.
 const DefaultMaxConnections = 16384
+
+// DefaultMaxQueuedTasks is the default Config.MaxQueuedTasks: far more
+// than a map over a large input submits at once, while the scheduler's
+// bookkeeping for that many tasks stays around a gigabyte.
+const DefaultMaxQueuedTasks = 1_000_000
+
+// DefaultMaxQueuedBytes is the default Config.MaxQueuedBytes: two messages
+// of the default maximum size, so that one such task can wait while
+// another runs, yet a client that submits and goes away cannot make the
+// controller take more than that of a shared login node's memory.
+const DefaultMaxQueuedBytes = 8 << 30
 
 func (c *Config) defaults() error {
 	if c.IP == "" {
@@ -160,6 +182,12 @@ func (c *Config) defaults() error {
 	}
 	if c.ResultCacheBytes <= 0 {
 		c.ResultCacheBytes = DefaultResultCacheBytes
+	}
+	if c.MaxQueuedTasks <= 0 {
+		c.MaxQueuedTasks = DefaultMaxQueuedTasks
+	}
+	if c.MaxQueuedBytes <= 0 {
+		c.MaxQueuedBytes = DefaultMaxQueuedBytes
 	}
 	return c.resolveCurve()
 }
@@ -218,6 +246,7 @@ type Controller struct {
 	bcast                  *broadcaster
 	mux, control           *relay
 	rejects                *rejectLog
+	mem                    *releaser
 	wg                     sync.WaitGroup
 	stopOnce               sync.Once
 	done                   chan struct{}
@@ -258,6 +287,7 @@ func New(cfg Config) (*Controller, error) {
 		done:    make(chan struct{}),
 	}
 	c.rejects = newRejectLog(c)
+	c.mem = newReleaser()
 	return c, nil
 }
 

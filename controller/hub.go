@@ -209,6 +209,7 @@ func (h *hub) serveRegistration() {
 // handleRegistration handles one message on the registration ROUTER:
 // engine (un)registration and every client query.
 func (h *hub) handleRegistration(frames [][]byte) {
+	h.c.noteSize(frames)
 	msg, err := h.c.session.Parse(frames)
 	if err != nil {
 		// Python's hub stays silent here too: a peer with the wrong key
@@ -251,7 +252,10 @@ func (h *hub) handleQuery(msg *wire.Message) {
 			h.unregister(*c.ID, "unregistration_request")
 		}
 	case "connection_request":
-		h.reply(msg.Idents, msg, "connection_reply", map[string]any{"status": "ok", "engines": h.engineMap()})
+		// max_message_size is ours (Python clients ignore it): our client
+		// refuses a larger request with a clear error before sending it.
+		h.reply(msg.Idents, msg, "connection_reply", map[string]any{"status": "ok", "engines": h.engineMap(),
+			"max_message_size": h.c.cfg.MaxMessageSize})
 	case "engine_info_request":
 		h.reply(msg.Idents, msg, "engine_info_reply", map[string]any{"status": "ok", "engines": h.engineInfos()})
 	case "queue_request":
@@ -492,6 +496,7 @@ func (h *hub) serveHeartbeat() {
 
 // handlePong handles one message on the heartbeat ROUTER: [engine uuid, payload].
 func (h *hub) handlePong(frames [][]byte) {
+	h.c.noteSize(frames)
 	if len(frames) == 2 {
 		h.pong(string(frames[0]), string(frames[1]))
 	}
@@ -587,6 +592,7 @@ func (h *hub) serveIOPub() {
 // messages from engines the hub knows are forwarded: clients trust what
 // arrives on IOPub (Python ones unpickle results from it).
 func (h *hub) handleIOPub(frames [][]byte) {
+	h.c.noteSize(frames)
 	msg := h.c.verify("iopub_in", frames)
 	if msg == nil {
 		return

@@ -43,15 +43,32 @@ type record struct {
 	// with its data missing.
 	evicted        bool
 	stdout, stderr string
+	// outputCut is set once the output exceeded outputCap and the rest
+	// was dropped.
+	outputCut bool
 }
 
+// bufferBytes is what a record counts against the result cache: its
+// result buffers and its output. Only completed records count (and only
+// they can be evicted); a running task's output is bounded by outputCap.
 func (r *record) bufferBytes() int {
-	n := 0
+	if !r.completed {
+		return 0
+	}
+	n := len(r.stdout) + len(r.stderr)
 	for _, b := range r.resultBuffers {
 		n += len(b)
 	}
 	return n
 }
+
+// outputCap bounds the output one record keeps: a task printing without
+// end must not grow the controller without end. A quarter of the result
+// cache, so several such tasks still fit.
+func (rs *records) outputCap() int { return max(rs.maxBytes/4, 1<<20) }
+
+// truncatedNote ends output the controller stopped keeping.
+const truncatedNote = "\n[output truncated by the controller: it keeps at most a quarter of --result-cache per task]\n"
 
 // records is the task-record store.
 type records struct {
@@ -129,7 +146,7 @@ func (rs *records) complete(reply *wire.Message, engineUUID string, client []byt
 	r.resultMetadata = clone(reply.Metadata)
 	r.resultContent = clone(reply.Content)
 	r.resultBuffers = reply.Buffers
-	rs.bufBytes += r.bufferBytes()
+	rs.bufBytes += r.bufferBytes() // counts the output so far too
 	rs.cull()
 	return true
 }
@@ -146,6 +163,7 @@ func (rs *records) fail(msgID, ename, evalue string) {
 	r.received = time.Now()
 	r.resultContent, _ = json.Marshal(errorContent(ename, evalue))
 	r.resultMetadata = json.RawMessage(`{"status": "error"}`)
+	rs.bufBytes += r.bufferBytes()
 }
 
 func (rs *records) stream(msgID, name, text string) {
@@ -160,10 +178,21 @@ func (rs *records) stream(msgID, name, text string) {
 		rs.byID[msgID] = r
 		rs.order = append(rs.order, msgID)
 	}
+	if r.evicted || r.outputCut {
+		return
+	}
+	if len(r.stdout)+len(r.stderr)+len(text) > rs.outputCap() {
+		text, r.outputCut = truncatedNote, true
+	}
 	if name == "stderr" {
 		r.stderr += text
 	} else {
 		r.stdout += text
+	}
+	if r.completed {
+		// Output often arrives after the reply.
+		rs.bufBytes += len(text)
+		rs.cull()
 	}
 }
 
@@ -176,9 +205,9 @@ func (rs *records) cull() {
 			if rs.bufBytes <= rs.maxBytes*9/10 {
 				break
 			}
-			if r, ok := rs.byID[id]; ok && r.completed && len(r.resultBuffers) > 0 {
+			if r, ok := rs.byID[id]; ok && !r.evicted && r.bufferBytes() > 0 {
 				rs.bufBytes -= r.bufferBytes()
-				r.resultBuffers, r.evicted = nil, true
+				r.resultBuffers, r.stdout, r.stderr, r.evicted = nil, "", "", true
 			}
 		}
 	}
@@ -191,7 +220,10 @@ func (rs *records) cull() {
 		if !ok {
 			continue
 		}
-		if r.completed && len(rs.byID) > maxRecords*9/10 {
+		// Bare records (output whose request is unknown: late output of
+		// a purged task, or a parent id nobody sent) go too, or they
+		// would pile up for good.
+		if (r.completed || r.header == nil) && len(rs.byID) > maxRecords*9/10 {
 			rs.bufBytes -= r.bufferBytes()
 			delete(rs.byID, id)
 			continue

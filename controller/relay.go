@@ -75,6 +75,7 @@ func (r *relay) run() {
 
 // toEngine handles [client id, engine uuid, DELIM, ...].
 func (r *relay) toEngine(frames [][]byte) {
+	r.c.noteSize(frames)
 	if len(frames) < 3 || string(frames[1]) == wire.Delimiter {
 		var peer []byte
 		if len(frames) > 0 {
@@ -154,6 +155,7 @@ func (r *relay) answered(parent, engine string, client []byte) bool {
 // toClient handles [engine uuid, client id, DELIM, ...] and the engine's own
 // [engine uuid, DELIM, ...] probes.
 func (r *relay) toClient(frames [][]byte) {
+	r.c.noteSize(frames)
 	if len(frames) < 2 {
 		return
 	}

@@ -28,6 +28,11 @@ type taskScheduler struct {
 
 	mu sync.Mutex
 	s  *sched.Scheduler
+	// heldTasks and heldBytes count the tasks the scheduler holds and the
+	// bytes of their requests, against Config.MaxQueuedTasks and
+	// MaxQueuedBytes; mu guards them.
+	heldTasks int
+	heldBytes int64
 
 	kick chan struct{}
 	quit chan struct{}
@@ -42,6 +47,42 @@ type pendingTask struct {
 	header  []byte
 	msgType string
 	attempt int
+	size    int64 // bytes of the request, counted in heldBytes while held
+	held    bool
+}
+
+// QueueFull is the ename of a task refused because the controller already
+// holds as many tasks, or task bytes, as it is configured to.
+const QueueFull = "QueueFull"
+
+// hold counts p against the queue limits, or says why it cannot be
+// queued. mu is held.
+func (t *taskScheduler) hold(p *pendingTask) string {
+	cfg := &t.c.cfg
+	if t.heldTasks >= cfg.MaxQueuedTasks {
+		return fmt.Sprintf("the controller already holds %d tasks, its limit (--max-queued-tasks); "+
+			"wait for some to finish, or abort tasks nobody waits for", t.heldTasks)
+	}
+	if t.heldBytes+p.size > cfg.MaxQueuedBytes {
+		return fmt.Sprintf("a task of %d bytes would bring the requests the controller holds to %d bytes, "+
+			"over its limit of %d (--max-queued-bytes); wait for some tasks to finish", p.size, t.heldBytes+p.size, cfg.MaxQueuedBytes)
+	}
+	t.heldTasks++
+	t.heldBytes += p.size
+	p.held = true
+	return ""
+}
+
+// release uncounts a finished task and drops its request frames: the
+// scheduler may keep a pointer to the task for a while (a timeout not yet
+// due), which must not pin a large request. mu is held.
+func (t *taskScheduler) release(p *pendingTask) {
+	if p.held {
+		p.held = false
+		t.heldTasks--
+		t.heldBytes -= p.size
+	}
+	p.body = nil
 }
 
 func newTaskScheduler(c *Controller, rs *records) (*taskScheduler, error) {
@@ -152,6 +193,7 @@ type taskMetadata struct {
 }
 
 func (t *taskScheduler) submit(frames [][]byte) {
+	t.c.noteSize(frames)
 	// Verified, not just parsed: a retry re-signs the request, and the
 	// controller must never sign content it did not get from a key holder.
 	msg := t.c.verify("task_in", frames)
@@ -169,13 +211,27 @@ func (t *taskScheduler) submit(frames [][]byte) {
 		msgType: msg.Header.MsgType,
 	}
 	task := sched.Task{MsgID: msg.Header.MsgID, Payload: p}
-	if n, big := t.c.tooBig(frames); big {
+	n, big := t.c.tooBig(frames)
+	if big {
 		t.fail(p, "ValueError", tooBigText(msg.Header.MsgType, n, t.c.cfg.MaxMessageSize))
+		return
+	}
+	p.size = n
+	t.mu.Lock()
+	full := t.hold(p)
+	t.mu.Unlock()
+	if full != "" {
+		// Refused before anything is recorded: nothing of it is kept.
+		t.c.log.Warn("task refused", "msg_id", msg.Header.MsgID, "why", full)
+		t.fail(p, QueueFull, full)
 		return
 	}
 	if !t.records.add(msg, p.client, "", "task") {
 		// A replay or a reused msg_id: the scheduler would refuse it too,
 		// but the first request's record must not be touched.
+		t.mu.Lock()
+		t.release(p)
+		t.mu.Unlock()
 		t.fail(p, sched.TaskRejectError, "duplicate msg_id "+quote(msg.Header.MsgID)+": a request with this id was already submitted")
 		return
 	}
@@ -206,6 +262,7 @@ func (t *taskScheduler) submit(frames [][]byte) {
 }
 
 func (t *taskScheduler) result(frames [][]byte) {
+	t.c.noteSize(frames)
 	if len(frames) >= 2 && string(frames[1]) == wire.Delimiter {
 		t.c.probe("task_out", frames, routeTask)
 		return
@@ -273,8 +330,9 @@ func retried(acts []sched.Action, msgID string) bool {
 	return false
 }
 
-// execute carries out Dispatch and Fail actions; Relays are done by result,
-// which holds the reply frames. mu is held.
+// execute carries out Dispatch and Fail actions; Relays are sent by
+// result, which holds the reply frames, and only end the task here. mu is
+// held.
 func (t *taskScheduler) execute(acts []sched.Action) {
 	for _, a := range acts {
 		p, _ := a.Task.Payload.(*pendingTask)
@@ -294,8 +352,12 @@ func (t *taskScheduler) execute(acts []sched.Action) {
 			t.records.assign(a.MsgID, a.Engine)
 			t.c.taskOut.Send(out)
 		case sched.Fail:
+			t.release(p)
 			t.records.fail(a.MsgID, a.ErrName, a.ErrValue)
 			t.fail(p, a.ErrName, a.ErrValue)
+		case sched.Relay:
+			// result sent the reply; the task is over.
+			t.release(p)
 		}
 	}
 }

@@ -98,6 +98,8 @@ type ControllerOptions struct {
 	Transport string
 	// CurveFlags are --curve and --no-curve.
 	CurveFlags
+	// LimitFlags are --max-message-size and the other resource limits.
+	LimitFlags
 }
 
 // NewCmdController builds the controller role. runF replaces
@@ -133,6 +135,7 @@ key from IPP_SESSION_KEY when set. Logs go to standard error.`,
 	fs.IntVar(&opts.HeartbeatMisses, "heartbeat-misses", 10, "missed heartbeats before an engine is declared dead")
 	fs.StringVar(&opts.Transport, "transport", "", "socket backend: zmq or gozmq (default $IPP_TRANSPORT, else zmq when built in)")
 	opts.CurveFlags.bind(fs)
+	opts.LimitFlags.bind(fs)
 	return cmd
 }
 
@@ -172,6 +175,9 @@ func (o *ControllerOptions) config() (controller.Config, error) {
 	}
 	if key := os.Getenv(envSessionKey); key != "" {
 		cfg.Key = []byte(key)
+	}
+	if err := o.LimitFlags.apply(&cfg); err != nil {
+		return controller.Config{}, err
 	}
 	if cfg.Curve, err = o.CurveFlags.mode(); err != nil {
 		return controller.Config{}, err

@@ -43,6 +43,8 @@ type StartOptions struct {
 	StopGrace time.Duration
 	// CurveFlags are passed on to the controller.
 	CurveFlags
+	// LimitFlags are passed on to the controller.
+	LimitFlags
 }
 
 // NewCmdStart builds `ipcluster start`. runF replaces startRun in tests.
@@ -91,6 +93,7 @@ left behind.`,
 	fs.StringVar(&opts.EngineCmd, "engine-cmd", "", "engine program and arguments (default: this program's 'engine' role)")
 	opts.MPIFlags.bind(fs)
 	opts.CurveFlags.bind(fs)
+	opts.LimitFlags.bind(fs)
 	fs.Var(newSecondsValue(&opts.WaitTimeout, 120*time.Second), "wait-timeout", "how long to wait for the engines to register")
 	fs.Var(newSecondsValue(&opts.StopGrace, 5*time.Second), "stop-grace", "how long a stopping process gets between SIGTERM and SIGKILL")
 	return cmd
@@ -143,6 +146,9 @@ func startRun(ctx context.Context, o *StartOptions) error {
 	if err := o.CurveFlags.check(); err != nil {
 		return err
 	}
+	if err := o.LimitFlags.check(); err != nil {
+		return err
+	}
 	copts, err := clusterOptions(o.F, o.ClusterFlags, o.ControllerCmd, o.EngineCmd)
 	if err != nil {
 		return err
@@ -153,7 +159,8 @@ func startRun(ctx context.Context, o *StartOptions) error {
 		}
 	}
 	copts.Controller, copts.Engines = o.Controller, o.Engines
-	copts.ControllerArgs = append(o.CurveFlags.args(), o.ControllerArgs...)
+	// Ours first: arguments after -- come later and win.
+	copts.ControllerArgs = append(append(o.CurveFlags.args(), o.LimitFlags.args()...), o.ControllerArgs...)
 	copts.IP, copts.Location = o.IP, o.Location
 	copts.N = o.N
 	copts.StopGrace = o.StopGrace
