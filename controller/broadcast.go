@@ -85,7 +85,7 @@ func (b *broadcaster) run() {
 }
 
 func (b *broadcaster) submit(frames [][]byte) {
-	b.c.noteSize(frames)
+	n := b.c.received(frames)
 	msg := b.c.verify("broadcast_in", frames)
 	if msg == nil {
 		return
@@ -95,7 +95,7 @@ func (b *broadcaster) submit(frames [][]byte) {
 		return
 	}
 	client := msg.Idents[0]
-	if n, big := b.c.tooBig(frames); big {
+	if b.c.tooBig(n) {
 		b.fail(client, msg, msg.RawHeader, "ValueError", tooBigText(msg.Header.MsgType, n, b.c.cfg.MaxMessageSize))
 		return
 	}
@@ -204,7 +204,7 @@ func (b *broadcaster) fail(client []byte, req *wire.Message, parent []byte, enam
 }
 
 func (b *broadcaster) reply(frames [][]byte) {
-	b.c.noteSize(frames)
+	b.c.received(frames)
 	if len(frames) >= 2 && string(frames[1]) == wire.Delimiter {
 		b.c.probe("broadcast_leaf", frames, routeBroadcast)
 		return

@@ -111,13 +111,16 @@ func (c *Controller) verify(port string, frames [][]byte) *wire.Message {
 	return msg
 }
 
-// tooBig refuses a message larger than the configured maximum. The
-// transport already drops any single frame above it; this catches many
-// frames that add up.
-func (c *Controller) tooBig(frames [][]byte) (int64, bool) {
+// frameBytes is the size of a message: all its frames.
+func frameBytes(frames [][]byte) int64 {
 	n := int64(0)
 	for _, f := range frames {
 		n += int64(len(f))
 	}
-	return n, n > c.cfg.MaxMessageSize
+	return n
 }
+
+// tooBig tells whether a message of n bytes is larger than the configured
+// maximum. The transport already drops any single frame above it; this
+// catches many frames that add up.
+func (c *Controller) tooBig(n int64) bool { return n > c.cfg.MaxMessageSize }

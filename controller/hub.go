@@ -209,7 +209,7 @@ func (h *hub) serveRegistration() {
 // handleRegistration handles one message on the registration ROUTER:
 // engine (un)registration and every client query.
 func (h *hub) handleRegistration(frames [][]byte) {
-	h.c.noteSize(frames)
+	n := h.c.received(frames)
 	msg, err := h.c.session.Parse(frames)
 	if err != nil {
 		// Python's hub stays silent here too: a peer with the wrong key
@@ -217,21 +217,13 @@ func (h *hub) handleRegistration(frames [][]byte) {
 		h.c.log.Warn("dropping registration/query message", "err", err, "frames", len(frames))
 		return
 	}
-	if n := size(frames); n > maxQuery {
+	if n > maxQuery {
 		h.c.log.Warn("refusing oversized query", "type", msg.Header.MsgType, "bytes", n)
 		h.reply(msg.Idents, msg, "hub_error", errorContent("ValueError",
 			fmt.Sprintf("%s of %d bytes is larger than the hub accepts (%d)", msg.Header.MsgType, n, maxQuery)))
 		return
 	}
 	h.handleQuery(msg)
-}
-
-func size(frames [][]byte) int {
-	n := 0
-	for _, f := range frames {
-		n += len(f)
-	}
-	return n
 }
 
 func (h *hub) handleQuery(msg *wire.Message) {
@@ -496,7 +488,7 @@ func (h *hub) serveHeartbeat() {
 
 // handlePong handles one message on the heartbeat ROUTER: [engine uuid, payload].
 func (h *hub) handlePong(frames [][]byte) {
-	h.c.noteSize(frames)
+	h.c.received(frames)
 	if len(frames) == 2 {
 		h.pong(string(frames[0]), string(frames[1]))
 	}
@@ -592,7 +584,7 @@ func (h *hub) serveIOPub() {
 // messages from engines the hub knows are forwarded: clients trust what
 // arrives on IOPub (Python ones unpickle results from it).
 func (h *hub) handleIOPub(frames [][]byte) {
-	h.c.noteSize(frames)
+	h.c.received(frames)
 	msg := h.c.verify("iopub_in", frames)
 	if msg == nil {
 		return

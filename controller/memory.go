@@ -62,12 +62,8 @@ func newReleaser() *releaser {
 
 // note looks at the size of a message the controller read; a large one
 // schedules releases. It costs a few additions for a small message.
-func (r *releaser) note(frames [][]byte) {
-	n := 0
-	for _, f := range frames {
-		n += len(f)
-	}
-	if n >= r.threshold {
+func (r *releaser) note(n int64) {
+	if n >= int64(r.threshold) {
 		r.schedule()
 	}
 }
@@ -98,5 +94,11 @@ func (r *releaser) fire() {
 	time.AfterFunc(r.gap, r.fire)
 }
 
-// noteSize is called by every handler with the frames it was given.
-func (c *Controller) noteSize(frames [][]byte) { c.mem.note(frames) }
+// received is called by every handler first, with the frames it was
+// given: it notes their size for the releaser and returns it, so that
+// handlers checking limits do not add the frames up again.
+func (c *Controller) received(frames [][]byte) int64 {
+	n := frameBytes(frames)
+	c.mem.note(n)
+	return n
+}

@@ -23,7 +23,7 @@ func TestReleaserSeries(t *testing.T) {
 	}}
 	small := [][]byte{make([]byte, 40), make([]byte, 59)}
 	for range 1000 {
-		r.note(small)
+		r.note(frameBytes(small))
 	}
 	r.mu.Lock()
 	running := r.running
@@ -33,7 +33,7 @@ func TestReleaserSeries(t *testing.T) {
 	}
 	big := [][]byte{make([]byte, 60), make([]byte, 40)} // 100 in all: at the threshold
 	for range 1000 {
-		r.note(big)
+		r.note(frameBytes(big))
 	}
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		r.mu.Lock()

@@ -75,7 +75,7 @@ func (r *relay) run() {
 
 // toEngine handles [client id, engine uuid, DELIM, ...].
 func (r *relay) toEngine(frames [][]byte) {
-	r.c.noteSize(frames)
+	n := r.c.received(frames)
 	if len(frames) < 3 || string(frames[1]) == wire.Delimiter {
 		var peer []byte
 		if len(frames) > 0 {
@@ -99,7 +99,7 @@ func (r *relay) toEngine(frames [][]byte) {
 			"no registered engine with uuid "+quote(uuid)+" (it may have died or never registered)")
 		return
 	}
-	if n, big := r.c.tooBig(frames); big {
+	if r.c.tooBig(n) {
 		r.c.answerUnroutable(r.in, client, target, msg, "ValueError", tooBigText(msg.Header.MsgType, n, r.c.cfg.MaxMessageSize))
 		return
 	}
@@ -155,7 +155,7 @@ func (r *relay) answered(parent, engine string, client []byte) bool {
 // toClient handles [engine uuid, client id, DELIM, ...] and the engine's own
 // [engine uuid, DELIM, ...] probes.
 func (r *relay) toClient(frames [][]byte) {
-	r.c.noteSize(frames)
+	r.c.received(frames)
 	if len(frames) < 2 {
 		return
 	}

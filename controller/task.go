@@ -193,7 +193,7 @@ type taskMetadata struct {
 }
 
 func (t *taskScheduler) submit(frames [][]byte) {
-	t.c.noteSize(frames)
+	n := t.c.received(frames)
 	// Verified, not just parsed: a retry re-signs the request, and the
 	// controller must never sign content it did not get from a key holder.
 	msg := t.c.verify("task_in", frames)
@@ -211,8 +211,7 @@ func (t *taskScheduler) submit(frames [][]byte) {
 		msgType: msg.Header.MsgType,
 	}
 	task := sched.Task{MsgID: msg.Header.MsgID, Payload: p}
-	n, big := t.c.tooBig(frames)
-	if big {
+	if t.c.tooBig(n) {
 		t.fail(p, "ValueError", tooBigText(msg.Header.MsgType, n, t.c.cfg.MaxMessageSize))
 		return
 	}
@@ -262,7 +261,7 @@ func (t *taskScheduler) submit(frames [][]byte) {
 }
 
 func (t *taskScheduler) result(frames [][]byte) {
-	t.c.noteSize(frames)
+	t.c.received(frames)
 	if len(frames) >= 2 && string(frames[1]) == wire.Delimiter {
 		t.c.probe("task_out", frames, routeTask)
 		return
