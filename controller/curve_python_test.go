@@ -37,24 +37,7 @@ func TestCurvePython71(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	env := append(os.Environ(), "IPYTHONDIR="+filepath.Join(dir, "ipython"))
-	eng := exec.CommandContext(ctx, py, "-m", "ipyparallel.engine", "--file="+c.EngineFile(), "--log-level=INFO")
-	eng.Env = env
-	logf, err := os.Create(filepath.Join(dir, "engine.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng.Stdout, eng.Stderr = logf, logf
-	if err := eng.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		eng.Process.Kill()
-		eng.Wait()
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			t.Logf("engine log:\n%s", b)
-		}
-	}()
+	engineLog := startPythonEngine(t, ctx, py, c.EngineFile(), dir, "engine.log", "INFO")
 	cmd := exec.CommandContext(ctx, py, "-c", curvePyClient, c.ClientFile())
 	cmd.Env = env
 	out, err := cmd.CombinedOutput()
@@ -65,7 +48,7 @@ func TestCurvePython71(t *testing.T) {
 	if got := lines[len(lines)-1]; got != "42 curve 42" {
 		t.Fatalf("python client printed %q, want %q", out, "42 curve 42")
 	}
-	b, _ := os.ReadFile(logf.Name())
+	b, _ := os.ReadFile(engineLog)
 	if !strings.Contains(string(b), "Using CurveZMQ security") {
 		t.Errorf("the Python engine did not report using CURVE:\n%s", b)
 	}

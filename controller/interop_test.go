@@ -15,6 +15,33 @@ import (
 	"github.com/ipp-hpc/ipp/internal/testutil"
 )
 
+// startPythonEngine starts an ipyparallel engine on engineFile, with its
+// log in dir/logName, and stops it when the test ends, showing the log if
+// the test failed. It returns the log's path.
+func startPythonEngine(t *testing.T, ctx context.Context, py, engineFile, dir, logName, level string) string {
+	t.Helper()
+	eng := exec.CommandContext(ctx, py, "-m", "ipyparallel.engine", "--file="+engineFile, "--log-level="+level)
+	eng.Env = append(os.Environ(), "IPYTHONDIR="+filepath.Join(dir, "ipython"))
+	logf, err := os.Create(filepath.Join(dir, logName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng.Stdout, eng.Stderr = logf, logf
+	if err := eng.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		eng.Process.Kill()
+		eng.Wait()
+		logf.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			t.Logf("engine log:\n%s", b)
+		}
+	})
+	return logf.Name()
+}
+
 // TestPythonPeers runs the real ipyparallel 7.1 client and two Python
 // engines against our controller: direct, load-balanced and broadcast
 // views, errors, dependencies, queries and an engine shutdown.
@@ -42,21 +69,7 @@ func TestPythonPeers(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	for i := 0; i < n; i++ {
-		eng := exec.CommandContext(ctx, py, "-m", "ipyparallel.engine", "--file="+c.EngineFile(), "--log-level=WARN")
-		eng.Env = append(os.Environ(), "IPYTHONDIR="+filepath.Join(dir, "ipython"))
-		logf, _ := os.Create(filepath.Join(dir, fmt.Sprintf("engine%d.log", i)))
-		eng.Stdout, eng.Stderr = logf, logf
-		if err := eng.Start(); err != nil {
-			t.Fatal(err)
-		}
-		defer func() {
-			eng.Process.Kill()
-			eng.Wait()
-			if t.Failed() {
-				b, _ := os.ReadFile(logf.Name())
-				t.Logf("engine log:\n%s", b)
-			}
-		}()
+		startPythonEngine(t, ctx, py, c.EngineFile(), dir, fmt.Sprintf("engine%d.log", i), "WARN")
 	}
 	cmd := exec.CommandContext(ctx, py, "testdata/python_client.py", c.ClientFile(), fmt.Sprint(n))
 	cmd.Env = append(os.Environ(), "IPYTHONDIR="+filepath.Join(dir, "ipython"))
