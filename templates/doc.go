@@ -18,25 +18,44 @@ import (
 //go:embed *.sh.tmpl
 var defaults embed.FS
 
-// Job is the data every batch template sees.
+// Job is the data every batch template sees. Templates leave out the
+// directives of empty fields.
 type Job struct {
-	// Name is the job name (ipengine-<cluster id>).
+	// Name is the job name (ipengine-<cluster id>, ipcontroller-<id>).
 	Name string
-	// N is the number of engines (tasks) to start.
+	// N is the number of engines this job runs: tasks of one step
+	// (Slurm) or array tasks 1..N (SGE, PBS, LSF, HTCondor). 1 for a
+	// controller.
 	N int
-	// Queue, Account, Walltime and Memory map to the scheduler's
-	// directives; empty ones are left out.
-	Queue, Account, Walltime, Memory string
+	// Queue (partition), Account, QoS, Walltime and Memory map to the
+	// scheduler's directives as given.
+	Queue, Account, QoS, Walltime, Memory string
+	// Nodes and TasksPerNode shape the job (0: the scheduler decides).
+	Nodes, TasksPerNode int
 	// CoresPerEngine is the cores each engine may use (0: the default).
 	CoresPerEngine int
-	// Output is the job's output file.
+	// Output is the job's output file (stdout and stderr).
 	Output string
-	// Directives are extra lines added verbatim after the generated ones.
+	// WorkDir is the directory the job starts in.
+	WorkDir string
+	// Directives are extra scheduler lines added verbatim after the
+	// generated ones.
 	Directives []string
 	// Prologue runs before the engines (module load, conda activate...).
 	Prologue string
-	// Command is the engine command line, already quoted for the shell.
+	// Launch is what starts the tasks of a multi-task job, with its
+	// arguments ("srun --mpi=pmix"); empty for array jobs.
+	Launch string
+	// Command is the engine (or controller) command line, already quoted
+	// for the shell.
 	Command string
+	// IDBase is the engine id of this job's first engine; templates
+	// export it as IPP_ENGINE_ID_BASE, and array templates export the
+	// task's 0-based index as IPP_ENGINE_INDEX.
+	IDBase int
+	// Env holds variables the script exports before the command (sorted
+	// by the template with range); values are already shell-quoted.
+	Env map[string]string
 }
 
 // Render renders the template called name (e.g. "slurm-engines.sh.tmpl"),
