@@ -30,6 +30,18 @@ type ClusterOptions struct {
 	// ControllerLauncher the controller's.
 	Launcher           string
 	ControllerLauncher string
+	// LauncherOptions and ControllerLauncherOptions are the launchers'
+	// own settings, of the type each names (&launchers.BatchOptions{Queue:
+	// "debug", Walltime: "1:00:00"} for "slurm", *launchers.MPIExecOptions
+	// for "mpiexec"); nil means the defaults.
+	LauncherOptions           launchers.Options
+	ControllerLauncherOptions launchers.Options
+	// IPCluster is the path of this project's ipcluster, whose controller
+	// and engine roles are started. Empty means $IPP_IPCLUSTER, else this
+	// program when it is ipcluster, else ipcluster in PATH; whichever it
+	// is must be ours (Debian's python3-ipyparallel puts Python's
+	// ipcluster in PATH), or NewCluster fails saying so.
+	IPCluster string
 	// ControllerCmd and EngineCmd replace the programs started (default:
 	// ipcluster's controller and engine roles).
 	ControllerCmd []string
@@ -77,6 +89,21 @@ func NewCluster(opts ClusterOptions) (*Cluster, error) {
 	if opts.EngineTimeout <= 0 {
 		opts.EngineTimeout = 60 * time.Second
 	}
+	if len(opts.ControllerCmd) == 0 || len(opts.EngineCmd) == 0 {
+		if opts.IPCluster == "" {
+			if opts.IPCluster, err = launchers.FindIPCluster(); err != nil {
+				return nil, fmt.Errorf("ipp: %w", err)
+			}
+		} else if err := launchers.CheckIPCluster(opts.IPCluster); err != nil {
+			return nil, fmt.Errorf("ipp: ClusterOptions.IPCluster: %w", err)
+		}
+		if len(opts.ControllerCmd) == 0 {
+			opts.ControllerCmd = []string{opts.IPCluster, launchers.ControllerRole}
+		}
+		if len(opts.EngineCmd) == 0 {
+			opts.EngineCmd = []string{opts.IPCluster, launchers.EngineRole}
+		}
+	}
 	lc, err := launchers.NewCluster(opts.launcherOptions())
 	if err != nil {
 		return nil, fmt.Errorf("ipp: %w", err)
@@ -86,19 +113,21 @@ func NewCluster(opts ClusterOptions) (*Cluster, error) {
 
 func (o ClusterOptions) launcherOptions() launchers.ClusterOptions {
 	return launchers.ClusterOptions{
-		ProfileDir:     o.ProfileDir,
-		ClusterID:      o.ClusterID,
-		Controller:     o.ControllerLauncher,
-		Engines:        o.Launcher,
-		ControllerCmd:  o.ControllerCmd,
-		EngineCmd:      o.EngineCmd,
-		ControllerArgs: o.ControllerArgs,
-		IP:             o.ControllerIP,
-		Location:       o.ControllerLocation,
-		N:              o.N,
-		Env:            o.Env,
-		EngineDelay:    o.EngineDelay,
-		Logger:         o.Logger,
+		ProfileDir:        o.ProfileDir,
+		ClusterID:         o.ClusterID,
+		Controller:        o.ControllerLauncher,
+		Engines:           o.Launcher,
+		EngineOptions:     o.LauncherOptions,
+		ControllerOptions: o.ControllerLauncherOptions,
+		ControllerCmd:     o.ControllerCmd,
+		EngineCmd:         o.EngineCmd,
+		ControllerArgs:    o.ControllerArgs,
+		IP:                o.ControllerIP,
+		Location:          o.ControllerLocation,
+		N:                 o.N,
+		Env:               o.Env,
+		EngineDelay:       o.EngineDelay,
+		Logger:            o.Logger,
 	}
 }
 

@@ -3,6 +3,7 @@ package launchers
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -10,10 +11,16 @@ import (
 // Entry is one launcher implementation in the catalog. A nil constructor
 // means the launcher does not play that role.
 type Entry struct {
-	// Name is what --controller and --engines accept (lower case).
+	// Name is what --controller and --launcher accept (lower case).
 	Name string
+	// Aliases are other names accepted for it, such as ipyparallel's
+	// ("mpi" for mpiexec).
+	Aliases []string
 	// Summary is one line for help texts.
 	Summary string
+	// Options returns fresh settings of the launcher's own type with
+	// defaults filled in; nil when it has no settings.
+	Options func() Options
 	// NewController and NewEngines build a launcher that has not started.
 	NewController func(Config) (Launcher, error)
 	NewEngines    func(Config) (Launcher, error)
@@ -40,21 +47,40 @@ var catalog = []Entry{
 	},
 	{
 		Name:    "mpiexec",
+		Aliases: []string{"mpi"},
 		Summary: "engines as one MPI job on this host (mpiexec -n N); the controller stays local",
+		Options: func() Options { return &MPIExecOptions{} },
 		NewEngines: func(cfg Config) (Launcher, error) {
 			return NewMPIExecEngineSet(cfg)
 		},
 		RestoreEngines: restoreMPIExecEngineSet,
 	},
+	{
+		Name:    "srun",
+		Summary: "inside a Slurm allocation (salloc or a batch script): engines as one job step (srun -n N), the controller where ipcluster runs",
+		Options: func() Options { return &MPIExecOptions{} },
+		NewController: func(cfg Config) (Launcher, error) {
+			return NewLocalController(cfg)
+		},
+		NewEngines: func(cfg Config) (Launcher, error) {
+			return NewSrunEngineSet(cfg)
+		},
+		RestoreController: restoreLocalController,
+		RestoreEngines:    restoreMPIExecEngineSet,
+	},
 }
 
-// Lookup finds a launcher by name, ignoring case as ipyparallel does.
+// Lookup finds a launcher by name or alias, ignoring case as ipyparallel
+// does ("Slurm", "MPI").
 func Lookup(name string) (*Entry, error) {
 	want := strings.ToLower(strings.TrimSpace(name))
 	for i := range catalog {
-		if catalog[i].Name == want {
+		if catalog[i].Name == want || slices.Contains(catalog[i].Aliases, want) {
 			return &catalog[i], nil
 		}
+	}
+	if want == "ssh" || want == "sshproxy" {
+		return nil, fmt.Errorf("%w %q: the SSH launchers are not built yet (issue 8)", ErrUnknownLauncher, name)
 	}
 	return nil, fmt.Errorf("%w %q (have %s)", ErrUnknownLauncher, name, strings.Join(Names(""), ", "))
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"reflect"
 	"slices"
 	"sync"
 	"time"
@@ -21,9 +22,16 @@ type ClusterOptions struct {
 	// connection files.
 	ProfileDir string
 	ClusterID  string
-	// Controller and Engines are catalog names ("" = "local").
+	// Controller and Engines are catalog names ("" = "local"). Engines
+	// is the launcher of the engine sets this Cluster starts; sets
+	// recorded by others keep their own.
 	Controller string
 	Engines    string
+	// ControllerOptions and EngineOptions are the two launchers' own
+	// settings (nil: defaults; LoadCluster then takes the newest engine
+	// set's recorded settings when it used the same launcher).
+	ControllerOptions Options
+	EngineOptions     Options
 	// ControllerCmd and EngineCmd are the programs (empty = this binary
 	// or ipcluster in PATH, with the controller / engine role).
 	ControllerCmd []string
@@ -38,10 +46,6 @@ type ClusterOptions struct {
 	N int
 	// Env holds extra environment variables for every process.
 	Env map[string]string
-	// MPIExec and MPIArgs configure the mpiexec engine launcher: the
-	// mpiexec program (default "mpiexec") and arguments before "-n N".
-	MPIExec []string
-	MPIArgs []string
 	// EngineDelay separates consecutive engine starts.
 	EngineDelay time.Duration
 	// StopGrace is the SIGTERM-to-SIGKILL delay (default 5 s).
@@ -65,6 +69,7 @@ type Cluster struct {
 	mu         sync.Mutex
 	controller Launcher
 	sets       map[string]Launcher
+	meta       map[string]setMeta // each set's launcher name and settings
 	conn       *ConnectionInfo
 	// controllerGone is why LoadCluster dropped the recorded controller
 	// (its process is gone); stale that it dropped any launcher.
@@ -89,16 +94,17 @@ func NewCluster(opts ClusterOptions) (*Cluster, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	for kind, name := range map[Kind]string{KindController: opts.Controller, KindEngines: opts.Engines} {
-		e, err := Lookup(name)
+	for kind, name := range map[Kind]*string{KindController: &opts.Controller, KindEngines: &opts.Engines} {
+		e, err := Lookup(*name)
 		if err != nil {
 			return nil, err
 		}
 		if !e.plays(kind) {
 			return nil, fmt.Errorf("launcher %q cannot start %s", e.Name, kind)
 		}
+		*name = e.Name // "MPI" is recorded as "mpiexec"
 	}
-	return &Cluster{opts: opts, sets: map[string]Launcher{}}, nil
+	return &Cluster{opts: opts, sets: map[string]Launcher{}, meta: map[string]setMeta{}}, nil
 }
 
 // Options returns the options in effect (with defaults filled in).
@@ -112,8 +118,6 @@ func (c *Cluster) config() Config {
 		ProfileDir: c.opts.ProfileDir,
 		ClusterID:  c.opts.ClusterID,
 		Env:        c.opts.Env,
-		MPIExec:    c.opts.MPIExec,
-		MPIArgs:    c.opts.MPIArgs,
 		StopGrace:  c.opts.StopGrace,
 		Runner:     c.opts.Runner,
 		Logger:     c.opts.Logger,
@@ -146,6 +150,7 @@ func (c *Cluster) StartController(ctx context.Context) error {
 	}
 	cfg := c.config()
 	cfg.Command = c.opts.ControllerCmd
+	cfg.Options = c.opts.ControllerOptions
 	if c.opts.IP != "" {
 		cfg.Args = append(cfg.Args, "--ip="+c.opts.IP)
 	}
@@ -250,6 +255,7 @@ func (c *Cluster) StartEnginesAt(ctx context.Context, n, idBase int) (string, er
 	}
 	cfg := c.config()
 	cfg.Command = c.opts.EngineCmd
+	cfg.Options = c.opts.EngineOptions
 	cfg.Delay = c.opts.EngineDelay
 	cfg.EngineIDBase = idBase
 	if !c.opts.NoConnectionEnv {
@@ -265,11 +271,10 @@ func (c *Cluster) StartEnginesAt(ctx context.Context, n, idBase int) (string, er
 		if cur == nil {
 			cur = &ClusterFile{Cluster: c.info()}
 		}
-		if cur.Engines.Class == "" {
+		if cur.Engines.Class == "" || len(cur.Engines.Sets) == 0 {
+			// ipyparallel keeps one launcher for all sets; ours each
+			// record their own, and the file's is the first set's.
 			cur.Engines.Class = c.opts.Engines
-		}
-		if cur.Engines.Class != c.opts.Engines && len(cur.Engines.Sets) > 0 {
-			return nil, fmt.Errorf("this cluster's engines use the %q launcher, not %q", cur.Engines.Class, c.opts.Engines)
 		}
 		if cur.Engines.Sets == nil {
 			cur.Engines.Sets = map[string]json.RawMessage{}
@@ -283,7 +288,7 @@ func (c *Cluster) StartEnginesAt(ctx context.Context, n, idBase int) (string, er
 		if err := l.Start(ctx, n); err != nil {
 			return nil, err
 		}
-		state, err := marshalState(l)
+		state, err := c.setState(l, c.opts.Engines, c.opts.EngineOptions)
 		if err != nil {
 			return nil, errors.Join(err, l.Stop(context.Background()))
 		}
@@ -295,6 +300,7 @@ func (c *Cluster) StartEnginesAt(ctx context.Context, n, idBase int) (string, er
 	}
 	c.mu.Lock()
 	c.sets[id] = l
+	c.meta[id] = setMeta{Launcher: c.opts.Engines, Options: optionsJSON(c.opts.EngineOptions)}
 	c.mu.Unlock()
 	return id, nil
 }
@@ -382,7 +388,8 @@ func (c *Cluster) Save(ctx context.Context) error {
 		for id, l := range snap.sets {
 			delete(cur.Engines.Sets, id)
 			if l.Status().State != StateAfter {
-				state, err := marshalState(l)
+				m := snap.meta[id]
+				state, err := annotate(l, m)
 				if err != nil {
 					return nil, err
 				}
@@ -468,6 +475,7 @@ func (c *Cluster) StopEngines(ctx context.Context, id string) error {
 // waits on a controller that cannot answer. A missing file is
 // ErrNoCluster.
 func LoadCluster(ctx context.Context, opts ClusterOptions) (*Cluster, error) {
+	enginesGiven := opts.Engines != ""
 	c, err := NewCluster(opts)
 	if err != nil {
 		return nil, err
@@ -479,12 +487,12 @@ func LoadCluster(ctx context.Context, opts ClusterOptions) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.fillFrom(f)
+	c.fillFrom(f, enginesGiven)
 	snap, err := c.restore(f)
 	if err != nil {
 		return nil, err
 	}
-	c.controller, c.sets = snap.controller, snap.sets
+	c.controller, c.sets, c.meta = snap.controller, snap.sets, snap.meta
 	c.controllerGone, c.stale = snap.controllerGone, snap.dropped
 	if snap.dropped {
 		if err := c.dropGone(ctx, f); err != nil {
@@ -494,22 +502,28 @@ func LoadCluster(ctx context.Context, opts ClusterOptions) (*Cluster, error) {
 	return c, nil
 }
 
-// fillFrom takes options not given explicitly from a cluster file.
-func (c *Cluster) fillFrom(f *ClusterFile) {
+// fillFrom takes options not given explicitly from a cluster file: the
+// engine launcher and settings of the newest set (or the launcher the
+// cluster was started with, when it has no sets).
+func (c *Cluster) fillFrom(f *ClusterFile, enginesGiven bool) {
 	if f.Controller != nil && isDefaultLauncher(c.opts.Controller) {
 		c.opts.Controller = f.Controller.Class
 	}
-	if f.Engines.Class != "" && isDefaultLauncher(c.opts.Engines) {
-		c.opts.Engines = f.Engines.Class
+	last, recorded := f.LastSet()
+	if last == "" {
+		last = f.Engines.Class
+	}
+	if !enginesGiven && last != "" {
+		c.opts.Engines = last
+	}
+	if c.opts.EngineOptions == nil && last != "" && SameLauncher(last, c.opts.Engines) {
+		c.opts.EngineOptions, _ = MergeOptions(last, recorded, nil, nil)
 	}
 	if len(c.opts.EngineCmd) == 0 {
 		c.opts.EngineCmd = f.Cluster.EngineCmd
 	}
 	if c.opts.N == 0 {
 		c.opts.N = f.Cluster.N
-	}
-	if len(c.opts.MPIExec) == 0 && len(c.opts.MPIArgs) == 0 && c.opts.Engines == f.Engines.Class {
-		c.opts.MPIExec, c.opts.MPIArgs = lastMPICommand(f)
 	}
 	if c.opts.IP == "" {
 		c.opts.IP = f.Cluster.ControllerIP
@@ -519,16 +533,11 @@ func (c *Cluster) fillFrom(f *ClusterFile) {
 	}
 }
 
-// lastMPICommand is the mpiexec command and arguments of the newest
-// engine set that recorded them (set ids sort by start time).
-func lastMPICommand(f *ClusterFile) (mpiexec, args []string) {
-	for _, id := range slices.Sorted(maps.Keys(f.Engines.Sets)) {
-		var st mpiexecState
-		if json.Unmarshal(f.Engines.Sets[id], &st) == nil && len(st.MPICmd) > 0 {
-			mpiexec, args = st.MPICmd, st.MPIArgs
-		}
-	}
-	return mpiexec, args
+// SameLauncher reports whether two names (or aliases) are one launcher.
+func SameLauncher(a, b string) bool {
+	ea, err1 := Lookup(a)
+	eb, err2 := Lookup(b)
+	return err1 == nil && err2 == nil && ea.Name == eb.Name
 }
 
 // isDefaultLauncher is true for a launcher name the user did not choose.
@@ -600,6 +609,7 @@ func (c *Cluster) adopt() error {
 	for id, l := range snap.sets {
 		if _, ok := c.sets[id]; !ok {
 			c.sets[id] = l
+			c.meta[id] = snap.meta[id]
 		}
 	}
 	return nil
@@ -609,13 +619,14 @@ func (c *Cluster) adopt() error {
 type clusterSnap struct {
 	controller Launcher
 	sets       map[string]Launcher
+	meta       map[string]setMeta
 	dropped    bool // restore found a recorded launcher gone
 	// controllerGone is why the recorded controller was dropped.
 	controllerGone error
 }
 
 func (c *Cluster) snapshot() clusterSnap {
-	return clusterSnap{controller: c.controller, sets: maps.Clone(c.sets)}
+	return clusterSnap{controller: c.controller, sets: maps.Clone(c.sets), meta: maps.Clone(c.meta)}
 }
 
 func (s clusterSnap) controllerRunning() bool {
@@ -651,7 +662,7 @@ func (s clusterSnap) pids() []int {
 // left are dropped (and reported through dropped); any other failure to
 // restore is an error.
 func (c *Cluster) restore(f *ClusterFile) (clusterSnap, error) {
-	snap := clusterSnap{sets: map[string]Launcher{}}
+	snap := clusterSnap{sets: map[string]Launcher{}, meta: map[string]setMeta{}}
 	cfg := c.config()
 	if f.Controller != nil {
 		l, err := Restore(KindController, f.Controller.Class, cfg, f.Controller.State)
@@ -669,7 +680,13 @@ func (c *Cluster) restore(f *ClusterFile) (clusterSnap, error) {
 	for id, state := range f.Engines.Sets {
 		scfg := cfg
 		scfg.EngineSetID = id
-		l, err := Restore(KindEngines, f.Engines.Class, scfg, state)
+		m := readSetMeta(state, f.Engines.Class)
+		var err error
+		if scfg.Options, err = MergeOptions(m.Launcher, m.Options, nil, nil); err != nil {
+			return snap, fmt.Errorf("restoring engine set %s from %s: %w", id, c.File(), err)
+		}
+		l, err := Restore(KindEngines, m.Launcher, scfg, state)
+		snap.meta[id] = m
 		switch {
 		case errors.Is(err, ErrNotRunning):
 			c.opts.Logger.Info("engine set is no longer running", "set", id, "detail", err)
@@ -714,4 +731,59 @@ func (s clusterSnap) alive() []string {
 		}
 	}
 	return left
+}
+
+// setMeta is what the cluster file records about an engine set beside
+// its launcher's handle (both are our keys; ipyparallel ignores them):
+// which launcher started it, and with which settings.
+type setMeta struct {
+	Launcher string          `json:"launcher,omitempty"`
+	Options  json.RawMessage `json:"options,omitempty"`
+}
+
+// readSetMeta reads a set's launcher and settings; sets written without
+// them (by ipyparallel, or before sets recorded them) used the file's
+// launcher and its defaults.
+func readSetMeta(state json.RawMessage, class string) setMeta {
+	var m setMeta
+	_ = json.Unmarshal(state, &m)
+	if m.Launcher == "" {
+		m.Launcher = class
+	}
+	return m
+}
+
+func optionsJSON(o Options) json.RawMessage {
+	if o == nil || reflect.ValueOf(o).IsNil() {
+		return nil
+	}
+	b, err := json.Marshal(o)
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+// setState is an engine set's handle with its launcher and settings.
+func (c *Cluster) setState(l Launcher, launcher string, o Options) (json.RawMessage, error) {
+	return annotate(l, setMeta{Launcher: launcher, Options: optionsJSON(o)})
+}
+
+// annotate adds a set's meta keys to its launcher's handle.
+func annotate(l Launcher, m setMeta) (json.RawMessage, error) {
+	state, err := marshalState(l)
+	if err != nil {
+		return nil, err
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(state, &obj); err != nil {
+		return nil, fmt.Errorf("launcher %T saved a handle that is not a JSON object: %w", l, err)
+	}
+	if m.Launcher != "" {
+		obj["launcher"], _ = json.Marshal(m.Launcher)
+	}
+	if len(m.Options) > 0 {
+		obj["options"] = m.Options
+	}
+	return json.Marshal(obj)
 }

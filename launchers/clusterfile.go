@@ -63,6 +63,18 @@ type EngineSets struct {
 	Sets  map[string]json.RawMessage `json:"sets"`
 }
 
+// LastSet returns the launcher and recorded settings of the newest engine
+// set ("" when there is none): what `ipcluster engines` repeats when not
+// told otherwise.
+func (f *ClusterFile) LastSet() (launcher string, options json.RawMessage) {
+	ids := f.SetIDs()
+	if len(ids) == 0 {
+		return "", nil
+	}
+	m := readSetMeta(f.Engines.Sets[ids[len(ids)-1]], f.Engines.Class)
+	return m.Launcher, m.Options
+}
+
 // Running reports whether the file records anything running.
 func (f *ClusterFile) Running() bool {
 	return f.Controller != nil || len(f.Engines.Sets) > 0

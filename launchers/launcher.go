@@ -4,7 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
+	"maps"
+	"os"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -48,8 +53,13 @@ type Status struct {
 	// ExitCode is the first non-zero exit code once processes have ended
 	// on their own, 0 when they all succeeded, -1 when unknown.
 	ExitCode int `json:"exit_code"`
+	// Exited is how many of the Total have ended (a batch engine waiting
+	// in the queue is neither running nor exited).
+	Exited int `json:"exited"`
 	// Detail is free text for people (e.g. a batch job's pending reason).
 	Detail string `json:"detail,omitempty"`
+	// Jobs are a batch launcher's jobs as last polled.
+	Jobs []JobStatus `json:"jobs,omitempty"`
 }
 
 // Stateful is a launcher whose state can be saved and reattached to from
@@ -124,11 +134,10 @@ type Config struct {
 	StopGrace time.Duration
 	// Delay separates the start of consecutive engines (default none).
 	Delay time.Duration
-	// MPIExec is the mpiexec program and its leading arguments for the
-	// mpiexec launcher (default "mpiexec").
-	MPIExec []string
-	// MPIArgs are extra mpiexec arguments, placed before "-n N".
-	MPIArgs []string
+	// Options are the launcher's own settings: a pointer to the type its
+	// catalog entry names (*MPIExecOptions, *BatchOptions); nil means the
+	// defaults.
+	Options Options
 	// EngineIDBase is the engine id the first engine of this set should
 	// get; engines of an MPI launch ask for EngineIDBase + rank.
 	EngineIDBase int
@@ -152,6 +161,40 @@ func (c *Config) logger() *slog.Logger {
 	return c.Logger
 }
 
+// Environ is this process's environment with the cluster's variables
+// (IPP_CLUSTER_ID, IPP_PROFILE_DIR), Config.Env and extra layered on top,
+// later ones winning, sorted after the inherited ones. Every launcher
+// builds its processes' environment here.
+func (c *Config) Environ(extra map[string]string) []string {
+	set := map[string]string{
+		"IPP_CLUSTER_ID":  c.ClusterID,
+		"IPP_PROFILE_DIR": c.ProfileDir,
+	}
+	maps.Copy(set, c.Env)
+	maps.Copy(set, extra)
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if _, ok := set[k]; !ok {
+			env = append(env, kv)
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(set)) {
+		env = append(env, k+"="+set[k])
+	}
+	return env
+}
+
+// engineEnv is what every engine launcher adds for its engines: the
+// connection file's content when the cluster hands it over.
+func (c *Config) engineEnv() map[string]string {
+	extra := map[string]string{}
+	if len(c.ConnectionInfo) > 0 {
+		extra["IPP_CONNECTION_INFO"] = string(c.ConnectionInfo)
+	}
+	return extra
+}
+
 func (c *Config) stopGrace() time.Duration {
 	if c.StopGrace <= 0 {
 		return 5 * time.Second
@@ -170,3 +213,51 @@ var (
 	// ErrUnknownLauncher means a launcher name is not in the catalog.
 	ErrUnknownLauncher = errors.New("unknown launcher")
 )
+
+// decodeState unmarshals a saved launcher handle into v, refusing one
+// written by a newer program. what names the launcher in errors.
+func decodeState(what string, state json.RawMessage, v any) error {
+	var head struct {
+		Version int `json:"version"`
+	}
+	if err := json.Unmarshal(state, &head); err != nil {
+		return fmt.Errorf("%s state: %w", what, err)
+	}
+	if head.Version > StateVersion {
+		return fmt.Errorf("%s state version %d is newer than this program (%d)", what, head.Version, StateVersion)
+	}
+	if err := json.Unmarshal(state, v); err != nil {
+		return fmt.Errorf("%s state: %w", what, err)
+	}
+	return nil
+}
+
+// stopProcess is the one way launchers stop a local process: SIGTERM to
+// its process group, SIGKILL when it outlives grace, and a final SIGKILL
+// sweep of the group so that nothing it started survives it. onEscalate
+// runs before SIGKILL (mpiexec's launcher records the ranks then).
+func stopProcess(ctx context.Context, log *slog.Logger, what string, p Process, grace time.Duration, onEscalate func()) error {
+	if p.Alive() {
+		log.Debug("sending SIGTERM", "to", what)
+		if err := p.Signal(syscall.SIGTERM); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		graceCtx, cancel := context.WithTimeout(ctx, grace)
+		err := p.Wait(graceCtx)
+		cancel()
+		if err != nil {
+			if onEscalate != nil {
+				onEscalate()
+			}
+			log.Warn("process ignored SIGTERM; sending SIGKILL", "process", what, "grace", grace)
+			if err := p.Signal(syscall.SIGKILL); err != nil {
+				return fmt.Errorf("%s: %w", what, err)
+			}
+			if err := p.Wait(ctx); err != nil {
+				return fmt.Errorf("%s survived SIGKILL: %w", what, err)
+			}
+		}
+	}
+	_ = p.Signal(syscall.SIGKILL)
+	return nil
+}

@@ -2,11 +2,14 @@ package launchers
 
 import (
 	"context"
+	"debug/buildinfo"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"sort"
 	"strconv"
@@ -27,22 +30,61 @@ const (
 	EngineRole     = "engine"
 )
 
+// EnvIPCluster names this project's ipcluster binary explicitly, for
+// programs using the Cluster API that are not ipcluster themselves.
+const EnvIPCluster = "IPP_IPCLUSTER"
+
+// ipclusterPackage is the main package our ipcluster is built from; its
+// build information is how a binary is recognised as ours.
+const ipclusterPackage = "github.com/ipp-hpc/ipp/cmd/ipcluster"
+
 // DefaultCommand is the program that plays role ("controller" or
-// "engine"): this executable when it is ipcluster, else ipcluster from
-// PATH.
+// "engine"): FindIPCluster's binary with the role as first argument.
 func DefaultCommand(role string) ([]string, error) {
-	if exe, err := os.Executable(); err == nil && strings.HasPrefix(filepath.Base(exe), "ipcluster") {
-		return []string{exe, role}, nil
+	exe, err := FindIPCluster()
+	if err != nil {
+		return nil, err
 	}
-	// Resolving through the runner's PATH happens at start; here only
-	// check that there is something to find.
-	for _, dir := range filepath.SplitList(os.Getenv("PATH")) {
-		p := filepath.Join(dir, "ipcluster")
-		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
-			return []string{p, role}, nil
+	return []string{exe, role}, nil
+}
+
+// FindIPCluster returns this project's ipcluster: $IPP_IPCLUSTER, else
+// the running program when it is ipcluster, else ipcluster in PATH. What
+// is found must be ours: on Debian with python3-ipyparallel installed the
+// ipcluster in PATH is Python's, which would fail later with its help
+// text in a log nobody reads.
+func FindIPCluster() (string, error) {
+	if p := os.Getenv(EnvIPCluster); p != "" {
+		if err := CheckIPCluster(p); err != nil {
+			return "", fmt.Errorf("$%s: %w", EnvIPCluster, err)
+		}
+		return p, nil
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Path == ipclusterPackage {
+		if exe, err := os.Executable(); err == nil {
+			return exe, nil
 		}
 	}
-	return nil, errors.New("no command given and ipcluster is not in PATH")
+	p, err := exec.LookPath("ipcluster")
+	if err != nil {
+		return "", fmt.Errorf("cannot find this project's ipcluster: it is not in PATH; set $%s to its path (or give the commands explicitly)", EnvIPCluster)
+	}
+	if err := CheckIPCluster(p); err != nil {
+		return "", fmt.Errorf("the ipcluster in PATH is not this project's: %w; set $%s to ours (e.g. bin/ipcluster after `make build`)", err, EnvIPCluster)
+	}
+	return p, nil
+}
+
+// CheckIPCluster checks that path is a build of this project's ipcluster.
+func CheckIPCluster(path string) error {
+	bi, err := buildinfo.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("%s is not a Go program built from %s (%v); Python ipyparallel's ipcluster cannot play our roles", path, ipclusterPackage, err)
+	}
+	if bi.Path != ipclusterPackage {
+		return fmt.Errorf("%s is a Go program built from %s, not %s", path, bi.Path, ipclusterPackage)
+	}
+	return nil
 }
 
 // procRecord is one local process as saved in the cluster file. The
@@ -95,43 +137,12 @@ func newLocalGroup(cfg Config, role string) (*localGroup, error) {
 	return &localGroup{cfg: cfg, argv: argv}, nil
 }
 
-// environ is our environment with the cluster's variables and extra
-// layered on top, later keys winning.
-func (g *localGroup) environ(extra map[string]string) []string {
-	set := map[string]string{
-		"IPP_CLUSTER_ID":  g.cfg.ClusterID,
-		"IPP_PROFILE_DIR": g.cfg.ProfileDir,
-	}
-	for k, v := range g.cfg.Env {
-		set[k] = v
-	}
-	for k, v := range extra {
-		set[k] = v
-	}
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		if _, ok := set[k]; !ok {
-			env = append(env, kv)
-		}
-	}
-	keys := make([]string, 0, len(set))
-	for k := range set {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		env = append(env, k+"="+set[k])
-	}
-	return env
-}
-
 // spawn starts one process logging to output.
 func (g *localGroup) spawn(output string, extra map[string]string) (*localProc, error) {
 	cmd := Command{
 		Path:       g.argv[0],
 		Args:       g.argv[1:],
-		Env:        g.environ(extra),
+		Env:        g.cfg.Environ(extra),
 		Dir:        g.cfg.WorkDir,
 		OutputFile: output,
 	}
@@ -218,26 +229,9 @@ func (g *localGroup) Stop(ctx context.Context) error {
 func (g *localGroup) stopOne(ctx context.Context, lp *localProc) error {
 	log := g.cfg.logger().With("pid", lp.rec.PID)
 	p := lp.proc
-	if p.Alive() {
-		log.Debug("sending SIGTERM")
-		if err := p.Signal(syscall.SIGTERM); err != nil {
-			return fmt.Errorf("pid %d: %w", lp.rec.PID, err)
-		}
-		graceCtx, cancel := context.WithTimeout(ctx, g.cfg.stopGrace())
-		err := p.Wait(graceCtx)
-		cancel()
-		if err != nil {
-			log.Warn("process ignored SIGTERM; sending SIGKILL", "grace", g.cfg.stopGrace())
-			if err := p.Signal(syscall.SIGKILL); err != nil {
-				return fmt.Errorf("pid %d: %w", lp.rec.PID, err)
-			}
-			if err := p.Wait(ctx); err != nil {
-				return fmt.Errorf("pid %d survived SIGKILL: %w", lp.rec.PID, err)
-			}
-		}
+	if err := stopProcess(ctx, log, fmt.Sprintf("pid %d", lp.rec.PID), p, g.cfg.stopGrace(), nil); err != nil {
+		return err
 	}
-	// Whatever the process started in its group goes with it.
-	_ = p.Signal(syscall.SIGKILL)
 	g.mu.Lock()
 	lp.rec.State = StateAfter
 	stopping := lp.stopping
@@ -279,6 +273,7 @@ func (g *localGroup) Status() Status {
 			st.Running++
 			continue
 		}
+		st.Exited++
 		code := -1
 		if lp.proc != nil {
 			code = lp.proc.ExitCode()
@@ -483,11 +478,8 @@ func (l *LocalController) MarshalState() (json.RawMessage, error) {
 
 func restoreLocalController(cfg Config, state json.RawMessage) (Launcher, error) {
 	var st localControllerState
-	if err := json.Unmarshal(state, &st); err != nil {
-		return nil, fmt.Errorf("local controller state: %w", err)
-	}
-	if st.Version > StateVersion {
-		return nil, fmt.Errorf("local controller state version %d is newer than this program (%d)", st.Version, StateVersion)
+	if err := decodeState("local controller", state, &st); err != nil {
+		return nil, err
 	}
 	cfg.Command = st.Cmd
 	cfg.Args = nil
@@ -533,10 +525,7 @@ func (l *LocalEngineSet) Start(ctx context.Context, n int) error {
 		return errors.New("engine set already started")
 	}
 	l.requested = n
-	var extra map[string]string
-	if len(l.cfg.ConnectionInfo) > 0 {
-		extra = map[string]string{"IPP_CONNECTION_INFO": string(l.cfg.ConnectionInfo)}
-	}
+	extra := l.cfg.engineEnv()
 	for i := range n {
 		if i > 0 && l.cfg.Delay > 0 {
 			t := time.NewTimer(l.cfg.Delay)
@@ -589,11 +578,8 @@ func (l *LocalEngineSet) MarshalState() (json.RawMessage, error) {
 
 func restoreLocalEngineSet(cfg Config, state json.RawMessage) (Launcher, error) {
 	var st localEngineSetState
-	if err := json.Unmarshal(state, &st); err != nil {
-		return nil, fmt.Errorf("local engine set state: %w", err)
-	}
-	if st.Version > StateVersion {
-		return nil, fmt.Errorf("local engine set state version %d is newer than this program (%d)", st.Version, StateVersion)
+	if err := decodeState("local engine set", state, &st); err != nil {
+		return nil, err
 	}
 	if cfg.ProfileDir == "" {
 		cfg.ProfileDir = st.ProfileDir

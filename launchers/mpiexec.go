@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/spf13/pflag"
+
 	"github.com/ipp-hpc/ipp/internal/wire"
 )
 
@@ -27,6 +29,25 @@ const (
 
 // DefaultMPIExec is the mpiexec command used when none is configured.
 var DefaultMPIExec = []string{"mpiexec"}
+
+// DefaultSrun is the command of the srun launcher: one job step of the
+// allocation it runs in (salloc, or a batch script).
+var DefaultSrun = []string{"srun"}
+
+// MPIExecOptions are the settings of the mpiexec and srun launchers.
+type MPIExecOptions struct {
+	// MPIExec is the program and its leading arguments (empty: "mpiexec",
+	// or "srun" for the srun launcher).
+	MPIExec []string `json:"mpiexec,omitempty"`
+	// MPIArgs are extra arguments, placed before "-n N".
+	MPIArgs []string `json:"mpi-args,omitempty"`
+}
+
+// BindFlags implements Options.
+func (o *MPIExecOptions) BindFlags(fs *pflag.FlagSet) {
+	WordsVar(fs, &o.MPIExec, "mpiexec", "MPI launch program and arguments for --launcher mpiexec or srun (default \"mpiexec\" / \"srun\")")
+	WordsVar(fs, &o.MPIArgs, "mpi-args", "extra arguments for mpiexec or srun, before -n (shell-like words)")
+}
 
 // MPIExecEngineSet runs an engine set as one MPI job on this host:
 //
@@ -66,18 +87,33 @@ type MPIExecEngineSet struct {
 
 // NewMPIExecEngineSet returns an mpiexec engine-set launcher.
 func NewMPIExecEngineSet(cfg Config) (*MPIExecEngineSet, error) {
+	return newMPIEngineSet(cfg, DefaultMPIExec)
+}
+
+// NewSrunEngineSet returns an engine-set launcher that runs the engines as
+// one step of the Slurm allocation this program runs in:
+// `srun [args] -n N <engine>`.
+func NewSrunEngineSet(cfg Config) (*MPIExecEngineSet, error) {
+	return newMPIEngineSet(cfg, DefaultSrun)
+}
+
+func newMPIEngineSet(cfg Config, def []string) (*MPIExecEngineSet, error) {
 	g, err := newLocalGroup(cfg, EngineRole)
 	if err != nil {
 		return nil, err
 	}
-	mpi := slices.Clone(cfg.MPIExec)
+	var o MPIExecOptions
+	if mo, ok := cfg.Options.(*MPIExecOptions); ok && mo != nil {
+		o = *mo
+	}
+	mpi := slices.Clone(o.MPIExec)
 	if len(mpi) == 0 {
-		mpi = slices.Clone(DefaultMPIExec)
+		mpi = slices.Clone(def)
 	}
 	return &MPIExecEngineSet{
 		localGroup: g,
 		mpiexec:    mpi,
-		mpiArgs:    slices.Clone(cfg.MPIArgs),
+		mpiArgs:    slices.Clone(o.MPIArgs),
 		engine:     g.argv,
 		idBase:     cfg.EngineIDBase,
 		geteuid:    os.Geteuid,
@@ -95,13 +131,9 @@ func (m *MPIExecEngineSet) Argv(n int) []string {
 
 // env is what Start adds to the environment for n ranks.
 func (m *MPIExecEngineSet) env(n int) map[string]string {
-	extra := map[string]string{
-		EnvMPISize:      strconv.Itoa(n),
-		EnvEngineIDBase: strconv.Itoa(m.idBase),
-	}
-	if len(m.cfg.ConnectionInfo) > 0 {
-		extra["IPP_CONNECTION_INFO"] = string(m.cfg.ConnectionInfo)
-	}
+	extra := m.cfg.engineEnv()
+	extra[EnvMPISize] = strconv.Itoa(n)
+	extra[EnvEngineIDBase] = strconv.Itoa(m.idBase)
 	setDefault := func(k string) {
 		if _, ok := m.cfg.Env[k]; ok {
 			return
@@ -210,26 +242,9 @@ func (m *MPIExecEngineSet) Stop(ctx context.Context) error {
 	m.mu.Unlock()
 	m.descendants(p)
 	var errs []error
-	if p.Alive() {
-		log.Debug("sending SIGTERM to the MPI job")
-		if err := p.Signal(syscall.SIGTERM); err != nil {
-			errs = append(errs, fmt.Errorf("mpiexec pid %d: %w", lp.rec.PID, err))
-		}
-		graceCtx, cancel := context.WithTimeout(ctx, m.cfg.stopGrace())
-		err := p.Wait(graceCtx)
-		cancel()
-		if err != nil {
-			m.descendants(p)
-			log.Warn("mpiexec ignored SIGTERM; sending SIGKILL", "grace", m.cfg.stopGrace())
-			if err := p.Signal(syscall.SIGKILL); err != nil {
-				errs = append(errs, fmt.Errorf("mpiexec pid %d: %w", lp.rec.PID, err))
-			}
-			if err := p.Wait(ctx); err != nil {
-				errs = append(errs, fmt.Errorf("mpiexec pid %d survived SIGKILL: %w", lp.rec.PID, err))
-			}
-		}
+	if err := stopProcess(ctx, log, fmt.Sprintf("mpiexec pid %d", lp.rec.PID), p, m.cfg.stopGrace(), func() { m.descendants(p) }); err != nil {
+		errs = append(errs, err)
 	}
-	_ = p.Signal(syscall.SIGKILL)
 	tree := m.descendants(p)
 	for _, d := range tree {
 		if d.Alive() {
@@ -301,11 +316,8 @@ func (m *MPIExecEngineSet) MarshalState() (json.RawMessage, error) {
 
 func restoreMPIExecEngineSet(cfg Config, state json.RawMessage) (Launcher, error) {
 	var st mpiexecState
-	if err := json.Unmarshal(state, &st); err != nil {
-		return nil, fmt.Errorf("mpiexec engine set state: %w", err)
-	}
-	if st.Version > StateVersion {
-		return nil, fmt.Errorf("mpiexec engine set state version %d is newer than this program (%d)", st.Version, StateVersion)
+	if err := decodeState("mpiexec engine set", state, &st); err != nil {
+		return nil, err
 	}
 	if cfg.ProfileDir == "" {
 		cfg.ProfileDir = st.ProfileDir
@@ -317,8 +329,9 @@ func restoreMPIExecEngineSet(cfg Config, state json.RawMessage) (Launcher, error
 	if len(cfg.Command) == 0 {
 		cfg.Command = []string{"ipcluster"} // only used for identification
 	}
-	cfg.MPIExec, cfg.MPIArgs, cfg.EngineIDBase = st.MPICmd, st.MPIArgs, st.IDBase
-	m, err := NewMPIExecEngineSet(cfg)
+	cfg.Options = &MPIExecOptions{MPIExec: st.MPICmd, MPIArgs: st.MPIArgs}
+	cfg.EngineIDBase = st.IDBase
+	m, err := newMPIEngineSet(cfg, DefaultMPIExec)
 	if err != nil {
 		return nil, err
 	}

@@ -137,8 +137,7 @@ func fakeMPIConfig(t *testing.T, r Runner) Config {
 		Args:           []string{"--log-level=debug"},
 		Env:            map[string]string{"EXTRA": "x"},
 		ConnectionInfo: []byte(`{"key":"k"}`),
-		MPIExec:        []string{"mpiexec.openmpi", "--bind-to", "none"},
-		MPIArgs:        []string{"-x", "FOO"},
+		Options:        &MPIExecOptions{MPIExec: []string{"mpiexec.openmpi", "--bind-to", "none"}, MPIArgs: []string{"-x", "FOO"}},
 		EngineIDBase:   4,
 		StopGrace:      50 * time.Millisecond,
 		Runner:         r,
@@ -187,7 +186,7 @@ func TestMPIExecCommandLineAndEnvironment(t *testing.T) {
 func TestMPIExecNoOpenMPIVariablesForUsers(t *testing.T) {
 	r := newFakeRunner()
 	cfg := fakeMPIConfig(t, r)
-	cfg.MPIExec = nil
+	cfg.Options = nil
 	m, err := NewMPIExecEngineSet(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -305,7 +304,7 @@ func TestMPIExecInCluster(t *testing.T) {
 	r := newFakeRunner()
 	dir := filepath.Join(t.TempDir(), "profile_c")
 	c, err := NewCluster(ClusterOptions{ProfileDir: dir, ClusterID: "m", Engines: "mpiexec", Runner: r,
-		EngineCmd: []string{"eng"}, MPIExec: []string{"mpx"}, MPIArgs: []string{"-v"}, NoConnectionEnv: true,
+		EngineCmd: []string{"eng"}, EngineOptions: &MPIExecOptions{MPIExec: []string{"mpx"}, MPIArgs: []string{"-v"}}, NoConnectionEnv: true,
 		StopGrace: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -335,8 +334,8 @@ func TestMPIExecInCluster(t *testing.T) {
 	if _, ok := other.EngineSets()[id].(*MPIExecEngineSet); !ok || other.Options().Engines != "mpiexec" {
 		t.Fatalf("reloaded sets %v (engines %q)", other.EngineSets(), other.Options().Engines)
 	}
-	if o := other.Options(); !slices.Equal(o.MPIExec, []string{"mpx"}) || !slices.Equal(o.MPIArgs, []string{"-v"}) {
-		t.Errorf("reloaded cluster has mpiexec %q %q, want the recorded mpx -v", o.MPIExec, o.MPIArgs)
+	if o, _ := other.Options().EngineOptions.(*MPIExecOptions); o == nil || !slices.Equal(o.MPIExec, []string{"mpx"}) || !slices.Equal(o.MPIArgs, []string{"-v"}) {
+		t.Errorf("reloaded cluster has mpiexec settings %+v, want the recorded mpx -v", o)
 	}
 	if err := other.Stop(ctx); err != nil {
 		t.Fatal(err)
@@ -368,7 +367,7 @@ func testRealMPIJob(t *testing.T, impl, mode string) {
 	cfg := testConfig(t, mode)
 	cfg.Env[pidDirEnv] = pidDir
 	cfg.EngineSetID = "real"
-	cfg.MPIExec = []string{path}
+	cfg.Options = &MPIExecOptions{MPIExec: []string{path}}
 	if mode == "rank" {
 		cfg.StopGrace = 10 * time.Second
 	}

@@ -65,6 +65,20 @@ func Render(profileDir, name string, job Job) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	return render(name, src, job)
+}
+
+// RenderFile renders the template in the file at path (a user's own,
+// given with --template).
+func RenderFile(path string, job Job) (string, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("templates: %w", err)
+	}
+	return render(filepath.Base(path), src, job)
+}
+
+func render(name string, src []byte, job Job) (string, error) {
 	t, err := template.New(name).Option("missingkey=error").Parse(string(src))
 	if err != nil {
 		return "", fmt.Errorf("templates: %s: %w", name, err)

@@ -17,7 +17,7 @@ import (
 )
 
 func startOpts(e *testEnv, n int) *StartOptions {
-	return &StartOptions{F: e.f, N: n, Daemonize: true, Controller: "local", Engines: "local",
+	return &StartOptions{F: e.f, N: n, Daemonize: true, Controller: "local", Launcher: "local",
 		WaitTimeout: 20 * time.Second, StopGrace: 2 * time.Second}
 }
 

@@ -60,56 +60,9 @@ func ensureProfile(dir string) error {
 	return nil
 }
 
-// splitCommand splits a command line into words: blanks separate words,
-// single quotes keep everything literally, double quotes and backslashes
-// work as in a POSIX shell (without expansions).
-func splitCommand(s string) ([]string, error) {
-	var words []string
-	var cur strings.Builder
-	inWord := false
-	for i := 0; i < len(s); i++ {
-		ch := s[i]
-		switch {
-		case ch == '\'':
-			j := strings.IndexByte(s[i+1:], '\'')
-			if j < 0 {
-				return nil, fmt.Errorf("unterminated ' in %q", s)
-			}
-			cur.WriteString(s[i+1 : i+1+j])
-			i += j + 1
-			inWord = true
-		case ch == '"':
-			i++
-			for ; i < len(s) && s[i] != '"'; i++ {
-				if s[i] == '\\' && i+1 < len(s) && strings.IndexByte("\"\\$`", s[i+1]) >= 0 {
-					i++
-				}
-				cur.WriteByte(s[i])
-			}
-			if i >= len(s) {
-				return nil, fmt.Errorf("unterminated \" in %q", s)
-			}
-			inWord = true
-		case ch == '\\' && i+1 < len(s):
-			i++
-			cur.WriteByte(s[i])
-			inWord = true
-		case ch == ' ' || ch == '\t' || ch == '\n':
-			if inWord {
-				words = append(words, cur.String())
-				cur.Reset()
-				inWord = false
-			}
-		default:
-			cur.WriteByte(ch)
-			inWord = true
-		}
-	}
-	if inWord {
-		words = append(words, cur.String())
-	}
-	return words, nil
-}
+// splitCommand splits a command line into words as a POSIX shell would,
+// without expansions.
+func splitCommand(s string) ([]string, error) { return launchers.SplitWords(s) }
 
 // secondsValue is a duration flag that also takes plain seconds ("5",
 // "2.5"), as ipyparallel's options do.
@@ -160,38 +113,25 @@ func clusterName(id string) string {
 	return id
 }
 
-// MPIFlags configure the mpiexec engine launcher (--engines mpiexec).
-type MPIFlags struct {
-	// MPIExec is the mpiexec command line ("" = mpiexec, or for
-	// `ipcluster engines` the one the cluster's last set used).
-	MPIExec string
-	// MPIArgs are extra mpiexec arguments, shell-split, placed before -n.
-	MPIArgs string
-	// Env are KEY=VALUE pairs added to the engines' environment (any
-	// launcher), e.g. OMPI_MCA_* or UCX_* settings for MPI engines.
+// LauncherFlags are every launcher's own settings as flags, each declared
+// once by its catalog entry (--mpiexec, --queue, --walltime...), plus
+// --env for the environment of whatever is started.
+type LauncherFlags struct {
+	// Env are KEY=VALUE pairs added to the environment of the processes
+	// started (any launcher), e.g. OMPI_MCA_* or UCX_* settings.
 	Env []string
+	// Options holds the launchers' settings as parsed.
+	Options *launchers.OptionsFlags
 }
 
-func (m *MPIFlags) bind(fs *pflag.FlagSet) {
-	fs.StringVar(&m.MPIExec, "mpiexec", "", "mpiexec program and arguments for --engines mpiexec (default \"mpiexec\")")
-	fs.StringVar(&m.MPIArgs, "mpi-args", "", "extra mpiexec arguments for --engines mpiexec, before -n (shell-like words)")
-	fs.StringArrayVar(&m.Env, "env", nil, "KEY=VALUE added to the environment of the processes started (repeatable; e.g. OMPI_MCA_* for MPI engines)")
+func (l *LauncherFlags) bind(fs *pflag.FlagSet) {
+	l.Options = launchers.BindOptionsFlags(fs)
+	fs.StringArrayVar(&l.Env, "env", nil, "KEY=VALUE added to the environment of the processes started (repeatable; e.g. OMPI_MCA_* for MPI engines)")
 }
 
-// apply splits the flags into the cluster options.
-func (m *MPIFlags) apply(opts *launchers.ClusterOptions) error {
-	var err error
-	if m.MPIExec != "" {
-		if opts.MPIExec, err = splitCommand(m.MPIExec); err != nil {
-			return fmt.Errorf("--mpiexec: %w", err)
-		}
-	}
-	if m.MPIArgs != "" {
-		if opts.MPIArgs, err = splitCommand(m.MPIArgs); err != nil {
-			return fmt.Errorf("--mpi-args: %w", err)
-		}
-	}
-	for _, kv := range m.Env {
+// environ parses --env into the cluster options.
+func (l *LauncherFlags) environ(opts *launchers.ClusterOptions) error {
+	for _, kv := range l.Env {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
 			return fmt.Errorf("--env %q: want KEY=VALUE", kv)

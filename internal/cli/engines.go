@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime"
@@ -20,12 +21,14 @@ type EnginesOptions struct {
 	ClusterFlags
 	// N is the number of engines to add.
 	N int
-	// Engines is the engine launcher name ("" = the cluster's).
-	Engines string
+	// Launcher is the engine launcher name ("" = the one of the
+	// cluster's newest engine set, with its settings).
+	Launcher string
 	// EngineCmd replaces the engine program ("" = the cluster's).
 	EngineCmd string
-	// MPIFlags configure --engines mpiexec.
-	MPIFlags
+	// LauncherFlags are the launcher's own settings; those not given
+	// are taken from the newest engine set of the same launcher.
+	LauncherFlags
 	// Daemonize returns once the engines are registered; without it the
 	// command stays until the set ends, relaying signals to it.
 	Daemonize bool
@@ -63,9 +66,10 @@ Exits with 12 if the cluster is not running.`,
 	fs := cmd.Flags()
 	opts.ClusterFlags.bind(fs, true)
 	fs.IntVarP(&opts.N, "n", "n", runtime.NumCPU(), "number of engines to add")
-	fs.StringVar(&opts.Engines, "engines", "", "engine launcher (default: the one the cluster uses)")
+	fs.StringVar(&opts.Launcher, "launcher", "", "engine launcher (default: the one of the cluster's newest engine set)")
+	fs.StringVar(&opts.Launcher, "engines", "", "alias of --launcher (ipyparallel's name)")
 	fs.StringVar(&opts.EngineCmd, "engine-cmd", "", "engine program and arguments (default: the cluster's)")
-	opts.MPIFlags.bind(fs)
+	opts.LauncherFlags.bind(fs)
 	fs.BoolVar(&opts.Daemonize, "daemonize", true, "return once the engines are up (false: stay and relay signals)")
 	fs.Var(newSecondsValue(&opts.WaitTimeout, 120*time.Second), "wait-timeout", "how long to wait for the engines to register")
 	fs.Var(newSecondsValue(&opts.StopGrace, 5*time.Second), "stop-grace", "how long a stopping process gets between SIGTERM and SIGKILL")
@@ -83,9 +87,11 @@ func enginesRun(ctx context.Context, o *EnginesOptions) error {
 	if err != nil {
 		return err
 	}
-	copts.Engines = o.Engines
 	copts.StopGrace = o.StopGrace
-	if err := o.MPIFlags.apply(&copts); err != nil {
+	if err := o.LauncherFlags.environ(&copts); err != nil {
+		return err
+	}
+	if copts.Engines, copts.EngineOptions, err = enginesLauncher(copts, o.Launcher, o.LauncherFlags.Options); err != nil {
 		return err
 	}
 	c, err := launchers.LoadCluster(ctx, copts)
@@ -160,4 +166,29 @@ func relayUntilStopped(ctx context.Context, f *Factory, c *launchers.Cluster, id
 			return c.StopEngines(sctx, id)
 		}
 	}
+}
+
+// enginesLauncher picks the launcher for new engines (given, else the
+// newest set's) and its settings: the flags given, laid over what the
+// newest set of the same launcher recorded.
+func enginesLauncher(copts launchers.ClusterOptions, given string, flags *launchers.OptionsFlags) (string, launchers.Options, error) {
+	var last string
+	var recorded json.RawMessage
+	if f, err := launchers.ReadClusterFile(wire.ClusterFile(copts.ProfileDir, copts.ClusterID)); err == nil {
+		if last, recorded = f.LastSet(); last == "" {
+			last = f.Engines.Class
+		}
+	}
+	name := given
+	if name == "" {
+		name = last
+	}
+	if name == "" {
+		name = "local"
+	}
+	if !launchers.SameLauncher(name, last) {
+		recorded = nil
+	}
+	o, err := flags.Merged(name, recorded)
+	return name, o, err
 }

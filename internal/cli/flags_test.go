@@ -31,7 +31,7 @@ func TestStartFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got.N != 3 || got.Profile != "p" || got.ClusterID != "c" || !got.Daemonize || got.IP != "*" ||
-		got.Engines != "Local" || got.Controller != "local" || got.EngineCmd != `./sim --x 'a b'` ||
+		got.Launcher != "Local" || got.Controller != "local" || got.EngineCmd != `./sim --x 'a b'` ||
 		got.WaitTimeout != 2500*time.Millisecond || got.StopGrace != 5*time.Second {
 		t.Errorf("options %+v", got)
 	}
@@ -90,7 +90,7 @@ func TestEnginesFlags(t *testing.T) {
 	if err := run(NewCmdEngines(&Factory{}, capture), "-n", "2", "--cluster-id", "c", "--engine-cmd", "./e"); err != nil {
 		t.Fatal(err)
 	}
-	if got.N != 2 || got.ClusterID != "c" || got.EngineCmd != "./e" || !got.Daemonize || got.Engines != "" {
+	if got.N != 2 || got.ClusterID != "c" || got.EngineCmd != "./e" || !got.Daemonize || got.Launcher != "" {
 		t.Errorf("options %+v", got)
 	}
 	if err := run(NewCmdEngines(&Factory{}, capture), "--daemonize=false"); err != nil || got.Daemonize {

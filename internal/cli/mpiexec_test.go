@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/ipp-hpc/ipp/internal/testutil"
 	"github.com/ipp-hpc/ipp/internal/wire"
 	"github.com/ipp-hpc/ipp/launchers"
@@ -19,34 +21,35 @@ import (
 func TestMPIFlags(t *testing.T) {
 	var so *StartOptions
 	cmd := NewCmdStart(&Factory{}, func(o *StartOptions) error { so = o; return nil })
-	if err := run(cmd, "--engines", "mpiexec", "-n", "4", "--mpiexec", "mpiexec.openmpi --bind-to none", "--mpi-args", `-x FOO --host 'a,b'`); err != nil {
+	if err := run(cmd, "--engines", "MPI", "-n", "4", "--mpiexec", "mpiexec.openmpi --bind-to none", "--mpi-args", `-x FOO --host 'a,b'`); err != nil {
 		t.Fatal(err)
 	}
-	if so.Engines != "mpiexec" || so.N != 4 || so.MPIExec != "mpiexec.openmpi --bind-to none" || so.MPIArgs != `-x FOO --host 'a,b'` {
+	if so.Launcher != "MPI" || so.N != 4 {
 		t.Errorf("start options %+v", so)
 	}
-	var copts launchers.ClusterOptions
-	if err := so.MPIFlags.apply(&copts); err != nil {
+	o, err := so.LauncherFlags.Options.For(so.Launcher)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(copts.MPIExec, []string{"mpiexec.openmpi", "--bind-to", "none"}) ||
-		!slices.Equal(copts.MPIArgs, []string{"-x", "FOO", "--host", "a,b"}) {
-		t.Errorf("split into %q %q", copts.MPIExec, copts.MPIArgs)
+	mo, ok := o.(*launchers.MPIExecOptions)
+	if !ok || !slices.Equal(mo.MPIExec, []string{"mpiexec.openmpi", "--bind-to", "none"}) ||
+		!slices.Equal(mo.MPIArgs, []string{"-x", "FOO", "--host", "a,b"}) {
+		t.Errorf("settings for MPI: %#v", o)
 	}
-	if err := (&MPIFlags{MPIArgs: `"open`}).apply(&copts); err == nil || !strings.Contains(err.Error(), "--mpi-args") {
+	if err := run(NewCmdStart(&Factory{}, func(*StartOptions) error { return nil }), "--mpi-args", `"open`); err == nil || !strings.Contains(err.Error(), "mpi-args") {
 		t.Errorf("bad --mpi-args: %v", err)
 	}
-	if err := run(cmd, "--engines", "mpiexec", "--env", "OMPI_MCA_btl=self,vader", "--env", "EMPTY="); err != nil {
+	if err := run(cmd, "--launcher", "mpiexec", "--env", "OMPI_MCA_btl=self,vader", "--env", "EMPTY="); err != nil {
 		t.Fatal(err)
 	}
 	var eopts launchers.ClusterOptions
-	if err := so.MPIFlags.apply(&eopts); err != nil {
+	if err := so.LauncherFlags.environ(&eopts); err != nil {
 		t.Fatal(err)
 	}
 	if eopts.Env["OMPI_MCA_btl"] != "self,vader" || eopts.Env["EMPTY"] != "" || len(eopts.Env) != 2 {
 		t.Errorf("--env gave %v", eopts.Env)
 	}
-	if err := (&MPIFlags{Env: []string{"NOEQUALS"}}).apply(&eopts); err == nil || !strings.Contains(err.Error(), "KEY=VALUE") {
+	if err := (&LauncherFlags{Env: []string{"NOEQUALS"}}).environ(&eopts); err == nil || !strings.Contains(err.Error(), "KEY=VALUE") {
 		t.Errorf("bad --env: %v", err)
 	}
 
@@ -55,8 +58,9 @@ func TestMPIFlags(t *testing.T) {
 	if err := run(cmd, "--engines", "mpiexec", "-n", "2", "--mpiexec", "mpiexec.mpich", "--mpi-args", "-v"); err != nil {
 		t.Fatal(err)
 	}
-	if eo.Engines != "mpiexec" || eo.MPIExec != "mpiexec.mpich" || eo.MPIArgs != "-v" {
-		t.Errorf("engines options %+v", eo)
+	o, _ = eo.LauncherFlags.Options.For(eo.Launcher)
+	if mo, _ := o.(*launchers.MPIExecOptions); eo.Launcher != "mpiexec" || mo == nil || !slices.Equal(mo.MPIExec, []string{"mpiexec.mpich"}) || !slices.Equal(mo.MPIArgs, []string{"-v"}) {
+		t.Errorf("engines options %+v %+v", eo, o)
 	}
 }
 
@@ -96,8 +100,12 @@ func testStartStopMPIExec(t *testing.T, mpiexec string) {
 	killAll(t, &pids)
 
 	o := startOpts(e, 2)
-	o.Engines = "mpiexec"
-	o.MPIExec = mpiexec
+	o.Launcher = "mpiexec"
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	o.LauncherFlags.bind(fs)
+	if err := fs.Set("mpiexec", mpiexec); err != nil {
+		t.Fatal(err)
+	}
 	if err := startRun(ctx, o); err != nil {
 		t.Fatalf("start: %v\n%s", err, e.err)
 	}
@@ -115,7 +123,7 @@ func testStartStopMPIExec(t *testing.T, mpiexec string) {
 	testutil.Eventually(t, 30*time.Second, func() bool { return len(ranks()) == 2 }, "2 ranks of the first set")
 
 	// A second set: its engine ids start after the registered ones.
-	eo := &EnginesOptions{F: e.f, N: 2, Engines: "mpiexec", Daemonize: true, WaitTimeout: 20 * time.Second, StopGrace: 2 * time.Second}
+	eo := &EnginesOptions{F: e.f, N: 2, Launcher: "mpiexec", Daemonize: true, WaitTimeout: 20 * time.Second, StopGrace: 2 * time.Second}
 	if err := enginesRun(ctx, eo); err != nil {
 		t.Fatalf("engines: %v\n%s", err, e.err)
 	}

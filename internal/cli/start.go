@@ -28,13 +28,14 @@ type StartOptions struct {
 	Daemonize bool
 	// IP and Location are the controller's --ip and --location.
 	IP, Location string
-	// Controller and Engines are launcher names.
-	Controller, Engines string
+	// Controller and Launcher are the controller's and the engines'
+	// launcher names (--controller, --launcher or its alias --engines).
+	Controller, Launcher string
 	// ControllerCmd and EngineCmd replace the programs started for the
 	// two roles (shell-like words).
 	ControllerCmd, EngineCmd string
-	// MPIFlags configure --engines mpiexec.
-	MPIFlags
+	// LauncherFlags are the launchers' own settings.
+	LauncherFlags
 	// ControllerArgs are extra controller arguments (after --).
 	ControllerArgs []string
 	// WaitTimeout bounds the wait for the engines to register.
@@ -83,15 +84,16 @@ left behind.`,
 	}
 	fs := cmd.Flags()
 	opts.ClusterFlags.bind(fs, true)
-	fs.IntVarP(&opts.N, "n", "n", runtime.NumCPU(), "number of engines")
+	fs.IntVarP(&opts.N, "n", "n", runtime.NumCPU(), "number of engines (0: only the controller; add engines with 'ipcluster engines')")
 	fs.BoolVar(&opts.Daemonize, "daemonize", false, "return once the engines are up, leaving the cluster running")
 	fs.StringVar(&opts.IP, "ip", "", "controller address to bind (default 127.0.0.1; '*' for all interfaces)")
 	fs.StringVar(&opts.Location, "location", "", "controller host name written to the connection files")
 	fs.StringVar(&opts.Controller, "controller", "local", "controller launcher ("+strings.Join(launchers.Names(launchers.KindController), ", ")+")")
-	fs.StringVar(&opts.Engines, "engines", "local", "engine launcher ("+strings.Join(launchers.Names(launchers.KindEngines), ", ")+")")
+	fs.StringVar(&opts.Launcher, "launcher", "local", "engine launcher ("+strings.Join(launchers.Names(launchers.KindEngines), ", ")+")")
+	fs.StringVar(&opts.Launcher, "engines", "local", "alias of --launcher (ipyparallel's name)")
 	fs.StringVar(&opts.ControllerCmd, "controller-cmd", "", "controller program and arguments (default: this program's 'controller' role)")
 	fs.StringVar(&opts.EngineCmd, "engine-cmd", "", "engine program and arguments (default: this program's 'engine' role)")
-	opts.MPIFlags.bind(fs)
+	opts.LauncherFlags.bind(fs)
 	opts.CurveFlags.bind(fs)
 	opts.LimitFlags.bind(fs)
 	fs.Var(newSecondsValue(&opts.WaitTimeout, 120*time.Second), "wait-timeout", "how long to wait for the engines to register")
@@ -140,8 +142,8 @@ func startRun(ctx context.Context, o *StartOptions) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	if o.N < 1 {
-		return fmt.Errorf("-n must be at least 1, not %d", o.N)
+	if o.N < 0 {
+		return fmt.Errorf("-n must be 0 (controller only) or more, not %d", o.N)
 	}
 	if err := o.CurveFlags.check(); err != nil {
 		return err
@@ -158,13 +160,19 @@ func startRun(ctx context.Context, o *StartOptions) error {
 			return err
 		}
 	}
-	copts.Controller, copts.Engines = o.Controller, o.Engines
+	copts.Controller, copts.Engines = o.Controller, o.Launcher
+	if copts.ControllerOptions, err = o.LauncherFlags.Options.For(o.Controller); err != nil {
+		return err
+	}
+	if copts.EngineOptions, err = o.LauncherFlags.Options.For(o.Launcher); err != nil {
+		return err
+	}
 	// Ours first: arguments after -- come later and win.
 	copts.ControllerArgs = append(append(o.CurveFlags.args(), o.LimitFlags.args()...), o.ControllerArgs...)
 	copts.IP, copts.Location = o.IP, o.Location
 	copts.N = o.N
 	copts.StopGrace = o.StopGrace
-	if err := o.MPIFlags.apply(&copts); err != nil {
+	if err := o.LauncherFlags.environ(&copts); err != nil {
 		return err
 	}
 	if err := ensureProfile(copts.ProfileDir); err != nil {
@@ -200,7 +208,11 @@ func startRun(ctx context.Context, o *StartOptions) error {
 	if err := c.StartController(ctx); err != nil {
 		return err
 	}
-	if err := bringUpEngines(ctx, o.F, c, o.N, o.WaitTimeout); err != nil {
+	bringUp := bringUpEngines
+	if o.N == 0 {
+		bringUp = controllerOnly
+	}
+	if err := bringUp(ctx, o.F, c, o.N, o.WaitTimeout); err != nil {
 		log.Error("cluster start failed; stopping it", "err", err)
 		return errors.Join(err, stopCluster(c, o.StopGrace))
 	}
@@ -212,6 +224,18 @@ func startRun(ctx context.Context, o *StartOptions) error {
 	fmt.Fprintf(o.F.IO.ErrOut, "Cluster %s running with %d engines (%s). Press Ctrl-C to stop it.\n",
 		clusterName(copts.ClusterID), o.N, c.File())
 	return foreground(ctx, log, c, o.StopGrace)
+}
+
+// controllerOnly waits for the controller's connection files, for
+// `ipcluster start -n 0`: engine sets come later with ipcluster engines.
+func controllerOnly(ctx context.Context, f *Factory, c *launchers.Cluster, _ int, _ time.Duration) error {
+	conn, err := c.Connection(ctx)
+	if err != nil {
+		return err
+	}
+	c.Options().Logger.Info("controller is up; no engines requested (add them with 'ipcluster engines')", "registration", conn.Engine.URL(conn.Engine.Registration))
+	curveNotice(f.IO.ErrOut, &conn.Engine.Common)
+	return nil
 }
 
 // bringUpEngines waits for the controller's files, starts n engines and
