@@ -30,6 +30,11 @@ type WaitOptions struct {
 	Progress Progress
 	// Output receives the bar; nil means os.Stderr.
 	Output io.Writer
+	// Status, when set, is asked every half second what the engines are
+	// waiting for (a batch job's "job 12 PENDING (Resources)"): shown in
+	// the bar on a terminal, printed as a line whenever it changes
+	// otherwise.
+	Status func() string
 }
 
 func waitOptions(opts []WaitOptions) WaitOptions {
@@ -83,6 +88,12 @@ func (b *bar) set(n int) {
 	}
 }
 
+func (b *bar) describe(desc string) {
+	if b != nil {
+		b.pb.Describe(desc)
+	}
+}
+
 func (b *bar) finish() {
 	if b != nil {
 		b.pb.Finish()
@@ -125,6 +136,28 @@ func (c *Client) WaitForEngines(ctx context.Context, n int, opts ...WaitOptions)
 	// connecting; asking the hub now and then repairs that.
 	resync := time.NewTicker(time.Second)
 	defer resync.Stop()
+	o := waitOptions(opts)
+	var statusTick <-chan time.Time
+	lastStatus := ""
+	showStatus := func() {
+		if o.Status == nil {
+			return
+		}
+		if st := o.Status(); st != lastStatus {
+			lastStatus = st
+			if b != nil {
+				b.describe("engines [" + st + "]")
+			} else if st != "" {
+				fmt.Fprintln(o.Output, st)
+			}
+		}
+	}
+	if o.Status != nil {
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		statusTick = t.C
+		showStatus()
+	}
 	for {
 		c.mu.Lock()
 		have = len(c.engines)
@@ -144,6 +177,8 @@ func (c *Client) WaitForEngines(ctx context.Context, n int, opts ...WaitOptions)
 			}
 		case <-resync.C:
 			c.resync(ctx)
+		case <-statusTick:
+			showStatus()
 		case <-ctx.Done():
 			return fmt.Errorf("ipp: waiting for %d engines (%d registered): %w", n, have, ctx.Err())
 		case <-c.done:

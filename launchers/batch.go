@@ -347,16 +347,19 @@ func mpiFlavorOf(path string) string {
 // register, and the job would hold nodes until a timeout.
 func (b *BatchLauncher) checkReachable(ctx context.Context) error {
 	var host string
-	var info *wire.EngineInfo
 	if b.kind == KindEngines {
-		var err error
-		if len(b.cfg.ConnectionInfo) > 0 {
-			info, err = wire.ParseEngineInfo(b.cfg.ConnectionInfo)
-		} else {
-			info, err = wire.LoadEngineInfo(wire.EngineFile(b.cfg.ProfileDir, b.cfg.ClusterID))
+		raw := b.cfg.ConnectionInfo
+		if len(raw) == 0 {
+			var err error
+			if raw, err = os.ReadFile(wire.EngineFile(b.cfg.ProfileDir, b.cfg.ClusterID)); err != nil {
+				return fmt.Errorf("reading the controller's connection file: %w", err)
+			}
 		}
-		if err != nil {
-			return fmt.Errorf("reading the controller's connection file: %w", err)
+		var info struct {
+			Interface string `json:"interface"`
+		}
+		if err := json.Unmarshal(raw, &info); err != nil {
+			return fmt.Errorf("reading the controller's connection info: %w", err)
 		}
 		host = strings.TrimPrefix(info.Interface, "tcp://")
 	} else {

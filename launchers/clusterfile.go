@@ -75,6 +75,11 @@ func (f *ClusterFile) LastSet() (launcher string, options json.RawMessage) {
 	return m.Launcher, m.Options
 }
 
+// SetLauncher is the launcher that started engine set id.
+func SetLauncher(f *ClusterFile, id string) string {
+	return readSetMeta(f.Engines.Sets[id], f.Engines.Class).Launcher
+}
+
 // Running reports whether the file records anything running.
 func (f *ClusterFile) Running() bool {
 	return f.Controller != nil || len(f.Engines.Sets) > 0

@@ -192,6 +192,9 @@ func (m *MPIExecEngineSet) Status() Status {
 	if st.Running > 0 {
 		st.Running = m.requested
 	}
+	if st.Exited > 0 {
+		st.Exited = m.requested
+	}
 	return st
 }
 

@@ -14,8 +14,10 @@ type Client interface {
 	// IDs lists the registered engines.
 	IDs() []int
 	// WaitForEngines waits until n engines are registered, drawing a
-	// progress bar on out when it is a terminal.
-	WaitForEngines(ctx context.Context, n int, out io.Writer) error
+	// progress bar on out when it is a terminal; status, when not nil,
+	// says what the engines wait for (shown in the bar, or printed as a
+	// line when it changes).
+	WaitForEngines(ctx context.Context, n int, out io.Writer, status func() string) error
 	// Execute runs code on the targets (nil: all engines) and returns one
 	// result per engine, in engine order. failed, when not nil, is called
 	// as soon as an engine's run fails (an engine that died is known long
@@ -56,8 +58,8 @@ type ippClient struct{ c *ipp.Client }
 func (c ippClient) IDs() []int   { return c.c.IDs() }
 func (c ippClient) Close() error { return c.c.Close() }
 
-func (c ippClient) WaitForEngines(ctx context.Context, n int, out io.Writer) error {
-	return c.c.WaitForEngines(ctx, n, ipp.WaitOptions{Output: out})
+func (c ippClient) WaitForEngines(ctx context.Context, n int, out io.Writer, status func() string) error {
+	return c.c.WaitForEngines(ctx, n, ipp.WaitOptions{Output: out, Status: status})
 }
 
 func (c ippClient) Execute(ctx context.Context, code string, targets []int, onFail func(int, *RemoteError)) ([]ExecResult, error) {

@@ -348,15 +348,16 @@ func TestListTextFormat(t *testing.T) {
 	e := newTestEnv(t)
 	err := writeListText(e.f, []*ClusterStatus{
 		{Profile: "default", ClusterID: "", Running: true, Requested: 4, Registered: 3, Launcher: "Local"},
-		{Profile: "/very/long/profile/path/profile_x", ClusterID: "1795661217-jb8d", Running: false, Requested: 2, Registered: -1, Launcher: "Slurm"},
+		{Profile: "/very/long/profile/path/profile_x", ClusterID: "1795661217-jb8d", Running: false, Requested: 2, Registered: -1, Launcher: "Slurm",
+			Jobs: []launchers.JobStatus{{ID: "12", State: launchers.JobRunning}, {ID: "13", State: launchers.JobPending, Reason: "Resources"}}},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := "" +
-		"PROFILE                            CLUSTER ID       RUNNING  ENGINES  LAUNCHER\n" +
-		"default                            ''               True     3/4      Local\n" +
-		"/very/long/profile/path/profile_x  1795661217-jb8d  False    2        Slurm\n"
+		"PROFILE                            CLUSTER ID       RUNNING  ENGINES  LAUNCHER  JOBS\n" +
+		"default                            ''               True     3/4      Local     -\n" +
+		"/very/long/profile/path/profile_x  1795661217-jb8d  False    2        Slurm     12:RUNNING 13:PENDING(Resources)\n"
 	if e.out.String() != want {
 		t.Errorf("got\n%s\nwant\n%s", e.out, want)
 	}

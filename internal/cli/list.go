@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -75,6 +76,9 @@ type ClusterStatus struct {
 	// Registered is -1 when the controller could not be asked.
 	Registered int    `json:"engines_registered"`
 	Launcher   string `json:"launcher"`
+	// Jobs are the batch jobs of the controller and engine sets, as the
+	// scheduler reports them now.
+	Jobs []launchers.JobStatus `json:"jobs,omitempty"`
 
 	file *launchers.ClusterFile
 }
@@ -132,7 +136,7 @@ func listRun(ctx context.Context, o *ListOptions) error {
 // writeListText prints the table of `ipcluster list`.
 func writeListText(f *Factory, list []*ClusterStatus) error {
 	tw := tabwriter.NewWriter(f.IO.Out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PROFILE\tCLUSTER ID\tRUNNING\tENGINES\tLAUNCHER")
+	fmt.Fprintln(tw, "PROFILE\tCLUSTER ID\tRUNNING\tENGINES\tLAUNCHER\tJOBS")
 	for _, s := range list {
 		engines := strconv.Itoa(s.Requested)
 		if s.Registered >= 0 {
@@ -142,7 +146,7 @@ func writeListText(f *Factory, list []*ClusterStatus) error {
 		if s.Running {
 			running = "True"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Profile, clusterName(s.ClusterID), running, engines, s.Launcher)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Profile, clusterName(s.ClusterID), running, engines, s.Launcher, jobsText(s.Jobs))
 	}
 	return tw.Flush()
 }
@@ -181,6 +185,18 @@ func clusterStatus(ctx context.Context, o *ListOptions, path string) *ClusterSta
 	for _, state := range f.Engines.Sets {
 		s.Requested += launchers.SetN(state)
 	}
+	if ctl := c.Controller(); ctl != nil {
+		s.Jobs = append(s.Jobs, ctl.Status().Jobs...)
+	}
+	sets := c.EngineSets()
+	for _, id := range f.SetIDs() {
+		if set := sets[id]; set != nil {
+			s.Jobs = append(s.Jobs, set.Status().Jobs...)
+		}
+	}
+	if launchers := setLaunchers(f); len(launchers) > 1 {
+		s.Launcher = strings.Join(launchers, "+")
+	}
 	if s.Running {
 		pctx, cancel := context.WithTimeout(ctx, o.ProbeTimeout)
 		defer cancel()
@@ -202,4 +218,32 @@ func launcherTitle(name string) string {
 	r := []rune(name)
 	r[0] = unicode.ToUpper(r[0])
 	return string(r)
+}
+
+// setLaunchers lists the launchers of a cluster's engine sets, titled,
+// in start order without repeats.
+func setLaunchers(f *launchers.ClusterFile) []string {
+	var names []string
+	for _, id := range f.SetIDs() {
+		name := launcherTitle(launchers.SetLauncher(f, id))
+		if !slices.Contains(names, name) {
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
+// jobsText shows batch jobs for the list: "12:RUNNING 13:PENDING(Resources)".
+func jobsText(jobs []launchers.JobStatus) string {
+	if len(jobs) == 0 {
+		return "-"
+	}
+	parts := make([]string, len(jobs))
+	for i, j := range jobs {
+		parts[i] = j.ID + ":" + string(j.State)
+		if j.Reason != "" && j.State == launchers.JobPending {
+			parts[i] += "(" + j.Reason + ")"
+		}
+	}
+	return strings.Join(parts, " ")
 }

@@ -109,7 +109,7 @@ func (c *fakeClient) IDs() []int {
 	return append([]int(nil), c.ids...)
 }
 
-func (c *fakeClient) WaitForEngines(ctx context.Context, n int, out io.Writer) error {
+func (c *fakeClient) WaitForEngines(ctx context.Context, n int, out io.Writer, _ func() string) error {
 	if c.waitErr != nil {
 		return c.waitErr
 	}

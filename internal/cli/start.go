@@ -285,7 +285,16 @@ func waitRegistered(ctx context.Context, f *Factory, c *launchers.Cluster, clien
 			}
 		}
 	}()
-	err := client.WaitForEngines(ctx, want, f.IO.ErrOut)
+	var status func() string
+	if set := c.EngineSets()[id]; set != nil {
+		status = func() string {
+			if st := set.Status(); len(st.Jobs) > 0 {
+				return st.Detail
+			}
+			return ""
+		}
+	}
+	err := client.WaitForEngines(ctx, want, f.IO.ErrOut, status)
 	if cause := context.Cause(ctx); err != nil && cause != nil && !errors.Is(cause, context.Canceled) {
 		return cause
 	}
@@ -302,9 +311,18 @@ func deadProcesses(c *launchers.Cluster, id string) error {
 	if set == nil {
 		return nil
 	}
-	if st := set.Status(); st.Running < st.Total {
+	st := set.Status()
+	if len(st.Jobs) > 0 {
+		// A batch job that ended (failed, cancelled, timed out, or just
+		// gone from the queue) will bring no engine.
+		if st.Exited > 0 {
+			return fmt.Errorf("%d of %d engines ended before registering: %s%s", st.Exited, st.Total, st.Detail, outputTail(set))
+		}
+		return nil
+	}
+	if st.Exited > 0 {
 		return fmt.Errorf("%d of %d engines exited before registering (engines on other hosts need the controller started with --ip='*' or an address they can reach)%s",
-			st.Total-st.Running, st.Total, outputTail(set))
+			st.Exited, st.Total, outputTail(set))
 	}
 	return nil
 }
