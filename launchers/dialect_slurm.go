@@ -31,7 +31,7 @@ var slurmStates = map[string]JobState{
 	"R": JobRunning, "CG": JobRunning, "RS": JobRunning, "SI": JobRunning, "SO": JobRunning,
 	"CD": JobCompleted,
 	"CA": JobCancelled,
-	"F": JobFailed, "NF": JobFailed, "RV": JobFailed, "SE": JobFailed, "PR": JobFailed,
+	"F":  JobFailed, "NF": JobFailed, "RV": JobFailed, "SE": JobFailed, "PR": JobFailed,
 	"OOM": JobFailed, "BF": JobFailed,
 	"TO": JobTimeout, "DL": JobTimeout,
 }
