@@ -421,7 +421,9 @@ func (f *scriptedRunner) Run(_ context.Context, c Command) (Result, error) {
 	f.seen = append(f.seen, c)
 	return f.run(c)
 }
-func (f *scriptedRunner) Start(Command) (Process, error) { return nil, errors.New("fake: no processes") }
+func (f *scriptedRunner) Start(Command) (Process, error) {
+	return nil, errors.New("fake: no processes")
+}
 func (f *scriptedRunner) Attach(int, uint64, string) (Process, error) {
 	return nil, ErrNotRunning
 }
