@@ -143,6 +143,25 @@ func realDialect(t *testing.T, d *Dialect) {
 		t.Errorf("unknown id: %+v", got)
 	}
 
+	// Every directive the template can write is accepted by the real
+	// scheduler.
+	full := base
+	full.Name += "-full"
+	full.Account, full.QoS, full.Walltime, full.CoresPerEngine, full.WorkDir = "proj1", "normal", "00:05:00", 1, dir
+	full.Nodes, full.TasksPerNode = 1, 2
+	full.Directives = []string{d.Directive + " -V"}
+	if d.Name == "slurm" {
+		full.Queue, full.Memory, full.Directives = "debug", "100M", []string{"#SBATCH --comment=full"}
+	} else {
+		full.Queue, full.Memory = "all.q", "1G"
+	}
+	fullID, err := submit("full", full)
+	if err != nil {
+		t.Errorf("all directives: %v", err)
+	} else {
+		realRun(t, d.Name, "cancel-full", d.Cancel([]string{fullID}))
+	}
+
 	bad := base
 	bad.Queue = "nosuch"
 	if id, err := submit("badqueue", bad); err == nil {
