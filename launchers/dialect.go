@@ -61,7 +61,8 @@ type Dialect struct {
 	// ("Slurm").
 	Name, Title string
 	// Directive is the prefix of the script's scheduler lines ("#SBATCH",
-	// "#$", "#PBS", "#BSUB"); empty for submit files (HTCondor).
+	// "#$", "#PBS", "#BSUB"; "#CONDOR" for the submit-description lines
+	// HTCondor's script carries, see dialect_htcondor.go).
 	Directive string
 	// EngineTemplate and ControllerTemplate name the templates in package
 	// templates ("slurm-engines.sh.tmpl").
@@ -94,4 +95,9 @@ type Dialect struct {
 	// (queue "" = the default); nil or an error means unknown, and the
 	// hosts are then assumed to be other machines.
 	ComputeHosts func(ctx context.Context, r Runner, queue string) ([]string, error)
+	// Flavor, when not nil, asks which variant of the system runs here
+	// (PBS: "pbspro" or "torque"); the launcher puts the answer in
+	// templates.Job.Flavor before rendering, because the variants' script
+	// syntax differs. An error leaves Flavor "" (the templates' default).
+	Flavor func(ctx context.Context, r Runner) (string, error)
 }

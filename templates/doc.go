@@ -1,6 +1,6 @@
 // Package templates holds the batch-script templates that batch-system
-// launchers render (Slurm today; PBS, SGE, LSF and HTCondor with their
-// launchers). They are Go text/templates embedded in the binary, rendered
+// launchers render: <system>-engines.sh.tmpl and
+// <system>-controller.sh.tmpl for slurm, sge, pbs, lsf and htcondor. They are Go text/templates embedded in the binary, rendered
 // with typed data and missingkey=error, so a misspelt field is an error at
 // submission time rather than a broken directive in a job script. A
 // template of the same name in <profile>/templates/ overrides the default.
@@ -10,8 +10,11 @@ import (
 	"bytes"
 	"embed"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
+	"strings"
 	"text/template"
 )
 
@@ -19,7 +22,9 @@ import (
 var defaults embed.FS
 
 // Job is the data every batch template sees. Templates leave out the
-// directives of empty fields.
+// directives of empty fields, and of fields a system has no directive for
+// (QoS outside Slurm; Queue under HTCondor; Nodes and TasksPerNode under
+// SGE, LSF and HTCondor, whose array tasks each run one engine).
 type Job struct {
 	// Name is the job name (ipengine-<cluster id>, ipcontroller-<id>).
 	Name string
@@ -28,7 +33,9 @@ type Job struct {
 	// controller.
 	N int
 	// Queue (partition), Account, QoS, Walltime and Memory map to the
-	// scheduler's directives as given.
+	// scheduler's directives as given, in the scheduler's own syntax
+	// (Walltime: Slurm and PBS "HH:MM:SS", SGE h_rt, LSF -W "[HH:]MM",
+	// HTCondor seconds).
 	Queue, Account, QoS, Walltime, Memory string
 	// Nodes and TasksPerNode shape the job (0: the scheduler decides).
 	Nodes, TasksPerNode int
@@ -53,6 +60,15 @@ type Job struct {
 	// export it as IPP_ENGINE_ID_BASE, and array templates export the
 	// task's 0-based index as IPP_ENGINE_INDEX.
 	IDBase int
+	// Flavor is the variant of the batch system where their scripts
+	// differ: PBS "torque" (array -t, nodes=N:ppn=C) or "" / "pbspro"
+	// (array -J, select=N:ncpus=C). The launcher fills it from the
+	// dialect's Flavor probe.
+	Flavor string
+	// ParallelEnv is the Grid Engine parallel environment that
+	// CoresPerEngine slots come from (#$ -pe <ParallelEnv> <cores>);
+	// sites name their own, "" means "smp".
+	ParallelEnv string
 	// Env holds variables the script exports before the command (sorted
 	// by the template with range); values are already shell-quoted.
 	Env map[string]string
@@ -79,7 +95,7 @@ func RenderFile(path string, job Job) (string, error) {
 }
 
 func render(name string, src []byte, job Job) (string, error) {
-	t, err := template.New(name).Option("missingkey=error").Parse(string(src))
+	t, err := template.New(name).Option("missingkey=error").Funcs(funcs).Parse(string(src))
 	if err != nil {
 		return "", fmt.Errorf("templates: %s: %w", name, err)
 	}
@@ -88,6 +104,52 @@ func render(name string, src []byte, job Job) (string, error) {
 		return "", fmt.Errorf("templates: %s: %w", name, err)
 	}
 	return b.String(), nil
+}
+
+// funcs are the functions templates may call besides text/template's.
+var funcs = template.FuncMap{
+	// shquote quotes a value for the script's shell (paths in commands,
+	// as opposed to directives, which no shell reads).
+	"shquote": func(s string) string {
+		return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+	},
+	// mul multiplies resource counts (Torque's ppn = tasks x cores).
+	"mul": func(a, b int) int { return a * b },
+}
+
+// Suffix ends every template's file name; Names and the ipcluster
+// templates command show names without it.
+const Suffix = ".sh.tmpl"
+
+// Names lists the built-in templates ("slurm-engines", ...), sorted.
+func Names() []string {
+	entries, _ := fs.ReadDir(defaults, ".")
+	var names []string
+	for _, e := range entries {
+		names = append(names, strings.TrimSuffix(e.Name(), Suffix))
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Source is the text Render would use for the template called name
+// (with or without Suffix), and the file it comes from when the profile
+// overrides the default ("" for the built-in one).
+func Source(profileDir, name string) (text, overridePath string, err error) {
+	if !strings.HasSuffix(name, Suffix) {
+		name += Suffix
+	}
+	if profileDir != "" {
+		p := filepath.Join(profileDir, "templates", name)
+		if b, err := os.ReadFile(p); err == nil {
+			return string(b), p, nil
+		}
+	}
+	b, err := defaults.ReadFile(name)
+	if err != nil {
+		return "", "", fmt.Errorf("templates: no template %q (have %s)", strings.TrimSuffix(name, Suffix), strings.Join(Names(), ", "))
+	}
+	return string(b), "", nil
 }
 
 func lookup(profileDir, name string) ([]byte, error) {

@@ -169,6 +169,7 @@ controller died).`,
 		NewCmdExec(f, nil),
 		NewCmdController(f, nil),
 		NewCmdEngine(f, nil),
+		NewCmdTemplates(f, nil),
 	)
 	return root
 }

@@ -1,0 +1,93 @@
+package launchers
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"syscall"
+)
+
+// LSF runs one engine per array element. bsub honours #BSUB lines only
+// in a script read on standard input, so Submit feeds the script there.
+// bjobs answers "Job <N> is not found" for a moment after submission and
+// again once the job has aged out (CLEAN_PERIOD).
+
+var lsfSubmitRe = regexp.MustCompile(`^Job <(\d+)> is submitted to (?:default )?queue <[^>]*>\.$`)
+
+var lsfNotFound = regexp.MustCompile(`^Job <[^>]*> is not found`)
+
+var lsfStates = map[string]struct {
+	state  JobState
+	reason string
+}{
+	"PEND": {JobPending, ""}, "WAIT": {JobPending, "waiting (chunk job)"}, "PROV": {JobPending, "provisioning"},
+	"PSUSP": {JobPending, "suspended while pending"},
+	"USUSP": {JobPending, "suspended by the user"}, "SSUSP": {JobPending, "suspended by the system"},
+	"RUN": {JobRunning, ""}, "UNKWN": {JobRunning, "execution host unreachable"},
+	"DONE": {JobCompleted, ""}, "EXIT": {JobFailed, "non-zero exit"},
+	"ZOMBI": {JobFailed, "killed while its host was unreachable"},
+}
+
+var lsfDialect = &Dialect{
+	Name:               "lsf",
+	Title:              "LSF",
+	Directive:          "#BSUB",
+	EngineTemplate:     "lsf-engines.sh.tmpl",
+	ControllerTemplate: "lsf-controller.sh.tmpl",
+	Array:              true,
+	Submit: func(_, script string) Command {
+		return Command{Path: "bsub", Stdin: []byte(script)}
+	},
+	ParseSubmit: func(stdout string) (string, error) {
+		return findSubmitID("bsub", stdout, lsfSubmitRe)
+	},
+	Query: func(ids []string) Command {
+		return Command{Path: "bjobs", Args: append([]string{"-noheader", "-o", "jobid stat"}, ids...)}
+	},
+	ParseQuery: parseLSFQuery,
+	Cancel: func(ids []string) Command {
+		return Command{Path: "bkill", Args: append([]string(nil), ids...)}
+	},
+	Signal: func(ids []string, sig syscall.Signal) Command {
+		return Command{Path: "bkill", Args: append([]string{"-s", signalName(sig)}, ids...)}
+	},
+}
+
+// parseLSFQuery reads `bjobs -noheader -o 'jobid stat'`: one line per job
+// or array element ("123 RUN"), and "Job <N> is not found" (either
+// stream) for ids it no longer knows.
+func parseLSFQuery(res Result, err error, ids []string) (map[string]JobStatus, error) {
+	if err != nil {
+		for _, l := range outputLines(append(append([]byte(nil), res.Stdout...), res.Stderr...)) {
+			if !lsfNotFound.MatchString(l) && len(strings.Fields(l)) != 2 {
+				return nil, fmt.Errorf("bjobs: %w", err)
+			}
+		}
+		if len(res.Stderr) == 0 && len(res.Stdout) == 0 {
+			return nil, fmt.Errorf("bjobs: %w", err)
+		}
+	}
+	want := map[string]bool{}
+	for _, id := range ids {
+		want[id] = true
+	}
+	out := map[string]JobStatus{}
+	for _, line := range outputLines(res.Stdout) {
+		f := strings.Fields(line)
+		if len(f) != 2 {
+			continue
+		}
+		num, task, _ := strings.Cut(f[0], "[") // "123[4]" when jobid shows the element
+		if !want[num] {
+			continue
+		}
+		st := JobStatus{ID: num, Task: strings.TrimSuffix(task, "]"), Raw: f[1]}
+		if s, ok := lsfStates[f[1]]; ok {
+			st.State, st.Reason = s.state, s.reason
+		} else {
+			st.State, st.Reason = unknownState(f[1])
+		}
+		foldStatus(out, num, st)
+	}
+	return out, nil
+}
