@@ -128,6 +128,7 @@ type BatchLauncher struct {
 	polling   bool
 	pollErr   error
 	stopping  bool
+	flavor    string
 	// now is the clock (tests replace it).
 	now func() time.Time
 }
@@ -184,8 +185,16 @@ func (b *BatchLauncher) Start(ctx context.Context, n int) error {
 	if started {
 		return errors.New("batch launcher already started")
 	}
+	if err := b.checkOptions(); err != nil {
+		return err
+	}
 	if err := b.checkReachable(ctx); err != nil {
 		return err
+	}
+	if b.d.Flavor != nil {
+		fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		b.flavor, _ = b.d.Flavor(fctx, b.cfg.runner())
+		cancel()
 	}
 	b.requested = n
 	per := n
@@ -205,6 +214,24 @@ func (b *BatchLauncher) Start(ctx context.Context, n int) error {
 		b.jobs = append(b.jobs, job)
 		b.mu.Unlock()
 		b.cfg.logger().Info("submitted batch job", "system", b.d.Title, "job", job.ID, "engines", k, "script", job.Script)
+	}
+	return nil
+}
+
+// checkOptions refuses settings that would break the script: a
+// directive of another system (an HTCondor line without #CONDOR would run
+// as a shell command), and paths with blanks, which directives cannot
+// quote.
+func (b *BatchLauncher) checkOptions() error {
+	for _, d := range b.opts.Directives {
+		if b.d.Directive != "" && !strings.HasPrefix(strings.TrimSpace(d), b.d.Directive) {
+			return fmt.Errorf("--directive %q: %s directives start with %s", d, b.d.Title, b.d.Directive)
+		}
+	}
+	for what, p := range map[string]string{"profile directory": b.cfg.ProfileDir, "working directory": b.workDir()} {
+		if strings.ContainsAny(p, " \t\n") {
+			return fmt.Errorf("the %s %q contains blanks, which %s directives cannot quote", what, p, b.d.Title)
+		}
 	}
 	return nil
 }
@@ -243,6 +270,7 @@ func (b *BatchLauncher) submit(ctx context.Context, i, k, base int) (*batchJob, 
 		Prologue:       b.opts.Prologue,
 		Command:        ShellQuote(b.argv...),
 		IDBase:         job.IDBase,
+		Flavor:         b.flavor,
 		Env: map[string]string{
 			"IPP_PROFILE_DIR": ShellQuote(b.cfg.ProfileDir),
 			"IPP_CLUSTER_ID":  ShellQuote(b.cfg.ClusterID),
@@ -294,6 +322,7 @@ func (b *BatchLauncher) submitEnv() map[string]string {
 	if b.kind == KindEngines {
 		extra = b.cfg.engineEnv()
 	}
+	maps.Copy(extra, b.d.SubmitEnv)
 	return extra
 }
 

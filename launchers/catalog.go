@@ -68,6 +68,11 @@ var catalog = []Entry{
 		RestoreController: restoreLocalController,
 		RestoreEngines:    restoreMPIExecEngineSet,
 	},
+	batchEntry(slurmDialect, "Slurm batch jobs (sbatch; engines started by srun, MPI-aware)"),
+	batchEntry(sgeDialect, "Grid Engine array jobs (qsub -t)", "gridengine"),
+	batchEntry(pbsDialect, "PBS Pro or Torque array jobs (qsub -J / -t)", "torque", "pbspro"),
+	batchEntry(lsfDialect, "LSF array jobs (bsub)"),
+	batchEntry(htcondorDialect, "HTCondor jobs (condor_submit, queue N)", "condor"),
 }
 
 // Lookup finds a launcher by name or alias, ignoring case as ipyparallel

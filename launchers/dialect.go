@@ -95,6 +95,9 @@ type Dialect struct {
 	// (queue "" = the default); nil or an error means unknown, and the
 	// hosts are then assumed to be other machines.
 	ComputeHosts func(ctx context.Context, r Runner, queue string) ([]string, error)
+	// SubmitEnv are variables the submit command needs in its own
+	// environment (LSF's LSB_STDOUT_DIRECT, which a script cannot set).
+	SubmitEnv map[string]string
 	// Flavor, when not nil, asks which variant of the system runs here
 	// (PBS: "pbspro" or "torque"); the launcher puts the answer in
 	// templates.Job.Flavor before rendering, because the variants' script

@@ -35,6 +35,8 @@ var lsfDialect = &Dialect{
 	EngineTemplate:     "lsf-engines.sh.tmpl",
 	ControllerTemplate: "lsf-controller.sh.tmpl",
 	Array:              true,
+	// Output straight to the job's file rather than spooled and mailed.
+	SubmitEnv: map[string]string{"LSB_STDOUT_DIRECT": "Y"},
 	Submit: func(_, script string) Command {
 		return Command{Path: "bsub", Stdin: []byte(script)}
 	},

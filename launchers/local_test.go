@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -307,8 +308,17 @@ func TestCatalog(t *testing.T) {
 	if _, err := Lookup("slu"); !errors.Is(err, ErrUnknownLauncher) {
 		t.Errorf("prefix accepted: %v", err)
 	}
-	if got := Names(KindEngines); len(got) == 0 || got[0] != "local" {
+	if got := Names(KindEngines); !slices.Equal(got, []string{"htcondor", "local", "lsf", "mpiexec", "pbs", "sge", "slurm", "srun"}) {
 		t.Errorf("Names = %v", got)
+	}
+	// ipyparallel's spellings.
+	for alias, name := range map[string]string{"MPI": "mpiexec", "Slurm": "slurm", "SGE": "sge", "PBS": "pbs", "torque": "pbs", "LSF": "lsf", "HTCondor": "htcondor"} {
+		if e, err := Lookup(alias); err != nil || e.Name != name {
+			t.Errorf("Lookup(%q) = %v %v, want %s", alias, e, err, name)
+		}
+	}
+	if _, err := Lookup("ssh"); err == nil || !strings.Contains(err.Error(), "issue 8") {
+		t.Errorf("ssh: %v", err)
 	}
 	if _, err := New(KindController, "nope", Config{}); !errors.Is(err, ErrUnknownLauncher) {
 		t.Errorf("New(nope) = %v", err)
