@@ -26,7 +26,6 @@ type queueRunner struct {
 	env     map[string][]string
 	reject  string // submit fails with this stderr after this many jobs
 	after   int
-	hosts   []string
 	calls   []string
 }
 
