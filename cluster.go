@@ -53,6 +53,10 @@ type ClusterOptions struct {
 	ControllerLocation string
 	// Env holds extra environment variables for every process.
 	Env map[string]string
+	// NoConnectionEnv makes engines read the connection file from the
+	// profile (which must then be on a filesystem the compute nodes
+	// share) instead of receiving it in IPP_CONNECTION_INFO.
+	NoConnectionEnv bool
 	// EngineDelay separates engine starts.
 	EngineDelay time.Duration
 	// EngineTimeout bounds StartAndConnect's wait for the engines

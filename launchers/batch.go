@@ -813,6 +813,7 @@ func jobIDs(jobs []*batchJob) []string {
 func batchEntry(d *Dialect, summary string, aliases ...string) Entry {
 	return Entry{
 		Name:    d.Name,
+		Title:   d.Title,
 		Aliases: aliases,
 		Summary: summary,
 		Options: func() Options { return &BatchOptions{} },

@@ -16,6 +16,8 @@ type Entry struct {
 	// Aliases are other names accepted for it, such as ipyparallel's
 	// ("mpi" for mpiexec).
 	Aliases []string
+	// Title is the name shown to people ("Slurm", "MPI").
+	Title string
 	// Summary is one line for help texts.
 	Summary string
 	// Options returns fresh settings of the launcher's own type with
@@ -35,6 +37,7 @@ type Entry struct {
 var catalog = []Entry{
 	{
 		Name:    "local",
+		Title:   "Local",
 		Summary: "processes on this host, in their own process groups",
 		NewController: func(cfg Config) (Launcher, error) {
 			return NewLocalController(cfg)
@@ -47,6 +50,7 @@ var catalog = []Entry{
 	},
 	{
 		Name:    "mpiexec",
+		Title:   "MPI",
 		Aliases: []string{"mpi"},
 		Summary: "engines as one MPI job on this host (mpiexec -n N); the controller stays local",
 		Options: func() Options { return &MPIExecOptions{} },
@@ -57,6 +61,7 @@ var catalog = []Entry{
 	},
 	{
 		Name:    "srun",
+		Title:   "Srun",
 		Summary: "inside a Slurm allocation (salloc or a batch script): engines as one job step (srun -n N), the controller where ipcluster runs",
 		Options: func() Options { return &MPIExecOptions{} },
 		NewController: func(cfg Config) (Launcher, error) {
@@ -140,4 +145,13 @@ func Restore(kind Kind, name string, cfg Config, state json.RawMessage) (Launche
 		return e.RestoreEngines(cfg, state)
 	}
 	return nil, fmt.Errorf("launcher %q cannot restore %s", e.Name, kind)
+}
+
+// Title is the name people see for launcher name (ipcluster list's
+// LAUNCHER column); an unknown name is shown as it is.
+func Title(name string) string {
+	if e, err := Lookup(name); err == nil && e.Title != "" {
+		return e.Title
+	}
+	return name
 }

@@ -32,6 +32,10 @@ type EnginesOptions struct {
 	// Daemonize returns once the engines are registered; without it the
 	// command stays until the set ends, relaying signals to it.
 	Daemonize bool
+	// NoConnectionEnv makes engines read the connection file from the
+	// profile (a filesystem shared with the compute nodes) instead of
+	// receiving it in IPP_CONNECTION_INFO.
+	NoConnectionEnv bool
 	// WaitTimeout bounds the wait for the engines to register.
 	WaitTimeout time.Duration
 	// StopGrace is the SIGTERM-to-SIGKILL delay.
@@ -71,6 +75,7 @@ Exits with 12 if the cluster is not running.`,
 	fs.StringVar(&opts.EngineCmd, "engine-cmd", "", "engine program and arguments (default: the cluster's)")
 	opts.LauncherFlags.bind(fs)
 	fs.BoolVar(&opts.Daemonize, "daemonize", true, "return once the engines are up (false: stay and relay signals)")
+	fs.BoolVar(&opts.NoConnectionEnv, "no-connection-env", false, "engines read the connection file from the profile's security dir (shared filesystem) instead of receiving it in $IPP_CONNECTION_INFO")
 	fs.Var(newSecondsValue(&opts.WaitTimeout, 120*time.Second), "wait-timeout", "how long to wait for the engines to register")
 	fs.Var(newSecondsValue(&opts.StopGrace, 5*time.Second), "stop-grace", "how long a stopping process gets between SIGTERM and SIGKILL")
 	return cmd
@@ -88,6 +93,7 @@ func enginesRun(ctx context.Context, o *EnginesOptions) error {
 		return err
 	}
 	copts.StopGrace = o.StopGrace
+	copts.NoConnectionEnv = o.NoConnectionEnv
 	if err := o.LauncherFlags.environ(&copts); err != nil {
 		return err
 	}

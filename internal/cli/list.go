@@ -11,7 +11,6 @@ import (
 	"sync"
 	"text/tabwriter"
 	"time"
-	"unicode"
 
 	"github.com/spf13/cobra"
 
@@ -210,14 +209,13 @@ func clusterStatus(ctx context.Context, o *ListOptions, path string) *ClusterSta
 	return s
 }
 
-// launcherTitle shows a launcher name as ipcluster list does ("Local").
+// launcherTitle shows a launcher name as ipcluster list does ("Local",
+// "Slurm").
 func launcherTitle(name string) string {
 	if name == "" {
 		return "-"
 	}
-	r := []rune(name)
-	r[0] = unicode.ToUpper(r[0])
-	return string(r)
+	return launchers.Title(name)
 }
 
 // setLaunchers lists the launchers of a cluster's engine sets, titled,

@@ -38,6 +38,10 @@ type StartOptions struct {
 	LauncherFlags
 	// ControllerArgs are extra controller arguments (after --).
 	ControllerArgs []string
+	// NoConnectionEnv makes engines read the connection file from the
+	// profile (a filesystem shared with the compute nodes) instead of
+	// receiving it in IPP_CONNECTION_INFO.
+	NoConnectionEnv bool
 	// WaitTimeout bounds the wait for the engines to register.
 	WaitTimeout time.Duration
 	// StopGrace is the SIGTERM-to-SIGKILL delay when stopping.
@@ -96,6 +100,7 @@ left behind.`,
 	opts.LauncherFlags.bind(fs)
 	opts.CurveFlags.bind(fs)
 	opts.LimitFlags.bind(fs)
+	fs.BoolVar(&opts.NoConnectionEnv, "no-connection-env", false, "engines read the connection file from the profile's security dir (shared filesystem) instead of receiving it in $IPP_CONNECTION_INFO")
 	fs.Var(newSecondsValue(&opts.WaitTimeout, 120*time.Second), "wait-timeout", "how long to wait for the engines to register")
 	fs.Var(newSecondsValue(&opts.StopGrace, 5*time.Second), "stop-grace", "how long a stopping process gets between SIGTERM and SIGKILL")
 	return cmd
@@ -172,6 +177,7 @@ func startRun(ctx context.Context, o *StartOptions) error {
 	copts.IP, copts.Location = o.IP, o.Location
 	copts.N = o.N
 	copts.StopGrace = o.StopGrace
+	copts.NoConnectionEnv = o.NoConnectionEnv
 	if err := o.LauncherFlags.environ(&copts); err != nil {
 		return err
 	}
@@ -296,7 +302,14 @@ func waitRegistered(ctx context.Context, f *Factory, c *launchers.Cluster, clien
 	}
 	err := client.WaitForEngines(ctx, want, f.IO.ErrOut, status)
 	if cause := context.Cause(ctx); err != nil && cause != nil && !errors.Is(cause, context.Canceled) {
-		return cause
+		err = cause
+	}
+	if err != nil && status != nil {
+		if s := status(); s != "" {
+			// A timeout says nothing without the queue's view: "job 17
+			// PENDING (PartitionConfig)" is the actual answer.
+			err = fmt.Errorf("%w (%s)", err, s)
+		}
 	}
 	return err
 }

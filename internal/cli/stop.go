@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -120,7 +122,8 @@ func stopOne(ctx context.Context, o *StopOptions, dir, id string) error {
 		return nil
 	}
 	pids := c.PIDs()
-	copts.Logger.Info("stopping cluster", "cluster_id", clusterName(id), "pids", pids)
+	jobs := clusterJobs(c)
+	copts.Logger.Info("stopping cluster", "cluster_id", clusterName(id), "pids", pids, "jobs", jobs)
 	if err := stopCluster(c, o.StopGrace); err != nil {
 		return fmt.Errorf("stopping cluster %s: %w", clusterName(id), err)
 	}
@@ -129,8 +132,33 @@ func stopOne(ctx context.Context, o *StopOptions, dir, id string) error {
 			clusterName(id), note, len(pids))
 		return nil
 	}
-	fmt.Fprintf(o.F.IO.ErrOut, "Stopped cluster %s (%d processes)\n", clusterName(id), len(pids))
+	what := fmt.Sprintf("%d processes", len(pids))
+	if len(jobs) > 0 {
+		what += fmt.Sprintf(", batch jobs %s, gone from the queue", strings.Join(jobs, " "))
+	}
+	fmt.Fprintf(o.F.IO.ErrOut, "Stopped cluster %s (%s)\n", clusterName(id), what)
 	return nil
+}
+
+// clusterJobs lists the ids of the batch jobs of a cluster still queued
+// or running.
+func clusterJobs(c *launchers.Cluster) []string {
+	var ids []string
+	add := func(l launchers.Launcher) {
+		for _, j := range l.Status().Jobs {
+			if !j.State.Finished() {
+				ids = append(ids, j.ID)
+			}
+		}
+	}
+	if ctl := c.Controller(); ctl != nil {
+		add(ctl)
+	}
+	for _, set := range c.EngineSets() {
+		add(set)
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 // deathNote says why a loaded cluster is not running.
