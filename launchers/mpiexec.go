@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -109,6 +110,16 @@ func newMPIEngineSet(cfg Config, def []string) (*MPIExecEngineSet, error) {
 	mpi := slices.Clone(o.MPIExec)
 	if len(mpi) == 0 {
 		mpi = slices.Clone(def)
+		if slices.Equal(def, DefaultSrun) && !slices.ContainsFunc(o.MPIArgs, func(a string) bool { return strings.HasPrefix(a, "--mpi") }) {
+			// srun starts MPI ranks only with the plugin of the MPI the
+			// engine binary links; without it each rank is a world of one.
+			switch mpiFlavorOf(g.argv[0]) {
+			case "ompi":
+				mpi = append(mpi, "--mpi=pmix")
+			case "mpich":
+				mpi = append(mpi, "--mpi=pmi2")
+			}
+		}
 	}
 	return &MPIExecEngineSet{
 		localGroup: g,
