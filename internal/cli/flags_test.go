@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ipp-hpc/ipp/engine"
 	"github.com/ipp-hpc/ipp/launchers"
 )
 
@@ -190,6 +191,45 @@ func TestEngineFlags(t *testing.T) {
 	}
 	if err := run(NewCmdEngine(&Factory{}, capture)); err != nil || got.ID != -1 || got.Timeout != 5*time.Second {
 		t.Errorf("defaults %+v %v", got, err)
+	}
+}
+
+// TestEngineConfig: --controller-timeout reaches engine.Config (30 s by
+// default, 0 for never).
+func TestEngineConfig(t *testing.T) {
+	for _, k := range []string{"IPP_CONTROLLER_TIMEOUT", "IPP_ENGINE_ID_BASE", "IPP_ENGINE_INDEX", "SLURM_STEP_ID",
+		"SLURM_PROCID", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "IPP_TRANSPORT"} {
+		t.Setenv(k, "")
+	}
+	f := &Factory{IO: IOStreams{ErrOut: io.Discard}}
+	var got *EngineOptions
+	capture := func(o *EngineOptions) error { got = o; return nil }
+	config := func(args ...string) (engine.Config, error) {
+		t.Helper()
+		if err := run(NewCmdEngine(f, capture), args...); err != nil {
+			t.Fatalf("%q: %v", args, err)
+		}
+		return got.config()
+	}
+	for _, tc := range []struct {
+		args []string
+		want time.Duration
+	}{
+		{nil, 30 * time.Second},
+		{[]string{"--controller-timeout", "4.5"}, 4500 * time.Millisecond},
+		{[]string{"--controller-timeout", "2m"}, 2 * time.Minute},
+		{[]string{"--controller-timeout", "0"}, -1},
+	} {
+		cfg, err := config(tc.args...)
+		if err != nil || cfg.HeartbeatTimeout != tc.want {
+			t.Errorf("%q: HeartbeatTimeout %v, %v; want %v", tc.args, cfg.HeartbeatTimeout, err, tc.want)
+		}
+	}
+	if _, err := config("--controller-timeout", "-1"); err == nil || !strings.Contains(err.Error(), "--controller-timeout") {
+		t.Errorf("negative timeout: %v", err)
+	}
+	if err := run(NewCmdEngine(f, capture), "--controller-timeout", "soon"); err == nil {
+		t.Error("--controller-timeout soon accepted")
 	}
 }
 
