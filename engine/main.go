@@ -175,6 +175,10 @@ func mainWithArgs(prog string, args []string) int {
 		logger.Error("bad MPI settings", "err", err)
 		return 2
 	}
+	if err := ApplyRequestedID(&cfg); err != nil {
+		logger.Error("bad engine id settings", "err", err)
+		return 2
+	}
 	if cfg.Info, err = LoadConnection(*file, dir, *clusterID, connectionWait); err != nil {
 		logger.Error("cannot find the controller", "err", err)
 		return 1

@@ -195,7 +195,8 @@ func TestEngineFlags(t *testing.T) {
 }
 
 // TestEngineConfig: --controller-timeout reaches engine.Config (30 s by
-// default, 0 for never).
+// default, 0 for never), and a non-MPI engine requests the id its launch
+// environment gives unless --id is set.
 func TestEngineConfig(t *testing.T) {
 	for _, k := range []string{"IPP_CONTROLLER_TIMEOUT", "IPP_ENGINE_ID_BASE", "IPP_ENGINE_INDEX", "SLURM_STEP_ID",
 		"SLURM_PROCID", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "IPP_TRANSPORT"} {
@@ -230,6 +231,19 @@ func TestEngineConfig(t *testing.T) {
 	}
 	if err := run(NewCmdEngine(f, capture), "--controller-timeout", "soon"); err == nil {
 		t.Error("--controller-timeout soon accepted")
+	}
+
+	t.Setenv("IPP_ENGINE_ID_BASE", "8")
+	t.Setenv("IPP_ENGINE_INDEX", "1")
+	if cfg, err := config("--mpi=false"); err != nil || cfg.RequestedID != 9 {
+		t.Errorf("array task 1 of base 8: requested %d, %v; want 9", cfg.RequestedID, err)
+	}
+	if cfg, err := config("--mpi=false", "--id", "3"); err != nil || cfg.RequestedID != 3 {
+		t.Errorf("--id 3: requested %d, %v", cfg.RequestedID, err)
+	}
+	t.Setenv("IPP_ENGINE_INDEX", "one")
+	if _, err := config("--mpi=false"); err == nil || !strings.Contains(err.Error(), "IPP_ENGINE_INDEX") {
+		t.Errorf("bad index: %v", err)
 	}
 }
 

@@ -265,7 +265,10 @@ Under mpiexec or srun (or with --mpi) the engine initialises MPI, checks the
 world size against --mpi-size (default IPP_MPI_SIZE, else the launcher's
 count), requests engine id IPP_ENGINE_ID_BASE + rank unless --id is given,
 reports rank, size, host and MPI flavour in its registration, and lets
-snippets call package mpi without an import line.
+snippets call package mpi without an import line. Otherwise, unless --id is
+given, it requests IPP_ENGINE_ID_BASE + IPP_ENGINE_INDEX (0-based, set by
+array jobs), else IPP_ENGINE_ID_BASE + SLURM_PROCID inside a Slurm step,
+else IPP_ENGINE_ID_BASE when set, else lets the controller choose.
 
 An engine whose controller stops sending heartbeats exits (status 1) after
 --controller-timeout, so that a batch job does not hold its nodes for long
@@ -312,6 +315,9 @@ func (o *EngineOptions) config() (engine.Config, error) {
 		return engine.Config{}, err
 	}
 	if err := engine.ApplyMPIFlags(&cfg, o.MPI, o.MPISize); err != nil {
+		return engine.Config{}, err
+	}
+	if err := engine.ApplyRequestedID(&cfg); err != nil {
 		return engine.Config{}, err
 	}
 	return cfg, nil
