@@ -5,7 +5,7 @@ GO      ?= go
 BIN     := bin/ipcluster
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: build deps demo test test-mpi lint bench clean fuzz fuzz-short
+.PHONY: build deps demo services test test-mpi lint bench clean fuzz fuzz-short
 
 # build links the MPI library it finds (Open MPI first, else MPICH, else
 # none), so that engines started by mpiexec or srun can be MPI ranks. The
@@ -29,7 +29,13 @@ lint:
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
-test: deps lint test-mpi fuzz-short
+# services starts the single-node Slurm and Grid Engine the launcher tests
+# submit to (nothing happens when they already answer). Tests find them by
+# their fixed bases (/tmp/ipp-slurm, /tmp/ipp-sge): nothing is exported.
+services:
+	scripts/batch-systems.sh start
+
+test: deps lint services test-mpi fuzz-short
 	$(GO) test -count=1 -timeout 40m ./...
 
 # The mpi package against each MPI library that is installed (both are in

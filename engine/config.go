@@ -23,6 +23,12 @@ const (
 	// DefaultConnectionWait is how long LoadConnection waits by default for a
 	// controller to write its engine connection file (IPEngine.wait_for_url_file).
 	DefaultConnectionWait = 10 * time.Second
+	// DefaultControllerTimeout is how long an engine started from the
+	// command line (Main, `ipcluster engine`) goes without a heartbeat
+	// before it exits: well under a minute, so that a batch job whose
+	// controller died gives its nodes back soon. Programs calling Run
+	// directly keep Config.HeartbeatTimeout's own default.
+	DefaultControllerTimeout = 30 * time.Second
 )
 
 // Ready-probe timing. probeInterval is the period fixed in TEAM-NOTES.
@@ -56,7 +62,9 @@ type Config struct {
 	// HeartbeatTimeout is how long the engine goes without a heartbeat ping
 	// before it decides the controller is gone, unregisters and returns
 	// ErrControllerLost. Zero means 50 × (hb_period + 500 ms), the same
-	// budget as ipyparallel's max_heartbeat_misses; negative disables it.
+	// budget as ipyparallel's max_heartbeat_misses (175 s with the
+	// controller's 3 s period); negative disables it. The command lines
+	// set it from --controller-timeout (DefaultControllerTimeout).
 	HeartbeatTimeout time.Duration
 	// StreamFlushInterval is the longest printed output is held before it is
 	// published on IOPub while a request runs; zero means

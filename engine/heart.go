@@ -55,7 +55,8 @@ func (e *engine) watchHeart() {
 		}
 		silent := time.Since(time.Unix(0, e.lastPing.Load()))
 		if silent > limit {
-			e.log.Error("no heartbeat from the controller; unregistering", "silent", silent.Round(time.Millisecond), "limit", limit)
+			e.log.Error("controller lost: no heartbeat within the controller timeout; unregistering and stopping",
+				"silent", silent.Round(time.Millisecond), "timeout", limit)
 			e.stop(fmt.Errorf("%w: no ping for %s", ErrControllerLost, silent.Round(time.Millisecond)))
 			return
 		}

@@ -108,9 +108,10 @@ func (s secondsOrDuration) Set(v string) error {
 //
 // It takes the flags of `ipcluster engine` (--file, --profile,
 // --profile-dir, --cluster-id, --id, --log-level, --timeout, --mpi,
-// --mpi-size) and the IPP_* environment variables, stops cleanly
-// (unregistering) on SIGINT or SIGTERM, and returns the process exit
-// status: 0 after a requested stop, 1 on failure, 2 for bad usage.
+// --mpi-size, --controller-timeout) and the IPP_* environment variables,
+// stops cleanly (unregistering) on SIGINT or SIGTERM, and returns the
+// process exit status: 0 after a requested stop, 1 on failure (a lost
+// controller included), 2 for bad usage.
 func Main() int {
 	code := mainWithArgs(os.Args[0], os.Args[1:])
 	// Run has closed its sockets; let libzmq deliver the unregistration it
@@ -132,12 +133,17 @@ func mainWithArgs(prog string, args []string) int {
 	var mpiMode MPIMode
 	fset.Var(&mpiMode, "mpi", "run as an MPI rank: true, false or auto (auto: when started by mpiexec or srun with PMI)")
 	mpiSize := fset.Int("mpi-size", -1, "world size the launcher asked for (default $"+EnvMPISize+", else the launcher's count)")
+	controllerTimeout := DefaultControllerTimeout
+	fset.Var(secondsOrDuration{&controllerTimeout}, "controller-timeout",
+		"exit after this long without a heartbeat from the controller (seconds or duration; 0: never; default $"+EnvControllerTimeout+", else 30)")
 	if err := fset.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
 		return 2
 	}
+	timeoutGiven := false
+	fset.Visit(func(f *flag.Flag) { timeoutGiven = timeoutGiven || f.Name == "controller-timeout" })
 	if fset.NArg() > 0 {
 		fmt.Fprintf(fset.Output(), "%s: unexpected arguments %q\n", prog, fset.Args())
 		return 2
@@ -153,20 +159,29 @@ func mainWithArgs(prog string, args []string) int {
 	if dir == "" && *profile != "" {
 		dir = wire.ProfileDir(*profile)
 	}
-	info, err := LoadConnection(*file, dir, *clusterID, connectionWait)
-	if err != nil {
-		logger.Error("cannot find the controller", "err", err)
-		return 1
-	}
 	cfg := Config{
-		Info:                info,
 		Logger:              logger,
 		RequestedID:         *id,
 		RegistrationTimeout: timeout,
 	}
+	// Settings first: a mistake is reported at once, not after the wait
+	// for a connection file.
+	var err error
+	if cfg.HeartbeatTimeout, err = ControllerTimeout(controllerTimeout, timeoutGiven); err != nil {
+		logger.Error("bad controller timeout", "err", err)
+		return 2
+	}
 	if err := ApplyMPIFlags(&cfg, mpiMode, *mpiSize); err != nil {
 		logger.Error("bad MPI settings", "err", err)
 		return 2
+	}
+	if err := ApplyRequestedID(&cfg); err != nil {
+		logger.Error("bad engine id settings", "err", err)
+		return 2
+	}
+	if cfg.Info, err = LoadConnection(*file, dir, *clusterID, connectionWait); err != nil {
+		logger.Error("cannot find the controller", "err", err)
+		return 1
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -19,7 +19,8 @@ const (
 	EnvMPISize = "IPP_MPI_SIZE"
 	// EnvEngineIDBase is added to the MPI rank to give the engine id an
 	// MPI engine requests, so ids follow ranks within one launch and
-	// successive launches (ipcluster engines) do not collide.
+	// successive launches (ipcluster engines) do not collide. A non-MPI
+	// engine adds its index instead (RequestedIDFromEnv).
 	EnvEngineIDBase = "IPP_ENGINE_ID_BASE"
 )
 

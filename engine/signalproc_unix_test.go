@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -15,15 +16,20 @@ import (
 	"github.com/ipp-hpc/ipp/internal/wire"
 )
 
-// engineProcessEnv makes TestEngineProcess run an engine, as Main does.
-const engineProcessEnv = "IPP_TEST_ENGINE_PROCESS"
+// engineProcessEnv makes TestEngineProcess run an engine, as Main does;
+// engineArgsEnv adds command-line arguments to it (separated by spaces).
+const (
+	engineProcessEnv = "IPP_TEST_ENGINE_PROCESS"
+	engineArgsEnv    = "IPP_TEST_ENGINE_ARGS"
+)
 
-// TestEngineProcess is the engine process of TestSignalUnregisters.
+// TestEngineProcess is the engine process of TestSignalUnregisters and
+// the other tests that need an engine in a process of its own.
 func TestEngineProcess(t *testing.T) {
 	if os.Getenv(engineProcessEnv) != "1" {
 		t.Skip("runs only as the engine process of TestSignalUnregisters")
 	}
-	code := mainWithArgs("engine", []string{"--log-level", "debug"})
+	code := mainWithArgs("engine", append([]string{"--log-level", "debug"}, strings.Fields(os.Getenv(engineArgsEnv))...))
 	transport.Shutdown()
 	os.Exit(code)
 }

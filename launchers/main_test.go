@@ -70,7 +70,7 @@ func runChild(mode string) int {
 			signal.Ignore(syscall.SIGTERM)
 		}
 		pid := strconv.Itoa(os.Getpid())
-		if err := os.WriteFile(filepath.Join(dir, "pid-"+pid), []byte(os.Getenv("IPP_MPI_SIZE")), 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, "pid-"+pid), []byte(os.Getenv("IPP_MPI_SIZE")+"\n"), 0o600); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 4
 		}

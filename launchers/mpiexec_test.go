@@ -407,8 +407,16 @@ func testRealMPIJob(t *testing.T, impl, mode string) {
 	ranks := rankPIDs()
 	seen = append(seen, ranks...)
 	for _, f := range ranks {
-		data, _ := os.ReadFile(filepath.Join(pidDir, "pid-"+strconv.Itoa(f)))
-		if string(data) != "2" {
+		// The rank creates its file before it writes to it, and ends what
+		// it writes with a newline: wait for that, not for the name.
+		var data string
+		testutil.Eventually(t, 30*time.Second, func() bool {
+			b, _ := os.ReadFile(filepath.Join(pidDir, "pid-"+strconv.Itoa(f)))
+			data = string(b)
+			return strings.HasSuffix(data, "\n")
+		}, "rank %d did not finish writing its pid file", f)
+		data = strings.TrimSuffix(data, "\n")
+		if data != "2" {
 			t.Errorf("rank %d saw IPP_MPI_SIZE=%q, want 2", f, data)
 		}
 	}

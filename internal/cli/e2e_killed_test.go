@@ -23,6 +23,10 @@ import (
 // the engines left behind), and start replaces the dead cluster.
 func TestEndToEndKilledController(t *testing.T) {
 	e := newE2E(t)
+	// The engines left behind must still be there when stop and clean
+	// look for them, however slow this machine is: they would exit after
+	// the default --controller-timeout of 30 s.
+	e.env = append(e.env, "IPP_CONTROLLER_TIMEOUT=600")
 	const id = "k"
 	clusterFile := wire.ClusterFile(e.profile, id)
 	clientFile, engineFile := wire.ClientFile(e.profile, id), wire.EngineFile(e.profile, id)

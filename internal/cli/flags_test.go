@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ipp-hpc/ipp/engine"
 	"github.com/ipp-hpc/ipp/launchers"
 )
 
@@ -190,6 +191,59 @@ func TestEngineFlags(t *testing.T) {
 	}
 	if err := run(NewCmdEngine(&Factory{}, capture)); err != nil || got.ID != -1 || got.Timeout != 5*time.Second {
 		t.Errorf("defaults %+v %v", got, err)
+	}
+}
+
+// TestEngineConfig: --controller-timeout reaches engine.Config (30 s by
+// default, 0 for never), and a non-MPI engine requests the id its launch
+// environment gives unless --id is set.
+func TestEngineConfig(t *testing.T) {
+	for _, k := range []string{"IPP_CONTROLLER_TIMEOUT", "IPP_ENGINE_ID_BASE", "IPP_ENGINE_INDEX", "SLURM_STEP_ID",
+		"SLURM_PROCID", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "IPP_TRANSPORT"} {
+		t.Setenv(k, "")
+	}
+	f := &Factory{IO: IOStreams{ErrOut: io.Discard}}
+	var got *EngineOptions
+	capture := func(o *EngineOptions) error { got = o; return nil }
+	config := func(args ...string) (engine.Config, error) {
+		t.Helper()
+		if err := run(NewCmdEngine(f, capture), args...); err != nil {
+			t.Fatalf("%q: %v", args, err)
+		}
+		return got.config()
+	}
+	for _, tc := range []struct {
+		args []string
+		want time.Duration
+	}{
+		{nil, 30 * time.Second},
+		{[]string{"--controller-timeout", "4.5"}, 4500 * time.Millisecond},
+		{[]string{"--controller-timeout", "2m"}, 2 * time.Minute},
+		{[]string{"--controller-timeout", "0"}, -1},
+	} {
+		cfg, err := config(tc.args...)
+		if err != nil || cfg.HeartbeatTimeout != tc.want {
+			t.Errorf("%q: HeartbeatTimeout %v, %v; want %v", tc.args, cfg.HeartbeatTimeout, err, tc.want)
+		}
+	}
+	if _, err := config("--controller-timeout", "-1"); err == nil || !strings.Contains(err.Error(), "--controller-timeout") {
+		t.Errorf("negative timeout: %v", err)
+	}
+	if err := run(NewCmdEngine(f, capture), "--controller-timeout", "soon"); err == nil {
+		t.Error("--controller-timeout soon accepted")
+	}
+
+	t.Setenv("IPP_ENGINE_ID_BASE", "8")
+	t.Setenv("IPP_ENGINE_INDEX", "1")
+	if cfg, err := config("--mpi=false"); err != nil || cfg.RequestedID != 9 {
+		t.Errorf("array task 1 of base 8: requested %d, %v; want 9", cfg.RequestedID, err)
+	}
+	if cfg, err := config("--mpi=false", "--id", "3"); err != nil || cfg.RequestedID != 3 {
+		t.Errorf("--id 3: requested %d, %v", cfg.RequestedID, err)
+	}
+	t.Setenv("IPP_ENGINE_INDEX", "one")
+	if _, err := config("--mpi=false"); err == nil || !strings.Contains(err.Error(), "IPP_ENGINE_INDEX") {
+		t.Errorf("bad index: %v", err)
 	}
 }
 

@@ -241,6 +241,11 @@ type EngineOptions struct {
 	MPI engine.MPIMode
 	// MPISize is --mpi-size, -1 when not given (then IPP_MPI_SIZE).
 	MPISize int
+	// ControllerTimeout is --controller-timeout; controllerTimeoutSet
+	// records that it was given (else IPP_CONTROLLER_TIMEOUT, else the
+	// default).
+	ControllerTimeout    time.Duration
+	controllerTimeoutSet bool
 }
 
 // NewCmdEngine builds the engine role. runF replaces engineRun in tests.
@@ -260,10 +265,18 @@ Under mpiexec or srun (or with --mpi) the engine initialises MPI, checks the
 world size against --mpi-size (default IPP_MPI_SIZE, else the launcher's
 count), requests engine id IPP_ENGINE_ID_BASE + rank unless --id is given,
 reports rank, size, host and MPI flavour in its registration, and lets
-snippets call package mpi without an import line.`,
+snippets call package mpi without an import line. Otherwise, unless --id is
+given, it requests IPP_ENGINE_ID_BASE + IPP_ENGINE_INDEX (0-based, set by
+array jobs), else IPP_ENGINE_ID_BASE + SLURM_PROCID inside a Slurm step,
+else IPP_ENGINE_ID_BASE when set, else lets the controller choose.
+
+An engine whose controller stops sending heartbeats exits (status 1) after
+--controller-timeout, so that a batch job does not hold its nodes for long
+after its controller died.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.clusterIDSet = cmd.Flags().Changed("cluster-id")
+			opts.controllerTimeoutSet = cmd.Flags().Changed("controller-timeout")
 			if runF != nil {
 				return runF(opts)
 			}
@@ -279,13 +292,44 @@ snippets call package mpi without an import line.`,
 	// A bare --mpi means true, as for the flag package in engine.Main.
 	fs.Lookup("mpi").NoOptDefVal = "true"
 	fs.IntVar(&opts.MPISize, "mpi-size", -1, "world size the launcher asked for (default $"+engine.EnvMPISize+", else the launcher's count)")
+	fs.Var(newSecondsValue(&opts.ControllerTimeout, engine.DefaultControllerTimeout), "controller-timeout",
+		"exit after this long without a heartbeat from the controller (0: never; default $"+engine.EnvControllerTimeout+", else 30)")
 	return cmd
 }
 
+// config builds the engine.Config the options describe, all but the
+// connection info: bad settings are reported before the engine waits for
+// a connection file.
+func (o *EngineOptions) config() (engine.Config, error) {
+	backend, err := lookupTransport("")
+	if err != nil {
+		return engine.Config{}, err
+	}
+	cfg := engine.Config{
+		Transport:           backend,
+		Logger:              o.F.Logger(),
+		RequestedID:         o.ID,
+		RegistrationTimeout: o.Timeout,
+	}
+	if cfg.HeartbeatTimeout, err = engine.ControllerTimeout(o.ControllerTimeout, o.controllerTimeoutSet); err != nil {
+		return engine.Config{}, err
+	}
+	if err := engine.ApplyMPIFlags(&cfg, o.MPI, o.MPISize); err != nil {
+		return engine.Config{}, err
+	}
+	if err := engine.ApplyRequestedID(&cfg); err != nil {
+		return engine.Config{}, err
+	}
+	return cfg, nil
+}
+
 func engineRun(ctx context.Context, o *EngineOptions) error {
+	cfg, err := o.config()
+	if err != nil {
+		return err
+	}
 	dir := ""
 	if o.profileGiven() {
-		var err error
 		if dir, err = o.Dir(); err != nil {
 			return err
 		}
@@ -294,22 +338,7 @@ func engineRun(ctx context.Context, o *EngineOptions) error {
 	if !o.clusterIDSet {
 		cid = "" // LoadConnection then reads IPP_CLUSTER_ID
 	}
-	info, err := engine.LoadConnection(o.File, dir, cid, engine.DefaultConnectionWait)
-	if err != nil {
-		return err
-	}
-	backend, err := lookupTransport("")
-	if err != nil {
-		return err
-	}
-	cfg := engine.Config{
-		Info:                info,
-		Transport:           backend,
-		Logger:              o.F.Logger(),
-		RequestedID:         o.ID,
-		RegistrationTimeout: o.Timeout,
-	}
-	if err := engine.ApplyMPIFlags(&cfg, o.MPI, o.MPISize); err != nil {
+	if cfg.Info, err = engine.LoadConnection(o.File, dir, cid, engine.DefaultConnectionWait); err != nil {
 		return err
 	}
 	ctx, stop := o.F.roleContext(ctx)

@@ -1,6 +1,7 @@
 // Package testutil holds helpers shared by the project's tests: polling
-// with a deadline, and finding the real peers (Python ipyparallel) that
-// tests need, skipping loudly on a laptop and failing in CI.
+// with a deadline, and finding the real peers that tests need (Python
+// ipyparallel, the single-node Slurm and Grid Engine of
+// scripts/batch-systems.sh), skipping loudly on a laptop and failing in CI.
 package testutil
 
 import (

@@ -1,0 +1,45 @@
+package engine
+
+import (
+	"fmt"
+	"os"
+	"time"
+)
+
+// EnvControllerTimeout is the default of --controller-timeout (seconds or
+// a Go duration), so that a job script can set it for every engine it
+// starts.
+const EnvControllerTimeout = "IPP_CONTROLLER_TIMEOUT"
+
+// ControllerTimeout resolves the --controller-timeout of a command line
+// into Config.HeartbeatTimeout. flagValue counts when given is true; else
+// $IPP_CONTROLLER_TIMEOUT; else DefaultControllerTimeout. Zero means never
+// give up (a negative HeartbeatTimeout); a negative value is an error.
+func ControllerTimeout(flagValue time.Duration, given bool) (time.Duration, error) {
+	d, from := flagValue, "--controller-timeout"
+	if !given {
+		d, from = DefaultControllerTimeout, ""
+		if v := os.Getenv(EnvControllerTimeout); v != "" {
+			from = "$" + EnvControllerTimeout
+			parsed, err := parseSeconds(v)
+			if err != nil {
+				return 0, fmt.Errorf("%s=%q: %v", from, v, err)
+			}
+			d = parsed
+		}
+	}
+	switch {
+	case d < 0:
+		return 0, fmt.Errorf("%s %v: must be positive, or 0 to wait for the controller forever", from, d)
+	case d == 0:
+		return -1, nil
+	}
+	return d, nil
+}
+
+// parseSeconds reads "30", "2.5" (seconds) or a Go duration ("500ms").
+func parseSeconds(v string) (time.Duration, error) {
+	var d time.Duration
+	err := secondsOrDuration{&d}.Set(v)
+	return d, err
+}
