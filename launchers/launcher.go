@@ -166,6 +166,27 @@ func (c *Config) logger() *slog.Logger {
 // later ones winning, sorted after the inherited ones. Every launcher
 // builds its processes' environment here.
 func (c *Config) Environ(extra map[string]string) []string {
+	return c.environ(extra, nil)
+}
+
+// rankVariables are what MPI launchers and Slurm steps tell each rank
+// about its place. Engines started on their own (the local launcher) by
+// an ipcluster that itself runs as a rank or a step task must not
+// inherit them, or they would all take themselves for that rank.
+var rankVariables = []string{"OMPI_COMM_WORLD_", "OMPI_UNIVERSE_SIZE", "PMI_", "PMIX_", "MPI_LOCALRANKID", "MPI_LOCALNRANKS",
+	"SLURM_STEP_", "SLURM_PROCID", "SLURM_LOCALID", "SLURM_NODEID", "IPP_ENGINE_INDEX", "IPP_MPI_SIZE"}
+
+func isRankVariable(k string) bool {
+	for _, p := range rankVariables {
+		if strings.HasPrefix(k, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// environ is Environ without the inherited variables drop selects.
+func (c *Config) environ(extra map[string]string, drop func(string) bool) []string {
 	set := map[string]string{
 		"IPP_CLUSTER_ID":  c.ClusterID,
 		"IPP_PROFILE_DIR": c.ProfileDir,
@@ -175,7 +196,7 @@ func (c *Config) Environ(extra map[string]string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
-		if _, ok := set[k]; !ok {
+		if _, ok := set[k]; !ok && (drop == nil || !drop(k)) {
 			env = append(env, kv)
 		}
 	}

@@ -115,8 +115,11 @@ func (p *localProc) alive() bool { return p.proc != nil && p.proc.Alive() }
 // localGroup is what the local controller and engine-set launchers share:
 // a list of processes on this host, started with the same command.
 type localGroup struct {
-	cfg     Config
-	argv    []string
+	cfg  Config
+	argv []string
+	// drop filters the inherited environment (local engines lose the
+	// rank variables of an MPI job or Slurm step ipcluster runs in).
+	drop    func(string) bool
 	mu      sync.Mutex
 	procs   []*localProc
 	started bool
@@ -142,7 +145,7 @@ func (g *localGroup) spawn(output string, extra map[string]string) (*localProc, 
 	cmd := Command{
 		Path:       g.argv[0],
 		Args:       g.argv[1:],
-		Env:        g.cfg.Environ(extra),
+		Env:        g.cfg.environ(extra, g.drop),
 		Dir:        g.cfg.WorkDir,
 		OutputFile: output,
 	}
@@ -511,6 +514,7 @@ func NewLocalEngineSet(cfg Config) (*LocalEngineSet, error) {
 	if err != nil {
 		return nil, err
 	}
+	g.drop = isRankVariable
 	return &LocalEngineSet{localGroup: g}, nil
 }
 

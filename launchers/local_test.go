@@ -349,3 +349,33 @@ func values(m map[string]string) []string {
 	}
 	return out
 }
+
+// TestLocalEnginesDropRankVariables: local engines started by an
+// ipcluster that runs as an MPI rank or a Slurm step task must not take
+// themselves for that rank.
+func TestLocalEnginesDropRankVariables(t *testing.T) {
+	t.Setenv("OMPI_COMM_WORLD_RANK", "3")
+	t.Setenv("PMIX_RANK", "3")
+	t.Setenv("SLURM_STEP_ID", "0")
+	t.Setenv("SLURM_PROCID", "3")
+	t.Setenv("SLURM_JOB_ID", "77")
+	r := newFakeRunner()
+	cfg := fakeMPIConfig(t, r)
+	cfg.Options = nil
+	l, err := NewLocalEngineSet(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Start(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	env := envOf(r.started[0])
+	for _, k := range []string{"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_STEP_ID", "SLURM_PROCID"} {
+		if v, ok := env[k]; ok {
+			t.Errorf("local engine inherited %s=%s", k, v)
+		}
+	}
+	if env["SLURM_JOB_ID"] != "77" {
+		t.Errorf("the allocation's SLURM_JOB_ID was dropped too")
+	}
+}
