@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/spf13/pflag"
 )
 
 // queueRunner is an in-process batch system for the launcher's logic: tsub
@@ -307,5 +309,39 @@ func TestBatchOptionsMerge(t *testing.T) {
 	}
 	if bo := o.(*BatchOptions); bo.Queue != "debug" || bo.Walltime != "2:00:00" || bo.EnginesPerJob != 8 {
 		t.Errorf("merged %+v", bo)
+	}
+}
+
+// TestOptionsFlagNames: every setting of every launcher has a flag of its
+// json name (or an alias annotated with it), which MergeOptions relies on.
+func TestOptionsFlagNames(t *testing.T) {
+	for _, e := range catalog {
+		if e.Options == nil {
+			continue
+		}
+		fs := pflag.NewFlagSet(e.Name, pflag.ContinueOnError)
+		o := e.Options()
+		o.BindFlags(fs)
+		for key := range jsonKeys(o) {
+			if fs.Lookup(key) == nil {
+				t.Errorf("%s: setting %q has no flag of that name", e.Name, key)
+			}
+		}
+	}
+	// A flag given through its alias counts as the setting.
+	fs := pflag.NewFlagSet("start", pflag.ContinueOnError)
+	of := BindOptionsFlags(fs)
+	if err := fs.Parse([]string{"--partition", "gpu", "--walltime", "5"}); err != nil {
+		t.Fatal(err)
+	}
+	o, err := of.Merged("slurm", []byte(`{"queue":"debug","account":"proj","walltime":"1"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bo := o.(*BatchOptions); bo.Queue != "gpu" || bo.Account != "proj" || bo.Walltime != "5" {
+		t.Errorf("merged %+v", bo)
+	}
+	if !of.Given("sge") || of.Given("mpiexec") {
+		t.Error("Given disagrees with the flags")
 	}
 }

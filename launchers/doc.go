@@ -11,10 +11,38 @@
 // logs).
 //
 // Every implementation is registered in one table, catalog.go, and chosen
-// by name, case-insensitively, as ipcluster's --controller and --engines
-// options do ("local"). Launchers never call os/exec themselves: every
-// external program goes through a Runner, so tests and dry runs can replace
-// it.
+// by name or alias, case-insensitively, as ipcluster's --controller and
+// --launcher options do ("local", "MPI", "Slurm"). Launchers never call
+// os/exec themselves: every external program goes through a Runner, so
+// tests and dry runs can replace it.
+//
+// A launcher's own settings (the mpiexec program, a batch job's partition
+// and walltime) are a struct of the type its catalog entry names
+// (MPIExecOptions, BatchOptions), travelling in Config.Options. The struct
+// declares its flags itself (Options.BindFlags) and its json names are its
+// flag names, so the settings recorded with an engine set in the cluster
+// file can be merged with the flags of a later `ipcluster engines`
+// (MergeOptions): settings given win, the rest is what the newest set of
+// the same launcher used. Every engine set records its launcher, so one
+// cluster may mix local, mpiexec and batch engine sets.
+//
+// Batch systems are one launcher, BatchLauncher, parameterised by a
+// Dialect (dialect_<system>.go): the submit, query, cancel and signal
+// commands, regexps anchored on each system's own messages, a state table
+// mapping its codes to JobState, and the names of its templates in
+// package templates. The launcher renders the template into a script
+// under <profile>/log, submits it with the IPP_* variables in the
+// environment (every template propagates the environment), splits an
+// engine set into several jobs with EnginesPerJob, and follows the jobs
+// by asking the queue whenever Status is called and its last answer is
+// older than the poll interval: no goroutine, so a launcher restored by
+// `ipcluster list` costs one query. A job missing from the queue after it
+// was seen (or 15 s after submission) is finished with an unknown outcome
+// (JobGone): squeue forgets jobs, SGE at once. Stop cancels and then asks
+// the queue until none of the jobs is left, because scancel's exit status
+// says nothing. Before submitting, it refuses a controller that listens
+// on loopback only unless every host the queue can run jobs on is this
+// one (Dialect.ComputeHosts).
 //
 // The cluster file, security/cluster-<id>.json, uses ipyparallel's layout
 // (see ClusterFile). Each launcher's handle is saved there under "state";
