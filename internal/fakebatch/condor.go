@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // condorProc is one proc to queue: the submit description's values as
@@ -220,6 +221,9 @@ func condorSubmit(e *env, args []string) int {
 	if err != nil {
 		return fail("ERROR: " + err.Error())
 	}
+	for _, t := range j.Tasks {
+		logEvent(j, t, 0, "Job submitted from host: <127.0.0.1:9618>")
+	}
 	if terse {
 		if total > 0 {
 			fmt.Fprintf(e.stdout, "%d.0 - %d.%d\n", j.Seq, j.Seq, total-1)
@@ -272,7 +276,7 @@ func (e *env) condorTask(attrs map[string]string, cwd string, cluster, proc int)
 	vars = setEnv(vars, "_CONDOR_SCRATCH_DIR", scratch)
 	vars = setEnv(vars, "_CONDOR_SLOT", "slot1")
 	vars = setEnv(vars, "BATCH_SYSTEM", "HTCondor")
-	return &task{Index: proc, Argv: argv, Env: vars, Dir: dir, Out: abs(x("output")), Err: abs(x("error"))}
+	return &task{Index: proc, Argv: argv, Env: vars, Dir: dir, Out: abs(x("output")), Err: abs(x("error")), Log: abs(x("log"))}
 }
 
 // condorStatus is a proc's JobStatus: 1 Idle, 2 Running, 3 Removed
@@ -458,4 +462,18 @@ func condorRm(e *env, args []string) int {
 		}
 	}
 	return status
+}
+
+// logEvent appends an event to a proc's user log (log = ...), in
+// HTCondor's format: code, (cluster.proc.subproc), time, text, "...".
+func logEvent(j *job, t *task, code int, text string) {
+	if t.Log == "" {
+		return
+	}
+	f, err := os.OpenFile(t.Log, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return // HTCondor too carries on without its user log
+	}
+	defer f.Close()
+	fmt.Fprintf(f, "%03d (%03d.%03d.000) %s %s\n...\n", code, j.Seq, t.Index, time.Now().Format("2006-01-02 15:04:05"), text)
 }

@@ -48,7 +48,9 @@
 //     unless `getenv = True`; $(Cluster) and $(Process) are expanded. A
 //     completed or removed proc leaves the queue at once. An executable
 //     that cannot be started puts the proc on hold (JobStatus 5) with a
-//     HoldReason, as HTCondor does.
+//     HoldReason, as HTCondor does. `log = file` gets the user log's
+//     submitted (000), executing (001), held (012), terminated (005) and
+//     aborted (009) events.
 //
 // # Fault injection
 //

@@ -391,7 +391,8 @@ queue %d
 	}
 
 	t.Run("procs", func(t *testing.T) {
-		r := f.run("", "condor_submit", []string{sub("c", "", 3)})
+		logFile := filepath.Join(f.dir, "c.log")
+		r := f.run("", "condor_submit", []string{sub("c", "log = "+logFile, 3)})
 		m := submitted.FindStringSubmatch(r.stdout)
 		if r.code != 0 || m == nil || m[1] != "3" || strings.Count(r.stdout, ".") != 3+1 {
 			t.Fatalf("condor_submit: %+v", r)
@@ -407,7 +408,13 @@ queue %d
 			r := f.run("", "condor_q", append(slices.Clone(ids), "-af:jr", "JobStatus"))
 			return r.stdout == "" && r.code == 0
 		}, "completed procs never left the queue")
+		events, _ := os.ReadFile(logFile)
 		for i := range 3 {
+			for _, ev := range []string{"000 (%s.%03d.000) ", "001 (%s.%03d.000) ", "005 (%s.%03d.000) "} {
+				if !strings.Contains(string(events), fmt.Sprintf(ev, c, i)) {
+					t.Errorf("user log lacks %q:\n%s", fmt.Sprintf(ev, c, i), events)
+				}
+			}
 			got := lines(t, filepath.Join(f.dir, fmt.Sprintf("c.%d.out", i)))
 			want := fmt.Sprintf("task=%d id=%s.%d workdir=%s pwd=%s secret=unset", i, c, i, f.dir, f.dir)
 			if len(got) != 1 || got[0] != want {

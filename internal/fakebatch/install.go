@@ -4,10 +4,10 @@ package fakebatch
 
 import (
 	"fmt"
+	"go/build"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,13 +47,16 @@ func binary() (string, error) {
 		}
 		goTool, err := exec.LookPath("go")
 		if err != nil {
-			built.err = fmt.Errorf("building the fake batch commands needs the go tool: %w", err)
-			return
+			goTool = filepath.Join(build.Default.GOROOT, "bin", "go")
+			if _, err := os.Stat(goTool); err != nil {
+				built.err = fmt.Errorf("building the fake batch commands needs the go tool: %w", err)
+				return
+			}
 		}
-		_, src, _, _ := runtime.Caller(0)
 		built.path = filepath.Join(dir, "fakebatch")
-		cmd := exec.Command(goTool, "build", "-o", built.path, "./cmd/fakebatch")
-		cmd.Dir = filepath.Dir(src)
+		// By import path from the test's directory, which is inside the
+		// module whichever package's test calls Install.
+		cmd := exec.Command(goTool, "build", "-o", built.path, "github.com/ipp-hpc/ipp/internal/fakebatch/cmd/fakebatch")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			built.err = fmt.Errorf("go build fakebatch: %v\n%s", err, out)
 		}

@@ -228,6 +228,9 @@ func supervise(st store, args []string) int {
 		}
 		t := j.Tasks[idx]
 		if t.Cancelled || t.State == taskDone {
+			if t.State != taskDone {
+				logEvent(j, t, 9, "Job was aborted.\n\tvia condor_rm")
+			}
 			t.State = taskDone
 			t.Ended = time.Now()
 			return st.save(j)
@@ -242,6 +245,7 @@ func supervise(st store, args []string) int {
 		if j.Fail {
 			fmt.Fprintln(stderr, "fakebatch: job failed at once (FAKEBATCH_FAIL)")
 			t.State, t.Exit, t.Ended = taskDone, 1, time.Now()
+			logEvent(j, t, 5, "Job terminated.\n\t(1) Normal termination (return value 1)")
 			return st.save(j)
 		}
 		cmd = exec.Command(t.Argv[0], t.Argv[1:]...)
@@ -253,6 +257,7 @@ func supervise(st store, args []string) int {
 				// HTCondor holds a job it cannot start rather than ending it.
 				t.State = taskHeld
 				t.HoldReason = fmt.Sprintf("Error from slot1@%s: Failed to execute '%s': %v", hostname(), t.Argv[0], errors.Unwrap(err))
+				logEvent(j, t, 12, "Job was held.\n\t"+t.HoldReason)
 				return st.save(j)
 			}
 			fmt.Fprintf(stderr, "fakebatch: cannot start %s: %v\n", t.Argv[0], err)
@@ -260,6 +265,7 @@ func supervise(st store, args []string) int {
 			return st.save(j)
 		}
 		t.State, t.PGID = taskRunning, cmd.Process.Pid
+		logEvent(j, t, 1, "Job executing on host: <127.0.0.1:9618>")
 		return st.save(j)
 	})
 	if err != nil || cmd == nil {
@@ -297,6 +303,14 @@ wait:
 			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 				t.Signal, t.Exit = int(ws.Signal()), 128+int(ws.Signal())
 			}
+		}
+		switch {
+		case t.Cancelled:
+			logEvent(j, t, 9, "Job was aborted.\n\tvia condor_rm")
+		case t.Signal != 0:
+			logEvent(j, t, 5, fmt.Sprintf("Job terminated.\n\t(0) Abnormal termination (signal %d)", t.Signal))
+		default:
+			logEvent(j, t, 5, fmt.Sprintf("Job terminated.\n\t(1) Normal termination (return value %d)", t.Exit))
 		}
 		return st.save(j)
 	})
@@ -354,6 +368,7 @@ func (e *env) cancel(j *job, only func(*task) bool) (bool, error) {
 				continue
 			}
 			t.State, t.Ended = taskDone, time.Now()
+			logEvent(cur, t, 9, "Job was aborted.\n\tvia condor_rm")
 		}
 		return e.st.save(cur)
 	})

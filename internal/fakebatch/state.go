@@ -52,8 +52,9 @@ type task struct {
 	Argv  []string `json:"argv"`
 	Env   []string `json:"env"`
 	Dir   string   `json:"dir"`
-	Out   string   `json:"out"` // "" discards
-	Err   string   `json:"err"` // equal to Out when joined
+	Out   string   `json:"out"`           // "" discards
+	Err   string   `json:"err"`           // equal to Out when joined
+	Log   string   `json:"log,omitempty"` // HTCondor's user log
 
 	State      string    `json:"state"`
 	Supervisor int       `json:"supervisor,omitempty"`
