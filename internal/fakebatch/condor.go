@@ -185,6 +185,9 @@ func condorSubmit(e *env, args []string) int {
 	if err != nil {
 		return fail("ERROR: " + err.Error())
 	}
+	if len(groups) == 0 {
+		return fail("ERROR: no 'queue' statement in the submit description")
+	}
 	total := 0
 	for _, g := range groups {
 		total += len(g)
@@ -203,6 +206,9 @@ func condorSubmit(e *env, args []string) int {
 				return fail("ERROR: Executable file " + exe + " does not exist")
 			}
 		}
+	}
+	if total == 0 {
+		return fail("ERROR: every 'queue' statement queues 0 jobs")
 	}
 	j, err := e.submit(func(cluster int) (*job, error) {
 		j := &job{ID: strconv.Itoa(cluster), Name: "", Queue: "", Array: true}

@@ -140,6 +140,10 @@ func testPBS(t *testing.T, flavour string) {
 			}
 			return rows[0][1] == id && rows[0][2] == want && rows[2][1] == m[1]+"[2].pbsserver"
 		}, "array %s never showed 3 running sub-jobs", id)
+		bare := m[1] + ".pbsserver"
+		if r := f.run("", "qstat", []string{bare}); r.stderr != "qstat: Unknown Job Id "+bare+"\n" || r.code == 0 {
+			t.Errorf("an array job named without its brackets: %+v", r)
+		}
 		f.release()
 		if flavour == "pbspro" {
 			testutil.Eventually(t, wait, func() bool { return pbsJSONState(t, f, id) == "F" }, "job never F")
@@ -185,6 +189,9 @@ func testPBS(t *testing.T, flavour string) {
 		r = f.run("", "qstat", []string{id})
 		if !strings.HasPrefix(r.stdout, header) || !regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(id)+` +held +\S+ +0 Q \w+$`).MatchString(r.stdout) {
 			t.Errorf("qstat of a held job: %+v", r)
+		}
+		if r = f.run("", "qstat", []string{"-f", id}); !strings.HasPrefix(r.stdout, "Job Id: "+id+"\n") || !strings.Contains(r.stdout, "\n    job_state = Q\n") {
+			t.Errorf("qstat -f of a held job: %+v", r)
 		}
 		if r = f.run("", "qdel", []string{id}); r.code != 0 || r.stdout+r.stderr != "" {
 			t.Errorf("qdel: %+v", r)
@@ -477,5 +484,63 @@ queue %d
 		if r := f.run("executable = /nonexistent\nqueue\n", "condor_submit", nil); r.code == 0 || r.stderr != "ERROR: Executable file /nonexistent does not exist\n" {
 			t.Errorf("missing executable: %+v", r)
 		}
+	})
+}
+
+// TestSpecTemplates submits the scripts ipyparallel renders (launchers.md
+// §3.3, program and paths replaced) and checks that the fakes treat them
+// as the real systems would, defects included.
+func TestSpecTemplates(t *testing.T) {
+	pbs := "#!/bin/sh\n#PBS -t 1-4\n#PBS -q q1\n#PBS -j oe\n#PBS -o LOG\n#PBS -V\n#PBS -N ipengine\necho engine $PBS_ARRAYID\n"
+	t.Run("pbs on torque", func(t *testing.T) {
+		f := newFake(t, "torque")
+		out := filepath.Join(f.dir, "e.log")
+		r := f.run("", "qsub", []string{f.write("pbs_engines", strings.Replace(pbs, "LOG", out, 1))})
+		if r.code != 0 || !strings.HasSuffix(r.stdout, "[].pbsserver\n") {
+			t.Fatalf("qsub: %+v", r)
+		}
+		f.noneActive(t)
+		if got := lines(t, out); !slices.Equal(got, []string{"engine 1", "engine 2", "engine 3", "engine 4"}) {
+			t.Errorf("output %q", got)
+		}
+	})
+	t.Run("pbs on pbspro", func(t *testing.T) {
+		f := newFake(t, "pbspro")
+		r := f.run("", "qsub", []string{f.write("pbs_engines", pbs)})
+		if r.code == 0 || !strings.HasPrefix(r.stderr, "qsub: invalid option -- 't'\n") {
+			t.Errorf("PBS Pro accepted ipyparallel's Torque array line: %+v", r)
+		}
+	})
+	t.Run("lsf", func(t *testing.T) {
+		f := newFake(t, "lsf")
+		out := filepath.Join(f.dir, "e.log")
+		script := fmt.Sprintf("#!/bin/sh\n#BSUB -J ipengine[1-4]\n#BSUB -q q1\n#BSUB -o %s\n#BSUB -e %s\n\n"+
+			"    #BSUB -J ipengine-cid\n    #BSUB -env all\n    echo engine $LSB_JOBINDEX $LSB_JOBNAME\n", out, out)
+		r := f.run(script, "bsub", nil)
+		if r.stdout != "Job <100> is submitted to queue <q1>.\n" {
+			t.Fatalf("bsub: %+v", r)
+		}
+		f.noneActive(t)
+		want := []string{"engine 1 ipengine[1-4]", "engine 2 ipengine[1-4]", "engine 3 ipengine[1-4]", "engine 4 ipengine[1-4]"}
+		if got := lines(t, out); !slices.Equal(got, want) {
+			t.Errorf("output %q, want %q", got, want)
+		}
+	})
+	t.Run("htcondor", func(t *testing.T) {
+		f := newFake(t, "htcondor")
+		script := "\nuniverse        = vanilla\nexecutable      = ipengine\n# by default we expect a shared file system\n" +
+			"transfer_executable = False\narguments       = \"\"\n\nqueue 4\n"
+		r := f.run(script, "condor_submit", nil)
+		if r.stdout != "Submitting job(s)....\n4 job(s) submitted to cluster 100.\n" {
+			t.Fatalf("condor_submit: %+v", r)
+		}
+		// No ipengine in the submit directory: HTCondor holds the procs.
+		testutil.Eventually(t, wait, func() bool {
+			return f.run("", "condor_q", []string{"100", "-af:jr", "JobStatus"}).stdout == "100.0 5\n100.1 5\n100.2 5\n100.3 5\n"
+		}, "procs never held")
+		if r = f.run("", "condor_rm", []string{"100"}); r.code != 0 {
+			t.Errorf("condor_rm: %+v", r)
+		}
+		f.noneActive(t)
 	})
 }

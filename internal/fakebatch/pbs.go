@@ -275,25 +275,27 @@ func (e *env) pbsJob(seq int, o pbsOpts, name, workdir, text string) (*job, erro
 	return j, nil
 }
 
-var pbsIDRe = regexp.MustCompile(`^(\d+)(?:\[(\d*)\])?(?:\..*)?$`)
+var pbsIDRe = regexp.MustCompile(`^(\d+)(\[(\d*)\])?(?:\..*)?$`)
 
-// pbsFind resolves a job id as qstat/qdel accept it: 1234, 1234.server,
-// 1234[], 1234[].server, or a sub-job 1234[3].server (sub >= 0 then).
+// pbsFind resolves a job id as qstat/qdel accept it: 1234 or 1234.server
+// for a job, 1234[] or 1234[].server for an array job (its brackets are
+// part of its id: "1234" alone is unknown, as on PBS), a sub-job
+// 1234[3].server (sub >= 0 then).
 func pbsFind(jobs []*job, id string) (j *job, sub int) {
 	m := pbsIDRe.FindStringSubmatch(id)
 	if m == nil {
 		return nil, -1
 	}
 	j = findJob(jobs, m[1])
-	if j == nil {
+	if j == nil || j.Array != (m[2] != "") {
 		return nil, -1
 	}
-	if m[2] == "" {
+	if m[3] == "" {
 		return j, -1
 	}
-	sub, _ = strconv.Atoi(m[2])
+	sub, _ = strconv.Atoi(m[3])
 	for _, t := range j.Tasks {
-		if j.Array && t.Index == sub {
+		if t.Index == sub {
 			return j, sub
 		}
 	}
