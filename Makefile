@@ -68,6 +68,7 @@ fuzz-short:
 
 bench: build
 	scripts/install-deps.sh bench
+	scripts/batch-systems.sh start
 	$(GO) run ./bench
 	@if pkg-config --exists ompi || pkg-config --exists mpich; then bench/mpi/run.sh; \
 	else echo "bench: no MPI installed (libopenmpi-dev or libmpich-dev), skipping the MPI benchmark"; fi

@@ -10,7 +10,7 @@ want=(
   python3-ipyparallel python3-zmq python3-numpy   # interop peer (Python ipyparallel 7.1)
   openmpi-bin libopenmpi-dev mpich libmpich-dev    # MPI: the mpi package is tested against both
 )
-if [ "${1:-test}" = test ]; then
+if [ "${1:-test}" = test ] || [ "${1:-test}" = bench ]; then
   # Real schedulers for the batch launchers (scripts/batch-systems.sh starts
   # them). Not slurm-wlm-torque: its qsub/qstat collide with Grid Engine's.
   want+=(slurm-wlm munge gridengine-master gridengine-exec gridengine-client)
