@@ -56,6 +56,10 @@ func findSlurm() (string, error) {
 func measureSlurm(o options, exe, conf string, ours results, peers map[string]results, report map[string]any) {
 	runPy := slices.Contains(o.peers, "ipyparallel")
 	for _, n := range o.slurmSizes {
+		// Slurm start times swing with the node's load (compilers and other
+		// clusters beside us): keep it next to the numbers.
+		report[fmt.Sprintf("slurm_%d_loadavg", n)] = loadavg()
+		fmt.Printf("slurm: %d engines, load average %s\n", n, loadavg())
 		start, stop, err := slurmOurs(exe, conf, n)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "ipp slurm %d: %v\n", n, err)
@@ -206,6 +210,15 @@ func scancel(conf string, ids []string) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "scancel %v: %v: %s\n", ids, err, out)
 	}
+}
+
+// loadavg is the 1-minute load average, or "?" where /proc has none.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) > 0 {
+		return f[0]
+	}
+	return "?"
 }
 
 // tail keeps the end of a command's output, where its error is.
