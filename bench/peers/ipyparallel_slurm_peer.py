@@ -18,6 +18,7 @@ cancelled with scancel and counted in slurm_leftover_jobs.
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -104,10 +105,13 @@ def main():
     a = ap.parse_args()
     out = {"ipyparallel": ipp.__version__, "python": sys.version.split()[0]}
     work = tempfile.mkdtemp(prefix="ipp-bench-slurm-")
-    ipdir = os.environ.get("IPYTHONDIR") or tempfile.mkdtemp(prefix="ipp-bench-ipd-")
+    ipdir = os.environ.get("IPYTHONDIR") or os.path.join(work, "ipython")
     profile_dir = os.path.join(ipdir, "profile_default")
-    for n in [int(s) for s in a.sizes.split(",") if s]:
-        one(n, work, profile_dir, out)
+    try:
+        for n in [int(s) for s in a.sizes.split(",") if s]:
+            one(n, work, profile_dir, out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(out))
 
 
