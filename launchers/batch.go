@@ -9,6 +9,7 @@ import (
 	"maps"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -412,7 +413,10 @@ func (b *BatchLauncher) checkReachable(ctx context.Context) error {
 	if !isLoopback(host) {
 		return nil
 	}
-	local, hosts := b.computeHostsLocal(ctx)
+	local, hosts, err := b.computeHostsLocal(ctx)
+	if err != nil {
+		return err
+	}
 	if local {
 		return nil
 	}
@@ -427,24 +431,36 @@ func (b *BatchLauncher) checkReachable(ctx context.Context) error {
 }
 
 // computeHostsLocal reports whether every host jobs may run on is this
-// one, with the hosts found.
-func (b *BatchLauncher) computeHostsLocal(ctx context.Context) (bool, []string) {
+// one, with the hosts found. A queue whose hosts cannot be listed (a
+// misspelt partition) is judged by all the system's hosts, so that the
+// submission goes ahead and the scheduler's own message about the queue
+// is what the user sees. The scheduler's commands missing from PATH is an
+// error naming the submit command: nothing could be submitted anyway.
+func (b *BatchLauncher) computeHostsLocal(ctx context.Context) (bool, []string, error) {
 	if b.d.ComputeHosts == nil {
-		return false, nil
+		return false, nil, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	hosts, err := b.d.ComputeHosts(ctx, b.cfg.runner(), b.opts.Queue)
+	if err != nil && b.opts.Queue != "" && !errors.Is(err, exec.ErrNotFound) {
+		b.cfg.logger().Debug("could not list the queue's hosts; trying all hosts", "system", b.d.Title, "queue", b.opts.Queue, "err", err)
+		hosts, err = b.d.ComputeHosts(ctx, b.cfg.runner(), "")
+	}
+	if errors.Is(err, exec.ErrNotFound) {
+		submit := b.d.Submit("", "").Path
+		return false, nil, fmt.Errorf("%s commands are not on PATH (%v): %s is needed to submit the jobs; is %s installed on this host, with its bin directory on PATH?", b.d.Title, err, submit, b.d.Title)
+	}
 	if err != nil || len(hosts) == 0 {
 		b.cfg.logger().Debug("could not list the compute hosts", "system", b.d.Title, "err", err)
-		return false, hosts
+		return false, hosts, nil
 	}
 	for _, h := range hosts {
 		if !isThisHost(h) {
-			return false, hosts
+			return false, hosts, nil
 		}
 	}
-	return true, hosts
+	return true, hosts, nil
 }
 
 // isThisHost reports whether name is this machine: its host name (short

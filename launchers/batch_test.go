@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -285,6 +286,48 @@ func TestBatchRefusesLoopbackController(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = c.Stop(context.Background())
+}
+
+// TestBatchReachabilityQueueFallback: a queue whose hosts cannot be
+// listed (misspelt) is judged by all the system's hosts, so the
+// scheduler's own answer to the submission is what the user sees; the
+// scheduler's commands missing from PATH name the submit command.
+func TestBatchReachabilityQueueFallback(t *testing.T) {
+	q := newQueueRunner()
+	loop := `{"interface":"tcp://127.0.0.1","location":"login1","registration":1,"key":"k","signature_scheme":"hmac-sha256"}`
+	self, _ := os.Hostname()
+	d := testDialect()
+	var asked []string
+	d.ComputeHosts = func(_ context.Context, _ Runner, queue string) ([]string, error) {
+		asked = append(asked, queue)
+		if queue != "" {
+			return nil, fmt.Errorf("no nodes in partition %q", queue)
+		}
+		return []string{self}, nil
+	}
+	cfg := batchTestConfig(t, q, loop)
+	cfg.Options.(*BatchOptions).Queue = "nosuch"
+	b, _ := NewBatchLauncher(d, KindEngines, cfg)
+	if err := b.Start(context.Background(), 1); err != nil {
+		t.Fatalf("misspelt queue on a single-node system: %v", err)
+	}
+	_ = b.Stop(context.Background())
+	if !slices.Equal(asked, []string{"nosuch", ""}) || len(q.scripts) != 1 {
+		t.Errorf("hosts asked for queues %q, %d jobs submitted; want the queue, then all hosts, then the submission", asked, len(q.scripts))
+	}
+
+	d.ComputeHosts = func(context.Context, Runner, string) ([]string, error) {
+		return nil, &exec.Error{Name: "tinfo", Err: exec.ErrNotFound}
+	}
+	q = newQueueRunner()
+	b, _ = NewBatchLauncher(d, KindEngines, batchTestConfig(t, q, loop))
+	err := b.Start(context.Background(), 1)
+	if err == nil || !strings.Contains(err.Error(), "tsub is needed") || !strings.Contains(err.Error(), "not on PATH") {
+		t.Fatalf("scheduler commands missing: %v", err)
+	}
+	if len(q.scripts) != 0 {
+		t.Error("a job was submitted without the scheduler's commands")
+	}
 }
 
 func TestBatchSignalUnsupported(t *testing.T) {

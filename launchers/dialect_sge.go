@@ -21,7 +21,8 @@ var sgeSubmitRes = []*regexp.Regexp{
 
 // sgeState maps a qstat state word (sge_status(5)) to a JobState: the
 // letters combine, and the most telling one decides (error over deletion
-// over hold over suspension over running over waiting).
+// over hold over suspension over running over waiting). A job being
+// deleted is not finished yet: only leaving qstat finishes it.
 func sgeState(raw string) (JobState, string) {
 	has := func(letters string) bool { return strings.ContainsAny(raw, letters) }
 	switch {
@@ -30,7 +31,14 @@ func sgeState(raw string) (JobState, string) {
 		// for it would wait forever.
 		return JobFailed, "error state (qstat -j shows why)"
 	case has("d"):
-		return JobCancelled, "being deleted"
+		// Deletion was asked for, but the job is still listed and its
+		// processes may still run (like Slurm's CG, completing): it
+		// is finished only when qstat no longer lists it, so that a
+		// stop does not return while the engines still run.
+		if has("rtR") {
+			return JobRunning, "being deleted"
+		}
+		return JobPending, "being deleted"
 	case has("h"):
 		return JobPending, "hold"
 	case has("sST"):

@@ -195,7 +195,7 @@ func TestSGEParseQuery(t *testing.T) {
 		t.Errorf("running: %+v %v\nwant %+v", got, perr, want)
 	}
 	res, err = recorded(t, "real-sge-query-after-cancel")
-	if got, _ := sgeDialect.ParseQuery(res, err, []string{"8", "9"}); got["8"].State != JobCancelled || len(got) != 1 {
+	if got, _ := sgeDialect.ParseQuery(res, err, []string{"8", "9"}); got["8"].State != JobRunning || got["8"].Reason != "being deleted" || len(got) != 1 {
 		t.Errorf("after qdel: %+v", got)
 	}
 	res, err = recorded(t, "real-sge-query-finished")
@@ -212,7 +212,7 @@ func TestSGEParseQuery(t *testing.T) {
 		"qw": JobPending, "hqw": JobPending, "hRwq": JobPending, "r": JobRunning, "t": JobRunning,
 		"Rr": JobRunning, "Rt": JobRunning, "s": JobPending, "ts": JobPending, "S": JobPending,
 		"tS": JobPending, "T": JobPending, "tT": JobPending, "Eqw": JobFailed, "Ehqw": JobFailed,
-		"EhRqw": JobFailed, "dr": JobCancelled, "dt": JobCancelled, "zz": JobPending,
+		"EhRqw": JobFailed, "dr": JobRunning, "dt": JobRunning, "dqw": JobPending, "zz": JobPending,
 	} {
 		if got, _ := sgeState(raw); got != want {
 			t.Errorf("sgeState(%q) = %s, want %s", raw, got, want)
