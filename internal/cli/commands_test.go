@@ -104,8 +104,8 @@ func TestStartEnginesStopDaemonized(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(e.out.String()), "\n")
-	if len(lines) != 2 || strings.Join(strings.Fields(lines[0]), " ") != "PROFILE CLUSTER ID RUNNING ENGINES LAUNCHER" ||
-		strings.Join(strings.Fields(lines[1]), " ") != "default '' True 3/3 Local" {
+	if len(lines) != 2 || strings.Join(strings.Fields(lines[0]), " ") != "PROFILE CLUSTER ID RUNNING ENGINES LAUNCHER JOBS" ||
+		strings.Join(strings.Fields(lines[1]), " ") != "default '' True 3/3 Local -" {
 		t.Errorf("list output:\n%s", e.out)
 	}
 

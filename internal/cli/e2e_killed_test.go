@@ -86,7 +86,7 @@ func TestEndToEndKilledController(t *testing.T) {
 
 	// list and start agree: the cluster is not running, its engines are
 	// still there to be stopped.
-	if rows := e.listRows(); !slices.Equal(rows, []string{"default k False 2 Local"}) {
+	if rows := e.listRows(); !slices.Equal(rows, []string{"default k False 2 Local -"}) {
 		t.Errorf("list after the kill: %q", rows)
 	}
 	_, errOut = e.must(0, "stop", "--cluster-id", id)
@@ -110,7 +110,7 @@ func TestEndToEndKilledController(t *testing.T) {
 	if launchers.PIDAlive(old[1]) {
 		t.Errorf("engine %d of the dead controller left running by start", old[1])
 	}
-	if rows := e.listRows(); !slices.Equal(rows, []string{"default k True 1/1 Local"}) {
+	if rows := e.listRows(); !slices.Equal(rows, []string{"default k True 1/1 Local -"}) {
 		t.Errorf("list after the restart: %q", rows)
 	}
 	e.must(ExitAlreadyStarted, "start", "-n", "1", "--daemonize", "--cluster-id", id)

@@ -157,7 +157,7 @@ func TestEndToEnd(t *testing.T) {
 	if len(e.pids) != 3 {
 		t.Fatalf("recorded pids %v, want controller + 2 engines", e.pids)
 	}
-	if row := listRow(); row != "default '' True 2/2 Local" {
+	if row := listRow(); row != "default '' True 2/2 Local -" {
 		t.Errorf("list row %q", row)
 	}
 
@@ -177,7 +177,7 @@ func TestEndToEnd(t *testing.T) {
 	if len(e.pids) != 4 {
 		t.Fatalf("recorded pids after engines %v, want 4", e.pids)
 	}
-	if row := listRow(); row != "default '' True 3/3 Local" {
+	if row := listRow(); row != "default '' True 3/3 Local -" {
 		t.Errorf("list row after engines %q", row)
 	}
 	if out, _ := must(0, "exec", "--targets", "2", "fmt.Println(6*7)"); out != "[stdout:2]\n42\n" {
