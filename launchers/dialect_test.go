@@ -268,7 +268,9 @@ func TestPBSParseQuery(t *testing.T) {
 	res, qerr := failed(153, "Job id Name User Time Use S Queue\n---- ---- ---- ---- - ----\n1234.server ipengine alice 00:00:00 R batch\n",
 		"qstat: Unknown Job Id 999.server\nqstat: 1000.server Job has finished, use -x or -H to obtain historical job information\n")
 	got, err = q(res, qerr, []string{"1234.server", "999.server", "1000.server"})
-	if err != nil || len(got) != 1 || got["1234.server"].State != JobRunning {
+	// qsub is synchronous, so both mean the job left the queue.
+	if err != nil || len(got) != 3 || got["1234.server"].State != JobRunning ||
+		got["999.server"].State != JobGone || got["1000.server"] != (JobStatus{ID: "1000.server", State: JobGone, Reason: "finished"}) {
 		t.Errorf("partial answer: %+v %v", got, err)
 	}
 	if _, err := queryFailed(q, 2, "", "qstat: cannot connect to server pbs01 (errno=111)\n"); err == nil || !strings.Contains(err.Error(), "cannot connect") {
@@ -351,6 +353,12 @@ func TestHTCondorParseQuery(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %+v\nwant %+v", got, want)
+	}
+	// condor_q lists nothing for a cluster that left the queue, even
+	// right after submission (condor_submit is synchronous).
+	got, err = q(ok("118907.0 2 undefined\n"), nil, []string{"118907", "118910"})
+	if err != nil || got["118910"] != (JobStatus{ID: "118910", State: JobGone, Reason: "left the queue"}) || got["118907"].State != JobRunning {
+		t.Errorf("cluster gone from the queue: %+v %v", got, err)
 	}
 	if _, err := queryFailed(q, 1, "", "Failed to fetch ads from: <127.0.0.1:9618> : schedd\n"); err == nil {
 		t.Error("schedd down accepted")
