@@ -316,6 +316,16 @@ func TestLSFParseQuery(t *testing.T) {
 			t.Errorf("job %s: %+v, want %s", id, got[id], st)
 		}
 	}
+	// The delimited format with LSF's pending reason (blanks and all).
+	got, err = q(ok("130|PEND|Not enough job slot(s)\n131|RUN|-\n132|PEND|-\n"), nil, []string{"130", "131", "132"})
+	want := map[string]JobStatus{
+		"130": {ID: "130", State: JobPending, Raw: "PEND", Reason: "Not enough job slot(s)"},
+		"131": {ID: "131", State: JobRunning, Raw: "RUN"},
+		"132": {ID: "132", State: JobPending, Raw: "PEND"},
+	}
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("delimited: %+v %v\nwant %+v", got, err, want)
+	}
 	// Aged out (or not visible yet): absent, not an error.
 	res, qerr := failed(255, "123 RUN\n", "Job <128> is not found\n")
 	got, err = q(res, qerr, []string{"123", "128"})
@@ -395,7 +405,7 @@ func TestDialectCommands(t *testing.T) {
 		{argv(pbsDialect.Signal([]string{"1.s"}, syscall.SIGUSR1)), "qsig -s SIGUSR1 1.s"},
 		{argv(pbsDialect.Signal([]string{"1.s"}, syscall.Signal(40))), "qsig -s 40 1.s"},
 		{argv(lsfDialect.Submit("/p/e.sh", "S")), "bsub"},
-		{argv(lsfDialect.Query([]string{"123"})), "bjobs -noheader -o jobid stat 123"},
+		{argv(lsfDialect.Query([]string{"123"})), "bjobs -noheader -o jobid stat pend_reason delimiter='|' 123"},
 		{argv(lsfDialect.Cancel([]string{"123"})), "bkill 123"},
 		{argv(lsfDialect.Signal([]string{"123"}, syscall.SIGTERM)), "bkill -s TERM 123"},
 		{argv(htcondorDialect.Query([]string{"7"})), "condor_q 7 -af:j JobStatus HoldReason"},

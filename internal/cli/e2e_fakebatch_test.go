@@ -38,6 +38,9 @@ type fakeSystem struct {
 	// the queue's own verdict, not the launcher's guess after its grace
 	// for jobs missing from the queue ("no longer in the queue").
 	failed string
+	// held is how a held job shows while start waits (FAKEBATCH_HOLD=1):
+	// with the scheduler's reason where the dialect asks for it.
+	held string
 }
 
 // pbsSubJob is the sub-job id of array index idx in the PBS array job
@@ -56,6 +59,7 @@ var fakeSystems = []fakeSystem{
 		},
 		rejected: "qsub: Unknown queue",
 		failed:   "GONE (finished)",
+		held:     "PENDING",
 	},
 	{
 		system: "torque", launcher: "pbs",
@@ -65,6 +69,7 @@ var fakeSystems = []fakeSystem{
 		},
 		rejected: "qsub: submit error (Unknown queue MSG=requested queue not found)",
 		failed:   "GONE (completed)",
+		held:     "PENDING",
 	},
 	{
 		system: "lsf", launcher: "lsf",
@@ -74,6 +79,7 @@ var fakeSystems = []fakeSystem{
 		},
 		rejected: "Request aborted by esub. Job not submitted.",
 		failed:   "FAILED (non-zero exit)",
+		held:     "PENDING (Not enough job slot(s))",
 	},
 	{
 		// HTCondor puts no job id in the environment: the proc number
@@ -86,6 +92,7 @@ var fakeSystems = []fakeSystem{
 		},
 		rejected: "ERROR: Can't find address of local schedd",
 		failed:   "GONE (left the queue)",
+		held:     "PENDING",
 	},
 }
 
@@ -318,14 +325,15 @@ func TestFakeBatchFaults(t *testing.T) {
 			}
 
 			held, errBuf := startBackground(t, e.with("FAKEBATCH_HOLD=1"), startArgs(fs.launcher, 3)...)
+			var heldJob fakebatch.Job
 			testutil.Eventually(t, 60*time.Second, func() bool {
-				return strings.Contains(errBuf.String(), " PENDING")
-			}, "start never showed the held job PENDING:\n%s", errBuf)
-			jobs := fakeJobs(t, bin)
-			heldJob := jobs[len(jobs)-1]
-			if !strings.Contains(errBuf.String(), "job "+heldJob.ID+" PENDING") {
-				t.Errorf("start's output does not show job %s PENDING:\n%s", heldJob.ID, errBuf)
-			}
+				jobs := fakeJobs(t, bin)
+				if len(jobs) < 2 {
+					return false
+				}
+				heldJob = jobs[len(jobs)-1]
+				return strings.Contains(errBuf.String(), "job "+heldJob.ID+" "+fs.held+"\n")
+			}, "start never showed the held job %s:\n%s", fs.held, errBuf)
 			if rows := e.listRows(); len(rows) != 1 || !strings.Contains(rows[0], heldJob.ID+":PENDING") {
 				t.Errorf("list rows %q, want job %s PENDING", rows, heldJob.ID)
 			}
