@@ -341,6 +341,13 @@ func TestFakeBatchFaults(t *testing.T) {
 			if ids := activeJobs(t, bin); len(ids) != 0 {
 				t.Errorf("held job still in the queue after stop: %v", ids)
 			}
+			for _, j := range fakeJobs(t, bin) {
+				for _, task := range j.Tasks {
+					if j.ID == heldJob.ID && !task.Cancelled {
+						t.Errorf("held job %s task %d not cancelled by stop: %+v", j.ID, task.Index, task)
+					}
+				}
+			}
 			select {
 			case err := <-held:
 				if err == nil {
