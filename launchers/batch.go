@@ -135,8 +135,9 @@ type BatchLauncher struct {
 }
 
 // submitGrace is how long a job may be missing from the queue right
-// after its submission before it counts as finished: LSF and HTCondor
-// answer "not found" for a moment.
+// after its submission before it counts as finished: LSF answers "not
+// found" for a moment. Dialects whose submit command is synchronous
+// (PBS, HTCondor) report a missing job as JobGone themselves instead.
 const submitGrace = 15 * time.Second
 
 // NewBatchLauncher returns a launcher of kind for the system d.

@@ -111,5 +111,16 @@ func parseCondorQuery(res Result, err error, ids []string) (map[string]JobStatus
 		}
 		foldStatus(out, cluster, st)
 	}
+	// condor_submit returns once the schedd has committed the cluster,
+	// and condor_q asks that schedd, so a cluster it does not list has
+	// left the queue (completed or removed), even right after
+	// submission. Saying so at once makes a job that fails at once show
+	// in a second rather than after the launcher's grace for systems
+	// that answer "not found" for a while.
+	for _, id := range ids {
+		if _, ok := out[id]; !ok {
+			out[id] = JobStatus{ID: id, State: JobGone, Reason: "left the queue"}
+		}
+	}
 	return out, nil
 }

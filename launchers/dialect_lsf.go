@@ -16,6 +16,20 @@ var lsfSubmitRe = regexp.MustCompile(`^Job <(\d+)> is submitted to (?:default )?
 
 var lsfNotFound = regexp.MustCompile(`^Job <[^>]*> is not found`)
 
+// lsfQueryFormat is bjobs' -o: "123|PEND|Not enough job slot(s)".
+const lsfQueryFormat = "jobid stat pend_reason delimiter='|'"
+
+// lsfRow splits a bjobs line into id, state and pending reason: the
+// delimited format of lsfQueryFormat, or blank-separated "123 RUN".
+func lsfRow(line string) (f []string, ok bool) {
+	if strings.Contains(line, "|") {
+		f = strings.SplitN(line, "|", 3)
+	} else {
+		f = strings.Fields(line)
+	}
+	return f, len(f) == 2 || len(f) == 3 && strings.Contains(line, "|")
+}
+
 var lsfStates = map[string]struct {
 	state  JobState
 	reason string
@@ -44,7 +58,9 @@ var lsfDialect = &Dialect{
 		return findSubmitID("bsub", stdout, lsfSubmitRe)
 	},
 	Query: func(ids []string) Command {
-		return Command{Path: "bjobs", Args: append([]string{"-noheader", "-o", "jobid stat"}, ids...)}
+		// pend_reason holds blanks, hence the delimiter (bjobs -o takes
+		// delimiter='c' since LSF 9.1.2).
+		return Command{Path: "bjobs", Args: append([]string{"-noheader", "-o", lsfQueryFormat}, ids...)}
 	},
 	ParseQuery: parseLSFQuery,
 	Cancel: func(ids []string) Command {
@@ -55,13 +71,14 @@ var lsfDialect = &Dialect{
 	},
 }
 
-// parseLSFQuery reads `bjobs -noheader -o 'jobid stat'`: one line per job
-// or array element ("123 RUN"), and "Job <N> is not found" (either
+// parseLSFQuery reads `bjobs -noheader -o lsfQueryFormat`: one line per
+// job or array element ("123|PEND|Not enough job slot(s)"; also the
+// blank-separated "123 RUN" of -o 'jobid stat'), and "Job <N> is not found" (either
 // stream) for ids it no longer knows.
 func parseLSFQuery(res Result, err error, ids []string) (map[string]JobStatus, error) {
 	if err != nil {
 		for _, l := range outputLines(append(append([]byte(nil), res.Stdout...), res.Stderr...)) {
-			if !lsfNotFound.MatchString(l) && len(strings.Fields(l)) != 2 {
+			if _, row := lsfRow(l); !lsfNotFound.MatchString(l) && !row {
 				return nil, fmt.Errorf("bjobs: %w", err)
 			}
 		}
@@ -75,8 +92,8 @@ func parseLSFQuery(res Result, err error, ids []string) (map[string]JobStatus, e
 	}
 	out := map[string]JobStatus{}
 	for _, line := range outputLines(res.Stdout) {
-		f := strings.Fields(line)
-		if len(f) != 2 {
+		f, ok := lsfRow(line)
+		if !ok {
 			continue
 		}
 		num, task, _ := strings.Cut(f[0], "[") // "123[4]" when jobid shows the element
@@ -88,6 +105,11 @@ func parseLSFQuery(res Result, err error, ids []string) (map[string]JobStatus, e
 			st.State, st.Reason = s.state, s.reason
 		} else {
 			st.State, st.Reason = unknownState(f[1])
+		}
+		if len(f) == 3 && st.State == JobPending {
+			if r := strings.TrimSpace(f[2]); r != "" && r != "-" {
+				st.Reason = strings.TrimSuffix(r, ";")
+			}
 		}
 		foldStatus(out, num, st)
 	}

@@ -37,8 +37,11 @@ var pbsStates = map[string]struct {
 	"C": {JobGone, "completed"}, "F": {JobGone, "finished"}, "X": {JobGone, "finished"},
 }
 
-// pbsGoneLine is a qstat error that means the job left the queue.
-var pbsGoneLine = regexp.MustCompile(`Unknown Job Id|Job has finished|job has finished`)
+// pbsGoneLine is a qstat error that means the job left the queue, with
+// the id as given: "qstat: Unknown Job Id 999.server" (Torque after
+// keep_completed, PBS Pro without job history), "qstat: 1000.server Job
+// has finished, use -x or -H ..." (PBS Pro with history).
+var pbsGoneLine = regexp.MustCompile(`Unknown Job Id (\S+)|(\S+) [Jj]ob has finished`)
 
 var pbsDialect = &Dialect{
 	Name:               "pbs",
@@ -109,6 +112,26 @@ func parsePBSQuery(res Result, err error, ids []string) (map[string]JobStatus, e
 		}
 	}
 	out := map[string]JobStatus{}
+	// qsub returns once the server has queued the job, so a job the
+	// server does not list has finished: there is no moment after
+	// submission when it is unknown (as LSF's bjobs has), and saying so
+	// at once makes a job that fails at once show in a second rather
+	// than after the launcher's grace for such systems.
+	for _, l := range outputLines(res.Stderr) {
+		m := pbsGoneLine.FindStringSubmatch(l)
+		if m == nil {
+			continue
+		}
+		if n := pbsIDNum.FindStringSubmatch(m[1] + m[2]); n != nil {
+			if id, ok := want[n[1]]; ok {
+				reason := "no longer known to the server"
+				if m[2] != "" {
+					reason = "finished"
+				}
+				out[id] = JobStatus{ID: id, State: JobGone, Reason: reason}
+			}
+		}
+	}
 	for _, line := range outputLines(res.Stdout) {
 		f := strings.Fields(line)
 		if len(f) != 6 {

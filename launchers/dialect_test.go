@@ -268,7 +268,9 @@ func TestPBSParseQuery(t *testing.T) {
 	res, qerr := failed(153, "Job id Name User Time Use S Queue\n---- ---- ---- ---- - ----\n1234.server ipengine alice 00:00:00 R batch\n",
 		"qstat: Unknown Job Id 999.server\nqstat: 1000.server Job has finished, use -x or -H to obtain historical job information\n")
 	got, err = q(res, qerr, []string{"1234.server", "999.server", "1000.server"})
-	if err != nil || len(got) != 1 || got["1234.server"].State != JobRunning {
+	// qsub is synchronous, so both mean the job left the queue.
+	if err != nil || len(got) != 3 || got["1234.server"].State != JobRunning ||
+		got["999.server"].State != JobGone || got["1000.server"] != (JobStatus{ID: "1000.server", State: JobGone, Reason: "finished"}) {
 		t.Errorf("partial answer: %+v %v", got, err)
 	}
 	if _, err := queryFailed(q, 2, "", "qstat: cannot connect to server pbs01 (errno=111)\n"); err == nil || !strings.Contains(err.Error(), "cannot connect") {
@@ -314,6 +316,16 @@ func TestLSFParseQuery(t *testing.T) {
 			t.Errorf("job %s: %+v, want %s", id, got[id], st)
 		}
 	}
+	// The delimited format with LSF's pending reason (blanks and all).
+	got, err = q(ok("130|PEND|Not enough job slot(s)\n131|RUN|-\n132|PEND|-\n"), nil, []string{"130", "131", "132"})
+	want := map[string]JobStatus{
+		"130": {ID: "130", State: JobPending, Raw: "PEND", Reason: "Not enough job slot(s)"},
+		"131": {ID: "131", State: JobRunning, Raw: "RUN"},
+		"132": {ID: "132", State: JobPending, Raw: "PEND"},
+	}
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("delimited: %+v %v\nwant %+v", got, err, want)
+	}
 	// Aged out (or not visible yet): absent, not an error.
 	res, qerr := failed(255, "123 RUN\n", "Job <128> is not found\n")
 	got, err = q(res, qerr, []string{"123", "128"})
@@ -352,6 +364,12 @@ func TestHTCondorParseQuery(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %+v\nwant %+v", got, want)
 	}
+	// condor_q lists nothing for a cluster that left the queue, even
+	// right after submission (condor_submit is synchronous).
+	got, err = q(ok("118907.0 2 undefined\n"), nil, []string{"118907", "118910"})
+	if err != nil || got["118910"] != (JobStatus{ID: "118910", State: JobGone, Reason: "left the queue"}) || got["118907"].State != JobRunning {
+		t.Errorf("cluster gone from the queue: %+v %v", got, err)
+	}
 	if _, err := queryFailed(q, 1, "", "Failed to fetch ads from: <127.0.0.1:9618> : schedd\n"); err == nil {
 		t.Error("schedd down accepted")
 	}
@@ -387,7 +405,7 @@ func TestDialectCommands(t *testing.T) {
 		{argv(pbsDialect.Signal([]string{"1.s"}, syscall.SIGUSR1)), "qsig -s SIGUSR1 1.s"},
 		{argv(pbsDialect.Signal([]string{"1.s"}, syscall.Signal(40))), "qsig -s 40 1.s"},
 		{argv(lsfDialect.Submit("/p/e.sh", "S")), "bsub"},
-		{argv(lsfDialect.Query([]string{"123"})), "bjobs -noheader -o jobid stat 123"},
+		{argv(lsfDialect.Query([]string{"123"})), "bjobs -noheader -o jobid stat pend_reason delimiter='|' 123"},
 		{argv(lsfDialect.Cancel([]string{"123"})), "bkill 123"},
 		{argv(lsfDialect.Signal([]string{"123"}, syscall.SIGTERM)), "bkill -s TERM 123"},
 		{argv(htcondorDialect.Query([]string{"7"})), "condor_q 7 -af:j JobStatus HoldReason"},

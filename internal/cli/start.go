@@ -305,7 +305,8 @@ func waitRegistered(ctx context.Context, f *Factory, c *launchers.Cluster, clien
 		err = cause
 	}
 	if err != nil && status != nil {
-		if s := status(); s != "" {
+		// deadProcesses' errors already carry it.
+		if s := status(); s != "" && !strings.Contains(err.Error(), s) {
 			// A timeout says nothing without the queue's view: "job 17
 			// PENDING (PartitionConfig)" is the actual answer.
 			err = fmt.Errorf("%w (%s)", err, s)

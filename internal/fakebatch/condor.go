@@ -227,9 +227,6 @@ func condorSubmit(e *env, args []string) int {
 	if err != nil {
 		return fail("ERROR: " + err.Error())
 	}
-	for _, t := range j.Tasks {
-		logEvent(j, t, 0, "Job submitted from host: <127.0.0.1:9618>")
-	}
 	if terse {
 		if total > 0 {
 			fmt.Fprintf(e.stdout, "%d.0 - %d.%d\n", j.Seq, j.Seq, total-1)

@@ -352,6 +352,18 @@ func qstat(e *env, args []string) int {
 	var ids []string
 	for i := 0; i < len(args); i++ {
 		switch a := args[i]; {
+		case a == "--version":
+			// Both print their version and exit; this is how a client
+			// tells them apart (launchers.md is silent; the answers are
+			// PBS Pro's "pbs_version = 2022.1.1" and Torque's
+			// "Version: 6.1.3" as their qstat(1B)/qstat(1) document).
+			if e.system == "pbspro" {
+				fmt.Fprintln(e.stdout, "pbs_version = 2022.1.1")
+			} else {
+				fmt.Fprintln(e.stdout, "Version: 6.1.3")
+				fmt.Fprintln(e.stdout, "Commit: fakebatch")
+			}
+			return 0
 		case a == "-x" && e.system == "pbspro":
 			history = true
 		case a == "-f":

@@ -166,6 +166,11 @@ func (e *env) submit(mk func(seq int) (*job, error)) (*job, error) {
 	if err := e.st.locked(func() error { return e.st.save(j) }); err != nil {
 		return nil, err
 	}
+	// The submitted event comes first in the user log, before any
+	// supervisor can write its proc's next event.
+	for _, t := range j.Tasks {
+		logEvent(j, t, 0, "Job submitted from host: <127.0.0.1:9618>")
+	}
 	if j.Hold {
 		return j, nil
 	}
