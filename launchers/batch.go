@@ -804,16 +804,7 @@ func restoreBatch(d *Dialect, kind Kind, cfg Config, state json.RawMessage) (Lau
 	if err := decodeState(d.Title+" launcher", state, &st); err != nil {
 		return nil, err
 	}
-	if cfg.ProfileDir == "" {
-		cfg.ProfileDir = st.ProfileDir
-	}
-	if cfg.EngineSetID == "" {
-		cfg.EngineSetID = st.EngineSetID
-	}
-	cfg.Command, cfg.Args = st.Cmd, nil
-	if len(cfg.Command) == 0 {
-		cfg.Command = []string{"ipcluster"}
-	}
+	cfg.restored(st.ProfileDir, st.EngineSetID, st.Cmd)
 	b, err := NewBatchLauncher(d, kind, cfg)
 	if err != nil {
 		return nil, err

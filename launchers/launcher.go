@@ -235,6 +235,23 @@ var (
 	ErrUnknownLauncher = errors.New("unknown launcher")
 )
 
+// restored fills in what a saved handle knows and the caller did not say:
+// the profile and engine set, and the command the processes were started
+// with (used to recognise them, never run again; "ipcluster" when none
+// was saved).
+func (c *Config) restored(profileDir, setID string, cmd []string) {
+	if c.ProfileDir == "" {
+		c.ProfileDir = profileDir
+	}
+	if c.EngineSetID == "" {
+		c.EngineSetID = setID
+	}
+	c.Command, c.Args = cmd, nil
+	if len(c.Command) == 0 {
+		c.Command = []string{"ipcluster"}
+	}
+}
+
 // decodeState unmarshals a saved launcher handle into v, refusing one
 // written by a newer program. what names the launcher in errors.
 func decodeState(what string, state json.RawMessage, v any) error {

@@ -484,14 +484,7 @@ func restoreLocalController(cfg Config, state json.RawMessage) (Launcher, error)
 	if err := decodeState("local controller", state, &st); err != nil {
 		return nil, err
 	}
-	cfg.Command = st.Cmd
-	cfg.Args = nil
-	if cfg.ProfileDir == "" {
-		cfg.ProfileDir = st.ProfileDir
-	}
-	if len(cfg.Command) == 0 {
-		cfg.Command = []string{"ipcluster"} // only used for identification
-	}
+	cfg.restored(st.ProfileDir, "", st.Cmd)
 	l, err := NewLocalController(cfg)
 	if err != nil {
 		return nil, err
@@ -585,12 +578,7 @@ func restoreLocalEngineSet(cfg Config, state json.RawMessage) (Launcher, error) 
 	if err := decodeState("local engine set", state, &st); err != nil {
 		return nil, err
 	}
-	if cfg.ProfileDir == "" {
-		cfg.ProfileDir = st.ProfileDir
-	}
-	if cfg.EngineSetID == "" {
-		cfg.EngineSetID = st.EngineSetID
-	}
+	cfg.restored(st.ProfileDir, st.EngineSetID, nil)
 	keys := make([]string, 0, len(st.Engines))
 	for k := range st.Engines {
 		keys = append(keys, k)
@@ -600,7 +588,6 @@ func restoreLocalEngineSet(cfg Config, state json.RawMessage) (Launcher, error) 
 		b, _ := strconv.Atoi(keys[j])
 		return a < b
 	})
-	cfg.Command = []string{"ipcluster"}
 	l, err := NewLocalEngineSet(cfg)
 	if err != nil {
 		return nil, err

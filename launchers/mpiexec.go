@@ -333,16 +333,7 @@ func restoreMPIExecEngineSet(cfg Config, state json.RawMessage) (Launcher, error
 	if err := decodeState("mpiexec engine set", state, &st); err != nil {
 		return nil, err
 	}
-	if cfg.ProfileDir == "" {
-		cfg.ProfileDir = st.ProfileDir
-	}
-	if cfg.EngineSetID == "" {
-		cfg.EngineSetID = st.EngineSetID
-	}
-	cfg.Command, cfg.Args = st.EngineCmd, nil
-	if len(cfg.Command) == 0 {
-		cfg.Command = []string{"ipcluster"} // only used for identification
-	}
+	cfg.restored(st.ProfileDir, st.EngineSetID, st.EngineCmd)
 	cfg.Options = &MPIExecOptions{MPIExec: st.MPICmd, MPIArgs: st.MPIArgs}
 	cfg.EngineIDBase = st.IDBase
 	m, err := newMPIEngineSet(cfg, DefaultMPIExec)

@@ -10,7 +10,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -416,20 +415,10 @@ func bjobs(e *env, args []string) int {
 }
 
 func bkill(e *env, args []string) int {
-	var sig syscall.Signal
-	var ids []string
-	for i := 0; i < len(args); i++ {
-		if args[i] == "-s" && i+1 < len(args) {
-			i++
-			s, ok := parseSignal(args[i])
-			if !ok {
-				fmt.Fprintf(e.stderr, "%s: Illegal signal value\n", args[i])
-				return 255
-			}
-			sig = s
-			continue
-		}
-		ids = append(ids, args[i])
+	sig, ids, bad := signalArgs(args, 0)
+	if bad != "" {
+		fmt.Fprintf(e.stderr, "%s: Illegal signal value\n", bad)
+		return 255
 	}
 	jobs, err := e.st.all()
 	if err != nil {

@@ -564,20 +564,10 @@ func qdel(e *env, args []string) int {
 }
 
 func qsig(e *env, args []string) int {
-	sig := syscall.SIGTERM
-	var ids []string
-	for i := 0; i < len(args); i++ {
-		if args[i] == "-s" && i+1 < len(args) {
-			i++
-			s, ok := parseSignal(args[i])
-			if !ok {
-				fmt.Fprintf(e.stderr, "qsig: Unknown signal %s\n", args[i])
-				return 2
-			}
-			sig = s
-			continue
-		}
-		ids = append(ids, args[i])
+	sig, ids, bad := signalArgs(args, syscall.SIGTERM)
+	if bad != "" {
+		fmt.Fprintf(e.stderr, "qsig: Unknown signal %s\n", bad)
+		return 2
 	}
 	jobs, err := e.st.all()
 	if err != nil {
@@ -600,4 +590,24 @@ func qsig(e *env, args []string) int {
 		e.signalTasks(j, sig, func(t *task) bool { return sub < 0 || t.Index == sub })
 	}
 	return status
+}
+
+// signalArgs reads the "-s SIG ids..." arguments qsig and bkill share:
+// the signal (def when not given), the ids, and a signal name it could
+// not read.
+func signalArgs(args []string, def syscall.Signal) (sig syscall.Signal, ids []string, bad string) {
+	sig = def
+	for i := 0; i < len(args); i++ {
+		if args[i] == "-s" && i+1 < len(args) {
+			i++
+			s, ok := parseSignal(args[i])
+			if !ok {
+				return 0, nil, args[i]
+			}
+			sig = s
+			continue
+		}
+		ids = append(ids, args[i])
+	}
+	return sig, ids, ""
 }
