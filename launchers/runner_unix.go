@@ -78,6 +78,14 @@ func (OSRunner) Attach(pid int, startTime uint64, program string) (Process, erro
 	}
 	if program != "" {
 		args, err := procCmdline(pid)
+		// A process caught inside execve has no command line yet: the
+		// kernel closes the exec-status pipe, which ends cmd.Start in
+		// the parent, before it lays out the new arguments. Give it a
+		// moment (a zombie stays empty and is judged below).
+		for deadline := time.Now().Add(time.Second); err == nil && len(args) == 0 && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond)
+			args, err = procCmdline(pid)
+		}
 		if err == nil && !mentions(args, filepath.Base(program)) {
 			return nil, fmt.Errorf("pid %d is now %q, not %s: %w", pid, strings.Join(args, " "), program, ErrNotRunning)
 		}
