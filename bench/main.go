@@ -388,7 +388,8 @@ func targetsFor(o options) []target {
 	ts := slices.Clone(targets)
 	for _, n := range o.slurmSizes {
 		ts = append(ts,
-			target{fmt.Sprintf("slurm_startup_%d_s", n), fmt.Sprintf("Slurm: start to %d engines registered, s", n), false, 10},
+			target{fmt.Sprintf("slurm_startup_%d_s", n), fmt.Sprintf("Slurm: start to %d MPI engines registered, s", n), false, 10},
+			target{fmt.Sprintf("slurm_plain_startup_%d_s", n), fmt.Sprintf("Slurm: start to %d engines registered, without MPI (as ipyparallel's), s", n), false, 10},
 			target{fmt.Sprintf("slurm_stop_%d_s", n), fmt.Sprintf("Slurm: stop of %d engines to empty queue, s", n), false, 0})
 	}
 	return ts

@@ -60,6 +60,16 @@ func measureSlurm(o options, exe, conf string, ours results, peers map[string]re
 		// clusters beside us): keep it next to the numbers.
 		report[fmt.Sprintf("slurm_%d_loadavg", n)] = loadavg()
 		fmt.Printf("slurm: %d engines, load average %s\n", n, loadavg())
+		// ipyparallel's Slurm engines do not initialise MPI (its batch
+		// launchers start engine_cmd without --mpi), ours do by default:
+		// time ours both ways, the plain one being the like-for-like.
+		if start, _, err := slurmOurs(exe, conf, n, "--srun-args=--mpi=none"); err != nil {
+			fmt.Fprintf(os.Stderr, "ipp slurm %d without MPI: %v\n", n, err)
+			report[fmt.Sprintf("ipp_slurm_plain_%d_error", n)] = err.Error()
+		} else {
+			ours[fmt.Sprintf("slurm_plain_startup_%d_s", n)] = start.Seconds()
+			fmt.Printf("ipp: slurm start to %d engines (without MPI) registered in %.3f s\n", n, start.Seconds())
+		}
 		start, stop, err := slurmOurs(exe, conf, n)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "ipp slurm %d: %v\n", n, err)
@@ -84,6 +94,7 @@ func measureSlurm(o options, exe, conf string, ours results, peers map[string]re
 		for k, v := range r {
 			peers["ipyparallel"][k] = v
 		}
+		peers["ipyparallel"][fmt.Sprintf("slurm_plain_startup_%d_s", n)] = r[fmt.Sprintf("slurm_startup_%d_s", n)]
 		fmt.Printf("ipyparallel: slurm start to %d engines registered in %.3f s, stop to empty queue in %.3f s\n",
 			n, r[fmt.Sprintf("slurm_startup_%d_s", n)], r[fmt.Sprintf("slurm_stop_%d_s", n)])
 	}
@@ -106,7 +117,7 @@ func slurmEnv(conf, ipythonDir string) []string {
 // checks with a client that n engines are there, then times `ipcluster
 // stop` until squeue no longer lists the job. A job left queued is
 // cancelled and reported as an error.
-func slurmOurs(exe, conf string, n int) (start, stop time.Duration, err error) {
+func slurmOurs(exe, conf string, n int, extra ...string) (start, stop time.Duration, err error) {
 	dir, err := os.MkdirTemp("", "ipp-bench-slurm-")
 	if err != nil {
 		return 0, 0, err
@@ -123,7 +134,7 @@ func slurmOurs(exe, conf string, n int) (start, stop time.Duration, err error) {
 		return cmd.CombinedOutput()
 	}
 	t0 := time.Now()
-	out, startErr := run("start", "--launcher", "slurm", "-n", strconv.Itoa(n), "--daemonize", "--cluster-id", cid)
+	out, startErr := run(append([]string{"start", "--launcher", "slurm", "-n", strconv.Itoa(n), "--daemonize", "--cluster-id", cid}, extra...)...)
 	start = time.Since(t0)
 	if startErr != nil {
 		err = fmt.Errorf("ipcluster start: %v: %s", startErr, tail(out, 2000))

@@ -416,7 +416,9 @@ func (l *LocalController) WaitConnection(ctx context.Context) (*ConnectionInfo, 
 	enginePath := wire.EngineFile(l.cfg.ProfileDir, l.cfg.ClusterID)
 	var info *ConnectionInfo
 	var lastErr error
-	err := pollUntil(ctx, func() bool {
+	// Two stat calls every 10 ms: the engines' start (and so the whole
+	// cluster's) waits on this, so no growing interval here.
+	err := pollGrowing(ctx, 10*time.Millisecond, 10*time.Millisecond, func() bool {
 		if l.Status().State == StateAfter {
 			lastErr = fmt.Errorf("controller exited before writing its connection files%s", l.outputHint())
 			return true

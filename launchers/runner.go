@@ -91,7 +91,12 @@ type Process interface {
 // pollUntil calls cond with a growing interval until it is true or ctx
 // is done.
 func pollUntil(ctx context.Context, cond func() bool) error {
-	interval := 5 * time.Millisecond
+	return pollGrowing(ctx, 5*time.Millisecond, 200*time.Millisecond, cond)
+}
+
+// pollGrowing calls cond every interval, doubling it up to most, until
+// cond is true or ctx is done.
+func pollGrowing(ctx context.Context, interval, most time.Duration, cond func() bool) error {
 	for !cond() {
 		t := time.NewTimer(interval)
 		select {
@@ -100,9 +105,7 @@ func pollUntil(ctx context.Context, cond func() bool) error {
 			return ctx.Err()
 		case <-t.C:
 		}
-		if interval < 200*time.Millisecond {
-			interval *= 2
-		}
+		interval = min(2*interval, most)
 	}
 	return nil
 }
