@@ -57,6 +57,10 @@ type BatchOptions struct {
 	// the MPI plugin the engine binary was built for (--mpi=pmix for
 	// Open MPI, --mpi=pmi2 for MPICH).
 	SrunArgs []string `json:"srun-args,omitempty"`
+	// MPI makes an array system (SGE, PBS, LSF) run each job's engines as
+	// one MPI job, `mpiexec -n N` inside one job of N slots, instead of N
+	// array tasks. Slurm's engines are always one srun step.
+	MPI bool `json:"mpi,omitempty"`
 	// Template is a template file used instead of the default (and of
 	// the profile's templates/ copy).
 	Template string `json:"template,omitempty"`
@@ -82,6 +86,7 @@ func (o *BatchOptions) BindFlags(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&o.Directives, "directive", nil, b+"extra scheduler line, verbatim (repeatable), e.g. '#SBATCH --constraint=haswell'")
 	fs.StringVar(&o.Prologue, "prologue", "", b+"shell commands run in the job before the engines (module load, environment set-up)")
 	fs.IntVar(&o.EnginesPerJob, "engines-per-job", 0, b+"split the engines into jobs of at most this many (0: one job)")
+	fs.BoolVar(&o.MPI, "mpi", false, b+"SGE, PBS, LSF: run a job's engines as one MPI job (mpiexec -n N in one job of N slots) instead of an array")
 	WordsVar(fs, &o.SrunArgs, "srun-args", b+"srun arguments in Slurm jobs (default: the MPI plugin the engine binary needs)")
 	fs.StringVar(&o.Template, "template", "", b+"job script template file (see 'ipcluster templates show')")
 	fs.Float64Var(&o.PollSeconds, "poll-seconds", 0, b+"how often to ask the scheduler for the jobs' states (default 1)")
@@ -226,6 +231,9 @@ func (b *BatchLauncher) Start(ctx context.Context, n int) error {
 // quote.
 func (b *BatchLauncher) checkOptions() error {
 	o := b.opts
+	if o.MPI && b.kind == KindEngines && (!b.d.Array || b.d.Name == "htcondor") {
+		return fmt.Errorf("--mpi is for array systems (SGE, PBS, LSF); %s engines %s", b.d.Title, map[bool]string{true: "cannot be one MPI job here", false: "are always one srun step, MPI-aware already"}[b.d.Array])
+	}
 	for name, v := range map[string]string{"queue": o.Queue, "account": o.Account, "qos": o.QoS, "walltime": o.Walltime,
 		"memory": o.Memory, "job-name": o.JobName, "srun-args": strings.Join(o.SrunArgs, " ")} {
 		// One value, one directive line: a newline would start a line of
@@ -293,8 +301,12 @@ func (b *BatchLauncher) submit(ctx context.Context, i, k, base int) (*batchJob, 
 	if data.Name == "" {
 		data.Name = b.name()
 	}
-	if b.kind == KindEngines && !b.d.Array {
+	switch {
+	case b.kind == KindEngines && !b.d.Array:
 		data.Launch = ShellQuote(b.srunArgs()...)
+	case b.kind == KindEngines && b.opts.MPI:
+		// The templates read a Launch as "one job of N slots".
+		data.Launch = ShellQuote("mpiexec", "-n", strconv.Itoa(k))
 	}
 	tmpl := b.d.EngineTemplate
 	if b.kind == KindController {
@@ -337,6 +349,18 @@ func (b *BatchLauncher) submitEnv() map[string]string {
 		extra = b.cfg.engineEnv()
 	}
 	maps.Copy(extra, b.d.SubmitEnv)
+	if b.kind == KindEngines && b.opts.MPI {
+		// What the mpiexec launcher sets for Open MPI as root (the job
+		// inherits the submitter's environment); other MPIs ignore it.
+		extra[EnvMPISize] = "" // per job: mpiexec's own count is the size
+		if os.Geteuid() == 0 {
+			for _, k := range []string{"OMPI_ALLOW_RUN_AS_ROOT", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"} {
+				if _, ok := os.LookupEnv(k); !ok {
+					extra[k] = "1"
+				}
+			}
+		}
+	}
 	return extra
 }
 

@@ -422,3 +422,34 @@ func TestBatchScriptInjection(t *testing.T) {
 		t.Errorf("job script %s mode %v (%v): others can read it", b.jobs[0].Script, fi.Mode(), err)
 	}
 }
+
+// TestBatchMPIMode: --mpi turns an array system's job into one MPI job
+// (mpiexec -n N in the template's Launch), and is refused where it means
+// nothing (Slurm's engines are one srun step already) or cannot work.
+func TestBatchMPIMode(t *testing.T) {
+	q := newQueueRunner()
+	cfg := batchTestConfig(t, q, wildcardConn)
+	tmpl := filepath.Join(t.TempDir(), "mpi.tmpl")
+	os.WriteFile(tmpl, []byte("#!/bin/sh\n{{if .Launch}}#TQ slots {{.N}}{{else}}#TQ array 1-{{.N}}{{end}}\n{{with .Launch}}{{.}} {{end}}{{.Command}}\n"), 0o600)
+	o := cfg.Options.(*BatchOptions)
+	o.Template, o.MPI, o.EnginesPerJob = tmpl, true, 0
+	d := testDialect()
+	d.Array = true
+	b, _ := NewBatchLauncher(d, KindEngines, cfg)
+	if err := b.Start(context.Background(), 3); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Stop(context.Background())
+	if got := q.scripts["101"]; got != "#!/bin/sh\n#TQ slots 3\nmpiexec -n 3 /opt/ipcluster engine\n" {
+		t.Errorf("MPI job script:\n%s", got)
+	}
+	for _, name := range []string{"slurm", "htcondor"} {
+		d := *testDialect()
+		d.Name, d.Array = name, name == "htcondor"
+		b, _ := NewBatchLauncher(&d, KindEngines, batchTestConfig(t, newQueueRunner(), wildcardConn))
+		b.opts.MPI = true
+		if err := b.Start(context.Background(), 2); err == nil || !strings.Contains(err.Error(), "--mpi") {
+			t.Errorf("%s --mpi: %v", name, err)
+		}
+	}
+}

@@ -43,6 +43,18 @@ func TestGolden(t *testing.T) {
 		if strings.HasPrefix(name, "pbs-") {
 			vs = append(vs, variant{"torque", torque}, variant{"single", single})
 		}
+		if array := name == "sge-engines" || name == "pbs-engines" || name == "lsf-engines"; array {
+			// For an array system a Launch means --mpi: one job of N
+			// slots under mpiexec instead of N array tasks.
+			mpiJob := fullJob
+			mpiJob.Launch = "mpiexec -n 4"
+			vs = []variant{{"full", withoutLaunch(fullJob)}, {"bare", bareJob}, {"mpi", mpiJob}}
+			if name == "pbs-engines" {
+				mpiTorque := mpiJob
+				mpiTorque.Flavor = "torque"
+				vs = append(vs, variant{"torque", withoutLaunch(torque)}, variant{"single", single}, variant{"mpi-torque", mpiTorque})
+			}
+		}
 		for _, v := range vs {
 			t.Run(name+"/"+v.suffix, func(t *testing.T) {
 				job := v.job
@@ -93,8 +105,13 @@ func checkScript(t *testing.T, name string, job Job, script string) {
 	if !strings.Contains(script, env[system]) {
 		t.Errorf("environment not propagated (%s)", env[system])
 	}
-	if role == "engines" && system != "slurm" && !strings.Contains(script, "export IPP_ENGINE_INDEX=") {
+	switch {
+	case role == "engines" && system != "slurm" && job.Launch == "" && !strings.Contains(script, "export IPP_ENGINE_INDEX="):
 		t.Error("array template without IPP_ENGINE_INDEX")
+	case role == "engines" && system != "htcondor" && job.Launch != "" && !strings.Contains(script, job.Launch+" "+job.Command):
+		t.Errorf("engines not started by %q", job.Launch)
+	case role == "engines" && system != "slurm" && system != "htcondor" && job.Launch != "" && strings.Contains(script, "IPP_ENGINE_INDEX"):
+		t.Error("an MPI job exports an array index (ranks take their id from MPI)")
 	}
 	if system == "sge" && strings.Contains(script, "#PBS") {
 		t.Error("SGE script with #PBS lines")
@@ -177,4 +194,9 @@ func TestProfileOverrideAndErrors(t *testing.T) {
 	if _, err := Render("", "nope.sh.tmpl", Job{}); err == nil {
 		t.Fatal("missing template accepted")
 	}
+}
+
+func withoutLaunch(j Job) Job {
+	j.Launch = ""
+	return j
 }

@@ -348,6 +348,27 @@ func TestBatchE2EGridEngine(t *testing.T) {
 	b.checkStopped(cid, jobs)
 }
 
+// TestBatchE2EGridEngineMPI: with --mpi, an array system runs the engines
+// as one MPI job (mpiexec -n 2 in one job of 2 slots of the smp parallel
+// environment): one job, no array tasks, a world of 2 ranks.
+func TestBatchE2EGridEngineMPI(t *testing.T) {
+	b := newBatchE2E(t, "sge")
+	cid := b.clusterID("sgempi")
+	b.mustBatch(0, "start", "--launcher", "sge", "-n", "2", "--mpi", "--daemonize", "--cluster-id", cid, "--wait-timeout", "90")
+	jobs := recordedJobs(t, wire.ClusterFile(b.profile, cid))
+	if len(jobs) != 1 || jobs[0].N != 2 {
+		t.Fatalf("recorded jobs %+v, want one MPI job of 2 engines", jobs)
+	}
+	job := jobs[0].ID
+	out, _ := b.must(0, "exec", "--cluster-id", cid, `fmt.Println("R", mpi.Rank(), mpi.Size(), os.Getenv("JOB_ID"), os.Getenv("SGE_TASK_ID"))`)
+	want := fmt.Sprintf("[stdout:0]\nR 0 2 %[1]s undefined\n[stdout:1]\nR 1 2 %[1]s undefined\n", job)
+	if out != want {
+		t.Errorf("exec on the MPI job's ranks:\n%s\nwant:\n%s", out, want)
+	}
+	b.must(0, "stop", "--cluster-id", cid)
+	b.checkStopped(cid, jobs)
+}
+
 // TestBatchE2ESlurmPending: a job that can never start (more CPUs per
 // task than the node has) makes start fail at its --wait-timeout with the
 // scheduler's reason, and start cancels it.
