@@ -423,3 +423,37 @@ func TestFakeBatchController(t *testing.T) {
 	}
 	assertAllGone(t, "engines", pids)
 }
+
+// TestFakeBatchMPI: with --mpi, PBS (both flavours) and LSF run the
+// engines as one MPI job, one task running `mpiexec -n 2` (the real Open
+// MPI or MPICH mpiexec, since the fakes run scripts locally): ranks 0 and
+// 1 of a world of 2, and stop leaves nothing active.
+func TestFakeBatchMPI(t *testing.T) {
+	tag := testutil.MPITag()
+	if tag == "" {
+		testutil.Missing(t, "no MPI installed (pkg-config ompi or mpich): engines could not be MPI ranks")
+		return
+	}
+	for _, fs := range fakeSystems {
+		if fs.launcher == "htcondor" {
+			continue
+		}
+		t.Run(fs.system, func(t *testing.T) {
+			e, bin := fakeBatch(t, fs.system)
+			e.bin = testutil.IPCluster(t, tag)
+			e.must(0, startArgs(fs.launcher, 2, "--mpi")...)
+			jobs := fakeJobs(t, bin)
+			if len(jobs) != 1 || len(jobs[0].Tasks) != 1 {
+				t.Fatalf("fake queue %+v, want one job of one task (mpiexec)", jobs)
+			}
+			prints := enginePrints(t, e, `fmt.Println(mpi.Rank(), mpi.Size())`)
+			if prints[0] != "0 2" || prints[1] != "1 2" || len(prints) != 2 {
+				t.Errorf("engines printed %v, want ranks 0 and 1 of 2", prints)
+			}
+			e.must(0, "stop")
+			if left := activeJobs(t, bin); len(left) != 0 {
+				t.Errorf("jobs still active after stop: %v", left)
+			}
+		})
+	}
+}
