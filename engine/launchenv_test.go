@@ -141,13 +141,5 @@ func TestMainRequestsIndexedID(t *testing.T) {
 	if id == nil || *id != 13 {
 		t.Errorf("requested id %v, want 13 (base 10 + index 3)", id)
 	}
-	f.send(f.control, "shutdown_request", map[string]any{"restart": false}, nil, nil)
-	select {
-	case c := <-code:
-		if c != 0 {
-			t.Errorf("exit status %d after shutdown_request", c)
-		}
-	case <-time.After(waitTimeout):
-		t.Fatal("Main did not return after shutdown_request")
-	}
+	shutdownMain(t, f, code)
 }

@@ -174,6 +174,13 @@ func TestMainRuns(t *testing.T) {
 	if id != 2 {
 		t.Errorf("--id 2 requested id %d", id)
 	}
+	shutdownMain(t, f, code)
+}
+
+// shutdownMain asks the engine Main runs to shut down and checks that
+// Main returns 0.
+func shutdownMain(t *testing.T, f *fake, code <-chan int) {
+	t.Helper()
 	f.send(f.control, "shutdown_request", map[string]any{"restart": false}, nil, nil)
 	select {
 	case c := <-code:
