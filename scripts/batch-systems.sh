@@ -52,11 +52,18 @@ wait_for() {
 }
 
 # stop_pidfile FILE: TERM the process named in FILE and wait (up to 30 s) until it is gone.
+# A pid file can outlive its daemon (a machine restored from a snapshot, a
+# session whose processes were killed), and its number may since belong to
+# another process: only a process whose command is a scheduler daemon is
+# signalled.
 stop_pidfile() {
-  local f=$1 pid
+  local f=$1 pid comm
   [ -s "$f" ] || return 0
   pid=$(cat "$f")
   case "$pid" in ''|*[!0-9]*) rm -f "$f"; return 0;; esac
+  comm=$(cat "/proc/$pid/comm" 2>/dev/null) || { rm -f "$f"; return 0; }
+  case "$comm" in munged|slurmctld|slurmd|sge_qmaster|sge_execd) ;;
+  *) say "$f names pid $pid, now $comm: not ours, left alone"; rm -f "$f"; return 0;; esac
   kill "$pid" 2>/dev/null || { rm -f "$f"; return 0; }
   wait_for 30 sh -c "! kill -0 $pid" || say "process $pid (from $f) still alive after 30 s"
   rm -f "$f"
@@ -140,6 +147,10 @@ slurm_start() {
   # Leftovers of an earlier start in this base would hold the ports.
   stop_pidfile "$SLURM_BASE/run/slurmd.pid"
   stop_pidfile "$SLURM_BASE/run/slurmctld.pid"
+  # slurmctld -i forgets jobs but not the cluster name it saved: a state
+  # directory left by another configuration makes it exit at once
+  # ("CLUSTER NAME MISMATCH"). Every start is a fresh cluster, so start empty.
+  rm -rf "$SLURM_BASE/spool"
   slurm_write_conf "$host"
   if ! munge -S "$munge_sock" -n >/dev/null 2>&1; then
     stop_pidfile "$SLURM_BASE/run/munged.pid"
@@ -149,8 +160,10 @@ slurm_start() {
     wait_for 10 munge -S "$munge_sock" -n || die "slurm: munged did not answer; see $SLURM_BASE/log/munged.log"
   fi
   # -i: forget any saved state, every start is a fresh cluster. Both daemonize.
-  SLURM_CONF=$slurm_conf slurmctld -f "$slurm_conf" -i
-  SLURM_CONF=$slurm_conf slurmd -f "$slurm_conf" -N "$host"
+  SLURM_CONF=$slurm_conf slurmctld -f "$slurm_conf" -i ||
+    { tail -n 20 "$SLURM_BASE/log/slurmctld.log" >&2 || true; die "slurm: slurmctld did not start; see $SLURM_BASE/log/slurmctld.log"; }
+  SLURM_CONF=$slurm_conf slurmd -f "$slurm_conf" -N "$host" ||
+    { tail -n 20 "$SLURM_BASE/log/slurmd.log" >&2 || true; die "slurm: slurmd did not start; see $SLURM_BASE/log/slurmd.log"; }
   if ! wait_for 30 slurm_up; then
     tail -n 20 "$SLURM_BASE/log/slurmctld.log" "$SLURM_BASE/log/slurmd.log" >&2 || true
     die "slurm: node not idle after 30 s"
