@@ -18,7 +18,9 @@
 #   ci-user         ippci@127.0.0.1:$SSH_PORT (its own key)
 #   localhost-ci    root@localhost:$SSH_PORT, a second name for the same machine
 #   ci-unreachable  127.0.0.1:1, where nothing listens
-#   ci-badkey       root@127.0.0.1:$SSH_PORT with a key that no account accepts
+#   ci-badkey       root@127.0.0.2:$SSH_PORT with a key that no account accepts (127.0.0.2:
+#                   ssh multiplexes by user@host:port, and on 127.0.0.1 it would ride
+#                   on a master connection that `ci` opened with the right key)
 #   login-ns        root@10.231.0.2:22, the sshd of scripts/netns-login.sh
 #
 # Knobs (defaults are what internal/testutil looks for):
@@ -69,6 +71,14 @@ wait_for() {
 login() { timeout 15 ssh -F "$BASE/ssh_config" "$1" true </dev/null; }
 
 up() { [ -f "$BASE/ssh_config" ] && login ci && login ci-user; }
+
+# listening: sshd listens on every address of its configuration.
+listening() {
+  local a
+  for a in 127.0.0.1 127.0.0.2; do
+    ss -Hltn "src $a and sport = :$PORT" | grep -q . || return 1
+  done
+}
 
 # ours PID: whether PID is an sshd started with this base's config. A pid
 # file can outlive its daemon (a restored snapshot, killed sessions) and its
@@ -140,6 +150,7 @@ write_configs() {
   write "$BASE/sshd_config" <<EOF
 # Written by scripts/sshd.sh: the test sshd, on loopback only.
 ListenAddress 127.0.0.1:$PORT
+ListenAddress 127.0.0.2:$PORT
 HostKey $BASE/host_ed25519
 PidFile $BASE/sshd.pid
 AuthorizedKeysFile $BASE/authorized_keys/%u
@@ -169,6 +180,7 @@ EOF
   write "$BASE/known_hosts" <<EOF
 [127.0.0.1]:$PORT $hostkey
 [localhost]:$PORT $hostkey
+[127.0.0.2]:$PORT $hostkey
 $NS_ADDR $hostkey
 EOF
   chmod 644 "$BASE/known_hosts"
@@ -195,7 +207,7 @@ Host ci-unreachable
   User root
   IdentityFile $BASE/id_root
 Host ci-badkey
-  HostName 127.0.0.1
+  HostName 127.0.0.2
   Port $PORT
   User root
   IdentityFile $BASE/id_refused
@@ -228,7 +240,22 @@ start() {
   ensure_user
   keys
   write_configs
-  if up 2>/dev/null; then say "already up on 127.0.0.1:$PORT (pid $(cat "$BASE/sshd.pid" 2>/dev/null || echo '?'))"; return 0; fi
+  local pid
+  pid=$(cat "$BASE/sshd.pid" 2>/dev/null || true)
+  if up 2>/dev/null; then
+    if cmp -s "$BASE/sshd_config" "$BASE/sshd_config.running" || ! ours "$pid"; then
+      say "already up on 127.0.0.1:$PORT (pid ${pid:-?})"; return 0
+    fi
+    # Started from an older version of this script: SIGHUP makes sshd
+    # re-execute itself with the new configuration and keeps open sessions
+    # (other test processes may be using them).
+    "$SSHD" -t -f "$BASE/sshd_config" || die "sshd rejects $BASE/sshd_config"
+    kill -HUP "$pid"
+    wait_for 20 listening || die "sshd (pid $pid) did not take up its new configuration; see $BASE/sshd.log"
+    cp "$BASE/sshd_config" "$BASE/sshd_config.running"
+    wait_for 20 up || die "sshd reloaded but a login failed; see $BASE/sshd.log"
+    say "reloaded with a new configuration on 127.0.0.1:$PORT (pid $pid)"; return 0
+  fi
   stop_pidfile "$BASE/sshd.pid"
   if ss -Hltn "sport = :$PORT" 2>/dev/null | grep -q .; then
     die "port $PORT is taken by another program ($(ss -Hltnp "sport = :$PORT" | head -n1)); set SSH_PORT"
@@ -241,6 +268,7 @@ start() {
   # 9>&-: the daemon must not inherit (and hold forever) the start lock.
   "$SSHD" -f "$BASE/sshd_config" -E "$BASE/sshd.log" 9>&- ||
     { tail -n 20 "$BASE/sshd.log" >&2 || true; die "sshd did not start; see $BASE/sshd.log"; }
+  cp "$BASE/sshd_config" "$BASE/sshd_config.running"
   if ! wait_for 20 up; then
     tail -n 20 "$BASE/sshd.log" >&2 || true
     login ci || true; login ci-user || true

@@ -6,13 +6,14 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"math/rand/v2"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -42,7 +43,9 @@ const (
 	SSHHostAlias = "localhost-ci"
 	// SSHHostUnreachable points at 127.0.0.1:1, where nothing listens.
 	SSHHostUnreachable = "ci-unreachable"
-	// SSHHostBadKey offers a key that no account accepts.
+	// SSHHostBadKey offers a key that no account accepts. It connects to
+	// 127.0.0.2: ssh multiplexes by user@host:port, and on 127.0.0.1 it
+	// would ride on a master connection opened by "ci" with a good key.
 	SSHHostBadKey = "ci-badkey"
 	// LoginNSHost is root on the sshd inside the ipp-login namespace.
 	LoginNSHost = "login-ns"
@@ -58,7 +61,7 @@ type SSHServer struct {
 	// ConfigFile is the client configuration: ssh -F ConfigFile HOST.
 	ConfigFile string
 	// Hosts are the names that log in: SSHHostRoot, SSHHostUser,
-	// SSHHostAlias (for an Isolated server, its one name).
+	// SSHHostAlias (for a Private server, its root and user hosts).
 	Hosts []string
 	// Port is where sshd listens on 127.0.0.1.
 	Port int
@@ -67,9 +70,9 @@ type SSHServer struct {
 	// Log is sshd's log: one "Accepted publickey for USER from ADDR port N"
 	// line per connection.
 	Log string
-	// Source is the local address an Isolated server's connections come
-	// from; invalid otherwise.
-	Source netip.Addr
+	// BadKeyHost offers a key that no account accepts, on an address where
+	// no master connection with a good key can exist.
+	BadKeyHost string
 }
 
 // SSH returns the loopback sshd of scripts/sshd.sh once both `ci` (root)
@@ -98,6 +101,7 @@ func defaultSSHServer() *SSHServer {
 		ConfigFile: filepath.Join(base, "ssh_config"),
 		Hosts:      []string{SSHHostRoot, SSHHostUser, SSHHostAlias},
 		Port:       port,
+		BadKeyHost: SSHHostBadKey,
 		UserName:   SSHUserName,
 		Log:        filepath.Join(base, "sshd.log"),
 	}
@@ -210,37 +214,163 @@ func (s *SSHServer) Share(t testing.TB, path string) string {
 	return dst
 }
 
-// Isolated returns a view of the server under a host name of its own, in
-// a client configuration of its own (in t.TempDir()), logging in as user
-// ("root" or UserName) from a random loopback address (BindAddress
-// 127.x.y.z). Connections counts only its connections, so a test can check
-// connection reuse while other tests use the same sshd.
-func (s *SSHServer) Isolated(t testing.TB, user string) *SSHServer {
+// Private starts an sshd of the test's own on a free port of 127.0.0.1
+// (same host key, same accounts and keys as s; stopped when the test
+// ends) and returns it with a client configuration of its own whose hosts
+// are "private-ci" (root), "private-ci-user" (UserName) and BadKeyHost.
+// ssh multiplexes by user@host:port: on the shared sshd a test's commands
+// may ride on another process's master connection, and a refused key may
+// never be offered. On a port of its own a test sees only its own
+// connections (Connections, Log).
+func (s *SSHServer) Private(t testing.TB) *SSHServer {
 	t.Helper()
-	key := "id_root"
-	if user != "root" {
-		key = "id_" + user
-	}
-	src := netip.AddrFrom4([4]byte{127, byte(1 + rand.IntN(254)), byte(rand.IntN(256)), byte(1 + rand.IntN(254))})
-	host := fmt.Sprintf("iso-%s-%d", user, rand.Uint32())
-	// The shared configuration first: its Host * block sets BatchMode,
-	// known_hosts and the like, and sets nothing that the block below does.
-	conf := fmt.Sprintf("Include %s\nHost %s\n  HostName 127.0.0.1\n  Port %d\n  User %s\n  IdentityFile %s\n  BindAddress %s\n",
-		s.ConfigFile, host, s.Port, user, filepath.Join(s.Base, key), src)
-	file := filepath.Join(t.TempDir(), "ssh_config")
-	if err := os.WriteFile(file, []byte(conf), 0o644); err != nil {
+	dir, err := os.MkdirTemp("", "ipp-sshd-private-")
+	if err != nil {
 		t.Fatal(err)
 	}
-	iso := *s
-	iso.ConfigFile = file
-	iso.Hosts = []string{host}
-	iso.Source = src
-	return &iso
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	hostPub, err := os.ReadFile(filepath.Join(s.Base, "host_ed25519.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostKey := strings.Join(strings.Fields(string(hostPub))[:2], " ")
+	p := &SSHServer{
+		Base:       s.Base,
+		ConfigFile: filepath.Join(dir, "ssh_config"),
+		Hosts:      []string{"private-ci", "private-ci-user"},
+		BadKeyHost: "private-ci-badkey",
+		UserName:   s.UserName,
+		Log:        filepath.Join(dir, "sshd.log"),
+	}
+	// The port is free when picked and sshd binds it a moment later:
+	// another program may take it in between, so try a few.
+	var lastErr error
+	for range 5 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Port = l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if lastErr = p.startPrivate(t, dir, hostKey); lastErr == nil {
+			return p
+		}
+	}
+	t.Fatalf("private sshd: %v", lastErr)
+	return nil
+}
+
+// startPrivate writes the configurations for p.Port and starts sshd in
+// the foreground as a child of the test, stopped at cleanup with the
+// per-connection processes it forked.
+func (p *SSHServer) startPrivate(t testing.TB, dir, hostKey string) error {
+	sshdConf := filepath.Join(dir, "sshd_config")
+	conf := fmt.Sprintf(`ListenAddress 127.0.0.1:%d
+HostKey %s
+PidFile none
+AuthorizedKeysFile %s/%%u
+AllowUsers root %s
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+AllowTcpForwarding yes
+X11Forwarding no
+PrintMotd no
+PrintLastLog no
+AcceptEnv LANG LC_*
+Subsystem sftp /usr/lib/openssh/sftp-server
+LogLevel INFO
+`, p.Port, filepath.Join(p.Base, "host_ed25519"), filepath.Join(p.Base, "authorized_keys"), p.UserName)
+	known := fmt.Sprintf("[127.0.0.1]:%d %s\n", p.Port, hostKey)
+	var client strings.Builder
+	for _, h := range []struct{ name, user, key string }{
+		{p.Hosts[0], "root", "id_root"},
+		{p.Hosts[1], p.UserName, "id_" + p.UserName},
+		{p.BadKeyHost, "root", "id_refused"},
+	} {
+		fmt.Fprintf(&client, "Host %s\n  HostName 127.0.0.1\n  Port %d\n  User %s\n  IdentityFile %s\n",
+			h.name, p.Port, h.user, filepath.Join(p.Base, h.key))
+	}
+	fmt.Fprintf(&client, "Host *\n  BatchMode yes\n  IdentitiesOnly yes\n  UserKnownHostsFile %s\n"+
+		"  GlobalKnownHostsFile /dev/null\n  StrictHostKeyChecking yes\n  ConnectTimeout 5\n  LogLevel ERROR\n",
+		filepath.Join(dir, "known_hosts"))
+	for file, text := range map[string]string{sshdConf: conf, filepath.Join(dir, "known_hosts"): known, p.ConfigFile: client.String()} {
+		if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+			return err
+		}
+	}
+	// An absolute path: sshd re-executes itself for every connection.
+	cmd := exec.Command("/usr/sbin/sshd", "-D", "-f", sshdConf, "-E", p.Log)
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	stop := func() {
+		kids := childrenOf(cmd.Process.Pid)
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		for _, k := range kids {
+			_ = syscall.Kill(k, syscall.SIGTERM)
+		}
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		select {
+		case err := <-exited:
+			log, _ := os.ReadFile(p.Log)
+			return fmt.Errorf("sshd on port %d exited: %v: %s", p.Port, err, log)
+		default:
+		}
+		err := p.probeLogin(p.Hosts[0])
+		if err == nil {
+			t.Cleanup(stop)
+			return nil
+		}
+		if time.Now().After(deadline) {
+			stop()
+			return fmt.Errorf("sshd on port %d does not let root in after 30 s: %v", p.Port, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// childrenOf lists the processes whose parent is pid.
+func childrenOf(pid int) []int {
+	var kids []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold blanks, so cut at the last ')'.
+		i := strings.LastIndexByte(string(stat), ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(stat[i+1:]))
+		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			kids = append(kids, n)
+		}
+	}
+	return kids
 }
 
 // Connections counts the established TCP connections from this machine
-// to sshd (from Source only, for an Isolated server), read from
-// /proc/net/tcp.
+// to 127.0.0.1:Port, read from /proc/net/tcp. On the shared sshd other
+// tests' connections count too: use a Private server.
 func (s *SSHServer) Connections(t testing.TB) int {
 	t.Helper()
 	f, err := os.Open("/proc/net/tcp")
@@ -248,6 +378,7 @@ func (s *SSHServer) Connections(t testing.TB) int {
 		t.Fatal(err)
 	}
 	defer f.Close()
+	want := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(s.Port))
 	n := 0
 	sc := bufio.NewScanner(f)
 	sc.Scan() // header
@@ -257,23 +388,24 @@ func (s *SSHServer) Connections(t testing.TB) int {
 		if len(fields) < 4 || fields[3] != "01" {
 			continue
 		}
-		local, okL := parseProcAddr(fields[1])
-		remote, okR := parseProcAddr(fields[2])
-		if !okL || !okR {
-			continue
+		if remote, ok := parseProcAddr(fields[2]); ok && remote == want {
+			n++
 		}
-		if remote != netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(s.Port)) {
-			continue
-		}
-		if s.Source.IsValid() && local.Addr() != s.Source {
-			continue
-		}
-		n++
 	}
 	if err := sc.Err(); err != nil {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// Accepted counts the logins sshd logged (one per connection).
+func (s *SSHServer) Accepted(t testing.TB) int {
+	t.Helper()
+	b, err := os.ReadFile(s.Log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(string(b), "Accepted publickey for ")
 }
 
 // parseProcAddr parses an IPv4 "0100007F:08AE" of /proc/net/tcp.

@@ -66,17 +66,24 @@ func TestSSHShare(t *testing.T) {
 	}
 }
 
-// TestSSHIsolatedConnections holds one connection open through an
-// isolated host name and checks that Connections sees exactly it.
-func TestSSHIsolatedConnections(t *testing.T) {
-	s := SSH(t)
-	iso := s.Isolated(t, "root")
-	if n := iso.Connections(t); n != 0 {
-		t.Fatalf("%d connections from %s before any ssh", n, iso.Source)
+// TestSSHPrivate holds one connection open to a private sshd and checks
+// that Connections and Accepted see exactly it, and that its hosts log in
+// (or are refused) as on the shared server.
+func TestSSHPrivate(t *testing.T) {
+	p := SSH(t).Private(t)
+	if got := strings.TrimSpace(p.Run(t, p.Hosts[1], "id", "-un")); got != p.UserName {
+		t.Errorf("ssh %s id -un = %q, want %q", p.Hosts[1], got, p.UserName)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	cmd := iso.Command(ctx, iso.Hosts[0], "echo ready; exec sleep 60")
+	if out, err := p.Command(ctx, p.BadKeyHost, "true").CombinedOutput(); err == nil || !strings.Contains(string(out), "Permission denied") {
+		t.Errorf("ssh %s true: %v, %q; want Permission denied", p.BadKeyHost, err, out)
+	}
+	before := p.Accepted(t)
+	if n := p.Connections(t); n != 0 {
+		t.Fatalf("%d connections to private port %d before any ssh", n, p.Port)
+	}
+	cmd := p.Command(ctx, p.Hosts[0], "echo ready; exec sleep 60")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -87,15 +94,18 @@ func TestSSHIsolatedConnections(t *testing.T) {
 	defer func() { cancel(); _ = cmd.Wait() }()
 	buf := make([]byte, 6)
 	if _, err := io.ReadFull(stdout, buf); err != nil || string(buf) != "ready\n" {
-		t.Fatalf("isolated ssh printed %q, %v", buf, err)
+		t.Fatalf("ssh printed %q, %v", buf, err)
 	}
-	if n := iso.Connections(t); n != 1 {
-		t.Fatalf("%d established connections from %s, want 1", n, iso.Source)
+	if n := p.Connections(t); n != 1 {
+		t.Fatalf("%d established connections to port %d, want 1", n, p.Port)
+	}
+	if n := p.Accepted(t) - before; n != 1 {
+		t.Fatalf("sshd logged %d logins for one ssh", n)
 	}
 	cancel()
 	_ = cmd.Wait()
-	Eventually(t, 10*time.Second, func() bool { return iso.Connections(t) == 0 },
-		"connection from %s still established after ssh exited", iso.Source)
+	Eventually(t, 10*time.Second, func() bool { return p.Connections(t) == 0 },
+		"connection to port %d still established after ssh exited", p.Port)
 }
 
 // TestLoginNamespace starts a listener inside the namespace on its
