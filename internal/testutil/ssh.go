@@ -180,26 +180,34 @@ func (s *SSHServer) Run(t testing.TB, host string, remote ...string) string {
 	return string(out)
 }
 
-// Share copies the executable or file at path into a new directory that
-// every account can enter and read (removed when the test ends) and
-// returns the copy's path. SSHUserName cannot run what `go build` and
-// `go test` leave under root's 0700 directories (/tmp/go-build*, t.TempDir).
-func (s *SSHServer) Share(t testing.TB, path string) string {
+// SharedDir returns a new directory that every account can enter and
+// write (mode 1777, like /tmp; removed when the test ends): the remote
+// accounts of this sshd share this machine's files, and SSHUserName
+// cannot enter root's 0700 directories (t.TempDir, /tmp/go-build*).
+func (s *SSHServer) SharedDir(t testing.TB) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "ipp-ssh-share-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
+	if err := os.Chmod(dir, 0o1777); err != nil {
 		t.Fatal(err)
 	}
+	return dir
+}
+
+// Share copies the executable or file at path into a new SharedDir and
+// returns the copy's path (mode 0755). SSHUserName cannot run what
+// `go build` and `go test` leave under root's 0700 directories.
+func (s *SSHServer) Share(t testing.TB, path string) string {
+	t.Helper()
 	src, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer src.Close()
-	dst := filepath.Join(dir, filepath.Base(path))
+	dst := filepath.Join(s.SharedDir(t), filepath.Base(path))
 	f, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o755)
 	if err != nil {
 		t.Fatal(err)
