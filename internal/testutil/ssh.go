@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ipp-hpc/ipp/internal/shellwords"
 )
 
 // Where scripts/sshd.sh puts the loopback sshd when the environment names
@@ -143,14 +145,14 @@ func (s *SSHServer) Args() []string { return []string{"-F", s.ConfigFile} }
 
 // ArgsEnv returns SSHArgsEnv=<Args>, to add to a child process's
 // environment (ipcluster and test binaries started with exec.Command).
-func (s *SSHServer) ArgsEnv() string { return SSHArgsEnv + "=" + strings.Join(s.Args(), " ") }
+func (s *SSHServer) ArgsEnv() string { return SSHArgsEnv + "=" + shellwords.Quote(s.Args()...) }
 
 // SetEnv sets SSHArgsEnv for the rest of the test, so that package sshx in
 // this process (and every child that inherits the environment) uses this
 // server's configuration. Like t.Setenv it cannot be used in parallel tests.
 func (s *SSHServer) SetEnv(t testing.TB) {
 	t.Helper()
-	t.Setenv(SSHArgsEnv, strings.Join(s.Args(), " "))
+	t.Setenv(SSHArgsEnv, shellwords.Quote(s.Args()...))
 }
 
 // Command returns `ssh -F ConfigFile host remote...`, stdin from
