@@ -33,9 +33,18 @@ type Host struct {
 	mux     bool
 	ownPath bool
 
+	// sessions bounds the commands Run has in flight: sshd serves at most
+	// MaxSessions (default 10) per connection, and ssh quietly opens a new
+	// connection — a full login, perhaps a 2FA prompt — for each one beyond.
+	sessions chan struct{}
+
 	mu       sync.Mutex
 	masterUp bool
 }
+
+// maxSessions leaves room under sshd's default MaxSessions (10) for a
+// tunnel and the master's own session.
+const maxSessions = 8
 
 // New prepares a destination: "host", "user@host", "host:port",
 // "user@host:port" (ipyparallel's spelling of the `ssh` field) or an
@@ -56,7 +65,7 @@ func New(dest string, extraArgs ...string) (*Host, error) {
 	if err != nil {
 		return nil, fmt.Errorf("IPP_SSH_ARGS: %w", err)
 	}
-	h := &Host{name: dest, dest: d}
+	h := &Host{name: dest, dest: d, sessions: make(chan struct{}, maxSessions)}
 	h.base = append(append(append(h.base, prog...), env...), extraArgs...)
 	h.setupMux()
 	return h, nil
@@ -211,7 +220,8 @@ func (h *Host) muxOpts(ctx context.Context) ([]string, error) {
 
 // Command prepares a remote shell command on the shared connection, for
 // callers that stream its input or output. Pass its exit error and stderr
-// to Explain.
+// to Explain. Unlike Run it does not count against the session limit:
+// keep long-running commands few.
 func (h *Host) Command(ctx context.Context, remote string) (*exec.Cmd, error) {
 	opts, err := h.muxOpts(ctx)
 	if err != nil {
@@ -236,6 +246,12 @@ func (h *Host) Explain(remote string, runErr error, stderr []byte) error {
 // Run runs a remote shell command and returns its standard output. stdin
 // may be nil.
 func (h *Host) Run(ctx context.Context, remote string, stdin io.Reader) ([]byte, error) {
+	select {
+	case h.sessions <- struct{}{}:
+		defer func() { <-h.sessions }()
+	case <-ctx.Done():
+		return nil, fmt.Errorf("ssh %s: `%s`: %w", h.name, remote, ctx.Err())
+	}
 	cmd, err := h.Command(ctx, remote)
 	if err != nil {
 		return nil, err
