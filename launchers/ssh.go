@@ -345,7 +345,7 @@ func (g *remoteGroup) preflight(ctx context.Context, dest string) (hostFacts, er
 		check = prog + " --version || exit $?; "
 	} else {
 		// Any program: only whether the shell finds it (127 if not).
-		check = "command -v " + prog + " >/dev/null 2>&1 || { echo \"sh: " + strings.ReplaceAll(g.argv[0], `"`, "") + ": not found\" >&2; exit 127; }; "
+		check = "command -v " + prog + " >/dev/null 2>&1 || exit 127; "
 	}
 	script := check + `echo "__ipp_host=$(hostname 2>/dev/null || uname -n)__"; echo "__ipp_machine=$(cat /etc/machine-id 2>/dev/null)__"`
 	out, err := h.Run(ctx, script, nil)
@@ -374,8 +374,12 @@ func (g *remoteGroup) preflight(ctx context.Context, dest string) (hostFacts, er
 func (g *remoteGroup) explainProgram(dest string, err error) error {
 	var se *sshx.Error
 	if errors.As(err, &se) && se.Kind == sshx.CommandNotFound {
+		// Name the program as the user gave it, not our check script.
+		c := *se
+		c.Command = g.argv[0]
+		err = &c
 		if g.ours {
-			return fmt.Errorf("%w; this project's ipcluster must be installed on %s: give its path with --remote-ipcluster or $%s", err, dest, EnvRemoteIPCluster)
+			return fmt.Errorf("%w; give the path of this project's ipcluster on %s with --remote-ipcluster or $%s", err, dest, EnvRemoteIPCluster)
 		}
 		return fmt.Errorf("%w; the command must be a program on %s", err, dest)
 	}
