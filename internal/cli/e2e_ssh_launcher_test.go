@@ -279,6 +279,8 @@ func TestSSHControllerE2E(t *testing.T) {
 func TestSSHLauncherE2EErrors(t *testing.T) {
 	e := newSSHE2E(t)
 	cid := fmt.Sprintf("sshe-%d", os.Getpid())
+	// Writable by ippci, whose engine keeps its log there when it dies.
+	rpd := filepath.Join(e.ssh.SharedDir(t), "remote")
 	for _, c := range []struct {
 		name string
 		args []string
@@ -292,6 +294,10 @@ func TestSSHLauncherE2EErrors(t *testing.T) {
 			[]string{"room for 1 engines, but 3 were asked for"}},
 		{"controller without host", []string{"--controller", "ssh", "-n", "1"},
 			[]string{"--controller ssh needs --controller-host HOST"}},
+		// An engine that dies on its host: its remote log is in the error.
+		{"engine exits", []string{"--hosts", testutil.SSHHostUser + ":1", "--remote-ipcluster", e.remote,
+			"--engine-cmd", e.remote + " engine --file /nonexistent.json", "--remote-profile-dir", rpd},
+			[]string{"1 of 1 engines exited before registering", testutil.SSHHostUser + ":" + rpd + "/log/ipengine-" + cid, "no connection file /nonexistent.json"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			args := append([]string{"start", "--cluster-id", cid, "--launcher", "ssh", "--daemonize", "--wait-timeout", "120"}, c.args...)
