@@ -437,3 +437,26 @@ func TestSSHStateRoundTrip(t *testing.T) {
 		t.Errorf("restore of a finished set: %v", err)
 	}
 }
+
+// TestHostFactsSameMachine: a host is this machine by its machine id when
+// both have one (host names repeat: every container is "localhost"), else
+// by its name.
+func TestHostFactsSameMachine(t *testing.T) {
+	self, _ := os.Hostname()
+	id, _ := os.ReadFile("/etc/machine-id")
+	mid := strings.TrimSpace(string(id))
+	if (hostFacts{Hostname: "elsewhere.example"}).sameMachine() {
+		t.Error("another name without a machine id counted as this machine")
+	}
+	if !(hostFacts{Hostname: self}).sameMachine() {
+		t.Error("this host's name without a machine id is not this machine")
+	}
+	if mid != "" {
+		if (hostFacts{Hostname: self, MachineID: "0123456789abcdef"}).sameMachine() {
+			t.Error("another machine id with the same host name counted as this machine")
+		}
+		if !(hostFacts{Hostname: "other", MachineID: mid}).sameMachine() {
+			t.Error("this machine id under another name is not this machine")
+		}
+	}
+}
