@@ -191,8 +191,13 @@ func TestSSHLauncherE2EUser(t *testing.T) {
 		"--remote-ipcluster", e.remote, "--daemonize", "--wait-timeout", "120")
 	clusterFile := wire.ClusterFile(e.profile, cid)
 	e.pids = append(e.pids, recordedPIDs(t, clusterFile)[0])
-	// A second set on the recorded host, by `ipcluster engines`.
-	e.must(0, "engines", "--cluster-id", cid, "-n", "1", "--wait-timeout", "120")
+	// A second set on the recorded host, by `ipcluster engines`, reading
+	// the engine file copied into the remote profile.
+	e.must(0, "engines", "--cluster-id", cid, "-n", "1", "--no-connection-env", "--wait-timeout", "120")
+	sent := filepath.Join(u.HomeDir, ".ipython", "profile_default", "security", "ipcontroller-"+cid+"-engine.json")
+	if fi, err := os.Stat(sent); err != nil || fi.Mode().Perm() != 0o600 || int(fi.Sys().(*syscall.Stat_t).Uid) != uid {
+		t.Errorf("engine file on the host: %v %v", fi, err)
+	}
 	engines, _ := sshProcs(t, clusterFile)
 	for _, pid := range engines {
 		e.pids = append(e.pids, pid)
@@ -214,6 +219,9 @@ func TestSSHLauncherE2EUser(t *testing.T) {
 	}
 	if logs, _ := filepath.Glob(filepath.Join(remoteLog, "ipengine-"+cid+"-*")); len(logs) != 0 {
 		t.Errorf("remote logs left: %v", logs)
+	}
+	if _, err := os.Stat(sent); !os.IsNotExist(err) {
+		t.Errorf("engine file left on the host: %v", err)
 	}
 }
 
