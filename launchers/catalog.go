@@ -73,6 +73,20 @@ var catalog = []Entry{
 		RestoreController: restoreLocalController,
 		RestoreEngines:    restoreMPIExecEngineSet,
 	},
+	{
+		Name:    "ssh",
+		Title:   "SSH",
+		Summary: "processes on other hosts over the system ssh: --hosts host1:4,host2:8 for engines, --controller-host for the controller",
+		Options: func() Options { return &SSHOptions{} },
+		NewController: func(cfg Config) (Launcher, error) {
+			return NewSSHController(cfg)
+		},
+		NewEngines: func(cfg Config) (Launcher, error) {
+			return NewSSHEngineSet(cfg)
+		},
+		RestoreController: restoreSSHController,
+		RestoreEngines:    restoreSSHEngineSet,
+	},
 	batchEntry(slurmDialect, "Slurm batch jobs (sbatch; engines started by srun, MPI-aware)"),
 	batchEntry(sgeDialect, "Grid Engine array jobs (qsub -t)", "gridengine"),
 	batchEntry(pbsDialect, "PBS Pro or Torque array jobs (qsub -J / -t)", "torque", "pbspro"),
@@ -89,8 +103,10 @@ func Lookup(name string) (*Entry, error) {
 			return &catalog[i], nil
 		}
 	}
-	if want == "ssh" || want == "sshproxy" {
-		return nil, fmt.Errorf("%w %q: the SSH launchers are not built yet (issue 8)", ErrUnknownLauncher, name)
+	if want == "sshproxy" {
+		// ipyparallel's SSH proxy runs `ipcluster engines` on a login
+		// node; ours is the whole ipcluster there.
+		return nil, fmt.Errorf("%w %q: to run ipcluster itself on a remote host (and its launcher there), use `ipcluster start --ssh HOST --launcher <launcher there>`; --launcher ssh --hosts starts engines on hosts directly", ErrUnknownLauncher, name)
 	}
 	return nil, fmt.Errorf("%w %q (have %s)", ErrUnknownLauncher, name, strings.Join(Names(""), ", "))
 }

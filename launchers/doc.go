@@ -62,6 +62,32 @@
 // is still the one that was started (its start time and command line), so
 // a recycled pid is never signalled.
 //
+// The SSH launchers (ssh*.go) run processes on other hosts through the
+// system ssh (package internal/sshx: the user's ssh_config, keys and
+// agent; one multiplexed connection per host). They are the one exception
+// to "everything through a Runner": sshx runs ssh itself. A start is two
+// round trips per host: a preflight (login, `<remote ipcluster>
+// --version` so that a missing or Python ipcluster fails first, with
+// sshx's error naming host and command; the host's name for the loopback
+// check), then a script on ssh's standard input (`sh -s`) that exports
+// the variables (IPP_CONNECTION_INFO never appears on a command line) and
+// starts each process in its own session (setsid where present) under
+// nohup, output to a log in the remote profile; each process prints its
+// own pid before it becomes the program, in a marker line read with an
+// anchored regexp. Status polls lazily, like the batch launcher: one
+// `sh -s` per host at most once a second when asked, counting a pid as
+// alive only if kill -0 succeeds, it is not a zombie and its command line
+// still names our program (a recycled pid is gone). A host that cannot be
+// reached keeps its processes as running. Stop is one script per host
+// that does TERM, waits out the grace period there, KILLs, sweeps the
+// process groups, checks again and removes the logs of what it stopped:
+// one round trip instead of one per poll. The handle in the cluster file
+// holds host, pid, index and log path of each process, the remote profile
+// directory, command and ssh arguments, so `ipcluster stop` anywhere
+// stops them. SSHController fetches the two connection files from the
+// remote profile into the local one (0600), polling in the same round
+// trip that checks the controller is alive.
+//
 // The "mpiexec" engine launcher (MPIExecEngineSet) runs a whole engine set
 // as one MPI job, `mpiexec [args] -n N <engine>`, handled like one local
 // process; because MPI implementations put ranks in process groups of

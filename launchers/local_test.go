@@ -308,17 +308,18 @@ func TestCatalog(t *testing.T) {
 	if _, err := Lookup("slu"); !errors.Is(err, ErrUnknownLauncher) {
 		t.Errorf("prefix accepted: %v", err)
 	}
-	if got := Names(KindEngines); !slices.Equal(got, []string{"htcondor", "local", "lsf", "mpiexec", "pbs", "sge", "slurm", "srun"}) {
+	if got := Names(KindEngines); !slices.Equal(got, []string{"htcondor", "local", "lsf", "mpiexec", "pbs", "sge", "slurm", "srun", "ssh"}) {
 		t.Errorf("Names = %v", got)
 	}
 	// ipyparallel's spellings.
-	for alias, name := range map[string]string{"MPI": "mpiexec", "Slurm": "slurm", "SGE": "sge", "PBS": "pbs", "torque": "pbs", "LSF": "lsf", "HTCondor": "htcondor"} {
+	for alias, name := range map[string]string{"MPI": "mpiexec", "Slurm": "slurm", "SGE": "sge", "PBS": "pbs", "torque": "pbs", "LSF": "lsf", "HTCondor": "htcondor", "SSH": "ssh"} {
 		if e, err := Lookup(alias); err != nil || e.Name != name {
 			t.Errorf("Lookup(%q) = %v %v, want %s", alias, e, err, name)
 		}
 	}
-	if _, err := Lookup("ssh"); err == nil || !strings.Contains(err.Error(), "issue 8") {
-		t.Errorf("ssh: %v", err)
+	// ipyparallel's SSH proxy is our `ipcluster start --ssh HOST`.
+	if _, err := Lookup("sshproxy"); !errors.Is(err, ErrUnknownLauncher) || !strings.Contains(err.Error(), "--ssh HOST") {
+		t.Errorf("sshproxy: %v", err)
 	}
 	if _, err := New(KindController, "nope", Config{}); !errors.Is(err, ErrUnknownLauncher) {
 		t.Errorf("New(nope) = %v", err)

@@ -21,6 +21,9 @@ type EnginesOptions struct {
 	ClusterFlags
 	// N is the number of engines to add.
 	N int
+	// NUnset says -n was not given: an engine launcher whose settings
+	// name a count (--hosts host1:4,host2:8) then decides it.
+	NUnset bool
 	// Launcher is the engine launcher name ("" = the one of the
 	// cluster's newest engine set, with its settings).
 	Launcher string
@@ -61,6 +64,7 @@ Exits with 12 if the cluster is not running.`,
   ipcluster engines --engines mpiexec -n 16 --mpi-args "-hostfile hosts"`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.NUnset = !cmd.Flags().Changed("n")
 			if runF != nil {
 				return runF(opts)
 			}
@@ -99,6 +103,9 @@ func enginesRun(ctx context.Context, o *EnginesOptions) error {
 	}
 	if copts.Engines, copts.EngineOptions, err = enginesLauncher(copts, o.Launcher, o.LauncherFlags.Options); err != nil {
 		return err
+	}
+	if c, ok := copts.EngineOptions.(launchers.EngineCounter); ok && o.NUnset && c.DefaultEngines() > 0 {
+		o.N = c.DefaultEngines()
 	}
 	c, err := launchers.LoadCluster(ctx, copts)
 	if err != nil {

@@ -23,6 +23,9 @@ type StartOptions struct {
 	ClusterFlags
 	// N is the number of engines (default: the number of CPUs).
 	N int
+	// NUnset says -n was not given: an engine launcher whose settings
+	// name a count (--hosts host1:4,host2:8) then decides it.
+	NUnset bool
 	// Daemonize returns once the engines are registered, leaving the
 	// cluster running.
 	Daemonize bool
@@ -80,6 +83,7 @@ left behind.`,
 			if len(args) > 0 {
 				return fmt.Errorf("unexpected arguments %q (controller arguments go after --)", args)
 			}
+			opts.NUnset = !cmd.Flags().Changed("n")
 			if runF != nil {
 				return runF(opts)
 			}
@@ -171,6 +175,9 @@ func startRun(ctx context.Context, o *StartOptions) error {
 	}
 	if copts.EngineOptions, err = o.LauncherFlags.Options.For(o.Launcher); err != nil {
 		return err
+	}
+	if c, ok := copts.EngineOptions.(launchers.EngineCounter); ok && o.NUnset && c.DefaultEngines() > 0 {
+		o.N = c.DefaultEngines()
 	}
 	// Ours first: arguments after -- come later and win.
 	copts.ControllerArgs = append(append(o.CurveFlags.args(), o.LimitFlags.args()...), o.ControllerArgs...)
