@@ -173,6 +173,7 @@ func (h *Host) ensureMasterLocked(ctx context.Context) error {
 		h.masterUp = true
 		return nil
 	}
+	h.removeStaleSocket()
 	// -f returns once logged in; the master stays in the background with
 	// our stdio descriptors, so stderr goes to a file, never a pipe that
 	// Wait would block on.

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -503,4 +504,45 @@ func TestRealCloseSparesOtherSessions(t *testing.T) {
 	}
 	testutil.Eventually(t, 15*time.Second, func() bool { return len(masterPIDs(t, p.ConfigFile)) == 0 },
 		"master still running after Close and the last command: %v", masterPIDs(t, p.ConfigFile))
+}
+
+// TestRealStaleControlSocket kills the master with SIGKILL, which leaves
+// its control socket behind, and checks that the next command starts a
+// new master on the same path (one connection, one master) instead of
+// running without multiplexing and leaving a stray `ssh -N -f` behind.
+func TestRealStaleControlSocket(t *testing.T) {
+	p := testutil.SSH(t).Private(t)
+	p.SetEnv(t)
+	ctx := testCtx(t)
+	h := newHost(t, p.Hosts[1])
+	if _, err := h.Run(ctx, "true", nil); err != nil {
+		t.Fatal(err)
+	}
+	masters := masterPIDs(t, p.ConfigFile)
+	if len(masters) != 1 {
+		t.Fatalf("masters %v, want one", masters)
+	}
+	pid, _ := strconv.Atoi(masters[0])
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 15*time.Second, func() bool { return len(masterPIDs(t, p.ConfigFile)) == 0 },
+		"the killed master is still listed")
+	sock := h.effectiveConfig()["controlpath"]
+	if fi, err := os.Lstat(sock); err != nil || fi.Mode()&os.ModeSocket == 0 {
+		t.Fatalf("expected the dead master's socket at %s to remain: %v", sock, err)
+	}
+	for i := range 3 {
+		if _, err := h.Run(ctx, "true", nil); err != nil {
+			t.Fatalf("run %d after the kill: %v", i, err)
+		}
+	}
+	if m := masterPIDs(t, p.ConfigFile); len(m) != 1 || m[0] == masters[0] {
+		t.Fatalf("masters after the kill: %v, want one new master", m)
+	}
+	testutil.Eventually(t, 15*time.Second, func() bool { return p.Connections(t) == 1 },
+		"%d TCP connections to sshd after the kill, want 1", p.Connections(t))
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -253,18 +254,30 @@ func (t *Tunnel) watch() {
 	}
 }
 
-// removeStaleSocket deletes our control socket after its master died
-// without cleaning up (SIGKILL): a new master cannot bind over it and would
-// silently run without multiplexing.
+// removeStaleSocket deletes the control socket of a master that died
+// without cleaning up (SIGKILL, a reboot of /tmp's contents aside): a new
+// master cannot bind over it, and ssh then silently runs without
+// multiplexing, leaving a plain `ssh -N -f` behind. Only a socket that
+// refuses connections — nobody listens — is removed, so a live master of
+// the user's own is never touched.
 func (h *Host) removeStaleSocket() {
-	if !h.ownPath {
+	if !h.mux {
 		return
 	}
 	p := h.effectiveConfig()["controlpath"]
-	if p == "" || strings.Contains(p, "%") {
+	if p == "" || p == "none" || strings.Contains(p, "%") {
 		return
 	}
-	if fi, err := os.Lstat(p); err == nil && fi.Mode()&os.ModeSocket != 0 {
+	fi, err := os.Lstat(p)
+	if err != nil || fi.Mode()&os.ModeSocket == 0 {
+		return
+	}
+	c, err := net.DialTimeout("unix", p, time.Second)
+	if err == nil {
+		c.Close()
+		return
+	}
+	if errors.Is(err, syscall.ECONNREFUSED) {
 		_ = os.Remove(p)
 	}
 }
