@@ -655,6 +655,9 @@ func (c *Client) sendRequest(s transport.Socket, idents [][]byte, msgType string
 		c.mu.Unlock()
 		return err
 	}
+	if c.tun != nil {
+		c.tun.remember(h.MsgID, s, frames)
+	}
 	return nil
 }
 

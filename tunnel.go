@@ -16,6 +16,7 @@ import (
 	json "github.com/goccy/go-json"
 
 	"github.com/ipp-hpc/ipp/internal/sshx"
+	"github.com/ipp-hpc/ipp/internal/transport"
 	"github.com/ipp-hpc/ipp/internal/wire"
 )
 
@@ -88,10 +89,14 @@ const (
 	// recoverInterval is how often the hub is asked about requests whose
 	// replies may have been dropped.
 	recoverInterval = 500 * time.Millisecond
-	// unknownGrace is how long a request the hub does not know stays
-	// outstanding after a reconnection before it fails with ErrReplyLost:
-	// a request queued in a socket while the tunnel was down reaches the
-	// hub only after the reconnection, maybe after our question.
+	// resendAfter is how long a request the hub does not know waits
+	// before it is sent again: one queued in a socket while the tunnel was
+	// down reaches the hub only after the reconnection, maybe after our
+	// question.
+	resendAfter = time.Second
+	// unknownGrace is how long a request the hub does not know (after it
+	// was sent again, if it could be) stays outstanding before it fails
+	// with ErrReplyLost.
 	unknownGrace = 10 * time.Second
 	// waiterGrace is how long hub queries and control requests that were
 	// outstanding at a reconnection may still be answered.
@@ -112,9 +117,12 @@ type clientTunnel struct {
 	kick chan struct{} // buffered: a resync is waiting
 
 	mu sync.Mutex
-	// orphans are requests outstanding at a reconnection, with the time
-	// the hub first said it did not know them (zero while it did).
-	orphans map[string]time.Time
+	// orphans are requests outstanding at a reconnection.
+	orphans map[string]*orphan
+	// sent keeps the frames of outstanding direct and load-balanced
+	// requests, to send again one that the controller never received.
+	sent   map[string]sentRequest
+	pruned time.Time
 	// waiters outstanding at a reconnection, with their deadline.
 	waiters map[*waiter]time.Time
 	// refresh: the engine list must be asked for again.
@@ -122,6 +130,30 @@ type clientTunnel struct {
 	resyncs int
 	// recovered counts results completed from the hub's records.
 	recovered atomic.Int64
+}
+
+// orphan is a request outstanding at a reconnection.
+type orphan struct {
+	// unknownSince is when the hub first said it had no record of the
+	// request (zero while it has one).
+	unknownSince time.Time
+	resent       bool
+}
+
+// sentRequest is a request as it was sent, and where.
+type sentRequest struct {
+	sock   transport.Socket
+	frames [][]byte
+}
+
+// remember keeps a request's frames until it completes. The frames are
+// the signed message itself: sent again, it is either the first copy
+// the controller sees, or refused by its replay guard (the signature was
+// seen), so a request never runs twice.
+func (t *clientTunnel) remember(msgID string, s transport.Socket, frames [][]byte) {
+	t.mu.Lock()
+	t.sent[msgID] = sentRequest{sock: s, frames: frames}
+	t.mu.Unlock()
 }
 
 // sshDestination picks the ssh server to tunnel through, or "".
@@ -238,7 +270,8 @@ func (c *Client) openTunnel(ctx context.Context, info *wire.ClientInfo) (*wire.C
 		regLocal: locals[index[info.Registration]],
 		timeout:  c.cfg.reconnectTimeout,
 		kick:     make(chan struct{}, 1),
-		orphans:  map[string]time.Time{},
+		orphans:  map[string]*orphan{},
+		sent:     map[string]sentRequest{},
 		waiters:  map[*waiter]time.Time{},
 	}
 	if c.tun.timeout <= 0 {
@@ -348,7 +381,7 @@ func (c *Client) reconnected(why string) {
 	tun.mu.Lock()
 	for _, id := range ids {
 		if _, ok := tun.orphans[id]; !ok {
-			tun.orphans[id] = time.Time{}
+			tun.orphans[id] = &orphan{}
 		}
 	}
 	for _, w := range waiters {
@@ -389,6 +422,7 @@ func (c *Client) watchTunnel() {
 			last = time.Time{}
 		}
 		c.expireWaiters()
+		c.pruneSent()
 		if time.Since(last) < recoverInterval {
 			continue
 		}
@@ -429,6 +463,24 @@ func (c *Client) expireWaiters() {
 	c.mu.Unlock()
 	for _, w := range fail {
 		w.deliver(waitResult{err: fmt.Errorf("%w: no reply to %s after the ssh tunnel through %s came back; send it again", ErrReplyLost, w.msgType, tun.dest)})
+	}
+}
+
+// pruneSent drops the frames of requests that completed, once a second.
+func (c *Client) pruneSent() {
+	tun := c.tun
+	tun.mu.Lock()
+	defer tun.mu.Unlock()
+	if time.Since(tun.pruned) < time.Second {
+		return
+	}
+	tun.pruned = time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id := range tun.sent {
+		if c.futures[id] == nil {
+			delete(tun.sent, id)
+		}
 	}
 }
 
@@ -521,24 +573,43 @@ func (c *Client) recoverOrphans(ctx context.Context) {
 	}
 	now := time.Now()
 	var lost []string
+	var resend []sentRequest
 	tun.mu.Lock()
-	for _, id := range rs.Pending {
-		if _, ok := tun.orphans[id]; ok {
-			tun.orphans[id] = time.Time{}
+	// The hub knows these: they arrived, and will not be sent again.
+	for _, id := range append(slices.Clone(rs.Pending), rs.Completed...) {
+		if o, ok := tun.orphans[id]; ok {
+			o.unknownSince = time.Time{}
 		}
+		delete(tun.sent, id)
 	}
 	for _, id := range unknown {
-		first, ok := tun.orphans[id]
+		o, ok := tun.orphans[id]
+		if !ok {
+			continue
+		}
+		sent, haveFrames := tun.sent[id]
 		switch {
-		case !ok:
-		case first.IsZero():
-			tun.orphans[id] = now
-		case now.Sub(first) >= unknownGrace:
+		case o.unknownSince.IsZero():
+			o.unknownSince = now
+		case !o.resent && haveFrames && now.Sub(o.unknownSince) >= resendAfter:
+			// Still unknown well after the reconnection: it was lost in
+			// the connection that dropped. It never ran: send it again.
+			o.resent = true
+			o.unknownSince = now
+			resend = append(resend, sent)
+			c.log.Info("request lost in the tunnel drop; sending it again", "msg_id", id)
+		case now.Sub(o.unknownSince) >= unknownGrace:
 			lost = append(lost, id)
 			delete(tun.orphans, id)
+			delete(tun.sent, id)
 		}
 	}
 	tun.mu.Unlock()
+	for _, r := range resend {
+		if err := r.sock.Send(r.frames); err != nil {
+			c.log.Debug("sending a lost request again", "err", err)
+		}
+	}
 	for _, id := range rs.Completed {
 		if err := c.fetchResult(ctx, id); err != nil {
 			c.log.Debug("fetching result after reconnection", "msg_id", id, "err", err)

@@ -1,6 +1,7 @@
 package ipp
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -18,22 +20,19 @@ import (
 	"github.com/ipp-hpc/ipp/internal/shellwords"
 	"github.com/ipp-hpc/ipp/internal/sshx"
 	"github.com/ipp-hpc/ipp/internal/testutil"
+	"github.com/ipp-hpc/ipp/internal/transport"
 	"github.com/ipp-hpc/ipp/internal/wire"
 )
 
-// tunnelSSH returns an ssh host that logs in to this machine without a
-// prompt, with IPP_SSH_ARGS set for the rest of the test so that package
-// sshx uses its configuration. The host has a port of its own, so that
-// killing its master connection disturbs no other test.
+// tunnelSSH starts an sshd of the test's own (so that killing its master
+// connection disturbs no other test) and returns its root host, with
+// IPP_SSH_ARGS set for the rest of the test so that package sshx uses its
+// configuration.
 func tunnelSSH(t *testing.T) string {
 	t.Helper()
-	cfg := os.Getenv("IPP_TEST_SSH_CONFIG")
-	host := os.Getenv("IPP_TEST_SSH_HOST")
-	if cfg == "" || host == "" {
-		testutil.Missing(t, "tunnel tests need IPP_TEST_SSH_CONFIG and IPP_TEST_SSH_HOST")
-	}
-	t.Setenv("IPP_SSH_ARGS", "-F "+cfg)
-	endMaster(t, host)
+	s := testutil.SSH(t).Private(t)
+	s.SetEnv(t)
+	host := s.Hosts[0]
 	t.Cleanup(func() { endMaster(t, host) })
 	return host
 }
@@ -210,24 +209,34 @@ func TestTunnelMasterKilledMidRun(t *testing.T) {
 	if err := c.WaitForEngines(ctx, 2, WaitOptions{Progress: ProgressOff}); err != nil {
 		t.Fatal(err)
 	}
+	pid := masterPID(t, host)
 	// Direct requests queue on each engine, tasks on the scheduler:
 	// some finish before the kill, some while the tunnel is down, some
 	// after it is back.
 	var ars []*AsyncResult
 	var want []int
 	for i := range 6 {
-		ar, err := c.View(c.IDs()[i%2]).Apply(ctx, "sleep", 400+i)
+		ar, err := c.View(c.IDs()[i%2]).Apply(ctx, "sleep", 800+i)
 		if err != nil {
 			t.Fatal(err)
 		}
-		ars, want = append(ars, ar), append(want, 400+i)
-		lb, err := c.LoadBalanced().Apply(ctx, "sleep", 300+i)
+		ars, want = append(ars, ar), append(want, 800+i)
+		lb, err := c.LoadBalanced().Apply(ctx, "sleep", 600+i)
 		if err != nil {
 			t.Fatal(err)
 		}
-		ars, want = append(ars, lb), append(want, 300+i)
+		ars, want = append(ars, lb), append(want, 600+i)
 	}
-	pid := masterPID(t, host)
+	// Kill once the controller has every request: their replies then go
+	// to connections that are about to die.
+	var ids []string
+	for _, ar := range ars {
+		ids = append(ids, ar.MsgIDs()...)
+	}
+	testutil.Eventually(t, 30*time.Second, func() bool {
+		_, err := c.ResultStatus(ctx, ids...)
+		return err == nil
+	}, "the controller never had all the requests")
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -507,3 +516,114 @@ func TestTunnelControllerGone(t *testing.T) {
 }
 
 func dialTCP(addr string) (net.Conn, error) { return net.DialTimeout("tcp", addr, time.Second) }
+
+// TestTunnelLoginNamespace runs the controller (and an engine) inside the
+// "login node" network namespace, listening on that namespace's loopback:
+// the client cannot reach it directly, and reaches it through the ssh
+// field of its connection file.
+func TestTunnelLoginNamespace(t *testing.T) {
+	ns := testutil.LoginNamespace(t)
+	ns.SSH.SetEnv(t)
+	dir := t.TempDir()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := ns.Command(context.Background(), exe, "-test.run=^$")
+	cmd.Env = append(os.Environ(), childRoleEnv+"=controller", childDirEnv+"="+dir, childLocationEnv+"=login-node")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(waited)
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-waited
+	})
+	var info *wire.ClientInfo
+	testutil.Eventually(t, 30*time.Second, func() bool {
+		info, err = wire.LoadClientInfo(wire.ClientFile(dir, ""))
+		return err == nil
+	}, "the controller in namespace %s wrote no client file: %v", ns.Name, err)
+	if info.Interface != "tcp://127.0.0.1" {
+		t.Fatalf("controller listens on %s, want the namespace's loopback", info.Interface)
+	}
+	ctx := ctxT(t, 90*time.Second)
+
+	// Directly: this machine's 127.0.0.1 is not the namespace's.
+	if _, err := ConnectInfo(ctx, info, append(testOptions(), WithSSH(""), WithConnectTimeout(2*time.Second))...); err == nil {
+		t.Fatal("connected directly to a controller on the namespace's loopback")
+	}
+
+	info.SSH = ns.Host
+	path := filepath.Join(t.TempDir(), "ipcontroller-client.json")
+	if err := wire.WritePrivateJSON(path, info); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Connect(ctx, path, testOptions()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if c.Tunnel() != ns.Host {
+		t.Fatalf("Tunnel() = %q", c.Tunnel())
+	}
+	if err := c.WaitForEngines(ctx, 1, WaitOptions{Progress: ProgressOff}); err != nil {
+		t.Fatal(err)
+	}
+	ar, err := c.View(c.IDs()[0]).Apply(ctx, "sleep", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := Get[int](ctx, ar); err != nil || v != 10 {
+		t.Fatalf("apply through the tunnel into the namespace: %v, %v", v, err)
+	}
+}
+
+// lossySocket loses the first message sent on it, as a connection that
+// drops right after a request was written into it does.
+type lossySocket struct {
+	transport.Socket
+	sends atomic.Int32
+}
+
+func (s *lossySocket) Send(frames [][]byte) error {
+	if s.sends.Add(1) == 1 {
+		return nil
+	}
+	return s.Socket.Send(frames)
+}
+
+// TestTunnelResendsLostRequest: a request that never reached the
+// controller (the hub has no record of it after a reconnection) is sent
+// again, once, and its result arrives.
+func TestTunnelResendsLostRequest(t *testing.T) {
+	host := tunnelSSH(t)
+	_, info := startLoginCluster(t, 1, host)
+	ctx := ctxT(t, 90*time.Second)
+	c, err := ConnectInfo(ctx, info, testOptions()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.WaitForEngines(ctx, 1, WaitOptions{Progress: ProgressOff}); err != nil {
+		t.Fatal(err)
+	}
+	lossy := &lossySocket{Socket: c.mux}
+	c.mux = lossy
+	ar, err := c.View(c.IDs()[0]).Apply(ctx, "square", 12)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.reconnected("test: the connection dropped")
+	if v, err := Get[int](ctx, ar); err != nil || v != 144 {
+		t.Fatalf("lost request: %v, %v", v, err)
+	}
+	if n := lossy.sends.Load(); n != 2 {
+		t.Errorf("the request was sent %d times, want 2 (lost, then sent again)", n)
+	}
+}
