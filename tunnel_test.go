@@ -2,6 +2,7 @@ package ipp
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -625,5 +626,59 @@ func TestTunnelResendsLostRequest(t *testing.T) {
 	}
 	if n := lossy.sends.Load(); n != 2 {
 		t.Errorf("the request was sent %d times, want 2 (lost, then sent again)", n)
+	}
+}
+
+// TestTunnelPythonClient: Debian's ipyparallel client reads a connection
+// file of our controller whose ssh field is set, and tunnels through it
+// itself (pyzmq's openssh tunnel, with the system ssh): the file format
+// stays ipyparallel's.
+func TestTunnelPythonClient(t *testing.T) {
+	py := testutil.NeedPython(t, "ipyparallel", "zmq", "pexpect")
+	srv := testutil.SSH(t)
+	// pyzmq runs `ssh` from PATH with no way to pass -F: a wrapper does.
+	// It also ignores SIGHUP, which ssh then keeps ignoring: pyzmq starts
+	// `ssh -f -L ... sleep N` on a pexpect pty, and when the foreground ssh
+	// exits before its background child has called setsid, the pty's
+	// hangup kills the child and the tunnel with it (a race, frequent on a
+	// loaded machine; Python's client then times out).
+	bin := t.TempDir()
+	wrapper := fmt.Sprintf("#!/bin/sh\ntrap '' HUP\nexec /usr/bin/ssh -F %s \"$@\"\n", srv.ConfigFile)
+	if err := os.WriteFile(filepath.Join(bin, "ssh"), []byte(wrapper), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, info := startLoginCluster(t, 1, testutil.SSHHostRoot)
+	path := filepath.Join(t.TempDir(), "ipcontroller-client.json")
+	if err := wire.WritePrivateJSON(path, info); err != nil {
+		t.Fatal(err)
+	}
+	script := `
+import json, sys
+import ipyparallel as ipp
+# One ssh process per socket, each a login: slow on a loaded machine.
+rc = ipp.Client(sys.argv[1], timeout=120)
+rc.wait_for_engines(1, timeout=60)
+ar = rc[:].execute("fmt.Println(6 * 7)", block=True)
+print(json.dumps({"ssh": rc._ssh, "stdout": ar.stdout}))
+rc.close()
+`
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, py, "-c", script, path)
+	cmd.Env = append(os.Environ(), "IPYTHONDIR="+t.TempDir(), "PATH="+bin+":"+os.Getenv("PATH"))
+	cmd.WaitDelay = 5 * time.Second
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("python client through ssh: %v\n%s", err, out)
+	}
+	var got struct {
+		SSH    bool     `json:"ssh"`
+		Stdout []string `json:"stdout"`
+	}
+	if err := json.Unmarshal(lastLine(out), &got); err != nil {
+		t.Fatalf("%v:\n%s", err, out)
+	}
+	if !got.SSH || len(got.Stdout) != 1 || got.Stdout[0] != "42\n" {
+		t.Fatalf("python client: %+v\n%s", got, out)
 	}
 }
