@@ -61,6 +61,13 @@
 // closes with an error wrapping ErrControllerLost, which fails every
 // outstanding request (WithKeepalive).
 //
+// # Errors
+//
+// An exception on an engine becomes a *RemoteError (engine id, ename,
+// evalue, traceback). A result spanning several requests reports failures
+// as a *CompositeError holding each RemoteError and the successful results;
+// errors.As reaches the individual RemoteErrors through it.
+//
 // # SSH tunnels
 //
 // A controller on a login node's loopback or internal network is reached
@@ -77,11 +84,4 @@
 // guard refuses a second copy), and refreshes the engine list. IOPub output
 // of the gap is lost; recovered results carry the stdout/stderr the hub
 // recorded. See tunnel.go.
-//
-// # Errors
-//
-// An exception on an engine becomes a *RemoteError (engine id, ename,
-// evalue, traceback). A result spanning several requests reports failures
-// as a *CompositeError holding each RemoteError and the successful results;
-// errors.As reaches the individual RemoteErrors through it.
 package ipp
