@@ -67,4 +67,21 @@
 // evalue, traceback). A result spanning several requests reports failures
 // as a *CompositeError holding each RemoteError and the successful results;
 // errors.As reaches the individual RemoteErrors through it.
+//
+// # SSH tunnels
+//
+// A controller on a login node's loopback or internal network is reached
+// through SSH port forwards: WithSSH("login.hpc"), or the ssh field of the
+// connection file. Every client port is forwarded by the system ssh
+// (internal/sshx: one multiplexed connection, the user's ssh_config) and
+// the sockets connect to the local ends. When the tunnel drops, sshx puts
+// the forwards back on the same local ports and ZeroMQ reconnects; the
+// keepalive waits for that (WithReconnectTimeout) instead of declaring the
+// controller lost. Replies the controller sent meanwhile went to the dead
+// connections, so the client then asks the hub for the outstanding
+// requests (result_request) and completes them from its records, sends
+// again, byte for byte, any request the hub never received (the replay
+// guard refuses a second copy), and refreshes the engine list. IOPub output
+// of the gap is lost; recovered results carry the stdout/stderr the hub
+// recorded. See tunnel.go.
 package ipp

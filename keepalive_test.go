@@ -22,6 +22,9 @@ import (
 const (
 	childRoleEnv = "IPP_CLIENT_TEST_ROLE"
 	childDirEnv  = "IPP_CLIENT_TEST_DIR"
+	// childLocationEnv sets the controller's location (default: this
+	// host's name).
+	childLocationEnv = "IPP_CLIENT_TEST_LOCATION"
 )
 
 // childRole runs the role asked for by childRoleEnv; ok is false in the
@@ -30,7 +33,7 @@ func childRole() (code int, ok bool) {
 	if os.Getenv(childRoleEnv) != "controller" {
 		return 0, false
 	}
-	ctrl, err := controller.New(controller.Config{ProfileDir: os.Getenv(childDirEnv), Logger: testLogger()})
+	ctrl, err := controller.New(controller.Config{ProfileDir: os.Getenv(childDirEnv), Location: os.Getenv(childLocationEnv), Logger: testLogger()})
 	if err == nil {
 		err = ctrl.Start()
 	}
