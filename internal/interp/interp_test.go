@@ -683,3 +683,28 @@ func TestSnippetShapes(t *testing.T) {
 		t.Errorf("os.Exit: %+v", e)
 	}
 }
+
+// TestCompoundStatementMultiAssign: a multi-value := from a call inside a
+// top-level for/if/switch/block used to fail to compile ("undefined: e"),
+// a yaegi quirk of its top-level body; such statements now run in a
+// closure. Assignments to the namespace's variables must still stick, and
+// errors keep their positions.
+func TestCompoundStatementMultiAssign(t *testing.T) {
+	n, _, _ := newNS(t)
+	run(t, n, `import "os"; import "strconv"; count := 0`)
+	for _, code := range []string{
+		`for { _, e := os.Stat("/"); if e == nil { count++; break } }`,
+		`if true { v, e := strconv.Atoi("2"); if e == nil { count += v } }`,
+		`switch { default: v, _ := strconv.Atoi("3"); count += v }`,
+		`{ v, e := strconv.Atoi("4"); _ = e; count += v }`,
+	} {
+		run(t, n, code)
+	}
+	if got := value(t, n, `count`); got != 10 {
+		t.Fatalf("count = %v after the four statements, want 10", got)
+	}
+	e := execErr(t, n, "x := 1\n_ = x\nfor {\n\t_, e := strconv.Atoi(\"q\")\n\tundefinedName(e)\n}")
+	if e.Name != NameCompile || !strings.Contains(e.Message, ":5:") {
+		t.Fatalf("compile error inside a wrapped loop: %s: %s, want a CompileError at line 5 of the cell", e.Name, e.Message)
+	}
+}

@@ -491,8 +491,14 @@ func (u unit) source(sn *snippet) string {
 		if !u.decl {
 			fmt.Fprintf(&b, "%s.At(%d, %d, %d);", capturePkg, sn.cell, it.line, it.col)
 		}
+		if it.closure && !u.decl {
+			b.WriteString("func() {")
+		}
 		b.WriteString(lineDirective(name, it.line, it.col))
 		b.WriteString(it.text)
+		if it.closure && !u.decl {
+			b.WriteString("\n}()")
+		}
 		b.WriteString(";")
 	}
 	if !u.decl {

@@ -41,6 +41,13 @@ type item struct {
 	tf        *token.File // the file file was parsed into, for offsets
 	shift     int         // length of the wrapper before text in tf
 	mainDecl  bool        // declares func main (renamed, then called once)
+	// closure: a compound statement (for, if, switch, select, block) run
+	// inside func() { ... }(). yaegi mis-scopes a multi-value := from a
+	// call inside such a statement at the top level of its REPL body
+	// (`for { _, err := os.Stat(p) ... }` fails with "undefined: err"),
+	// but not inside a function. Nothing such a statement declares
+	// outlives it, so the closure changes no meaning.
+	closure bool
 }
 
 // Names the rewrites introduce. The __ipp prefix keeps them out of Names and
@@ -206,6 +213,9 @@ func splitItems(name, code string) ([]*rawItem, error) {
 			it.kind = kindDecl
 		case token.VAR, token.CONST:
 			it.kind = kindFlex
+		case token.FOR, token.IF, token.SWITCH, token.SELECT, token.LBRACE:
+			it.kind = kindStmt
+			it.closure = true
 		default:
 			it.kind = kindStmt
 		}
