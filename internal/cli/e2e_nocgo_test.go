@@ -39,6 +39,9 @@ func TestNoCgoClient(t *testing.T) {
 	if out != "[stdout:0]\n42\n[stdout:1]\n42\n" {
 		t.Errorf("pure-Go exec output:\n%s", out)
 	}
+	if out, _ := e.must(0, "--version"); !strings.Contains(out, "pure-Go transport only") {
+		t.Errorf("pure-Go --version does not say what the build lacks: %q", out)
+	}
 	_, errOut, code := e.run("engine", "--timeout", "1")
 	if code == 0 || !strings.Contains(errOut, "built without it") || !strings.Contains(errOut, "CGO_ENABLED=0") {
 		t.Errorf("engine from the pure-Go build: exit %d\n%s", code, errOut)
