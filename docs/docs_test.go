@@ -18,13 +18,14 @@
 //	                  wrapped, built and run (variables it declares count as used)
 //	```go engine      Go run on every engine of the running cluster (ipcluster exec)
 //	```python         run by /usr/bin/python3 (needs python3-ipyparallel)
-//	```output         what a command printed: shown, not run (also: text)
+//	```output         what a command printed: shown, not run
+//	```text           not code (a config file, a message): shown, not run
 //	```LANG no-run: REASON   never run; REASON says why (e.g. "needs a multi-node Slurm")
 //	```LANG needs=mpi        run only when MPI is installed (also: python, slurm;
 //	                         comma-separated); otherwise skipped loudly, failed when CI=true
 //
-// A line <!-- doctest: DIRECTIVES --> anywhere in a file applies the
-// directives to every block of that file (e.g. needs=mpi), and
+// A line <!-- doctest: DIRECTIVES --> applies the directives to every
+// block after it (put it at the top: <!-- doctest: needs=mpi -->), and
 // <!-- doctest-setup: COMMAND --> runs COMMAND (bash) at that point of the
 // file without showing it to readers (e.g. a cluster for a fragment that
 // follows a block which stopped the previous one). Use it sparingly: what
@@ -32,10 +33,12 @@
 //
 // Each file is one session: the blocks run in order in one working
 // directory that looks like a checkout (the repository's top-level entries
-// linked, bin/ipcluster freshly built), with IPYTHONDIR in a temporary
-// directory. A file's own `bin/ipcluster start` starts its cluster, so
-// later blocks run against it; whatever is still running at the end is
-// stopped. New docs files are picked up by the glob.
+// linked, bin/ipcluster freshly built), with HOME and IPYTHONDIR in a
+// temporary directory (so ~/.ipython in a block is the session's). A
+// file's own `bin/ipcluster start` starts its cluster, so later blocks run
+// against it; the first failing block ends the file's run, and whatever is
+// still running at the end is stopped. New docs files are picked up by the
+// glob; `go test -run 'TestDocs/laptop' ./docs` runs one file.
 package docs_test
 
 import (
@@ -145,13 +148,11 @@ func parse(name, src string) (blocks []block, problems []string) {
 			problems = append(problems, fmt.Sprintf("%s: fence never closed", b))
 		}
 		b.text = strings.Join(body, "\n") + "\n"
-		if reason, ok := strings.CutPrefix(info, ""); ok {
-			if k := strings.Index(reason, "no-run:"); k >= 0 {
-				b.noRun = strings.TrimSpace(reason[k+len("no-run:"):])
-				info = reason[:k]
-				if b.noRun == "" {
-					problems = append(problems, fmt.Sprintf("%s: no-run: needs a reason", b))
-				}
+		// Everything after "no-run:" is the reason, spaces included.
+		if before, reason, ok := strings.Cut(info, "no-run:"); ok {
+			info, b.noRun = before, strings.TrimSpace(reason)
+			if b.noRun == "" {
+				problems = append(problems, fmt.Sprintf("%s:%d: no-run: needs a reason", name, b.line))
 			}
 		}
 		f := strings.Fields(info)
@@ -399,7 +400,7 @@ func (s *session) run(t *testing.T, b block) bool {
 		return true
 	}
 	if !s.need(t, b) {
-		return !strings.Contains(strings.Join(b.needs, ","), "mpi") || !blockStarts(b)
+		return !blockStarts(b) // the blocks after it would run without their cluster
 	}
 	switch {
 	case b.lang == "sh":
