@@ -435,12 +435,20 @@ func (s *session) run(t *testing.T, b block) bool {
 // cluster the rest of the file uses.
 func blockStarts(b block) bool { return strings.Contains(b.text, "ipcluster start") }
 
-func (s *session) shell(t *testing.T, b block) bool {
+func (s *session) shell(t reporter, b block) bool {
 	return s.exec(t, b, exec.Command("bash", "-e", "-o", "pipefail", "-c", b.text))
 }
 
 // exec runs cmd in the session and checks its exit status.
-func (s *session) exec(t *testing.T, b block, cmd *exec.Cmd) bool {
+// reporter is the part of testing.T that exec reports through, so that a
+// test can check that a failing block is reported.
+type reporter interface {
+	Helper()
+	Errorf(format string, args ...any)
+	Logf(format string, args ...any)
+}
+
+func (s *session) exec(t reporter, b block, cmd *exec.Cmd) bool {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -474,7 +482,7 @@ func (s *session) exec(t *testing.T, b block, cmd *exec.Cmd) bool {
 	return true
 }
 
-func (s *session) dumpLogs(t *testing.T) {
+func (s *session) dumpLogs(t reporter) {
 	logs, _ := filepath.Glob(filepath.Join(s.ipy, ".ipython", "profile_*", "log", "*.log"))
 	for _, l := range logs {
 		data, _ := os.ReadFile(l)
@@ -585,4 +593,35 @@ func wrapFragment(body string) (string, error) {
 	}
 	w.WriteString("}\n")
 	return w.String(), nil
+}
+
+// recorder collects what exec reports.
+type recorder struct{ errs []string }
+
+func (r *recorder) Helper()                      {}
+func (r *recorder) Logf(string, ...any)          {}
+func (r *recorder) Errorf(f string, args ...any) { r.errs = append(r.errs, fmt.Sprintf(f, args...)) }
+
+// TestRunnerReportsFailures: a block that exits with another status than
+// its fence says fails the file, with the block and its output shown.
+func TestRunnerReportsFailures(t *testing.T) {
+	s := &session{dir: t.TempDir(), ipy: t.TempDir(), env: os.Environ()}
+	for _, c := range []struct {
+		b    block
+		fail bool
+	}{
+		{block{file: "x.md", lang: "sh", text: "echo out; exit 3\n"}, true},
+		{block{file: "x.md", lang: "sh", exit: 3, text: "exit 3\n"}, false},
+		{block{file: "x.md", lang: "sh", exit: 1, text: "true\n"}, true},
+		{block{file: "x.md", lang: "sh", text: "false\necho never\n"}, true}, // bash -e
+	} {
+		r := &recorder{}
+		ok := s.shell(r, c.b)
+		if ok == c.fail || (len(r.errs) > 0) != c.fail {
+			t.Errorf("%q exit=%d: ok %v, errors %q", c.b.text, c.b.exit, ok, r.errs)
+		}
+		if c.fail && len(r.errs) > 0 && c.b.text == "echo out; exit 3\n" && !strings.Contains(r.errs[0], "out") {
+			t.Errorf("the failure does not show the output: %q", r.errs[0])
+		}
+	}
 }
