@@ -478,7 +478,11 @@ func (s *session) exec(t reporter, b block, cmd *exec.Cmd) bool {
 		s.dumpLogs(t)
 		return false
 	}
-	t.Logf("%s: ok in %v", b, time.Since(start).Round(time.Millisecond))
+	shown := out.String()
+	if len(shown) > 2000 {
+		shown = "..." + shown[len(shown)-2000:]
+	}
+	t.Logf("%s: ok in %v\n%s", b, time.Since(start).Round(time.Millisecond), shown)
 	return true
 }
 
