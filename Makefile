@@ -5,7 +5,7 @@ GO      ?= go
 BIN     := bin/ipcluster
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: build deps demo services test test-mpi lint bench clean fuzz fuzz-short
+.PHONY: build deps demo services test test-mpi lint bench clean fuzz fuzz-short cross release
 
 # build links the MPI library it finds (Open MPI first, else MPICH, else
 # none), so that engines started by mpiexec or srun can be MPI ranks. The
@@ -17,6 +17,33 @@ build:
 	if [ -n "$$tags" ]; then echo "build: $(BIN) with MPI (-tags $$tags)"; \
 	else echo "build: $(BIN) without MPI (install libopenmpi-dev or libmpich-dev for MPI engines)"; fi; \
 	$(GO) build $${tags:+-tags $$tags} -o $(BIN) ./cmd/ipcluster
+
+# Client binaries build anywhere: without cgo (so without libzmq and MPI)
+# the pure-Go transport is the default, which is all a client needs. cross
+# compiles ipcluster and every example program (each imports package ipp)
+# for the platforms a laptop or a login node may have; make test runs it.
+CROSS_TARGETS := linux/amd64 linux/arm64 darwin/arm64 darwin/amd64 windows/amd64
+CROSS_PKGS    := ./cmd/ipcluster ./examples/...
+VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+
+cross:
+	@for t in $(CROSS_TARGETS); do echo "cross: CGO_ENABLED=0 $$t"; \
+		CGO_ENABLED=0 GOOS=$${t%/*} GOARCH=$${t#*/} $(GO) build $(CROSS_PKGS) || exit 1; \
+	done
+
+# release writes dist/ipcluster-<os>-<arch>[.exe] (client builds, see
+# cross) stamped with VERSION, and dist/SHA256SUMS. Engines need cgo and
+# libzmq: build those with make build on the machine that runs them.
+release:
+	rm -rf dist && mkdir -p dist
+	@for t in $(CROSS_TARGETS); do os=$${t%/*}; arch=$${t#*/}; ext=; [ $$os = windows ] && ext=.exe; \
+		out=dist/ipcluster-$$os-$$arch$$ext; echo "release: $$out ($(VERSION))"; \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath \
+			-ldflags "-s -w -X github.com/ipp-hpc/ipp/internal/cli.Version=$(VERSION)" \
+			-o $$out ./cmd/ipcluster || exit 1; \
+	done
+	@cd dist && if command -v sha256sum >/dev/null; then sha256sum ipcluster-*; else shasum -a 256 ipcluster-*; fi > SHA256SUMS
+	@echo "release: dist/SHA256SUMS"; cat dist/SHA256SUMS
 
 deps:
 	scripts/install-deps.sh test
@@ -39,7 +66,7 @@ services:
 	scripts/sshd.sh start
 	scripts/netns-login.sh start
 
-test: deps lint services test-mpi fuzz-short
+test: deps lint cross services test-mpi fuzz-short
 	$(GO) test -count=1 -timeout 40m ./...
 
 # The mpi package against each MPI library that is installed (both are in
@@ -82,4 +109,4 @@ bench: build
 	else echo "bench: no MPI installed (libopenmpi-dev or libmpich-dev), skipping the MPI benchmark"; fi
 
 clean:
-	rm -rf bin
+	rm -rf bin dist

@@ -476,12 +476,20 @@ func typedValue[T any](f *future, kind resultKind) (T, error) {
 
 // Get waits for a single-valued result and decodes it into T with the
 // codec, without going through any. For Map and Gather results T must be a
-// slice type; the parts are decoded into it and concatenated. For a result
-// of several requests use GetAll.
+// slice type; the parts are decoded into it and concatenated. The result
+// of DirectView.MPIReduce or MPIGather is the root engine's value, as for
+// untyped Get. For any other result of several requests use GetAll.
 func Get[T any](ctx context.Context, ar *AsyncResult) (T, error) {
 	var zero T
 	if err := ar.Wait(ctx); err != nil {
 		return zero, err
+	}
+	if ar.pick > 0 && ar.pick <= len(ar.futures) {
+		// As untyped Get: the root's value, once every rank succeeded.
+		if err := ar.pickedErr(); err != nil {
+			return zero, err
+		}
+		return typedValue[T](ar.futures[ar.pick-1], ar.kind)
 	}
 	if ar.kind == kindFlatten {
 		out := reflect.ValueOf(&zero).Elem()
@@ -513,6 +521,34 @@ func Get[T any](ctx context.Context, ar *AsyncResult) (T, error) {
 		return zero, fmt.Errorf("ipp: Get[T] on a result of %d requests; use GetAll", len(ar.futures))
 	}
 	return typedValue[T](ar.futures[0], ar.kind)
+}
+
+// pickedErr is what Get[T] reports for a result with a pick when some
+// request failed: the same *CompositeError untyped Get returns (every
+// rank's error, not only the root's, since a collective fails together),
+// or a client-side failure as it is.
+func (ar *AsyncResult) pickedErr() error {
+	var ce *CompositeError
+	for _, f := range ar.reportOrder() {
+		f.mu.Lock()
+		err := f.err
+		f.mu.Unlock()
+		if err == nil {
+			continue
+		}
+		var re *RemoteError
+		if !errors.As(err, &re) {
+			return err
+		}
+		if ce == nil {
+			ce = &CompositeError{Method: ar.method}
+		}
+		ce.Errors = append(ce.Errors, re)
+	}
+	if ce == nil {
+		return nil
+	}
+	return ce
 }
 
 // GetAll waits for every request and decodes each result into T, in

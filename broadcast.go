@@ -23,7 +23,7 @@ func (c *Client) Broadcast(targets ...int) *BroadcastView {
 }
 
 // submit sends one broadcast request. The scheduler rewrites the msg_id
-// for each engine to "<msg_id>_<uuid>" (spec §6.4), so one future per
+// for each engine to "<msg_id>_<uuid>" (as ipyparallel's broadcast scheduler does), so one future per
 // engine is registered under that id before sending.
 func (v *BroadcastView) submit(ctx context.Context, msgType, method string, kind resultKind, content any, bufs [][]byte) (*AsyncResult, error) {
 	if err := ctx.Err(); err != nil {

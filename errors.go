@@ -31,7 +31,7 @@ var (
 // RemoteError is an exception raised on an engine (or a failure reported by
 // a scheduler or the client in its place, such as EngineError, TaskTimeout,
 // ImpossibleDependency or TaskAborted). It carries ipyparallel's error dict
-// (spec §7.1).
+// (ename, evalue, traceback, engine_info).
 type RemoteError struct {
 	// Engine is the engine id, or -1 when the error did not come from an
 	// engine (scheduler and hub failures, engine death).
@@ -152,7 +152,7 @@ type engineInfo struct {
 func (ei engineInfo) empty() bool { return ei.EngineUUID == "" && ei.EngineID == nil }
 
 // remoteError builds a RemoteError, fixing the engine id from the uuid
-// because 7.1 Python engines report -1 there (spec §7.1).
+// because 7.1 Python engines report -1 in engine_info.engine_id.
 func (c *Client) remoteError(ec *errorContent, msgID string) *RemoteError {
 	re := &RemoteError{
 		Engine:     -1,

@@ -560,7 +560,7 @@ func TestFakeMapChunkRequests(t *testing.T) {
 	if err != nil || fmt.Sprint(got) != "[1a 2b 3c]" {
 		t.Errorf("joined %v %v", got, err)
 	}
-	lb, err := c.LoadBalanced().Map(ctx, "g", []int{1, 2, 3, 4, 5}, MapOptions{ChunkSize: 2, Ordered: true})
+	lb, err := c.LoadBalanced().Map(ctx, "g", []int{1, 2, 3, 4, 5}, MapOptions{ChunkSize: 2})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -49,7 +49,7 @@ type Metadata struct {
 // future is one outstanding execute_request or apply_request. It is
 // complete when its reply arrived and, for replies an engine produced, when
 // the engine's IOPub "idle" for it arrived too, so that all of its output is
-// in (spec §5.4).
+// in (IOPub and shell are separate sockets: the reply can overtake output).
 type future struct {
 	c        *Client
 	msgID    string
@@ -143,7 +143,7 @@ func (f *future) fail(err error) {
 }
 
 // engineDied completes the future with the EngineError the Python client
-// synthesizes for a direct request whose engine unregistered (§7.2).
+// synthesizes for a direct request whose engine unregistered.
 func (f *future) engineDied(id int) {
 	f.mu.Lock()
 	if f.finished {

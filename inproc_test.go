@@ -323,7 +323,7 @@ func TestGoLoadBalancedMap(t *testing.T) {
 		t.Errorf("map tasks ran on %v only", engines)
 	}
 	// Unordered: a slow first item must not hold the others back.
-	ar, err = lb.Map(ctx, "sleep", []int{600, 1, 1, 1}, MapOptions{ChunkSize: 1, Ordered: false})
+	ar, err = lb.Map(ctx, "sleep", []int{600, 1, 1, 1}, MapOptions{ChunkSize: 1, Unordered: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -395,9 +395,12 @@ func TestGoMapChunks(t *testing.T) {
 	if v, err := ar.Get(ctx); err != nil || fmt.Sprint(v) != "[11 22]" {
 		t.Errorf("two-sequence map: %v %v", v, err)
 	}
-	ar, err = c.LoadBalanced().Map(ctx, "square", in, MapOptions{ChunkSize: 3, Ordered: true})
+	ar, err = c.LoadBalanced().Map(ctx, "square", in, MapOptions{ChunkSize: 3})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !ar.ordered {
+		t.Error("MapOptions{ChunkSize: 3} turned ordering off; only Unordered may")
 	}
 	if ar.Len() != 3 {
 		t.Errorf("chunk 3: %d tasks, want 3", ar.Len())

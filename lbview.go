@@ -11,7 +11,7 @@ import (
 )
 
 // Dependency is a set of earlier requests a task depends on, with
-// ipyparallel's flags (spec §6.2): with All every request must have finished
+// ipyparallel's flags: with All every request must have finished
 // (else any one), Success accepts successful ones, Failure failed ones. Deps
 // builds the usual form (all must succeed).
 type Dependency struct {
@@ -62,7 +62,7 @@ func (d Dependency) MarshalJSON() ([]byte, error) {
 }
 
 // TaskFlags are the scheduling options a LoadBalancedView sends as task
-// metadata (spec §5.1).
+// metadata (ipyparallel's after, follow, retries, timeout, targets).
 type TaskFlags struct {
 	// Retries is how many times a failed task is resubmitted (to another
 	// engine) before its failure is reported.
@@ -156,7 +156,7 @@ func (v *LoadBalancedView) metadata() (map[string]any, error) {
 	}
 	f := v.flags
 	if v.c.info.TaskScheme == "pure" && (f.Retries != 0 || len(f.After.MsgIDs) > 0 || len(f.Follow.MsgIDs) > 0 || f.Timeout != 0 || len(uuids) > 0) {
-		// A pure ZMQ queue cannot honour any of these (§6.3).
+		// A pure ZMQ queue cannot honour any of these.
 		return nil, fmt.Errorf("ipp: the controller's task scheme is pure: targets, retries, dependencies and timeouts are not supported")
 	}
 	return map[string]any{
@@ -230,14 +230,16 @@ func (v *LoadBalancedView) Execute(ctx context.Context, code string, opts ...Exe
 	return ar, err
 }
 
-// MapOptions tune LoadBalancedView.Map. Map without options uses
-// ChunkSize 1 and Ordered true, as ipyparallel does.
+// MapOptions tune LoadBalancedView.Map. The zero value is what Map does
+// without options, as in ipyparallel: one item per task, results in item
+// order. Ordering is opt-out (Unordered) rather than opt-in, so that
+// setting only ChunkSize never silently reorders results.
 type MapOptions struct {
 	// ChunkSize is how many items go into one task; values below 1 mean 1.
 	ChunkSize int
-	// Ordered makes Get and Iter report results in item order; otherwise
-	// they report them in the order tasks complete.
-	Ordered bool
+	// Unordered makes Get and Iter report results in the order tasks
+	// complete instead of item order (ipyparallel's ordered=False).
+	Unordered bool
 }
 
 // Map calls the registered function fn on each element of items (a slice)
@@ -246,7 +248,7 @@ type MapOptions struct {
 // its engine as one request. Get returns every item's result; Iter yields
 // them as they arrive.
 func (v *LoadBalancedView) Map(ctx context.Context, fn string, items any, opts ...MapOptions) (*AsyncResult, error) {
-	o := MapOptions{ChunkSize: 1, Ordered: true}
+	var o MapOptions
 	if len(opts) > 0 {
 		o = opts[len(opts)-1]
 	}
@@ -260,11 +262,11 @@ func (v *LoadBalancedView) Map(ctx context.Context, fn string, items any, opts .
 	n := rv.Len()
 	chunks := (n + o.ChunkSize - 1) / o.ChunkSize
 	if o.ChunkSize == 1 {
-		return v.submit(ctx, n, "apply_request", fn, kindApply, o.Ordered, func(i int) (any, [][]byte, error) {
+		return v.submit(ctx, n, "apply_request", fn, kindApply, !o.Unordered, func(i int) (any, [][]byte, error) {
 			return encodeCall(fn, []any{rv.Index(i).Interface()})
 		})
 	}
-	return v.submit(ctx, chunks, "apply_request", fn, kindFlatten, o.Ordered, func(i int) (any, [][]byte, error) {
+	return v.submit(ctx, chunks, "apply_request", fn, kindFlatten, !o.Unordered, func(i int) (any, [][]byte, error) {
 		lo := i * o.ChunkSize
 		hi := min(lo+o.ChunkSize, n)
 		return encodeCall(builtinMap, chunkArgs(fn, []reflect.Value{rv}, lo, hi))

@@ -98,7 +98,7 @@ func (v *DirectView) submitDirect(ctx context.Context, ts []target, msgType, met
 			return nil, err
 		}
 		f := v.c.newFuture(msgType, method, t.uuid, t.id)
-		// ipyparallel 7.1 DirectView requests carry empty metadata (§5.1).
+		// ipyparallel 7.1 DirectView requests carry empty metadata.
 		if err := v.c.sendRequest(v.c.mux, [][]byte{[]byte(t.uuid)}, msgType, map[string]any{}, content, bufs, f); err != nil {
 			return nil, err
 		}

@@ -241,7 +241,7 @@ func measureOurs(o options, exe string) (results, error) {
 		return nil, err
 	}
 	t0 := time.Now()
-	ar, err := lb.Map(ctx, protocol.Noop, items, ipp.MapOptions{ChunkSize: 1, Ordered: true})
+	ar, err := lb.Map(ctx, protocol.Noop, items, ipp.MapOptions{ChunkSize: 1})
 	if err != nil {
 		return nil, err
 	}

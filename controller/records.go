@@ -21,7 +21,8 @@ const maxRecords = 100_000
 // the controller long after they were delivered.
 const DefaultResultCacheBytes = 256 << 20
 
-// record is a TaskRecord (spec §7.3). Request buffers are not kept: only
+// record is ipyparallel's TaskRecord (what the hub remembers of a request
+// for db/result queries). Request buffers are not kept: only
 // resubmission would need them, and they can be large (a pushed array).
 type record struct {
 	msgID          string

@@ -83,14 +83,6 @@ func unknownState(raw string) (JobState, string) {
 	return JobPending, "unknown state " + strconv.Quote(raw)
 }
 
-// signalNames are the names batch tools accept ("INT" for SIGINT).
-var signalNames = map[syscall.Signal]string{
-	syscall.SIGHUP: "HUP", syscall.SIGINT: "INT", syscall.SIGQUIT: "QUIT",
-	syscall.SIGKILL: "KILL", syscall.SIGUSR1: "USR1", syscall.SIGUSR2: "USR2",
-	syscall.SIGTERM: "TERM", syscall.SIGCONT: "CONT", syscall.SIGSTOP: "STOP",
-	syscall.SIGTSTP: "TSTP", syscall.SIGALRM: "ALRM",
-}
-
 // signalName is sig without its SIG prefix, or its number when it has no
 // name every tool knows.
 func signalName(sig syscall.Signal) string {

@@ -130,7 +130,8 @@ func (d Dependency) accepts(o outcome) bool {
 	return (o.ok && d.Success) || (!o.ok && d.Failure)
 }
 
-// status evaluates d against the finished tasks anywhere (the §6.2 table).
+// status evaluates d against the finished tasks anywhere (ipyparallel's
+// Dependency rules: all/any, success/failure, as in TestDependencyStatus).
 // met and impossible are both permanent once true, because outcomes never
 // change.
 func (d Dependency) status(done map[string]outcome) (met, impossible bool) {

@@ -45,7 +45,8 @@ func TestParseDependency(t *testing.T) {
 	}
 }
 
-// TestDependencyStatus is the §6.2 table, over two ids in every
+// TestDependencyStatus is ipyparallel's table of dependency outcomes
+// (met, unmet, impossible for all/any × success/failure), over two ids in every
 // combination of outcomes that matters.
 func TestDependencyStatus(t *testing.T) {
 	ok := outcome{engine: "e1", ok: true}

@@ -1,6 +1,6 @@
 // Package sched is the load-balanced task scheduler of the controller as
 // pure logic: no sockets, no goroutines, no clock. It reproduces
-// ipyparallel 7.1's TaskScheduler (spec §6.2, §6.3) and fixes the places
+// ipyparallel 7.1's TaskScheduler (dependencies, schemes) and fixes the places
 // where that one hangs.
 //
 // # Flow
@@ -64,7 +64,7 @@
 //   - EngineError reads "Engine <uuid> died while running task '<msg_id>'";
 //     Python prints the uuid as a bytes repr, b'<uuid>'.
 //   - A re-dispatch to an engine that already received the task is marked
-//     Action.Repeat: a Python engine rejects a signature it has seen (§3.5),
+//     Action.Repeat: a Python engine rejects a signature it has seen (its replay guard),
 //     so the controller must re-sign.
 //   - A reused msg_id fails with TaskRejectError instead of silently
 //     overwriting the first task's state.

@@ -92,7 +92,7 @@ const (
 	// Dispatch: send the task to Action.Engine and tell the Hub
 	// (task_destination). If Action.Repeat is set, that engine has already
 	// received these exact frames; a Python engine drops a signature it has
-	// seen (§3.5), so the controller must re-sign a changed copy.
+	// seen (its replay guard), so the controller must re-sign a changed copy.
 	Dispatch ActionKind = iota + 1
 	// Relay: forward the reply just passed to Result to the client; the
 	// task is finished.

@@ -29,7 +29,7 @@ const (
 	// Pure stands in for Python's libzmq ROUTER→DEALER queue: strict
 	// round-robin, every task goes out at once (no high-water mark), and
 	// dependencies, targets, retries and timeouts are ignored because the
-	// Python client refuses to send them to a pure scheduler (§6.3).
+	// Python client refuses to send them to a pure scheduler (a plain ZMQ queue).
 	Pure Scheme = "pure"
 )
 

@@ -7,10 +7,13 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 
 	"github.com/ipp-hpc/ipp/internal/transport"
+	"github.com/ipp-hpc/ipp/mpi"
 
 	"github.com/spf13/cobra"
 
@@ -136,7 +139,7 @@ started by launchers, recorded in $IPYTHONDIR/profile_<name>/security/cluster-<i
 Exit codes: 0 ok, 1 error, 10 already running, 11 nothing to stop (no
 cluster file), 12 no running cluster (engines, exec; also when the
 controller died).`,
-		Version:       programVersion(),
+		Version:       programVersion() + " (" + buildFeatures() + ")",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
@@ -172,6 +175,25 @@ controller died).`,
 		NewCmdTemplates(f, nil),
 	)
 	return root
+}
+
+// buildFeatures says what this binary can do, so that `ipcluster
+// --version` answers "why does my laptop build refuse engines": a build
+// without cgo has only the pure-Go transport (client commands, no engines,
+// no CURVE) and no MPI.
+func buildFeatures() string {
+	parts := []string{runtime.GOOS + "/" + runtime.GOARCH}
+	if slices.Contains(transport.Names(), "zmq") {
+		parts = append(parts, "libzmq transport")
+	} else {
+		parts = append(parts, "pure-Go transport only: client commands, no engines, no CURVE (built without cgo)")
+	}
+	if f := mpi.Flavor(); f != "" {
+		parts = append(parts, "MPI "+f)
+	} else {
+		parts = append(parts, "no MPI")
+	}
+	return strings.Join(parts, ", ")
 }
 
 func programVersion() string {

@@ -101,7 +101,7 @@ func (f *Factory) signals(ctx context.Context) (<-chan os.Signal, func()) {
 		return f.Signals(ctx)
 	}
 	ch := make(chan os.Signal, 4)
-	signal.Notify(ch, os.Interrupt, syscall.SIGTERM, syscall.SIGUSR1, syscall.SIGUSR2)
+	signal.Notify(ch, append([]os.Signal{os.Interrupt, syscall.SIGTERM}, relayedSignals...)...)
 	return ch, func() { signal.Stop(ch) }
 }
 

@@ -21,7 +21,7 @@ import (
 // These tests run the real ipcluster, controller and engines against
 // internal/fakebatch's qsub/qstat/qdel, bsub/bjobs/bkill and
 // condor_submit/condor_q/condor_rm, which print what the real commands
-// print (launchers.md §14.3–14.6) and run the job scripts here. The
+// print (see internal/fakebatch) and run the job scripts here. The
 // engines run inside the fake jobs, with the system's job environment.
 
 // fakeSystem is one batch system as these tests drive and check it.

@@ -271,7 +271,7 @@ func TestRootCommand(t *testing.T) {
 	if err := root.Execute(); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(e.out.String(), "ipcluster version") {
+	if !strings.Contains(e.out.String(), "ipcluster version") || !strings.Contains(e.out.String(), " transport") {
 		t.Errorf("--version printed %q", e.out.String())
 	}
 	root = NewRootCmd(e.f)

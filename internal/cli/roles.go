@@ -2,9 +2,11 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 
@@ -78,6 +80,20 @@ func lookupTransport(name string) (transport.Backend, error) {
 		return transport.Default(), nil
 	}
 	return transport.Lookup(name)
+}
+
+// errEngineNeedsLibzmq explains why an engine cannot run on backend: an
+// engine's shell socket connects to three controller endpoints, and the
+// pure-Go backend binds or connects a socket exactly once. Without this
+// check the engine dies with that transport detail in its log, which does
+// not tell a user that their binary is a client-only build.
+func errEngineNeedsLibzmq(backend string) error {
+	if slices.Contains(transport.Names(), "zmq") {
+		return fmt.Errorf("engines need the libzmq transport, not %q: unset IPP_TRANSPORT (or set it to zmq)", backend)
+	}
+	return errors.New("engines need the libzmq transport, and this ipcluster was built without it " +
+		"(CGO_ENABLED=0 or -tags nolibzmq): it runs client commands (list, exec, stop, engines --launcher slurm ...) " +
+		"but not engines; build it with cgo and libzmq3-dev (make build) on the machine that runs engines")
 }
 
 // ControllerOptions are the options of `ipcluster controller`; they
@@ -304,6 +320,9 @@ func (o *EngineOptions) config() (engine.Config, error) {
 	backend, err := lookupTransport("")
 	if err != nil {
 		return engine.Config{}, err
+	}
+	if backend.Name() != "zmq" {
+		return engine.Config{}, errEngineNeedsLibzmq(backend.Name())
 	}
 	cfg := engine.Config{
 		Transport:           backend,

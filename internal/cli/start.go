@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -206,7 +207,7 @@ func startRun(ctx context.Context, o *StartOptions) error {
 		for {
 			select {
 			case sig := <-sigs:
-				if sig == syscall.SIGUSR1 || sig == syscall.SIGUSR2 {
+				if slices.Contains(relayedSignals, sig) {
 					relaySignal(log, c, sig.(syscall.Signal))
 					continue
 				}

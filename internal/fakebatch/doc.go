@@ -2,7 +2,8 @@
 // test the batch launchers end to end on a machine that has none of them:
 // small replacements for qsub/qstat/qdel/qsig, bsub/bjobs/bkill and
 // condor_submit/condor_q/condor_rm that print what the real commands print
-// (launchers.md §14.3, §14.5, §14.6) and really run the jobs, locally.
+// (their output formats as documented by each system) and really run the
+// jobs, locally.
 //
 // # Flow
 //

@@ -487,8 +487,8 @@ queue %d
 	})
 }
 
-// TestSpecTemplates submits the scripts ipyparallel renders (launchers.md
-// §3.3, program and paths replaced) and checks that the fakes treat them
+// TestSpecTemplates submits the scripts ipyparallel's own templates render
+// (program and paths replaced) and checks that the fakes treat them
 // as the real systems would, defects included.
 func TestSpecTemplates(t *testing.T) {
 	pbs := "#!/bin/sh\n#PBS -t 1-4\n#PBS -q q1\n#PBS -j oe\n#PBS -o LOG\n#PBS -V\n#PBS -N ipengine\necho engine $PBS_ARRAYID\n"

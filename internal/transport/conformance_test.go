@@ -27,7 +27,7 @@ import (
 var knownFailures = map[string]map[string]string{
 	"gozmq": {
 		"StalledPeer": "go-zeromq's ROUTER writes to all peers under one mutex with no per-peer queue, " +
-			"so the socket's writer blocks on the stalled peer and later messages to healthy peers wait (environment-facts §6.1 bug 5)",
+			"so the socket's writer blocks on the stalled peer and later messages to healthy peers wait",
 		"ShortDisconnect": "go-zeromq keeps no outbound queue: messages sent while the connection is down are dropped (bug 2)",
 		"IdentityTakeover": "go-zeromq keeps both connections of a duplicated identity and writes to both; " +
 			"there is no ROUTER_HANDOVER (bug 6)",

@@ -176,6 +176,11 @@ func Lookup(name string) (Backend, error) {
 	if b, ok := backends[name]; ok {
 		return b, nil
 	}
+	if name == "zmq" {
+		// The one backend that can be missing: say what leaves it out.
+		return nil, fmt.Errorf("transport: no backend \"zmq\" in this build: it needs cgo and libzmq, "+
+			"and this binary was built with CGO_ENABLED=0 or -tags nolibzmq (have %v)", names())
+	}
 	return nil, fmt.Errorf("transport: no backend %q in this build (have %v)", name, names())
 }
 
