@@ -40,6 +40,8 @@ type EnginesOptions struct {
 	WaitTimeout time.Duration
 	// StopGrace is the SIGTERM-to-SIGKILL delay.
 	StopGrace time.Duration
+	// remoteArgs are the flags given, for the remote ipcluster of --ssh.
+	remoteArgs []string
 }
 
 // NewCmdEngines builds `ipcluster engines`. runF replaces enginesRun in
@@ -61,14 +63,19 @@ Exits with 12 if the cluster is not running.`,
   ipcluster engines --engines mpiexec -n 16 --mpi-args "-hostfile hosts"`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.remoteArgs = forwardFlags(cmd.Flags())
 			if runF != nil {
 				return runF(opts)
+			}
+			if opts.SSH != "" {
+				return enginesRemote(cmd.Context(), opts)
 			}
 			return enginesRun(cmd.Context(), opts)
 		},
 	}
 	fs := cmd.Flags()
 	opts.ClusterFlags.bind(fs, true)
+	opts.ClusterFlags.bindRemote(fs)
 	fs.IntVarP(&opts.N, "n", "n", runtime.NumCPU(), "number of engines to add")
 	fs.StringVar(&opts.Launcher, "launcher", "", "engine launcher (default: the one of the cluster's newest engine set)")
 	fs.StringVar(&opts.Launcher, "engines", "", "alias of --launcher (ipyparallel's name)")

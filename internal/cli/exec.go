@@ -49,7 +49,8 @@ connection to time out; a controller that dies during the run is reported
 within a few seconds, also with 12.`,
 		Example: `  ipcluster exec 'fmt.Println(6*7)'
   ipcluster exec --targets 0,2-3 'import "os"; fmt.Println(os.Getpid())'
-  ipcluster exec - < setup.go`,
+  ipcluster exec - < setup.go
+  ipcluster exec --ssh login.hpc 'fmt.Println(mpi.Rank())'   # through an ssh tunnel`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Code = args[0]
@@ -65,6 +66,7 @@ within a few seconds, also with 12.`,
 	}
 	fs := cmd.Flags()
 	opts.ClusterFlags.bind(fs, true)
+	opts.ClusterFlags.bindRemote(fs)
 	fs.StringVarP(&targets, "targets", "t", "all", "engine ids: all, or a list such as 0,2,4-7")
 	fs.Var(newSecondsValue(&opts.Timeout, 0), "timeout", "give up after this long (default: no limit)")
 	return cmd
@@ -114,16 +116,9 @@ func execRun(ctx context.Context, o *ExecOptions) error {
 		}
 		code = string(data)
 	}
-	dir, err := o.Dir()
+	path, err := o.F.clusterClientFile(ctx, o.ClusterFlags)
 	if err != nil {
 		return err
-	}
-	if err := checkControllerAlive(ctx, o.F, o.ClusterFlags, dir); err != nil {
-		return err
-	}
-	path := wire.ClientFile(dir, o.ClusterID)
-	if _, err := os.Stat(path); err != nil {
-		return fmt.Errorf("%w: cluster %s (%v)", ErrNoCluster, clusterName(o.ClusterID), err)
 	}
 	client, err := o.F.Connect(ctx, path)
 	if err != nil {

@@ -26,6 +26,8 @@ type ListOptions struct {
 	Output string
 	// ProbeTimeout bounds asking each controller for its engines.
 	ProbeTimeout time.Duration
+	// remoteArgs are the flags given, for the remote ipcluster of --ssh.
+	remoteArgs []string
 }
 
 // NewCmdList builds `ipcluster list`. runF replaces listRun in tests.
@@ -51,14 +53,19 @@ gone are dropped (and their files removed).`,
 			if opts.Output != "text" && opts.Output != "json" {
 				return fmt.Errorf("-o must be text or json, not %q", opts.Output)
 			}
+			opts.remoteArgs = forwardFlags(cmd.Flags())
 			if runF != nil {
 				return runF(opts)
+			}
+			if opts.SSH != "" {
+				return listRemote(cmd.Context(), opts)
 			}
 			return listRun(cmd.Context(), opts)
 		},
 	}
 	fs := cmd.Flags()
 	opts.ClusterFlags.bind(fs, false)
+	opts.ClusterFlags.bindRemote(fs)
 	fs.StringVarP(&opts.Output, "output", "o", "text", "output format: text or json")
 	fs.Var(newSecondsValue(&opts.ProbeTimeout, 3*time.Second), "probe-timeout", "how long to wait for each controller's engine count")
 	return cmd

@@ -10,6 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ipp-hpc/ipp/internal/remote"
+	"github.com/ipp-hpc/ipp/internal/wire"
 	"github.com/ipp-hpc/ipp/launchers"
 )
 
@@ -23,6 +25,8 @@ type StopOptions struct {
 	ClusterIDs []string
 	// StopGrace is the SIGTERM-to-SIGKILL delay.
 	StopGrace time.Duration
+	// remoteArgs are the flags given, for the remote ipcluster of --ssh.
+	remoteArgs []string
 }
 
 // NewCmdStop builds `ipcluster stop`. runF replaces stopRun in tests.
@@ -48,6 +52,10 @@ Exits with 11 if there is no such cluster (no cluster file).`,
 			if opts.All && len(args) > 0 {
 				return errors.New("give either --all or cluster ids, not both")
 			}
+			if opts.All && opts.SSH != "" {
+				return errors.New("--all with --ssh: name the clusters to stop (ipcluster list --ssh HOST shows them)")
+			}
+			opts.remoteArgs = forwardFlags(cmd.Flags())
 			if runF != nil {
 				return runF(opts)
 			}
@@ -56,6 +64,7 @@ Exits with 11 if there is no such cluster (no cluster file).`,
 	}
 	fs := cmd.Flags()
 	opts.ClusterFlags.bind(fs, true)
+	opts.ClusterFlags.bindRemote(fs)
 	fs.BoolVar(&opts.All, "all", false, "stop every cluster of the profile")
 	fs.Var(newSecondsValue(&opts.StopGrace, 5*time.Second), "stop-grace", "how long a stopping process gets between SIGTERM and SIGKILL")
 	return cmd
@@ -96,6 +105,16 @@ func stopRun(ctx context.Context, o *StopOptions) error {
 }
 
 func stopOne(ctx context.Context, o *StopOptions, dir, id string) error {
+	// A cluster started with --ssh is stopped where it runs, found by
+	// --ssh or by the record start left here.
+	rec, recErr := remote.LoadRecord(dir, id)
+	if host := o.SSH; host != "" || (recErr == nil && !fileExists(wire.ClusterFile(dir, id))) {
+		if host == "" {
+			host = rec.Host
+		}
+		t := remote.Target{LocalProfileDir: dir, Profile: o.Profile, ClusterID: id}
+		return stopRemote(ctx, o, host, t, rec)
+	}
 	flags := ClusterFlags{ProfileDir: dir, ClusterID: id}
 	copts, err := clusterOptions(o.F, flags, "", "")
 	if err != nil {
