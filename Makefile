@@ -30,10 +30,14 @@ lint:
 	$(GO) run $(STATICCHECK) ./...
 
 # services starts the single-node Slurm and Grid Engine the launcher tests
-# submit to (nothing happens when they already answer). Tests find them by
-# their fixed bases (/tmp/ipp-slurm, /tmp/ipp-sge): nothing is exported.
+# submit to, the loopback sshd of the SSH tests and the "login node" network
+# namespace of the tunnel tests (nothing happens when they already answer).
+# Tests find them by their fixed bases (/tmp/ipp-slurm, /tmp/ipp-sge,
+# /tmp/ipp-sshd): nothing is exported.
 services:
 	scripts/batch-systems.sh start
+	scripts/sshd.sh start
+	scripts/netns-login.sh start
 
 test: deps lint services test-mpi fuzz-short
 	$(GO) test -count=1 -timeout 40m ./...

@@ -14,6 +14,9 @@ if [ "${1:-test}" = test ] || [ "${1:-test}" = bench ]; then
   # Real schedulers for the batch launchers (scripts/batch-systems.sh starts
   # them). Not slurm-wlm-torque: its qsub/qstat collide with Grid Engine's.
   want+=(slurm-wlm munge gridengine-master gridengine-exec gridengine-client)
+  # A real sshd on loopback and a network namespace for the SSH tests
+  # (scripts/sshd.sh, scripts/netns-login.sh).
+  want+=(openssh-server openssh-client iproute2)
 fi
 if [ "${1:-test}" = bench ]; then
   want+=(python3-dask python3-distributed)

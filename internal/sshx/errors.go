@@ -42,15 +42,21 @@ func (e *Error) Error() string {
 	if i := strings.LastIndexByte(tail, '\n'); i >= 0 && e.Kind <= HostKey {
 		tail = strings.TrimSpace(tail[i+1:])
 	}
+	// A connection failure also names the command it kept from running:
+	// a launcher's user then knows which step failed.
+	who := e.Host
+	if e.Command != "" && e.Command != "connect" {
+		who += " `" + e.Command + "`"
+	}
 	switch e.Kind {
 	case UnknownHost:
-		return fmt.Sprintf("ssh %s: unknown host (%s); check the name or add a Host entry to ~/.ssh/config", e.Host, tail)
+		return fmt.Sprintf("ssh %s: unknown host (%s); check the name or add a Host entry to ~/.ssh/config", who, tail)
 	case Unreachable:
-		return fmt.Sprintf("ssh %s: cannot connect (%s); check the host, port, network or VPN", e.Host, tail)
+		return fmt.Sprintf("ssh %s: cannot connect (%s); check the host, port, network or VPN", who, tail)
 	case AuthFailed:
-		return fmt.Sprintf("ssh %s: the server refused the login (%s); check that `ssh %s true` works without a prompt (keys, agent, User in ~/.ssh/config)", e.Host, tail, e.Host)
+		return fmt.Sprintf("ssh %s: the server refused the login (%s); check that `ssh %s true` works without a prompt (keys, agent, User in ~/.ssh/config)", who, tail, e.Host)
 	case HostKey:
-		return fmt.Sprintf("ssh %s: host key check failed (%s); run `ssh %s true` once to check and accept the host key", e.Host, tail, e.Host)
+		return fmt.Sprintf("ssh %s: host key check failed (%s); run `ssh %s true` once to check and accept the host key", who, tail, e.Host)
 	case CommandNotFound:
 		return fmt.Sprintf("ssh %s: command not found on %s: %s (exit 127); install it there or give its full path", e.Host, e.Host, firstWord(e.Command))
 	}

@@ -215,6 +215,14 @@ func (h *Host) muxOpts(ctx context.Context) ([]string, error) {
 func (h *Host) Command(ctx context.Context, remote string) (*exec.Cmd, error) {
 	opts, err := h.muxOpts(ctx)
 	if err != nil {
+		// The master's error says "connect": say which command it kept
+		// from running.
+		var e *Error
+		if errors.As(err, &e) {
+			c := *e
+			c.Command = remote
+			return nil, &c
+		}
 		return nil, err
 	}
 	return h.ssh(ctx, opts, remote), nil
