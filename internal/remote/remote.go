@@ -85,8 +85,22 @@ func (r *Remote) envPrefix() []string {
 
 // commandLine is `ipcluster sub args...` for the remote shell.
 func (r *Remote) commandLine(sub string, args ...string) string {
-	words := append(append(append([]string{}, r.IPCluster...), sub), args...)
-	return shellwords.Quote(words...)
+	return r.quoteIPCluster() + " " + shellwords.Quote(append([]string{sub}, args...)...)
+}
+
+// quoteIPCluster quotes the words of IPCluster for the remote shell,
+// keeping a leading ~/ of the program meaning the remote home, as users
+// write it (a quoted ~ is not expanded).
+func (r *Remote) quoteIPCluster() string {
+	parts := make([]string, len(r.IPCluster))
+	for i, w := range r.IPCluster {
+		if strings.HasPrefix(w, "~/") {
+			parts[i] = sshx.RemotePath(w)
+		} else {
+			parts[i] = shellwords.Quote(w)
+		}
+	}
+	return strings.Join(parts, " ")
 }
 
 // ExitError is a remote ipcluster that ran and exited non-zero; its
@@ -174,7 +188,7 @@ func (r *Remote) Check(ctx context.Context) error {
 	if err := r.Host.Connect(ctx); err != nil {
 		return err
 	}
-	line := shellwords.Quote(append(append([]string{}, r.IPCluster...), "--version")...)
+	line := r.quoteIPCluster() + " --version"
 	out, err := r.Host.Run(ctx, line, nil)
 	if err = r.explain("--version", err, ""); err != nil {
 		var ee *ExitError
