@@ -51,7 +51,9 @@ func remoteFromRecord(opts ClusterOptions) (*Cluster, bool) {
 	return c, err == nil
 }
 
-func (rc *remoteCluster) file() string { return remote.RecordFile(rc.t.LocalProfileDir, rc.t.ClusterID) }
+func (rc *remoteCluster) file() string {
+	return remote.RecordFile(rc.t.LocalProfileDir, rc.t.ClusterID)
+}
 
 func (rc *remoteCluster) running() bool {
 	_, err := os.Stat(rc.file())
