@@ -76,6 +76,7 @@ fuzz-short:
 bench: build
 	scripts/install-deps.sh bench
 	scripts/batch-systems.sh start || echo "bench: the batch systems did not start; the Slurm measure will be skipped"
+	scripts/sshd.sh start || echo "bench: the loopback sshd did not start; the tunnel measure will be skipped"
 	eval "$$(scripts/batch-systems.sh env)"; $(GO) run ./bench
 	@if pkg-config --exists ompi || pkg-config --exists mpich; then bench/mpi/run.sh; \
 	else echo "bench: no MPI installed (libopenmpi-dev or libmpich-dev), skipping the MPI benchmark"; fi

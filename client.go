@@ -55,6 +55,8 @@ type Client struct {
 	heard atomic.Int64
 	// probes counts keepalive probes sent (tests check the keepalive ran).
 	probes atomic.Int64
+	// tun is the SSH tunnel the sockets connect through, nil when direct.
+	tun *clientTunnel
 	// maxMessage is the largest message the controller accepts, from its
 	// connection_reply; 0 when it does not say.
 	maxMessage int64
@@ -97,6 +99,9 @@ type clientConfig struct {
 	// keepaliveInterval <= 0 turns the keepalive off.
 	keepaliveInterval time.Duration
 	keepaliveMisses   int
+	// ssh overrides the connection file's ssh field when set (WithSSH).
+	ssh              *string
+	reconnectTimeout time.Duration
 }
 
 // WithLogger sets the logger for the client's IO goroutines; the default is
@@ -241,6 +246,9 @@ func ConnectInfo(ctx context.Context, info *wire.ClientInfo, opts ...Option) (*C
 			c.Close()
 		}
 	}()
+	if info, err = c.openTunnel(ctx, info); err != nil {
+		return nil, err
+	}
 	open := func(t transport.Type, port int, subscribe bool) (transport.Socket, error) {
 		o := transport.Options{Curve: curve}
 		if subscribe {
@@ -276,7 +284,7 @@ func ConnectInfo(ctx context.Context, info *wire.ClientInfo, opts ...Option) (*C
 	reply, err := c.hubQuery(cctx, "connection_request", map[string]any{})
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-			return nil, fmt.Errorf("ipp: hub connection request timed out (is the controller running at %s, and is the key right?)", info.URL(info.Registration))
+			return nil, fmt.Errorf("ipp: hub connection request timed out (is the controller running at %s, and is the key right?)", c.controllerAddr())
 		}
 		return nil, fmt.Errorf("ipp: connecting to hub: %w", err)
 	}
@@ -324,6 +332,10 @@ func ConnectInfo(ctx context.Context, info *wire.ClientInfo, opts ...Option) (*C
 	if cfg.keepaliveInterval > 0 && cfg.keepaliveMisses > 0 {
 		c.wg.Add(1)
 		go c.keepalive(cfg.keepaliveInterval, cfg.keepaliveMisses)
+	}
+	if c.tun != nil {
+		c.wg.Add(1)
+		go c.watchTunnel()
 	}
 	ok = true
 	c.log.Debug("connected", "session", c.session.ID(), "engines", len(cr.Engines))
@@ -446,6 +458,7 @@ func (c *Client) shutdown(reason error) {
 			s.Close()
 		}
 		c.wg.Wait()
+		c.closeTunnel()
 	})
 }
 

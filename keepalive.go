@@ -52,6 +52,9 @@ func (c *Client) keepalive(interval time.Duration, misses int) {
 	// a probe is only needed after an interval of silence.
 	probe := time.Duration(-1)
 	missed := 0
+	// holding: the misses were reached, but an ssh tunnel is coming back
+	// (tunnelHold), so the client waits instead of closing.
+	holding := false
 	for {
 		select {
 		case <-c.done:
@@ -64,10 +67,28 @@ func (c *Client) keepalive(interval time.Duration, misses int) {
 			missed++
 		} else {
 			missed = 0
+			if holding {
+				holding = false
+				c.reconnected("the controller answered again after " + (now - heard).Round(100*time.Millisecond).String())
+			}
 		}
 		if missed >= misses {
-			err := fmt.Errorf("%w: the controller at %s stopped answering: nothing received for %v (%d keepalive probes, %v apart, unanswered)",
-				ErrControllerLost, c.info.URL(c.info.Registration), (now - heard).Round(100*time.Millisecond), missed, interval)
+			var detail string
+			if c.tun != nil {
+				var hold bool
+				if hold, detail = c.tunnelHold(now - heard); hold {
+					if !holding {
+						c.log.Warn("controller silent; waiting for the ssh tunnel", "ssh", c.tun.dest, "silent", (now - heard).Round(100*time.Millisecond), "limit", c.tun.timeout)
+					}
+					holding = true
+					probe = now
+					c.sendProbe()
+					c.probes.Add(1)
+					continue
+				}
+			}
+			err := fmt.Errorf("%w: the controller at %s stopped answering: nothing received for %v (%d keepalive probes, %v apart, unanswered)%s",
+				ErrControllerLost, c.controllerAddr(), (now - heard).Round(100*time.Millisecond), missed, interval, detail)
 			c.log.Warn("controller lost", "err", err)
 			// shutdown waits for this goroutine, so it runs on its own.
 			go c.shutdown(err)

@@ -3,11 +3,15 @@
 // invocation so the numbers share a machine and a moment.
 //
 //	go run ./bench [-sizes 2,8,32] [-tasks 10000] [-calls 1000] [-push-mb 100] [-peers ipyparallel,dask]
-//	               [-slurm-sizes 4,32] [-only local,slurm]
+//	               [-slurm-sizes 4,32] [-only local,slurm,tunnel]
 //
 // The slurm measures (start to N engines registered by the Slurm launcher)
 // need a reachable Slurm: SLURM_CONF, else /tmp/ipp-slurm/etc/slurm.conf
 // when it exists; without one they are skipped with a line saying why.
+//
+// The tunnel measure (one apply round trip through an SSH tunnel versus
+// direct, on the same cluster) goes through $IPP_BENCH_SSH, else host "ci"
+// of scripts/sshd.sh; without either it is skipped likewise.
 //
 // It prints a table of our numbers, the peers' numbers and the ratios
 // against the targets, and writes bench/results/<date>-<host>.{json,md}.
@@ -49,7 +53,7 @@ type options struct {
 	// slurmSizes are the engine counts of the Slurm start measure.
 	slurmSizes []int
 	// only selects groups of measures: "local" (everything on local
-	// engines) and "slurm"; empty means all.
+	// engines), "slurm" and "tunnel"; empty means all.
 	only []string
 }
 
@@ -66,7 +70,7 @@ func main() {
 	flag.IntVar(&o.hwm, "hwm", 0, "controller --hwm (0: the default)")
 	flag.IntVar(&o.burst, "burst", -1, "controller --burst (-1: the default)")
 	flag.StringVar(&slurmSizes, "slurm-sizes", "4,32", "engine counts for start-to-registered under Slurm")
-	flag.StringVar(&only, "only", "", "run only these groups of measures: local, slurm (comma-separated; empty for all)")
+	flag.StringVar(&only, "only", "", "run only these groups of measures: local, slurm, tunnel (comma-separated; empty for all)")
 	flag.Parse()
 	o.sizes = parseSizes(sizes)
 	o.slurmSizes = parseSizes(slurmSizes)
@@ -75,8 +79,8 @@ func main() {
 	}
 	if only != "" {
 		for _, g := range strings.Split(only, ",") {
-			if g = strings.TrimSpace(g); g != "local" && g != "slurm" {
-				fmt.Fprintf(os.Stderr, "bench: -only: unknown group %q (have local, slurm)\n", g)
+			if g = strings.TrimSpace(g); g != "local" && g != "slurm" && g != "tunnel" {
+				fmt.Fprintf(os.Stderr, "bench: -only: unknown group %q (have local, slurm, tunnel)\n", g)
 				os.Exit(2)
 			}
 			o.only = append(o.only, strings.TrimSpace(g))
@@ -147,6 +151,15 @@ func run(o options) error {
 		} else {
 			fmt.Println("slurm: SLURM_CONF=" + conf)
 			measureSlurm(o, exe, conf, ours, peerResults, report)
+		}
+	}
+	if o.want("tunnel") {
+		if host, err := findSSH(); err != nil {
+			fmt.Printf("bench: skipping the tunnel measure: %v\n", err)
+			report["tunnel_skipped"] = err.Error()
+		} else if err := measureTunnel(o, exe, host, ours); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: tunnel measure: %v\n", err)
+			report["tunnel_error"] = err.Error()
 		}
 	}
 	report["ipp"] = ours
@@ -380,6 +393,11 @@ var targets = []target{
 	{"startup_8_s", "start to 8 engines ready, s", false, 0},
 	{"startup_32_s", "start to 32 engines ready, s", false, 20},
 	{"push_s", "push of float64 to 2 engines, s", false, 2},
+	{"tunnel_direct_median_ms", "apply round trip, direct (beside the tunnel), median ms", false, 0},
+	{"tunnel_direct_p90_ms", "apply round trip, direct (beside the tunnel), p90 ms", false, 0},
+	{"tunnel_apply_median_ms", "apply round trip through an ssh tunnel, median ms", false, 0},
+	{"tunnel_apply_p90_ms", "apply round trip through an ssh tunnel, p90 ms", false, 0},
+	{"tunnel_added_median_ms", "latency the tunnel adds, median ms", false, 0},
 }
 
 // targetsFor adds the Slurm measures of the sizes asked for; the issue's

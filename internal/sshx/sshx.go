@@ -281,6 +281,13 @@ func (h *Host) ReadFile(ctx context.Context, file string) ([]byte, error) {
 // user runs under their own ControlPath are left alone. Callers that want
 // the next command to reuse the connection simply do not call Close: the
 // master goes away by itself after ControlPersist idle seconds.
+//
+// The master is shared by every process of this user that reaches the same
+// user@host:port, so Close asks it to stop taking new sessions (-O stop)
+// rather than to exit: it goes at once when idle, and only after the
+// commands still running on it (another ipcluster's, another Host's)
+// have finished. Close does not stop remote commands of this Host either:
+// end them first.
 func (h *Host) Close() error {
 	if !h.mux || !h.ownPath {
 		return nil
@@ -288,7 +295,7 @@ func (h *Host) Close() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.masterUp = false
-	cmd := h.ssh(context.Background(), []string{"-O", "exit"}, "")
+	cmd := h.ssh(context.Background(), []string{"-O", "stop"}, "")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil && !strings.Contains(stderr.String(), "No such file") &&
