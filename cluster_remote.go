@@ -165,7 +165,10 @@ func (rc *remoteCluster) connect(ctx context.Context, opts ClusterOptions) (*Cli
 			return nil, fmt.Errorf("ipp: cluster on %s: %w", rc.r.Name(), err)
 		}
 	}
-	copts := opts.ClientOptions
+	// Always through the host: the file's ssh field alone is skipped when
+	// the controller's location looks like this machine. Options given
+	// later (a WithSSH of the caller's) win.
+	copts := append([]Option{WithSSH(rc.r.Name())}, opts.ClientOptions...)
 	if opts.Logger != nil {
 		copts = append([]Option{WithLogger(opts.Logger)}, copts...)
 	}

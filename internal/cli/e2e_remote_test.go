@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -367,4 +368,36 @@ func TestRemoteE2EErrors(t *testing.T) {
 	if code != ExitError || !strings.Contains(errOut, "pass --ssh-ipcluster") {
 		t.Errorf("stop with a missing remote ipcluster: exit %d\n%s", code, errOut)
 	}
+}
+
+// TestRemoteE2ELoginNamespace: the login node is a network namespace
+// whose loopback this machine cannot reach: the controller listens there
+// on 127.0.0.1, so exec from the laptop works only through the ssh tunnel
+// (a direct connection to the file's address would find nothing).
+func TestRemoteE2ELoginNamespace(t *testing.T) {
+	ns := testutil.LoginNamespace(t)
+	r := newRemoteE2E(t, ns.Host, nil)
+	cid := fmt.Sprintf("remote-ns-%d", os.Getpid())
+	r.remote(0, "start", "-n", "2", "--daemonize", "--cluster-id", cid)
+	info, err := wire.LoadClientInfo(wire.ClientFile(r.profile, cid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Nothing of the controller is reachable from here directly.
+	addr := fmt.Sprintf("127.0.0.1:%d", info.Registration)
+	if conn, err := net.DialTimeout("tcp", addr, 2*time.Second); err == nil {
+		conn.Close()
+		t.Fatalf("the controller's %s is reachable without the tunnel: the test proves nothing", addr)
+	}
+	out, _ := r.remote(0, "exec", "--cluster-id", cid, `fmt.Println("hi")`)
+	if out != "[stdout:0]\nhi\n[stdout:1]\nhi\n" {
+		t.Errorf("exec through the tunnel:\n%s", out)
+	}
+	// Without --ssh: the laptop's record makes the client tunnel too.
+	out, _ = r.must(0, "exec", "--cluster-id", cid, `fmt.Println("again")`)
+	if out != "[stdout:0]\nagain\n[stdout:1]\nagain\n" {
+		t.Errorf("exec from the laptop's client file:\n%s", out)
+	}
+	r.must(0, "stop", "--cluster-id", cid, "--stop-grace", "2")
+	r.checkStopped(cid)
 }

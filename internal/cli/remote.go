@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -189,6 +190,23 @@ func stopRemote(ctx context.Context, o *StopOptions, host string, t remote.Targe
 	}
 	fmt.Fprintf(o.F.IO.ErrOut, "Stopped cluster %s on %s (%s)\n", clusterName(t.ClusterID), host, what)
 	return nil
+}
+
+// remoteHostOf is the host of the remote record beside a client file
+// (security/ipcontroller[-<id>]-client.json), or "".
+func remoteHostOf(clientFile string) string {
+	base := filepath.Base(clientFile)
+	if !strings.HasPrefix(base, "ipcontroller") || !strings.HasSuffix(base, "-client.json") {
+		return ""
+	}
+	id := strings.TrimSuffix(strings.TrimPrefix(base, "ipcontroller"), "-client.json")
+	id = strings.TrimPrefix(id, "-")
+	profileDir := filepath.Dir(filepath.Dir(clientFile))
+	rec, err := remote.LoadRecord(profileDir, id)
+	if err != nil || wire.ClientFile(profileDir, id) != filepath.Clean(clientFile) {
+		return ""
+	}
+	return rec.Host
 }
 
 func fileExists(path string) bool {
