@@ -57,6 +57,9 @@ registered. The new engine set is merged into the cluster file, so
 --daemonize=false the command stays in the foreground, relays SIGINT, SIGTERM,
 SIGUSR1 and SIGUSR2 to the engines, and returns when they have all stopped.
 
+With --ssh HOST, ipcluster on HOST adds the engines (to a cluster started
+there, e.g. with 'start --ssh HOST') with its own launchers.
+
 Exits with 12 if the cluster is not running.`,
 		Example: `  ipcluster engines -n 4
   ipcluster engines -n 8 --cluster-id=big --engine-cmd ./mysim

@@ -46,7 +46,9 @@ Process liveness is checked by pid and start time, not trusted from the
 files. A cluster whose controller died (kill -9) is shown as False while
 engines it left still run ('ipcluster stop' stops them); the stale connection
 files of a dead controller are removed, and clusters whose processes are all
-gone are dropped (and their files removed).`,
+gone are dropped (and their files removed).
+
+With --ssh HOST, the list is the one ipcluster prints on HOST.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Output = strings.ToLower(opts.Output)

@@ -43,10 +43,16 @@ reboot) is cleaned up the same way: the engines it left are stopped, and its
 cluster file and connection files are removed; stop says so and exits with 0,
 as ipyparallel's does whenever the cluster file exists.
 
+A cluster started with 'start --ssh HOST' is stopped on HOST (found by --ssh or
+by the record start left in this profile); then the batch queue there is
+asked for every job the cluster reported, and jobs still queued are
+cancelled, until none is left.
+
 Exits with 11 if there is no such cluster (no cluster file).`,
 		Example: `  ipcluster stop
   ipcluster stop --cluster-id=big
-  ipcluster stop --all --profile=mpi`,
+  ipcluster stop --all --profile=mpi
+  ipcluster stop --ssh login.hpc`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.ClusterIDs = args
 			if opts.All && len(args) > 0 {
