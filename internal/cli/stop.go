@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -93,6 +94,14 @@ func stopRun(ctx context.Context, o *StopOptions) error {
 		}
 		for _, f := range files {
 			ids = append(ids, launchers.ClusterIDFromFile(f))
+		}
+		// Clusters started here with --ssh run elsewhere: their records.
+		recs, _ := filepath.Glob(remote.RecordFile(dir, "*"))
+		for _, f := range recs {
+			id := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(f), "remote-cluster-"), ".json")
+			if !slices.Contains(ids, id) {
+				ids = append(ids, id)
+			}
 		}
 		if len(ids) == 0 {
 			fmt.Fprintln(o.F.IO.ErrOut, "No clusters to stop")

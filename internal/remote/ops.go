@@ -62,6 +62,12 @@ func (r *Remote) Sync(ctx context.Context, t Target, rec *Record) (string, error
 	if c == nil {
 		return "", fmt.Errorf("%w: no cluster %s in profile %s on %s", ErrNotRunning, quoteID(t.ClusterID), profileName(t.Profile), r.Name())
 	}
+	if !c.Running {
+		// Engines it left may still run (and hold batch jobs): stop
+		// cleans them up; a client would only wait for a dead controller.
+		return "", fmt.Errorf("%w: the controller of cluster %s on %s has died; 'ipcluster stop --ssh %s' stops what it left",
+			ErrNotRunning, quoteID(t.ClusterID), r.Name(), r.Name())
+	}
 	if rec == nil {
 		if rec, err = LoadRecord(t.LocalProfileDir, t.ClusterID); err != nil || rec.Host != r.Name() {
 			rec = &Record{Host: r.Name(), IPCluster: r.IPCluster, Profile: t.Profile, ClusterID: t.ClusterID, Started: time.Now().UTC()}
