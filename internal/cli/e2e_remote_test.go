@@ -398,6 +398,22 @@ func TestRemoteE2ELoginNamespace(t *testing.T) {
 	if out != "[stdout:0]\nagain\n[stdout:1]\nagain\n" {
 		t.Errorf("exec from the laptop's client file:\n%s", out)
 	}
+	// A controller killed on the login node: exec says so at once (12)
+	// instead of waiting for it, and stop cleans up the engines it left.
+	for _, p := range r.remoteProcesses() {
+		if f := strings.Fields(p); len(f) > 2 && f[2] == "controller" {
+			pid, _ := strconv.Atoi(f[0])
+			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	_, errOut := r.remote(ExitNoCluster, "exec", "--cluster-id", cid, `fmt.Println("dead")`)
+	// Its engines may notice and exit first; then the cluster is gone.
+	if !strings.Contains(errOut, "has died; 'ipcluster stop --ssh "+r.host+"' stops what it left") &&
+		!strings.Contains(errOut, "no cluster "+cid) {
+		t.Errorf("exec on a dead remote controller:\n%s", errOut)
+	}
 	r.must(0, "stop", "--cluster-id", cid, "--stop-grace", "2")
 	r.checkStopped(cid)
 }
