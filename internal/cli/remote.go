@@ -147,14 +147,11 @@ func listRemote(ctx context.Context, o *ListOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := r.Check(ctx); err != nil {
-		return err
-	}
 	args := o.remoteArgs
 	if o.Profile != "" {
 		args = append(args, "--profile="+o.Profile)
 	}
-	return remoteError(r.Run(ctx, o.F.IO.Out, o.F.IO.ErrOut, "list", args...))
+	return remoteError(r.RunChecked(ctx, o.F.IO.Out, o.F.IO.ErrOut, "list", args...))
 }
 
 // stopRemote stops a cluster on host and checks its jobs left the queue.

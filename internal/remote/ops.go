@@ -31,11 +31,8 @@ func (t Target) remoteArgs() []string {
 // the local profile and writes the record. It returns the local client
 // file.
 func (r *Remote) Start(ctx context.Context, out, errOut io.Writer, t Target, args []string) (string, error) {
-	if err := r.Check(ctx); err != nil {
-		return "", err
-	}
 	rec := &Record{Host: r.Name(), IPCluster: r.IPCluster, Profile: t.Profile, ClusterID: t.ClusterID, Started: time.Now().UTC()}
-	startErr := r.Run(ctx, out, errOut, "start", append(append([]string{"--daemonize"}, t.remoteArgs()...), args...)...)
+	startErr := r.RunChecked(ctx, out, errOut, "start", append(append([]string{"--daemonize"}, t.remoteArgs()...), args...)...)
 	var ee *ExitError
 	if startErr != nil && (!errors.As(startErr, &ee) || ee.Code != 10) {
 		// A start that failed has stopped what it started; a start
@@ -92,10 +89,7 @@ var ErrNotRunning = errors.New("cluster not running")
 // Engines runs `ipcluster engines args...` remotely and records the new
 // jobs.
 func (r *Remote) Engines(ctx context.Context, out, errOut io.Writer, t Target, args []string) error {
-	if err := r.Check(ctx); err != nil {
-		return err
-	}
-	if err := r.Run(ctx, out, errOut, "engines", append(t.remoteArgs(), args...)...); err != nil {
+	if err := r.RunChecked(ctx, out, errOut, "engines", append(t.remoteArgs(), args...)...); err != nil {
 		return err
 	}
 	_, err := r.Sync(ctx, t, nil)

@@ -123,7 +123,42 @@ func (e *ExitError) Error() string {
 // Run runs `ipcluster sub args...` remotely, copying its output to stdout
 // and stderr as it comes (either may be nil).
 func (r *Remote) Run(ctx context.Context, stdout, stderr io.Writer, sub string, args ...string) error {
-	line := r.commandLine(sub, args...)
+	return r.run(ctx, stdout, stderr, r.commandLine(sub, args...), sub)
+}
+
+// notOursMarker starts the line RunChecked's script writes when the
+// remote program is not this project's ipcluster.
+const notOursMarker = "ipp-remote: not this project's ipcluster: "
+
+// notOursExit is the script's exit status then.
+const notOursExit = 98
+
+// RunChecked is Run after the check of Check, in the same ssh session
+// (each session costs a remote login shell): the remote program must say
+// it is this project's ipcluster before it is given our flags.
+func (r *Remote) RunChecked(ctx context.Context, stdout, stderr io.Writer, sub string, args ...string) error {
+	ipc := r.quoteIPCluster()
+	script := fmt.Sprintf(`v=$(%s --version 2>&1); s=$?; if [ $s -eq 127 ] || [ $s -eq 126 ]; then exit $s; fi; `+
+		`case "$v" in "ipcluster version"*) ;; *) printf '%%s%%s\n' %s "$(printf '%%s' "$v" | head -n 1)" >&2; exit %d;; esac; exec %s`,
+		ipc, shellwords.Quote(notOursMarker), notOursExit, r.commandLine(sub, args...))
+	var marker tailBuffer
+	err := r.run(ctx, stdout, io.MultiWriter(stderr, &marker), script, sub)
+	var ee *ExitError
+	if errors.As(err, &ee) && ee.Code == notOursExit {
+		if _, got, ok := strings.Cut(marker.String(), notOursMarker); ok {
+			got, _, _ = strings.Cut(got, "\n")
+			return r.notOurs(got)
+		}
+	}
+	return err
+}
+
+func (r *Remote) notOurs(version string) error {
+	return fmt.Errorf("%s on %s is not this project's ipcluster (`--version` printed %q; Python's ipyparallel has one of the same name); %s",
+		r.program(), r.Name(), strings.TrimSpace(version), r.Hint)
+}
+
+func (r *Remote) run(ctx context.Context, stdout, stderr io.Writer, line, sub string) error {
 	cmd, err := r.Host.Command(ctx, line)
 	if err != nil {
 		return err
@@ -162,8 +197,9 @@ func (r *Remote) explain(sub string, err error, tail string) error {
 	}
 	switch se.Kind {
 	case sshx.CommandNotFound:
-		return fmt.Errorf("%s is not installed on %s (or not on PATH of a non-interactive shell); %s: %w",
-			path.Base(r.program()), r.Name(), r.Hint, err)
+		// sshx's own message would name the first word of our script.
+		return fmt.Errorf("%s is not installed on %s (or not on PATH of a non-interactive shell); %s (tried: %s)",
+			path.Base(r.program()), r.Name(), r.Hint, strings.Join(r.IPCluster, " "))
 	case sshx.CommandFailed:
 		if se.ExitCode > 0 && se.ExitCode != 255 {
 			return &ExitError{Host: r.Name(), Command: "ipcluster " + sub, Code: se.ExitCode, Tail: tail}
@@ -197,8 +233,7 @@ func (r *Remote) Check(ctx context.Context) error {
 		}
 	}
 	if !bytes.HasPrefix(bytes.TrimSpace(out), []byte("ipcluster version")) {
-		return fmt.Errorf("%s on %s is not this project's ipcluster (`--version` printed %q; Python's ipyparallel has one of the same name); %s",
-			r.program(), r.Name(), firstLine(out), r.Hint)
+		return r.notOurs(firstLine(out))
 	}
 	return nil
 }
