@@ -49,8 +49,7 @@ connection to time out; a controller that dies during the run is reported
 within a few seconds, also with 12.`,
 		Example: `  ipcluster exec 'fmt.Println(6*7)'
   ipcluster exec --targets 0,2-3 'import "os"; fmt.Println(os.Getpid())'
-  ipcluster exec - < setup.go
-  ipcluster exec --ssh login.hpc 'fmt.Println(mpi.Rank())'   # through an ssh tunnel`,
+  ipcluster exec - < setup.go`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Code = args[0]
