@@ -69,7 +69,14 @@ Arguments after -- are passed to the controller.
 Exits with 10 if the cluster is already running: its controller process is
 alive (what 'ipcluster list' shows as RUNNING True). The files of a cluster
 whose controller died (kill -9) are replaced, after stopping any engines it
-left behind.`,
+left behind.
+
+With --ssh HOST, ipcluster on HOST (--ssh-ipcluster, default
+$IPP_SSH_IPCLUSTER, else ipcluster on its PATH) starts the cluster there with
+its own launchers and the other flags given here, always daemonized; the client
+connection file comes back into this profile (its ssh field set to HOST, so
+clients tunnel), with a record that lets 'ipcluster stop' stop it there and
+check its batch jobs left the queue. See docs/laptop.md.`,
 		Example: `  ipcluster start -n 4 --daemonize
   ipcluster start -n 64 --ip='*' --cluster-id=big
   ipcluster start -n 2 --engine-cmd ./mysim   # a Go program built with engine.Main()
