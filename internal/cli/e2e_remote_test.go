@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -392,6 +393,11 @@ func TestRemoteE2ELoginNamespace(t *testing.T) {
 	out, _ := r.remote(0, "exec", "--cluster-id", cid, `fmt.Println("hi")`)
 	if out != "[stdout:0]\nhi\n[stdout:1]\nhi\n" {
 		t.Errorf("exec through the tunnel:\n%s", out)
+	}
+	// The laptop's own list names it under the clusters started elsewhere.
+	out, _ = r.must(0, "list")
+	if !strings.Contains(out, "Started on other hosts") || !regexp.MustCompile(cid+`\s+`+ns.Host+`\s+-`).MatchString(out) {
+		t.Errorf("list on the laptop does not show the remote cluster:\n%s", out)
 	}
 	// Without --ssh: the laptop's record makes the client tunnel too.
 	out, _ = r.must(0, "exec", "--cluster-id", cid, `fmt.Println("again")`)

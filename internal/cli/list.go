@@ -138,7 +138,10 @@ func listRun(ctx context.Context, o *ListOptions) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(entries)
 	}
-	return writeListText(o.F, live)
+	if err := writeListText(o.F, live); err != nil {
+		return err
+	}
+	return writeRemoteRecords(o.F, dir)
 }
 
 // writeListText prints the table of `ipcluster list`.

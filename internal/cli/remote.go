@@ -1,12 +1,14 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"text/tabwriter"
 
 	"github.com/spf13/pflag"
 
@@ -204,6 +206,37 @@ func remoteHostOf(clientFile string) string {
 		return ""
 	}
 	return rec.Host
+}
+
+// writeRemoteRecords lists, under the table of `list`, the clusters this
+// machine started on other hosts (profile dir, or every profile when ""):
+// they run elsewhere, so only their records are here.
+func writeRemoteRecords(f *Factory, dir string) error {
+	pattern := filepath.Join(wire.IPythonDir(), "profile_*", "security", "remote-cluster-*.json")
+	if dir != "" {
+		pattern = remote.RecordFile(dir, "*")
+	}
+	files, _ := filepath.Glob(pattern)
+	if len(files) == 0 {
+		return nil
+	}
+	fmt.Fprintln(f.IO.Out, "\nStarted on other hosts (their state: ipcluster list --ssh HOST):")
+	tw := tabwriter.NewWriter(f.IO.Out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PROFILE\tCLUSTER ID\tHOST\tJOBS")
+	for _, file := range files {
+		profileDir := filepath.Dir(filepath.Dir(file))
+		id := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(file), "remote-cluster-"), ".json")
+		rec, err := remote.LoadRecord(profileDir, id)
+		if err != nil {
+			continue
+		}
+		var jobs []string
+		for _, j := range rec.Jobs {
+			jobs = append(jobs, j.ID)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", launchers.AbbreviateProfileDir(profileDir), clusterName(id), rec.Host, cmp.Or(strings.Join(jobs, " "), "-"))
+	}
+	return tw.Flush()
 }
 
 func fileExists(path string) bool {
