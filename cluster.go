@@ -66,6 +66,20 @@ type ClusterOptions struct {
 	ClientOptions []Option
 	// Logger receives the launchers' progress (default slog.Default()).
 	Logger *slog.Logger
+
+	// SSH, when set, runs the cluster on that host (a login node, as
+	// ~/.ssh/config names it) through the system ssh: ipcluster there
+	// starts the controller and engines with its own launchers (Launcher
+	// "slurm" submits to its queue), the client connection file comes back
+	// into ProfileDir with its `ssh` field set so clients tunnel, and Stop
+	// stops it there and checks that its batch jobs left the queue. Profile
+	// names the profile on both hosts; ProfileDir is this host's only.
+	// IPCluster, ControllerCmd and EngineCmd are paths on the remote host.
+	SSH string
+	// SSHIPCluster is the ipcluster command on the SSH host, as words
+	// (environment assignments may come first: ssh passes none). Empty
+	// means $IPP_SSH_IPCLUSTER, else "ipcluster" on the remote PATH.
+	SSHIPCluster []string
 }
 
 // Cluster starts and stops a controller and engine sets through the
@@ -75,6 +89,9 @@ type ClusterOptions struct {
 type Cluster struct {
 	opts ClusterOptions
 	lc   *launchers.Cluster
+	// rem is set for a cluster on another host (ClusterOptions.SSH);
+	// lc is nil then.
+	rem *remoteCluster
 }
 
 // NewCluster prepares a cluster; nothing starts until Start.
@@ -92,6 +109,9 @@ func NewCluster(opts ClusterOptions) (*Cluster, error) {
 	}
 	if opts.EngineTimeout <= 0 {
 		opts.EngineTimeout = 60 * time.Second
+	}
+	if opts.SSH != "" {
+		return newRemoteCluster(opts)
 	}
 	if len(opts.ControllerCmd) == 0 || len(opts.EngineCmd) == 0 {
 		if opts.IPCluster == "" {
@@ -164,6 +184,8 @@ func ClusterFromFile(ctx context.Context, path string) (*Cluster, error) {
 		}
 		opts.ClusterID = f.Cluster.ClusterID
 		opts.N = f.Cluster.N
+	} else if c, ok := remoteFromRecord(opts); ok {
+		return c, nil
 	}
 	lc, err := launchers.LoadCluster(ctx, opts.launcherOptions())
 	if err != nil {
@@ -183,13 +205,28 @@ func (c *Cluster) ProfileDir() string { return c.opts.ProfileDir }
 func (c *Cluster) ClusterID() string { return c.opts.ClusterID }
 
 // File is the path of the cluster file.
-func (c *Cluster) File() string { return c.lc.File() }
+func (c *Cluster) File() string {
+	if c.rem != nil {
+		return c.rem.file()
+	}
+	return c.lc.File()
+}
 
 // Running reports whether the controller or any engine set runs.
-func (c *Cluster) Running() bool { return c.lc.Running() }
+// For a cluster on another host, it reports whether this program's record
+// of it exists (started and not stopped), without asking the host.
+func (c *Cluster) Running() bool {
+	if c.rem != nil {
+		return c.rem.running()
+	}
+	return c.lc.Running()
+}
 
 // String describes the cluster like ipyparallel's repr.
 func (c *Cluster) String() string {
+	if c.rem != nil {
+		return fmt.Sprintf("<Cluster(cluster_id=%q, profile_dir=%q, ssh=%q)>", c.opts.ClusterID, c.opts.ProfileDir, c.opts.SSH)
+	}
 	ctl := "None"
 	if c.lc.Controller() != nil {
 		ctl = "<" + string(c.lc.Controller().Status().State) + ">"
@@ -204,6 +241,9 @@ func (c *Cluster) String() string {
 
 // StartController starts the controller.
 func (c *Cluster) StartController(ctx context.Context) error {
+	if c.rem != nil {
+		return c.rem.start(ctx, c.opts, 0)
+	}
 	if err := c.lc.StartController(ctx); err != nil {
 		return fmt.Errorf("ipp: starting the controller: %w", err)
 	}
@@ -211,8 +251,12 @@ func (c *Cluster) StartController(ctx context.Context) error {
 }
 
 // StartEngines starts an engine set of n engines (n <= 0: ClusterOptions.N)
-// and returns its id.
+// and returns its id. On another host (SSH) the remote ipcluster names the
+// set and the id returned is "".
 func (c *Cluster) StartEngines(ctx context.Context, n int) (string, error) {
+	if c.rem != nil {
+		return "", c.rem.engines(ctx, c.opts, n)
+	}
 	id, err := c.lc.StartEngines(ctx, n)
 	if err != nil {
 		return "", fmt.Errorf("ipp: starting engines: %w", err)
@@ -222,6 +266,10 @@ func (c *Cluster) StartEngines(ctx context.Context, n int) (string, error) {
 
 // Start starts the controller (unless already started) and N engines.
 func (c *Cluster) Start(ctx context.Context) error {
+	if c.rem != nil {
+		// One remote start for both: every ssh round trip counts.
+		return c.rem.start(ctx, c.opts, c.opts.N)
+	}
 	if c.lc.Controller() == nil {
 		if err := c.StartController(ctx); err != nil {
 			return err
@@ -238,6 +286,9 @@ func (c *Cluster) Start(ctx context.Context) error {
 // Connect waits for the controller's connection file and connects a
 // client to it.
 func (c *Cluster) Connect(ctx context.Context) (*Client, error) {
+	if c.rem != nil {
+		return c.rem.connect(ctx, c.opts)
+	}
 	conn, err := c.lc.Connection(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("ipp: waiting for the controller: %w", err)
@@ -274,6 +325,12 @@ func (c *Cluster) waitForEngines(ctx context.Context, client *Client, n int) err
 	if n <= 0 {
 		return nil
 	}
+	if c.rem != nil {
+		// The remote start has waited for its engines already.
+		wctx, cancel := context.WithTimeout(ctx, c.opts.EngineTimeout)
+		defer cancel()
+		return client.WaitForEngines(wctx, n)
+	}
 	wctx, cancel := context.WithTimeoutCause(ctx, c.opts.EngineTimeout,
 		fmt.Errorf("ipp: %d engines did not register within %v", n, c.opts.EngineTimeout))
 	defer cancel()
@@ -303,7 +360,11 @@ func (c *Cluster) waitForEngines(ctx context.Context, client *Client, n int) err
 }
 
 // StopEngines stops one engine set.
+// Not available for a cluster on another host: stop it whole with Stop.
 func (c *Cluster) StopEngines(ctx context.Context, setID string) error {
+	if c.rem != nil {
+		return fmt.Errorf("ipp: StopEngines: not available for a cluster on %s (Stop stops it)", c.opts.SSH)
+	}
 	return c.lc.StopEngines(ctx, setID)
 }
 
@@ -311,6 +372,9 @@ func (c *Cluster) StopEngines(ctx context.Context, setID string) error {
 // file. Clients connected to the cluster see their engines unregister and
 // the controller vanish; close them first.
 func (c *Cluster) Stop(ctx context.Context) error {
+	if c.rem != nil {
+		return c.rem.stop(ctx, c.opts)
+	}
 	if err := c.lc.Stop(ctx); err != nil {
 		return fmt.Errorf("ipp: stopping the cluster: %w", err)
 	}

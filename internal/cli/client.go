@@ -45,8 +45,16 @@ type RemoteError struct {
 }
 
 // connectIPP is Factory.Connect for the real program: the ipp client.
+// A client file that `start --ssh` (or exec --ssh) copied from another
+// host is always reached through that host: the tunnel is forced, not left
+// to the file's ssh field, which a client skips when the controller's
+// location looks like this machine.
 func connectIPP(ctx context.Context, clientFile string) (Client, error) {
-	c, err := ipp.Connect(ctx, clientFile)
+	var opts []ipp.Option
+	if host := remoteHostOf(clientFile); host != "" {
+		opts = append(opts, ipp.WithSSH(host))
+	}
+	c, err := ipp.Connect(ctx, clientFile, opts...)
 	if err != nil {
 		return nil, err
 	}

@@ -27,6 +27,11 @@ type ClusterFlags struct {
 	ProfileDir string
 	// ClusterID names the cluster ("" is ipcluster's default cluster).
 	ClusterID string
+	// SSH is the host whose ipcluster does the work (--ssh; see
+	// remote.go); "" means this host.
+	SSH string
+	// SSHIPCluster is the ipcluster command on the SSH host (words).
+	SSHIPCluster string
 }
 
 func (c *ClusterFlags) bind(fs *pflag.FlagSet, withClusterID bool) {

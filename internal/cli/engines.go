@@ -43,6 +43,8 @@ type EnginesOptions struct {
 	WaitTimeout time.Duration
 	// StopGrace is the SIGTERM-to-SIGKILL delay.
 	StopGrace time.Duration
+	// remoteArgs are the flags given, for the remote ipcluster of --ssh.
+	remoteArgs []string
 }
 
 // NewCmdEngines builds `ipcluster engines`. runF replaces enginesRun in
@@ -58,6 +60,9 @@ registered. The new engine set is merged into the cluster file, so
 --daemonize=false the command stays in the foreground, relays SIGINT, SIGTERM,
 SIGUSR1 and SIGUSR2 to the engines, and returns when they have all stopped.
 
+With --ssh HOST, ipcluster on HOST adds the engines (to a cluster started
+there, e.g. with 'start --ssh HOST') with its own launchers.
+
 Exits with 12 if the cluster is not running.`,
 		Example: `  ipcluster engines -n 4
   ipcluster engines -n 8 --cluster-id=big --engine-cmd ./mysim
@@ -65,14 +70,19 @@ Exits with 12 if the cluster is not running.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.NUnset = !cmd.Flags().Changed("n")
+			opts.remoteArgs = forwardFlags(cmd.Flags())
 			if runF != nil {
 				return runF(opts)
+			}
+			if opts.SSH != "" {
+				return enginesRemote(cmd.Context(), opts)
 			}
 			return enginesRun(cmd.Context(), opts)
 		},
 	}
 	fs := cmd.Flags()
 	opts.ClusterFlags.bind(fs, true)
+	opts.ClusterFlags.bindRemote(fs)
 	fs.IntVarP(&opts.N, "n", "n", runtime.NumCPU(), "number of engines to add")
 	fs.StringVar(&opts.Launcher, "launcher", "", "engine launcher (default: the one of the cluster's newest engine set)")
 	fs.StringVar(&opts.Launcher, "engines", "", "alias of --launcher (ipyparallel's name)")

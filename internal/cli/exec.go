@@ -65,6 +65,7 @@ within a few seconds, also with 12.`,
 	}
 	fs := cmd.Flags()
 	opts.ClusterFlags.bind(fs, true)
+	opts.ClusterFlags.bindRemote(fs)
 	fs.StringVarP(&targets, "targets", "t", "all", "engine ids: all, or a list such as 0,2,4-7")
 	fs.Var(newSecondsValue(&opts.Timeout, 0), "timeout", "give up after this long (default: no limit)")
 	return cmd
@@ -114,16 +115,9 @@ func execRun(ctx context.Context, o *ExecOptions) error {
 		}
 		code = string(data)
 	}
-	dir, err := o.Dir()
+	path, err := o.F.clusterClientFile(ctx, o.ClusterFlags)
 	if err != nil {
 		return err
-	}
-	if err := checkControllerAlive(ctx, o.F, o.ClusterFlags, dir); err != nil {
-		return err
-	}
-	path := wire.ClientFile(dir, o.ClusterID)
-	if _, err := os.Stat(path); err != nil {
-		return fmt.Errorf("%w: cluster %s (%v)", ErrNoCluster, clusterName(o.ClusterID), err)
 	}
 	client, err := o.F.Connect(ctx, path)
 	if err != nil {

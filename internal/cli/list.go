@@ -26,6 +26,8 @@ type ListOptions struct {
 	Output string
 	// ProbeTimeout bounds asking each controller for its engines.
 	ProbeTimeout time.Duration
+	// remoteArgs are the flags given, for the remote ipcluster of --ssh.
+	remoteArgs []string
 }
 
 // NewCmdList builds `ipcluster list`. runF replaces listRun in tests.
@@ -44,21 +46,28 @@ Process liveness is checked by pid and start time, not trusted from the
 files. A cluster whose controller died (kill -9) is shown as False while
 engines it left still run ('ipcluster stop' stops them); the stale connection
 files of a dead controller are removed, and clusters whose processes are all
-gone are dropped (and their files removed).`,
+gone are dropped (and their files removed).
+
+With --ssh HOST, the list is the one ipcluster prints on HOST.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Output = strings.ToLower(opts.Output)
 			if opts.Output != "text" && opts.Output != "json" {
 				return fmt.Errorf("-o must be text or json, not %q", opts.Output)
 			}
+			opts.remoteArgs = forwardFlags(cmd.Flags())
 			if runF != nil {
 				return runF(opts)
+			}
+			if opts.SSH != "" {
+				return listRemote(cmd.Context(), opts)
 			}
 			return listRun(cmd.Context(), opts)
 		},
 	}
 	fs := cmd.Flags()
 	opts.ClusterFlags.bind(fs, false)
+	opts.ClusterFlags.bindRemote(fs)
 	fs.StringVarP(&opts.Output, "output", "o", "text", "output format: text or json")
 	fs.Var(newSecondsValue(&opts.ProbeTimeout, 3*time.Second), "probe-timeout", "how long to wait for each controller's engine count")
 	return cmd
@@ -129,7 +138,10 @@ func listRun(ctx context.Context, o *ListOptions) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(entries)
 	}
-	return writeListText(o.F, live)
+	if err := writeListText(o.F, live); err != nil {
+		return err
+	}
+	return writeRemoteRecords(o.F, dir)
 }
 
 // writeListText prints the table of `ipcluster list`.

@@ -54,6 +54,8 @@ type StartOptions struct {
 	CurveFlags
 	// LimitFlags are passed on to the controller.
 	LimitFlags
+	// remoteArgs are the flags given, for the remote ipcluster of --ssh.
+	remoteArgs []string
 }
 
 // NewCmdStart builds `ipcluster start`. runF replaces startRun in tests.
@@ -71,11 +73,19 @@ Arguments after -- are passed to the controller.
 Exits with 10 if the cluster is already running: its controller process is
 alive (what 'ipcluster list' shows as RUNNING True). The files of a cluster
 whose controller died (kill -9) are replaced, after stopping any engines it
-left behind.`,
+left behind.
+
+With --ssh HOST, ipcluster on HOST (--ssh-ipcluster, default
+$IPP_SSH_IPCLUSTER, else ipcluster on its PATH) starts the cluster there with
+its own launchers and the other flags given here, always daemonized; the client
+connection file comes back into this profile (its ssh field set to HOST, so
+clients tunnel), with a record that lets 'ipcluster stop' stop it there and
+check its batch jobs left the queue. See docs/laptop.md.`,
 		Example: `  ipcluster start -n 4 --daemonize
   ipcluster start -n 64 --ip='*' --cluster-id=big
   ipcluster start -n 2 --engine-cmd ./mysim   # a Go program built with engine.Main()
-  ipcluster start --engines mpiexec -n 8 --mpiexec mpiexec.openmpi --mpi-args "--bind-to core"`,
+  ipcluster start --engines mpiexec -n 8 --mpiexec mpiexec.openmpi --mpi-args "--bind-to core"
+  ipcluster start --ssh login.hpc --launcher slurm -n 64 --walltime 1:00:00   # runs on the login node`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if dash := cmd.ArgsLenAtDash(); dash >= 0 {
 				opts.ControllerArgs = args[dash:]
@@ -85,14 +95,19 @@ left behind.`,
 				return fmt.Errorf("unexpected arguments %q (controller arguments go after --)", args)
 			}
 			opts.NUnset = !cmd.Flags().Changed("n")
+			opts.remoteArgs = forwardFlags(cmd.Flags())
 			if runF != nil {
 				return runF(opts)
+			}
+			if opts.SSH != "" {
+				return startRemote(cmd.Context(), opts)
 			}
 			return startRun(cmd.Context(), opts)
 		},
 	}
 	fs := cmd.Flags()
 	opts.ClusterFlags.bind(fs, true)
+	opts.ClusterFlags.bindRemote(fs)
 	fs.IntVarP(&opts.N, "n", "n", runtime.NumCPU(), "number of engines (0: only the controller; add engines with 'ipcluster engines')")
 	fs.BoolVar(&opts.Daemonize, "daemonize", false, "return once the engines are up, leaving the cluster running")
 	fs.StringVar(&opts.IP, "ip", "", "controller address to bind (default 127.0.0.1; '*' for all interfaces)")

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/ipp-hpc/ipp/internal/remote"
+	"github.com/ipp-hpc/ipp/internal/wire"
 	"github.com/ipp-hpc/ipp/launchers"
 )
 
@@ -23,6 +26,8 @@ type StopOptions struct {
 	ClusterIDs []string
 	// StopGrace is the SIGTERM-to-SIGKILL delay.
 	StopGrace time.Duration
+	// remoteArgs are the flags given, for the remote ipcluster of --ssh.
+	remoteArgs []string
 }
 
 // NewCmdStop builds `ipcluster stop`. runF replaces stopRun in tests.
@@ -39,15 +44,25 @@ reboot) is cleaned up the same way: the engines it left are stopped, and its
 cluster file and connection files are removed; stop says so and exits with 0,
 as ipyparallel's does whenever the cluster file exists.
 
+A cluster started with 'start --ssh HOST' is stopped on HOST (found by --ssh or
+by the record start left in this profile); then the batch queue there is
+asked for every job the cluster reported, and jobs still queued are
+cancelled, until none is left.
+
 Exits with 11 if there is no such cluster (no cluster file).`,
 		Example: `  ipcluster stop
   ipcluster stop --cluster-id=big
-  ipcluster stop --all --profile=mpi`,
+  ipcluster stop --all --profile=mpi
+  ipcluster stop --ssh login.hpc`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.ClusterIDs = args
 			if opts.All && len(args) > 0 {
 				return errors.New("give either --all or cluster ids, not both")
 			}
+			if opts.All && opts.SSH != "" {
+				return errors.New("--all with --ssh: name the clusters to stop (ipcluster list --ssh HOST shows them)")
+			}
+			opts.remoteArgs = forwardFlags(cmd.Flags())
 			if runF != nil {
 				return runF(opts)
 			}
@@ -56,6 +71,7 @@ Exits with 11 if there is no such cluster (no cluster file).`,
 	}
 	fs := cmd.Flags()
 	opts.ClusterFlags.bind(fs, true)
+	opts.ClusterFlags.bindRemote(fs)
 	fs.BoolVar(&opts.All, "all", false, "stop every cluster of the profile")
 	fs.Var(newSecondsValue(&opts.StopGrace, 5*time.Second), "stop-grace", "how long a stopping process gets between SIGTERM and SIGKILL")
 	return cmd
@@ -79,6 +95,14 @@ func stopRun(ctx context.Context, o *StopOptions) error {
 		for _, f := range files {
 			ids = append(ids, launchers.ClusterIDFromFile(f))
 		}
+		// Clusters started here with --ssh run elsewhere: their records.
+		recs, _ := filepath.Glob(remote.RecordFile(dir, "*"))
+		for _, f := range recs {
+			id := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(f), "remote-cluster-"), ".json")
+			if !slices.Contains(ids, id) {
+				ids = append(ids, id)
+			}
+		}
 		if len(ids) == 0 {
 			fmt.Fprintln(o.F.IO.ErrOut, "No clusters to stop")
 			return nil
@@ -96,6 +120,16 @@ func stopRun(ctx context.Context, o *StopOptions) error {
 }
 
 func stopOne(ctx context.Context, o *StopOptions, dir, id string) error {
+	// A cluster started with --ssh is stopped where it runs, found by
+	// --ssh or by the record start left here.
+	rec, recErr := remote.LoadRecord(dir, id)
+	if host := o.SSH; host != "" || (recErr == nil && !fileExists(wire.ClusterFile(dir, id))) {
+		if host == "" {
+			host = rec.Host
+		}
+		t := remote.Target{LocalProfileDir: dir, Profile: o.Profile, ClusterID: id}
+		return stopRemote(ctx, o, host, t, rec)
+	}
 	flags := ClusterFlags{ProfileDir: dir, ClusterID: id}
 	copts, err := clusterOptions(o.F, flags, "", "")
 	if err != nil {
