@@ -11,6 +11,7 @@ import (
 	"github.com/ipp-hpc/ipp/internal/codec"
 	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/wire"
+	"github.com/ipp-hpc/ipp/mpi"
 )
 
 // receiveShell moves shell requests from the socket into the queue, so
@@ -138,6 +139,10 @@ func (e *engine) serveQuiet(ctx context.Context, r *request) {
 // begin makes the request's context and publishes it as the running
 // request, so that signal_request can interrupt it.
 func (e *engine) begin(ctx context.Context, msgID string) (context.Context, *running) {
+	if e.cfg.MPI {
+		// An interrupt ends the request it was sent for, not this one.
+		mpi.ResetInterrupt()
+	}
 	rctx, cancel := context.WithCancel(ctx)
 	run := &running{msgID: msgID, cancel: cancel}
 	e.runMu.Lock()

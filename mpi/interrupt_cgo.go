@@ -5,7 +5,8 @@ package mpi
 /*
 #include <mpi.h>
 void ipp_set_interrupt(int v);
-int ipp_wait(MPI_Request *q, int *osrc, int *otag, int *ocount, int k, int *done);
+int ipp_wait(MPI_Request *q, int *osrc, int *otag, int *ocount, int k, long gen, int *done);
+long ipp_generation(void);
 int ipp_test(MPI_Request *q, int *flag);
 int ipp_cancel(MPI_Request *q);
 */
@@ -53,9 +54,9 @@ func wait(op string, q *C.MPI_Request, collective bool, bufs []unsafe.Pointer, r
 	var done C.int
 	var rc C.int
 	if recv != nil {
-		rc = C.ipp_wait(q, &recv.src, &recv.tag, &recv.count, C.int(recv.k), &done)
+		rc = C.ipp_wait(q, &recv.src, &recv.tag, &recv.count, C.int(recv.k), callGen, &done)
 	} else {
-		rc = C.ipp_wait(q, nil, nil, nil, 0, &done)
+		rc = C.ipp_wait(q, nil, nil, nil, 0, callGen, &done)
 	}
 	if done != 0 {
 		return check(op, rc)
@@ -140,7 +141,7 @@ func collectiveInto(b buffer, op string, bufs []unsafe.Pointer, start func(*C.MP
 // rank asked to repeat (Barrier after an interrupted Barrier).
 func resume(p *pendingOp) error {
 	var done C.int
-	rc := C.ipp_wait(&p.req, nil, nil, nil, 0, &done)
+	rc := C.ipp_wait(&p.req, nil, nil, nil, 0, callGen, &done)
 	if done == 0 {
 		return &InterruptedError{Op: p.op, Rank: rank}
 	}

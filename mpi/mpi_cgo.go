@@ -90,17 +90,26 @@ static int ipp_irecv(void *b, int n, int k, int src, int tag, MPI_Request *q) {
 }
 
 // ipp_interrupted is set by Interrupt from any thread and read by the
-// polling loop on the MPI thread.
+// polling loop on the MPI thread; ipp_generation counts interrupts, so that
+// an operation called before an interrupt ends even if the flag has been
+// reset by the time the MPI thread looks (the engine resets it when its
+// next request starts).
 static int ipp_interrupted;
-void ipp_set_interrupt(int v) { __atomic_store_n(&ipp_interrupted, v, __ATOMIC_SEQ_CST); }
+static long ipp_gen;
+void ipp_set_interrupt(int v) {
+	if (v) __atomic_add_fetch(&ipp_gen, 1, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&ipp_interrupted, v, __ATOMIC_SEQ_CST);
+}
+long ipp_generation(void) { return __atomic_load_n(&ipp_gen, __ATOMIC_SEQ_CST); }
 
 // ipp_wait completes *q by polling MPI_Test, so that an interrupt can end
 // the wait: it returns with *done = 1 and the operation's code once the
 // request completed, or with *done = 0 when interrupted (the request is
-// then still active). It spins first, as MPI's own blocking calls do, then
+// then still active): the flag is set, or an interrupt came after the
+// operation was called (gen is the generation then). It spins first, as MPI's own blocking calls do, then
 // sleeps between tests with a backoff up to 1 ms so that a rank waiting
 // long for its peers does not hold a core they may need.
-int ipp_wait(MPI_Request *q, int *osrc, int *otag, int *ocount, int k, int *done) {
+int ipp_wait(MPI_Request *q, int *osrc, int *otag, int *ocount, int k, long gen, int *done) {
 	MPI_Status st;
 	struct timespec ts = {0, 1000};
 	long spins = 0;
@@ -117,7 +126,10 @@ int ipp_wait(MPI_Request *q, int *osrc, int *otag, int *ocount, int k, int *done
 			}
 			return MPI_SUCCESS;
 		}
-		if (__atomic_load_n(&ipp_interrupted, __ATOMIC_SEQ_CST)) { *done = 0; return MPI_SUCCESS; }
+		if (__atomic_load_n(&ipp_interrupted, __ATOMIC_SEQ_CST) || __atomic_load_n(&ipp_gen, __ATOMIC_SEQ_CST) != gen) {
+			*done = 0;
+			return MPI_SUCCESS;
+		}
 		if (++spins > 20000) {
 			nanosleep(&ts, NULL);
 			if (ts.tv_nsec < 1000000) ts.tv_nsec *= 2;
@@ -163,6 +175,7 @@ type job struct {
 	fn   func() error
 	err  error
 	done chan struct{}
+	gen  C.long // interrupt generation when the call was made
 }
 
 var jobPool = sync.Pool{New: func() any { return &job{done: make(chan struct{}, 1)} }}
@@ -180,6 +193,10 @@ var (
 	mpiTID int
 	inJob  atomic.Bool
 )
+
+// callGen is the interrupt generation of the job the MPI goroutine runs:
+// its waits end when an interrupt came after the job was queued.
+var callGen C.long
 
 // Lifecycle, for the checks callers make before queueing work. The MPI
 // goroutine keeps its own copy too, which is the one that decides.
@@ -268,6 +285,7 @@ func serve(ready chan<- error) {
 			j.err = ErrFinalized
 		} else {
 			inJob.Store(true)
+			callGen = j.gen
 			j.err = j.fn()
 			inJob.Store(false)
 			// Finalize's job flips the state; everything queued
@@ -293,6 +311,7 @@ func do(fn func() error) error {
 	}
 	j := jobPool.Get().(*job)
 	j.fn = fn
+	j.gen = C.ipp_generation()
 	jobs <- j
 	<-j.done
 	err := j.err
