@@ -130,7 +130,8 @@ func TestMPIBarrierInterrupt(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := ar.GetList(ictx); err != nil {
-		t.Fatalf("recovery: %v\n%s", err, ranks.out.String())
+		t.Fatalf("recovery: %v; engines %v still running; outputs %q", err, ar.RunningEngines(), ar.Stdout())
+		t.Log(ranks.out.String())
 	}
 	want := fmt.Sprintf("sync <nil>\nsum %d <nil>\n", n)
 	for i, out := range ar.Stdout() {

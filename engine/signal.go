@@ -54,6 +54,7 @@ func (e *engine) signal(sig syscall.Signal, reply func()) error {
 			// A snippet waiting in an MPI call is in compiled code that
 			// the interpreter cannot stop; package mpi polls its
 			// requests and returns when told to.
+			e.mpiInterrupted.Store(true)
 			mpi.Interrupt()
 		}
 		if id := e.interrupt(); id != "" {

@@ -7,6 +7,7 @@ package mpi
 void ipp_set_interrupt(int v);
 int ipp_wait(MPI_Request *q, int *osrc, int *otag, int *ocount, int k, long gen, int *done);
 long ipp_generation(void);
+int ipp_is_interrupted(long gen);
 int ipp_test(MPI_Request *q, int *flag);
 int ipp_cancel(MPI_Request *q);
 */
@@ -14,6 +15,8 @@ import "C"
 
 import (
 	"runtime"
+	"slices"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -25,6 +28,10 @@ type pendingOp struct {
 	collective bool
 	pin        runtime.Pinner
 }
+
+// waiting counts operations inside ipp_wait, so that tests can interrupt
+// an operation known to be waiting.
+var waiting atomic.Int32
 
 // pending lists the incomplete operations in start order. Only the MPI
 // goroutine touches it.
@@ -53,6 +60,8 @@ type recvStatus struct {
 func wait(op string, q *C.MPI_Request, collective bool, bufs []unsafe.Pointer, recv *recvStatus) error {
 	var done C.int
 	var rc C.int
+	waiting.Add(1)
+	defer waiting.Add(-1)
 	if recv != nil {
 		rc = C.ipp_wait(q, &recv.src, &recv.tag, &recv.count, C.int(recv.k), callGen, &done)
 	} else {
@@ -83,14 +92,20 @@ func wait(op string, q *C.MPI_Request, collective bool, bufs []unsafe.Pointer, r
 	return &InterruptedError{Op: op, Rank: rank}
 }
 
-// settle drops the pending operations that have completed since.
+// settle drops the pending operations that have completed since, except
+// Barriers: an interrupted Barrier is this rank's call of it in MPI's
+// sequence, so the rank's next Barrier claims it (see Barrier) whether it
+// completed meanwhile or not. Dropping a completed one instead would make
+// that next Barrier a new one, one step ahead of the other ranks.
 func settle() {
 	kept := pending[:0]
 	for _, p := range pending {
-		var flag C.int
-		if C.ipp_test(&p.req, &flag) != C.MPI_SUCCESS || flag != 0 {
-			p.pin.Unpin()
-			continue
+		if p.op != "MPI_Barrier" {
+			var flag C.int
+			if C.ipp_test(&p.req, &flag) != C.MPI_SUCCESS || flag != 0 {
+				p.pin.Unpin()
+				continue
+			}
 		}
 		kept = append(kept, p)
 	}
@@ -98,7 +113,7 @@ func settle() {
 	pending = kept
 }
 
-// pendingCollective returns the oldest collective still incomplete, after
+// pendingCollective returns the oldest collective still pending, after
 // dropping those that completed.
 func pendingCollective() *pendingOp {
 	settle()
@@ -117,6 +132,11 @@ func pendingCollective() *pendingOp {
 func collective(op string, bufs []unsafe.Pointer, start func(*C.MPI_Request) C.int) error {
 	if p := pendingCollective(); p != nil {
 		return &PendingError{Op: op, Pending: p.op, Rank: rank}
+	}
+	if C.ipp_is_interrupted(callGen) != 0 {
+		// Called by a snippet already interrupted (on its way out):
+		// starting the operation would only leave one more pending.
+		return &InterruptedError{Op: op, Rank: rank, Withdrawn: true}
 	}
 	var q C.MPI_Request
 	if err := check(op, start(&q)); err != nil {
@@ -138,13 +158,17 @@ func collectiveInto(b buffer, op string, bufs []unsafe.Pointer, start func(*C.MP
 }
 
 // resume waits again for an interrupted collective, which the calling
-// rank asked to repeat (Barrier after an interrupted Barrier).
+// rank asked to repeat (Barrier after an interrupted Barrier), and drops it
+// once complete.
 func resume(p *pendingOp) error {
 	var done C.int
+	waiting.Add(1)
 	rc := C.ipp_wait(&p.req, nil, nil, nil, 0, callGen, &done)
+	waiting.Add(-1)
 	if done == 0 {
 		return &InterruptedError{Op: p.op, Rank: rank}
 	}
-	settle()
+	p.pin.Unpin()
+	pending = slices.DeleteFunc(pending, func(q *pendingOp) bool { return q == p })
 	return check(p.op, rc)
 }

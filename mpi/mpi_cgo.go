@@ -101,6 +101,9 @@ void ipp_set_interrupt(int v) {
 	__atomic_store_n(&ipp_interrupted, v, __ATOMIC_SEQ_CST);
 }
 long ipp_generation(void) { return __atomic_load_n(&ipp_gen, __ATOMIC_SEQ_CST); }
+int ipp_is_interrupted(long gen) {
+	return __atomic_load_n(&ipp_interrupted, __ATOMIC_SEQ_CST) || __atomic_load_n(&ipp_gen, __ATOMIC_SEQ_CST) != gen;
+}
 
 // ipp_wait completes *q by polling MPI_Test, so that an interrupt can end
 // the wait: it returns with *done = 1 and the operation's code once the

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"time"
 
@@ -398,7 +399,14 @@ func checkInterrupt(r, n int, failf func(string, ...any)) {
 	if r != last {
 		done := make(chan error, 1)
 		go func() { done <- Barrier() }()
-		Interrupt() // whether the Barrier is waiting yet or not, it must end
+		deadline := time.Now().Add(time.Minute)
+		for waiting.Load() == 0 {
+			if time.Now().After(deadline) {
+				failf("Barrier never started waiting")
+			}
+			runtime.Gosched()
+		}
+		Interrupt()
 		err := <-done
 		var ie *InterruptedError
 		if !errors.As(err, &ie) || ie.Op != "MPI_Barrier" || ie.Withdrawn {
@@ -433,8 +441,17 @@ func checkInterrupt(r, n int, failf func(string, ...any)) {
 	// message sent later must go to the next receive, not the cancelled one.
 	buf := []int64{-1}
 	if r == 0 {
+		done := make(chan error, 1)
+		go func() { _, err := Recv(buf, 1, 77); done <- err }()
+		deadline := time.Now().Add(time.Minute)
+		for waiting.Load() == 0 {
+			if time.Now().After(deadline) {
+				failf("Recv never started waiting")
+			}
+			runtime.Gosched()
+		}
 		Interrupt()
-		_, err := Recv(buf, 1, 77)
+		err := <-done
 		var ie *InterruptedError
 		if !errors.As(err, &ie) || !ie.Withdrawn {
 			failf("interrupted Recv = %v, want a withdrawn InterruptedError", err)

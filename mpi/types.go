@@ -72,15 +72,16 @@ func (e *Error) Error() string {
 type InterruptedError struct {
 	Op   string // the MPI function, e.g. "MPI_Barrier"
 	Rank int    // this process's rank
-	// Withdrawn is set when the operation could be cancelled (a receive):
-	// nothing stays pending.
+	// Withdrawn is set when nothing stays pending: the operation was
+	// called after the interrupt and not started, or it could be
+	// cancelled (a receive).
 	Withdrawn bool
 }
 
 // Error says what is left pending and how to recover.
 func (e *InterruptedError) Error() string {
 	if e.Withdrawn {
-		return fmt.Sprintf("mpi: %s interrupted on rank %d; the receive was cancelled", e.Op, e.Rank)
+		return fmt.Sprintf("mpi: %s interrupted on rank %d; nothing is left pending (not started, or cancelled)", e.Op, e.Rank)
 	}
 	if e.Op == "MPI_Barrier" {
 		return fmt.Sprintf("mpi: MPI_Barrier interrupted on rank %d before every rank called it; it stays pending here "+

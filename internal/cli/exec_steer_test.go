@@ -259,3 +259,60 @@ func TestExecSteering(t *testing.T) {
 		t.Errorf("exec after SIGCONT: %q", out)
 	}
 }
+
+// TestExecMPIBarrierInterrupt: `ipcluster exec` on MPI engines (the real
+// mpiexec launcher) where the last rank never reaches mpi.Barrier(): Ctrl-C
+// makes every engine reply, and one Barrier on every rank recovers the set.
+func TestExecMPIBarrierInterrupt(t *testing.T) {
+	tag := testutil.MPITag()
+	if tag == "" {
+		testutil.Missing(t, "no MPI installed (pkg-config ompi or mpich)")
+		return
+	}
+	e := newE2E(t)
+	e.bin = testutil.IPCluster(t, tag)
+	// MPICH's oversubscribed ranks busy-poll; keep them to 2 there.
+	n := 4
+	if tag == "mpich" {
+		n = 2
+	}
+	e.env = append(e.env, "OMPI_MCA_rmaps_base_oversubscribe=1")
+	e.must(0, "start", "--launcher", "mpiexec", "-n", strconv.Itoa(n), "--daemonize", "--cluster-id", "st", "--wait-timeout", "90")
+	e.pids = recordedPIDs(t, wire.ClusterFile(e.profile, "st"))
+	defer e.run("stop", "--cluster-id", "st")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+
+	last := n - 1
+	r := e.startExec(ctx, "fmt.Println(\"in\", mpi.Rank())\nif mpi.Rank() != "+strconv.Itoa(last)+" {\nfmt.Println(mpi.Barrier())\n}")
+	var ins []string
+	for i := 0; i < n; i++ {
+		ins = append(ins, "[stdout:"+strconv.Itoa(i)+"] in ")
+	}
+	r.waitOut("every rank started", ins...)
+	syscall.Kill(r.pid, syscall.SIGINT)
+	code := r.wait("interrupted barrier")
+	out, errText := r.out.String(), r.errOut.String()
+	if code != ExitInterrupted {
+		t.Errorf("interrupted barrier: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, ExitInterrupted, out, errText)
+	}
+	// Engine ids follow ranks in one mpiexec launch.
+	for id := 0; id < last; id++ {
+		if !strings.Contains(errText, "["+strconv.Itoa(id)+":execute] Interrupted") &&
+			!strings.Contains(out, "[stdout:"+strconv.Itoa(id)+"] mpi: MPI_Barrier interrupted on rank") {
+			t.Errorf("engine %d did not report the interrupted Barrier\nstdout:\n%s\nstderr:\n%s", id, out, errText)
+		}
+	}
+	if strings.Contains(errText, "["+strconv.Itoa(last)+":execute]") {
+		t.Errorf("the last rank, which never waited, failed:\n%s", errText)
+	}
+	// One Barrier everywhere brings the set back, well within the limit.
+	got, _ := e.must(0, "exec", "--cluster-id", "st", "--timeout", "30", "fmt.Println(\"sync\", mpi.Barrier())")
+	var want strings.Builder
+	for i := 0; i < n; i++ {
+		want.WriteString("[stdout:" + strconv.Itoa(i) + "] sync <nil>\n")
+	}
+	if byEngine(got) != want.String() {
+		t.Errorf("Barrier after the interrupt:\n%s\nwant:\n%s", got, want.String())
+	}
+}
