@@ -125,13 +125,17 @@ func pendingCollective() *pendingOp {
 	return nil
 }
 
-// collective starts a collective and waits for it. MPI requires every
+// collective starts a collective and waits for it (inside Run: makes the
+// blocking call, see direct). MPI requires every
 // rank to call collectives in the same order, so a rank still holding an
 // interrupted one refuses new ones: starting another would pair it with
 // the wrong call of some other rank.
-func collective(op string, bufs []unsafe.Pointer, start func(*C.MPI_Request) C.int) error {
+func collective(op string, bufs []unsafe.Pointer, start func(*C.MPI_Request) C.int, block func() C.int) error {
 	if p := pendingCollective(); p != nil {
 		return &PendingError{Op: op, Pending: p.op, Rank: rank}
+	}
+	if direct {
+		return check(op, block())
 	}
 	if C.ipp_is_interrupted(callGen) != 0 {
 		// Called by a snippet already interrupted (on its way out):
@@ -147,9 +151,9 @@ func collective(op string, bufs []unsafe.Pointer, start func(*C.MPI_Request) C.i
 
 // collectiveInto is collective for an operation that writes into b, whose
 // result is copied back into a gonum view when b stands for one.
-func collectiveInto(b buffer, op string, bufs []unsafe.Pointer, start func(*C.MPI_Request) C.int) error {
+func collectiveInto(b buffer, op string, bufs []unsafe.Pointer, start func(*C.MPI_Request) C.int, block func() C.int) error {
 	return do(func() error {
-		if err := collective(op, bufs, start); err != nil {
+		if err := collective(op, bufs, start, block); err != nil {
 			return err
 		}
 		b.copyBack()

@@ -60,6 +60,28 @@ static int ipp_tag_ub(void) {
 	return flag && v ? *v : 32767;
 }
 
+// Blocking forms, for calls made inside Run (the fast path, which an
+// interrupt cannot end).
+static int ipp_barrier(void) { return MPI_Barrier(MPI_COMM_WORLD); }
+static int ipp_bcast(void *b, int n, int k, int root) {
+	return MPI_Bcast(b, n, ipp_type(k), root, MPI_COMM_WORLD);
+}
+static int ipp_reduce(void *s, void *r, int n, int k, int o, int root, int inplace) {
+	return MPI_Reduce(inplace ? MPI_IN_PLACE : s, r, n, ipp_type(k), ipp_op(o), root, MPI_COMM_WORLD);
+}
+static int ipp_allreduce(void *s, void *r, int n, int k, int o, int inplace) {
+	return MPI_Allreduce(inplace ? MPI_IN_PLACE : s, r, n, ipp_type(k), ipp_op(o), MPI_COMM_WORLD);
+}
+static int ipp_gather(void *s, int n, void *r, int k, int root) {
+	return MPI_Gather(s, n, ipp_type(k), r, n, ipp_type(k), root, MPI_COMM_WORLD);
+}
+static int ipp_allgather(void *s, int n, void *r, int k) {
+	return MPI_Allgather(s, n, ipp_type(k), r, n, ipp_type(k), MPI_COMM_WORLD);
+}
+static int ipp_scatter(void *s, void *r, int n, int k, int root) {
+	return MPI_Scatter(s, n, ipp_type(k), r, n, ipp_type(k), root, MPI_COMM_WORLD);
+}
+
 // Nonblocking variants: every blocking operation is started with one of
 // these and completed by ipp_wait, which an interrupt can leave.
 static int ipp_ibarrier(MPI_Request *q) { return MPI_Ibarrier(MPI_COMM_WORLD, q); }
@@ -197,6 +219,12 @@ var (
 	inJob  atomic.Bool
 )
 
+// direct is true while a call made inside Run runs (on the MPI
+// goroutine): collectives then use MPI's blocking calls, which are faster
+// for small messages than the nonblocking form plus polling, and cannot
+// be interrupted.
+var direct bool
+
 // callGen is the interrupt generation of the job the MPI goroutine runs:
 // its waits end when an interrupt came after the job was queued.
 var callGen C.long
@@ -310,7 +338,12 @@ func do(fn func() error) error {
 		return initErr
 	}
 	if inJob.Load() && syscall.Gettid() == mpiTID {
-		return fn() // already on the MPI goroutine, inside Run
+		// Already on the MPI goroutine, inside Run: the fast path.
+		was := direct
+		direct = true
+		err := fn()
+		direct = was
+		return err
 	}
 	j := jobPool.Get().(*job)
 	j.fn = fn
@@ -410,7 +443,7 @@ func Barrier() error {
 		if p := pendingCollective(); p != nil && p.op == "MPI_Barrier" {
 			return resume(p)
 		}
-		return collective("MPI_Barrier", nil, func(q *C.MPI_Request) C.int { return C.ipp_ibarrier(q) })
+		return collective("MPI_Barrier", nil, func(q *C.MPI_Request) C.int { return C.ipp_ibarrier(q) }, func() C.int { return C.ipp_barrier() })
 	})
 }
 
@@ -454,7 +487,7 @@ func Bcast(buf any, root int) error {
 	}
 	return collectiveInto(b, "MPI_Bcast", []unsafe.Pointer{b.p}, func(q *C.MPI_Request) C.int {
 		return C.ipp_ibcast(b.p, C.int(b.n), C.int(b.k), C.int(root), q)
-	})
+	}, func() C.int { return C.ipp_bcast(b.p, C.int(b.n), C.int(b.k), C.int(root)) })
 }
 
 // Reduce combines send element-wise across ranks with op into recv at
@@ -488,6 +521,8 @@ func Reduce(send, recv any, op Op, root int) error {
 	}
 	return collectiveInto(r, "MPI_Reduce", []unsafe.Pointer{s.p, r.p}, func(q *C.MPI_Request) C.int {
 		return C.ipp_ireduce(s.p, r.p, C.int(s.n), C.int(s.k), C.int(op), C.int(root), C.int(inplace), q)
+	}, func() C.int {
+		return C.ipp_reduce(s.p, r.p, C.int(s.n), C.int(s.k), C.int(op), C.int(root), C.int(inplace))
 	})
 }
 
@@ -528,7 +563,7 @@ func Allreduce(send, recv any, op Op) error {
 	}
 	return collectiveInto(r, "MPI_Allreduce", []unsafe.Pointer{s.p, r.p}, func(q *C.MPI_Request) C.int {
 		return C.ipp_iallreduce(s.p, r.p, C.int(s.n), C.int(s.k), C.int(op), C.int(inplace), q)
-	})
+	}, func() C.int { return C.ipp_allreduce(s.p, r.p, C.int(s.n), C.int(s.k), C.int(op), C.int(inplace)) })
 }
 
 // AllreduceFloat64 combines one float64 from every rank with op.
@@ -543,6 +578,8 @@ func AllreduceFloat64(x float64, op Op) (float64, error) {
 	err := do(func() error {
 		return collective("MPI_Allreduce", []unsafe.Pointer{unsafe.Pointer(in), unsafe.Pointer(out)}, func(q *C.MPI_Request) C.int {
 			return C.ipp_iallreduce(unsafe.Pointer(in), unsafe.Pointer(out), 1, C.IPP_FLOAT64, C.int(op), 0, q)
+		}, func() C.int {
+			return C.ipp_allreduce(unsafe.Pointer(in), unsafe.Pointer(out), 1, C.IPP_FLOAT64, C.int(op), 0)
 		})
 	})
 	return *out, err
@@ -558,6 +595,8 @@ func AllreduceInt64(x int64, op Op) (int64, error) {
 	err := do(func() error {
 		return collective("MPI_Allreduce", []unsafe.Pointer{unsafe.Pointer(in), unsafe.Pointer(out)}, func(q *C.MPI_Request) C.int {
 			return C.ipp_iallreduce(unsafe.Pointer(in), unsafe.Pointer(out), 1, C.IPP_INT64, C.int(op), 0, q)
+		}, func() C.int {
+			return C.ipp_allreduce(unsafe.Pointer(in), unsafe.Pointer(out), 1, C.IPP_INT64, C.int(op), 0)
 		})
 	})
 	return *out, err
@@ -590,7 +629,7 @@ func Gather(send, recv any, root int) error {
 	}
 	return collectiveInto(r, "MPI_Gather", []unsafe.Pointer{s.p, r.p}, func(q *C.MPI_Request) C.int {
 		return C.ipp_igather(s.p, C.int(s.n), r.p, C.int(s.k), C.int(root), q)
-	})
+	}, func() C.int { return C.ipp_gather(s.p, C.int(s.n), r.p, C.int(s.k), C.int(root)) })
 }
 
 // Allgather collects send from every rank, in rank order, into recv on
@@ -611,7 +650,7 @@ func Allgather(send, recv any) error {
 	}
 	return collectiveInto(r, "MPI_Allgather", []unsafe.Pointer{s.p, r.p}, func(q *C.MPI_Request) C.int {
 		return C.ipp_iallgather(s.p, C.int(s.n), r.p, C.int(s.k), q)
-	})
+	}, func() C.int { return C.ipp_allgather(s.p, C.int(s.n), r.p, C.int(s.k)) })
 }
 
 // Scatter splits send at root into Size() consecutive parts of len(recv)
@@ -643,7 +682,7 @@ func Scatter(send, recv any, root int) error {
 	}
 	return collectiveInto(r, "MPI_Scatter", []unsafe.Pointer{s.p, r.p}, func(q *C.MPI_Request) C.int {
 		return C.ipp_iscatter(s.p, r.p, C.int(r.n), C.int(r.k), C.int(root), q)
-	})
+	}, func() C.int { return C.ipp_scatter(s.p, r.p, C.int(r.n), C.int(r.k), C.int(root)) })
 }
 
 // checkTag validates a message tag; wildcard says whether AnyTag is allowed.
