@@ -273,11 +273,17 @@ func expire[T any](ctx context.Context, o *ExecOptions, run ExecRun, p *linePrin
 	p.note("ipcluster: --timeout %v reached; interrupting engine(s) %s", o.Timeout, joinIDs(late))
 	ictx, cancel := context.WithTimeout(ctx, interruptWait)
 	defer cancel()
+	// The abort goes out first, and without waiting for its answers: an
+	// engine still busy with an earlier request must find this one marked
+	// when it gets to it, before the interrupt (which stops whatever runs
+	// when it arrives) lets it get there.
+	sent, stop := context.WithCancel(ictx)
+	stop()
+	_ = run.Abort(sent)
 	go func() {
 		if err := run.Interrupt(ictx); err != nil && ictx.Err() == nil {
 			p.note("ipcluster: %v", err)
 		}
-		_ = run.Abort(ictx)
 	}()
 	select {
 	case r := <-done:
