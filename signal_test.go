@@ -51,6 +51,20 @@ func TestInterruptBusyLoop(t *testing.T) {
 	if got := ar.RunningEngines(); len(got) != 2 {
 		t.Errorf("running engines %v, want both", got)
 	}
+	// An iterator whose context ends stops, though the run goes on: it
+	// replays what arrived, then returns.
+	short, stop := context.WithCancel(ctx)
+	replayed := 0
+	for range ar.Outputs(short) {
+		replayed++
+		if replayed == len(out) {
+			stop()
+		}
+	}
+	stop()
+	if replayed != len(out) || ar.Ready() {
+		t.Errorf("cancelled Outputs yielded %d chunks (want the %d replayed), ready %v", replayed, len(out), ar.Ready())
+	}
 	if err := ar.Interrupt(ctx); err != nil {
 		t.Fatalf("Interrupt: %v", err)
 	}
