@@ -1,6 +1,7 @@
 package ipp
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"reflect"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -561,4 +563,100 @@ func GetAll[T any](ctx context.Context, ar *AsyncResult) ([]T, error) {
 		return out, ce
 	}
 	return out, nil
+}
+
+// Output is one chunk of an engine's stdout or stderr, as the engine
+// published it (often a line, not necessarily).
+type Output struct {
+	// Engine is the engine id (-1 if not yet known).
+	Engine int
+	// Stream is "stdout" or "stderr".
+	Stream string
+	// Text is the chunk as printed.
+	Text string
+}
+
+// Outputs yields the stream output of the result's requests in arrival
+// order: first what has already arrived, then each chunk as it arrives. It
+// ends when every request is complete with its output flushed (the
+// engine's IOPub idle, or the client's output grace, see WithOutputGrace),
+// or when ctx ends. Breaking out of the loop stops it early. Several
+// iterators may run at once; each sees every chunk.
+func (ar *AsyncResult) Outputs(ctx context.Context) iter.Seq[Output] {
+	return func(yield func(Output) bool) {
+		next := make([]int, len(ar.futures))
+		var batch []outputChunk
+		for {
+			// Taken before looking, so a chunk arriving after the look
+			// closes this channel and is not missed.
+			wake := ar.c.outputWait()
+			batch = batch[:0]
+			all := true
+			for i, f := range ar.futures {
+				f.mu.Lock()
+				batch = append(batch, f.chunks[next[i]:]...)
+				next[i] = len(f.chunks)
+				if !f.finished {
+					all = false
+				}
+				f.mu.Unlock()
+			}
+			slices.SortFunc(batch, func(a, b outputChunk) int { return cmp.Compare(a.seq, b.seq) })
+			for _, ch := range batch {
+				if !yield(ch.Output) {
+					return
+				}
+			}
+			if all {
+				return
+			}
+			select {
+			case <-wake:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+// Interrupt sends SIGINT to the engines still running this result's
+// requests (those not yet answered whose engine is known: a load-balanced
+// task is known once its engine has published anything for it), and waits
+// for their acknowledgements. The interrupted requests then complete with
+// an Interrupted RemoteError. Requests still queued behind others are not
+// affected: use Abort for them. An interrupt that some engines did not
+// acknowledge returns a *SignalError naming them.
+func (ar *AsyncResult) Interrupt(ctx context.Context) error {
+	ids := ar.RunningEngines()
+	if len(ids) == 0 {
+		return nil
+	}
+	return ar.c.SendSignal(ctx, syscall.SIGINT, ids...)
+}
+
+// RunningEngines returns, in ascending order, the ids of the engines whose
+// requests of this result have not been answered yet (and whose engine is
+// known).
+func (ar *AsyncResult) RunningEngines() []int {
+	seen := map[int]bool{}
+	var ids []int
+	for _, f := range ar.futures {
+		f.mu.Lock()
+		pending := !f.replied && !f.finished
+		uuid := f.md.EngineUUID
+		f.mu.Unlock()
+		if uuid == "" {
+			uuid = f.engine
+		}
+		if !pending || uuid == "" {
+			continue
+		}
+		id, ok := ar.c.engineID(uuid)
+		if ok && !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids
 }

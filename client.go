@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	json "github.com/goccy/go-json"
@@ -58,6 +59,34 @@ type Client struct {
 	// maxMessage is the largest message the controller accepts, from its
 	// connection_reply; 0 when it does not say.
 	maxMessage int64
+
+	// outSeq numbers stream outputs in arrival order across requests.
+	outSeq atomic.Uint64
+	// outMu guards outCh, which is closed (and replaced) whenever a stream
+	// output arrives or a request completes: AsyncResult.Outputs waits on
+	// it instead of polling.
+	outMu sync.Mutex
+	outCh chan struct{}
+}
+
+// outputWait returns a channel closed at the next output or completion.
+func (c *Client) outputWait() <-chan struct{} {
+	c.outMu.Lock()
+	defer c.outMu.Unlock()
+	if c.outCh == nil {
+		c.outCh = make(chan struct{})
+	}
+	return c.outCh
+}
+
+// outputChanged wakes every Outputs iterator.
+func (c *Client) outputChanged() {
+	c.outMu.Lock()
+	if c.outCh != nil {
+		close(c.outCh)
+		c.outCh = nil
+	}
+	c.outMu.Unlock()
 }
 
 // engineEvent is a registration change seen on the notification channel.
@@ -756,4 +785,93 @@ func (c *Client) resolveTargets(targets []int) ([]int, error) {
 		}
 	}
 	return targets, nil
+}
+
+// SignalError reports the engines that did not acknowledge a signal sent
+// with SendSignal: those that answered with an error and those that had not
+// answered when the context ended (or that died meanwhile).
+type SignalError struct {
+	// Signal is the signal that was sent.
+	Signal syscall.Signal
+	// Failed maps each engine id that did not acknowledge to the reason.
+	Failed map[int]error
+}
+
+// Engines returns the ids of the engines that failed, in ascending order.
+func (e *SignalError) Engines() []int {
+	ids := make([]int, 0, len(e.Failed))
+	for id := range e.Failed {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+func (e *SignalError) Error() string {
+	ids := e.Engines()
+	parts := make([]string, len(ids))
+	for i, id := range ids {
+		reason := e.Failed[id]
+		if errors.Is(reason, context.DeadlineExceeded) || errors.Is(reason, context.Canceled) {
+			parts[i] = fmt.Sprintf("engine %d did not answer (%v)", id, reason)
+		} else {
+			parts[i] = fmt.Sprintf("engine %d: %v", id, reason)
+		}
+	}
+	return fmt.Sprintf("ipp: %s not acknowledged by engine(s) %s: %s", signalName(e.Signal), joinInts(ids), strings.Join(parts, "; "))
+}
+
+// signalName is the conventional name of sig ("SIGINT") where we know it,
+// so messages read the same on every platform.
+func signalName(sig syscall.Signal) string {
+	if sig == syscall.SIGINT {
+		return "SIGINT"
+	}
+	return fmt.Sprintf("signal %d (%v)", int(sig), sig)
+}
+
+func joinInts(ids []int) string {
+	s := make([]string, len(ids))
+	for i, id := range ids {
+		s[i] = strconv.Itoa(id)
+	}
+	return strings.Join(s, ",")
+}
+
+// SendSignal sends sig to the given engines (every registered engine when
+// none is given) with the engines' signal_request on the control channel,
+// and waits until each has answered or ctx ends. SIGINT interrupts the
+// request an engine is running (it then replies with an Interrupted error)
+// rather than killing the process; other signals are delivered to the
+// engine process where the platform allows. A signal that some engines did
+// not acknowledge returns a *SignalError naming them.
+func (c *Client) SendSignal(ctx context.Context, sig syscall.Signal, targets ...int) error {
+	ids, err := c.resolveTargets(targets)
+	if err != nil {
+		return err
+	}
+	errs := make([]error, len(ids))
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = c.controlRequest(ctx, id, "signal_request", map[string]any{"sig": int(sig)})
+		}()
+	}
+	wg.Wait()
+	var se *SignalError
+	for i, err := range errs {
+		if err == nil {
+			continue
+		}
+		if se == nil {
+			se = &SignalError{Signal: sig, Failed: map[int]error{}}
+		}
+		se.Failed[ids[i]] = err
+	}
+	if se != nil {
+		return se
+	}
+	return nil
 }

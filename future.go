@@ -70,6 +70,16 @@ type future struct {
 	timer    *time.Timer
 	watchers []func()
 	done     chan struct{}
+	// chunks are the stream outputs in arrival order, each stamped with
+	// the client-wide arrival sequence so that AsyncResult.Outputs can
+	// merge several requests' streams in the order they arrived.
+	chunks []outputChunk
+}
+
+// outputChunk is one stream message and its arrival sequence number.
+type outputChunk struct {
+	seq uint64
+	Output
 }
 
 func (c *Client) newFuture(msgType, method, engine string, engineID int) *future {
@@ -103,6 +113,7 @@ func (f *future) after(cbs []func(), finished bool) {
 		return
 	}
 	f.c.forget(f)
+	f.c.outputChanged()
 	for _, cb := range cbs {
 		cb()
 	}
@@ -294,6 +305,19 @@ func (f *future) idleTimeout() {
 
 // handleIOPub records an output message for this request.
 func (f *future) handleIOPub(msg *wire.Message) {
+	// A load-balanced task learns its engine from the first IOPub message
+	// (the engine's uuid is in the metadata), so that it can be
+	// interrupted and its output attributed before the reply arrives.
+	var from struct {
+		Engine string `json:"engine"`
+	}
+	fromID := -1
+	if f.engine == "" && json.Unmarshal(msg.Metadata, &from) == nil && from.Engine != "" {
+		if id, ok := f.c.engineID(from.Engine); ok {
+			fromID = id
+		}
+	}
+	streamed := false
 	var re *RemoteError
 	if msg.Header.MsgType == "error" {
 		var ec errorContent
@@ -302,6 +326,9 @@ func (f *future) handleIOPub(msg *wire.Message) {
 		}
 	}
 	f.mu.Lock()
+	if fromID >= 0 && f.md.EngineUUID == "" {
+		f.md.EngineUUID, f.md.EngineID = from.Engine, fromID
+	}
 	switch msg.Header.MsgType {
 	case "status":
 		var s struct {
@@ -320,8 +347,14 @@ func (f *future) handleIOPub(msg *wire.Message) {
 			if s.Name == "stderr" {
 				f.md.Stderr += s.Text
 			} else {
+				s.Name = "stdout"
 				f.md.Stdout += s.Text
 			}
+			f.chunks = append(f.chunks, outputChunk{
+				seq:    f.c.outSeq.Add(1),
+				Output: Output{Engine: f.md.EngineID, Stream: s.Name, Text: s.Text},
+			})
+			streamed = true
 		}
 	case "execute_input":
 		var s struct {
@@ -350,6 +383,9 @@ func (f *future) handleIOPub(msg *wire.Message) {
 	}
 	cbs, fin := f.finishLocked()
 	f.mu.Unlock()
+	if streamed && !fin {
+		f.c.outputChanged()
+	}
 	f.after(cbs, fin)
 }
 

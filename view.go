@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"slices"
 	"sort"
+	"syscall"
 
 	"github.com/ipp-hpc/ipp/internal/protocol"
 )
@@ -346,4 +347,14 @@ func (v *DirectView) Clear(ctx context.Context) error {
 		return err
 	}
 	return v.c.Clear(ctx, ids...)
+}
+
+// Signal sends sig to the view's engines and waits for their answers (see
+// Client.SendSignal): syscall.SIGINT interrupts whatever they are running.
+func (v *DirectView) Signal(ctx context.Context, sig syscall.Signal) error {
+	ids, err := v.c.resolveTargets(v.targets)
+	if err != nil {
+		return err
+	}
+	return v.c.SendSignal(ctx, sig, ids...)
 }
