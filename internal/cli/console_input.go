@@ -49,7 +49,7 @@ func (p *plainSource) ReadLine(string) (string, error) {
 }
 
 func (p *plainSource) AddHistory(string) {}
-func (p *plainSource) Close() error     { return nil }
+func (p *plainSource) Close() error      { return nil }
 
 // historyLimit is how many lines the history file keeps; older ones are
 // dropped when the console starts.
