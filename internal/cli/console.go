@@ -107,14 +107,14 @@ type engineOutput struct {
 
 // consoleCell is one submitted cell.
 type consoleCell interface {
-	// Engines are the engine ids the cell runs on.
-	Engines() []int
 	// Outputs yields what the engines print, as it arrives, until every
 	// engine has finished (or ctx ends).
 	Outputs(ctx context.Context) iter.Seq[engineOutput]
 	// Results waits for every engine's outcome. Stdout and Stderr of the
 	// results are not used: Outputs showed them already.
 	Results(ctx context.Context) ([]ExecResult, error)
+	// Running are the engines that have not answered yet.
+	Running() []int
 	// Interrupt sends SIGINT to the engines still running the cell.
 	Interrupt(ctx context.Context) error
 }
@@ -417,7 +417,7 @@ func (c *console) runCell(code string) error {
 					cancel()
 					return
 				}
-				fmt.Fprintf(c.io.ErrOut, "^C: interrupting engines %s (Ctrl-C again stops waiting)\n", formatTargets(cell.Engines()))
+				fmt.Fprintf(c.io.ErrOut, "^C: interrupting engines %s (Ctrl-C again stops waiting)\n", formatTargets(cell.Running()))
 				go func() {
 					if err := cell.Interrupt(ctx); err != nil && ctx.Err() == nil {
 						fmt.Fprintln(c.io.ErrOut, "interrupt:", err)
@@ -441,7 +441,7 @@ func (c *console) runCell(code string) error {
 	case terminated:
 		return errors.New("terminated (SIGTERM); the cell may still run on its engines")
 	case err != nil && ctx.Err() != nil && c.ctx.Err() == nil:
-		fmt.Fprintf(c.io.ErrOut, "stopped waiting: engines %s may still be running the cell\n", formatTargets(cell.Engines()))
+		fmt.Fprintf(c.io.ErrOut, "stopped waiting: engines %s may still be running the cell\n", formatTargets(cell.Running()))
 		return nil
 	case errors.Is(err, ErrNoCluster):
 		return err

@@ -31,30 +31,19 @@ type ippCell struct {
 	ar *ipp.AsyncResult
 }
 
-func (c *ippCell) Engines() []int { return c.ar.EngineIDs() }
-
 func (c *ippCell) Outputs(ctx context.Context) iter.Seq[engineOutput] {
 	return func(yield func(engineOutput) bool) {
-		if err := c.ar.Wait(ctx); err != nil {
-			return
-		}
-		ids, stdout, stderr := c.ar.EngineIDs(), c.ar.Stdout(), c.ar.Stderr()
-		for i, id := range ids {
-			if stdout[i] != "" && !yield(engineOutput{Engine: id, Stream: "stdout", Text: stdout[i]}) {
-				return
-			}
-		}
-		for i, id := range ids {
-			if stderr[i] != "" && !yield(engineOutput{Engine: id, Stream: "stderr", Text: stderr[i]}) {
+		for o := range c.ar.Outputs(ctx) {
+			if !yield(engineOutput{Engine: o.Engine, Stream: o.Stream, Text: o.Text}) {
 				return
 			}
 		}
 	}
 }
 
-func (c *ippCell) Interrupt(ctx context.Context) error {
-	return errors.New("interrupting needs the signal request (not available yet)")
-}
+func (c *ippCell) Running() []int { return c.ar.RunningEngines() }
+
+func (c *ippCell) Interrupt(ctx context.Context) error { return c.ar.Interrupt(ctx) }
 
 func (c *ippCell) Results(ctx context.Context) ([]ExecResult, error) {
 	vals, err := c.ar.GetList(ctx)

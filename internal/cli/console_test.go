@@ -78,8 +78,6 @@ type fakeCell struct {
 	fail    map[int]*RemoteError
 }
 
-func (c *fakeCell) Engines() []int { return c.engines }
-
 func (c *fakeCell) Outputs(ctx context.Context) iter.Seq[engineOutput] {
 	return func(yield func(engineOutput) bool) {
 		first, _, _ := strings.Cut(c.code, "\n")
@@ -107,6 +105,7 @@ func (c *fakeCell) Results(context.Context) ([]ExecResult, error) {
 }
 
 func (c *fakeCell) Interrupt(context.Context) error { return nil }
+func (c *fakeCell) Running() []int                  { return c.engines }
 
 func newFakeConsole(lines ...string) (*console, *fakeConsoleClient, *scriptSource, *testutil.SyncBuffer, *testutil.SyncBuffer) {
 	out, errOut := &testutil.SyncBuffer{}, &testutil.SyncBuffer{}
