@@ -127,12 +127,9 @@ func consoleRun(ctx context.Context, o *ConsoleOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := checkControllerAlive(ctx, o.F, o.ClusterFlags, dir); err != nil {
+	path, err := consoleClientFile(ctx, o.F, o.ClusterFlags, dir)
+	if err != nil {
 		return err
-	}
-	path := wire.ClientFile(dir, o.ClusterID)
-	if _, err := os.Stat(path); err != nil {
-		return fmt.Errorf("%w: cluster %s (%v)", ErrNoCluster, clusterName(o.ClusterID), err)
 	}
 	client, err := o.F.Connect(ctx, path)
 	if err != nil {
@@ -170,6 +167,19 @@ func consoleRun(ctx context.Context, o *ConsoleOptions) error {
 			len(cc.IDs()), clusterName(o.ClusterID))
 	}
 	return c.loop()
+}
+
+// consoleClientFile finds the client file of the cluster the flags select,
+// as exec does: a controller known dead is reported at once (exit 12).
+func consoleClientFile(ctx context.Context, f *Factory, flags ClusterFlags, dir string) (string, error) {
+	if err := checkControllerAlive(ctx, f, flags, dir); err != nil {
+		return "", err
+	}
+	path := wire.ClientFile(dir, flags.ClusterID)
+	if _, err := os.Stat(path); err != nil {
+		return "", fmt.Errorf("%w: cluster %s (%v)", ErrNoCluster, clusterName(flags.ClusterID), err)
+	}
+	return path, nil
 }
 
 // console is the read-run loop, apart from the terminal: tests drive it

@@ -200,6 +200,13 @@ func TestConsoleEndToEnd(t *testing.T) {
 		if strings.Contains(p.out.String(), "undefined: oops") {
 			t.Errorf("the line cleared by Ctrl-C ran:\n%s", p.out)
 		}
+		// A pasted block is one cell, and its tabs stay (one is inside a
+		// string).
+		p.send("for i := 0; i < 2; i++ {\r\tfmt.Println(\"tab\t\", i)\r}\r")
+		for _, w := range []string{"[stdout:0] tab\t 0", "[stdout:0] tab\t 1", "[stdout:1] tab\t 0", "[stdout:1] tab\t 1"} {
+			p.waitFor(p.out, w)
+		}
+		p.waitPrompt("[stdout:1] tab\t 1")
 		// Ctrl-C while a cell runs: the terminal sends SIGINT.
 		p.send("fmt.Println(\"busy\"); for {}\r")
 		p.waitFor(p.out, "[stdout:1] busy")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/chzyer/readline"
@@ -76,6 +77,7 @@ func newTermSource(in io.ReadCloser, out, errOut io.Writer, historyPath string, 
 		DisableAutoSaveHistory: true,
 		HistoryLimit:           historyLimit,
 		HistorySearchFold:      true,
+		AutoComplete:           tabInserter{},
 		InterruptPrompt:        "^C",
 		EOFPrompt:              "",
 	})
@@ -95,6 +97,12 @@ func newTermSource(in io.ReadCloser, out, errOut io.Writer, historyPath string, 
 	}
 	return t, nil
 }
+
+// tabInserter makes Tab insert a tab: readline without a completer drops
+// it, which would change pasted code (a tab inside a string literal).
+type tabInserter struct{}
+
+func (tabInserter) Do([]rune, int) ([][]rune, int) { return [][]rune{{'\t'}}, 0 }
 
 func (t *termSource) ReadLine(prompt string) (string, error) {
 	t.rl.SetPrompt(prompt)
@@ -128,9 +136,14 @@ func (t *termSource) Close() error {
 }
 
 // openHistory reads the history file at path and opens it for appending,
-// creating it with mode 0600 and tightening the mode of an existing one.
-// A file longer than historyLimit is rewritten with its newest lines.
+// creating it with mode 0600 (and its folder, 0700: a console on a remote
+// cluster may have no local profile yet) and tightening the mode of an
+// existing one. A file longer than historyLimit is rewritten with its
+// newest lines.
 func openHistory(path string) ([]string, *os.File, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, nil, err
+	}
 	data, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, nil, err

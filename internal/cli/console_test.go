@@ -260,7 +260,7 @@ func TestFormatTargets(t *testing.T) {
 		if got := formatTargets(tc.ids); got != tc.want {
 			t.Errorf("formatTargets(%v) = %q, want %q", tc.ids, got, tc.want)
 		}
-		if tc.ids != nil && len(tc.ids) > 0 {
+		if len(tc.ids) > 0 {
 			back, err := parseTargets(tc.want)
 			if err != nil || !slices.Equal(back, tc.ids) {
 				t.Errorf("parseTargets(%q) = %v, %v", tc.want, back, err)
@@ -311,8 +311,16 @@ func TestConsoleHistoryFile(t *testing.T) {
 	if st, err := os.Stat(fresh); err != nil || st.Mode().Perm() != 0o600 {
 		t.Errorf("new history file: %v %v", st.Mode(), err)
 	}
-	if _, _, err := openHistory(filepath.Join(t.TempDir(), "missing", "dir", "h")); err == nil {
-		t.Error("a history file in a missing directory opened")
+	// A missing profile folder is created; a history path that is a
+	// folder fails (the console then warns and goes on without history).
+	deep := filepath.Join(t.TempDir(), "missing", "dir", "h")
+	if _, f3, err := openHistory(deep); err != nil {
+		t.Errorf("history in a missing folder: %v", err)
+	} else {
+		f3.Close()
+	}
+	if _, _, err := openHistory(t.TempDir()); err == nil {
+		t.Error("a folder opened as the history file")
 	}
 }
 
