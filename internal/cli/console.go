@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"text/tabwriter"
 
@@ -141,9 +140,8 @@ func consoleRun(ctx context.Context, o *ConsoleOptions) error {
 		return fmt.Errorf("the console cannot stream output through this client (%T)", client)
 	}
 
-	sigs, stopSignals := o.F.signals(ctx)
-	defer stopSignals()
-
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	var in lineSource
 	if f, ok := o.F.IO.In.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		hist := ""
@@ -157,17 +155,48 @@ func consoleRun(ctx context.Context, o *ConsoleOptions) error {
 		}
 		in = ts
 	} else {
-		in = newPlainSource(o.F.IO.In)
+		in = newPlainSource(ctx, o.F.IO.In)
 	}
 	defer in.Close()
 
-	c := &console{ctx: ctx, io: o.F.IO, client: cc, in: in, targets: o.Targets, sigs: sigs}
+	// Signals are watched for the whole session: SIGINT interrupts the
+	// running cell (at the prompt the terminal is raw and Ctrl-C is a
+	// key), SIGTERM leaves with the terminal restored, also from the
+	// prompt.
+	sigs, stopSignals := o.F.signals(ctx)
+	defer stopSignals()
+	interrupts := make(chan struct{}, 1)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case s := <-sigs:
+				switch s {
+				case syscall.SIGTERM:
+					cancel(errTerminated)
+					in.Close()
+					return
+				case os.Interrupt:
+					select {
+					case interrupts <- struct{}{}:
+					default:
+					}
+				}
+			}
+		}
+	}()
+
+	c := &console{ctx: ctx, io: o.F.IO, client: cc, in: in, targets: o.Targets, interrupts: interrupts}
 	if _, ok := in.(*termSource); ok {
 		fmt.Fprintf(o.F.IO.Out, "ipcluster console: %d engines, cluster %s; %%help lists commands, Ctrl-D leaves.\n",
 			len(cc.IDs()), clusterName(o.ClusterID))
 	}
 	return c.loop()
 }
+
+// errTerminated ends a console that got SIGTERM.
+var errTerminated = errors.New("terminated (SIGTERM); a running cell may go on on its engines")
 
 // consoleClientFile finds the client file of the cluster the flags select,
 // as exec does: a controller known dead is reported at once (exit 12).
@@ -190,9 +219,9 @@ type console struct {
 	client  consoleClient
 	in      lineSource
 	targets []int // nil: all engines
-	// sigs delivers SIGINT (Ctrl-C while a cell runs, when the terminal
-	// is not in raw mode) and SIGTERM.
-	sigs <-chan os.Signal
+	// interrupts delivers Ctrl-C while a cell runs (SIGINT: the terminal
+	// is not in raw mode then).
+	interrupts <-chan struct{}
 }
 
 // errQuit ends the loop without an error.
@@ -207,6 +236,9 @@ func (c *console) loop() error {
 			prompt = strings.Repeat(" ", max(0, len(prompt)-5)) + "...: "
 		}
 		line, err := c.in.ReadLine(prompt)
+		if c.ctx.Err() != nil {
+			return context.Cause(c.ctx)
+		}
 		switch {
 		case errors.Is(err, errLineInterrupted):
 			cell = nil
@@ -375,13 +407,10 @@ func (c *console) listEngines() error {
 // are shown and the console goes on; only a lost cluster or SIGTERM ends
 // it (returned).
 func (c *console) runCell(code string) error {
-	// A signal that came while the prompt waited belongs to no cell.
-	for drained := false; !drained; {
-		select {
-		case <-c.sigs:
-		default:
-			drained = true
-		}
+	// A Ctrl-C that came while the prompt waited belongs to no cell.
+	select {
+	case <-c.interrupts:
+	default:
 	}
 	ctx, cancel := context.WithCancel(c.ctx)
 	defer cancel()
@@ -395,45 +424,28 @@ func (c *console) runCell(code string) error {
 	}
 
 	// Ctrl-C interrupts the engines; a second one stops waiting for them.
-	var (
-		mu          sync.Mutex
-		interrupted int
-		terminated  bool
-	)
 	done := make(chan struct{})
 	watcherDone := make(chan struct{})
 	go func() {
 		defer close(watcherDone)
-		for {
+		for n := 1; ; n++ {
 			select {
 			case <-done:
 				return
-			case s := <-c.sigs:
-				mu.Lock()
-				if s == syscall.SIGTERM {
-					terminated = true
-					mu.Unlock()
-					cancel()
-					return
-				}
-				if s != os.Interrupt {
-					mu.Unlock()
-					continue
-				}
-				interrupted++
-				n := interrupted
-				mu.Unlock()
-				if n > 1 {
-					cancel()
-					return
-				}
-				fmt.Fprintf(c.io.ErrOut, "^C: interrupting engines %s (Ctrl-C again stops waiting)\n", formatTargets(cell.Running()))
-				go func() {
-					if err := cell.Interrupt(ctx); err != nil && ctx.Err() == nil {
-						fmt.Fprintln(c.io.ErrOut, "interrupt:", err)
-					}
-				}()
+			case <-ctx.Done():
+				return
+			case <-c.interrupts:
 			}
+			if n > 1 {
+				cancel()
+				return
+			}
+			fmt.Fprintf(c.io.ErrOut, "^C: interrupting engines %s (Ctrl-C again stops waiting)\n", formatTargets(cell.Running()))
+			go func() {
+				if err := cell.Interrupt(ctx); err != nil && ctx.Err() == nil {
+					fmt.Fprintln(c.io.ErrOut, "interrupt:", err)
+				}
+			}()
 		}
 	}()
 
@@ -445,12 +457,10 @@ func (c *console) runCell(code string) error {
 	results, err := cell.Results(ctx)
 	close(done)
 	<-watcherDone
-	mu.Lock()
-	defer mu.Unlock()
 	switch {
-	case terminated:
-		return errors.New("terminated (SIGTERM); the cell may still run on its engines")
-	case err != nil && ctx.Err() != nil && c.ctx.Err() == nil:
+	case c.ctx.Err() != nil:
+		return context.Cause(c.ctx)
+	case err != nil && ctx.Err() != nil:
 		fmt.Fprintf(c.io.ErrOut, "stopped waiting: engines %s may still be running the cell\n", formatTargets(cell.Running()))
 		return nil
 	case errors.Is(err, ErrNoCluster):

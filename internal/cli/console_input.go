@@ -2,12 +2,14 @@ package cli
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/chzyer/readline"
 )
@@ -33,20 +35,50 @@ type lineSource interface {
 
 // plainSource reads lines from a stream without editing or prompts: input
 // piped into the console is a script, and prompts would only clutter its
-// output.
+// output. Lines are read by a goroutine, so that a console told to stop
+// (SIGTERM) does not wait for the next line.
 type plainSource struct {
-	r *bufio.Reader
+	ctx   context.Context
+	r     *bufio.Reader
+	once  sync.Once
+	lines chan plainLine
 }
 
-func newPlainSource(r io.Reader) *plainSource { return &plainSource{r: bufio.NewReader(r)} }
+type plainLine struct {
+	text string
+	err  error
+}
+
+func newPlainSource(ctx context.Context, r io.Reader) *plainSource {
+	return &plainSource{ctx: ctx, r: bufio.NewReader(r), lines: make(chan plainLine)}
+}
 
 func (p *plainSource) ReadLine(string) (string, error) {
-	line, err := p.r.ReadString('\n')
-	if err == io.EOF && line != "" {
-		// A last line without a newline still counts.
-		err = nil
+	p.once.Do(func() { go p.read() })
+	select {
+	case l := <-p.lines:
+		return l.text, l.err
+	case <-p.ctx.Done():
+		return "", p.ctx.Err()
 	}
-	return strings.TrimRight(line, "\r\n"), err
+}
+
+func (p *plainSource) read() {
+	for {
+		line, err := p.r.ReadString('\n')
+		if err == io.EOF && line != "" {
+			// A last line without a newline still counts; EOF comes next.
+			err = nil
+		}
+		select {
+		case p.lines <- plainLine{strings.TrimRight(line, "\r\n"), err}:
+		case <-p.ctx.Done():
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 func (p *plainSource) AddHistory(string) {}
@@ -60,16 +92,19 @@ const historyLimit = 2000
 // persistent history file that only its owner can read: typed code can
 // contain secrets.
 type termSource struct {
-	rl   *readline.Instance
-	hist *os.File
-	warn func(error)
+	rl        *readline.Instance
+	closeOnce sync.Once
+	warn      func(error)
+	mu        sync.Mutex // guards hist: Close may come from the signal goroutine
+	hist      *os.File
 }
 
 // newTermSource opens the terminal editor. A history file that cannot be
 // opened is reported through warn and the console runs without one.
 func newTermSource(in io.ReadCloser, out, errOut io.Writer, historyPath string, warn func(error)) (*termSource, error) {
 	rl, err := readline.NewEx(&readline.Config{
-		Stdin:  in,
+		// Cancelable: Close must not wait for a key, nor close our stdin.
+		Stdin:  readline.NewCancelableStdin(in),
 		Stdout: out,
 		Stderr: errOut,
 		// The console writes the history file itself (readline would
@@ -118,6 +153,8 @@ func (t *termSource) AddHistory(line string) {
 		return
 	}
 	_ = t.rl.SaveHistory(line)
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	if t.hist == nil {
 		return
 	}
@@ -128,11 +165,21 @@ func (t *termSource) AddHistory(line string) {
 	}
 }
 
+// Close restores the terminal; SIGTERM may call it while ReadLine waits
+// (which then returns io.EOF), and the console calls it again on the way
+// out.
 func (t *termSource) Close() error {
-	if t.hist != nil {
-		t.hist.Close()
-	}
-	return t.rl.Close()
+	var err error
+	t.closeOnce.Do(func() {
+		t.mu.Lock()
+		if t.hist != nil {
+			t.hist.Close()
+			t.hist = nil
+		}
+		t.mu.Unlock()
+		err = t.rl.Close()
+	})
+	return err
 }
 
 // openHistory reads the history file at path and opens it for appending,

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"io"
 	"iter"
 	"os"
@@ -9,10 +10,13 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/ipp-hpc/ipp"
 	"github.com/ipp-hpc/ipp/internal/testutil"
+	"github.com/ipp-hpc/ipp/internal/wire"
 )
 
 // scriptSource feeds the console a fixed list of lines; an entry that is
@@ -113,7 +117,7 @@ func newFakeConsole(lines ...string) (*console, *fakeConsoleClient, *scriptSourc
 	client.ids = []int{0, 1, 2, 3}
 	src := &scriptSource{lines: lines}
 	c := &console{ctx: context.Background(), io: IOStreams{Out: out, ErrOut: errOut}, client: client, in: src,
-		sigs: make(chan os.Signal)}
+		interrupts: make(chan struct{})}
 	return c, client, src, out, errOut
 }
 
@@ -346,5 +350,153 @@ func TestConsoleCommandFlags(t *testing.T) {
 	err := consoleRun(context.Background(), &ConsoleOptions{F: e.f})
 	if ExitCode(err) != ExitNoCluster {
 		t.Errorf("console without a cluster: %v (exit %d)", err, ExitCode(err))
+	}
+}
+
+// gatedClient runs cells that print "started" and then wait: for an
+// interrupt when obey is set, else until their context ends. Cells whose
+// code is "quick" finish at once.
+type gatedClient struct {
+	fakeConsoleClient
+	obey bool
+}
+
+func (c *gatedClient) StartCell(ctx context.Context, code string, targets []int) (consoleCell, error) {
+	c.mu.Lock()
+	c.cells = append(c.cells, fakeCellRecord{code, targets})
+	c.mu.Unlock()
+	g := &gatedCell{engines: c.IDs(), obey: c.obey, stop: make(chan struct{}), quick: code == "quick"}
+	return g, nil
+}
+
+type gatedCell struct {
+	engines []int
+	obey    bool
+	quick   bool
+	once    sync.Once
+	stop    chan struct{}
+}
+
+func (g *gatedCell) Outputs(ctx context.Context) iter.Seq[engineOutput] {
+	return func(yield func(engineOutput) bool) {
+		for _, id := range g.engines {
+			if !yield(engineOutput{Engine: id, Stream: "stdout", Text: "started\n"}) {
+				return
+			}
+		}
+		if g.quick {
+			return
+		}
+		select {
+		case <-g.stop:
+		case <-ctx.Done():
+		}
+	}
+}
+
+func (g *gatedCell) Running() []int { return g.engines }
+
+func (g *gatedCell) Interrupt(context.Context) error {
+	if g.obey {
+		g.once.Do(func() { close(g.stop) })
+	}
+	return nil
+}
+
+func (g *gatedCell) Results(ctx context.Context) ([]ExecResult, error) {
+	if g.quick {
+		return nil, nil
+	}
+	select {
+	case <-g.stop:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	var out []ExecResult
+	for _, id := range g.engines {
+		out = append(out, ExecResult{Engine: id, Err: &RemoteError{Name: "Interrupted", Value: "execution interrupted"}})
+	}
+	return out, nil
+}
+
+// startConsole runs consoleRun on a testEnv whose client is client and
+// whose standard input is the returned pipe.
+func startConsole(t *testing.T, client consoleClient) (*testEnv, *io.PipeWriter, chan error) {
+	t.Helper()
+	e := newTestEnv(t)
+	if err := os.MkdirAll(wire.SecurityDir(e.profileDir()), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(wire.ClientFile(e.profileDir(), ""), []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.f.Connect = func(context.Context, string) (Client, error) { return client, nil }
+	r, w := io.Pipe()
+	e.f.IO.In = r
+	done := make(chan error, 1)
+	go func() { done <- consoleRun(context.Background(), &ConsoleOptions{F: e.f}) }()
+	t.Cleanup(func() { w.Close() })
+	return e, w, done
+}
+
+func waitDone(t *testing.T, done chan error) error {
+	t.Helper()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(30 * time.Second):
+		t.Fatal("the console did not return")
+	}
+	return nil
+}
+
+func TestConsoleInterrupt(t *testing.T) {
+	for _, obey := range []bool{true, false} {
+		client := &gatedClient{obey: obey}
+		client.ids = []int{0, 1}
+		e, w, done := startConsole(t, client)
+		io.WriteString(w, "for {}\n")
+		testutil.Eventually(t, 30*time.Second, func() bool { return strings.Contains(e.out.String(), "[stdout:1] started\n") },
+			"cell not started:\n%s", e.out)
+		e.sigs <- os.Interrupt
+		testutil.Eventually(t, 30*time.Second, func() bool {
+			return strings.Contains(e.err.String(), "^C: interrupting engines 0-1 (Ctrl-C again stops waiting)\n")
+		}, "no interrupt message:\n%s", e.err)
+		if obey {
+			testutil.Eventually(t, 30*time.Second, func() bool { return strings.Contains(e.err.String(), "[1:execute] Interrupted: execution interrupted") },
+				"interrupted cell's errors missing:\n%s", e.err)
+		} else {
+			e.sigs <- os.Interrupt
+			testutil.Eventually(t, 30*time.Second, func() bool {
+				return strings.Contains(e.err.String(), "stopped waiting: engines 0-1 may still be running the cell\n")
+			}, "second Ctrl-C did not stop waiting:\n%s", e.err)
+		}
+		io.WriteString(w, "quick\n")
+		testutil.Eventually(t, 30*time.Second, func() bool { return strings.Count(e.out.String(), "[stdout:1] started\n") == 2 },
+			"the next cell did not run:\n%s", e.out)
+		w.Close()
+		if err := waitDone(t, done); err != nil {
+			t.Errorf("obey=%v: console at EOF: %v", obey, err)
+		}
+	}
+}
+
+func TestConsoleTerminated(t *testing.T) {
+	client := &gatedClient{}
+	client.ids = []int{0}
+	// SIGTERM at the prompt, with no input coming.
+	e, _, done := startConsole(t, client)
+	e.sigs <- syscall.SIGTERM
+	if err := waitDone(t, done); !errors.Is(err, errTerminated) {
+		t.Errorf("SIGTERM at the prompt: %v", err)
+	}
+	// SIGTERM while a cell runs.
+	e, w, done := startConsole(t, client)
+	io.WriteString(w, "for {}\n")
+	testutil.Eventually(t, 30*time.Second, func() bool { return strings.Contains(e.out.String(), "[stdout:0] started\n") },
+		"cell not started:\n%s", e.out)
+	e.sigs <- syscall.SIGTERM
+	if err := waitDone(t, done); !errors.Is(err, errTerminated) || ExitCode(err) != ExitError {
+		t.Errorf("SIGTERM during a cell: %v", err)
 	}
 }
