@@ -234,4 +234,34 @@ func TestConsoleEndToEnd(t *testing.T) {
 			t.Errorf("history file:\n%s", h)
 		}
 	})
+
+	// Last: a controller that dies under the console ends it with exit
+	// status 12, as exec does, instead of leaving it waiting.
+	t.Run("controller killed", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		cmd, _, _ := e.command(ctx, "console")
+		p := &consoleProc{t: t, cmd: cmd, out: &testutil.SyncBuffer{}, errOut: &testutil.SyncBuffer{}, done: make(chan error, 1)}
+		cmd.Stdout, cmd.Stderr = p.out, p.errOut
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer stdin.Close()
+		p.in = stdin
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go func() { p.done <- cmd.Wait() }()
+		p.send("fmt.Println(\"alive\")\n")
+		p.waitFor(p.out, "[stdout:1] alive\n")
+		if err := syscall.Kill(e.pids[0], syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		p.send("fmt.Println(\"dead\")\n")
+		if code := p.exit(); code != ExitNoCluster {
+			t.Errorf("console exit %d after the controller died, want %d\nstderr:\n%s", code, ExitNoCluster, p.errOut)
+		}
+		t.Logf("stderr: %s", p.errOut)
+	})
 }
