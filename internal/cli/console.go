@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -187,7 +188,8 @@ func consoleRun(ctx context.Context, o *ConsoleOptions) error {
 		}
 	}()
 
-	c := &console{ctx: ctx, io: o.F.IO, client: cc, in: in, targets: o.Targets, interrupts: interrupts}
+	c := &console{ctx: ctx, io: o.F.IO, client: cc, in: in, targets: o.Targets, interrupts: interrupts,
+		partialDelay: partialDelay}
 	if _, ok := in.(*termSource); ok {
 		fmt.Fprintf(o.F.IO.Out, "ipcluster console: %d engines, cluster %s; %%help lists commands, Ctrl-D leaves.\n",
 			len(cc.IDs()), clusterName(o.ClusterID))
@@ -222,6 +224,9 @@ type console struct {
 	// interrupts delivers Ctrl-C while a cell runs (SIGINT: the terminal
 	// is not in raw mode then).
 	interrupts <-chan struct{}
+	// partialDelay is how long an unfinished line waits for its end
+	// before it is shown anyway.
+	partialDelay time.Duration
 }
 
 // errQuit ends the loop without an error.
@@ -449,9 +454,36 @@ func (c *console) runCell(code string) error {
 		}
 	}()
 
+	// Unfinished lines (progress dots, a prompt-like Print) are shown
+	// once the engines have been quiet for a moment.
+	outs := make(chan engineOutput)
+	go func() {
+		defer close(outs)
+		for o := range cell.Outputs(ctx) {
+			select {
+			case outs <- o:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 	p := newStreamPrinter(c.io)
-	for o := range cell.Outputs(ctx) {
-		p.write(o)
+	idle := time.NewTimer(c.partialDelay)
+	idle.Stop()
+	defer idle.Stop()
+stream:
+	for {
+		select {
+		case o, ok := <-outs:
+			if !ok {
+				break stream
+			}
+			if p.write(o) {
+				idle.Reset(c.partialDelay)
+			}
+		case <-idle.C:
+			p.flush()
+		}
 	}
 	p.flush()
 	results, err := cell.Results(ctx)
@@ -477,14 +509,19 @@ func (c *console) runCell(code string) error {
 	return nil
 }
 
+// partialDelay is the console's default wait for the end of a line.
+const partialDelay = 250 * time.Millisecond
+
 // streamPrinter shows engine output line by line as it arrives, each line
 // under its engine's name: [stdout:N] text. Parts of a line are held until
-// the line ends or the cell finishes, so that lines of different engines
-// never mix.
+// the line ends (or flush), so that lines of different engines do not mix.
 type streamPrinter struct {
 	io      IOStreams
 	partial map[streamKey]string
 	order   []streamKey
+	// flushed marks streams whose unfinished line was shown: the newline
+	// that ends it later is not an empty line of its own.
+	flushed map[streamKey]bool
 }
 
 type streamKey struct {
@@ -493,15 +530,22 @@ type streamKey struct {
 }
 
 func newStreamPrinter(s IOStreams) *streamPrinter {
-	return &streamPrinter{io: s, partial: map[streamKey]string{}}
+	return &streamPrinter{io: s, partial: map[streamKey]string{}, flushed: map[streamKey]bool{}}
 }
 
-func (p *streamPrinter) write(o engineOutput) {
+// write shows the complete lines of o and holds the rest; it reports
+// whether some text is held.
+func (p *streamPrinter) write(o engineOutput) bool {
 	k := streamKey{o.Engine, o.Stream}
 	if _, ok := p.partial[k]; !ok {
 		p.order = append(p.order, k)
 	}
-	text := p.partial[k] + o.Text
+	text := o.Text
+	if p.flushed[k] && text != "" {
+		text = strings.TrimPrefix(text, "\n")
+		p.flushed[k] = false
+	}
+	text = p.partial[k] + text
 	for {
 		line, rest, ok := strings.Cut(text, "\n")
 		if !ok {
@@ -511,6 +555,7 @@ func (p *streamPrinter) write(o engineOutput) {
 		text = rest
 	}
 	p.partial[k] = text
+	return text != ""
 }
 
 // flush prints the unfinished lines.
@@ -519,6 +564,7 @@ func (p *streamPrinter) flush() {
 		if t := p.partial[k]; t != "" {
 			p.line(k, t)
 			p.partial[k] = ""
+			p.flushed[k] = true
 		}
 	}
 }

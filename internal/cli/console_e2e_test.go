@@ -104,15 +104,16 @@ func TestConsoleEndToEnd(t *testing.T) {
 		p.waitFor(p.out, "[stdout:0] hello\n")
 		p.waitFor(p.out, "[stdout:1] hello\n")
 
-		// Output is shown as it arrives: "first" while the cell still
-		// waits for the gate file, "second" once it exists.
+		// Output is shown as it arrives: "first" (even without its
+		// newline) while the cell still waits for the gate file, "second"
+		// once it exists.
 		gate := filepath.Join(t.TempDir(), "gate")
 		p.send("import \"os\"; import \"time\"\n")
 		p.send("func gateOpen() bool {\n" +
 			"\t_, err := os.Stat(" + strconv.Quote(gate) + ")\n" +
 			"\treturn err == nil\n" +
 			"}\n" +
-			"fmt.Println(\"first\"); for !gateOpen() {\n" +
+			"fmt.Print(\"first\"); for !gateOpen() {\n" +
 			"\ttime.Sleep(20 * time.Millisecond)\n" +
 			"}\n" +
 			"fmt.Println(\"second\")\n")

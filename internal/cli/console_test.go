@@ -117,7 +117,7 @@ func newFakeConsole(lines ...string) (*console, *fakeConsoleClient, *scriptSourc
 	client.ids = []int{0, 1, 2, 3}
 	src := &scriptSource{lines: lines}
 	c := &console{ctx: context.Background(), io: IOStreams{Out: out, ErrOut: errOut}, client: client, in: src,
-		interrupts: make(chan struct{})}
+		interrupts: make(chan struct{}), partialDelay: time.Hour}
 	return c, client, src, out, errOut
 }
 
@@ -498,5 +498,29 @@ func TestConsoleTerminated(t *testing.T) {
 	e.sigs <- syscall.SIGTERM
 	if err := waitDone(t, done); !errors.Is(err, errTerminated) || ExitCode(err) != ExitError {
 		t.Errorf("SIGTERM during a cell: %v", err)
+	}
+}
+
+func TestStreamPrinter(t *testing.T) {
+	out, errOut := &testutil.SyncBuffer{}, &testutil.SyncBuffer{}
+	p := newStreamPrinter(IOStreams{Out: out, ErrOut: errOut})
+	for _, o := range []engineOutput{
+		{0, "stdout", "a"}, {1, "stdout", "b1\nb"}, {0, "stdout", "1\n"}, {1, "stderr", "oops\r\n"},
+	} {
+		p.write(o)
+	}
+	if got, want := out.String(), "[stdout:1] b1\n[stdout:0] a1\n"; got != want {
+		t.Errorf("stdout %q, want %q", got, want)
+	}
+	if got, want := errOut.String(), "[stderr:1] oops\n"; got != want {
+		t.Errorf("stderr %q, want %q", got, want)
+	}
+	// A flushed unfinished line goes on as a line of its own, and the
+	// newline that ends it makes no empty line.
+	p.flush()
+	p.write(engineOutput{1, "stdout", "\nnext\n"})
+	p.write(engineOutput{1, "stdout", "\n"})
+	if got, want := out.String(), "[stdout:1] b1\n[stdout:0] a1\n[stdout:1] b\n[stdout:1] next\n[stdout:1] \n"; got != want {
+		t.Errorf("after flush: %q, want %q", got, want)
 	}
 }
