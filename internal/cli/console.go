@@ -64,7 +64,9 @@ Ctrl-C at the prompt clears the line. History is kept in the profile
 directory (` + historyFileName + `, readable only by you).
 
 Input that is not a terminal is read as a script: no prompts, no history,
-and the console exits with 1 if the input ends inside an unfinished cell.`,
+and the console exits with 1 if the input ends inside an unfinished cell.
+Exits with 12 if the cluster is not running, or when its controller is
+found lost.`,
 		Example: `  ipcluster console
   ipcluster console --targets 0-3 --profile mpi
   echo 'fmt.Println(os.Getpid())' | ipcluster console`,
@@ -188,8 +190,10 @@ func consoleRun(ctx context.Context, o *ConsoleOptions) error {
 		}
 	}()
 
-	c := &console{ctx: ctx, io: o.F.IO, client: cc, in: in, targets: o.Targets, interrupts: interrupts,
-		partialDelay: partialDelay}
+	c := &console{ctx: ctx, io: o.F.IO, client: cc, in: in, interrupts: interrupts, partialDelay: partialDelay}
+	if c.targets, err = c.checkTargets(o.Targets); err != nil {
+		return fmt.Errorf("--targets: %w", err)
+	}
 	if _, ok := in.(*termSource); ok {
 		fmt.Fprintf(o.F.IO.Out, "ipcluster console: %d engines, cluster %s; %%help lists commands, Ctrl-D leaves.\n",
 			len(cc.IDs()), clusterName(o.ClusterID))
@@ -345,18 +349,8 @@ func (c *console) magic(line string) error {
 		if err != nil {
 			return fmt.Errorf("%%targets: %v (want all, or ids such as 0,2,4-7)", err)
 		}
-		slices.Sort(ids)
-		ids = slices.Compact(ids)
-		registered := c.ids()
-		var missing []int
-		for _, id := range ids {
-			if !slices.Contains(registered, id) {
-				missing = append(missing, id)
-			}
-		}
-		if len(missing) > 0 {
-			return fmt.Errorf("%%targets: no engine %s (registered engines: %s); targets stay %s",
-				formatTargets(missing), formatTargets(registered), formatTargets(c.targets))
+		if ids, err = c.checkTargets(ids); err != nil {
+			return fmt.Errorf("%%targets: %w; targets stay %s", err, formatTargets(c.targets))
 		}
 		c.targets = ids
 		fmt.Fprintf(c.io.Out, "targets: %s\n", formatTargets(c.targets))
@@ -365,6 +359,26 @@ func (c *console) magic(line string) error {
 		return c.listEngines()
 	}
 	return fmt.Errorf("unknown console command %s (%%help lists them; Go code cannot start with %%)", name)
+}
+
+// checkTargets sorts ids (nil: all) and refuses those not registered.
+func (c *console) checkTargets(ids []int) ([]int, error) {
+	if ids == nil {
+		return nil, nil
+	}
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	registered := c.ids()
+	var missing []int
+	for _, id := range ids {
+		if !slices.Contains(registered, id) {
+			missing = append(missing, id)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("no engine %s (registered engines: %s)", formatTargets(missing), formatTargets(registered))
+	}
+	return ids, nil
 }
 
 // ids are the registered engine ids, sorted.

@@ -421,7 +421,7 @@ func (g *gatedCell) Results(ctx context.Context) ([]ExecResult, error) {
 
 // startConsole runs consoleRun on a testEnv whose client is client and
 // whose standard input is the returned pipe.
-func startConsole(t *testing.T, client consoleClient) (*testEnv, *io.PipeWriter, chan error) {
+func startConsole(t *testing.T, client consoleClient, targets ...int) (*testEnv, *io.PipeWriter, chan error) {
 	t.Helper()
 	e := newTestEnv(t)
 	if err := os.MkdirAll(wire.SecurityDir(e.profileDir()), 0o700); err != nil {
@@ -434,7 +434,7 @@ func startConsole(t *testing.T, client consoleClient) (*testEnv, *io.PipeWriter,
 	r, w := io.Pipe()
 	e.f.IO.In = r
 	done := make(chan error, 1)
-	go func() { done <- consoleRun(context.Background(), &ConsoleOptions{F: e.f}) }()
+	go func() { done <- consoleRun(context.Background(), &ConsoleOptions{F: e.f, Targets: targets}) }()
 	t.Cleanup(func() { w.Close() })
 	return e, w, done
 }
@@ -522,5 +522,23 @@ func TestStreamPrinter(t *testing.T) {
 	p.write(engineOutput{1, "stdout", "\n"})
 	if got, want := out.String(), "[stdout:1] b1\n[stdout:0] a1\n[stdout:1] b\n[stdout:1] next\n[stdout:1] \n"; got != want {
 		t.Errorf("after flush: %q, want %q", got, want)
+	}
+}
+
+func TestConsoleBadTargetsFlag(t *testing.T) {
+	client := &gatedClient{}
+	client.ids = []int{0, 1}
+	_, _, done := startConsole(t, client, 1, 7, 9)
+	if err := waitDone(t, done); err == nil || err.Error() != "--targets: no engine 7,9 (registered engines: 0-1)" {
+		t.Errorf("--targets 1,7,9 on engines 0-1: %v", err)
+	}
+	_, w, done := startConsole(t, client, 1)
+	io.WriteString(w, "quick\n")
+	w.Close()
+	if err := waitDone(t, done); err != nil {
+		t.Fatal(err)
+	}
+	if got := client.cells[len(client.cells)-1]; !slices.Equal(got.targets, []int{1}) {
+		t.Errorf("--targets 1 ran the cell on %v", got.targets)
 	}
 }
