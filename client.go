@@ -791,8 +791,8 @@ func (c *Client) resolveTargets(targets []int) ([]int, error) {
 // with SendSignal: those that answered with an error and those that had not
 // answered when the context ended (or that died meanwhile).
 type SignalError struct {
-	// Signal is the signal that was sent.
-	Signal syscall.Signal
+	// Signal names the signal that was sent ("SIGINT", or the number).
+	Signal string
 	// Failed maps each engine id that did not acknowledge to the reason.
 	Failed map[int]error
 }
@@ -818,16 +818,7 @@ func (e *SignalError) Error() string {
 			parts[i] = fmt.Sprintf("engine %d: %v", id, reason)
 		}
 	}
-	return fmt.Sprintf("ipp: %s not acknowledged by engine(s) %s: %s", signalName(e.Signal), joinInts(ids), strings.Join(parts, "; "))
-}
-
-// signalName is the conventional name of sig ("SIGINT") where we know it,
-// so messages read the same on every platform.
-func signalName(sig syscall.Signal) string {
-	if sig == syscall.SIGINT {
-		return "SIGINT"
-	}
-	return fmt.Sprintf("signal %d (%v)", int(sig), sig)
+	return fmt.Sprintf("ipp: %s not acknowledged by engine(s) %s: %s", e.Signal, joinInts(ids), strings.Join(parts, "; "))
 }
 
 func joinInts(ids []int) string {
@@ -843,9 +834,29 @@ func joinInts(ids []int) string {
 // and waits until each has answered or ctx ends. SIGINT interrupts the
 // request an engine is running (it then replies with an Interrupted error)
 // rather than killing the process; other signals are delivered to the
-// engine process where the platform allows. A signal that some engines did
-// not acknowledge returns a *SignalError naming them.
+// engine process where the engine's platform allows. A signal that some
+// engines did not acknowledge returns a *SignalError naming them.
+//
+// The signal travels as a number, which Python engines understand too.
+// Numbers other than SIGHUP, SIGINT, SIGQUIT, SIGKILL, SIGALRM and SIGTERM
+// differ between platforms (SIGUSR1 is 10 on Linux, 30 on macOS): to
+// signal a Go engine on another platform use SendSignalName.
 func (c *Client) SendSignal(ctx context.Context, sig syscall.Signal, targets ...int) error {
+	label := strconv.Itoa(int(sig))
+	if sig == syscall.SIGINT {
+		label = "SIGINT"
+	}
+	return c.sendSignal(ctx, int(sig), label, targets)
+}
+
+// SendSignalName is SendSignal with the signal given by name ("SIGUSR1",
+// "usr1"), which Go engines map to their own platform's number. Python
+// engines accept numbers only.
+func (c *Client) SendSignalName(ctx context.Context, name string, targets ...int) error {
+	return c.sendSignal(ctx, name, name, targets)
+}
+
+func (c *Client) sendSignal(ctx context.Context, sig any, label string, targets []int) error {
 	ids, err := c.resolveTargets(targets)
 	if err != nil {
 		return err
@@ -856,7 +867,7 @@ func (c *Client) SendSignal(ctx context.Context, sig syscall.Signal, targets ...
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, errs[i] = c.controlRequest(ctx, id, "signal_request", map[string]any{"sig": int(sig)})
+			_, errs[i] = c.controlRequest(ctx, id, "signal_request", map[string]any{"sig": sig})
 		}()
 	}
 	wg.Wait()
@@ -866,7 +877,7 @@ func (c *Client) SendSignal(ctx context.Context, sig syscall.Signal, targets ...
 			continue
 		}
 		if se == nil {
-			se = &SignalError{Signal: sig, Failed: map[int]error{}}
+			se = &SignalError{Signal: label, Failed: map[int]error{}}
 		}
 		se.Failed[ids[i]] = err
 	}

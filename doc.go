@@ -61,6 +61,17 @@
 // closes with an error wrapping ErrControllerLost, which fails every
 // outstanding request (WithKeepalive).
 //
+// # Steering
+//
+// AsyncResult.Outputs streams a result's stdout and stderr as the engines
+// publish them (replaying what already arrived). AsyncResult.Interrupt sends
+// SIGINT to the engines still running its requests; Client.SendSignal and
+// DirectView.Signal send any signal through the engines' signal_request
+// and wait for every acknowledgement (a *SignalError names the engines that
+// did not acknowledge). A Go engine interrupted by SIGINT stops the running
+// snippet (interpreted code at its next step, package mpi calls at once)
+// and answers the request with an Interrupted error.
+//
 // # Errors
 //
 // An exception on an engine becomes a *RemoteError (engine id, ename,

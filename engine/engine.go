@@ -29,6 +29,9 @@ type engine struct {
 	// streams counts stream messages published, so a quiet Go apply can
 	// tell whether it printed anything.
 	streams atomic.Int64
+	// mpiInterrupted is set by SIGINT on an MPI engine until MPI waits
+	// may block again (see begin).
+	mpiInterrupted atomic.Bool
 
 	cfg  Config
 	log  *slog.Logger

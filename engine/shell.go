@@ -11,6 +11,7 @@ import (
 	"github.com/ipp-hpc/ipp/internal/codec"
 	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/wire"
+	"github.com/ipp-hpc/ipp/mpi"
 )
 
 // receiveShell moves shell requests from the socket into the queue, so
@@ -138,6 +139,18 @@ func (e *engine) serveQuiet(ctx context.Context, r *request) {
 // begin makes the request's context and publishes it as the running
 // request, so that signal_request can interrupt it.
 func (e *engine) begin(ctx context.Context, msgID string) (context.Context, *running) {
+	if e.cfg.MPI && e.mpiInterrupted.Load() {
+		// An interrupt ends the request it was sent for, not this one;
+		// but the interrupted snippet may still be on its way out and
+		// call MPI once more, and that call must not block (it would take
+		// the place of this request's call in the ranks' sequence). So MPI
+		// waits block again only once that run has ended: Capture waits
+		// for it as Exec would.
+		if e.ns.Capture(ctx, func() error { return nil }) == nil {
+			e.mpiInterrupted.Store(false)
+			mpi.ResetInterrupt()
+		}
+	}
 	rctx, cancel := context.WithCancel(ctx)
 	run := &running{msgID: msgID, cancel: cancel}
 	e.runMu.Lock()

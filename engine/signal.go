@@ -8,6 +8,8 @@ import (
 	"time"
 
 	json "github.com/goccy/go-json"
+
+	"github.com/ipp-hpc/ipp/mpi"
 )
 
 // signalDelay lets the signal_reply leave before a signal that may end or
@@ -48,6 +50,13 @@ func parseSignal(raw json.RawMessage) (syscall.Signal, error) {
 // after the reply has been queued.
 func (e *engine) signal(sig syscall.Signal, reply func()) error {
 	if sig == syscall.SIGINT {
+		if e.cfg.MPI {
+			// A snippet waiting in an MPI call is in compiled code that
+			// the interpreter cannot stop; package mpi polls its
+			// requests and returns when told to.
+			e.mpiInterrupted.Store(true)
+			mpi.Interrupt()
+		}
 		if id := e.interrupt(); id != "" {
 			e.log.Info("interrupting the running request", "msg_id", id)
 		}

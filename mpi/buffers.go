@@ -193,3 +193,10 @@ func checkOp(op Op, k kind) error {
 	}
 	return nil
 }
+
+// copyBack copies a staged result into the caller's gonum view, if any.
+func (b buffer) copyBack() {
+	if b.back != nil {
+		b.back()
+	}
+}

@@ -59,6 +59,7 @@
 //	AllreduceInt64(x int64, op Op) (int64, error)
 //	Abort(code int) error                              MPI_Abort on the world communicator
 //	Run(f func()) error                                run f on the MPI goroutine (fast path)
+//	Interrupt(), ResetInterrupt()                      end waiting calls (engines: SIGINT), and undo
 //
 // Buffers are []float64, []float32, []int64, []int32, []byte, *mat.Dense and
 // *mat.VecDense (gonum; element type float64, row-major, so gathering r×c
@@ -73,6 +74,19 @@
 // Reduction operators follow the MPI standard: Sum, Prod, Min and Max apply
 // to every element type; LAnd, LOr, BAnd and BOr only to integer types
 // ([]int64, []int32, []byte), and are refused for floating point.
+//
+// # Interrupts
+//
+// Every blocking call is started as its nonblocking MPI-3 form and
+// completed by polling MPI_Test (spinning first, then sleeping with a
+// backoff up to 1 ms), so that Interrupt can end the wait: the call returns
+// an *InterruptedError. A started collective cannot be withdrawn from MPI,
+// which pairs collectives by call order, so it stays pending on this rank
+// with its buffers pinned; until it completes (when the ranks that did not
+// reach it make the same call) other collectives are refused with a
+// *PendingError. The rank's next Barrier claims an interrupted Barrier, so
+// one Barrier on every rank brings the ranks back in step. An interrupted
+// Recv is cancelled. Calls made while Interrupt is in effect start nothing.
 //
 // Errors from the MPI library are returned (the world communicator uses
 // MPI_ERRORS_RETURN) as *Error values carrying the MPI error string.

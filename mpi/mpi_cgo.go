@@ -5,6 +5,7 @@ package mpi
 /*
 #include <mpi.h>
 #include <stdint.h>
+#include <time.h>
 
 // Open MPI's handles (MPI_COMM_WORLD, MPI_DOUBLE, MPI_SUM, MPI_IN_PLACE)
 // are addresses of library globals and MPICH's are integer constants; doing
@@ -49,47 +50,98 @@ static int ipp_initialized(void) { int f = 0; MPI_Initialized(&f); return f; }
 static int ipp_is_thread_main(void) { int f = 0; MPI_Is_thread_main(&f); return f; }
 static int ipp_rank(int *r) { return MPI_Comm_rank(MPI_COMM_WORLD, r); }
 static int ipp_size(int *s) { return MPI_Comm_size(MPI_COMM_WORLD, s); }
-static int ipp_barrier(void) { return MPI_Barrier(MPI_COMM_WORLD); }
 static int ipp_abort(int code) { return MPI_Abort(MPI_COMM_WORLD, code); }
 static int ipp_max_name(void) { return MPI_MAX_PROCESSOR_NAME; }
 static int ipp_max_error(void) { return MPI_MAX_ERROR_STRING; }
 
-static int ipp_bcast(void *b, int n, int k, int root) {
-	return MPI_Bcast(b, n, ipp_type(k), root, MPI_COMM_WORLD);
-}
-static int ipp_reduce(void *s, void *r, int n, int k, int o, int root, int inplace) {
-	return MPI_Reduce(inplace ? MPI_IN_PLACE : s, r, n, ipp_type(k), ipp_op(o), root, MPI_COMM_WORLD);
-}
-static int ipp_allreduce(void *s, void *r, int n, int k, int o, int inplace) {
-	return MPI_Allreduce(inplace ? MPI_IN_PLACE : s, r, n, ipp_type(k), ipp_op(o), MPI_COMM_WORLD);
-}
-static int ipp_gather(void *s, int n, void *r, int k, int root) {
-	return MPI_Gather(s, n, ipp_type(k), r, n, ipp_type(k), root, MPI_COMM_WORLD);
-}
-static int ipp_allgather(void *s, int n, void *r, int k) {
-	return MPI_Allgather(s, n, ipp_type(k), r, n, ipp_type(k), MPI_COMM_WORLD);
-}
-static int ipp_scatter(void *s, void *r, int n, int k, int root) {
-	return MPI_Scatter(s, n, ipp_type(k), r, n, ipp_type(k), root, MPI_COMM_WORLD);
-}
-static int ipp_send(void *b, int n, int k, int dest, int tag) {
-	return MPI_Send(b, n, ipp_type(k), dest, tag, MPI_COMM_WORLD);
-}
-// src and tag < 0 mean the wildcards, whose values differ between libraries.
-static int ipp_recv(void *b, int n, int k, int src, int tag, int *osrc, int *otag, int *ocount) {
-	MPI_Status st;
-	int rc = MPI_Recv(b, n, ipp_type(k), src < 0 ? MPI_ANY_SOURCE : src,
-		tag < 0 ? MPI_ANY_TAG : tag, MPI_COMM_WORLD, &st);
-	if (rc != MPI_SUCCESS) return rc;
-	*osrc = st.MPI_SOURCE;
-	*otag = st.MPI_TAG;
-	return MPI_Get_count(&st, ipp_type(k), ocount);
-}
 static int ipp_tag_ub(void) {
 	int *v = NULL, flag = 0;
 	MPI_Comm_get_attr(MPI_COMM_WORLD, MPI_TAG_UB, &v, &flag);
 	return flag && v ? *v : 32767;
 }
+
+// Nonblocking variants: every blocking operation is started with one of
+// these and completed by ipp_wait, which an interrupt can leave.
+static int ipp_ibarrier(MPI_Request *q) { return MPI_Ibarrier(MPI_COMM_WORLD, q); }
+static int ipp_ibcast(void *b, int n, int k, int root, MPI_Request *q) {
+	return MPI_Ibcast(b, n, ipp_type(k), root, MPI_COMM_WORLD, q);
+}
+static int ipp_ireduce(void *s, void *r, int n, int k, int o, int root, int inplace, MPI_Request *q) {
+	return MPI_Ireduce(inplace ? MPI_IN_PLACE : s, r, n, ipp_type(k), ipp_op(o), root, MPI_COMM_WORLD, q);
+}
+static int ipp_iallreduce(void *s, void *r, int n, int k, int o, int inplace, MPI_Request *q) {
+	return MPI_Iallreduce(inplace ? MPI_IN_PLACE : s, r, n, ipp_type(k), ipp_op(o), MPI_COMM_WORLD, q);
+}
+static int ipp_igather(void *s, int n, void *r, int k, int root, MPI_Request *q) {
+	return MPI_Igather(s, n, ipp_type(k), r, n, ipp_type(k), root, MPI_COMM_WORLD, q);
+}
+static int ipp_iallgather(void *s, int n, void *r, int k, MPI_Request *q) {
+	return MPI_Iallgather(s, n, ipp_type(k), r, n, ipp_type(k), MPI_COMM_WORLD, q);
+}
+static int ipp_iscatter(void *s, void *r, int n, int k, int root, MPI_Request *q) {
+	return MPI_Iscatter(s, n, ipp_type(k), r, n, ipp_type(k), root, MPI_COMM_WORLD, q);
+}
+static int ipp_isend(void *b, int n, int k, int dest, int tag, MPI_Request *q) {
+	return MPI_Isend(b, n, ipp_type(k), dest, tag, MPI_COMM_WORLD, q);
+}
+static int ipp_irecv(void *b, int n, int k, int src, int tag, MPI_Request *q) {
+	return MPI_Irecv(b, n, ipp_type(k), src < 0 ? MPI_ANY_SOURCE : src,
+		tag < 0 ? MPI_ANY_TAG : tag, MPI_COMM_WORLD, q);
+}
+
+// ipp_interrupted is set by Interrupt from any thread and read by the
+// polling loop on the MPI thread; ipp_generation counts interrupts, so that
+// an operation called before an interrupt ends even if the flag has been
+// reset by the time the MPI thread looks (the engine resets it when its
+// next request starts).
+static int ipp_interrupted;
+static long ipp_gen;
+void ipp_set_interrupt(int v) {
+	if (v) __atomic_add_fetch(&ipp_gen, 1, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&ipp_interrupted, v, __ATOMIC_SEQ_CST);
+}
+long ipp_generation(void) { return __atomic_load_n(&ipp_gen, __ATOMIC_SEQ_CST); }
+int ipp_is_interrupted(long gen) {
+	return __atomic_load_n(&ipp_interrupted, __ATOMIC_SEQ_CST) || __atomic_load_n(&ipp_gen, __ATOMIC_SEQ_CST) != gen;
+}
+
+// ipp_wait completes *q by polling MPI_Test, so that an interrupt can end
+// the wait: it returns with *done = 1 and the operation's code once the
+// request completed, or with *done = 0 when interrupted (the request is
+// then still active): the flag is set, or an interrupt came after the
+// operation was called (gen is the generation then). It spins first, as MPI's own blocking calls do, then
+// sleeps between tests with a backoff up to 1 ms so that a rank waiting
+// long for its peers does not hold a core they may need.
+int ipp_wait(MPI_Request *q, int *osrc, int *otag, int *ocount, int k, long gen, int *done) {
+	MPI_Status st;
+	struct timespec ts = {0, 1000};
+	long spins = 0;
+	for (;;) {
+		int flag = 0;
+		int rc = MPI_Test(q, &flag, &st);
+		if (rc != MPI_SUCCESS) { *done = 1; return rc; }
+		if (flag) {
+			*done = 1;
+			if (osrc) {
+				*osrc = st.MPI_SOURCE;
+				*otag = st.MPI_TAG;
+				return MPI_Get_count(&st, ipp_type(k), ocount);
+			}
+			return MPI_SUCCESS;
+		}
+		if (__atomic_load_n(&ipp_interrupted, __ATOMIC_SEQ_CST) || __atomic_load_n(&ipp_gen, __ATOMIC_SEQ_CST) != gen) {
+			*done = 0;
+			return MPI_SUCCESS;
+		}
+		if (++spins > 20000) {
+			nanosleep(&ts, NULL);
+			if (ts.tv_nsec < 1000000) ts.tv_nsec *= 2;
+		}
+	}
+}
+// ipp_test reports whether an interrupted request has completed since.
+int ipp_test(MPI_Request *q, int *flag) { return MPI_Test(q, flag, MPI_STATUS_IGNORE); }
+int ipp_cancel(MPI_Request *q) { return MPI_Cancel(q); }
 
 // The reference loop for the overhead benchmark: n Allreduces of one
 // double without leaving C.
@@ -126,6 +178,7 @@ type job struct {
 	fn   func() error
 	err  error
 	done chan struct{}
+	gen  C.long // interrupt generation when the call was made
 }
 
 var jobPool = sync.Pool{New: func() any { return &job{done: make(chan struct{}, 1)} }}
@@ -143,6 +196,10 @@ var (
 	mpiTID int
 	inJob  atomic.Bool
 )
+
+// callGen is the interrupt generation of the job the MPI goroutine runs:
+// its waits end when an interrupt came after the job was queued.
+var callGen C.long
 
 // Lifecycle, for the checks callers make before queueing work. The MPI
 // goroutine keeps its own copy too, which is the one that decides.
@@ -231,6 +288,7 @@ func serve(ready chan<- error) {
 			j.err = ErrFinalized
 		} else {
 			inJob.Store(true)
+			callGen = j.gen
 			j.err = j.fn()
 			inJob.Store(false)
 			// Finalize's job flips the state; everything queued
@@ -242,25 +300,6 @@ func serve(ready chan<- error) {
 }
 
 // do runs fn on the MPI goroutine and waits for its result.
-// callInto runs an MPI call that writes into b on the MPI goroutine and,
-// when b stands for a non-contiguous gonum view, copies the result back.
-func callInto(b buffer, name string, call func() C.int) error {
-	return do(func() error {
-		if err := check(name, call()); err != nil {
-			return err
-		}
-		b.copyBack()
-		return nil
-	})
-}
-
-// copyBack copies a staged result into the caller's gonum view, if any.
-func (b buffer) copyBack() {
-	if b.back != nil {
-		b.back()
-	}
-}
-
 func do(fn func() error) error {
 	switch state.Load() {
 	case stateNone:
@@ -275,6 +314,7 @@ func do(fn func() error) error {
 	}
 	j := jobPool.Get().(*job)
 	j.fn = fn
+	j.gen = C.ipp_generation()
 	jobs <- j
 	<-j.done
 	err := j.err
@@ -361,9 +401,17 @@ func Abort(code int) error {
 	return do(func() error { return check("MPI_Abort", C.ipp_abort(C.int(code))) })
 }
 
-// Barrier blocks until every rank has called it.
+// Barrier blocks until every rank has called it. An interrupted Barrier
+// stays pending on this rank (see Interrupt); the next Barrier completes
+// that one instead of starting another, so calling Barrier on every rank
+// brings the ranks back in step.
 func Barrier() error {
-	return do(func() error { return check("MPI_Barrier", C.ipp_barrier()) })
+	return do(func() error {
+		if p := pendingCollective(); p != nil && p.op == "MPI_Barrier" {
+			return resume(p)
+		}
+		return collective("MPI_Barrier", nil, func(q *C.MPI_Request) C.int { return C.ipp_ibarrier(q) })
+	})
 }
 
 // checkRank validates a root, source or destination rank.
@@ -404,7 +452,9 @@ func Bcast(buf any, root int) error {
 	if err := checkRank("root", root); err != nil {
 		return err
 	}
-	return callInto(b, "MPI_Bcast", func() C.int { return C.ipp_bcast(b.p, C.int(b.n), C.int(b.k), C.int(root)) })
+	return collectiveInto(b, "MPI_Bcast", []unsafe.Pointer{b.p}, func(q *C.MPI_Request) C.int {
+		return C.ipp_ibcast(b.p, C.int(b.n), C.int(b.k), C.int(root), q)
+	})
 }
 
 // Reduce combines send element-wise across ranks with op into recv at
@@ -436,8 +486,8 @@ func Reduce(send, recv any, op Op, root int) error {
 	} else {
 		r = buffer{}
 	}
-	return callInto(r, "MPI_Reduce", func() C.int {
-		return C.ipp_reduce(s.p, r.p, C.int(s.n), C.int(s.k), C.int(op), C.int(root), C.int(inplace))
+	return collectiveInto(r, "MPI_Reduce", []unsafe.Pointer{s.p, r.p}, func(q *C.MPI_Request) C.int {
+		return C.ipp_ireduce(s.p, r.p, C.int(s.n), C.int(s.k), C.int(op), C.int(root), C.int(inplace), q)
 	})
 }
 
@@ -476,7 +526,9 @@ func Allreduce(send, recv any, op Op) error {
 	if err != nil {
 		return err
 	}
-	return callInto(r, "MPI_Allreduce", func() C.int { return C.ipp_allreduce(s.p, r.p, C.int(s.n), C.int(s.k), C.int(op), C.int(inplace)) })
+	return collectiveInto(r, "MPI_Allreduce", []unsafe.Pointer{s.p, r.p}, func(q *C.MPI_Request) C.int {
+		return C.ipp_iallreduce(s.p, r.p, C.int(s.n), C.int(s.k), C.int(op), C.int(inplace), q)
+	})
 }
 
 // AllreduceFloat64 combines one float64 from every rank with op.
@@ -484,13 +536,16 @@ func AllreduceFloat64(x float64, op Op) (float64, error) {
 	if err := checkOp(op, kFloat64); err != nil {
 		return 0, err
 	}
-	var out float64
-	// The scalars live in the closure's heap cell; the call is blocking,
-	// so MPI does not keep the pointers.
+	// Heap cells: an interrupted call leaves MPI holding these pointers,
+	// and collective pins them until it lets go.
+	in, out := new(float64), new(float64)
+	*in = x
 	err := do(func() error {
-		return check("MPI_Allreduce", C.ipp_allreduce(unsafe.Pointer(&x), unsafe.Pointer(&out), 1, C.IPP_FLOAT64, C.int(op), 0))
+		return collective("MPI_Allreduce", []unsafe.Pointer{unsafe.Pointer(in), unsafe.Pointer(out)}, func(q *C.MPI_Request) C.int {
+			return C.ipp_iallreduce(unsafe.Pointer(in), unsafe.Pointer(out), 1, C.IPP_FLOAT64, C.int(op), 0, q)
+		})
 	})
-	return out, err
+	return *out, err
 }
 
 // AllreduceInt64 combines one int64 from every rank with op.
@@ -498,11 +553,14 @@ func AllreduceInt64(x int64, op Op) (int64, error) {
 	if err := checkOp(op, kInt64); err != nil {
 		return 0, err
 	}
-	var out int64
+	in, out := new(int64), new(int64)
+	*in = x
 	err := do(func() error {
-		return check("MPI_Allreduce", C.ipp_allreduce(unsafe.Pointer(&x), unsafe.Pointer(&out), 1, C.IPP_INT64, C.int(op), 0))
+		return collective("MPI_Allreduce", []unsafe.Pointer{unsafe.Pointer(in), unsafe.Pointer(out)}, func(q *C.MPI_Request) C.int {
+			return C.ipp_iallreduce(unsafe.Pointer(in), unsafe.Pointer(out), 1, C.IPP_INT64, C.int(op), 0, q)
+		})
 	})
-	return out, err
+	return *out, err
 }
 
 // Gather collects send from every rank, in rank order, into recv at root,
@@ -530,7 +588,9 @@ func Gather(send, recv any, root int) error {
 	} else {
 		r = buffer{}
 	}
-	return callInto(r, "MPI_Gather", func() C.int { return C.ipp_gather(s.p, C.int(s.n), r.p, C.int(s.k), C.int(root)) })
+	return collectiveInto(r, "MPI_Gather", []unsafe.Pointer{s.p, r.p}, func(q *C.MPI_Request) C.int {
+		return C.ipp_igather(s.p, C.int(s.n), r.p, C.int(s.k), C.int(root), q)
+	})
 }
 
 // Allgather collects send from every rank, in rank order, into recv on
@@ -549,7 +609,9 @@ func Allgather(send, recv any) error {
 	if overlaps(s, r) {
 		return fmt.Errorf("mpi: Allgather send and receive buffers overlap")
 	}
-	return callInto(r, "MPI_Allgather", func() C.int { return C.ipp_allgather(s.p, C.int(s.n), r.p, C.int(s.k)) })
+	return collectiveInto(r, "MPI_Allgather", []unsafe.Pointer{s.p, r.p}, func(q *C.MPI_Request) C.int {
+		return C.ipp_iallgather(s.p, C.int(s.n), r.p, C.int(s.k), q)
+	})
 }
 
 // Scatter splits send at root into Size() consecutive parts of len(recv)
@@ -579,7 +641,9 @@ func Scatter(send, recv any, root int) error {
 	} else {
 		s = buffer{}
 	}
-	return callInto(r, "MPI_Scatter", func() C.int { return C.ipp_scatter(s.p, r.p, C.int(r.n), C.int(r.k), C.int(root)) })
+	return collectiveInto(r, "MPI_Scatter", []unsafe.Pointer{s.p, r.p}, func(q *C.MPI_Request) C.int {
+		return C.ipp_iscatter(s.p, r.p, C.int(r.n), C.int(r.k), C.int(root), q)
+	})
 }
 
 // checkTag validates a message tag; wildcard says whether AnyTag is allowed.
@@ -613,7 +677,12 @@ func Send(buf any, dest, tag int) error {
 		return err
 	}
 	return do(func() error {
-		return check("MPI_Send", C.ipp_send(b.p, C.int(b.n), C.int(b.k), C.int(dest), C.int(tag)))
+		settle()
+		var q C.MPI_Request
+		if err := check("MPI_Isend", C.ipp_isend(b.p, C.int(b.n), C.int(b.k), C.int(dest), C.int(tag), &q)); err != nil {
+			return err
+		}
+		return wait("MPI_Send", &q, false, []unsafe.Pointer{b.p}, nil)
 	})
 }
 
@@ -641,11 +710,16 @@ func Recv(buf any, src, tag int) (Status, error) {
 	}
 	var st Status
 	err = do(func() error {
-		var osrc, otag, ocount C.int
-		if err := check("MPI_Recv", C.ipp_recv(b.p, C.int(b.n), C.int(b.k), C.int(src), C.int(tag), &osrc, &otag, &ocount)); err != nil {
+		settle()
+		var q C.MPI_Request
+		if err := check("MPI_Irecv", C.ipp_irecv(b.p, C.int(b.n), C.int(b.k), C.int(src), C.int(tag), &q)); err != nil {
 			return err
 		}
-		st = Status{Source: int(osrc), Tag: int(otag), Count: int(ocount)}
+		recv := &recvStatus{k: b.k}
+		if err := wait("MPI_Recv", &q, false, []unsafe.Pointer{b.p}, recv); err != nil {
+			return err
+		}
+		st = Status{Source: int(recv.src), Tag: int(recv.tag), Count: int(recv.count)}
 		b.copyBack()
 		return nil
 	})

@@ -76,3 +76,9 @@ func Abort(code int) error { return ErrNoMPI }
 // Run would call f on the MPI goroutine; without MPI it returns ErrNoMPI
 // and does not call f.
 func Run(f func()) error { return ErrNoMPI }
+
+// Interrupt would end a waiting MPI operation; without MPI nothing waits.
+func Interrupt() {}
+
+// ResetInterrupt undoes Interrupt; without MPI it does nothing.
+func ResetInterrupt() {}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"time"
 
@@ -57,6 +58,7 @@ func rankMain() int {
 	checkGonum(r, n, failf)
 	checkSendRecv(r, n, failf)
 	checkRefusals(r, n, failf)
+	checkInterrupt(r, n, failf)
 	bench(r, n, failf)
 
 	must("Finalize", Finalize())
@@ -381,6 +383,92 @@ func checkRefusals(r, n int, failf func(string, ...any)) {
 		var mpiErr *Error
 		if errors.As(err, &mpiErr) {
 			failf("%s reached MPI: %v", name, err)
+		}
+	}
+}
+
+// checkInterrupt leaves the last rank out of a Barrier, interrupts the
+// others, and checks that they refuse other collectives with the reason,
+// that one Barrier on every rank brings them back in step, and that an
+// interrupted receive is withdrawn.
+func checkInterrupt(r, n int, failf func(string, ...any)) {
+	if n < 2 {
+		return
+	}
+	last := n - 1
+	if r != last {
+		done := make(chan error, 1)
+		go func() { done <- Barrier() }()
+		deadline := time.Now().Add(time.Minute)
+		for waiting.Load() == 0 {
+			if time.Now().After(deadline) {
+				failf("Barrier never started waiting")
+			}
+			runtime.Gosched()
+		}
+		Interrupt()
+		err := <-done
+		var ie *InterruptedError
+		if !errors.As(err, &ie) || ie.Op != "MPI_Barrier" || ie.Withdrawn {
+			failf("interrupted Barrier = %v, want an InterruptedError for MPI_Barrier", err)
+		}
+		ResetInterrupt()
+		_, err = AllreduceInt64(1, Sum)
+		var pe *PendingError
+		if !errors.As(err, &pe) || pe.Pending != "MPI_Barrier" || pe.Op != "MPI_Allreduce" {
+			failf("Allreduce with a Barrier pending = %v, want a PendingError", err)
+		}
+		// Point-to-point still works, and tells the last rank it may now
+		// complete the Barrier.
+		if err := Send([]int64{int64(r)}, last, 78); err != nil {
+			failf("Send with a Barrier pending: %v", err)
+		}
+	} else {
+		for i := 0; i < last; i++ {
+			if _, err := Recv([]int64{0}, AnySource, 78); err != nil {
+				failf("Recv of the go-ahead: %v", err)
+			}
+		}
+	}
+	// Every rank's next Barrier pairs with the pending one.
+	if err := Barrier(); err != nil {
+		failf("Barrier to get back in step: %v", err)
+	}
+	if v, err := AllreduceInt64(1, Sum); err != nil || v != int64(n) {
+		failf("Allreduce after recovery = %d, %v; want %d", v, err, n)
+	}
+	// A receive that nothing matches is withdrawn by the interrupt; the
+	// message sent later must go to the next receive, not the cancelled one.
+	buf := []int64{-1}
+	if r == 0 {
+		done := make(chan error, 1)
+		go func() { _, err := Recv(buf, 1, 77); done <- err }()
+		deadline := time.Now().Add(time.Minute)
+		for waiting.Load() == 0 {
+			if time.Now().After(deadline) {
+				failf("Recv never started waiting")
+			}
+			runtime.Gosched()
+		}
+		Interrupt()
+		err := <-done
+		var ie *InterruptedError
+		if !errors.As(err, &ie) || !ie.Withdrawn {
+			failf("interrupted Recv = %v, want a withdrawn InterruptedError", err)
+		}
+		ResetInterrupt()
+	}
+	if err := Barrier(); err != nil {
+		failf("Barrier after the interrupted Recv: %v", err)
+	}
+	switch r {
+	case 0:
+		if st, err := Recv(buf, 1, 77); err != nil || buf[0] != 42 || st.Count != 1 {
+			failf("Recv after the interrupted one = %v %v %v", buf, st, err)
+		}
+	case 1:
+		if err := Send([]int64{42}, 0, 77); err != nil {
+			failf("Send: %v", err)
 		}
 	}
 }

@@ -66,3 +66,48 @@ type Error struct {
 func (e *Error) Error() string {
 	return fmt.Sprintf("mpi: %s failed: %s (code %d)", e.Op, e.Msg, e.Code)
 }
+
+// InterruptedError is returned by an MPI operation that an interrupt
+// (Interrupt; an engine's SIGINT) ended before it completed.
+type InterruptedError struct {
+	Op   string // the MPI function, e.g. "MPI_Barrier"
+	Rank int    // this process's rank
+	// Withdrawn is set when nothing stays pending: the operation was
+	// called after the interrupt and not started, or it could be
+	// cancelled (a receive).
+	Withdrawn bool
+}
+
+// Error says what is left pending and how to recover.
+func (e *InterruptedError) Error() string {
+	if e.Withdrawn {
+		return fmt.Sprintf("mpi: %s interrupted on rank %d; nothing is left pending (not started, or cancelled)", e.Op, e.Rank)
+	}
+	if e.Op == "MPI_Barrier" {
+		return fmt.Sprintf("mpi: MPI_Barrier interrupted on rank %d before every rank called it; it stays pending here "+
+			"and this rank refuses other collectives until it completes: call mpi.Barrier() on every rank to bring them back in step", e.Rank)
+	}
+	return fmt.Sprintf("mpi: %s interrupted on rank %d before every rank called it; MPI cannot withdraw it, so it stays pending here "+
+		"and this rank refuses other collectives until the ranks that did not reach it make the same call. "+
+		"If they cannot, restart the engine set (ipcluster stop, then start)", e.Op, e.Rank)
+}
+
+// PendingError is returned by a collective that a rank refuses to start
+// because an interrupted collective is still pending on it: MPI pairs
+// collectives by call order, so starting another would match it with the
+// wrong call of the other ranks and hang or corrupt data.
+type PendingError struct {
+	Op      string // the refused call
+	Pending string // the interrupted collective still pending
+	Rank    int
+}
+
+// Error names both calls and the way out.
+func (e *PendingError) Error() string {
+	fix := "the ranks that did not reach it must make the same call (or restart the engine set: ipcluster stop, then start)"
+	if e.Pending == "MPI_Barrier" {
+		fix = "call mpi.Barrier() on every rank to complete it"
+	}
+	return fmt.Sprintf("mpi: %s refused on rank %d: an interrupted %s is still pending on this rank (not every rank called it); %s",
+		e.Op, e.Rank, e.Pending, fix)
+}

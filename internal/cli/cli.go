@@ -28,6 +28,10 @@ const (
 	ExitAlreadyStarted = 10
 	ExitAlreadyStopped = 11
 	ExitNoCluster      = 12
+	// ExitTimeout: exec's --timeout expired (as timeout(1) exits).
+	ExitTimeout = 124
+	// ExitInterrupted: exec was interrupted with Ctrl-C (128+SIGINT).
+	ExitInterrupted = 130
 )
 
 // Errors that select an exit code; commands wrap them with details.
@@ -36,6 +40,10 @@ var (
 	ErrAlreadyStopped = errors.New("cluster not running")
 	// ErrNoCluster: engines (or exec) found no running cluster.
 	ErrNoCluster = errors.New("no running cluster")
+	// ErrTimeout: exec's --timeout expired before every engine answered.
+	ErrTimeout = errors.New("timed out")
+	// ErrInterrupted: exec was interrupted with Ctrl-C.
+	ErrInterrupted = errors.New("interrupted")
 	// errSilent carries an exit code whose message was already printed.
 	errSilent = errors.New("")
 )
@@ -51,6 +59,10 @@ func ExitCode(err error) int {
 		return ExitAlreadyStopped
 	case errors.Is(err, ErrNoCluster), errors.Is(err, launchers.ErrNoCluster):
 		return ExitNoCluster
+	case errors.Is(err, ErrTimeout):
+		return ExitTimeout
+	case errors.Is(err, ErrInterrupted):
+		return ExitInterrupted
 	}
 	return ExitError
 }
@@ -135,7 +147,8 @@ started by launchers, recorded in $IPYTHONDIR/profile_<name>/security/cluster-<i
 
 Exit codes: 0 ok, 1 error, 10 already running, 11 nothing to stop (no
 cluster file), 12 no running cluster (engines, exec; also when the
-controller died).`,
+controller died), 124 exec --timeout expired, 130 exec interrupted with
+Ctrl-C.`,
 		Version:       programVersion(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -168,6 +181,7 @@ controller died).`,
 		NewCmdClean(f, nil),
 		NewCmdExec(f, nil),
 		NewCmdConsole(f, nil),
+		NewCmdSignal(f, nil),
 		NewCmdController(f, nil),
 		NewCmdEngine(f, nil),
 		NewCmdTemplates(f, nil),

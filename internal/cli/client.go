@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
+	"strconv"
+	"syscall"
 
 	"github.com/ipp-hpc/ipp"
 )
@@ -23,8 +26,31 @@ type Client interface {
 	// as soon as an engine's run fails (an engine that died is known long
 	// before the others finish); its result is still returned.
 	Execute(ctx context.Context, code string, targets []int, failed func(engine int, err *RemoteError)) ([]ExecResult, error)
+	// Submit starts code on the targets (nil: all engines) and returns at
+	// once with a handle that streams output and can interrupt the run.
+	Submit(ctx context.Context, code string, targets []int) (ExecRun, error)
+	// Signal sends a signal to the targets (nil: all engines) and waits for
+	// their answers. sig is a name the engines know ("SIGINT", "INT") or a
+	// number.
+	Signal(ctx context.Context, sig string, targets []int) error
 	// Close disconnects.
 	Close() error
+}
+
+// ExecRun is code running on engines, as Client.Submit started it.
+type ExecRun interface {
+	// Outputs yields stdout and stderr chunks as they arrive and ends when
+	// every engine is done (or ctx ends).
+	Outputs(ctx context.Context) iter.Seq[ipp.Output]
+	// Running lists the engines that have not answered yet.
+	Running() []int
+	// Interrupt sends SIGINT to the engines still running the code and
+	// waits for them to acknowledge it.
+	Interrupt(ctx context.Context) error
+	// Abort asks the engines to drop the request if it has not started.
+	Abort(ctx context.Context) error
+	// Results waits for every engine (see Client.Execute for failed).
+	Results(ctx context.Context, failed func(engine int, err *RemoteError)) ([]ExecResult, error)
 }
 
 // ExecResult is one engine's outcome of Execute.
@@ -63,10 +89,38 @@ func (c ippClient) WaitForEngines(ctx context.Context, n int, out io.Writer, sta
 }
 
 func (c ippClient) Execute(ctx context.Context, code string, targets []int, onFail func(int, *RemoteError)) ([]ExecResult, error) {
+	run, err := c.Submit(ctx, code, targets)
+	if err != nil {
+		return nil, err
+	}
+	return run.Results(ctx, onFail)
+}
+
+func (c ippClient) Submit(ctx context.Context, code string, targets []int) (ExecRun, error) {
 	ar, err := c.c.View(targets...).Execute(ctx, code, ipp.Silent(false))
 	if err != nil {
 		return nil, err
 	}
+	return ippRun{ar}, nil
+}
+
+func (c ippClient) Signal(ctx context.Context, sig string, targets []int) error {
+	if n, err := strconv.Atoi(sig); err == nil {
+		return c.c.SendSignal(ctx, syscall.Signal(n), targets...)
+	}
+	return c.c.SendSignalName(ctx, sig, targets...)
+}
+
+// ippRun is an ExecRun on an ipp.AsyncResult.
+type ippRun struct{ ar *ipp.AsyncResult }
+
+func (r ippRun) Outputs(ctx context.Context) iter.Seq[ipp.Output] { return r.ar.Outputs(ctx) }
+func (r ippRun) Running() []int                                   { return r.ar.RunningEngines() }
+func (r ippRun) Interrupt(ctx context.Context) error              { return r.ar.Interrupt(ctx) }
+func (r ippRun) Abort(ctx context.Context) error                  { return r.ar.Abort(ctx) }
+
+func (r ippRun) Results(ctx context.Context, onFail func(int, *RemoteError)) ([]ExecResult, error) {
+	ar := r.ar
 	if onFail != nil {
 		ids := ar.EngineIDs()
 		for i, err := range ar.Arrivals(ctx) {

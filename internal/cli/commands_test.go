@@ -306,11 +306,11 @@ func TestExecOutput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantOut := "[stdout:0]\n42\n[stdout:1]\n42\nmore\nOut[1:3]: 7\n"
+	wantOut := "[stdout:0] 42\n[stdout:1] 42\n[stdout:1] more\nOut[1:3]: 7\n"
 	if e.out.String() != wantOut {
 		t.Errorf("stdout:\n%q\nwant\n%q", e.out.String(), wantOut)
 	}
-	if e.err.String() != "[stderr:1]\nwarning\n" {
+	if e.err.String() != "[stderr:1] warning\n" {
 		t.Errorf("stderr %q", e.err.String())
 	}
 	if !slices.Equal(e.client.targets, []int{0, 1}) {
@@ -327,7 +327,7 @@ func TestExecOutput(t *testing.T) {
 	if err == nil || ExitCode(err) != 1 {
 		t.Fatalf("failed engine: err %v", err)
 	}
-	if e.out.String() != "[stdout:0]\npartial\n" || e.err.String() != "[0:execute] panic: boom\ngoroutine 1:\nmain.f()\n" {
+	if e.out.String() != "[stdout:0] partial\n" || e.err.String() != "[0:execute] panic: boom\ngoroutine 1:\nmain.f()\n" {
 		t.Errorf("out %q err %q", e.out.String(), e.err.String())
 	}
 	if e.client.code != "f()" {

@@ -519,7 +519,7 @@ stream:
 		// Output was streamed already.
 		results[i].Stdout, results[i].Stderr = "", ""
 	}
-	printResults(c.io, results, nil)
+	printResults(newLinePrinter(c.io), results, nil)
 	return nil
 }
 
@@ -531,26 +531,26 @@ const partialDelay = 250 * time.Millisecond
 // the line ends (or flush), so that lines of different engines do not mix.
 type streamPrinter struct {
 	io      IOStreams
-	partial map[streamKey]string
-	order   []streamKey
+	partial map[outKey]string
+	order   []outKey
 	// flushed marks streams whose unfinished line was shown: the newline
 	// that ends it later is not an empty line of its own.
-	flushed map[streamKey]bool
+	flushed map[outKey]bool
 }
 
-type streamKey struct {
+type outKey struct {
 	engine int
 	stream string
 }
 
 func newStreamPrinter(s IOStreams) *streamPrinter {
-	return &streamPrinter{io: s, partial: map[streamKey]string{}, flushed: map[streamKey]bool{}}
+	return &streamPrinter{io: s, partial: map[outKey]string{}, flushed: map[outKey]bool{}}
 }
 
 // write shows the complete lines of o and holds the rest; it reports
 // whether some text is held.
 func (p *streamPrinter) write(o engineOutput) bool {
-	k := streamKey{o.Engine, o.Stream}
+	k := outKey{o.Engine, o.Stream}
 	if _, ok := p.partial[k]; !ok {
 		p.order = append(p.order, k)
 	}
@@ -583,7 +583,7 @@ func (p *streamPrinter) flush() {
 	}
 }
 
-func (p *streamPrinter) line(k streamKey, text string) {
+func (p *streamPrinter) line(k outKey, text string) {
 	w := p.io.Out
 	if k.stream == "stderr" {
 		w = p.io.ErrOut

@@ -253,7 +253,7 @@ func TestBatchE2ESlurm(t *testing.T) {
 	job := jobs[0].ID
 
 	out, _ := b.must(0, "exec", "--cluster-id", cid, `fmt.Println("R", mpi.Rank(), mpi.Size())`)
-	if want := "[stdout:0]\nR 0 4\n[stdout:1]\nR 1 4\n[stdout:2]\nR 2 4\n[stdout:3]\nR 3 4\n"; out != want {
+	if want := "[stdout:0] R 0 4\n[stdout:1] R 1 4\n[stdout:2] R 2 4\n[stdout:3] R 3 4\n"; byEngine(out) != want {
 		t.Errorf("exec of the ranks:\n%s\nwant:\n%s", out, want)
 	}
 	out, _ = b.must(0, "exec", "--cluster-id", cid, `v, err := mpi.AllreduceInt64(int64(mpi.Rank()+1), mpi.Sum); fmt.Println("S", v, err, os.Getenv("SLURM_JOB_ID"))`)
@@ -330,8 +330,8 @@ func TestBatchE2EGridEngine(t *testing.T) {
 	job := jobs[0].ID
 
 	out, _ := b.must(0, "exec", "--cluster-id", cid, `fmt.Println("T", os.Getenv("SGE_TASK_ID"), os.Getenv("JOB_ID"))`)
-	want := fmt.Sprintf("[stdout:0]\nT 1 %[1]s\n[stdout:1]\nT 2 %[1]s\n[stdout:2]\nT 3 %[1]s\n", job)
-	if out != want {
+	want := fmt.Sprintf("[stdout:0] T 1 %[1]s\n[stdout:1] T 2 %[1]s\n[stdout:2] T 3 %[1]s\n", job)
+	if byEngine(out) != want {
 		t.Errorf("exec of the array tasks:\n%s\nwant:\n%s", out, want)
 	}
 	if rows := b.listRows(); !slices.Equal(rows, []string{fmt.Sprintf("default %s True 3/3 Grid Engine %s:RUNNING", cid, job)}) {
@@ -361,8 +361,8 @@ func TestBatchE2EGridEngineMPI(t *testing.T) {
 	}
 	job := jobs[0].ID
 	out, _ := b.must(0, "exec", "--cluster-id", cid, `fmt.Println("R", mpi.Rank(), mpi.Size(), os.Getenv("JOB_ID"), os.Getenv("SGE_TASK_ID"))`)
-	want := fmt.Sprintf("[stdout:0]\nR 0 2 %[1]s undefined\n[stdout:1]\nR 1 2 %[1]s undefined\n", job)
-	if out != want {
+	want := fmt.Sprintf("[stdout:0] R 0 2 %[1]s undefined\n[stdout:1] R 1 2 %[1]s undefined\n", job)
+	if byEngine(out) != want {
 		t.Errorf("exec on the MPI job's ranks:\n%s\nwant:\n%s", out, want)
 	}
 	b.must(0, "stop", "--cluster-id", cid)
@@ -460,7 +460,7 @@ func TestBatchE2ESlurmConnectionInfo(t *testing.T) {
 		b.mustBatch(0, append([]string{"start", "--launcher", "slurm", "-n", "2", "--daemonize", "--wait-timeout", "90", "--cluster-id", cid}, c.args...)...)
 		jobs := recordedJobs(t, wire.ClusterFile(b.profile, cid))
 		out, _ := b.must(0, "exec", "--cluster-id", cid, `fmt.Println("env", os.Getenv("IPP_CONNECTION_INFO") != "")`)
-		if want := fmt.Sprintf("[stdout:0]\nenv %[1]s\n[stdout:1]\nenv %[1]s\n", c.want); out != want {
+		if want := fmt.Sprintf("[stdout:0] env %[1]s\n[stdout:1] env %[1]s\n", c.want); byEngine(out) != want {
 			t.Errorf("%s: engines' IPP_CONNECTION_INFO set:\n%s\nwant:\n%s", c.name, out, want)
 		}
 		b.must(0, "stop", "--cluster-id", cid)
@@ -502,7 +502,7 @@ func TestBatchE2ESlurmEngineSets(t *testing.T) {
 	if rows := b.listRows(); !slices.Equal(rows, []string{want}) {
 		t.Errorf("list: %q, want %q", rows, want)
 	}
-	if out, _ := b.must(0, "exec", "--cluster-id", cid, `fmt.Println(os.Getenv("SLURM_JOB_ID"))`); out != fmt.Sprintf("[stdout:0]\n%[1]s\n[stdout:1]\n%[1]s\n[stdout:2]\n%[2]s\n", jobs[0].ID, jobs[1].ID) {
+	if out, _ := b.must(0, "exec", "--cluster-id", cid, `fmt.Println(os.Getenv("SLURM_JOB_ID"))`); byEngine(out) != fmt.Sprintf("[stdout:0] %[1]s\n[stdout:1] %[1]s\n[stdout:2] %[2]s\n", jobs[0].ID, jobs[1].ID) {
 		t.Errorf("engines' jobs:\n%s", out)
 	}
 	_, errOut = b.must(0, "stop", "--cluster-id", cid)

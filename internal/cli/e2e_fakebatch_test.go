@@ -160,20 +160,14 @@ func enginePrints(t *testing.T, e *e2e, code string) map[int]string {
 	t.Helper()
 	out, _ := e.must(0, "exec", code)
 	got := map[int]string{}
-	id := -1
 	for _, line := range strings.Split(strings.TrimRight(out, "\n"), "\n") {
-		if rest, ok := strings.CutPrefix(line, "[stdout:"); ok {
-			n, err := strconv.Atoi(strings.TrimSuffix(rest, "]"))
-			if err != nil {
-				t.Fatalf("exec output line %q", line)
-			}
-			id = n
-			continue
+		rest, ok := strings.CutPrefix(line, "[stdout:")
+		head, text, ok2 := strings.Cut(rest, "] ")
+		n, err := strconv.Atoi(head)
+		if !ok || !ok2 || err != nil {
+			t.Fatalf("exec output line %q is not \"[stdout:N] text\":\n%s", line, out)
 		}
-		if id < 0 {
-			t.Fatalf("exec output before any engine header:\n%s", out)
-		}
-		got[id] += line
+		got[n] += text
 	}
 	return got
 }

@@ -162,7 +162,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	out, _ := must(0, "exec", "fmt.Println(6*7)")
-	if out != "[stdout:0]\n42\n[stdout:1]\n42\n" {
+	if byEngine(out) != "[stdout:0] 42\n[stdout:1] 42\n" {
 		t.Errorf("exec output:\n%s", out)
 	}
 	_, errOut, code := e.run("exec", `panic("boom")`)
@@ -180,7 +180,7 @@ func TestEndToEnd(t *testing.T) {
 	if row := listRow(); row != "default '' True 3/3 Local -" {
 		t.Errorf("list row after engines %q", row)
 	}
-	if out, _ := must(0, "exec", "--targets", "2", "fmt.Println(6*7)"); out != "[stdout:2]\n42\n" {
+	if out, _ := must(0, "exec", "--targets", "2", "fmt.Println(6*7)"); out != "[stdout:2] 42\n" {
 		t.Errorf("exec on the new engine:\n%s", out)
 	}
 

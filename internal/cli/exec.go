@@ -1,19 +1,23 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/ipp-hpc/ipp"
 	"github.com/ipp-hpc/ipp/internal/wire"
 	"github.com/ipp-hpc/ipp/launchers"
 )
@@ -38,15 +42,24 @@ func NewCmdExec(f *Factory, runF func(*ExecOptions) error) *cobra.Command {
 		Use:   "exec [flags] CODE",
 		Short: "Run Go code on the engines and show their output",
 		Long: `Run Go code on the engines of a running cluster (like %px in IPython) and
-print what each engine wrote: standard output under [stdout:N], standard error
-under [stderr:N], the value of a trailing expression as Out[N:k], and each
-engine's error. CODE "-" reads the code from standard input.
+print what each engine writes as it writes it, a line at a time: standard
+output as "[stdout:N] line", standard error as "[stderr:N] line" (lines of
+different engines interleave in arrival order but never mix), then the value
+of a trailing expression as Out[N:k], and each engine's error as soon as it
+is known. CODE "-" reads the code from standard input.
 
-Exits with 1 if the code failed on any engine, 12 if the cluster is not
-running. A cluster whose controller died (kill -9) is found out at once from
-its cluster file (the controller's pid is checked) instead of waiting for the
-connection to time out; a controller that dies during the run is reported
-within a few seconds, also with 12.`,
+Ctrl-C interrupts the engines still running the code (SIGINT, as 'ipcluster
+signal' sends) and waits for their replies; a second Ctrl-C abandons them
+(they keep running) and exits. --timeout interrupts the engines still running
+when it expires, aborts the request where it has not started, and names the
+engines that had not answered.
+
+Exit codes: 1 if the code failed on any engine, 12 if the cluster is not
+running, 124 when --timeout expired, 130 after Ctrl-C. A cluster whose
+controller died (kill -9) is found out at once from its cluster file (the
+controller's pid is checked) instead of waiting for the connection to time
+out; a controller that dies during the run is reported within a few seconds,
+also with 12.`,
 		Example: `  ipcluster exec 'fmt.Println(6*7)'
   ipcluster exec --targets 0,2-3 'import "os"; fmt.Println(os.Getpid())'
   ipcluster exec - < setup.go`,
@@ -97,13 +110,22 @@ func parseTargets(s string) ([]int, error) {
 	return ids, nil
 }
 
+// interruptWait is how long exec waits for the engines to answer the
+// interrupt that --timeout sends before it gives up on them.
+const interruptWait = 5 * time.Second
+
 func execRun(ctx context.Context, o *ExecOptions) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
+	// The timeout covers connecting too; the run's own timer fires at the
+	// same deadline.
+	cctx := ctx
+	var deadline time.Time
 	if o.Timeout > 0 {
+		deadline = time.Now().Add(o.Timeout)
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, o.Timeout)
+		cctx, cancel = context.WithDeadline(ctx, deadline)
 		defer cancel()
 	}
 	code := o.Code
@@ -114,42 +136,261 @@ func execRun(ctx context.Context, o *ExecOptions) error {
 		}
 		code = string(data)
 	}
-	dir, err := o.Dir()
+	client, err := connectCluster(cctx, o.F, o.ClusterFlags)
 	if err != nil {
 		return err
-	}
-	if err := checkControllerAlive(ctx, o.F, o.ClusterFlags, dir); err != nil {
-		return err
-	}
-	path := wire.ClientFile(dir, o.ClusterID)
-	if _, err := os.Stat(path); err != nil {
-		return fmt.Errorf("%w: cluster %s (%v)", ErrNoCluster, clusterName(o.ClusterID), err)
-	}
-	client, err := o.F.Connect(ctx, path)
-	if err != nil {
-		return fmt.Errorf("connecting to cluster %s: %w", clusterName(o.ClusterID), err)
 	}
 	defer client.Close()
+	run, err := client.Submit(cctx, code, o.Targets)
+	if err != nil {
+		return err
+	}
+	return steer(ctx, o, run, deadline)
+}
+
+// connectCluster connects to a running cluster that has engines.
+func connectCluster(ctx context.Context, f *Factory, flags ClusterFlags) (Client, error) {
+	dir, err := flags.Dir()
+	if err != nil {
+		return nil, err
+	}
+	if err := checkControllerAlive(ctx, f, flags, dir); err != nil {
+		return nil, err
+	}
+	path := wire.ClientFile(dir, flags.ClusterID)
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("%w: cluster %s (%v)", ErrNoCluster, clusterName(flags.ClusterID), err)
+	}
+	client, err := f.Connect(ctx, path)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to cluster %s: %w", clusterName(flags.ClusterID), err)
+	}
 	if len(client.IDs()) == 0 {
-		return errors.New("no engines registered (add some with 'ipcluster engines -n N')")
+		client.Close()
+		return nil, errors.New("no engines registered (add some with 'ipcluster engines -n N')")
+	}
+	return client, nil
+}
+
+// steer streams a run's output until every engine answered, and turns
+// Ctrl-C and the deadline into interrupts: the first SIGINT interrupts the
+// engines still running and keeps waiting for their replies, a second one
+// (or SIGTERM) abandons them.
+func steer(ctx context.Context, o *ExecOptions, run ExecRun, deadline time.Time) error {
+	rctx, abandon := context.WithCancel(ctx)
+	defer abandon()
+	p := newLinePrinter(o.F.IO)
+	streamed := make(chan struct{})
+	go func() {
+		defer close(streamed)
+		for out := range run.Outputs(rctx) {
+			p.add(out)
+		}
+	}()
+	type outcome struct {
+		results []ExecResult
+		err     error
 	}
 	// Errors are printed the moment they arrive: a dead engine is reported
 	// at once, not when the slowest engine finishes.
 	var mu sync.Mutex
 	shown := map[int]bool{}
-	results, err := client.Execute(ctx, code, o.Targets, func(engine int, e *RemoteError) {
+	done := make(chan outcome, 1)
+	go func() {
+		r, err := run.Results(rctx, func(engine int, e *RemoteError) {
+			mu.Lock()
+			shown[engine] = true
+			mu.Unlock()
+			p.printError(engine, e)
+		})
+		done <- outcome{r, err}
+	}()
+	sigs, stopSignals := o.F.signals(rctx)
+	defer stopSignals()
+	var expired <-chan time.Time
+	if !deadline.IsZero() {
+		t := time.NewTimer(time.Until(deadline))
+		defer t.Stop()
+		expired = t.C
+	}
+	// finish prints what is left once every engine answered.
+	finish := func(r outcome) (int, error) {
+		<-streamed
+		p.flush()
+		if r.err != nil {
+			return 0, r.err
+		}
 		mu.Lock()
 		defer mu.Unlock()
-		shown[engine] = true
-		printError(o.F.IO.ErrOut, engine, e)
+		return printResults(p, r.results, shown), nil
+	}
+	interrupted := false
+	for {
+		select {
+		case r := <-done:
+			failed, err := finish(r)
+			switch {
+			case err != nil:
+				return err
+			case interrupted:
+				return fmt.Errorf("%w: every engine answered the interrupt", ErrInterrupted)
+			case failed > 0:
+				return fmt.Errorf("the code failed on %d of %d engines", failed, len(r.results))
+			}
+			return nil
+
+		case sig := <-sigs:
+			if sig != os.Interrupt && sig != syscall.SIGTERM {
+				continue
+			}
+			running := run.Running()
+			if sig == os.Interrupt && !interrupted {
+				interrupted = true
+				p.note("ipcluster: interrupting engine(s) %s and waiting for their replies (Ctrl-C again to abandon them)", joinIDs(running))
+				go func() {
+					if err := run.Interrupt(rctx); err != nil && rctx.Err() == nil {
+						p.note("ipcluster: %v", err)
+					}
+				}()
+				continue
+			}
+			abandon()
+			<-streamed
+			p.flush()
+			return fmt.Errorf("%w: abandoned engine(s) %s, still running the code", ErrInterrupted, joinIDs(running))
+
+		case <-expired:
+			return expire(rctx, o, run, p, done, finish)
+		}
+	}
+}
+
+// expire handles --timeout: the engines still running are interrupted
+// (and the request aborted where it has not started), given interruptWait
+// to answer, and named in the error.
+func expire[T any](ctx context.Context, o *ExecOptions, run ExecRun, p *linePrinter, done <-chan T, finish func(T) (int, error)) error {
+	late := run.Running()
+	p.note("ipcluster: --timeout %v reached; interrupting engine(s) %s", o.Timeout, joinIDs(late))
+	ictx, cancel := context.WithTimeout(ctx, interruptWait)
+	defer cancel()
+	go func() {
+		if err := run.Interrupt(ictx); err != nil && ictx.Err() == nil {
+			p.note("ipcluster: %v", err)
+		}
+		_ = run.Abort(ictx)
+	}()
+	select {
+	case r := <-done:
+		if _, err := finish(r); err != nil && !errors.Is(err, context.Canceled) {
+			p.note("ipcluster: %v", err)
+		}
+		return fmt.Errorf("%w after %v: engine(s) %s had not answered and were interrupted", ErrTimeout, o.Timeout, joinIDs(late))
+	case <-ictx.Done():
+		stuck := run.Running()
+		return fmt.Errorf("%w after %v: engine(s) %s had not answered; engine(s) %s did not answer the interrupt within %v either and were abandoned",
+			ErrTimeout, o.Timeout, joinIDs(late), joinIDs(stuck), interruptWait)
+	}
+}
+
+// joinIDs lists engine ids as "0,2,3" ("none" for no engine).
+func joinIDs(ids []int) string {
+	if len(ids) == 0 {
+		return "none"
+	}
+	s := make([]string, len(ids))
+	for i, id := range ids {
+		s[i] = strconv.Itoa(id)
+	}
+	return strings.Join(s, ",")
+}
+
+// linePrinter writes streamed output a whole line at a time, each line
+// prefixed with its stream and engine ("[stdout:3] text"), so that lines
+// from different engines never mix even when their chunks interleave.
+type linePrinter struct {
+	mu      sync.Mutex
+	io      IOStreams
+	partial map[streamKey]string
+}
+
+type streamKey struct {
+	engine int
+	stream string
+}
+
+func newLinePrinter(s IOStreams) *linePrinter {
+	return &linePrinter{io: s, partial: map[streamKey]string{}}
+}
+
+func (p *linePrinter) writer(stream string) io.Writer {
+	if stream == "stderr" {
+		return p.io.ErrOut
+	}
+	return p.io.Out
+}
+
+// add prints the complete lines of a chunk and keeps the rest for later.
+func (p *linePrinter) add(o ipp.Output) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	k := streamKey{o.Engine, o.Stream}
+	text := p.partial[k] + o.Text
+	i := strings.LastIndexByte(text, '\n')
+	if i < 0 {
+		p.partial[k] = text
+		return
+	}
+	p.partial[k] = text[i+1:]
+	p.lines(k, text[:i+1])
+}
+
+// lines writes text (whole lines) in one Write.
+func (p *linePrinter) lines(k streamKey, text string) {
+	var b strings.Builder
+	prefix := fmt.Sprintf("[%s:%d]", k.stream, k.engine)
+	for line := range strings.Lines(text) {
+		line = strings.TrimSuffix(line, "\n")
+		b.WriteString(prefix)
+		if line != "" {
+			b.WriteByte(' ')
+			b.WriteString(line)
+		}
+		b.WriteByte('\n')
+	}
+	_, _ = io.WriteString(p.writer(k.stream), b.String())
+}
+
+// flush ends every unfinished line, in engine order.
+func (p *linePrinter) flush() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	keys := make([]streamKey, 0, len(p.partial))
+	for k, v := range p.partial {
+		if v != "" {
+			keys = append(keys, k)
+		}
+	}
+	slices.SortFunc(keys, func(a, b streamKey) int {
+		return cmp.Or(cmp.Compare(a.engine, b.engine), cmp.Compare(a.stream, b.stream))
 	})
-	if err != nil {
-		return err
+	for _, k := range keys {
+		p.lines(k, p.partial[k]+"\n")
+		delete(p.partial, k)
 	}
-	if failed := printResults(o.F.IO, results, shown); failed > 0 {
-		return fmt.Errorf("the code failed on %d of %d engines", failed, len(results))
-	}
-	return nil
+}
+
+// note prints a message of ipcluster's own on standard error.
+func (p *linePrinter) note(format string, args ...any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fmt.Fprintf(p.io.ErrOut, format+"\n", args...)
+}
+
+// printError shows one engine's error without mixing it with output lines.
+func (p *linePrinter) printError(engine int, e *RemoteError) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	printError(p.io.ErrOut, engine, e)
 }
 
 // checkControllerAlive fails with ErrNoCluster when the cluster file
@@ -183,20 +424,16 @@ func checkControllerAlive(ctx context.Context, f *Factory, flags ClusterFlags, d
 	return fmt.Errorf("%w: cluster %s is not running (%s); %s", ErrNoCluster, clusterName(id), deathNote(c), next)
 }
 
-// printResults shows results the way %px does, grouped by kind: every
-// engine's stdout, then every stderr, then results, then errors (except
-// those of engines in shown, printed already). It returns the number of
-// engines that failed.
-func printResults(s IOStreams, results []ExecResult, shown map[int]bool) int {
-	for _, r := range results {
-		printStream(s.Out, fmt.Sprintf("[stdout:%d]", r.Engine), r.Stdout)
-	}
-	for _, r := range results {
-		printStream(s.ErrOut, fmt.Sprintf("[stderr:%d]", r.Engine), r.Stderr)
-	}
+// printResults shows, after the streamed output, each engine's trailing
+// expression value as Out[N:k] in engine order, then the errors of the
+// engines not in shown (printed already). It returns the number of engines
+// that failed.
+func printResults(p *linePrinter, results []ExecResult, shown map[int]bool) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	for _, r := range results {
 		if r.Result != "" {
-			fmt.Fprintf(s.Out, "Out[%d:%d]: %s\n", r.Engine, r.ExecutionCount, strings.TrimRight(r.Result, "\n"))
+			fmt.Fprintf(p.io.Out, "Out[%d:%d]: %s\n", r.Engine, r.ExecutionCount, strings.TrimRight(r.Result, "\n"))
 		}
 	}
 	failed := 0
@@ -206,7 +443,7 @@ func printResults(s IOStreams, results []ExecResult, shown map[int]bool) int {
 		}
 		failed++
 		if !shown[r.Engine] {
-			printError(s.ErrOut, r.Engine, r.Err)
+			printError(p.io.ErrOut, r.Engine, r.Err)
 		}
 	}
 	return failed
@@ -224,15 +461,4 @@ func printError(w io.Writer, engine int, e *RemoteError) {
 		}
 		fmt.Fprintln(w, line)
 	}
-}
-
-// printStream writes a header line and the text under it.
-func printStream(w io.Writer, header, text string) {
-	if text == "" {
-		return
-	}
-	if !strings.HasSuffix(text, "\n") {
-		text += "\n"
-	}
-	fmt.Fprintf(w, "%s\n%s", header, text)
 }

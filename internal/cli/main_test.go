@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"iter"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipp-hpc/ipp"
 	"github.com/ipp-hpc/ipp/internal/testutil"
 
 	"github.com/ipp-hpc/ipp/internal/wire"
@@ -99,6 +101,9 @@ type fakeClient struct {
 	results []ExecResult
 	code    string
 	targets []int
+	// signals records Signal calls; signalErr is what they return.
+	signals   []string
+	signalErr error
 	// register makes WaitForEngines "register" the engines it waits for.
 	register bool
 }
@@ -137,7 +142,53 @@ func (c *fakeClient) Execute(ctx context.Context, code string, targets []int, fa
 	return c.results, nil
 }
 
+func (c *fakeClient) Submit(ctx context.Context, code string, targets []int) (ExecRun, error) {
+	c.mu.Lock()
+	c.code, c.targets = code, targets
+	c.mu.Unlock()
+	return &fakeRun{c: c}, nil
+}
+
+func (c *fakeClient) Signal(ctx context.Context, sig string, targets []int) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.signals = append(c.signals, sig)
+	return c.signalErr
+}
+
 func (c *fakeClient) Close() error { return nil }
+
+// fakeRun replays the fake client's results: their output streams first,
+// engine by engine, then the results.
+type fakeRun struct{ c *fakeClient }
+
+func (r *fakeRun) Outputs(ctx context.Context) iter.Seq[ipp.Output] {
+	return func(yield func(ipp.Output) bool) {
+		for _, res := range r.c.results {
+			if res.Stdout != "" && !yield(ipp.Output{Engine: res.Engine, Stream: "stdout", Text: res.Stdout}) {
+				return
+			}
+			if res.Stderr != "" && !yield(ipp.Output{Engine: res.Engine, Stream: "stderr", Text: res.Stderr}) {
+				return
+			}
+		}
+	}
+}
+
+func (r *fakeRun) Running() []int                      { return nil }
+func (r *fakeRun) Interrupt(ctx context.Context) error { return nil }
+func (r *fakeRun) Abort(ctx context.Context) error     { return nil }
+
+func (r *fakeRun) Results(ctx context.Context, failed func(int, *RemoteError)) ([]ExecResult, error) {
+	if failed != nil {
+		for _, res := range r.c.results {
+			if res.Err != nil {
+				failed(res.Engine, res.Err)
+			}
+		}
+	}
+	return r.c.results, nil
+}
 
 // testEnv is a Factory with captured output, the test binary as the
 // program of both roles, a fake client, and IPYTHONDIR in a temp dir.
