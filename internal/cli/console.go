@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"iter"
 	"os"
 	"path/filepath"
 	"slices"
@@ -19,7 +18,6 @@ import (
 	"golang.org/x/term"
 
 	"github.com/ipp-hpc/ipp"
-	"github.com/ipp-hpc/ipp/internal/wire"
 )
 
 // ConsoleOptions are the options of `ipcluster console`.
@@ -89,36 +87,10 @@ found lost.`,
 	return cmd
 }
 
-// consoleClient is what the console needs from a cluster client: Client
-// plus engine details and cells whose output streams.
-type consoleClient interface {
-	Client
-	// EngineList describes the registered engines in id order.
+// engineLister is what %engines needs beyond Client: host, pid and MPI
+// placement of each engine.
+type engineLister interface {
 	EngineList(ctx context.Context) ([]ipp.EngineInfo, error)
-	// StartCell submits code to the targets (nil: all engines).
-	StartCell(ctx context.Context, code string, targets []int) (consoleCell, error)
-}
-
-// engineOutput is a piece of what an engine printed.
-type engineOutput struct {
-	Engine int
-	// Stream is "stdout" or "stderr".
-	Stream string
-	Text   string
-}
-
-// consoleCell is one submitted cell.
-type consoleCell interface {
-	// Outputs yields what the engines print, as it arrives, until every
-	// engine has finished (or ctx ends).
-	Outputs(ctx context.Context) iter.Seq[engineOutput]
-	// Results waits for every engine's outcome. Stdout and Stderr of the
-	// results are not used: Outputs showed them already.
-	Results(ctx context.Context) ([]ExecResult, error)
-	// Running are the engines that have not answered yet.
-	Running() []int
-	// Interrupt sends SIGINT to the engines still running the cell.
-	Interrupt(ctx context.Context) error
 }
 
 func consoleRun(ctx context.Context, o *ConsoleOptions) error {
@@ -129,19 +101,12 @@ func consoleRun(ctx context.Context, o *ConsoleOptions) error {
 	if err != nil {
 		return err
 	}
-	path, err := consoleClientFile(ctx, o.F, o.ClusterFlags, dir)
+	// The connection of exec: the same checks, errors and exit codes.
+	client, err := connectCluster(ctx, o.F, o.ClusterFlags)
 	if err != nil {
 		return err
 	}
-	client, err := o.F.Connect(ctx, path)
-	if err != nil {
-		return fmt.Errorf("connecting to cluster %s: %w", clusterName(o.ClusterID), err)
-	}
 	defer client.Close()
-	cc, ok := client.(consoleClient)
-	if !ok {
-		return fmt.Errorf("the console cannot stream output through this client (%T)", client)
-	}
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -190,13 +155,13 @@ func consoleRun(ctx context.Context, o *ConsoleOptions) error {
 		}
 	}()
 
-	c := &console{ctx: ctx, io: o.F.IO, client: cc, in: in, interrupts: interrupts, partialDelay: partialDelay}
+	c := &console{ctx: ctx, io: o.F.IO, client: client, in: in, interrupts: interrupts, partialDelay: partialDelay}
 	if c.targets, err = c.checkTargets(o.Targets); err != nil {
 		return fmt.Errorf("--targets: %w", err)
 	}
 	if _, ok := in.(*termSource); ok {
 		fmt.Fprintf(o.F.IO.Out, "ipcluster console: %d engines, cluster %s; %%help lists commands, Ctrl-D leaves.\n",
-			len(cc.IDs()), clusterName(o.ClusterID))
+			len(client.IDs()), clusterName(o.ClusterID))
 	}
 	return c.loop()
 }
@@ -204,25 +169,12 @@ func consoleRun(ctx context.Context, o *ConsoleOptions) error {
 // errTerminated ends a console that got SIGTERM.
 var errTerminated = errors.New("terminated (SIGTERM); a running cell may go on on its engines")
 
-// consoleClientFile finds the client file of the cluster the flags select,
-// as exec does: a controller known dead is reported at once (exit 12).
-func consoleClientFile(ctx context.Context, f *Factory, flags ClusterFlags, dir string) (string, error) {
-	if err := checkControllerAlive(ctx, f, flags, dir); err != nil {
-		return "", err
-	}
-	path := wire.ClientFile(dir, flags.ClusterID)
-	if _, err := os.Stat(path); err != nil {
-		return "", fmt.Errorf("%w: cluster %s (%v)", ErrNoCluster, clusterName(flags.ClusterID), err)
-	}
-	return path, nil
-}
-
 // console is the read-run loop, apart from the terminal: tests drive it
 // with any lineSource and a fake or real client.
 type console struct {
 	ctx     context.Context
 	io      IOStreams
-	client  consoleClient
+	client  Client
 	in      lineSource
 	targets []int // nil: all engines
 	// interrupts delivers Ctrl-C while a cell runs (SIGINT: the terminal
@@ -392,7 +344,11 @@ func (c *console) ids() []int {
 }
 
 func (c *console) listEngines() error {
-	infos, err := c.client.EngineList(c.ctx)
+	lister, ok := c.client.(engineLister)
+	if !ok {
+		return fmt.Errorf("%%engines: this client cannot list engine details; registered engines: %s", formatTargets(c.ids()))
+	}
+	infos, err := lister.EngineList(c.ctx)
 	if err != nil {
 		return fmt.Errorf("%%engines: %w", err)
 	}
@@ -433,7 +389,7 @@ func (c *console) runCell(code string) error {
 	}
 	ctx, cancel := context.WithCancel(c.ctx)
 	defer cancel()
-	cell, err := c.client.StartCell(ctx, code, c.targets)
+	cell, err := c.client.Submit(ctx, code, c.targets)
 	if err != nil {
 		if errors.Is(err, ErrNoCluster) {
 			return err
@@ -459,7 +415,8 @@ func (c *console) runCell(code string) error {
 				cancel()
 				return
 			}
-			fmt.Fprintf(c.io.ErrOut, "^C: interrupting engines %s (Ctrl-C again stops waiting)\n", formatTargets(cell.Running()))
+			fmt.Fprintf(c.io.ErrOut, "^C: interrupting engine(s) %s and waiting for their replies (Ctrl-C again to abandon them)\n",
+				formatTargets(cell.Running()))
 			go func() {
 				if err := cell.Interrupt(ctx); err != nil && ctx.Err() == nil {
 					fmt.Fprintln(c.io.ErrOut, "interrupt:", err)
@@ -470,7 +427,7 @@ func (c *console) runCell(code string) error {
 
 	// Unfinished lines (progress dots, a prompt-like Print) are shown
 	// once the engines have been quiet for a moment.
-	outs := make(chan engineOutput)
+	outs := make(chan ipp.Output)
 	go func() {
 		defer close(outs)
 		for o := range cell.Outputs(ctx) {
@@ -500,24 +457,21 @@ stream:
 		}
 	}
 	p.flush()
-	results, err := cell.Results(ctx)
+	results, err := cell.Results(ctx, nil)
 	close(done)
 	<-watcherDone
 	switch {
 	case c.ctx.Err() != nil:
 		return context.Cause(c.ctx)
 	case err != nil && ctx.Err() != nil:
-		fmt.Fprintf(c.io.ErrOut, "stopped waiting: engines %s may still be running the cell\n", formatTargets(cell.Running()))
+		fmt.Fprintf(c.io.ErrOut, "abandoned engine(s) %s, still running the cell ('ipcluster signal SIGINT' interrupts them later)\n",
+			formatTargets(cell.Running()))
 		return nil
 	case errors.Is(err, ErrNoCluster):
 		return err
 	case err != nil:
 		fmt.Fprintln(c.io.ErrOut, "error:", err)
 		return nil
-	}
-	for i := range results {
-		// Output was streamed already.
-		results[i].Stdout, results[i].Stderr = "", ""
 	}
 	printResults(newLinePrinter(c.io), results, nil)
 	return nil
@@ -549,7 +503,7 @@ func newStreamPrinter(s IOStreams) *streamPrinter {
 
 // write shows the complete lines of o and holds the rest; it reports
 // whether some text is held.
-func (p *streamPrinter) write(o engineOutput) bool {
+func (p *streamPrinter) write(o ipp.Output) bool {
 	k := outKey{o.Engine, o.Stream}
 	if _, ok := p.partial[k]; !ok {
 		p.order = append(p.order, k)
@@ -588,5 +542,11 @@ func (p *streamPrinter) line(k outKey, text string) {
 	if k.stream == "stderr" {
 		w = p.io.ErrOut
 	}
-	fmt.Fprintf(w, "[%s:%d] %s\n", k.stream, k.engine, strings.TrimSuffix(text, "\r"))
+	text = strings.TrimSuffix(text, "\r")
+	if text == "" {
+		// As exec prints an empty line: no trailing blank.
+		fmt.Fprintf(w, "[%s:%d]\n", k.stream, k.engine)
+		return
+	}
+	fmt.Fprintf(w, "[%s:%d] %s\n", k.stream, k.engine, text)
 }

@@ -156,7 +156,7 @@ func TestConsoleEndToEnd(t *testing.T) {
 		if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 			t.Fatal(err)
 		}
-		p.waitFor(p.errOut, "^C: interrupting engines 0-1")
+		p.waitFor(p.errOut, "^C: interrupting engine(s) 0-1 and waiting")
 		p.waitFor(p.errOut, "[0:execute]")
 		p.waitFor(p.errOut, "[1:execute]")
 		p.send("fmt.Println(\"after\")\n")
@@ -213,7 +213,7 @@ func TestConsoleEndToEnd(t *testing.T) {
 		p.waitFor(p.out, "[stdout:1] busy")
 		p.waitFor(p.out, "[stdout:0] busy")
 		p.send("\x03")
-		p.waitFor(p.out, "interrupting engines")
+		p.waitFor(p.out, "interrupting engine(s)")
 		p.send("fmt.Println(\"again\")\r")
 		p.waitFor(p.out, "[stdout:0] again")
 		p.waitFor(p.out, "[stdout:1] again")

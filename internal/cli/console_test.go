@@ -65,7 +65,7 @@ func (c *fakeConsoleClient) EngineList(context.Context) ([]ipp.EngineInfo, error
 	return out, nil
 }
 
-func (c *fakeConsoleClient) StartCell(ctx context.Context, code string, targets []int) (consoleCell, error) {
+func (c *fakeConsoleClient) Submit(ctx context.Context, code string, targets []int) (ExecRun, error) {
 	c.mu.Lock()
 	c.cells = append(c.cells, fakeCellRecord{code, targets})
 	c.mu.Unlock()
@@ -82,25 +82,25 @@ type fakeCell struct {
 	fail    map[int]*RemoteError
 }
 
-func (c *fakeCell) Outputs(ctx context.Context) iter.Seq[engineOutput] {
-	return func(yield func(engineOutput) bool) {
+func (c *fakeCell) Outputs(ctx context.Context) iter.Seq[ipp.Output] {
+	return func(yield func(ipp.Output) bool) {
 		first, _, _ := strings.Cut(c.code, "\n")
 		// Pieces of one line from two engines, interleaved: the printer
 		// must not mix them.
 		for _, id := range c.engines {
-			if !yield(engineOutput{Engine: id, Stream: "stdout", Text: "got "}) {
+			if !yield(ipp.Output{Engine: id, Stream: "stdout", Text: "got "}) {
 				return
 			}
 		}
 		for _, id := range c.engines {
-			if !yield(engineOutput{Engine: id, Stream: "stdout", Text: first + "\n"}) {
+			if !yield(ipp.Output{Engine: id, Stream: "stdout", Text: first + "\n"}) {
 				return
 			}
 		}
 	}
 }
 
-func (c *fakeCell) Results(context.Context) ([]ExecResult, error) {
+func (c *fakeCell) Results(context.Context, func(int, *RemoteError)) ([]ExecResult, error) {
 	var out []ExecResult
 	for _, id := range c.engines {
 		out = append(out, ExecResult{Engine: id, Err: c.fail[id]})
@@ -109,6 +109,7 @@ func (c *fakeCell) Results(context.Context) ([]ExecResult, error) {
 }
 
 func (c *fakeCell) Interrupt(context.Context) error { return nil }
+func (c *fakeCell) Abort(context.Context) error     { return nil }
 func (c *fakeCell) Running() []int                  { return c.engines }
 
 func newFakeConsole(lines ...string) (*console, *fakeConsoleClient, *scriptSource, *testutil.SyncBuffer, *testutil.SyncBuffer) {
@@ -361,7 +362,7 @@ type gatedClient struct {
 	obey bool
 }
 
-func (c *gatedClient) StartCell(ctx context.Context, code string, targets []int) (consoleCell, error) {
+func (c *gatedClient) Submit(ctx context.Context, code string, targets []int) (ExecRun, error) {
 	c.mu.Lock()
 	c.cells = append(c.cells, fakeCellRecord{code, targets})
 	c.mu.Unlock()
@@ -377,10 +378,10 @@ type gatedCell struct {
 	stop    chan struct{}
 }
 
-func (g *gatedCell) Outputs(ctx context.Context) iter.Seq[engineOutput] {
-	return func(yield func(engineOutput) bool) {
+func (g *gatedCell) Outputs(ctx context.Context) iter.Seq[ipp.Output] {
+	return func(yield func(ipp.Output) bool) {
 		for _, id := range g.engines {
-			if !yield(engineOutput{Engine: id, Stream: "stdout", Text: "started\n"}) {
+			if !yield(ipp.Output{Engine: id, Stream: "stdout", Text: "started\n"}) {
 				return
 			}
 		}
@@ -403,7 +404,9 @@ func (g *gatedCell) Interrupt(context.Context) error {
 	return nil
 }
 
-func (g *gatedCell) Results(ctx context.Context) ([]ExecResult, error) {
+func (g *gatedCell) Abort(context.Context) error { return nil }
+
+func (g *gatedCell) Results(ctx context.Context, _ func(int, *RemoteError)) ([]ExecResult, error) {
 	if g.quick {
 		return nil, nil
 	}
@@ -421,7 +424,7 @@ func (g *gatedCell) Results(ctx context.Context) ([]ExecResult, error) {
 
 // startConsole runs consoleRun on a testEnv whose client is client and
 // whose standard input is the returned pipe.
-func startConsole(t *testing.T, client consoleClient, targets ...int) (*testEnv, *io.PipeWriter, chan error) {
+func startConsole(t *testing.T, client Client, targets ...int) (*testEnv, *io.PipeWriter, chan error) {
 	t.Helper()
 	e := newTestEnv(t)
 	if err := os.MkdirAll(wire.SecurityDir(e.profileDir()), 0o700); err != nil {
@@ -460,7 +463,7 @@ func TestConsoleInterrupt(t *testing.T) {
 			"cell not started:\n%s", e.out)
 		e.sigs <- os.Interrupt
 		testutil.Eventually(t, 30*time.Second, func() bool {
-			return strings.Contains(e.err.String(), "^C: interrupting engines 0-1 (Ctrl-C again stops waiting)\n")
+			return strings.Contains(e.err.String(), "^C: interrupting engine(s) 0-1 and waiting for their replies (Ctrl-C again to abandon them)\n")
 		}, "no interrupt message:\n%s", e.err)
 		if obey {
 			testutil.Eventually(t, 30*time.Second, func() bool { return strings.Contains(e.err.String(), "[1:execute] Interrupted: execution interrupted") },
@@ -468,7 +471,7 @@ func TestConsoleInterrupt(t *testing.T) {
 		} else {
 			e.sigs <- os.Interrupt
 			testutil.Eventually(t, 30*time.Second, func() bool {
-				return strings.Contains(e.err.String(), "stopped waiting: engines 0-1 may still be running the cell\n")
+				return strings.Contains(e.err.String(), "abandoned engine(s) 0-1, still running the cell ('ipcluster signal SIGINT' interrupts them later)\n")
 			}, "second Ctrl-C did not stop waiting:\n%s", e.err)
 		}
 		io.WriteString(w, "quick\n")
@@ -504,8 +507,11 @@ func TestConsoleTerminated(t *testing.T) {
 func TestStreamPrinter(t *testing.T) {
 	out, errOut := &testutil.SyncBuffer{}, &testutil.SyncBuffer{}
 	p := newStreamPrinter(IOStreams{Out: out, ErrOut: errOut})
-	for _, o := range []engineOutput{
-		{0, "stdout", "a"}, {1, "stdout", "b1\nb"}, {0, "stdout", "1\n"}, {1, "stderr", "oops\r\n"},
+	for _, o := range []ipp.Output{
+		{Engine: 0, Stream: "stdout", Text: "a"},
+		{Engine: 1, Stream: "stdout", Text: "b1\nb"},
+		{Engine: 0, Stream: "stdout", Text: "1\n"},
+		{Engine: 1, Stream: "stderr", Text: "oops\r\n"},
 	} {
 		p.write(o)
 	}
@@ -518,9 +524,9 @@ func TestStreamPrinter(t *testing.T) {
 	// A flushed unfinished line goes on as a line of its own, and the
 	// newline that ends it makes no empty line.
 	p.flush()
-	p.write(engineOutput{1, "stdout", "\nnext\n"})
-	p.write(engineOutput{1, "stdout", "\n"})
-	if got, want := out.String(), "[stdout:1] b1\n[stdout:0] a1\n[stdout:1] b\n[stdout:1] next\n[stdout:1] \n"; got != want {
+	p.write(ipp.Output{Engine: 1, Stream: "stdout", Text: "\nnext\n"})
+	p.write(ipp.Output{Engine: 1, Stream: "stdout", Text: "\n"})
+	if got, want := out.String(), "[stdout:1] b1\n[stdout:0] a1\n[stdout:1] b\n[stdout:1] next\n[stdout:1]\n"; got != want {
 		t.Errorf("after flush: %q, want %q", got, want)
 	}
 }
