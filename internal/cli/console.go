@@ -284,8 +284,8 @@ the line.
 
 // magic runs a % command.
 func (c *console) magic(line string) error {
-	name, arg, _ := strings.Cut(line, " ")
-	arg = strings.TrimSpace(arg)
+	name := strings.Fields(line)[0]
+	arg := strings.TrimSpace(strings.TrimPrefix(line, name))
 	switch name {
 	case "%quit", "%exit":
 		return errQuit

@@ -125,7 +125,7 @@ func newFakeConsole(lines ...string) (*console, *fakeConsoleClient, *scriptSourc
 func TestConsoleCellsAndMagics(t *testing.T) {
 	c, client, src, out, errOut := newFakeConsole(
 		`fmt.Println("one")`,
-		"%targets 1,3",
+		"%targets\t 1, 3 ",
 		"for i := 0; i < 2; i++ {",
 		`	fmt.Println("}", i) // }`,
 		"}",
@@ -190,7 +190,7 @@ func TestConsoleCellsAndMagics(t *testing.T) {
 	if !slices.Contains(src.prompts, "[1,3]> ") || !slices.Contains(src.prompts, "[all]> ") || !slices.Contains(src.prompts, "  ...: ") {
 		t.Errorf("prompts %q", src.prompts)
 	}
-	if src.history[0] != `fmt.Println("one")` || !slices.Contains(src.history, "%targets 1,3") {
+	if src.history[0] != `fmt.Println("one")` || !slices.Contains(src.history, "%targets\t 1, 3 ") {
 		t.Errorf("history %q", src.history)
 	}
 }
