@@ -110,6 +110,11 @@ func consoleRun(ctx context.Context, o *ConsoleOptions) error {
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	c := &console{ctx: ctx, io: o.F.IO, client: client, partialDelay: partialDelay}
+	if c.targets, err = c.checkTargets(o.Targets); err != nil {
+		return fmt.Errorf("--targets: %w", err)
+	}
+
 	var in lineSource
 	if f, ok := o.F.IO.In.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		hist := ""
@@ -155,10 +160,7 @@ func consoleRun(ctx context.Context, o *ConsoleOptions) error {
 		}
 	}()
 
-	c := &console{ctx: ctx, io: o.F.IO, client: client, in: in, interrupts: interrupts, partialDelay: partialDelay}
-	if c.targets, err = c.checkTargets(o.Targets); err != nil {
-		return fmt.Errorf("--targets: %w", err)
-	}
+	c.in, c.interrupts = in, interrupts
 	if _, ok := in.(*termSource); ok {
 		fmt.Fprintf(o.F.IO.Out, "ipcluster console: %d engines, cluster %s; %%help lists commands, Ctrl-D leaves.\n",
 			len(client.IDs()), clusterName(o.ClusterID))
