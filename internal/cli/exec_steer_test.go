@@ -215,6 +215,22 @@ func TestExecSteering(t *testing.T) {
 		t.Errorf("exec after the interrupt: %q", out)
 	}
 
+	// `ipcluster signal` from another process interrupts the run; exec
+	// then reports the engines' errors (exit 1: it was not interrupted
+	// itself).
+	r = e.startExec(ctx, "fmt.Println(\"spin\")\nfor {\n}")
+	r.waitOut("busy loop started", "[stdout:0] spin\n", "[stdout:1] spin\n")
+	if out, _ := e.must(0, "signal", "--cluster-id", "st", "int"); out != "SIGINT sent to engine(s) 0,1\n" {
+		t.Errorf("signal output %q", out)
+	}
+	code = r.wait("exec interrupted by ipcluster signal")
+	if errText = r.errOut.String(); code != ExitError || !strings.Contains(errText, "[0:execute] Interrupted") || !strings.Contains(errText, "[1:execute] Interrupted") {
+		t.Errorf("exec interrupted by ipcluster signal: exit %d, want %d; stderr:\n%s", code, ExitError, errText)
+	}
+	if _, errOut := e.must(ExitError, "signal", "--cluster-id", "st", "--targets", "7", "INT"); !strings.Contains(errOut, "7") {
+		t.Errorf("signal to a missing engine: %q", errOut)
+	}
+
 	// --timeout on a busy loop: interrupted, named, exit 124.
 	r = e.startExec(ctx, "--timeout", "2", "fmt.Println(\"spin\")\nfor {\n}")
 	code = r.wait("timed-out exec")
