@@ -3,6 +3,8 @@ module github.com/ipp-hpc/ipp
 go 1.26.8
 
 require (
+	github.com/chzyer/readline v1.5.1
+	github.com/creack/pty v1.1.24
 	github.com/fxamacker/cbor/v2 v2.10.0
 	github.com/go-zeromq/zmq4 v0.17.0
 	github.com/pebbe/zmq4 v1.4.0
