@@ -82,6 +82,7 @@ found lost.`,
 	}
 	fs := cmd.Flags()
 	opts.ClusterFlags.bind(fs, true)
+	opts.ClusterFlags.bindRemote(fs)
 	fs.StringVarP(&targets, "targets", "t", "all", "engine ids cells run on at first: all, or a list such as 0,2,4-7")
 	fs.BoolVar(&opts.NoHistory, "no-history", false, "neither read nor write the history file")
 	return cmd

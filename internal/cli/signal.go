@@ -63,6 +63,7 @@ within --timeout, and with 12 if the cluster is not running.`,
 	}
 	fs := cmd.Flags()
 	opts.ClusterFlags.bind(fs, true)
+	opts.ClusterFlags.bindRemote(fs)
 	fs.StringVarP(&targets, "targets", "t", "all", "engine ids: all, or a list such as 0,2,4-7")
 	fs.Var(newSecondsValue(&opts.Timeout, 10*time.Second), "timeout", "how long to wait for the engines to acknowledge")
 	return cmd
