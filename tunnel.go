@@ -278,7 +278,7 @@ func (c *Client) openTunnel(ctx context.Context, info *wire.ClientInfo) (*wire.C
 		c.tun.timeout = defaultReconnectTimeout
 	}
 	c.info = &local
-	c.log.Info("connected through ssh tunnel", "ssh", dest, "controller", c.tun.remote, "local", c.tun.regLocal)
+	c.log.Debug("connected through ssh tunnel", "ssh", dest, "controller", c.tun.remote, "local", c.tun.regLocal)
 	return &local, nil
 }
 
