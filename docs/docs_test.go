@@ -573,9 +573,20 @@ func wrapFragment(body string) (string, error) {
 		}
 	}
 	connect := !slices.Contains(declared, "c")
+	// A package counts as used when the code selects from it (time.Second),
+	// not when its name appears in a string (a snippet sent to engines).
+	selected := map[string]bool{}
+	ast.Inspect(f, func(n ast.Node) bool {
+		if se, ok := n.(*ast.SelectorExpr); ok {
+			if id, ok := se.X.(*ast.Ident); ok {
+				selected[id.Name] = true
+			}
+		}
+		return true
+	})
 	var imports []string
 	for name, path := range fragmentImports {
-		used := regexp.MustCompile(`\b` + name + `\.`).MatchString(body)
+		used := selected[name]
 		if used || name == "context" || (connect && (name == "ipp" || name == "log")) {
 			imports = append(imports, strconv.Quote(path))
 		}
