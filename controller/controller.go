@@ -482,29 +482,26 @@ func (c *Controller) Start() (err error) {
 	if es.curve || cs.curve {
 		c.log.Info("CURVE encryption", "curve_serverkey", pub, "engine_side", onOff(es.curve), "client_side", onOff(cs.curve))
 	}
-	sides := []side{es}
-	if c.split {
-		sides = append(sides, cs)
+	// One line per side: where it listens, who can reach it, encrypted
+	// or not. Unsplit, the one line covers both.
+	type view struct {
+		what, who string
+		sd        side
 	}
-	for _, sd := range sides {
-		who := "engines"
-		if sd.name == "client" {
-			who = "clients"
-		}
-		if !c.split {
-			who = "engines and clients"
-		}
-		switch {
-		case isLoopback(sd.ip) && sd.curve:
-			c.log.Info(sd.name+" side bound to loopback, encrypted (CURVE): only "+who+" on this host (or through an ssh tunnel) can connect, and they need CURVE",
-				"ip", sd.ip)
-		case isLoopback(sd.ip):
-			c.log.Info(sd.name+" side bound to loopback, unencrypted: only "+who+" on this host (or through an ssh tunnel) can connect", "ip", sd.ip)
-		case sd.curve:
-			c.log.Info(sd.name+" side open to the network, encrypted (CURVE): "+who+" need curve_serverkey from their connection file", "ip", sd.ip)
+	views := []view{{"controller", "engines and clients", es}}
+	if c.split {
+		views = []view{{"engine side", "engines", es}, {"client side", "clients", cs}}
+	}
+	for _, v := range views {
+		switch ip := v.sd.ip; {
+		case isLoopback(ip) && v.sd.curve:
+			c.log.Info(v.what+" bound to loopback, encrypted (CURVE): only "+v.who+" on this host or through an ssh tunnel can connect, and they need CURVE", "ip", ip)
+		case isLoopback(ip):
+			c.log.Info(v.what+" bound to loopback, unencrypted: only "+v.who+" on this host or through an ssh tunnel can connect", "ip", ip)
+		case v.sd.curve:
+			c.log.Info(v.what+" open to the network, encrypted (CURVE): "+v.who+" need curve_serverkey from their connection file", "ip", ip)
 		default:
-			c.log.Warn(sd.name+" side open to the network with CURVE encryption off: code, data, results and output cross the network readable; signatures still stop forgery",
-				"ip", sd.ip)
+			c.log.Warn(v.what+" open to the network with CURVE encryption off: code, data, results and output cross the network readable; signatures still stop forgery", "ip", ip)
 		}
 	}
 	if isLoopback(es.ip) {
