@@ -255,16 +255,19 @@ func TestClientIPQueryPort(t *testing.T) {
 	}
 }
 
-// TestClientIPDefaultsToIP: without ClientIP nothing changes: one
-// registration port for both files, one interface, one CURVE decision.
+// TestClientIPDefaultsToIP: without ClientIP (or with one naming the
+// same address) nothing changes: one registration port for both files, one
+// interface, one CURVE decision. "localhost" binds 127.0.0.1, which libzmq
+// would otherwise take for an interface name.
 func TestClientIPDefaultsToIP(t *testing.T) {
 	needCurve(t)
-	for _, cfg := range []controller.Config{{}, {IP: "*", Location: "127.0.0.1"}} {
+	for _, cfg := range []controller.Config{{}, {IP: "*", Location: "127.0.0.1"}, {ClientIP: "localhost"},
+		{IP: "localhost", ClientIP: "127.0.0.1"}, {IP: "0.0.0.0", ClientIP: "*", Location: "127.0.0.1"}} {
 		c, _ := startController(t, cfg)
 		ci, ei := c.ClientInfo(), c.EngineInfo()
 		if ci.Registration != ei.Registration || ci.Interface != ei.Interface ||
 			(ci.CurveServerKey == nil) != (ei.CurveServerKey == nil) || c.CurveEnabled() != c.ClientCurveEnabled() {
-			t.Errorf("IP %q without ClientIP: client %+v, engine %+v", cfg.IP, ci.Common, ei.Common)
+			t.Errorf("IP %q, ClientIP %q: client %+v, engine %+v", cfg.IP, cfg.ClientIP, ci.Common, ei.Common)
 		}
 	}
 }

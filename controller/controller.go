@@ -147,15 +147,10 @@ func (c *Config) defaults() error {
 	if c.IP == "" {
 		c.IP = "127.0.0.1"
 	}
-	if c.IP == "*" {
-		c.IP = "0.0.0.0"
-	}
 	if c.ClientIP == "" {
 		c.ClientIP = c.IP
 	}
-	if c.ClientIP == "*" {
-		c.ClientIP = "0.0.0.0"
-	}
+	c.IP, c.ClientIP = bindAddress(c.IP), bindAddress(c.ClientIP)
 	if c.Location == "" {
 		c.Location, _ = os.Hostname()
 	}
@@ -515,6 +510,19 @@ func onOff(b bool) string {
 		return "on"
 	}
 	return "off"
+}
+
+// bindAddress turns the names users give into addresses libzmq binds:
+// "*" is every interface, and "localhost" (which libzmq would take for
+// an interface name and fail on) is 127.0.0.1.
+func bindAddress(ip string) string {
+	switch ip {
+	case "*":
+		return "0.0.0.0"
+	case "localhost":
+		return "127.0.0.1"
+	}
+	return ip
 }
 
 func isLoopback(ip string) bool {
