@@ -19,9 +19,18 @@ import (
 
 // Config configures a controller. Zero values pick ipyparallel's defaults.
 type Config struct {
-	// IP is the address every port binds to; default 127.0.0.1. Binding
-	// loopback is the secure default: engines on other hosts cannot reach it.
+	// IP is the address the engine-facing ports bind to (and the
+	// client-facing ones unless ClientIP is set); default 127.0.0.1.
+	// Binding loopback is the secure default: engines on other hosts
+	// cannot reach it. "*" means every interface.
 	IP string
+	// ClientIP is the address the client-facing ports (everything in the
+	// client connection file) bind to; default IP, as in ipyparallel.
+	// With IP "*" for engines on compute nodes, ClientIP 127.0.0.1 keeps
+	// clients on this host or behind an ssh tunnel, and CurveAuto then
+	// leaves the client side unencrypted, so that clients without CURVE
+	// (pure-Go builds) can connect while the engine side stays encrypted.
+	ClientIP string
 	// Location is the host name written to the connection files so peers
 	// can replace a wildcard IP; default os.Hostname().
 	Location string
@@ -75,9 +84,12 @@ type Config struct {
 	// unmet dependency or a retry); beyond it, as MaxQueuedTasks. Default
 	// DefaultMaxQueuedBytes.
 	MaxQueuedBytes int64
-	// Curve says whether every socket is a CurveZMQ server (encrypted, and
+	// Curve says whether the sockets are CurveZMQ servers (encrypted, and
 	// closed to peers without the controller's public key). The default,
-	// CurveAuto, is on exactly when IP is not a loopback address.
+	// CurveAuto, decides each side by its own address: the engine side is
+	// on exactly when IP is not a loopback address, the client side
+	// exactly when ClientIP is not. CurveOn and CurveOff apply to both
+	// sides: an explicit choice is never half-applied.
 	Curve CurveMode
 	// CurveSecretKey is the controller's CURVE secret key (Z85, 40
 	// characters); empty means a fresh key pair per controller. Its public
@@ -135,9 +147,10 @@ func (c *Config) defaults() error {
 	if c.IP == "" {
 		c.IP = "127.0.0.1"
 	}
-	if c.IP == "*" {
-		c.IP = "0.0.0.0"
+	if c.ClientIP == "" {
+		c.ClientIP = c.IP
 	}
+	c.IP, c.ClientIP = bindAddress(c.IP), bindAddress(c.ClientIP)
 	if c.Location == "" {
 		c.Location, _ = os.Hostname()
 	}
@@ -189,36 +202,44 @@ func (c *Config) defaults() error {
 	if c.MaxQueuedBytes <= 0 {
 		c.MaxQueuedBytes = DefaultMaxQueuedBytes
 	}
-	return c.resolveCurve()
+	return nil
 }
 
-// resolveCurve settles Curve to CurveOn or CurveOff and, when on, makes
-// sure CurveSecretKey holds a valid key.
-func (c *Config) resolveCurve() error {
+// resolveCurve decides CURVE for the engine side and the client side and,
+// when either is on, makes sure CurveSecretKey holds a valid key (one key
+// pair serves both sides).
+func (c *Config) resolveCurve() (engine, client bool, err error) {
 	switch c.Curve {
 	case CurveAuto:
-		c.Curve = CurveOff
-		if !isLoopback(c.IP) {
-			c.Curve = CurveOn
-		}
-	case CurveOn, CurveOff:
+		engine, client = !isLoopback(c.IP), !isLoopback(c.ClientIP)
+	case CurveOn:
+		engine, client = true, true
+	case CurveOff:
 	default:
-		return fmt.Errorf("controller: unknown Curve mode %d", int(c.Curve))
+		return false, false, fmt.Errorf("controller: unknown Curve mode %d", int(c.Curve))
 	}
-	if c.Curve == CurveOff {
-		return nil
+	if !engine && !client {
+		return false, false, nil
 	}
 	if c.CurveSecretKey == "" {
 		_, secret, err := transport.NewCurveKeyPair()
 		if err != nil {
-			return fmt.Errorf("controller: %w", err)
+			return false, false, fmt.Errorf("controller: %w", err)
 		}
 		c.CurveSecretKey = secret
 	}
 	if _, err := transport.CurvePublicKey(c.CurveSecretKey); err != nil {
-		return fmt.Errorf("controller: %w", err)
+		return false, false, fmt.Errorf("controller: %w", err)
 	}
-	return nil
+	return engine, client, nil
+}
+
+// side is one half of the controller's ports: where they bind and whether
+// they are CURVE servers.
+type side struct {
+	name  string // "engine" or "client", for logs
+	ip    string
+	curve bool
 }
 
 // Controller is a running controller.
@@ -227,9 +248,17 @@ type Controller struct {
 	log     *slog.Logger
 	session *wire.Session
 
+	// engineSide and clientSide say where each half of the ports binds
+	// and whether it uses CURVE; split is whether they differ (then the
+	// client side has its own query ROUTER).
+	engineSide, clientSide side
+	split                  bool
+
 	sockets []transport.Socket
-	// Sockets by role; names follow the connection-file keys.
-	reg, notif             transport.Socket
+	// Sockets by role; names follow the connection-file keys. reg is the
+	// engine file's registration ROUTER, query the client file's: the
+	// same socket unless the sides are split.
+	reg, query, notif      transport.Socket
 	muxIn, muxOut          transport.Socket
 	ctrlIn, ctrlOut        transport.Socket
 	taskIn, taskOut        transport.Socket
@@ -277,21 +306,30 @@ func New(cfg Config) (*Controller, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
+	engineCurve, clientCurve, err := cfg.resolveCurve()
+	if err != nil {
+		return nil, err
+	}
 	if _, err := parseScheme(cfg.Scheme); err != nil {
 		return nil, err
 	}
 	c := &Controller{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		session: wire.NewSession(cfg.Key, ""),
-		done:    make(chan struct{}),
+		cfg:        cfg,
+		log:        cfg.Logger,
+		session:    wire.NewSession(cfg.Key, ""),
+		done:       make(chan struct{}),
+		engineSide: side{name: "engine", ip: cfg.IP, curve: engineCurve},
+		clientSide: side{name: "client", ip: cfg.ClientIP, curve: clientCurve},
 	}
+	// Equal addresses give equal CURVE decisions (CurveAuto looks at the
+	// address, the other modes at nothing), so the address alone decides.
+	c.split = cfg.ClientIP != cfg.IP
 	c.rejects = newRejectLog(c)
 	c.mem = newReleaser()
 	return c, nil
 }
 
-func (c *Controller) socket(t transport.Type, identity []byte, events bool) (transport.Socket, int, error) {
+func (c *Controller) socket(sd side, t transport.Type, identity []byte, events bool) (transport.Socket, int, error) {
 	// Every port faces untrusted peers: identities stay with their first
 	// owner (no route stealing), frames and connections are bounded.
 	o := transport.Options{
@@ -301,17 +339,17 @@ func (c *Controller) socket(t transport.Type, identity []byte, events bool) (tra
 		MaxConnections:      c.cfg.MaxConnections,
 		Events:              events,
 	}
-	if c.cfg.Curve == CurveOn {
+	if sd.curve {
 		o.Curve = &transport.Curve{Server: true, SecretKey: c.cfg.CurveSecretKey}
 	}
 	s, err := c.cfg.Transport.NewSocket(t, o)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, fmt.Errorf("%s side: %w", sd.name, err)
 	}
 	c.sockets = append(c.sockets, s)
-	ep, err := s.Bind("tcp://" + c.cfg.IP + ":0")
+	ep, err := s.Bind("tcp://" + sd.ip + ":0")
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, fmt.Errorf("%s side: %w", sd.name, err)
 	}
 	i := strings.LastIndexByte(ep, ':')
 	port, err := strconv.Atoi(ep[i+1:])
@@ -337,49 +375,63 @@ func (c *Controller) Start() (err error) {
 		port *int
 		typ  transport.Type
 		id   []byte
+		side side
 	}
 	ci, ei := &c.clientInfo, &c.engineInfo
+	cs, es := c.clientSide, c.engineSide
 	var leafPorts [broadcastLeaves]int
 	c.bcastLeaves = make([]transport.Socket, broadcastLeaves)
 	binds := []bind{
-		{&c.reg, &ci.Registration, transport.Router, nil},
-		{&c.notif, &ci.Notification, transport.Pub, nil},
-		{&c.muxIn, &ci.Mux, transport.Router, []byte("mux_in")},
-		{&c.muxOut, &ei.Mux, transport.Router, idMuxOut},
-		{&c.ctrlIn, &ci.Control, transport.Router, []byte("control_in")},
-		{&c.ctrlOut, &ei.Control, transport.Router, idControlOut},
-		{&c.taskIn, &ci.Task, transport.Router, []byte("task_in")},
-		{&c.taskOut, &ei.Task, transport.Router, idTaskOut},
-		{&c.bcastIn, &ci.Broadcast, transport.Router, []byte("sub_scheduler_0")},
-		{&c.iopubIn, &ei.IOPub, transport.Sub, nil},
-		{&c.iopubOut, &ci.IOPub, transport.Pub, nil},
-		{&c.hbPing, &ei.HBPing, transport.Pub, nil},
-		{&c.hbPong, &ei.HBPong, transport.Router, nil},
+		{&c.reg, &ei.Registration, transport.Router, nil, es},
+		{&c.notif, &ci.Notification, transport.Pub, nil, cs},
+		{&c.muxIn, &ci.Mux, transport.Router, []byte("mux_in"), cs},
+		{&c.muxOut, &ei.Mux, transport.Router, idMuxOut, es},
+		{&c.ctrlIn, &ci.Control, transport.Router, []byte("control_in"), cs},
+		{&c.ctrlOut, &ei.Control, transport.Router, idControlOut, es},
+		{&c.taskIn, &ci.Task, transport.Router, []byte("task_in"), cs},
+		{&c.taskOut, &ei.Task, transport.Router, idTaskOut, es},
+		{&c.bcastIn, &ci.Broadcast, transport.Router, []byte("sub_scheduler_0"), cs},
+		{&c.iopubIn, &ei.IOPub, transport.Sub, nil, es},
+		{&c.iopubOut, &ci.IOPub, transport.Pub, nil, cs},
+		{&c.hbPing, &ei.HBPing, transport.Pub, nil, es},
+		{&c.hbPong, &ei.HBPong, transport.Router, nil, es},
+	}
+	if c.split {
+		// Clients get their own query ROUTER on their side; the hub
+		// answers each request on the socket it came in on.
+		binds = append(binds, bind{&c.query, &ci.Registration, transport.Router, nil, cs})
 	}
 	for i := range c.bcastLeaves {
-		binds = append(binds, bind{&c.bcastLeaves[i], &leafPorts[i], transport.Router, leafIdentity(i)})
+		binds = append(binds, bind{&c.bcastLeaves[i], &leafPorts[i], transport.Router, leafIdentity(i), es})
 	}
 	for _, b := range binds {
-		s, port, err := c.socket(b.typ, b.id, b.dst == &c.hbPong)
+		s, port, err := c.socket(b.side, b.typ, b.id, b.dst == &c.hbPong)
 		if err != nil {
 			return fmt.Errorf("controller: %w", err)
 		}
 		*b.dst, *b.port = s, port
 	}
-	ei.Registration = ci.Registration
+	if !c.split {
+		c.query, ci.Registration = c.reg, ei.Registration
+	}
 	ei.Broadcast = leafPorts[:]
-	common := wire.Common{
-		Interface: "tcp://" + c.cfg.IP,
-		Key:       string(c.cfg.Key),
-		Location:  c.cfg.Location,
-	}
-	common.Defaults()
-	if c.cfg.Curve == CurveOn {
-		// Checked in defaults, so this cannot fail.
-		pub, _ := transport.CurvePublicKey(c.cfg.CurveSecretKey)
-		common.CurveServerKey = &pub
-	}
-	for _, dst := range []*wire.Common{&ci.Common, &ei.Common} {
+	// When either side uses CURVE the key was checked in resolveCurve;
+	// otherwise pub is unused.
+	pub, _ := transport.CurvePublicKey(c.cfg.CurveSecretKey)
+	for _, f := range []struct {
+		dst *wire.Common
+		sd  side
+	}{{&ci.Common, cs}, {&ei.Common, es}} {
+		common := wire.Common{
+			Interface: "tcp://" + f.sd.ip,
+			Key:       string(c.cfg.Key),
+			Location:  c.cfg.Location,
+		}
+		common.Defaults()
+		if f.sd.curve {
+			common.CurveServerKey = &pub
+		}
+		dst := f.dst
 		mux, ctl, task, io, reg := dst.Mux, dst.Control, dst.Task, dst.IOPub, dst.Registration
 		*dst = common
 		dst.Mux, dst.Control, dst.Task, dst.IOPub, dst.Registration = mux, ctl, task, io, reg
@@ -409,24 +461,68 @@ func (c *Controller) Start() (err error) {
 			return fmt.Errorf("controller: writing %s: %w", c.clientFile, err)
 		}
 	}
-	c.goServe("registration", c.hub.serveRegistration)
+	c.goServe("registration", func() { c.hub.serveRegistration("registration", c.reg) })
+	if c.split {
+		c.goServe("client registration", func() { c.hub.serveRegistration("client_registration", c.query) })
+	}
 	c.goServe("heartbeat", c.hub.serveHeartbeat)
 	c.goServe("iopub", c.hub.serveIOPub)
 	c.goServe("mux", c.mux.run)
 	c.goServe("control", c.control.run)
 	c.goServe("task", c.tasks.run)
 	c.goServe("broadcast", c.bcast.run)
-	c.log.Info("controller listening", "ip", c.cfg.IP, "registration", ci.Registration,
+	c.log.Info("controller listening", "engine_ip", es.ip, "engine_curve", es.curve, "engine_registration", ei.Registration,
+		"client_ip", cs.ip, "client_curve", cs.curve, "client_registration", ci.Registration,
 		"client_file", c.clientFile, "engine_file", c.engineFile, "scheme", c.cfg.Scheme)
-	if c.cfg.Curve == CurveOn {
-		c.log.Info("CURVE encryption on for every socket", "curve_serverkey", *common.CurveServerKey)
-	} else if !isLoopback(c.cfg.IP) {
-		c.log.Warn("CURVE encryption off on a non-loopback address: code, data, results and output cross the network readable; signatures still stop forgery")
+	if es.curve || cs.curve {
+		c.log.Info("CURVE encryption", "curve_serverkey", pub, "engine_side", onOff(es.curve), "client_side", onOff(cs.curve))
 	}
-	if isLoopback(c.cfg.IP) {
-		c.log.Info("controller bound to loopback: only engines on this host can connect; use --ip to accept remote engines")
+	// One line per side: where it listens, who can reach it, encrypted
+	// or not. Unsplit, the one line covers both.
+	type view struct {
+		what, who string
+		sd        side
+	}
+	views := []view{{"controller", "engines and clients", es}}
+	if c.split {
+		views = []view{{"engine side", "engines", es}, {"client side", "clients", cs}}
+	}
+	for _, v := range views {
+		switch ip := v.sd.ip; {
+		case isLoopback(ip) && v.sd.curve:
+			c.log.Info(v.what+" bound to loopback, encrypted (CURVE): only "+v.who+" on this host or through an ssh tunnel can connect, and they need CURVE", "ip", ip)
+		case isLoopback(ip):
+			c.log.Info(v.what+" bound to loopback, unencrypted: only "+v.who+" on this host or through an ssh tunnel can connect", "ip", ip)
+		case v.sd.curve:
+			c.log.Info(v.what+" open to the network, encrypted (CURVE): "+v.who+" need curve_serverkey from their connection file", "ip", ip)
+		default:
+			c.log.Warn(v.what+" open to the network with CURVE encryption off: code, data, results and output cross the network readable; signatures still stop forgery", "ip", ip)
+		}
+	}
+	if isLoopback(es.ip) {
+		c.log.Info("engines on other hosts cannot connect; use --ip to accept remote engines")
 	}
 	return nil
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}
+
+// bindAddress turns the names users give into addresses libzmq binds:
+// "*" is every interface, and "localhost" (which libzmq would take for
+// an interface name and fail on) is 127.0.0.1.
+func bindAddress(ip string) string {
+	switch ip {
+	case "*":
+		return "0.0.0.0"
+	case "localhost":
+		return "127.0.0.1"
+	}
+	return ip
 }
 
 func isLoopback(ip string) bool {
@@ -471,8 +567,14 @@ func (c *Controller) Err() error {
 // unexpected replies, unknown senders), for tests and monitoring.
 func (c *Controller) Refused() uint64 { return c.rejects.count() }
 
-// CurveEnabled reports whether the controller's sockets use CurveZMQ.
-func (c *Controller) CurveEnabled() bool { return c.cfg.Curve == CurveOn }
+// CurveEnabled reports whether the controller's engine-facing sockets
+// (everything in the engine connection file) use CurveZMQ. Without
+// ClientIP both sides are the same.
+func (c *Controller) CurveEnabled() bool { return c.engineSide.curve }
+
+// ClientCurveEnabled reports whether the client-facing sockets
+// (everything in the client connection file) use CurveZMQ.
+func (c *Controller) ClientCurveEnabled() bool { return c.clientSide.curve }
 
 // ClientInfo is the content of the client connection file.
 func (c *Controller) ClientInfo() *wire.ClientInfo { ci := c.clientInfo; return &ci }

@@ -28,6 +28,14 @@ func needCurve(t *testing.T) {
 // all in this process and all over whatever c's files say.
 func curveCluster(t *testing.T, c *controller.Controller, n int) *ipp.Client {
 	t.Helper()
+	startEngines(t, c, n)
+	return connectClient(t, c, n)
+}
+
+// startEngines runs n Go engines (default transport) on c's engine info
+// until the test ends.
+func startEngines(t *testing.T, c *controller.Controller, n int) {
+	t.Helper()
 	reg := engine.NewRegistry()
 	if err := reg.Register("square", func(x int) int { return x * x }); err != nil {
 		t.Fatal(err)
@@ -50,7 +58,6 @@ func curveCluster(t *testing.T, c *controller.Controller, n int) *ipp.Client {
 			}
 		}()
 	}
-	return connectClient(t, c, n)
 }
 
 func connectClient(t *testing.T, c *controller.Controller, n int) *ipp.Client {

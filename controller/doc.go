@@ -7,11 +7,20 @@
 // are goroutines. Every socket is read by one goroutine:
 //
 //	registration ROUTER  -> hub.serveRegistration   (engines and client queries)
+//	client query ROUTER  -> hub.serveRegistration   (client queries; only when split)
 //	hb_pong ROUTER       -> hub.serveHeartbeat      (pongs; the beat timer lives there too)
 //	mux / control        -> relay.run               (swap the two routing frames, forward)
 //	task                 -> taskScheduler.run       (controller/sched decides placement)
 //	broadcast            -> broadcaster.run         (one copy per target engine)
 //	iopub SUB            -> hub.serveIOPub          (forward to clients, note outputs)
+//
+// The ports form two sides: the engine side (the engine connection file)
+// binds Config.IP, the client side (the client connection file) binds
+// Config.ClientIP, and CurveAuto decides CURVE per side by its address.
+// When the addresses differ the sides are split and clients get their own
+// query ROUTER, served by the same hub handler, which answers on the
+// socket a request came in on; otherwise both files name one registration
+// port, as in ipyparallel.
 //
 // Every message is verified (signature, replay guard; guard.go) before
 // anything in it is parsed, counted or forwarded, and every reply is checked

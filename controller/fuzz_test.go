@@ -116,7 +116,7 @@ func FuzzHandlers(f *testing.F) {
 			}
 			name := Ports[int(m[0])%len(Ports)]
 			// A signed shutdown_request to the hub is a legitimate stop.
-			if name == "registration" && bytes.Contains(m, []byte("shutdown_request")) {
+			if (name == "registration" || name == "client_registration") && bytes.Contains(m, []byte("shutdown_request")) {
 				continue
 			}
 			frames := bytes.Split(m[1:], []byte{frameSep})

@@ -10,6 +10,7 @@ import (
 
 	json "github.com/goccy/go-json"
 
+	"github.com/ipp-hpc/ipp/internal/transport"
 	"github.com/ipp-hpc/ipp/internal/wire"
 )
 
@@ -160,8 +161,9 @@ func (h *hub) engineList() []EngineStatus {
 	return out
 }
 
-// reply sends a signed message from the hub to the peer at ident.
-func (h *hub) reply(ident [][]byte, req *wire.Message, msgType string, content any) {
+// reply sends a signed message from the hub to the peer at ident on to,
+// the ROUTER the request came in on (the engine or the client side).
+func (h *hub) reply(to transport.Socket, ident [][]byte, req *wire.Message, msgType string, content any) {
 	var parent []byte
 	if req != nil {
 		parent = req.RawHeader
@@ -171,7 +173,7 @@ func (h *hub) reply(ident [][]byte, req *wire.Message, msgType string, content a
 		h.c.log.Error("building hub reply", "type", msgType, "err", err)
 		return
 	}
-	h.c.reg.Send(frames)
+	to.Send(frames)
 }
 
 // notify publishes on the notification channel.
@@ -200,42 +202,58 @@ func errorContent(ename, evalue string) map[string]any {
 // before it is decoded.
 const maxQuery = 16 << 20
 
-func (h *hub) serveRegistration() {
-	for frames := range h.c.reg.Messages() {
-		h.handleRegistration(frames)
+// serveRegistration serves one registration/query ROUTER: the engine
+// file's, and the client file's when the sides are split.
+func (h *hub) serveRegistration(port string, s transport.Socket) {
+	for frames := range s.Messages() {
+		h.handleRegistration(port, s, frames)
 	}
 }
 
-// handleRegistration handles one message on the registration ROUTER:
-// engine (un)registration and every client query.
-func (h *hub) handleRegistration(frames [][]byte) {
+// handleRegistration handles one message read on port (the ROUTER s):
+// engine (un)registration and every client query. It is verified like
+// every other port's before anything in it is read.
+func (h *hub) handleRegistration(port string, s transport.Socket, frames [][]byte) {
 	n := h.c.received(frames)
-	msg, err := h.c.session.Parse(frames)
-	if err != nil {
-		// Python's hub stays silent here too: a peer with the wrong key
-		// could not verify our answer anyway.
-		h.c.log.Warn("dropping registration/query message", "err", err, "frames", len(frames))
+	// Python's hub stays silent on a bad signature too: a peer with the
+	// wrong key could not verify our answer anyway.
+	msg := h.c.verify(port, frames)
+	if msg == nil {
 		return
 	}
 	if n > maxQuery {
-		h.c.log.Warn("refusing oversized query", "type", msg.Header.MsgType, "bytes", n)
-		h.reply(msg.Idents, msg, "hub_error", errorContent("ValueError",
+		h.c.log.Warn("refusing oversized query", "port", port, "type", msg.Header.MsgType, "bytes", n)
+		h.reply(s, msg.Idents, msg, "hub_error", errorContent("ValueError",
 			fmt.Sprintf("%s of %d bytes is larger than the hub accepts (%d)", msg.Header.MsgType, n, maxQuery)))
 		return
 	}
-	h.handleQuery(msg)
+	if s != h.c.reg {
+		switch msg.Header.MsgType {
+		case "registration_request":
+			// registration_complete and the engine's other routes are on
+			// the engine side: an engine registering here could never
+			// complete. Say so instead of letting it time out.
+			h.reply(s, msg.Idents, msg, "registration_reply", errorContent("ValueError",
+				"this is the controller's client port; engines register on the registration port of the engine connection file (ipcontroller-engine.json)"))
+			return
+		case "unregistration_request":
+			h.c.rejects.reject(port, frames[0], "unregistration_request on the client port")
+			return
+		}
+	}
+	h.handleQuery(s, msg)
 }
 
-func (h *hub) handleQuery(msg *wire.Message) {
+func (h *hub) handleQuery(s transport.Socket, msg *wire.Message) {
 	defer func() {
 		if r := recover(); r != nil {
 			h.c.log.Error("query handler panic", "type", msg.Header.MsgType, "panic", r)
-			h.reply(msg.Idents, msg, "hub_error", errorContent("InternalError", fmt.Sprint(r)))
+			h.reply(s, msg.Idents, msg, "hub_error", errorContent("InternalError", fmt.Sprint(r)))
 		}
 	}()
 	switch msg.Header.MsgType {
 	case "registration_request":
-		h.register(msg)
+		h.register(s, msg)
 	case "unregistration_request":
 		var c struct {
 			ID *int `json:"id"`
@@ -246,20 +264,20 @@ func (h *hub) handleQuery(msg *wire.Message) {
 	case "connection_request":
 		// max_message_size is ours (Python clients ignore it): our client
 		// refuses a larger request with a clear error before sending it.
-		h.reply(msg.Idents, msg, "connection_reply", map[string]any{"status": "ok", "engines": h.engineMap(),
+		h.reply(s, msg.Idents, msg, "connection_reply", map[string]any{"status": "ok", "engines": h.engineMap(),
 			"max_message_size": h.c.cfg.MaxMessageSize})
 	case "engine_info_request":
-		h.reply(msg.Idents, msg, "engine_info_reply", map[string]any{"status": "ok", "engines": h.engineInfos()})
+		h.reply(s, msg.Idents, msg, "engine_info_reply", map[string]any{"status": "ok", "engines": h.engineInfos()})
 	case "queue_request":
-		h.queueRequest(msg)
+		h.queueRequest(s, msg)
 	case "result_request":
-		h.resultRequest(msg)
+		h.resultRequest(s, msg)
 	case "history_request":
-		h.reply(msg.Idents, msg, "history_reply", map[string]any{"status": "ok", "history": h.records.history()})
+		h.reply(s, msg.Idents, msg, "history_reply", map[string]any{"status": "ok", "history": h.records.history()})
 	case "purge_request":
-		h.purgeRequest(msg)
+		h.purgeRequest(s, msg)
 	case "shutdown_request":
-		h.reply(msg.Idents, msg, "shutdown_reply", map[string]any{"status": "ok"})
+		h.reply(s, msg.Idents, msg, "shutdown_reply", map[string]any{"status": "ok"})
 		h.notify("shutdown_notification", msg.RawHeader, map[string]any{"status": "ok"})
 		h.c.log.Info("shutdown requested by a client")
 		go func() {
@@ -268,7 +286,7 @@ func (h *hub) handleQuery(msg *wire.Message) {
 			h.c.Close()
 		}()
 	default:
-		h.reply(msg.Idents, msg, "hub_error", errorContent("KeyError", fmt.Sprintf("Bad Message Type: '%s'", msg.Header.MsgType)))
+		h.reply(s, msg.Idents, msg, "hub_error", errorContent("KeyError", fmt.Sprintf("Bad Message Type: '%s'", msg.Header.MsgType)))
 	}
 }
 
@@ -300,7 +318,7 @@ func (h *hub) engineInfos() map[string]json.RawMessage {
 	return out
 }
 
-func (h *hub) register(msg *wire.Message) {
+func (h *hub) register(s transport.Socket, msg *wire.Message) {
 	var req struct {
 		UUID       string          `json:"uuid"`
 		ID         *int            `json:"id"`
@@ -308,13 +326,13 @@ func (h *hub) register(msg *wire.Message) {
 		Info       json.RawMessage `json:"info"`
 	}
 	if err := msg.DecodeContent(&req); err != nil || req.UUID == "" {
-		h.reply(msg.Idents, msg, "registration_reply", errorContent("ValueError", "registration_request needs a uuid"))
+		h.reply(s, msg.Idents, msg, "registration_reply", errorContent("ValueError", "registration_request needs a uuid"))
 		return
 	}
 	h.mu.Lock()
 	if _, dup := h.byUUID[req.UUID]; dup {
 		h.mu.Unlock()
-		h.reply(msg.Idents, msg, "registration_reply", errorContent("KeyError", fmt.Sprintf("uuid %q in use", req.UUID)))
+		h.reply(s, msg.Idents, msg, "registration_reply", errorContent("KeyError", fmt.Sprintf("uuid %q in use", req.UUID)))
 		return
 	}
 	id := h.nextID
@@ -331,7 +349,7 @@ func (h *hub) register(msg *wire.Message) {
 	h.byUUID[req.UUID] = e
 	h.mu.Unlock()
 	ei := h.c.engineInfo
-	h.reply(msg.Idents, msg, "registration_reply", map[string]any{
+	h.reply(s, msg.Idents, msg, "registration_reply", map[string]any{
 		"status":    "ok",
 		"id":        id,
 		"hb_period": h.c.cfg.HeartbeatPeriod.Milliseconds(),
@@ -369,7 +387,8 @@ func (h *hub) routeReady(uuid string, route int) {
 }
 
 func (h *hub) sendComplete(uuid string, id int) {
-	h.reply([][]byte{[]byte(uuid)}, nil, "registration_complete", map[string]any{"status": "ok", "id": id})
+	// Engines register on the engine side only (handleRegistration).
+	h.reply(h.c.reg, [][]byte{[]byte(uuid)}, nil, "registration_complete", map[string]any{"status": "ok", "id": id})
 }
 
 // complete makes a pending engine live: relays route to it, the scheduler
@@ -665,13 +684,13 @@ func (h *hub) noteReply(uuid string, client []byte, msg *wire.Message, queue str
 	return true
 }
 
-func (h *hub) queueRequest(msg *wire.Message) {
+func (h *hub) queueRequest(s transport.Socket, msg *wire.Message) {
 	var req struct {
 		Targets []json.RawMessage `json:"targets"`
 		Verbose bool              `json:"verbose"`
 	}
 	if err := msg.DecodeContent(&req); err != nil {
-		h.reply(msg.Idents, msg, "hub_error", errorContent("ValueError", err.Error()))
+		h.reply(s, msg.Idents, msg, "hub_error", errorContent("ValueError", err.Error()))
 		return
 	}
 	taskLoads := h.tasks.loads()
@@ -686,7 +705,7 @@ func (h *hub) queueRequest(msg *wire.Message) {
 			e := h.lookup(raw)
 			if e == nil {
 				h.mu.Unlock()
-				h.reply(msg.Idents, msg, "hub_error", errorContent("IndexError", "No Such Engine: "+string(raw)))
+				h.reply(s, msg.Idents, msg, "hub_error", errorContent("IndexError", "No Such Engine: "+string(raw)))
 				return
 			}
 			ids = append(ids, e.id)
@@ -715,7 +734,7 @@ func (h *hub) queueRequest(msg *wire.Message) {
 	} else {
 		content["unassigned"] = len(unassigned)
 	}
-	h.reply(msg.Idents, msg, "queue_reply", content)
+	h.reply(s, msg.Idents, msg, "queue_reply", content)
 }
 
 // lookup finds an engine by id (number) or uuid (string); mu held.
@@ -731,18 +750,18 @@ func (h *hub) lookup(raw json.RawMessage) *engine {
 	return nil
 }
 
-func (h *hub) resultRequest(msg *wire.Message) {
+func (h *hub) resultRequest(s transport.Socket, msg *wire.Message) {
 	var req struct {
 		MsgIDs     []string `json:"msg_ids"`
 		StatusOnly bool     `json:"status_only"`
 	}
 	if err := msg.DecodeContent(&req); err != nil {
-		h.reply(msg.Idents, msg, "result_reply", errorContent("ValueError", err.Error()))
+		h.reply(s, msg.Idents, msg, "result_reply", errorContent("ValueError", err.Error()))
 		return
 	}
 	content, buffers, err := h.records.results(req.MsgIDs, req.StatusOnly)
 	if err != nil {
-		h.reply(msg.Idents, msg, "result_reply", errorContent("KeyError", err.Error()))
+		h.reply(s, msg.Idents, msg, "result_reply", errorContent("KeyError", err.Error()))
 		return
 	}
 	frames, _, berr := h.c.session.Build(wire.Out{Idents: msg.Idents, MsgType: "result_reply", Parent: msg.RawHeader, Content: content, Buffers: buffers})
@@ -750,16 +769,16 @@ func (h *hub) resultRequest(msg *wire.Message) {
 		h.c.log.Error("building result_reply", "err", berr)
 		return
 	}
-	h.c.reg.Send(frames)
+	s.Send(frames)
 }
 
-func (h *hub) purgeRequest(msg *wire.Message) {
+func (h *hub) purgeRequest(s transport.Socket, msg *wire.Message) {
 	var req struct {
 		MsgIDs    json.RawMessage `json:"msg_ids"`
 		EngineIDs []int           `json:"engine_ids"`
 	}
 	if err := msg.DecodeContent(&req); err != nil {
-		h.reply(msg.Idents, msg, "purge_reply", errorContent("ValueError", err.Error()))
+		h.reply(s, msg.Idents, msg, "purge_reply", errorContent("ValueError", err.Error()))
 		return
 	}
 	var all string
@@ -768,7 +787,7 @@ func (h *hub) purgeRequest(msg *wire.Message) {
 		h.records.purgeAll()
 	} else if len(req.MsgIDs) > 0 && json.Unmarshal(req.MsgIDs, &ids) == nil {
 		if err := h.records.purge(ids); err != nil {
-			h.reply(msg.Idents, msg, "purge_reply", errorContent("KeyError", err.Error()))
+			h.reply(s, msg.Idents, msg, "purge_reply", errorContent("KeyError", err.Error()))
 			return
 		}
 	}
@@ -777,10 +796,10 @@ func (h *hub) purgeRequest(msg *wire.Message) {
 		e, ok := h.engines[id]
 		h.mu.Unlock()
 		if !ok {
-			h.reply(msg.Idents, msg, "purge_reply", errorContent("IndexError", fmt.Sprintf("No such engine: %d", id)))
+			h.reply(s, msg.Idents, msg, "purge_reply", errorContent("IndexError", fmt.Sprintf("No such engine: %d", id)))
 			return
 		}
 		h.records.purgeEngine(e.uuid)
 	}
-	h.reply(msg.Idents, msg, "purge_reply", map[string]any{"status": "ok"})
+	h.reply(s, msg.Idents, msg, "purge_reply", map[string]any{"status": "ok"})
 }

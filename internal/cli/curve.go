@@ -23,8 +23,8 @@ type CurveFlags struct {
 }
 
 func (c *CurveFlags) bind(fs *pflag.FlagSet) {
-	fs.BoolVar(&c.Curve, "curve", false, "encrypt and authenticate every controller connection with CurveZMQ (default: on when --ip is not loopback, or IPP_ENABLE_CURVE=1)")
-	fs.BoolVar(&c.NoCurve, "no-curve", false, "never use CurveZMQ, e.g. for ipyparallel peers older than 7.1 (messages stay signed but readable on the network)")
+	fs.BoolVar(&c.Curve, "curve", false, "encrypt and authenticate every controller connection with CurveZMQ, engine and client side (default: on for each side whose address, --ip or --client-ip, is not loopback; IPP_ENABLE_CURVE=1 = --curve)")
+	fs.BoolVar(&c.NoCurve, "no-curve", false, "never use CurveZMQ on either side, e.g. for ipyparallel peers older than 7.1 (messages stay signed but readable on the network)")
 }
 
 func (c CurveFlags) check() error {
@@ -98,6 +98,36 @@ func curveNotice(w io.Writer, info *wire.Common) {
 	if !loopbackHost(host) {
 		fmt.Fprintf(w, "WARNING: CURVE encryption is off on %s: code, pushed data, results and outputs cross the network "+
 			"readable by anyone who can capture it (message signatures still stop forgery and replay)\n", info.Interface)
+	}
+}
+
+// curveNotices is curveNotice for a controller's two connection files:
+// one notice when both sides bind the same address, else a line saying
+// where engines and clients connect and which side is encrypted, and the
+// warning for a side that is open to the network unencrypted.
+func curveNotices(w io.Writer, client, engine *wire.Common) {
+	if client == nil || client.Interface == engine.Interface {
+		curveNotice(w, engine)
+		return
+	}
+	on := func(c *wire.Common) bool { return c.CurveServerKey != nil && *c.CurveServerKey != "" }
+	state := func(c *wire.Common) string {
+		if on(c) {
+			return "CURVE encrypted"
+		}
+		return "unencrypted"
+	}
+	fmt.Fprintf(w, "Engines connect on %s (%s), clients on %s (%s)\n", engine.Interface, state(engine), client.Interface, state(client))
+	if on(engine) {
+		fmt.Fprintln(w, "CURVE encryption is on for engines: they need curve_serverkey from the engine connection file "+
+			"(Go engines need a cgo+libzmq build; ipyparallel engines need 7.1 or later, else restart with --no-curve)")
+	} else {
+		curveNotice(w, engine)
+	}
+	if on(client) {
+		fmt.Fprintln(w, "CURVE encryption is on for clients: pure-Go clients (CGO_ENABLED=0 builds) cannot connect")
+	} else {
+		curveNotice(w, client)
 	}
 }
 

@@ -102,8 +102,11 @@ type ControllerOptions struct {
 	F *Factory
 	roleFlags
 	IP, Location string
-	Scheme       string
-	HWM          int
+	// ClientIP is --client-ip: where the client-facing ports bind
+	// ("" = IP).
+	ClientIP string
+	Scheme   string
+	HWM      int
 	// Burst is the --burst flag.
 	Burst int
 	// PingMS is the heartbeat period in milliseconds.
@@ -142,7 +145,8 @@ key from IPP_SESSION_KEY when set. Logs go to standard error.`,
 	}
 	fs := cmd.Flags()
 	opts.ClusterFlags.bind(fs, true)
-	fs.StringVar(&opts.IP, "ip", "", "address to bind (default 127.0.0.1; '*' for all interfaces)")
+	fs.StringVar(&opts.IP, "ip", "", "address to bind, for engines and (without --client-ip) clients (default 127.0.0.1; '*' for all interfaces)")
+	fs.StringVar(&opts.ClientIP, "client-ip", "", clientIPHelp)
 	fs.StringVar(&opts.Location, "location", "", "host name written to the connection files (default: this host)")
 	fs.StringVar(&opts.Scheme, "scheme", "leastload", "task scheduler: leastload, lru, plainrandom, twobin, weighted or pure")
 	fs.IntVar(&opts.HWM, "hwm", 1, "outstanding tasks per engine (0: unlimited)")
@@ -178,6 +182,7 @@ func (o *ControllerOptions) config() (controller.Config, error) {
 	}
 	cfg := controller.Config{
 		IP:              o.IP,
+		ClientIP:        o.ClientIP,
 		Location:        o.Location,
 		ProfileDir:      dir,
 		ClusterID:       cid,
@@ -221,7 +226,7 @@ func controllerRun(ctx context.Context, o *ControllerOptions) error {
 	}
 	log := cfg.Logger
 	ci := ctl.ClientInfo()
-	curveNotice(o.F.IO.ErrOut, &ci.Common)
+	curveNotices(o.F.IO.ErrOut, &ci.Common, &ctl.EngineInfo().Common)
 	log.Info("controller running", "pid", os.Getpid(), "registration", ci.URL(ci.Registration),
 		"client_file", wire.ClientFile(cfg.ProfileDir, cfg.ClusterID), "transport", cfg.Transport.Name())
 	ctx, stop := o.F.roleContext(ctx)

@@ -32,6 +32,8 @@ type StartOptions struct {
 	Daemonize bool
 	// IP and Location are the controller's --ip and --location.
 	IP, Location string
+	// ClientIP is the controller's --client-ip ("" = IP).
+	ClientIP string
 	// Controller and Launcher are the controller's and the engines'
 	// launcher names (--controller, --launcher or its alias --engines).
 	Controller, Launcher string
@@ -110,7 +112,8 @@ check its batch jobs left the queue. See docs/laptop.md.`,
 	opts.ClusterFlags.bindRemote(fs)
 	fs.IntVarP(&opts.N, "n", "n", runtime.NumCPU(), "number of engines (0: only the controller; add engines with 'ipcluster engines')")
 	fs.BoolVar(&opts.Daemonize, "daemonize", false, "return once the engines are up, leaving the cluster running")
-	fs.StringVar(&opts.IP, "ip", "", "controller address to bind (default 127.0.0.1; '*' for all interfaces)")
+	fs.StringVar(&opts.IP, "ip", "", "controller address to bind, for engines and (without --client-ip) clients (default 127.0.0.1; '*' for all interfaces)")
+	fs.StringVar(&opts.ClientIP, "client-ip", "", clientIPHelp)
 	fs.StringVar(&opts.Location, "location", "", "controller host name written to the connection files")
 	fs.StringVar(&opts.Controller, "controller", "local", "controller launcher ("+strings.Join(launchers.Names(launchers.KindController), ", ")+")")
 	fs.StringVar(&opts.Launcher, "launcher", "local", "engine launcher ("+strings.Join(launchers.Names(launchers.KindEngines), ", ")+")")
@@ -195,8 +198,13 @@ func startRun(ctx context.Context, o *StartOptions) error {
 	if c, ok := copts.EngineOptions.(launchers.EngineCounter); ok && o.NUnset && c.DefaultEngines() > 0 {
 		o.N = c.DefaultEngines()
 	}
-	// Ours first: arguments after -- come later and win.
+	// Ours first: arguments after -- come later and win. --client-ip
+	// travels with them (and so into the cluster file's controller_args),
+	// like --curve.
 	copts.ControllerArgs = append(append(o.CurveFlags.args(), o.LimitFlags.args()...), o.ControllerArgs...)
+	if o.ClientIP != "" {
+		copts.ControllerArgs = append([]string{"--client-ip=" + o.ClientIP}, copts.ControllerArgs...)
+	}
 	copts.IP, copts.Location = o.IP, o.Location
 	copts.N = o.N
 	copts.StopGrace = o.StopGrace
@@ -255,6 +263,20 @@ func startRun(ctx context.Context, o *StartOptions) error {
 	return foreground(ctx, log, c, o.StopGrace)
 }
 
+// clientIPHelp is the help of --client-ip on start and the controller role.
+const clientIPHelp = "address for client connections (default: --ip); with --ip '*' for remote engines, " +
+	"--client-ip 127.0.0.1 keeps clients on this host or an ssh tunnel, unencrypted loopback, " +
+	"so pure-Go clients (CGO_ENABLED=0 builds) can connect"
+
+// clientCommon is the client file's common part, or nil when the
+// controller launcher did not report it.
+func clientCommon(conn *launchers.ConnectionInfo) *wire.Common {
+	if conn.Client == nil {
+		return nil
+	}
+	return &conn.Client.Common
+}
+
 // controllerOnly waits for the controller's connection files, for
 // `ipcluster start -n 0`: engine sets come later with ipcluster engines.
 func controllerOnly(ctx context.Context, f *Factory, c *launchers.Cluster, _ int, _ time.Duration) error {
@@ -263,7 +285,7 @@ func controllerOnly(ctx context.Context, f *Factory, c *launchers.Cluster, _ int
 		return err
 	}
 	c.Options().Logger.Info("controller is up; no engines requested (add them with 'ipcluster engines')", "registration", conn.Engine.URL(conn.Engine.Registration))
-	curveNotice(f.IO.ErrOut, &conn.Engine.Common)
+	curveNotices(f.IO.ErrOut, clientCommon(conn), &conn.Engine.Common)
 	return nil
 }
 
@@ -277,7 +299,7 @@ func bringUpEngines(ctx context.Context, f *Factory, c *launchers.Cluster, n int
 	}
 	log := c.Options().Logger
 	log.Info("controller is up", "registration", conn.Engine.URL(conn.Engine.Registration))
-	curveNotice(f.IO.ErrOut, &conn.Engine.Common)
+	curveNotices(f.IO.ErrOut, clientCommon(conn), &conn.Engine.Common)
 	wctx, cancel := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("engines did not register within %v", timeout))
 	defer cancel()
 	client, err := f.Connect(wctx, wire.ClientFile(c.Options().ProfileDir, c.Options().ClusterID))
