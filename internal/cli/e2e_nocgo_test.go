@@ -36,7 +36,7 @@ func TestNoCgoClient(t *testing.T) {
 		t.Errorf("pure-Go list:\n%s", out)
 	}
 	out, _ = e.must(0, "exec", "fmt.Println(6*7)")
-	if out != "[stdout:0]\n42\n[stdout:1]\n42\n" {
+	if byEngine(out) != "[stdout:0] 42\n[stdout:1] 42\n" {
 		t.Errorf("pure-Go exec output:\n%s", out)
 	}
 	if out, _ := e.must(0, "--version"); !strings.Contains(out, "pure-Go transport only") {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -151,14 +152,14 @@ func TestRemoteE2EMPIExec(t *testing.T) {
 	out, _ := r.remote(0, "exec", "--cluster-id", cid, `fmt.Println(mpi.Rank(), os.Getenv("IPYTHONDIR"))`)
 	var want strings.Builder
 	for i := range 4 {
-		fmt.Fprintf(&want, "[stdout:%d]\n%d %s\n", i, i, r.remoteIPy)
+		fmt.Fprintf(&want, "[stdout:%d] %d %s\n", i, i, r.remoteIPy)
 	}
-	if out != want.String() {
+	if out = byEngine(out); out != want.String() {
 		t.Errorf("exec --ssh:\n%s\nwant:\n%s", out, want.String())
 	}
 	// Without --ssh, exec finds the laptop's client file (and its ssh field).
 	out, _ = r.must(0, "exec", "--cluster-id", cid, `fmt.Println(mpi.Size())`)
-	if strings.Count(out, "\n4\n") != 4 {
+	if strings.Count(out, "] 4\n") != 4 {
 		t.Errorf("exec from the laptop's client file:\n%s", out)
 	}
 
@@ -233,7 +234,7 @@ func runRemoteSlurm(t *testing.T, host, name string) (*remoteE2E, string, string
 		t.Errorf("squeue of job %s: %q, want running", jobs[0], q)
 	}
 	out, _ := r.remote(0, "exec", "--cluster-id", cid, `fmt.Println(mpi.Rank(), os.Getenv("SLURM_JOB_ID"))`)
-	if want := fmt.Sprintf("[stdout:0]\n0 %s\n[stdout:1]\n1 %s\n", jobs[0], jobs[0]); out != want {
+	if want := fmt.Sprintf("[stdout:0] 0 %s\n[stdout:1] 1 %s\n", jobs[0], jobs[0]); byEngine(out) != want {
 		t.Errorf("exec --ssh on Slurm engines:\n%s\nwant:\n%s", out, want)
 	}
 	return r, cid, jobs[0]
@@ -391,7 +392,7 @@ func TestRemoteE2ELoginNamespace(t *testing.T) {
 		t.Fatalf("the controller's %s is reachable without the tunnel: the test proves nothing", addr)
 	}
 	out, _ := r.remote(0, "exec", "--cluster-id", cid, `fmt.Println("hi")`)
-	if out != "[stdout:0]\nhi\n[stdout:1]\nhi\n" {
+	if byEngine(out) != "[stdout:0] hi\n[stdout:1] hi\n" {
 		t.Errorf("exec through the tunnel:\n%s", out)
 	}
 	// The laptop's own list names it under the clusters started elsewhere.
@@ -401,7 +402,7 @@ func TestRemoteE2ELoginNamespace(t *testing.T) {
 	}
 	// Without --ssh: the laptop's record makes the client tunnel too.
 	out, _ = r.must(0, "exec", "--cluster-id", cid, `fmt.Println("again")`)
-	if out != "[stdout:0]\nagain\n[stdout:1]\nagain\n" {
+	if byEngine(out) != "[stdout:0] again\n[stdout:1] again\n" {
 		t.Errorf("exec from the laptop's client file:\n%s", out)
 	}
 	// A controller killed on the login node: exec says so at once (12)
@@ -422,4 +423,48 @@ func TestRemoteE2ELoginNamespace(t *testing.T) {
 	}
 	r.must(0, "stop", "--cluster-id", cid, "--stop-grace", "2")
 	r.checkStopped(cid)
+}
+
+// TestRemoteE2EPureGoLaptop is the laptop without libzmq: the login node's
+// controller binds every interface for engines (CURVE on for them, as for
+// compute nodes), and a CGO_ENABLED=0 ipcluster on the laptop — no CURVE in
+// its transport — still runs code there, because `start --ssh` puts the
+// client ports on the login node's loopback (unencrypted, reached through
+// the tunnel) unless told otherwise.
+func TestRemoteE2EPureGoLaptop(t *testing.T) {
+	r := newRemoteE2E(t, testutil.SSHHostRoot, nil)
+	pure := filepath.Join(t.TempDir(), "ipcluster-nocgo")
+	build := exec.Command("go", "build", "-o", pure, "../../cmd/ipcluster")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("CGO_ENABLED=0 go build: %v\n%s", err, out)
+	}
+	cid := fmt.Sprintf("remote-pure-%d", os.Getpid())
+	// Engines reach the controller through --location 127.0.0.1: the test
+	// never uses this machine's external address.
+	r.remote(0, "start", "-n", "2", "--ip=*", "--location=127.0.0.1", "--daemonize", "--cluster-id", cid)
+	defer r.run("stop", "--cluster-id", cid, "--stop-grace", "2", "--ssh", r.host, "--ssh-ipcluster", r.ipclusterWords())
+	info, err := wire.LoadClientInfo(wire.ClientFile(r.profile, cid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Interface != "tcp://127.0.0.1" || info.CurveServerKey != nil {
+		t.Errorf("laptop's client file: interface %q, curve key %v; want the login node's loopback, unencrypted",
+			info.Interface, info.CurveServerKey)
+	}
+	remoteEngineFile := strings.TrimSpace(r.ssh.Run(t, r.host, "ls "+r.remoteIPy+"/profile_default/security/ipcontroller-"+cid+"-engine.json"))
+	eng, err := wire.LoadEngineInfo(remoteEngineFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if eng.CurveServerKey == nil || eng.Interface != "tcp://0.0.0.0" {
+		t.Errorf("login node's engine file: interface %q, curve key %v; want every interface with CURVE", eng.Interface, eng.CurveServerKey)
+	}
+	cgoBin := r.bin
+	r.bin = pure
+	defer func() { r.bin = cgoBin }()
+	out, _ := r.remote(0, "exec", "--cluster-id", cid, `fmt.Println(6*7)`)
+	if byEngine(out) != "[stdout:0] 42\n[stdout:1] 42\n" {
+		t.Errorf("pure-Go exec through the tunnel:\n%s", out)
+	}
 }

@@ -86,7 +86,7 @@ func (e *sshE2E) execPIDs(cid string) map[int]int {
 	e.t.Helper()
 	out, _ := e.must(0, "exec", "--cluster-id", cid, `fmt.Println(os.Getpid(), os.Getenv("IPP_ENGINE_ID_BASE"), os.Getenv("IPP_ENGINE_INDEX"))`)
 	got := map[int]int{}
-	re := regexp.MustCompile(`\[stdout:(\d+)\]\n(\d+) (\d+) (\d+)\n`)
+	re := regexp.MustCompile(`\[stdout:(\d+)\] (\d+) (\d+) (\d+)\n`)
 	for _, m := range re.FindAllStringSubmatch(out, -1) {
 		id, _ := strconv.Atoi(m[1])
 		pid, _ := strconv.Atoi(m[2])
@@ -264,7 +264,7 @@ func TestSSHControllerE2E(t *testing.T) {
 			t.Errorf("fetched connection file %s: %v %v", name, fi, err)
 		}
 	}
-	if out, _ := e.must(0, "exec", "--cluster-id", cid, "fmt.Println(6*7)"); out != "[stdout:0]\n42\n[stdout:1]\n42\n" {
+	if out, _ := e.must(0, "exec", "--cluster-id", cid, "fmt.Println(6*7)"); byEngine(out) != "[stdout:0] 42\n[stdout:1] 42\n" {
 		t.Errorf("exec output:\n%s", out)
 	}
 	if rows := e.listRows(); len(rows) != 1 || !strings.HasPrefix(rows[0], "default "+cid+" True 2/2 Local") {

@@ -59,3 +59,19 @@ func TestNewRemote(t *testing.T) {
 		t.Error("a host starting with - was accepted")
 	}
 }
+
+func TestLoopbackClients(t *testing.T) {
+	for _, c := range []struct{ in, want []string }{
+		{nil, []string{"--client-ip=127.0.0.1"}},
+		{[]string{"--ip=*", "--", "--ping=250"}, []string{"--client-ip=127.0.0.1", "--ip=*", "--", "--ping=250"}},
+		{[]string{"--client-ip=10.0.0.1"}, []string{"--client-ip=10.0.0.1"}},
+		{[]string{"--controller=local"}, []string{"--client-ip=127.0.0.1", "--controller=local"}},
+		{[]string{"--controller=slurm"}, []string{"--controller=slurm"}},
+		// After "--" the words are the controller's own: they do not count.
+		{[]string{"--", "--client-ip=x"}, []string{"--client-ip=127.0.0.1", "--", "--client-ip=x"}},
+	} {
+		if got := LoopbackClients(c.in); !slices.Equal(got, c.want) {
+			t.Errorf("LoopbackClients(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 )
@@ -32,6 +33,7 @@ func (t Target) remoteArgs() []string {
 // file.
 func (r *Remote) Start(ctx context.Context, out, errOut io.Writer, t Target, args []string) (string, error) {
 	rec := &Record{Host: r.Name(), IPCluster: r.IPCluster, Profile: t.Profile, ClusterID: t.ClusterID, Started: time.Now().UTC()}
+	args = LoopbackClients(args)
 	startErr := r.RunChecked(ctx, out, errOut, "start", append(append([]string{"--daemonize"}, t.remoteArgs()...), args...)...)
 	var ee *ExitError
 	if startErr != nil && (!errors.As(startErr, &ee) || ee.Code != 10) {
@@ -219,4 +221,29 @@ func profileName(p string) string {
 		return "default"
 	}
 	return p
+}
+
+// LoopbackClients adds --client-ip=127.0.0.1 to the flags of a remote
+// start whose controller runs on the login node itself, unless the user
+// chose a client address. Clients of a remote cluster arrive through the
+// ssh tunnel, which ends on the login node, so the client ports need not
+// face the network at all; and on loopback they stay unencrypted, which
+// is what lets a laptop binary built without cgo (no CURVE) in while
+// engines on compute nodes still connect with CURVE (--ip='*'). A
+// controller started elsewhere (--controller slurm, ssh) keeps the
+// default: its clients' address is not the login node's loopback.
+func LoopbackClients(args []string) []string {
+	flags := args
+	if i := slices.Index(args, "--"); i >= 0 {
+		flags = args[:i]
+	}
+	for _, a := range flags {
+		if a == "--client-ip" || strings.HasPrefix(a, "--client-ip=") {
+			return args
+		}
+		if v, ok := strings.CutPrefix(a, "--controller="); ok && !strings.EqualFold(v, "local") {
+			return args
+		}
+	}
+	return append([]string{"--client-ip=127.0.0.1"}, args...)
 }
