@@ -83,6 +83,10 @@ func (e *engine) serve(ctx context.Context, r *request) {
 	e.end(run)
 	e.flushStreams(true)
 
+	if out.err != nil && e.stopping(ctx, run) {
+		e.log.Info("engine stopping: request left unanswered (the controller reports it failed)", "msg_id", m.Header.MsgID)
+		return
+	}
 	if out.err != nil {
 		ec := e.errorFor(m, out.err, run.interrupted.Load())
 		ec.ExecutionCount = out.execCount
@@ -123,6 +127,10 @@ func (e *engine) serveQuiet(ctx context.Context, r *request) {
 	e.end(run)
 	e.flushStreams(true)
 	printed := e.streams.Load() != before
+	if out.err != nil && e.stopping(ctx, run) {
+		e.log.Info("engine stopping: request left unanswered (the controller reports it failed)", "msg_id", m.Header.MsgID)
+		return
+	}
 	status, content := "ok", out.content
 	if out.err != nil {
 		ec := e.errorFor(m, out.err, run.interrupted.Load())
@@ -338,4 +346,13 @@ func kernelInfo() map[string]any {
 		"banner":     "ipp-hpc Go engine (yaegi interpreter, " + runtime.Version() + ")",
 		"help_links": []any{},
 	}
+}
+
+// stopping reports whether a request failed because the engine itself is
+// stopping (its context ended), not because of the request or an
+// interrupt. Such a request gets no reply: "context canceled" would read
+// as the function's own error, while the controller tells the client the
+// truth — the engine went away — once it unregisters.
+func (e *engine) stopping(ctx context.Context, run *running) bool {
+	return ctx.Err() != nil && !run.interrupted.Load()
 }
