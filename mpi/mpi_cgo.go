@@ -6,6 +6,7 @@ package mpi
 #include <mpi.h>
 #include <stdint.h>
 #include <time.h>
+#include <sched.h>
 
 // Open MPI's handles (MPI_COMM_WORLD, MPI_DOUBLE, MPI_SUM, MPI_IN_PLACE)
 // are addresses of library globals and MPICH's are integer constants; doing
@@ -131,13 +132,20 @@ int ipp_is_interrupted(long gen) {
 // the wait: it returns with *done = 1 and the operation's code once the
 // request completed, or with *done = 0 when interrupted (the request is
 // then still active): the flag is set, or an interrupt came after the
-// operation was called (gen is the generation then). It spins first, as MPI's own blocking calls do, then
-// sleeps between tests with a backoff up to 1 ms so that a rank waiting
-// long for its peers does not hold a core they may need.
+// operation was called (gen is the generation then). It spins for up to
+// 200 ms, as MPI's own blocking calls do: libraries without a progress
+// thread (MPICH, Open MPI by default) move a large message only while it
+// is tested, so a sleep between tests slows a multi-megabyte collective
+// several times over. The spin yields the CPU every 64 tests (an
+// oversubscribed peer may need it). After that the wait is for a peer, not
+// for data: it sleeps between tests with a backoff up to 1 ms so that a
+// rank waiting long does not hold a core.
 int ipp_wait(MPI_Request *q, int *osrc, int *otag, int *ocount, int k, long gen, int *done) {
 	MPI_Status st;
-	struct timespec ts = {0, 1000};
+	struct timespec ts = {0, 1000}, t0, now;
 	long spins = 0;
+	int sleeping = 0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
 		int flag = 0;
 		int rc = MPI_Test(q, &flag, &st);
@@ -155,9 +163,13 @@ int ipp_wait(MPI_Request *q, int *osrc, int *otag, int *ocount, int k, long gen,
 			*done = 0;
 			return MPI_SUCCESS;
 		}
-		if (++spins > 20000) {
+		if (sleeping) {
 			nanosleep(&ts, NULL);
 			if (ts.tv_nsec < 1000000) ts.tv_nsec *= 2;
+		} else if ((++spins & 63) == 0) {
+			sched_yield();
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			if ((now.tv_sec - t0.tv_sec) * 1000000000L + (now.tv_nsec - t0.tv_nsec) > 200000000L) sleeping = 1;
 		}
 	}
 }
