@@ -16,6 +16,7 @@ import (
 
 	json "github.com/goccy/go-json"
 
+	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/transport"
 	"github.com/ipp-hpc/ipp/internal/wire"
 )
@@ -215,7 +216,7 @@ func newConfig(opts []Option) clientConfig {
 		cfg.logger = slog.Default()
 	}
 	if cfg.transportName == "" {
-		cfg.transportName = os.Getenv("IPP_TRANSPORT")
+		cfg.transportName = os.Getenv(protocol.EnvTransport)
 	}
 	return cfg
 }

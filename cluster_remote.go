@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/remote"
 	"github.com/ipp-hpc/ipp/internal/shellwords"
 	"github.com/ipp-hpc/ipp/internal/wire"
@@ -30,7 +31,7 @@ func newRemoteCluster(opts ClusterOptions) (*Cluster, error) {
 	if len(words) == 0 && opts.IPCluster != "" {
 		words = []string{opts.IPCluster}
 	}
-	r, err := remote.New(opts.SSH, words, "set ClusterOptions.SSHIPCluster (or $"+remote.EnvIPCluster+") to the path of ipcluster on "+opts.SSH)
+	r, err := remote.New(opts.SSH, words, "set ClusterOptions.SSHIPCluster (or $"+protocol.EnvSSHIPCluster+") to the path of ipcluster on "+opts.SSH)
 	if err != nil {
 		return nil, fmt.Errorf("ipp: %w", err)
 	}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
+
+	"github.com/ipp-hpc/ipp/internal/protocol"
 )
 
 // Progress selects whether a waiting call draws a progress bar.
@@ -57,7 +59,7 @@ func (o WaitOptions) interactive() bool {
 	case ProgressOn:
 		return true
 	}
-	if os.Getenv("IPP_NONINTERACTIVE") == "1" {
+	if os.Getenv(protocol.EnvNonInteractive) == "1" {
 		return false
 	}
 	f, ok := o.Output.(*os.File)

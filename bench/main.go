@@ -86,7 +86,7 @@ func main() {
 			o.only = append(o.only, strings.TrimSpace(g))
 		}
 	}
-	if dir := os.Getenv("IPP_CPUPROFILE_DIR"); dir != "" {
+	if dir := os.Getenv(protocol.EnvCPUProfileDir); dir != "" {
 		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("bench-%d.pprof", os.Getpid())))
 		if err == nil && pprof.StartCPUProfile(f) == nil {
 			defer pprof.StopCPUProfile()
@@ -351,7 +351,7 @@ func measurePeer(name string, o options) (results, error) {
 	defer os.RemoveAll(dir)
 	fmt.Printf("%s: running %s\n", name, strings.Join(args, " "))
 	cmd := exec.Command("/usr/bin/python3", args...)
-	cmd.Env = append(os.Environ(), "IPYTHONDIR="+dir, "IPP_NONINTERACTIVE=1")
+	cmd.Env = append(os.Environ(), "IPYTHONDIR="+dir, protocol.EnvNonInteractive+"=1")
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ipp-hpc/ipp"
+	"github.com/ipp-hpc/ipp/internal/protocol"
 )
 
 // defaultSlurmConf is where scripts/batch-systems.sh (and the tests) start
@@ -105,11 +106,11 @@ func measureSlurm(o options, exe, conf string, ours results, peers map[string]re
 func slurmEnv(conf, ipythonDir string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "IPP_") && !strings.HasPrefix(kv, "IPYTHONDIR=") && !strings.HasPrefix(kv, "SLURM_CONF=") {
+		if !strings.HasPrefix(kv, protocol.EnvPrefix) && !strings.HasPrefix(kv, "IPYTHONDIR=") && !strings.HasPrefix(kv, "SLURM_CONF=") {
 			env = append(env, kv)
 		}
 	}
-	return append(env, "SLURM_CONF="+conf, "IPYTHONDIR="+ipythonDir, "IPP_NONINTERACTIVE=1")
+	return append(env, "SLURM_CONF="+conf, "IPYTHONDIR="+ipythonDir, protocol.EnvNonInteractive+"=1")
 }
 
 // slurmOurs times `ipcluster start --launcher slurm -n n --daemonize` from

@@ -24,7 +24,7 @@ const defaultSSHConfig = "/tmp/ipp-sshd/ssh_config"
 // (with the user's own ssh configuration and IPP_SSH_ARGS), else "ci" of
 // scripts/sshd.sh when it logs in. The bench must still run without one.
 func findSSH() (string, error) {
-	if h := os.Getenv("IPP_BENCH_SSH"); h != "" {
+	if h := os.Getenv(protocol.EnvBenchSSH); h != "" {
 		return h, nil
 	}
 	if _, err := os.Stat(defaultSSHConfig); err != nil {
@@ -35,7 +35,7 @@ func findSSH() (string, error) {
 	if out, err := exec.CommandContext(ctx, "ssh", "-F", defaultSSHConfig, "ci", "true").CombinedOutput(); err != nil {
 		return "", fmt.Errorf("ssh -F %s ci: %v: %s", defaultSSHConfig, err, tail(out, 300))
 	}
-	os.Setenv("IPP_SSH_ARGS", strings.TrimSpace(os.Getenv("IPP_SSH_ARGS")+" -F "+defaultSSHConfig))
+	os.Setenv(protocol.EnvSSHArgs, strings.TrimSpace(os.Getenv(protocol.EnvSSHArgs)+" -F "+defaultSSHConfig))
 	return "ci", nil
 }
 

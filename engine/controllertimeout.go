@@ -4,12 +4,9 @@ import (
 	"fmt"
 	"os"
 	"time"
-)
 
-// EnvControllerTimeout is the default of --controller-timeout (seconds or
-// a Go duration), so that a job script can set it for every engine it
-// starts.
-const EnvControllerTimeout = "IPP_CONTROLLER_TIMEOUT"
+	"github.com/ipp-hpc/ipp/internal/protocol"
+)
 
 // ControllerTimeout resolves the --controller-timeout of a command line
 // into Config.HeartbeatTimeout. flagValue counts when given is true; else
@@ -19,8 +16,8 @@ func ControllerTimeout(flagValue time.Duration, given bool) (time.Duration, erro
 	d, from := flagValue, "--controller-timeout"
 	if !given {
 		d, from = DefaultControllerTimeout, ""
-		if v := os.Getenv(EnvControllerTimeout); v != "" {
-			from = "$" + EnvControllerTimeout
+		if v := os.Getenv(protocol.EnvControllerTimeout); v != "" {
+			from = "$" + protocol.EnvControllerTimeout
 			parsed, err := parseSeconds(v)
 			if err != nil {
 				return 0, fmt.Errorf("%s=%q: %v", from, v, err)

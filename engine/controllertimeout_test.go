@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ipp-hpc/ipp/internal/protocol"
 )
 
 func TestControllerTimeout(t *testing.T) {
@@ -22,7 +24,7 @@ func TestControllerTimeout(t *testing.T) {
 		{0, false, "0", -1},
 		{7 * time.Second, true, "12", 7 * time.Second}, // the flag wins
 	} {
-		t.Setenv(EnvControllerTimeout, tc.env)
+		t.Setenv(protocol.EnvControllerTimeout, tc.env)
 		got, err := ControllerTimeout(tc.flag, tc.given)
 		if err != nil || got != tc.want {
 			t.Errorf("flag %v given %v env %q: %v, %v; want %v", tc.flag, tc.given, tc.env, got, err, tc.want)
@@ -38,7 +40,7 @@ func TestControllerTimeout(t *testing.T) {
 		{0, false, "soon", `$IPP_CONTROLLER_TIMEOUT="soon"`},
 		{0, false, "-3", "$IPP_CONTROLLER_TIMEOUT -3s: must be positive"},
 	} {
-		t.Setenv(EnvControllerTimeout, tc.env)
+		t.Setenv(protocol.EnvControllerTimeout, tc.env)
 		if got, err := ControllerTimeout(tc.flag, tc.given); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("flag %v given %v env %q: %v, %v; want an error with %q", tc.flag, tc.given, tc.env, got, err, tc.want)
 		}
@@ -49,8 +51,8 @@ func TestControllerTimeout(t *testing.T) {
 // status 2 at once, before it waits for a connection file that does not
 // exist.
 func TestMainBadControllerTimeout(t *testing.T) {
-	t.Setenv(EnvConnectionInfo, "")
-	t.Setenv(EnvControllerTimeout, "")
+	t.Setenv(protocol.EnvConnectionInfo, "")
+	t.Setenv(protocol.EnvControllerTimeout, "")
 	defer func(d time.Duration) { connectionWait = d }(connectionWait)
 	connectionWait = time.Hour // a wait would show as a test timeout
 	missing := filepath.Join(t.TempDir(), "none.json")
@@ -59,7 +61,7 @@ func TestMainBadControllerTimeout(t *testing.T) {
 			t.Errorf("--controller-timeout %s: exit %d, want 2", v, code)
 		}
 	}
-	t.Setenv(EnvControllerTimeout, "-1")
+	t.Setenv(protocol.EnvControllerTimeout, "-1")
 	if code := mainWithArgs("engine", []string{"--file", missing}); code != 2 {
 		t.Errorf("IPP_CONTROLLER_TIMEOUT=-1: exit %d, want 2", code)
 	}

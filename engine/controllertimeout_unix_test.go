@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ipp-hpc/ipp/controller"
+	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/testutil"
 	"github.com/ipp-hpc/ipp/internal/transport"
 	"github.com/ipp-hpc/ipp/internal/wire"
@@ -73,7 +74,7 @@ func TestEngineExitsAfterControllerTimeout(t *testing.T) {
 
 	eng := exec.Command(os.Args[0], "-test.run=^TestEngineProcess$")
 	eng.Env = append(os.Environ(), engineProcessEnv+"=1", engineArgsEnv+"=--controller-timeout 2 --mpi=false",
-		EnvConnectionInfo+"=", EnvProfileDir+"="+profile, EnvClusterID+"=", EnvControllerTimeout+"=")
+		protocol.EnvConnectionInfo+"=", protocol.EnvProfileDir+"="+profile, protocol.EnvClusterID+"=", protocol.EnvControllerTimeout+"=")
 	var out testutil.SyncBuffer
 	eng.Stdout, eng.Stderr = &out, &out
 	if err := eng.Start(); err != nil {

@@ -35,7 +35,7 @@ func TestKilledEngineSeenFast(t *testing.T) {
 	for range 2 {
 		var out testutil.SyncBuffer
 		cmd := exec.Command(os.Args[0], "-test.run=^TestEngineProcess$")
-		cmd.Env = append(os.Environ(), engineProcessEnv+"=1", EnvConnectionInfo+"="+string(info))
+		cmd.Env = append(os.Environ(), engineProcessEnv+"=1", protocol.EnvConnectionInfo+"="+string(info))
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)

@@ -4,13 +4,9 @@ import (
 	"fmt"
 	"os"
 	"strconv"
-)
 
-// EnvEngineIndex is the 0-based position of an engine within its
-// launch when the engine is not an MPI rank, e.g. the array task index
-// of an array job (whose own numbering may start at 1). The engine
-// asks for engine id IPP_ENGINE_ID_BASE + index.
-const EnvEngineIndex = "IPP_ENGINE_INDEX"
+	"github.com/ipp-hpc/ipp/internal/protocol"
+)
 
 // maxEngineID bounds requested ids: the controller and Python clients
 // keep engine ids as JSON numbers and int32-sized keys are what every
@@ -32,15 +28,15 @@ const maxEngineID = 1<<31 - 1
 // A value that is not a non-negative integer, or a sum beyond 2³¹-1, is an
 // error naming the variable: a wrong id is worse than a refused start.
 func RequestedIDFromEnv() (int, error) {
-	baseText := os.Getenv(EnvEngineIDBase)
+	baseText := os.Getenv(protocol.EnvEngineIDBase)
 	base, err := EngineIDBaseFromEnv()
 	if err != nil {
 		return -1, err
 	}
 	name := ""
 	switch {
-	case os.Getenv(EnvEngineIndex) != "":
-		name = EnvEngineIndex
+	case os.Getenv(protocol.EnvEngineIndex) != "":
+		name = protocol.EnvEngineIndex
 	case os.Getenv("SLURM_STEP_ID") != "" && os.Getenv("SLURM_PROCID") != "":
 		name = "SLURM_PROCID"
 	case baseText == "":
@@ -59,9 +55,9 @@ func RequestedIDFromEnv() (int, error) {
 func checkedID(base, index int, indexName string) (int, error) {
 	if base > maxEngineID || index > maxEngineID-base {
 		if indexName == "" {
-			return -1, fmt.Errorf("$%s=%d is beyond the largest engine id %d", EnvEngineIDBase, base, maxEngineID)
+			return -1, fmt.Errorf("$%s=%d is beyond the largest engine id %d", protocol.EnvEngineIDBase, base, maxEngineID)
 		}
-		return -1, fmt.Errorf("engine id $%s + $%s = %d + %d is beyond the largest engine id %d", EnvEngineIDBase, indexName, base, index, maxEngineID)
+		return -1, fmt.Errorf("engine id $%s + $%s = %d + %d is beyond the largest engine id %d", protocol.EnvEngineIDBase, indexName, base, index, maxEngineID)
 	}
 	return base + index, nil
 }

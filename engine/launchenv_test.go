@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/wire"
 )
 
@@ -14,7 +15,7 @@ import (
 func clearIDEnv(t *testing.T) {
 	t.Helper()
 	clearLauncherEnv(t)
-	for _, k := range []string{EnvEngineIndex, "SLURM_PROCID"} {
+	for _, k := range []string{protocol.EnvEngineIndex, "SLURM_PROCID"} {
 		t.Setenv(k, "")
 	}
 }
@@ -26,15 +27,15 @@ func TestRequestedIDFromEnv(t *testing.T) {
 		want int
 	}{
 		{"nothing: the controller picks", nil, -1},
-		{"base alone", map[string]string{EnvEngineIDBase: "5"}, 5},
-		{"index alone", map[string]string{EnvEngineIndex: "3"}, 3},
-		{"base + index", map[string]string{EnvEngineIDBase: "5", EnvEngineIndex: "3"}, 8},
-		{"srun step: base + procid", map[string]string{EnvEngineIDBase: "10", "SLURM_STEP_ID": "0", "SLURM_PROCID": "2"}, 12},
+		{"base alone", map[string]string{protocol.EnvEngineIDBase: "5"}, 5},
+		{"index alone", map[string]string{protocol.EnvEngineIndex: "3"}, 3},
+		{"base + index", map[string]string{protocol.EnvEngineIDBase: "5", protocol.EnvEngineIndex: "3"}, 8},
+		{"srun step: base + procid", map[string]string{protocol.EnvEngineIDBase: "10", "SLURM_STEP_ID": "0", "SLURM_PROCID": "2"}, 12},
 		{"srun step without base", map[string]string{"SLURM_STEP_ID": "0", "SLURM_PROCID": "2"}, 2},
 		{"batch script: procid without step", map[string]string{"SLURM_PROCID": "0"}, -1},
-		{"batch script with base", map[string]string{"SLURM_PROCID": "0", EnvEngineIDBase: "7"}, 7},
-		{"index wins over the step's procid", map[string]string{EnvEngineIndex: "1", "SLURM_STEP_ID": "0", "SLURM_PROCID": "2"}, 1},
-		{"largest id", map[string]string{EnvEngineIDBase: "2147483646", EnvEngineIndex: "1"}, 1<<31 - 1},
+		{"batch script with base", map[string]string{"SLURM_PROCID": "0", protocol.EnvEngineIDBase: "7"}, 7},
+		{"index wins over the step's procid", map[string]string{protocol.EnvEngineIndex: "1", "SLURM_STEP_ID": "0", "SLURM_PROCID": "2"}, 1},
+		{"largest id", map[string]string{protocol.EnvEngineIDBase: "2147483646", protocol.EnvEngineIndex: "1"}, 1<<31 - 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			clearIDEnv(t)
@@ -54,14 +55,14 @@ func TestRequestedIDFromEnvBadValues(t *testing.T) {
 		env  map[string]string
 		want string // in the error
 	}{
-		{map[string]string{EnvEngineIndex: "-1"}, `$IPP_ENGINE_INDEX="-1" is not a non-negative integer`},
-		{map[string]string{EnvEngineIndex: "two"}, `$IPP_ENGINE_INDEX="two"`},
-		{map[string]string{EnvEngineIndex: "1.5"}, `$IPP_ENGINE_INDEX="1.5"`},
-		{map[string]string{EnvEngineIDBase: "x", EnvEngineIndex: "1"}, `$IPP_ENGINE_ID_BASE="x"`},
-		{map[string]string{EnvEngineIDBase: "99999999999999999999"}, `$IPP_ENGINE_ID_BASE="99999999999999999999"`},
+		{map[string]string{protocol.EnvEngineIndex: "-1"}, `$IPP_ENGINE_INDEX="-1" is not a non-negative integer`},
+		{map[string]string{protocol.EnvEngineIndex: "two"}, `$IPP_ENGINE_INDEX="two"`},
+		{map[string]string{protocol.EnvEngineIndex: "1.5"}, `$IPP_ENGINE_INDEX="1.5"`},
+		{map[string]string{protocol.EnvEngineIDBase: "x", protocol.EnvEngineIndex: "1"}, `$IPP_ENGINE_ID_BASE="x"`},
+		{map[string]string{protocol.EnvEngineIDBase: "99999999999999999999"}, `$IPP_ENGINE_ID_BASE="99999999999999999999"`},
 		{map[string]string{"SLURM_STEP_ID": "0", "SLURM_PROCID": "first"}, `$SLURM_PROCID="first"`},
-		{map[string]string{EnvEngineIDBase: "2147483647", EnvEngineIndex: "1"}, "2147483647 + 1 is beyond the largest engine id"},
-		{map[string]string{EnvEngineIDBase: "4294967296"}, "$IPP_ENGINE_ID_BASE=4294967296 is beyond the largest engine id"},
+		{map[string]string{protocol.EnvEngineIDBase: "2147483647", protocol.EnvEngineIndex: "1"}, "2147483647 + 1 is beyond the largest engine id"},
+		{map[string]string{protocol.EnvEngineIDBase: "4294967296"}, "$IPP_ENGINE_ID_BASE=4294967296 is beyond the largest engine id"},
 	} {
 		clearIDEnv(t)
 		for k, v := range tc.env {
@@ -76,8 +77,8 @@ func TestRequestedIDFromEnvBadValues(t *testing.T) {
 
 func TestApplyRequestedID(t *testing.T) {
 	clearIDEnv(t)
-	t.Setenv(EnvEngineIDBase, "20")
-	t.Setenv(EnvEngineIndex, "4")
+	t.Setenv(protocol.EnvEngineIDBase, "20")
+	t.Setenv(protocol.EnvEngineIndex, "4")
 
 	cfg := Config{RequestedID: -1}
 	if err := ApplyRequestedID(&cfg); err != nil || cfg.RequestedID != 24 {
@@ -93,7 +94,7 @@ func TestApplyRequestedID(t *testing.T) {
 	if err := ApplyRequestedID(&cfg); err != nil || cfg.RequestedID != -1 {
 		t.Errorf("MPI engine: id %d, %v; want -1 until MPI gives the rank", cfg.RequestedID, err)
 	}
-	t.Setenv(EnvEngineIndex, "-4")
+	t.Setenv(protocol.EnvEngineIndex, "-4")
 	cfg = Config{RequestedID: -1}
 	if err := ApplyRequestedID(&cfg); err == nil {
 		t.Errorf("bad index accepted: id %d", cfg.RequestedID)
@@ -104,11 +105,11 @@ func TestApplyRequestedID(t *testing.T) {
 // before it waits for a connection file that does not exist.
 func TestMainBadEngineIndex(t *testing.T) {
 	clearIDEnv(t)
-	t.Setenv(EnvConnectionInfo, "")
+	t.Setenv(protocol.EnvConnectionInfo, "")
 	defer func(d time.Duration) { connectionWait = d }(connectionWait)
 	connectionWait = time.Hour // a wait would show as a test timeout
 	missing := filepath.Join(t.TempDir(), "none.json")
-	t.Setenv(EnvEngineIndex, "x")
+	t.Setenv(protocol.EnvEngineIndex, "x")
 	if code := mainWithArgs("engine", []string{"--file", missing}); code != 2 {
 		t.Errorf("IPP_ENGINE_INDEX=x: exit %d, want 2", code)
 	}
@@ -118,8 +119,8 @@ func TestMainBadEngineIndex(t *testing.T) {
 // asks the controller for IPP_ENGINE_ID_BASE + index.
 func TestMainRequestsIndexedID(t *testing.T) {
 	clearIDEnv(t)
-	t.Setenv(EnvEngineIDBase, "10")
-	t.Setenv(EnvEngineIndex, "3")
+	t.Setenv(protocol.EnvEngineIDBase, "10")
+	t.Setenv(protocol.EnvEngineIndex, "3")
 	f := newFake(t, fakeOptions{assignID: 13})
 	file := filepath.Join(t.TempDir(), "engine.json")
 	if err := wire.WritePrivateJSON(file, f.info); err != nil {

@@ -16,14 +16,8 @@ import (
 
 	"github.com/ipp-hpc/ipp/internal/transport"
 
+	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/wire"
-)
-
-// Environment variables that locate the controller (TEAM-NOTES).
-const (
-	EnvConnectionInfo = "IPP_CONNECTION_INFO" // the engine file's JSON itself
-	EnvProfileDir     = "IPP_PROFILE_DIR"
-	EnvClusterID      = "IPP_CLUSTER_ID"
 )
 
 // LoadConnection finds the controller's engine connection info, in this
@@ -38,17 +32,17 @@ func LoadConnection(file, profileDir, clusterID string, wait time.Duration) (*wi
 	if file != "" {
 		return loadWaiting(file, wait)
 	}
-	if js := os.Getenv(EnvConnectionInfo); js != "" {
+	if js := os.Getenv(protocol.EnvConnectionInfo); js != "" {
 		return wire.ParseEngineInfo([]byte(js))
 	}
 	if profileDir == "" {
-		profileDir = os.Getenv(EnvProfileDir)
+		profileDir = os.Getenv(protocol.EnvProfileDir)
 	}
 	if profileDir == "" {
 		profileDir = wire.ProfileDir("")
 	}
 	if clusterID == "" {
-		clusterID = os.Getenv(EnvClusterID)
+		clusterID = os.Getenv(protocol.EnvClusterID)
 	}
 	return loadWaiting(wire.EngineFile(profileDir, clusterID), wait)
 }
@@ -124,18 +118,18 @@ func mainWithArgs(prog string, args []string) int {
 	fset := flag.NewFlagSet(prog, flag.ContinueOnError)
 	file := fset.String("file", "", "engine connection file (ipcontroller-engine.json)")
 	profile := fset.String("profile", "", "IPython profile name (default: default)")
-	profileDir := fset.String("profile-dir", "", "profile directory (overrides --profile; default $"+EnvProfileDir+")")
-	clusterID := fset.String("cluster-id", "", "cluster id of the controller (default $"+EnvClusterID+")")
+	profileDir := fset.String("profile-dir", "", "profile directory (overrides --profile; default $"+protocol.EnvProfileDir+")")
+	clusterID := fset.String("cluster-id", "", "cluster id of the controller (default $"+protocol.EnvClusterID+")")
 	id := fset.Int("id", -1, "request this engine id (-1: let the controller choose)")
 	logLevel := fset.String("log-level", "info", "log level: debug, info, warn or error")
 	timeout := DefaultRegistrationTimeout
 	fset.Var(secondsOrDuration{&timeout}, "timeout", "how long to wait for the controller's registration reply (seconds or duration)")
 	var mpiMode MPIMode
 	fset.Var(&mpiMode, "mpi", "run as an MPI rank: true, false or auto (auto: when started by mpiexec or srun with PMI)")
-	mpiSize := fset.Int("mpi-size", -1, "world size the launcher asked for (default $"+EnvMPISize+", else the launcher's count)")
+	mpiSize := fset.Int("mpi-size", -1, "world size the launcher asked for (default $"+protocol.EnvMPISize+", else the launcher's count)")
 	controllerTimeout := DefaultControllerTimeout
 	fset.Var(secondsOrDuration{&controllerTimeout}, "controller-timeout",
-		"exit after this long without a heartbeat from the controller (seconds or duration; 0: never; default $"+EnvControllerTimeout+", else 30)")
+		"exit after this long without a heartbeat from the controller (seconds or duration; 0: never; default $"+protocol.EnvControllerTimeout+", else 30)")
 	if err := fset.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/wire"
 )
 
@@ -23,9 +24,9 @@ func sampleInfo(port int) *wire.EngineInfo {
 
 func TestLoadConnectionOrder(t *testing.T) {
 	dir := t.TempDir()
-	t.Setenv(EnvConnectionInfo, "")
-	t.Setenv(EnvProfileDir, "")
-	t.Setenv(EnvClusterID, "")
+	t.Setenv(protocol.EnvConnectionInfo, "")
+	t.Setenv(protocol.EnvProfileDir, "")
+	t.Setenv(protocol.EnvClusterID, "")
 
 	// --file wins over everything.
 	file := filepath.Join(dir, "explicit.json")
@@ -33,7 +34,7 @@ func TestLoadConnectionOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	js, _ := json.Marshal(sampleInfo(2000))
-	t.Setenv(EnvConnectionInfo, string(js))
+	t.Setenv(protocol.EnvConnectionInfo, string(js))
 	if info, err := LoadConnection(file, "", "", 0); err != nil || info.Registration != 1000 {
 		t.Fatalf("file: %+v, %v", info, err)
 	}
@@ -41,15 +42,15 @@ func TestLoadConnectionOrder(t *testing.T) {
 	if info, err := LoadConnection("", dir, "", 0); err != nil || info.Registration != 2000 {
 		t.Fatalf("env: %+v, %v", info, err)
 	}
-	t.Setenv(EnvConnectionInfo, "")
+	t.Setenv(protocol.EnvConnectionInfo, "")
 
 	// Then the profile, with the cluster id from the environment.
 	profile := filepath.Join(dir, "profile_x")
 	if err := wire.WritePrivateJSON(wire.EngineFile(profile, "c1"), sampleInfo(3000)); err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv(EnvProfileDir, profile)
-	t.Setenv(EnvClusterID, "c1")
+	t.Setenv(protocol.EnvProfileDir, profile)
+	t.Setenv(protocol.EnvClusterID, "c1")
 	if info, err := LoadConnection("", "", "", 0); err != nil || info.Registration != 3000 {
 		t.Fatalf("profile from env: %+v, %v", info, err)
 	}
@@ -62,7 +63,7 @@ func TestLoadConnectionOrder(t *testing.T) {
 // TestLoadConnectionWaits: engines started beside their controller find
 // the file once it is written.
 func TestLoadConnectionWaits(t *testing.T) {
-	t.Setenv(EnvConnectionInfo, "")
+	t.Setenv(protocol.EnvConnectionInfo, "")
 	profile := t.TempDir()
 	path := wire.EngineFile(profile, "")
 	// A half-written file (as Python writes it in place) is retried too.
@@ -100,7 +101,7 @@ func TestMainUsage(t *testing.T) {
 	if code := mainWithArgs("engine", []string{"--log-level", "loud"}); code != 2 {
 		t.Errorf("bad level: exit %d", code)
 	}
-	t.Setenv(EnvConnectionInfo, "")
+	t.Setenv(protocol.EnvConnectionInfo, "")
 	defer func(d time.Duration) { connectionWait = d }(connectionWait)
 	connectionWait = 10 * time.Millisecond
 	if code := mainWithArgs("engine", []string{"--file", filepath.Join(t.TempDir(), "none.json"), "--timeout", "0.1"}); code != 1 {

@@ -9,19 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/mpi"
-)
-
-// Environment variables of an MPI launch that the engine reads.
-const (
-	// EnvMPISize is the world size the ipcluster mpiexec launcher asked
-	// for; an engine compares it with the size MPI reports.
-	EnvMPISize = "IPP_MPI_SIZE"
-	// EnvEngineIDBase is added to the MPI rank to give the engine id an
-	// MPI engine requests, so ids follow ranks within one launch and
-	// successive launches (ipcluster engines) do not collide. A non-MPI
-	// engine adds its index instead (RequestedIDFromEnv).
-	EnvEngineIDBase = "IPP_ENGINE_ID_BASE"
 )
 
 // MPIImportPath is the package MPI engines pre-import under the name mpi.
@@ -121,7 +110,7 @@ func MPILauncherDetected() bool {
 // MPI then reports size 1, but the launcher's variables still say what
 // was meant.
 func MPIExpectedSizeFromEnv() (int, error) {
-	for _, k := range []string{EnvMPISize, "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_STEP_NUM_TASKS"} {
+	for _, k := range []string{protocol.EnvMPISize, "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_STEP_NUM_TASKS"} {
 		v := os.Getenv(k)
 		if v == "" {
 			continue
@@ -137,13 +126,13 @@ func MPIExpectedSizeFromEnv() (int, error) {
 
 // EngineIDBaseFromEnv returns $IPP_ENGINE_ID_BASE, 0 when unset.
 func EngineIDBaseFromEnv() (int, error) {
-	v := os.Getenv(EnvEngineIDBase)
+	v := os.Getenv(protocol.EnvEngineIDBase)
 	if v == "" {
 		return 0, nil
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 0 {
-		return 0, fmt.Errorf("$%s=%q is not a non-negative integer", EnvEngineIDBase, v)
+		return 0, fmt.Errorf("$%s=%q is not a non-negative integer", protocol.EnvEngineIDBase, v)
 	}
 	return n, nil
 }
@@ -214,7 +203,7 @@ func checkWorldSize(expected, size int, flavor string) error {
 			expected, flavor, launcherHint(flavor))
 	}
 	return fmt.Errorf("engine: MPI reports a world of %d processes but the launcher asked for %d ($%s or --mpi-size); "+
-		"was the engine started by a different mpiexec invocation than the one ipcluster configured?", size, expected, EnvMPISize)
+		"was the engine started by a different mpiexec invocation than the one ipcluster configured?", size, expected, protocol.EnvMPISize)
 }
 
 // launcherHint names the launcher the environment points to when it does

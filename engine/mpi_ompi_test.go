@@ -16,6 +16,7 @@ import (
 
 	"github.com/ipp-hpc/ipp"
 	"github.com/ipp-hpc/ipp/controller"
+	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/testutil"
 	"github.com/ipp-hpc/ipp/internal/transport"
 	"github.com/ipp-hpc/ipp/mpi"
@@ -75,7 +76,7 @@ func startRanks(t *testing.T, c *controller.Controller, n int, env ...string) *m
 	r := &mpiRanks{done: make(chan error, 1)}
 	r.cmd = exec.CommandContext(ctx, mpiexec, "-n", fmt.Sprint(n), os.Args[0], "-test.run=^TestMPIEngineProcess$")
 	r.cmd.Env = append(os.Environ(), launchEnv...)
-	r.cmd.Env = append(r.cmd.Env, engineProcEnv+"=1", EnvConnectionInfo+"="+string(info))
+	r.cmd.Env = append(r.cmd.Env, engineProcEnv+"=1", protocol.EnvConnectionInfo+"="+string(info))
 	r.cmd.Env = append(r.cmd.Env, env...)
 	r.cmd.Stdout, r.cmd.Stderr = &r.out, &r.out
 	r.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -124,9 +125,9 @@ func newTestController(t *testing.T) *controller.Controller {
 // snippets call package mpi without an import line, collectives included.
 func TestMPIEngines(t *testing.T) {
 	c := newTestController(t)
-	t.Setenv(EnvEngineIDBase, "") // ids must start at 0
+	t.Setenv(protocol.EnvEngineIDBase, "") // ids must start at 0
 	_, n, _ := mpiLauncher()
-	ranks := startRanks(t, c, n, fmt.Sprintf("%s=%d", EnvMPISize, n))
+	ranks := startRanks(t, c, n, fmt.Sprintf("%s=%d", protocol.EnvMPISize, n))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	client, err := ipp.ConnectInfo(ctx, c.ClientInfo())
@@ -208,7 +209,7 @@ func TestMPIEngines(t *testing.T) {
 // as if all were well.
 func TestMPIEngineSizeMismatch(t *testing.T) {
 	c := newTestController(t)
-	ranks := startRanks(t, c, 1, EnvMPISize+"=2")
+	ranks := startRanks(t, c, 1, protocol.EnvMPISize+"=2")
 	err := ranks.wait(t, time.Minute)
 	if err == nil {
 		t.Fatalf("a 1-rank world where 2 were asked for exited 0; output:\n%s", ranks.out.String())

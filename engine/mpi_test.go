@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/ipp-hpc/ipp/internal/interp"
+	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/wire"
 	"github.com/ipp-hpc/ipp/mpi"
 )
@@ -17,7 +18,7 @@ import (
 // itself may have inherited, so detection starts from a clean slate.
 func clearLauncherEnv(t *testing.T) {
 	for _, k := range []string{"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "SLURM_STEP_ID", "SLURM_MPI_TYPE",
-		"SLURM_STEP_NUM_TASKS", EnvMPISize, EnvEngineIDBase} {
+		"SLURM_STEP_NUM_TASKS", protocol.EnvMPISize, protocol.EnvEngineIDBase} {
 		t.Setenv(k, "")
 	}
 }
@@ -87,7 +88,7 @@ func TestApplyMPIFlags(t *testing.T) {
 		t.Fatalf("auto without a launcher: MPI=%v err=%v", cfg.MPI, err)
 	}
 	t.Setenv("OMPI_COMM_WORLD_SIZE", "3")
-	t.Setenv(EnvEngineIDBase, "10")
+	t.Setenv(protocol.EnvEngineIDBase, "10")
 	if err := ApplyMPIFlags(&cfg, MPIAuto, -1); err != nil {
 		t.Fatal(err)
 	}
@@ -96,16 +97,16 @@ func TestApplyMPIFlags(t *testing.T) {
 	}
 	// IPP_MPI_SIZE (the ipcluster launcher's word) beats the launcher's
 	// count, and --mpi-size beats both.
-	t.Setenv(EnvMPISize, "4")
+	t.Setenv(protocol.EnvMPISize, "4")
 	if err := ApplyMPIFlags(&cfg, MPIAuto, -1); err != nil || cfg.MPIExpectedSize != 4 {
 		t.Errorf("IPP_MPI_SIZE=4: size %d, err %v", cfg.MPIExpectedSize, err)
 	}
 	if err := ApplyMPIFlags(&cfg, MPIAuto, 5); err != nil || cfg.MPIExpectedSize != 5 {
 		t.Errorf("--mpi-size 5: size %d, err %v", cfg.MPIExpectedSize, err)
 	}
-	t.Setenv(EnvEngineIDBase, "x")
-	if err := ApplyMPIFlags(&cfg, MPIOn, 2); err == nil || !strings.Contains(err.Error(), EnvEngineIDBase) {
-		t.Errorf("bad %s: err %v", EnvEngineIDBase, err)
+	t.Setenv(protocol.EnvEngineIDBase, "x")
+	if err := ApplyMPIFlags(&cfg, MPIOn, 2); err == nil || !strings.Contains(err.Error(), protocol.EnvEngineIDBase) {
+		t.Errorf("bad %s: err %v", protocol.EnvEngineIDBase, err)
 	}
 }
 

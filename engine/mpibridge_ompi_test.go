@@ -22,8 +22,8 @@ import (
 // computed here; a view on one rank is refused without reaching any engine.
 func TestMPIBridge(t *testing.T) {
 	c := newTestController(t)
-	t.Setenv(EnvEngineIDBase, "")
-	ranks := startRanks(t, c, 2, EnvMPISize+"=2")
+	t.Setenv(protocol.EnvEngineIDBase, "")
+	ranks := startRanks(t, c, 2, protocol.EnvMPISize+"=2")
 	ctx, client, infos := connectRanks(t, c, ranks, 2)
 	idOf := map[int]int{} // rank → engine id
 	for _, e := range infos {

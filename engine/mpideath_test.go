@@ -14,6 +14,7 @@ import (
 
 	"github.com/ipp-hpc/ipp"
 	"github.com/ipp-hpc/ipp/controller"
+	"github.com/ipp-hpc/ipp/internal/protocol"
 )
 
 // TestMPIRankDeath kills one of two MPI engine ranks while it runs a long
@@ -31,8 +32,8 @@ func TestMPIRankDeath(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	t.Setenv(EnvEngineIDBase, "")
-	ranks := startRanks(t, c, 2, EnvMPISize+"=2")
+	t.Setenv(protocol.EnvEngineIDBase, "")
+	ranks := startRanks(t, c, 2, protocol.EnvMPISize+"=2")
 
 	ctx, client, infos := connectRanks(t, c, ranks, 2)
 	var victim ipp.EngineInfo

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/testutil"
 	"github.com/ipp-hpc/ipp/internal/transport"
 	"github.com/ipp-hpc/ipp/internal/wire"
@@ -48,7 +49,7 @@ func TestSignalUnregisters(t *testing.T) {
 			}
 			var out testutil.SyncBuffer
 			cmd := exec.Command(os.Args[0], "-test.run=^TestEngineProcess$")
-			cmd.Env = append(os.Environ(), engineProcessEnv+"=1", EnvConnectionInfo+"="+string(info))
+			cmd.Env = append(os.Environ(), engineProcessEnv+"=1", protocol.EnvConnectionInfo+"="+string(info))
 			cmd.Stdout, cmd.Stderr = &out, &out
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/wire"
 	"github.com/ipp-hpc/ipp/templates"
 )
@@ -294,8 +295,8 @@ func (b *BatchLauncher) submit(ctx context.Context, i, k, base int) (*batchJob, 
 		IDBase:         job.IDBase,
 		Flavor:         b.flavor,
 		Env: map[string]string{
-			"IPP_PROFILE_DIR": ShellQuote(b.cfg.ProfileDir),
-			"IPP_CLUSTER_ID":  ShellQuote(b.cfg.ClusterID),
+			protocol.EnvProfileDir: ShellQuote(b.cfg.ProfileDir),
+			protocol.EnvClusterID:  ShellQuote(b.cfg.ClusterID),
 		},
 	}
 	if data.Name == "" {
@@ -352,7 +353,7 @@ func (b *BatchLauncher) submitEnv() map[string]string {
 	if b.kind == KindEngines && b.opts.MPI {
 		// What the mpiexec launcher sets for Open MPI as root (the job
 		// inherits the submitter's environment); other MPIs ignore it.
-		extra[EnvMPISize] = "" // per job: mpiexec's own count is the size
+		extra[protocol.EnvMPISize] = "" // per job: mpiexec's own count is the size
 		if os.Geteuid() == 0 {
 			for _, k := range []string{"OMPI_ALLOW_RUN_AS_ROOT", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"} {
 				if _, ok := os.LookupEnv(k); !ok {

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/testutil"
 )
 
@@ -19,9 +20,9 @@ func TestFindIPClusterRefusesPython(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("PATH", dir)
-	t.Setenv(EnvIPCluster, "")
+	t.Setenv(protocol.EnvIPCluster, "")
 	_, err := FindIPCluster()
-	if err == nil || !strings.Contains(err.Error(), "not this project's") || !strings.Contains(err.Error(), EnvIPCluster) {
+	if err == nil || !strings.Contains(err.Error(), "not this project's") || !strings.Contains(err.Error(), protocol.EnvIPCluster) {
 		t.Fatalf("python ipcluster in PATH: %v", err)
 	}
 	if _, err := DefaultCommand(EngineRole); err == nil {
@@ -32,12 +33,12 @@ func TestFindIPClusterRefusesPython(t *testing.T) {
 	if err := CheckIPCluster(self); err == nil || !strings.Contains(err.Error(), "not "+ipclusterPackage) {
 		t.Errorf("test binary accepted as ipcluster: %v", err)
 	}
-	t.Setenv(EnvIPCluster, py)
-	if _, err := FindIPCluster(); err == nil || !strings.Contains(err.Error(), "$"+EnvIPCluster) {
-		t.Errorf("$%s pointing at Python's: %v", EnvIPCluster, err)
+	t.Setenv(protocol.EnvIPCluster, py)
+	if _, err := FindIPCluster(); err == nil || !strings.Contains(err.Error(), "$"+protocol.EnvIPCluster) {
+		t.Errorf("$%s pointing at Python's: %v", protocol.EnvIPCluster, err)
 	}
 	t.Setenv("PATH", t.TempDir())
-	t.Setenv(EnvIPCluster, "")
+	t.Setenv(protocol.EnvIPCluster, "")
 	if _, err := FindIPCluster(); err == nil || !strings.Contains(err.Error(), "not in PATH") {
 		t.Errorf("no ipcluster at all: %v", err)
 	}
@@ -50,11 +51,11 @@ func TestFindIPClusterAcceptsOurs(t *testing.T) {
 		t.Skip("builds ipcluster")
 	}
 	bin := testutil.IPCluster(t)
-	t.Setenv(EnvIPCluster, bin)
+	t.Setenv(protocol.EnvIPCluster, bin)
 	if p, err := FindIPCluster(); err != nil || p != bin {
-		t.Fatalf("$%s: %q %v", EnvIPCluster, p, err)
+		t.Fatalf("$%s: %q %v", protocol.EnvIPCluster, p, err)
 	}
-	t.Setenv(EnvIPCluster, "")
+	t.Setenv(protocol.EnvIPCluster, "")
 	t.Setenv("PATH", filepath.Dir(bin))
 	argv, err := DefaultCommand(ControllerRole)
 	if err != nil || len(argv) != 2 || argv[0] != bin || argv[1] != ControllerRole {

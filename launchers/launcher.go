@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/wire"
 )
 
@@ -174,7 +175,7 @@ func (c *Config) Environ(extra map[string]string) []string {
 // an ipcluster that itself runs as a rank or a step task must not
 // inherit them, or they would all take themselves for that rank.
 var rankVariables = []string{"OMPI_COMM_WORLD_", "OMPI_UNIVERSE_SIZE", "PMI_", "PMIX_", "MPI_LOCALRANKID", "MPI_LOCALNRANKS",
-	"SLURM_STEP_", "SLURM_PROCID", "SLURM_LOCALID", "SLURM_NODEID", "IPP_ENGINE_INDEX", "IPP_MPI_SIZE"}
+	"SLURM_STEP_", "SLURM_PROCID", "SLURM_LOCALID", "SLURM_NODEID", protocol.EnvEngineIndex, protocol.EnvMPISize}
 
 func isRankVariable(k string) bool {
 	for _, p := range rankVariables {
@@ -188,8 +189,8 @@ func isRankVariable(k string) bool {
 // environ is Environ without the inherited variables drop selects.
 func (c *Config) environ(extra map[string]string, drop func(string) bool) []string {
 	set := map[string]string{
-		"IPP_CLUSTER_ID":  c.ClusterID,
-		"IPP_PROFILE_DIR": c.ProfileDir,
+		protocol.EnvClusterID:  c.ClusterID,
+		protocol.EnvProfileDir: c.ProfileDir,
 	}
 	maps.Copy(set, c.Env)
 	maps.Copy(set, extra)
@@ -211,7 +212,7 @@ func (c *Config) environ(extra map[string]string, drop func(string) bool) []stri
 func (c *Config) engineEnv() map[string]string {
 	extra := map[string]string{}
 	if len(c.ConnectionInfo) > 0 {
-		extra["IPP_CONNECTION_INFO"] = string(c.ConnectionInfo)
+		extra[protocol.EnvConnectionInfo] = string(c.ConnectionInfo)
 	}
 	return extra
 }

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/wire"
 )
 
@@ -29,10 +30,6 @@ const (
 	ControllerRole = "controller"
 	EngineRole     = "engine"
 )
-
-// EnvIPCluster names this project's ipcluster binary explicitly, for
-// programs using the Cluster API that are not ipcluster themselves.
-const EnvIPCluster = "IPP_IPCLUSTER"
 
 // ipclusterPackage is the main package our ipcluster is built from; its
 // build information is how a binary is recognised as ours.
@@ -54,9 +51,9 @@ func DefaultCommand(role string) ([]string, error) {
 // ipcluster in PATH is Python's, which would fail later with its help
 // text in a log nobody reads.
 func FindIPCluster() (string, error) {
-	if p := os.Getenv(EnvIPCluster); p != "" {
+	if p := os.Getenv(protocol.EnvIPCluster); p != "" {
 		if err := CheckIPCluster(p); err != nil {
-			return "", fmt.Errorf("$%s: %w", EnvIPCluster, err)
+			return "", fmt.Errorf("$%s: %w", protocol.EnvIPCluster, err)
 		}
 		return p, nil
 	}
@@ -67,10 +64,10 @@ func FindIPCluster() (string, error) {
 	}
 	p, err := exec.LookPath("ipcluster")
 	if err != nil {
-		return "", fmt.Errorf("cannot find this project's ipcluster: it is not in PATH; set $%s to its path (or give the commands explicitly)", EnvIPCluster)
+		return "", fmt.Errorf("cannot find this project's ipcluster: it is not in PATH; set $%s to its path (or give the commands explicitly)", protocol.EnvIPCluster)
 	}
 	if err := CheckIPCluster(p); err != nil {
-		return "", fmt.Errorf("the ipcluster in PATH is not this project's: %w; set $%s to ours (e.g. bin/ipcluster after `make build`)", err, EnvIPCluster)
+		return "", fmt.Errorf("the ipcluster in PATH is not this project's: %w; set $%s to ours (e.g. bin/ipcluster after `make build`)", err, protocol.EnvIPCluster)
 	}
 	return p, nil
 }

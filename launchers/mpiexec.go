@@ -16,16 +16,8 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/wire"
-)
-
-// Environment variables the mpiexec launcher gives its engines.
-const (
-	// EnvMPISize is the number of ranks requested; an engine compares it
-	// with its MPI world size.
-	EnvMPISize = "IPP_MPI_SIZE"
-	// EnvEngineIDBase is the engine id of rank 0 of this launch.
-	EnvEngineIDBase = "IPP_ENGINE_ID_BASE"
 )
 
 // DefaultMPIExec is the mpiexec command used when none is configured.
@@ -143,8 +135,8 @@ func (m *MPIExecEngineSet) Argv(n int) []string {
 // env is what Start adds to the environment for n ranks.
 func (m *MPIExecEngineSet) env(n int) map[string]string {
 	extra := m.cfg.engineEnv()
-	extra[EnvMPISize] = strconv.Itoa(n)
-	extra[EnvEngineIDBase] = strconv.Itoa(m.idBase)
+	extra[protocol.EnvMPISize] = strconv.Itoa(n)
+	extra[protocol.EnvEngineIDBase] = strconv.Itoa(m.idBase)
 	setDefault := func(k string) {
 		if _, ok := m.cfg.Env[k]; ok {
 			return

@@ -18,12 +18,9 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/sshx"
 )
-
-// EnvRemoteIPCluster names our ipcluster program on the SSH launchers'
-// hosts when --remote-ipcluster does not (words, e.g. "~/bin/ipcluster").
-const EnvRemoteIPCluster = "IPP_REMOTE_IPCLUSTER"
 
 // SSHOptions are the settings of the SSH launchers. Their json names are
 // their flag names (see Options).
@@ -52,7 +49,7 @@ func (o *SSHOptions) BindFlags(fs *pflag.FlagSet) {
 	const s = "ssh launchers: "
 	fs.StringSliceVar(&o.Hosts, "hosts", nil, s+"engine hosts and counts, comma-separated: host1:4,user@host2:8 (host:port:N with a port; -n defaults to the sum)")
 	fs.StringVar(&o.ControllerHost, "controller-host", "", s+"host that runs the controller for --controller ssh ([user@]host[:port])")
-	WordsVar(fs, &o.RemoteIPCluster, "remote-ipcluster", s+"this project's ipcluster on the hosts (default $"+EnvRemoteIPCluster+", else ipcluster from the remote PATH)")
+	WordsVar(fs, &o.RemoteIPCluster, "remote-ipcluster", s+"this project's ipcluster on the hosts (default $"+protocol.EnvRemoteIPCluster+", else ipcluster from the remote PATH)")
 	fs.StringVar(&o.RemoteProfileDir, "remote-profile-dir", "", s+"profile directory on the hosts (default: the local profile's path under the remote home)")
 	WordsVar(fs, &o.SSHArgs, "ssh-args", s+"extra ssh arguments (after $IPP_SSH_ARGS), e.g. \"-i ~/.ssh/key\"")
 }
@@ -161,10 +158,10 @@ func (o *SSHOptions) remoteIPCluster() ([]string, error) {
 	if len(o.RemoteIPCluster) > 0 {
 		return o.RemoteIPCluster, nil
 	}
-	if v := strings.TrimSpace(os.Getenv(EnvRemoteIPCluster)); v != "" {
+	if v := strings.TrimSpace(os.Getenv(protocol.EnvRemoteIPCluster)); v != "" {
 		w, err := SplitWords(v)
 		if err != nil {
-			return nil, fmt.Errorf("$%s: %w", EnvRemoteIPCluster, err)
+			return nil, fmt.Errorf("$%s: %w", protocol.EnvRemoteIPCluster, err)
 		}
 		return w, nil
 	}
@@ -355,7 +352,7 @@ func (g *remoteGroup) preflight(ctx context.Context, dest string) (hostFacts, er
 	if g.ours && !strings.HasPrefix(strings.TrimSpace(string(out)), "ipcluster version ") {
 		first, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
 		return hostFacts{}, fmt.Errorf("ssh %s: %s is not this project's ipcluster (its --version says %q; Python ipyparallel's ipcluster cannot play our roles): give ours with --remote-ipcluster or $%s",
-			h.Name(), strings.Join(g.argv[:1], " "), first, EnvRemoteIPCluster)
+			h.Name(), strings.Join(g.argv[:1], " "), first, protocol.EnvRemoteIPCluster)
 	}
 	var f hostFacts
 	for _, m := range parseMarkers(out) {
@@ -379,7 +376,7 @@ func (g *remoteGroup) explainProgram(dest string, err error) error {
 		c.Command = g.argv[0]
 		err = &c
 		if g.ours {
-			return fmt.Errorf("%w; give the path of this project's ipcluster on %s with --remote-ipcluster or $%s", err, dest, EnvRemoteIPCluster)
+			return fmt.Errorf("%w; give the path of this project's ipcluster on %s with --remote-ipcluster or $%s", err, dest, protocol.EnvRemoteIPCluster)
 		}
 		return fmt.Errorf("%w; the command must be a program on %s", err, dest)
 	}
@@ -418,7 +415,7 @@ var validEnvName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 // variables, Config.Env and extra. Values travel in the script on ssh's
 // standard input, never on a command line that ps would show.
 func (g *remoteGroup) exports(extra map[string]string) (string, error) {
-	set := map[string]string{"IPP_CLUSTER_ID": g.cfg.ClusterID}
+	set := map[string]string{protocol.EnvClusterID: g.cfg.ClusterID}
 	maps.Copy(set, g.cfg.Env)
 	maps.Copy(set, extra)
 	var b strings.Builder
@@ -428,7 +425,7 @@ func (g *remoteGroup) exports(extra map[string]string) (string, error) {
 		}
 		fmt.Fprintf(&b, "%s=%s; export %s\n", k, ShellQuote(set[k]), k)
 	}
-	fmt.Fprintf(&b, "IPP_PROFILE_DIR=%s; export IPP_PROFILE_DIR\n", sshx.RemotePath(g.rpd))
+	fmt.Fprintf(&b, "%[1]s=%[2]s; export %[1]s\n", protocol.EnvProfileDir, sshx.RemotePath(g.rpd))
 	return b.String(), nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/sshx"
 	"github.com/ipp-hpc/ipp/internal/wire"
 )
@@ -145,13 +146,13 @@ func reachable(info wire.Common, dest string, f hostFacts) error {
 
 // startHost starts one host's engines, indices first.. of the set.
 func (l *SSHEngineSet) startHost(ctx context.Context, h sshHostCount, first int, raw []byte, sendFile bool) error {
-	extra := map[string]string{EnvEngineIDBase: strconv.Itoa(l.cfg.EngineIDBase)}
+	extra := map[string]string{protocol.EnvEngineIDBase: strconv.Itoa(l.cfg.EngineIDBase)}
 	if sendFile {
 		if err := l.sendEngineFile(ctx, h.Dest, raw); err != nil {
 			return err
 		}
 	} else {
-		extra["IPP_CONNECTION_INFO"] = string(raw)
+		extra[protocol.EnvConnectionInfo] = string(raw)
 	}
 	exports, err := l.exports(extra)
 	if err != nil {
@@ -163,7 +164,7 @@ func (l *SSHEngineSet) startHost(ctx context.Context, h sshHostCount, first int,
 	logs := map[int]string{}
 	for i := first; i < first+h.N; i++ {
 		logs[i] = l.logPath(joinNonEmpty("-", "ipengine", l.cfg.ClusterID, l.cfg.EngineSetID, strconv.Itoa(i)) + ".log")
-		lines = append(lines, startLine(i, "IPP_ENGINE_INDEX="+strconv.Itoa(i), argv, logs[i]))
+		lines = append(lines, startLine(i, protocol.EnvEngineIndex+"="+strconv.Itoa(i), argv, logs[i]))
 		want = append(want, i)
 	}
 	script := l.startScript(exports, []string{path.Join(l.rpd, "log")}, lines)

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/sshx"
 	"github.com/ipp-hpc/ipp/internal/testutil"
 )
@@ -78,15 +79,15 @@ func TestDefaultRemoteProfileDir(t *testing.T) {
 
 func TestSSHCommand(t *testing.T) {
 	self := testutil.IPCluster(t)
-	t.Setenv(EnvRemoteIPCluster, "")
+	t.Setenv(protocol.EnvRemoteIPCluster, "")
 	cfg := Config{Command: []string{self, EngineRole}, Args: []string{"--debug"}}
 	argv, ours, err := sshCommand(cfg, &SSHOptions{}, EngineRole)
 	if err != nil || !ours || !slices.Equal(argv, []string{"ipcluster", "engine", "--debug"}) {
 		t.Errorf("default: %q %v %v", argv, ours, err)
 	}
-	t.Setenv(EnvRemoteIPCluster, "~/bin/ipcluster")
+	t.Setenv(protocol.EnvRemoteIPCluster, "~/bin/ipcluster")
 	if argv, _, _ := sshCommand(cfg, &SSHOptions{}, EngineRole); argv[0] != "~/bin/ipcluster" {
-		t.Errorf("$%s: %q", EnvRemoteIPCluster, argv)
+		t.Errorf("$%s: %q", protocol.EnvRemoteIPCluster, argv)
 	}
 	if argv, _, _ := sshCommand(cfg, &SSHOptions{RemoteIPCluster: []string{"/opt/ipp"}}, EngineRole); argv[0] != "/opt/ipp" {
 		t.Errorf("--remote-ipcluster: %q", argv)
@@ -152,7 +153,7 @@ func TestSSHScripts(t *testing.T) {
 	g := &remoteGroup{cfg: Config{ProfileDir: dir, ClusterID: "c", Env: map[string]string{"OMPI_X": "a b"}, StopGrace: time.Second},
 		argv: []string{"sh", "-c", `trap "" TERM; echo started "$IPP_ENGINE_INDEX"; while :; do sleep 1; done`, "sh"}, rpd: dir}
 	secret := `{"key": "s3cret-'quoted'"}`
-	exports, err := g.exports(map[string]string{"IPP_CONNECTION_INFO": secret, EnvEngineIDBase: "5"})
+	exports, err := g.exports(map[string]string{"IPP_CONNECTION_INFO": secret, protocol.EnvEngineIDBase: "5"})
 	if err != nil {
 		t.Fatal(err)
 	}

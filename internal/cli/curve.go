@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/ipp-hpc/ipp/controller"
+	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/transport"
 	"github.com/ipp-hpc/ipp/internal/wire"
 )
@@ -45,7 +46,7 @@ func (c CurveFlags) mode() (controller.CurveMode, error) {
 		return controller.CurveOn, nil
 	case c.NoCurve:
 		return controller.CurveOff, nil
-	case os.Getenv(wire.EnvEnableCurve) == "1":
+	case os.Getenv(protocol.EnvEnableCurve) == "1":
 		return controller.CurveOn, nil
 	}
 	return controller.CurveAuto, nil
@@ -68,16 +69,16 @@ func curveSecretFromEnv() (string, error) {
 	pub, sec := wire.CurveKeysFromEnv()
 	if sec == "" {
 		if pub != "" {
-			return "", fmt.Errorf("%s is set without %s", wire.EnvCurvePublicKey, wire.EnvCurveSecretKey)
+			return "", fmt.Errorf("%s is set without %s", protocol.EnvCurvePublicKey, protocol.EnvCurveSecretKey)
 		}
 		return "", nil
 	}
 	derived, err := transport.CurvePublicKey(sec)
 	if err != nil {
-		return "", fmt.Errorf("%s: %w", wire.EnvCurveSecretKey, err)
+		return "", fmt.Errorf("%s: %w", protocol.EnvCurveSecretKey, err)
 	}
 	if pub != "" && pub != derived {
-		return "", fmt.Errorf("%s does not belong to %s", wire.EnvCurvePublicKey, wire.EnvCurveSecretKey)
+		return "", fmt.Errorf("%s does not belong to %s", protocol.EnvCurvePublicKey, protocol.EnvCurveSecretKey)
 	}
 	return sec, nil
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ipp-hpc/ipp/controller"
+	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/testutil"
 	"github.com/ipp-hpc/ipp/internal/transport"
 	"github.com/ipp-hpc/ipp/internal/wire"
@@ -40,9 +41,9 @@ func TestCurveFlags(t *testing.T) {
 
 	var co *ControllerOptions
 	capture := func(o *ControllerOptions) error { co = o; return nil }
-	t.Setenv(wire.EnvEnableCurve, "")
-	t.Setenv(wire.EnvCurveSecretKey, "")
-	t.Setenv(wire.EnvCurvePublicKey, "")
+	t.Setenv(protocol.EnvEnableCurve, "")
+	t.Setenv(protocol.EnvCurveSecretKey, "")
+	t.Setenv(protocol.EnvCurvePublicKey, "")
 	mode := func(args ...string) controller.CurveMode {
 		t.Helper()
 		if err := run(NewCmdController(&Factory{}, capture), args...); err != nil {
@@ -64,7 +65,7 @@ func TestCurveFlags(t *testing.T) {
 	if m := mode("--no-curve"); m != controller.CurveOff {
 		t.Errorf("--no-curve gives %v", m)
 	}
-	t.Setenv(wire.EnvEnableCurve, "1")
+	t.Setenv(protocol.EnvEnableCurve, "1")
 	if m := mode(); m != controller.CurveOn {
 		t.Errorf("IPP_ENABLE_CURVE=1 gives %v", m)
 	}
@@ -79,15 +80,15 @@ func TestCurveFlags(t *testing.T) {
 
 	pub, sec, _ := transport.NewCurveKeyPair()
 	other, _, _ := transport.NewCurveKeyPair()
-	t.Setenv(wire.EnvCurveSecretKey, sec)
-	t.Setenv(wire.EnvCurvePublicKey, pub)
+	t.Setenv(protocol.EnvCurveSecretKey, sec)
+	t.Setenv(protocol.EnvCurvePublicKey, pub)
 	run(NewCmdController(&Factory{}, capture))
 	co.PingMS = 100
 	if cfg, err := co.config(); err != nil || cfg.CurveSecretKey != sec {
 		t.Errorf("IPP_CURVE_SECRETKEY not used: %q, %v", cfg.CurveSecretKey, err)
 	}
-	t.Setenv(wire.EnvCurvePublicKey, other)
-	if _, err := co.config(); err == nil || !strings.Contains(err.Error(), wire.EnvCurvePublicKey) {
+	t.Setenv(protocol.EnvCurvePublicKey, other)
+	if _, err := co.config(); err == nil || !strings.Contains(err.Error(), protocol.EnvCurvePublicKey) {
 		t.Errorf("a public key of another pair: %v", err)
 	}
 }

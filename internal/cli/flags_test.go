@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ipp-hpc/ipp/engine"
+	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/launchers"
 )
 
@@ -157,9 +158,9 @@ func TestControllerFlags(t *testing.T) {
 }
 
 func TestControllerConfigFromEnvironment(t *testing.T) {
-	t.Setenv(envProfileDir, "/from/env")
-	t.Setenv(envClusterID, "envid")
-	t.Setenv(envSessionKey, "secret")
+	t.Setenv(protocol.EnvProfileDir, "/from/env")
+	t.Setenv(protocol.EnvClusterID, "envid")
+	t.Setenv(protocol.EnvSessionKey, "secret")
 	o := &ControllerOptions{F: &Factory{}, PingMS: 250, HWM: 0, Scheme: "lru"}
 	cfg, err := o.config()
 	if err != nil {

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"strings"
+
+	"github.com/ipp-hpc/ipp/internal/protocol"
 )
 
 // startProfile writes a CPU profile of this process to
@@ -13,7 +15,7 @@ import (
 // controller and engines a cluster starts can be profiled in place
 // (make bench uses it to find where time goes).
 func startProfile() (stop func()) {
-	dir := os.Getenv("IPP_CPUPROFILE_DIR")
+	dir := os.Getenv(protocol.EnvCPUProfileDir)
 	if dir == "" {
 		return nil
 	}

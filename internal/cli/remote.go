@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/remote"
 	"github.com/ipp-hpc/ipp/internal/shellwords"
 	"github.com/ipp-hpc/ipp/internal/wire"
@@ -26,13 +27,13 @@ import (
 // tunnel, so Ctrl-C and streaming behave as for a local cluster.
 
 // sshIPClusterHint is how the user fixes a missing remote ipcluster.
-const sshIPClusterHint = "pass --ssh-ipcluster /path/to/ipcluster (or set $" + remote.EnvIPCluster + ")"
+const sshIPClusterHint = "pass --ssh-ipcluster /path/to/ipcluster (or set $" + protocol.EnvSSHIPCluster + ")"
 
 // bindRemote adds --ssh and --ssh-ipcluster, for the commands that can
 // drive or reach a cluster on another host.
 func (c *ClusterFlags) bindRemote(fs *pflag.FlagSet) {
 	fs.StringVar(&c.SSH, "ssh", "", "work on this host through ssh (a login node; names from ~/.ssh/config work): its ipcluster starts, lists or stops the cluster, and clients here tunnel to it")
-	fs.StringVar(&c.SSHIPCluster, "ssh-ipcluster", "", "the ipcluster command on the --ssh host, as words (default $"+remote.EnvIPCluster+", else ipcluster on its PATH), e.g. \"env SLURM_CONF=/etc/slurm.conf ~/bin/ipcluster\"")
+	fs.StringVar(&c.SSHIPCluster, "ssh-ipcluster", "", "the ipcluster command on the --ssh host, as words (default $"+protocol.EnvSSHIPCluster+", else ipcluster on its PATH), e.g. \"env SLURM_CONF=/etc/slurm.conf ~/bin/ipcluster\"")
 }
 
 // localOnlyFlags mean something on this side only and are never passed

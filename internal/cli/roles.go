@@ -14,16 +14,9 @@ import (
 
 	"github.com/ipp-hpc/ipp/controller"
 	"github.com/ipp-hpc/ipp/engine"
+	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/transport"
 	"github.com/ipp-hpc/ipp/internal/wire"
-)
-
-// Environment variables the roles read (ipyparallel's names).
-const (
-	envProfileDir = "IPP_PROFILE_DIR"
-	envClusterID  = "IPP_CLUSTER_ID"
-	envSessionKey = "IPP_SESSION_KEY"
-	envTransport  = "IPP_TRANSPORT"
 )
 
 // roleFlags are the profile and cluster flags of the roles, which fall
@@ -39,13 +32,13 @@ type roleFlags struct {
 func (r *roleFlags) resolve() (dir, clusterID string, err error) {
 	clusterID = r.ClusterID
 	if !r.clusterIDSet {
-		clusterID = os.Getenv(envClusterID)
+		clusterID = os.Getenv(protocol.EnvClusterID)
 	}
 	if r.profileGiven() {
 		dir, err = r.Dir()
 		return dir, clusterID, err
 	}
-	if env := os.Getenv(envProfileDir); env != "" {
+	if env := os.Getenv(protocol.EnvProfileDir); env != "" {
 		return env, clusterID, nil
 	}
 	dir, err = r.Dir()
@@ -74,7 +67,7 @@ func (f *Factory) roleContext(ctx context.Context) (context.Context, context.Can
 
 func lookupTransport(name string) (transport.Backend, error) {
 	if name == "" {
-		name = os.Getenv(envTransport)
+		name = os.Getenv(protocol.EnvTransport)
 	}
 	if name == "" {
 		return transport.Default(), nil
@@ -194,7 +187,7 @@ func (o *ControllerOptions) config() (controller.Config, error) {
 		Transport:       backend,
 		Logger:          o.F.Logger(),
 	}
-	if key := os.Getenv(envSessionKey); key != "" {
+	if key := os.Getenv(protocol.EnvSessionKey); key != "" {
 		cfg.Key = []byte(key)
 	}
 	if err := o.LimitFlags.apply(&cfg); err != nil {
@@ -312,9 +305,9 @@ after its controller died.`,
 	fs.Var(&opts.MPI, "mpi", "run as an MPI rank: true, false or auto (auto: when started by mpiexec, or srun with PMI)")
 	// A bare --mpi means true, as for the flag package in engine.Main.
 	fs.Lookup("mpi").NoOptDefVal = "true"
-	fs.IntVar(&opts.MPISize, "mpi-size", -1, "world size the launcher asked for (default $"+engine.EnvMPISize+", else the launcher's count)")
+	fs.IntVar(&opts.MPISize, "mpi-size", -1, "world size the launcher asked for (default $"+protocol.EnvMPISize+", else the launcher's count)")
 	fs.Var(newSecondsValue(&opts.ControllerTimeout, engine.DefaultControllerTimeout), "controller-timeout",
-		"exit after this long without a heartbeat from the controller (0: never; default $"+engine.EnvControllerTimeout+", else 30)")
+		"exit after this long without a heartbeat from the controller (0: never; default $"+protocol.EnvControllerTimeout+", else 30)")
 	return cmd
 }
 

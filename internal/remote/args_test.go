@@ -4,6 +4,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/launchers"
 )
 
@@ -38,7 +39,7 @@ func TestOptionArgs(t *testing.T) {
 // TestNewRemote: the remote command's words, and environment words kept
 // as assignments.
 func TestNewRemote(t *testing.T) {
-	t.Setenv(EnvIPCluster, "")
+	t.Setenv(protocol.EnvSSHIPCluster, "")
 	r, err := New("login", nil, "")
 	if err != nil {
 		t.Fatal(err)
@@ -46,10 +47,10 @@ func TestNewRemote(t *testing.T) {
 	if !slices.Equal(r.IPCluster, []string{"ipcluster"}) || r.envPrefix() != nil {
 		t.Errorf("default: %q prefix %q", r.IPCluster, r.envPrefix())
 	}
-	t.Setenv(EnvIPCluster, "SLURM_CONF=/etc/s.conf ~/bin/ipcluster")
+	t.Setenv(protocol.EnvSSHIPCluster, "SLURM_CONF=/etc/s.conf ~/bin/ipcluster")
 	r, _ = New("login", nil, "")
 	if !slices.Equal(r.envPrefix(), []string{"env", "SLURM_CONF=/etc/s.conf"}) || r.program() != "~/bin/ipcluster" {
-		t.Errorf("from $%s: %q prefix %q program %q", EnvIPCluster, r.IPCluster, r.envPrefix(), r.program())
+		t.Errorf("from $%s: %q prefix %q program %q", protocol.EnvSSHIPCluster, r.IPCluster, r.envPrefix(), r.program())
 	}
 	// ~/ stays the remote home: quoted, the remote shell would not expand it.
 	if line, want := r.commandLine("stop", "--cluster-id=a b"), `env SLURM_CONF=/etc/s.conf "$HOME"/bin/ipcluster stop '--cluster-id=a b'`; line != want {

@@ -22,13 +22,11 @@ import (
 	"path"
 	"strings"
 
+	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/shellwords"
 	"github.com/ipp-hpc/ipp/internal/sshx"
 	"github.com/ipp-hpc/ipp/launchers"
 )
-
-// EnvIPCluster names the remote ipcluster command when none is given.
-const EnvIPCluster = "IPP_SSH_IPCLUSTER"
 
 // Remote is ipcluster on one host, reached through ssh.
 type Remote struct {
@@ -50,9 +48,9 @@ func New(host string, ipcluster []string, hint string) (*Remote, error) {
 		return nil, err
 	}
 	if len(ipcluster) == 0 {
-		if v := strings.TrimSpace(os.Getenv(EnvIPCluster)); v != "" {
+		if v := strings.TrimSpace(os.Getenv(protocol.EnvSSHIPCluster)); v != "" {
 			if ipcluster, err = shellwords.Split(v); err != nil {
-				return nil, fmt.Errorf("$%s: %w", EnvIPCluster, err)
+				return nil, fmt.Errorf("$%s: %w", protocol.EnvSSHIPCluster, err)
 			}
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/shellwords"
 )
 
@@ -56,14 +57,14 @@ func New(dest string, extraArgs ...string) (*Host, error) {
 		return nil, err
 	}
 	prog := []string{"ssh"}
-	if v := os.Getenv("IPP_SSH"); strings.TrimSpace(v) != "" {
+	if v := os.Getenv(protocol.EnvSSH); strings.TrimSpace(v) != "" {
 		if prog, err = shellwords.Split(v); err != nil {
-			return nil, fmt.Errorf("IPP_SSH: %w", err)
+			return nil, fmt.Errorf("%s: %w", protocol.EnvSSH, err)
 		}
 	}
-	env, err := shellwords.Split(os.Getenv("IPP_SSH_ARGS"))
+	env, err := shellwords.Split(os.Getenv(protocol.EnvSSHArgs))
 	if err != nil {
-		return nil, fmt.Errorf("IPP_SSH_ARGS: %w", err)
+		return nil, fmt.Errorf("%s: %w", protocol.EnvSSHArgs, err)
 	}
 	h := &Host{name: dest, dest: d, sessions: make(chan struct{}, maxSessions)}
 	h.base = append(append(append(h.base, prog...), env...), extraArgs...)

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/testutil"
 )
 
@@ -222,7 +223,7 @@ func TestRealErrors(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(conf.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv(testutil.SSHArgsEnv, "-F "+cfg)
+	t.Setenv(protocol.EnvSSHArgs, "-F "+cfg)
 	ctx := testCtx(t)
 	cases := []struct {
 		host, cmd string

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/shellwords"
 )
 
@@ -29,9 +30,6 @@ const (
 	SSHPort = 2222
 	// SSHUserName is the account that is not root, created by scripts/sshd.sh.
 	SSHUserName = "ippci"
-	// SSHArgsEnv is the variable package sshx reads for extra ssh arguments
-	// (words), such as "-F /tmp/ipp-sshd/ssh_config".
-	SSHArgsEnv = "IPP_SSH_ARGS"
 )
 
 // Host names of $SSH_BASE/ssh_config (see scripts/sshd.sh).
@@ -143,16 +141,18 @@ func (s *SSHServer) probeLogin(host string) error {
 // configuration, to put before the host name.
 func (s *SSHServer) Args() []string { return []string{"-F", s.ConfigFile} }
 
-// ArgsEnv returns SSHArgsEnv=<Args>, to add to a child process's
+// ArgsEnv returns protocol.EnvSSHArgs=<Args>, to add to a child process's
 // environment (ipcluster and test binaries started with exec.Command).
-func (s *SSHServer) ArgsEnv() string { return SSHArgsEnv + "=" + shellwords.Quote(s.Args()...) }
+func (s *SSHServer) ArgsEnv() string {
+	return protocol.EnvSSHArgs + "=" + shellwords.Quote(s.Args()...)
+}
 
-// SetEnv sets SSHArgsEnv for the rest of the test, so that package sshx in
+// SetEnv sets protocol.EnvSSHArgs for the rest of the test, so that package sshx in
 // this process (and every child that inherits the environment) uses this
 // server's configuration. Like t.Setenv it cannot be used in parallel tests.
 func (s *SSHServer) SetEnv(t testing.TB) {
 	t.Helper()
-	t.Setenv(SSHArgsEnv, shellwords.Quote(s.Args()...))
+	t.Setenv(protocol.EnvSSHArgs, shellwords.Quote(s.Args()...))
 }
 
 // Command returns `ssh -F ConfigFile host remote...`, stdin from

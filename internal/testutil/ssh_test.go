@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ipp-hpc/ipp/internal/protocol"
 )
 
 // TestSSHLogins logs in by every host name of the loopback sshd and checks
@@ -22,7 +24,7 @@ func TestSSHLogins(t *testing.T) {
 			t.Errorf("ssh %s id -un = %q, want %q", host, got, want[host])
 		}
 	}
-	if got, want := s.ArgsEnv(), SSHArgsEnv+"=-F "+s.ConfigFile; got != want {
+	if got, want := s.ArgsEnv(), protocol.EnvSSHArgs+"=-F "+s.ConfigFile; got != want {
 		t.Errorf("ArgsEnv() = %q, want %q", got, want)
 	}
 }

@@ -3,6 +3,8 @@ package wire
 import (
 	"strings"
 	"testing"
+
+	"github.com/ipp-hpc/ipp/internal/protocol"
 )
 
 func TestCurveServerKeyInFiles(t *testing.T) {
@@ -13,7 +15,7 @@ func TestCurveServerKeyInFiles(t *testing.T) {
 	if err != nil {
 		t.Fatalf("a file with curve_serverkey must load: %v", err)
 	}
-	t.Setenv(EnvCurveServerKey, "ignored-because-the-file-has-one")
+	t.Setenv(protocol.EnvCurveServerKey, "ignored-because-the-file-has-one")
 	if got := ei.ServerKey(); got != key {
 		t.Fatalf("ServerKey = %q, want the file's %q", got, key)
 	}
@@ -28,11 +30,11 @@ func TestCurveServerKeyInFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv(EnvCurveServerKey, key)
+	t.Setenv(protocol.EnvCurveServerKey, key)
 	if got := ei.ServerKey(); got != key {
-		t.Fatalf("ServerKey = %q, want $%s %q", got, EnvCurveServerKey, key)
+		t.Fatalf("ServerKey = %q, want $%s %q", got, protocol.EnvCurveServerKey, key)
 	}
-	t.Setenv(EnvCurveServerKey, "")
+	t.Setenv(protocol.EnvCurveServerKey, "")
 	if got := ei.ServerKey(); got != "" {
 		t.Fatalf("ServerKey = %q without file key or env, want empty", got)
 	}

@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	json "github.com/goccy/go-json"
+
+	"github.com/ipp-hpc/ipp/internal/protocol"
 )
 
 // Common holds the connection-file fields shared by the client and engine
@@ -101,19 +103,6 @@ func (c *Common) check() error {
 	return nil
 }
 
-// Environment variables for CurveZMQ, with ipyparallel's names.
-const (
-	// EnvEnableCurve = "1" turns CURVE on in a controller.
-	EnvEnableCurve = "IPP_ENABLE_CURVE"
-	// EnvCurveServerKey is the controller's public key, for engines and
-	// clients whose connection info has no curve_serverkey.
-	EnvCurveServerKey = "IPP_CURVE_SERVERKEY"
-	// EnvCurveSecretKey and EnvCurvePublicKey are this process's own key
-	// pair: the controller's, or an engine's or client's.
-	EnvCurveSecretKey = "IPP_CURVE_SECRETKEY"
-	EnvCurvePublicKey = "IPP_CURVE_PUBLICKEY"
-)
-
 // ServerKey is the controller's CURVE public key peers must use: the
 // file's curve_serverkey, else $IPP_CURVE_SERVERKEY (ipyparallel's order),
 // else "" for a controller without CURVE.
@@ -121,13 +110,13 @@ func (c *Common) ServerKey() string {
 	if c.CurveServerKey != nil && *c.CurveServerKey != "" {
 		return *c.CurveServerKey
 	}
-	return os.Getenv(EnvCurveServerKey)
+	return os.Getenv(protocol.EnvCurveServerKey)
 }
 
 // CurveKeysFromEnv returns this process's own CURVE key pair from
 // $IPP_CURVE_PUBLICKEY and $IPP_CURVE_SECRETKEY; empty when not set.
 func CurveKeysFromEnv() (public, secret string) {
-	return os.Getenv(EnvCurvePublicKey), os.Getenv(EnvCurveSecretKey)
+	return os.Getenv(protocol.EnvCurvePublicKey), os.Getenv(protocol.EnvCurveSecretKey)
 }
 
 // Defaults fills the fields ipyparallel always writes.
@@ -171,7 +160,7 @@ func ParseEngineInfo(data []byte) (*EngineInfo, error) {
 	if err := json.Unmarshal(data, &ei); err != nil {
 		return nil, fmt.Errorf("engine connection info: %w", err)
 	}
-	return &ei, ei.validate("IPP_CONNECTION_INFO")
+	return &ei, ei.validate(protocol.EnvConnectionInfo)
 }
 
 func (ei *EngineInfo) validate(where string) error {
