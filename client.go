@@ -743,7 +743,7 @@ func (c *Client) hubQuery(ctx context.Context, msgType string, content any) (*wi
 
 // statusError turns an error reply into a *HubError.
 func statusError(msg *wire.Message, request string) error {
-	var ec errorContent
+	var ec protocol.ErrorContent
 	if err := json.Unmarshal(msg.Content, &ec); err != nil {
 		return fmt.Errorf("ipp: %s reply: %w", request, err)
 	}
@@ -765,7 +765,7 @@ func (c *Client) controlRequest(ctx context.Context, id int, msgType string, con
 	if err != nil {
 		return nil, err
 	}
-	var ec errorContent
+	var ec protocol.ErrorContent
 	if json.Unmarshal(msg.Content, &ec) == nil && ec.Status == "error" {
 		return msg, c.remoteError(&ec, msg.Parent.MsgID)
 	}

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/ipp-hpc/ipp/internal/protocol"
 )
 
 // Errors returned by the client itself (not raised on an engine).
@@ -131,29 +133,9 @@ func (e *CompositeError) Unwrap() []error {
 	return out
 }
 
-// errorContent is the error dict of an error reply or IOPub error.
-type errorContent struct {
-	Status     string     `json:"status"`
-	EName      string     `json:"ename"`
-	EValue     string     `json:"evalue"`
-	Traceback  []string   `json:"traceback"`
-	EngineInfo engineInfo `json:"engine_info"`
-}
-
-type engineInfo struct {
-	EngineUUID string `json:"engine_uuid"`
-	EngineID   *int   `json:"engine_id"`
-	Method     string `json:"method"`
-}
-
-// empty reports whether the error came from a scheduler, the hub or our own
-// synthesis rather than from an engine; such errors are never followed by
-// IOPub output, so the client does not wait for an idle status.
-func (ei engineInfo) empty() bool { return ei.EngineUUID == "" && ei.EngineID == nil }
-
 // remoteError builds a RemoteError, fixing the engine id from the uuid
 // because 7.1 Python engines report -1 in engine_info.engine_id.
-func (c *Client) remoteError(ec *errorContent, msgID string) *RemoteError {
+func (c *Client) remoteError(ec *protocol.ErrorContent, msgID string) *RemoteError {
 	re := &RemoteError{
 		Engine:     -1,
 		EngineUUID: ec.EngineInfo.EngineUUID,
@@ -163,8 +145,8 @@ func (c *Client) remoteError(ec *errorContent, msgID string) *RemoteError {
 		Traceback:  ec.Traceback,
 		MsgID:      msgID,
 	}
-	if ec.EngineInfo.EngineID != nil {
-		re.Engine = *ec.EngineInfo.EngineID
+	if !ec.EngineInfo.IsZero() {
+		re.Engine = ec.EngineInfo.EngineID
 	}
 	if re.EngineUUID != "" {
 		if id, ok := c.engineID(re.EngineUUID); ok {

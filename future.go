@@ -2,12 +2,12 @@ package ipp
 
 import (
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
 	json "github.com/goccy/go-json"
 
+	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/wire"
 )
 
@@ -162,7 +162,7 @@ func (f *future) engineDied(id int) {
 		return
 	}
 	f.err = &RemoteError{
-		Engine: id, EngineUUID: f.engine, Method: methodOf(f.msgType),
+		Engine: id, EngineUUID: f.engine, Method: protocol.Method(f.msgType),
 		EName:  "EngineError",
 		EValue: fmt.Sprintf("Engine %d died while running task '%s'", id, f.msgID),
 		MsgID:  f.msgID,
@@ -175,22 +175,9 @@ func (f *future) engineDied(id int) {
 	f.after(cbs, fin)
 }
 
-func methodOf(msgType string) string {
-	return strings.TrimSuffix(msgType, "_request")
-}
-
-// replyMetadata is what we read from a reply's metadata frame.
-type replyMetadata struct {
-	Started *string `json:"started"`
-	Engine  string  `json:"engine"`
-	// IOPubIdle false: a Go engine published nothing for this Go apply
-	// and sends no status idle.
-	IOPubIdle *bool `json:"iopub_idle"`
-}
-
 // replyContent is the union of execute_reply and apply_reply contents.
 type replyContent struct {
-	errorContent
+	protocol.ErrorContent
 	ExecutionCount int `json:"execution_count"`
 	// Go is set on replies of Go engines to a Go apply_request: the number
 	// of buffer frames holding the encoded result.
@@ -206,8 +193,12 @@ func (c *Client) handleReply(f *future, msg *wire.Message) {
 		c.log.Warn("bad reply content", "msg_type", msg.Header.MsgType, "err", err)
 		return
 	}
-	var rmd replyMetadata
-	_ = json.Unmarshal(msg.Metadata, &rmd) // metadata is optional for scheduler replies
+	// Metadata is optional for scheduler replies; a malformed one is read
+	// key by key rather than losing the engine or iopub_idle.
+	var rmd protocol.ReplyMetadata
+	if len(msg.Metadata) > 0 && json.Unmarshal(msg.Metadata, &rmd) != nil {
+		rmd = protocol.ParseReplyMetadata(msg.Metadata)
+	}
 	uuid := rmd.Engine
 	if uuid == "" && len(msg.Idents) > 0 {
 		// The mux and task relays put the engine's uuid in front.
@@ -227,16 +218,16 @@ func (c *Client) handleReply(f *future, msg *wire.Message) {
 	switch rc.Status {
 	case "ok":
 	case "error":
-		re := c.remoteError(&rc.errorContent, f.msgID)
-		if re.Method == "" && !rc.EngineInfo.empty() {
-			re.Method = methodOf(f.msgType)
+		re := c.remoteError(&rc.ErrorContent, f.msgID)
+		if re.Method == "" && !rc.EngineInfo.IsZero() {
+			re.Method = protocol.Method(f.msgType)
 		}
 		rerr = re
 		// Errors made by a scheduler or the hub carry no engine_info and
 		// are not followed by any IOPub traffic.
-		noIdle = rc.EngineInfo.empty()
+		noIdle = rc.EngineInfo.IsZero()
 	case "aborted":
-		rerr = &RemoteError{Engine: id, EngineUUID: uuid, Method: methodOf(f.msgType), EName: "TaskAborted", EValue: f.msgID, MsgID: f.msgID}
+		rerr = &RemoteError{Engine: id, EngineUUID: uuid, Method: protocol.Method(f.msgType), EName: "TaskAborted", EValue: f.msgID, MsgID: f.msgID}
 		noIdle = true
 	default:
 		// "resubmitted" and anything else: the Python client ignores these
@@ -269,8 +260,8 @@ func (c *Client) handleReply(f *future, msg *wire.Message) {
 	if t, err := wire.ParseDate(msg.Header.Date); err == nil {
 		f.md.Completed = t
 	}
-	if rmd.Started != nil {
-		if t, err := wire.ParseDate(*rmd.Started); err == nil {
+	if rmd.Started != "" {
+		if t, err := wire.ParseDate(rmd.Started); err == nil {
 			f.md.Started = t
 		}
 	}
@@ -320,7 +311,7 @@ func (f *future) handleIOPub(msg *wire.Message) {
 	streamed := false
 	var re *RemoteError
 	if msg.Header.MsgType == "error" {
-		var ec errorContent
+		var ec protocol.ErrorContent
 		if err := msg.DecodeContent(&ec); err == nil {
 			re = f.c.remoteError(&ec, f.msgID)
 		}

@@ -7,6 +7,7 @@ import (
 
 	json "github.com/goccy/go-json"
 
+	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/transport"
 	"github.com/ipp-hpc/ipp/internal/wire"
 )
@@ -193,10 +194,10 @@ func parseTargets(v any) ([]target, error) {
 func (b *broadcaster) fail(client []byte, req *wire.Message, parent []byte, ename, evalue string) {
 	out, _, err := b.c.session.Build(wire.Out{
 		Idents:   [][]byte{client},
-		MsgType:  replyType(req.Header.MsgType),
+		MsgType:  protocol.ReplyType(req.Header.MsgType),
 		Parent:   parent,
 		Metadata: map[string]any{"status": "error", "is_broadcast": true, "original_msg_id": req.Header.MsgID},
-		Content:  errorContent(ename, evalue),
+		Content:  protocol.NewError(ename, evalue),
 	})
 	if err == nil {
 		b.c.bcastIn.Send(out)
@@ -321,12 +322,7 @@ func (b *broadcaster) maybeFinish(orig string) {
 			continue
 		}
 		last = r
-		var c struct {
-			Status    string   `json:"status"`
-			EName     string   `json:"ename"`
-			EValue    string   `json:"evalue"`
-			Traceback []string `json:"traceback"`
-		}
+		var c protocol.ErrorContent
 		r.DecodeContent(&c)
 		if c.Status != "ok" {
 			errs = append(errs, fmt.Sprintf("[%d:apply]: %s: %s", t.id, c.EName, c.EValue))
@@ -352,8 +348,8 @@ func (b *broadcaster) maybeFinish(orig string) {
 	}
 	if len(errs) > 0 {
 		md["status"] = "error"
-		ce := errorContent("CompositeError", fmt.Sprintf("one or more exceptions raised in: %s", strings.Join(errs, "; ")))
-		ce["traceback"] = append(errs, tracebacks...)
+		ce := protocol.NewError("CompositeError", fmt.Sprintf("one or more exceptions raised in: %s", strings.Join(errs, "; ")))
+		ce.Traceback = append(errs, tracebacks...)
 		content, buffers = ce, nil
 	}
 	o := wire.Out{Idents: [][]byte{co.client}, MsgType: msgType, Parent: parent, Metadata: md, Content: content, Buffers: buffers}

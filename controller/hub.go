@@ -10,6 +10,7 @@ import (
 
 	json "github.com/goccy/go-json"
 
+	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/transport"
 	"github.com/ipp-hpc/ipp/internal/wire"
 )
@@ -186,17 +187,6 @@ func (h *hub) notify(msgType string, parent []byte, content any) {
 	h.c.notif.Send(frames)
 }
 
-// errorContent is the error dict ipyparallel clients turn into RemoteError.
-func errorContent(ename, evalue string) map[string]any {
-	return map[string]any{
-		"status":      "error",
-		"ename":       ename,
-		"evalue":      evalue,
-		"traceback":   []string{ename + ": " + evalue},
-		"engine_info": map[string]any{},
-	}
-}
-
 // maxQuery bounds a registration or query message. Queries are small
 // JSON; anything this large is a mistake or an attack, and is refused
 // before it is decoded.
@@ -223,7 +213,7 @@ func (h *hub) handleRegistration(port string, s transport.Socket, frames [][]byt
 	}
 	if n > maxQuery {
 		h.c.log.Warn("refusing oversized query", "port", port, "type", msg.Header.MsgType, "bytes", n)
-		h.reply(s, msg.Idents, msg, "hub_error", errorContent("ValueError",
+		h.reply(s, msg.Idents, msg, "hub_error", protocol.NewError("ValueError",
 			fmt.Sprintf("%s of %d bytes is larger than the hub accepts (%d)", msg.Header.MsgType, n, maxQuery)))
 		return
 	}
@@ -233,7 +223,7 @@ func (h *hub) handleRegistration(port string, s transport.Socket, frames [][]byt
 			// registration_complete and the engine's other routes are on
 			// the engine side: an engine registering here could never
 			// complete. Say so instead of letting it time out.
-			h.reply(s, msg.Idents, msg, "registration_reply", errorContent("ValueError",
+			h.reply(s, msg.Idents, msg, "registration_reply", protocol.NewError("ValueError",
 				"this is the controller's client port; engines register on the registration port of the engine connection file (ipcontroller-engine.json)"))
 			return
 		case "unregistration_request":
@@ -248,7 +238,7 @@ func (h *hub) handleQuery(s transport.Socket, msg *wire.Message) {
 	defer func() {
 		if r := recover(); r != nil {
 			h.c.log.Error("query handler panic", "type", msg.Header.MsgType, "panic", r)
-			h.reply(s, msg.Idents, msg, "hub_error", errorContent("InternalError", fmt.Sprint(r)))
+			h.reply(s, msg.Idents, msg, "hub_error", protocol.NewError("InternalError", fmt.Sprint(r)))
 		}
 	}()
 	switch msg.Header.MsgType {
@@ -286,7 +276,7 @@ func (h *hub) handleQuery(s transport.Socket, msg *wire.Message) {
 			h.c.Close()
 		}()
 	default:
-		h.reply(s, msg.Idents, msg, "hub_error", errorContent("KeyError", fmt.Sprintf("Bad Message Type: '%s'", msg.Header.MsgType)))
+		h.reply(s, msg.Idents, msg, "hub_error", protocol.NewError("KeyError", fmt.Sprintf("Bad Message Type: '%s'", msg.Header.MsgType)))
 	}
 }
 
@@ -326,13 +316,13 @@ func (h *hub) register(s transport.Socket, msg *wire.Message) {
 		Info       json.RawMessage `json:"info"`
 	}
 	if err := msg.DecodeContent(&req); err != nil || req.UUID == "" {
-		h.reply(s, msg.Idents, msg, "registration_reply", errorContent("ValueError", "registration_request needs a uuid"))
+		h.reply(s, msg.Idents, msg, "registration_reply", protocol.NewError("ValueError", "registration_request needs a uuid"))
 		return
 	}
 	h.mu.Lock()
 	if _, dup := h.byUUID[req.UUID]; dup {
 		h.mu.Unlock()
-		h.reply(s, msg.Idents, msg, "registration_reply", errorContent("KeyError", fmt.Sprintf("uuid %q in use", req.UUID)))
+		h.reply(s, msg.Idents, msg, "registration_reply", protocol.NewError("KeyError", fmt.Sprintf("uuid %q in use", req.UUID)))
 		return
 	}
 	id := h.nextID
@@ -690,7 +680,7 @@ func (h *hub) queueRequest(s transport.Socket, msg *wire.Message) {
 		Verbose bool              `json:"verbose"`
 	}
 	if err := msg.DecodeContent(&req); err != nil {
-		h.reply(s, msg.Idents, msg, "hub_error", errorContent("ValueError", err.Error()))
+		h.reply(s, msg.Idents, msg, "hub_error", protocol.NewError("ValueError", err.Error()))
 		return
 	}
 	taskLoads := h.tasks.loads()
@@ -705,7 +695,7 @@ func (h *hub) queueRequest(s transport.Socket, msg *wire.Message) {
 			e := h.lookup(raw)
 			if e == nil {
 				h.mu.Unlock()
-				h.reply(s, msg.Idents, msg, "hub_error", errorContent("IndexError", "No Such Engine: "+string(raw)))
+				h.reply(s, msg.Idents, msg, "hub_error", protocol.NewError("IndexError", "No Such Engine: "+string(raw)))
 				return
 			}
 			ids = append(ids, e.id)
@@ -756,12 +746,12 @@ func (h *hub) resultRequest(s transport.Socket, msg *wire.Message) {
 		StatusOnly bool     `json:"status_only"`
 	}
 	if err := msg.DecodeContent(&req); err != nil {
-		h.reply(s, msg.Idents, msg, "result_reply", errorContent("ValueError", err.Error()))
+		h.reply(s, msg.Idents, msg, "result_reply", protocol.NewError("ValueError", err.Error()))
 		return
 	}
 	content, buffers, err := h.records.results(req.MsgIDs, req.StatusOnly)
 	if err != nil {
-		h.reply(s, msg.Idents, msg, "result_reply", errorContent("KeyError", err.Error()))
+		h.reply(s, msg.Idents, msg, "result_reply", protocol.NewError("KeyError", err.Error()))
 		return
 	}
 	frames, _, berr := h.c.session.Build(wire.Out{Idents: msg.Idents, MsgType: "result_reply", Parent: msg.RawHeader, Content: content, Buffers: buffers})
@@ -778,7 +768,7 @@ func (h *hub) purgeRequest(s transport.Socket, msg *wire.Message) {
 		EngineIDs []int           `json:"engine_ids"`
 	}
 	if err := msg.DecodeContent(&req); err != nil {
-		h.reply(s, msg.Idents, msg, "purge_reply", errorContent("ValueError", err.Error()))
+		h.reply(s, msg.Idents, msg, "purge_reply", protocol.NewError("ValueError", err.Error()))
 		return
 	}
 	var all string
@@ -787,7 +777,7 @@ func (h *hub) purgeRequest(s transport.Socket, msg *wire.Message) {
 		h.records.purgeAll()
 	} else if len(req.MsgIDs) > 0 && json.Unmarshal(req.MsgIDs, &ids) == nil {
 		if err := h.records.purge(ids); err != nil {
-			h.reply(s, msg.Idents, msg, "purge_reply", errorContent("KeyError", err.Error()))
+			h.reply(s, msg.Idents, msg, "purge_reply", protocol.NewError("KeyError", err.Error()))
 			return
 		}
 	}
@@ -796,7 +786,7 @@ func (h *hub) purgeRequest(s transport.Socket, msg *wire.Message) {
 		e, ok := h.engines[id]
 		h.mu.Unlock()
 		if !ok {
-			h.reply(s, msg.Idents, msg, "purge_reply", errorContent("IndexError", fmt.Sprintf("No such engine: %d", id)))
+			h.reply(s, msg.Idents, msg, "purge_reply", protocol.NewError("IndexError", fmt.Sprintf("No such engine: %d", id)))
 			return
 		}
 		h.records.purgeEngine(e.uuid)

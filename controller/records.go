@@ -8,6 +8,7 @@ import (
 
 	json "github.com/goccy/go-json"
 
+	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/wire"
 )
 
@@ -162,7 +163,7 @@ func (rs *records) fail(msgID, ename, evalue string) {
 	}
 	r.completed = true
 	r.received = time.Now()
-	r.resultContent, _ = json.Marshal(errorContent(ename, evalue))
+	r.resultContent, _ = json.Marshal(protocol.NewError(ename, evalue))
 	r.resultMetadata = json.RawMessage(`{"status": "error"}`)
 	rs.bufBytes += r.bufferBytes()
 }

@@ -2,9 +2,9 @@ package controller
 
 import (
 	"fmt"
-	"strings"
 	"sync"
 
+	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/transport"
 	"github.com/ipp-hpc/ipp/internal/wire"
 )
@@ -226,10 +226,10 @@ func (c *Controller) answerUnroutable(sock transport.Socket, client, engineIdent
 	}
 	out, _, err := c.session.Build(wire.Out{
 		Idents:   idents,
-		MsgType:  replyType(req.Header.MsgType),
+		MsgType:  protocol.ReplyType(req.Header.MsgType),
 		Parent:   req.RawHeader,
 		Metadata: map[string]any{"status": "error", "dependencies_met": true, "engine": nil, "started": nil},
-		Content:  errorContent(ename, evalue),
+		Content:  protocol.NewError(ename, evalue),
 	})
 	if err == nil {
 		sock.Send(out)
@@ -239,13 +239,6 @@ func (c *Controller) answerUnroutable(sock transport.Socket, client, engineIdent
 // tooBigText explains a refused oversized message.
 func tooBigText(msgType string, n, limit int64) string {
 	return fmt.Sprintf("%s of %d bytes is larger than this controller accepts (%d bytes; the controller's --max-message-size)", msgType, n, limit)
-}
-
-func replyType(reqType string) string {
-	if strings.HasSuffix(reqType, "_request") {
-		return strings.TrimSuffix(reqType, "_request") + "_reply"
-	}
-	return "apply_reply"
 }
 
 func quote(s string) string { return "'" + s + "'" }

@@ -8,6 +8,7 @@ import (
 	json "github.com/goccy/go-json"
 
 	"github.com/ipp-hpc/ipp/controller/sched"
+	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/wire"
 )
 
@@ -382,9 +383,9 @@ func (t *taskScheduler) resigned(p *pendingTask) [][]byte {
 func (t *taskScheduler) fail(p *pendingTask, ename, evalue string) {
 	out, _, err := t.c.session.Build(wire.Out{
 		Idents:  [][]byte{p.client},
-		MsgType: "apply_reply",
+		MsgType: protocol.FailureReplyType,
 		Parent:  p.header,
-		Content: errorContent(ename, evalue),
+		Content: protocol.NewError(ename, evalue),
 	})
 	if err == nil {
 		t.c.taskIn.Send(out)

@@ -6,6 +6,7 @@ import (
 
 	json "github.com/goccy/go-json"
 
+	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/wire"
 )
 
@@ -28,11 +29,11 @@ func (e *engine) serveControl() {
 }
 
 func (e *engine) controlReply(m *wire.Message, started time.Time, content any) {
-	e.reply(e.control, m, replyType(m.Header.MsgType), e.replyMetadata(m, started, "ok"), content, nil)
+	e.reply(e.control, m, protocol.ReplyType(m.Header.MsgType), e.replyMetadata(m, started, "ok"), content, nil)
 }
 
 func (e *engine) controlError(m *wire.Message, started time.Time, err error) {
-	e.reply(e.control, m, replyType(m.Header.MsgType), e.replyMetadata(m, started, "error"), e.errorFor(m, err, false), nil)
+	e.reply(e.control, m, protocol.ReplyType(m.Header.MsgType), e.replyMetadata(m, started, "error"), e.errorFor(m, err, false), nil)
 }
 
 func (e *engine) handleControl(m *wire.Message, started time.Time) {

@@ -204,14 +204,14 @@ func TestExecuteResult(t *testing.T) {
 func TestExecuteError(t *testing.T) {
 	f, _, _ := start(t, fakeOptions{}, nil)
 	reply, iopub := execute(t, f, "undefinedThing + 1", false)
-	var c errorContent
+	var c protocol.ErrorContent
 	if err := json.Unmarshal(reply.Content, &c); err != nil {
 		t.Fatal(err)
 	}
 	if c.Status != "error" || c.EName == "" || c.EValue == "" || len(c.Traceback) == 0 {
 		t.Errorf("error reply %s", reply.Content)
 	}
-	if c.EngineInfo != (engineInfo{EngineUUID: f.engineUUID(), EngineID: 0, Method: "execute"}) {
+	if c.EngineInfo != (protocol.ErrorEngineInfo{EngineUUID: f.engineUUID(), EngineID: 0, Method: "execute"}) {
 		t.Errorf("engine_info %+v", c.EngineInfo)
 	}
 	if c.ExecutionCount == nil {
@@ -293,9 +293,9 @@ func result(t testing.TB, reply *wire.Message, ptr any) {
 	}
 }
 
-func applyError(t testing.TB, reply *wire.Message) errorContent {
+func applyError(t testing.TB, reply *wire.Message) protocol.ErrorContent {
 	t.Helper()
-	var c errorContent
+	var c protocol.ErrorContent
 	if err := json.Unmarshal(reply.Content, &c); err != nil {
 		t.Fatal(err)
 	}
@@ -475,10 +475,22 @@ func TestKernelInfoAndUnknown(t *testing.T) {
 
 	h = f.send(f.mux, "bogus_request", nil, nil, nil)
 	reply = f.muxIn.wait(t, waitTimeout, "bogus_reply", replyTo(h.MsgID))
-	var ec errorContent
+	var ec protocol.ErrorContent
 	json.Unmarshal(reply.Content, &ec)
 	if reply.Header.MsgType != "bogus_reply" || ec.Status != "error" || ec.EName != "NotImplementedError" {
 		t.Errorf("unknown type: %s %s", reply.Header.MsgType, reply.Content)
+	}
+	f.until(h.MsgID)
+
+	// A type that is not a request has no Jupyter reply name: the error
+	// goes back as apply_reply, which every client handles
+	// (protocol.ReplyType).
+	h = f.send(f.mux, "comm_msg", nil, nil, nil)
+	reply = f.muxIn.wait(t, waitTimeout, "apply_reply", replyTo(h.MsgID))
+	ec = protocol.ErrorContent{}
+	json.Unmarshal(reply.Content, &ec)
+	if reply.Header.MsgType != "apply_reply" || ec.EName != "NotImplementedError" || ec.EngineInfo.Method != "comm_msg" {
+		t.Errorf("comm_msg: %s %s", reply.Header.MsgType, reply.Content)
 	}
 	f.until(h.MsgID)
 }
@@ -631,7 +643,7 @@ func TestControlDuringLongExecute(t *testing.T) {
 		t.Errorf("signal_reply %s %s", sr.Header.MsgType, sr.Content)
 	}
 	r := f.muxIn.wait(t, waitTimeout, "interrupted execute_reply", replyTo(loop.MsgID))
-	var ec errorContent
+	var ec protocol.ErrorContent
 	json.Unmarshal(r.Content, &ec)
 	if ec.Status != "error" || ec.EName != interp.NameInterrupted {
 		t.Errorf("interrupted reply %s", r.Content)

@@ -32,7 +32,8 @@ func panicError(p any, stack []byte) error {
 }
 
 // describe maps any error to the (ename, evalue, traceback) triple of an
-// ipyparallel error dict.
+// ipyparallel error dict; protocol.NewEngineError fills an empty name or
+// traceback.
 func describe(err error, interrupted bool) (ename, evalue string, traceback []string) {
 	var re *remoteError
 	var ie *interp.Error
@@ -48,12 +49,6 @@ func describe(err error, interrupted bool) (ename, evalue string, traceback []st
 		ename, evalue = interp.NameInterrupted, "interrupted by signal_request: "+err.Error()
 	default:
 		ename, evalue = errorName(err), err.Error()
-	}
-	if ename == "" {
-		ename = "Error"
-	}
-	if len(traceback) == 0 {
-		traceback = []string{ename + ": " + evalue}
 	}
 	return ename, evalue, traceback
 }

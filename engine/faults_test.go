@@ -7,14 +7,15 @@ import (
 	"testing"
 
 	"github.com/ipp-hpc/ipp/internal/interp"
+	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/wire"
 )
 
 // executeError runs code that must fail and returns the error reply.
-func executeError(t *testing.T, f *fake, code string) errorContent {
+func executeError(t *testing.T, f *fake, code string) protocol.ErrorContent {
 	t.Helper()
 	reply, _ := execute(t, f, code, true)
-	var ec errorContent
+	var ec protocol.ErrorContent
 	if err := json.Unmarshal(reply.Content, &ec); err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +110,7 @@ func TestInterruptFreesEngineForNextRequest(t *testing.T) {
 			s := f.send(f.control, "signal_request", map[string]any{"sig": "SIGINT"}, nil, nil)
 			f.controlIn.wait(t, waitTimeout, "signal_reply", replyTo(s.MsgID))
 			r := f.muxIn.wait(t, waitTimeout, "interrupted reply", replyTo(h.MsgID))
-			var ec errorContent
+			var ec protocol.ErrorContent
 			json.Unmarshal(r.Content, &ec)
 			if ec.EName != interp.NameInterrupted {
 				t.Fatalf("%q: reply %s", loop, r.Content)

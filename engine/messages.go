@@ -2,7 +2,6 @@ package engine
 
 import (
 	"errors"
-	"strings"
 	"time"
 
 	json "github.com/goccy/go-json"
@@ -11,43 +10,6 @@ import (
 	"github.com/ipp-hpc/ipp/internal/transport"
 	"github.com/ipp-hpc/ipp/internal/wire"
 )
-
-// engineInfo is the engine_info object of error dicts (spec §7.1): all
-// three keys or none, because the 7.1 client indexes every one of them.
-type engineInfo struct {
-	EngineUUID string `json:"engine_uuid"`
-	EngineID   int    `json:"engine_id"`
-	Method     string `json:"method"`
-}
-
-// errorContent is an error reply's content, and (without Status and
-// ExecutionCount) an IOPub error's content.
-type errorContent struct {
-	Status         string     `json:"status,omitempty"`
-	EName          string     `json:"ename"`
-	EValue         string     `json:"evalue"`
-	Traceback      []string   `json:"traceback"`
-	EngineInfo     engineInfo `json:"engine_info"`
-	ExecutionCount *int       `json:"execution_count,omitempty"`
-}
-
-// replyMeta is the reply metadata ipyparallel's engines send (spec §5.1);
-// the Python schedulers drop replies that lack any of these keys.
-type replyMeta struct {
-	Started         string          `json:"started"`
-	DependenciesMet bool            `json:"dependencies_met"`
-	Engine          string          `json:"engine"`
-	IsBroadcast     bool            `json:"is_broadcast"`
-	IsCoalescing    bool            `json:"is_coalescing"`
-	OriginalMsgID   string          `json:"original_msg_id"`
-	Status          string          `json:"status"`
-	EngineInfo      *engineInfo     `json:"engine_info,omitempty"`
-	Label           json.RawMessage `json:"label,omitempty"`
-	// IOPubIdle is set on replies to Go apply requests only: false means
-	// the engine published nothing for the request and no status idle
-	// follows, so the client need not wait for one.
-	IOPubIdle *bool `json:"iopub_idle,omitempty"`
-}
 
 // requestMeta is what a reply copies from its request's metadata.
 type requestMeta struct {
@@ -80,26 +42,9 @@ type ioMeta struct {
 	Engine string `json:"engine"`
 }
 
-func replyType(requestType string) string {
-	if base, ok := strings.CutSuffix(requestType, "_request"); ok {
-		return base + "_reply"
-	}
-	return requestType + "_reply"
-}
-
-// methodOf names the request kind in engine_info.method.
-func methodOf(requestType string) string {
-	base, _ := strings.CutSuffix(requestType, "_request")
-	return base
-}
-
-func (e *engine) info(method string) engineInfo {
-	return engineInfo{EngineUUID: e.uuid, EngineID: e.id, Method: method}
-}
-
-func (e *engine) replyMetadata(req *wire.Message, started time.Time, status string) replyMeta {
+func (e *engine) replyMetadata(req *wire.Message, started time.Time, status string) protocol.ReplyMetadata {
 	rm := readRequestMeta(req.Metadata)
-	md := replyMeta{
+	md := protocol.ReplyMetadata{
 		Started:         wire.FormatDate(started),
 		DependenciesMet: true,
 		Engine:          e.uuid,
@@ -110,22 +55,15 @@ func (e *engine) replyMetadata(req *wire.Message, started time.Time, status stri
 		Label:           rm.label,
 	}
 	if status == "error" {
-		info := e.info(methodOf(req.Header.MsgType))
-		md.EngineInfo = &info
+		md.EngineInfo = &protocol.ErrorEngineInfo{EngineUUID: e.uuid, EngineID: e.id, Method: protocol.Method(req.Header.MsgType)}
 	}
 	return md
 }
 
 // errorFor builds the error dict for err raised while serving req.
-func (e *engine) errorFor(req *wire.Message, err error, interrupted bool) errorContent {
+func (e *engine) errorFor(req *wire.Message, err error, interrupted bool) protocol.ErrorContent {
 	ename, evalue, tb := describe(err, interrupted)
-	return errorContent{
-		Status:     "error",
-		EName:      ename,
-		EValue:     evalue,
-		Traceback:  tb,
-		EngineInfo: e.info(methodOf(req.Header.MsgType)),
-	}
+	return protocol.NewEngineError(ename, evalue, tb, e.uuid, e.id, req.Header.MsgType)
 }
 
 // reply sends a reply to req on sock with the full identity prefix the

@@ -64,7 +64,7 @@ func (e *engine) serve(ctx context.Context, r *request) {
 		return
 	}
 	started := time.Now()
-	rtype := replyType(m.Header.MsgType)
+	rtype := protocol.ReplyType(m.Header.MsgType)
 	e.setStreamParent(m.RawHeader)
 	// Registered as running before status busy goes out: a client that
 	// sees busy and sends SIGINT must find this request to interrupt.
