@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ipp-hpc/ipp/controller"
+	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/testutil"
 )
 
@@ -21,7 +22,7 @@ func TestGoControllerPythonEngines(t *testing.T) {
 	testutil.NeedPython(t, "ipyparallel", "zmq")
 	root := t.TempDir()
 	pc := &pyCluster{root: root, dir: root + "/profile_goctl"}
-	pc.env = append(os.Environ(), "IPYTHONDIR="+root+"/ipython", "IPP_NONINTERACTIVE=1")
+	pc.env = append(os.Environ(), "IPYTHONDIR="+root+"/ipython", protocol.EnvNonInteractive+"=1")
 	ctrl, err := controller.New(controller.Config{ProfileDir: pc.dir})
 	if err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/testutil"
 	"github.com/ipp-hpc/ipp/internal/wire"
 )
@@ -37,7 +38,7 @@ type pyCluster struct {
 func newPyCluster(root string, n int) (*pyCluster, error) {
 	pc := &pyCluster{root: root, dir: filepath.Join(root, "profile_test")}
 	// A private IPYTHONDIR keeps the tests out of the user's profiles.
-	pc.env = append(os.Environ(), "IPYTHONDIR="+filepath.Join(root, "ipython"), "IPP_NONINTERACTIVE=1")
+	pc.env = append(os.Environ(), "IPYTHONDIR="+filepath.Join(root, "ipython"), protocol.EnvNonInteractive+"=1")
 	var err error
 	pc.controller, err = pc.spawn("controller", "-m", "ipyparallel.controller", "--ip=127.0.0.1", "--profile-dir="+pc.dir)
 	if err != nil {

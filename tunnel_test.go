@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/ipp-hpc/ipp/controller"
+	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/shellwords"
 	"github.com/ipp-hpc/ipp/internal/sshx"
 	"github.com/ipp-hpc/ipp/internal/testutil"
@@ -40,7 +41,7 @@ func tunnelSSH(t *testing.T) string {
 
 // sshArgs are the words of IPP_SSH_ARGS.
 func sshArgs(t *testing.T) []string {
-	words, err := shellwords.Split(os.Getenv("IPP_SSH_ARGS"))
+	words, err := shellwords.Split(os.Getenv(protocol.EnvSSHArgs))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,7 +284,7 @@ exec ssh "$@"
 	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv("IPP_SSH", script)
+	t.Setenv(protocol.EnvSSH, script)
 	return func() {
 			if err := os.WriteFile(flag, nil, 0o600); err != nil {
 				t.Fatal(err)
@@ -371,7 +372,7 @@ func TestTunnelUnreachableSSH(t *testing.T) {
 		testutil.Missing(t, "no ssh client")
 	}
 	_, info := startLoginCluster(t, 0, "root@127.0.0.1:1")
-	t.Setenv("IPP_SSH_ARGS", "-o BatchMode=yes")
+	t.Setenv(protocol.EnvSSHArgs, "-o BatchMode=yes")
 	start := time.Now()
 	_, err := ConnectInfo(ctxT(t, 60*time.Second), info, testOptions()...)
 	took := time.Since(start)
@@ -412,7 +413,7 @@ func TestTunnelHostileSSHField(t *testing.T) {
 // the controller runs on this host, and WithSSH("") turns it off; in both
 // cases an ssh server that does not exist is never contacted.
 func TestTunnelSkipped(t *testing.T) {
-	t.Setenv("IPP_SSH", "/nonexistent/ssh")
+	t.Setenv(protocol.EnvSSH, "/nonexistent/ssh")
 	hostname, _ := os.Hostname()
 	ctrl, err := controller.New(controller.Config{Logger: testLogger(), Location: hostname})
 	if err != nil {

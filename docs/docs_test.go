@@ -64,6 +64,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/testutil"
 	"github.com/ipp-hpc/ipp/launchers"
 )
@@ -308,12 +309,12 @@ func newSession(t *testing.T, root string) *session {
 		t.Fatal(err)
 	}
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "IPP_") && !strings.HasPrefix(kv, "IPYTHONDIR=") && !strings.HasPrefix(kv, "HOME=") {
+		if !strings.HasPrefix(kv, protocol.EnvPrefix) && !strings.HasPrefix(kv, "IPYTHONDIR=") && !strings.HasPrefix(kv, "HOME=") {
 			s.env = append(s.env, kv)
 		}
 	}
 	// HOME too: docs write ~/.ipython paths literally.
-	s.env = append(s.env, "IPYTHONDIR="+filepath.Join(s.ipy, ".ipython"), "HOME="+s.ipy, "IPP_NONINTERACTIVE=1",
+	s.env = append(s.env, "IPYTHONDIR="+filepath.Join(s.ipy, ".ipython"), "HOME="+s.ipy, protocol.EnvNonInteractive+"=1",
 		"PATH="+filepath.Join(s.dir, "bin")+string(os.PathListSeparator)+os.Getenv("PATH"))
 	if cache, err := os.UserCacheDir(); err == nil && os.Getenv("GOCACHE") == "" {
 		// A new HOME must not mean a cold build cache.

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/ipp-hpc/ipp/internal/protocol"
 )
 
 // queueRunner is an in-process batch system for the launcher's logic: tsub
@@ -154,7 +156,7 @@ func TestBatchSubmitTrackStop(t *testing.T) {
 		if !strings.Contains(q.scripts[id], "export IPP_ENGINE_ID_BASE="+base+"\n") {
 			t.Errorf("job %s script lacks id base %s:\n%s", id, base, q.scripts[id])
 		}
-		if !slices.Contains(q.env[id], "IPP_CONNECTION_INFO="+wildcardConn) {
+		if !slices.Contains(q.env[id], protocol.EnvConnectionInfo+"="+wildcardConn) {
 			t.Errorf("job %s not submitted with the connection info in its environment", id)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/wire"
 )
 
@@ -224,7 +225,7 @@ func TestClusterCommandsGoThroughTheRunner(t *testing.T) {
 		t.Errorf("controller args %q", got)
 	}
 	env := strings.Join(eng.Env, "\n")
-	for _, want := range []string{"IPP_CLUSTER_ID=c1", "IPP_PROFILE_DIR=" + opts.ProfileDir, `IPP_CONNECTION_INFO={`} {
+	for _, want := range []string{protocol.EnvClusterID + "=c1", protocol.EnvProfileDir + "=" + opts.ProfileDir, `IPP_CONNECTION_INFO={`} {
 		if !strings.Contains(env, want) {
 			t.Errorf("engine environment lacks %s", want)
 		}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/testutil"
 	"github.com/ipp-hpc/ipp/internal/wire"
 )
@@ -134,7 +135,7 @@ func TestLocalEngineSet(t *testing.T) {
 	cfg.EngineSetID = "1700000000"
 	cfg.ConnectionInfo = []byte(`{"registration": 1}`)
 	cfg.Env["EXTRA"] = "x"
-	cfg.Env["IPP_CLUSTER_ID"] = "overridden-by-extra-env"
+	cfg.Env[protocol.EnvClusterID] = "overridden-by-extra-env"
 	l, err := NewLocalEngineSet(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -155,8 +156,8 @@ func TestLocalEngineSet(t *testing.T) {
 		}, "%s", path)
 		data, _ := os.ReadFile(path)
 		for _, want := range []string{
-			"IPP_CLUSTER_ID=overridden-by-extra-env", // Config.Env wins
-			"IPP_PROFILE_DIR=" + cfg.ProfileDir,
+			protocol.EnvClusterID + "=overridden-by-extra-env", // Config.Env wins
+			protocol.EnvProfileDir + "=" + cfg.ProfileDir,
 			`IPP_CONNECTION_INFO={"registration": 1}`,
 		} {
 			if !strings.Contains(string(data), want) {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/wire"
 )
 
@@ -70,7 +71,7 @@ func runChild(mode string) int {
 			signal.Ignore(syscall.SIGTERM)
 		}
 		pid := strconv.Itoa(os.Getpid())
-		if err := os.WriteFile(filepath.Join(dir, "pid-"+pid), []byte(os.Getenv("IPP_MPI_SIZE")+"\n"), 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, "pid-"+pid), []byte(os.Getenv(protocol.EnvMPISize)+"\n"), 0o600); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 4
 		}
@@ -89,7 +90,7 @@ func runChild(mode string) int {
 		fmt.Fprintln(os.Stderr, "child failing on purpose")
 		return 3
 	case "env":
-		for _, k := range []string{"IPP_CLUSTER_ID", "IPP_PROFILE_DIR", "IPP_CONNECTION_INFO", "EXTRA"} {
+		for _, k := range []string{protocol.EnvClusterID, protocol.EnvProfileDir, protocol.EnvConnectionInfo, "EXTRA"} {
 			fmt.Printf("%s=%s\n", k, os.Getenv(k))
 		}
 		return wait()
@@ -106,7 +107,7 @@ func runChild(mode string) int {
 		_ = os.WriteFile(os.Getenv(pidFileEnv), []byte(strconv.Itoa(cmd.Process.Pid)), 0o600)
 		return wait()
 	case "controller":
-		profile, cid := os.Getenv("IPP_PROFILE_DIR"), os.Getenv("IPP_CLUSTER_ID")
+		profile, cid := os.Getenv(protocol.EnvProfileDir), os.Getenv(protocol.EnvClusterID)
 		if err := writeFakeConnection(profile, cid); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 4

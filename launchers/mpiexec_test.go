@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/testutil"
 	"github.com/ipp-hpc/ipp/internal/wire"
 )
@@ -167,8 +168,8 @@ func TestMPIExecCommandLineAndEnvironment(t *testing.T) {
 	}
 	env := envOf(c)
 	for k, v := range map[string]string{
-		"IPP_MPI_SIZE": "3", "IPP_ENGINE_ID_BASE": "4", "IPP_CONNECTION_INFO": `{"key":"k"}`,
-		"IPP_CLUSTER_ID": "cid", "EXTRA": "x",
+		protocol.EnvMPISize: "3", protocol.EnvEngineIDBase: "4", protocol.EnvConnectionInfo: `{"key":"k"}`,
+		protocol.EnvClusterID: "cid", "EXTRA": "x",
 		"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1", "OMPI_MCA_rmaps_base_oversubscribe": "1",
 	} {
 		if env[k] != v {
@@ -317,15 +318,15 @@ func TestMPIExecInCluster(t *testing.T) {
 	if got := append([]string{r.started[0].Path}, r.started[0].Args...); !slices.Equal(got, []string{"mpx", "-v", "-n", "2", "eng"}) {
 		t.Errorf("command %q", got)
 	}
-	if env := envOf(r.started[0]); env["IPP_ENGINE_ID_BASE"] != "7" {
-		t.Errorf("IPP_ENGINE_ID_BASE=%q, want 7", env["IPP_ENGINE_ID_BASE"])
+	if env := envOf(r.started[0]); env[protocol.EnvEngineIDBase] != "7" {
+		t.Errorf("IPP_ENGINE_ID_BASE=%q, want 7", env[protocol.EnvEngineIDBase])
 	}
 	// A second set without an explicit base follows the first set's ranks.
 	if _, err := c.StartEngines(ctx, 3); err != nil {
 		t.Fatal(err)
 	}
-	if env := envOf(r.started[1]); env["IPP_ENGINE_ID_BASE"] != "2" {
-		t.Errorf("second set IPP_ENGINE_ID_BASE=%q, want 2", env["IPP_ENGINE_ID_BASE"])
+	if env := envOf(r.started[1]); env[protocol.EnvEngineIDBase] != "2" {
+		t.Errorf("second set IPP_ENGINE_ID_BASE=%q, want 2", env[protocol.EnvEngineIDBase])
 	}
 	other, err := LoadCluster(ctx, ClusterOptions{ProfileDir: dir, ClusterID: "m", Runner: r})
 	if err != nil {

@@ -153,7 +153,7 @@ func TestSSHScripts(t *testing.T) {
 	g := &remoteGroup{cfg: Config{ProfileDir: dir, ClusterID: "c", Env: map[string]string{"OMPI_X": "a b"}, StopGrace: time.Second},
 		argv: []string{"sh", "-c", `trap "" TERM; echo started "$IPP_ENGINE_INDEX"; while :; do sleep 1; done`, "sh"}, rpd: dir}
 	secret := `{"key": "s3cret-'quoted'"}`
-	exports, err := g.exports(map[string]string{"IPP_CONNECTION_INFO": secret, protocol.EnvEngineIDBase: "5"})
+	exports, err := g.exports(map[string]string{protocol.EnvConnectionInfo: secret, protocol.EnvEngineIDBase: "5"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +164,7 @@ func TestSSHScripts(t *testing.T) {
 	logs := map[int]string{}
 	for i := range 2 {
 		logs[i] = filepath.Join(dir, "log", "e"+strconv.Itoa(i)+".log")
-		lines = append(lines, startLine(i, "IPP_ENGINE_INDEX="+strconv.Itoa(i), remoteWords(g.argv), logs[i]))
+		lines = append(lines, startLine(i, protocol.EnvEngineIndex+"="+strconv.Itoa(i), remoteWords(g.argv), logs[i]))
 	}
 	out := runSh(t, g.startScript(exports, []string{filepath.Join(dir, "log")}, lines))
 	var procs []*remoteProc
@@ -192,7 +192,7 @@ func TestSSHScripts(t *testing.T) {
 		if len(cmdline) == 0 || bytes.Contains(cmdline, []byte("s3cret")) {
 			t.Errorf("pid %d command line %q (the key must stay off it)", p.PID, cmdline)
 		}
-		if !bytes.Contains(environ, []byte("IPP_CONNECTION_INFO="+secret)) || !bytes.Contains(environ, []byte("OMPI_X=a b")) {
+		if !bytes.Contains(environ, []byte(protocol.EnvConnectionInfo+"="+secret)) || !bytes.Contains(environ, []byte("OMPI_X=a b")) {
 			t.Errorf("pid %d environment lacks the connection info or --env: %q", p.PID, environ)
 		}
 		if pgid, _ := syscall.Getpgid(p.PID); p.Group && pgid != p.PID {

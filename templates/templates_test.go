@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/ipp-hpc/ipp/internal/protocol"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -22,7 +24,7 @@ var fullJob = Job{
 	Prologue:   "module load mpi\nsource /opt/env.sh",
 	Launch:     "srun --mpi=pmix", Command: "/opt/bin/ipcluster engine --profile-dir /p",
 	IDBase: 8, ParallelEnv: "mpi",
-	Env: map[string]string{"IPP_CLUSTER_ID": "demo", "IPP_PROFILE_DIR": "'/p'"},
+	Env: map[string]string{protocol.EnvClusterID: "demo", protocol.EnvProfileDir: "'/p'"},
 }
 
 // bareJob leaves every optional field empty.
@@ -110,7 +112,7 @@ func checkScript(t *testing.T, name string, job Job, script string) {
 		t.Error("array template without IPP_ENGINE_INDEX")
 	case role == "engines" && system != "htcondor" && job.Launch != "" && !strings.Contains(script, job.Launch+" "+job.Command):
 		t.Errorf("engines not started by %q", job.Launch)
-	case role == "engines" && system != "slurm" && system != "htcondor" && job.Launch != "" && strings.Contains(script, "IPP_ENGINE_INDEX"):
+	case role == "engines" && system != "slurm" && system != "htcondor" && job.Launch != "" && strings.Contains(script, protocol.EnvEngineIndex):
 		t.Error("an MPI job exports an array index (ranks take their id from MPI)")
 	}
 	if system == "sge" && strings.Contains(script, "#PBS") {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/testutil"
 )
 
@@ -52,7 +53,7 @@ func cleanEnv() []string {
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
 		switch {
-		case strings.HasPrefix(k, "IPP_"), strings.HasPrefix(k, "SLURM_"),
+		case strings.HasPrefix(k, protocol.EnvPrefix), strings.HasPrefix(k, "SLURM_"),
 			k == "IPYTHONDIR", k == "IPCLUSTER", k == "ENGINES", k == "CLUSTER_ID", k == "IPCLUSTER_ARGS":
 			continue
 		}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/ipp-hpc/ipp"
+	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/testutil"
 	"github.com/ipp-hpc/ipp/internal/wire"
 	"github.com/ipp-hpc/ipp/launchers"
@@ -519,7 +520,7 @@ func TestBatchE2ESlurmKilledController(t *testing.T) {
 	b := newBatchE2E(t, "slurm")
 	cid := b.clusterID("killed")
 	clusterFile := wire.ClusterFile(b.profile, cid)
-	b.mustBatch(0, "start", "--launcher", "slurm", "-n", "2", "--env", "IPP_CONTROLLER_TIMEOUT=3", "--daemonize", "--wait-timeout", "90", "--cluster-id", cid)
+	b.mustBatch(0, "start", "--launcher", "slurm", "-n", "2", "--env", protocol.EnvControllerTimeout+"=3", "--daemonize", "--wait-timeout", "90", "--cluster-id", cid)
 	jobs := recordedJobs(t, clusterFile)
 	if len(jobs) != 1 {
 		t.Fatalf("recorded jobs %+v", jobs)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ipp-hpc/ipp/internal/fakebatch"
+	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/testutil"
 	"github.com/ipp-hpc/ipp/internal/wire"
 	"github.com/ipp-hpc/ipp/launchers"
@@ -52,7 +53,7 @@ func pbsSubJob(jobID string, idx int) string {
 var fakeSystems = []fakeSystem{
 	{
 		system: "pbspro", launcher: "pbs",
-		vars: []string{"PBS_JOBID", "PBS_ARRAY_INDEX", "PBS_ENVIRONMENT", "IPP_ENGINE_INDEX"},
+		vars: []string{"PBS_JOBID", "PBS_ARRAY_INDEX", "PBS_ENVIRONMENT", protocol.EnvEngineIndex},
 		// Array indices start at 1 (#PBS -J 1-N); engine ids at 0.
 		want: func(job string, id int) []string {
 			return []string{pbsSubJob(job, id+1), strconv.Itoa(id + 1), "PBS_BATCH", strconv.Itoa(id)}
@@ -63,7 +64,7 @@ var fakeSystems = []fakeSystem{
 	},
 	{
 		system: "torque", launcher: "pbs",
-		vars: []string{"PBS_JOBID", "PBS_ARRAYID", "PBS_NP", "IPP_ENGINE_INDEX"},
+		vars: []string{"PBS_JOBID", "PBS_ARRAYID", "PBS_NP", protocol.EnvEngineIndex},
 		want: func(job string, id int) []string {
 			return []string{pbsSubJob(job, id+1), strconv.Itoa(id + 1), "1", strconv.Itoa(id)}
 		},
@@ -73,7 +74,7 @@ var fakeSystems = []fakeSystem{
 	},
 	{
 		system: "lsf", launcher: "lsf",
-		vars: []string{"LSB_JOBID", "LSB_JOBINDEX", "IPP_ENGINE_INDEX"},
+		vars: []string{"LSB_JOBID", "LSB_JOBINDEX", protocol.EnvEngineIndex},
 		want: func(job string, id int) []string {
 			return []string{job, strconv.Itoa(id + 1), strconv.Itoa(id)}
 		},
@@ -86,7 +87,7 @@ var fakeSystems = []fakeSystem{
 		// reaches the script as its argument ($(Process)), which the
 		// template turns into IPP_ENGINE_INDEX.
 		system: "htcondor", launcher: "htcondor",
-		vars: []string{"BATCH_SYSTEM", "IPP_ENGINE_INDEX"},
+		vars: []string{"BATCH_SYSTEM", protocol.EnvEngineIndex},
 		want: func(_ string, id int) []string {
 			return []string{"HTCondor", strconv.Itoa(id)}
 		},

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ipp-hpc/ipp"
+	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/testutil"
 	"github.com/ipp-hpc/ipp/internal/wire"
 	"github.com/ipp-hpc/ipp/launchers"
@@ -26,7 +27,7 @@ func TestEndToEndKilledController(t *testing.T) {
 	// The engines left behind must still be there when stop and clean
 	// look for them, however slow this machine is: they would exit after
 	// the default --controller-timeout of 30 s.
-	e.env = append(e.env, "IPP_CONTROLLER_TIMEOUT=600")
+	e.env = append(e.env, protocol.EnvControllerTimeout+"=600")
 	const id = "k"
 	clusterFile := wire.ClusterFile(e.profile, id)
 	clientFile, engineFile := wire.ClientFile(e.profile, id), wire.EngineFile(e.profile, id)

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/wire"
 	"github.com/ipp-hpc/ipp/launchers"
 )
@@ -55,11 +56,11 @@ func newE2E(t *testing.T) *e2e {
 	ipy := t.TempDir()
 	e := &e2e{t: t, bin: builtBin, profile: filepath.Join(ipy, "profile_default")}
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, childEnv+"=") && !strings.HasPrefix(kv, "IPP_") {
+		if !strings.HasPrefix(kv, childEnv+"=") && !strings.HasPrefix(kv, protocol.EnvPrefix) {
 			e.env = append(e.env, kv)
 		}
 	}
-	e.env = append(e.env, "IPYTHONDIR="+ipy, "IPP_NONINTERACTIVE=1")
+	e.env = append(e.env, "IPYTHONDIR="+ipy, protocol.EnvNonInteractive+"=1")
 	t.Cleanup(func() {
 		for _, pid := range e.pids {
 			if launchers.PIDAlive(pid) {

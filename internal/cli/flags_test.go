@@ -199,8 +199,8 @@ func TestEngineFlags(t *testing.T) {
 // default, 0 for never), and a non-MPI engine requests the id its launch
 // environment gives unless --id is set.
 func TestEngineConfig(t *testing.T) {
-	for _, k := range []string{"IPP_CONTROLLER_TIMEOUT", "IPP_ENGINE_ID_BASE", "IPP_ENGINE_INDEX", "SLURM_STEP_ID",
-		"SLURM_PROCID", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "IPP_TRANSPORT"} {
+	for _, k := range []string{protocol.EnvControllerTimeout, protocol.EnvEngineIDBase, protocol.EnvEngineIndex, "SLURM_STEP_ID",
+		"SLURM_PROCID", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", protocol.EnvTransport} {
 		t.Setenv(k, "")
 	}
 	f := &Factory{IO: IOStreams{ErrOut: io.Discard}}
@@ -234,16 +234,16 @@ func TestEngineConfig(t *testing.T) {
 		t.Error("--controller-timeout soon accepted")
 	}
 
-	t.Setenv("IPP_ENGINE_ID_BASE", "8")
-	t.Setenv("IPP_ENGINE_INDEX", "1")
+	t.Setenv(protocol.EnvEngineIDBase, "8")
+	t.Setenv(protocol.EnvEngineIndex, "1")
 	if cfg, err := config("--mpi=false"); err != nil || cfg.RequestedID != 9 {
 		t.Errorf("array task 1 of base 8: requested %d, %v; want 9", cfg.RequestedID, err)
 	}
 	if cfg, err := config("--mpi=false", "--id", "3"); err != nil || cfg.RequestedID != 3 {
 		t.Errorf("--id 3: requested %d, %v", cfg.RequestedID, err)
 	}
-	t.Setenv("IPP_ENGINE_INDEX", "one")
-	if _, err := config("--mpi=false"); err == nil || !strings.Contains(err.Error(), "IPP_ENGINE_INDEX") {
+	t.Setenv(protocol.EnvEngineIndex, "one")
+	if _, err := config("--mpi=false"); err == nil || !strings.Contains(err.Error(), protocol.EnvEngineIndex) {
 		t.Errorf("bad index: %v", err)
 	}
 }

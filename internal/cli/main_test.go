@@ -18,6 +18,7 @@ import (
 	"github.com/ipp-hpc/ipp"
 	"github.com/ipp-hpc/ipp/internal/testutil"
 
+	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/wire"
 )
 
@@ -60,7 +61,7 @@ func fakeRole(role string) int {
 	}
 	switch role {
 	case "controller":
-		profile, cid := os.Getenv("IPP_PROFILE_DIR"), os.Getenv("IPP_CLUSTER_ID")
+		profile, cid := os.Getenv(protocol.EnvProfileDir), os.Getenv(protocol.EnvClusterID)
 		common := wire.Common{Interface: "tcp://127.0.0.1", Registration: 1, Control: 2, Mux: 3, Task: 4, IOPub: 5, Key: "k"}
 		common.Defaults()
 		wire.WritePrivateJSON(wire.ClientFile(profile, cid), wire.ClientInfo{Common: common, Notification: 6, Broadcast: 7})
@@ -75,13 +76,13 @@ func fakeRole(role string) int {
 			fmt.Fprintln(os.Stderr, "fake engine: cannot reach the controller")
 			return 1
 		}
-		if os.Getenv("IPP_CONNECTION_INFO") == "" {
+		if os.Getenv(protocol.EnvConnectionInfo) == "" {
 			fmt.Fprintln(os.Stderr, "fake engine: no IPP_CONNECTION_INFO")
 			return 1
 		}
 		if dir := os.Getenv(rankDirEnv); dir != "" {
 			// An MPI rank: record pid, IPP_MPI_SIZE and IPP_ENGINE_ID_BASE.
-			info := os.Getenv("IPP_MPI_SIZE") + " " + os.Getenv("IPP_ENGINE_ID_BASE")
+			info := os.Getenv(protocol.EnvMPISize) + " " + os.Getenv(protocol.EnvEngineIDBase)
 			if err := os.WriteFile(filepath.Join(dir, strconv.Itoa(os.Getpid())), []byte(info), 0o600); err != nil {
 				fmt.Fprintln(os.Stderr, err)
 				return 1

@@ -177,7 +177,9 @@ func TestParseReplyMetadata(t *testing.T) {
 		check    func(ReplyMetadata) bool
 	}{
 		{"well formed", `{"started":"s","engine":"u","status":"ok","iopub_idle":false}`,
-			func(m ReplyMetadata) bool { return m.Engine == "u" && m.Started == "s" && m.IOPubIdle != nil && !*m.IOPubIdle }},
+			func(m ReplyMetadata) bool {
+				return m.Engine == "u" && m.Started == "s" && m.IOPubIdle != nil && !*m.IOPubIdle
+			}},
 		{"started null", `{"started":null,"engine":"u"}`,
 			func(m ReplyMetadata) bool { return m.Started == "" && m.Engine == "u" && m.IOPubIdle == nil }},
 		{"wrong type elsewhere keeps the rest", `{"dependencies_met":"yes","engine":"u","iopub_idle":true,"status":"error","engine_info":{"engine_uuid":"u","engine_id":2,"method":"apply"}}`,
