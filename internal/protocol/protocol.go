@@ -1,5 +1,11 @@
-// Package protocol holds the conventions our Go client and Go engines add on
-// top of IPython Parallel's messages, in one place so both sides agree.
+// Package protocol holds every name and shape that crosses a process
+// boundary between our programs (and ipyparallel's), so that each is
+// defined once and the controller, the engines, the client, the
+// launchers and the CLI cannot drift apart: the IPP_* environment
+// variables (env.go), the error dict and its engine_info (errors.go),
+// engine reply metadata and the rule naming a reply after its request
+// (reply.go), and the Go apply convention below. It imports no package of
+// this module, so any of them can import it.
 //
 // A Go apply_request is an ordinary apply_request whose content carries a
 // "go" object naming the function to call; Python's apply_request has empty
