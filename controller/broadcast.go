@@ -389,12 +389,12 @@ func (b *broadcaster) maybeFinish(orig string) {
 			if r.DecodeContent(&c) != nil || c == nil {
 				c = errorContent("ValueError", "engine reply content is not a JSON object")
 			}
-			var md struct {
-				Started string `json:"started"`
+			var md map[string]any
+			if json.Unmarshal(r.Metadata, &md) == nil {
+				p.Metadata = md
 			}
-			r.DecodeMetadata(&md)
 			p.Status, _ = c["status"].(string)
-			p.Content, p.Started = c, md.Started
+			p.Content = c
 			if p.Status == "ok" {
 				p.Buffers = len(r.Buffers)
 				buffers = append(buffers, r.Buffers...)

@@ -38,8 +38,9 @@ type CoalescedPart struct {
 	// engine's ok content ({"status": "ok", "go": {...}}) is kept too, so
 	// its result frames can be decoded.
 	Content map[string]any `json:"content,omitempty"`
-	// Started is the target's reply metadata "started", if any.
-	Started string `json:"started,omitempty"`
+	// Metadata is the target's own reply metadata (started, engine,
+	// iopub_idle...), nil for a target that died.
+	Metadata map[string]any `json:"metadata,omitempty"`
 	// Died is set when the target died (or was not registered) before
 	// answering; Content then holds an EngineError.
 	Died bool `json:"died,omitempty"`

@@ -1,0 +1,83 @@
+package ipp
+
+import (
+	"errors"
+	"slices"
+	"testing"
+	"time"
+)
+
+// TestCoalescingBroadcast: a coalescing broadcast (one combined reply from
+// the controller) still gives every engine its own result, error and
+// metadata, and an engine dying during it fails only its own part.
+func TestCoalescingBroadcast(t *testing.T) {
+	gc, c := startGoCluster(t, 2)
+	ctx := ctxT(t, 30*time.Second)
+	cancel := gc.addEngine(t) // the engine that dies, last
+	if err := c.WaitForEngines(ctx, 3, WaitOptions{Progress: ProgressOff}); err != nil {
+		t.Fatal(err)
+	}
+	ids := c.IDs()
+	cv := c.Broadcast().Coalescing()
+
+	ar, err := cv.Apply(ctx, "square", 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := GetAll[int](ctx, ar)
+	if err != nil || !slices.Equal(got, []int{16, 16, 16}) {
+		t.Fatalf("all ok: %v, %v", got, err)
+	}
+	for i, md := range ar.Metadata() {
+		if md.EngineID != ids[i] || md.Status != "ok" || md.Started.IsZero() {
+			t.Errorf("part %d metadata %+v", i, md)
+		}
+	}
+
+	// One engine fails: a CompositeError with that engine's own error and
+	// the others' results.
+	for i, id := range ids {
+		push, err := c.View(id).Push(ctx, map[string]any{"d": i})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := push.Get(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ar, err = cv.Apply(ctx, "ipp.eval", "12 / d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vals, err := ar.GetList(ctx)
+	var ce *CompositeError
+	if !errors.As(err, &ce) || len(ce.Errors) != 1 || ce.Errors[0].Engine != ids[0] {
+		t.Fatalf("one engine failing: %v", err)
+	}
+	if vals[1] != 12 || vals[2] != 6 {
+		t.Errorf("the others' results: %v", vals)
+	}
+
+	// An engine dies: its part is an EngineError, the others still arrive.
+	newest := slices.Max(ids)
+	ar, err = cv.Apply(ctx, "sleep", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	vals, err = ar.GetList(ctx)
+	if !errors.As(err, &ce) || len(ce.Errors) != 1 || !IsEngineError(err) || ce.Errors[0].Engine != newest {
+		t.Fatalf("engine death: %v", err)
+	}
+	for i, id := range ids {
+		if id != newest && vals[i] != 1000 {
+			t.Errorf("engine %d's result after another died: %v", id, vals[i])
+		}
+	}
+	c.mu.Lock()
+	left := len(c.coalesced)
+	c.mu.Unlock()
+	if left != 0 {
+		t.Errorf("%d coalescing requests still tracked", left)
+	}
+}
