@@ -81,3 +81,32 @@ func TestCoalescingBroadcast(t *testing.T) {
 		t.Errorf("%d coalescing requests still tracked", left)
 	}
 }
+
+// TestRetriesEndLikeIPyparallel: a task failing on its only engine is not
+// run there again: with a timeout it ends in TaskTimeout, without one in
+// its own error; WithRetryFailedEngines runs it there again.
+func TestRetriesEndLikeIPyparallel(t *testing.T) {
+	_, c := startGoCluster(t, 1)
+	ctx := ctxT(t, 30*time.Second)
+	lb := c.LoadBalanced().WithRetries(2)
+	for _, tc := range []struct {
+		name  string
+		view  *LoadBalancedView
+		ename string
+		ran   string // the attempt number in the last error
+	}{
+		{"timeout", lb.WithTimeout(300 * time.Millisecond), "TaskTimeout", ""},
+		{"no timeout", lb, "Error", "attempt 2"},
+		{"retry failed engines", lb.WithRetryFailedEngines(true), "Error", "attempt 5"},
+	} {
+		ar, err := tc.view.Apply(ctx, "attempt")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = ar.Get(ctx)
+		var re *RemoteError
+		if !errors.As(err, &re) || re.EName != tc.ename || (tc.ran != "" && re.EValue != tc.ran) {
+			t.Errorf("%s: got %v, want %s %s", tc.name, err, tc.ename, tc.ran)
+		}
+	}
+}
