@@ -1,10 +1,15 @@
 package ipp
 
 import (
+	"context"
 	"errors"
 	"slices"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/ipp-hpc/ipp/engine"
+	"github.com/ipp-hpc/ipp/internal/wire"
 )
 
 // TestCoalescingBroadcast: a coalescing broadcast (one combined reply from
@@ -108,5 +113,46 @@ func TestRetriesEndLikeIPyparallel(t *testing.T) {
 		if !errors.As(err, &re) || re.EName != tc.ename || (tc.ran != "" && re.EValue != tc.ran) {
 			t.Errorf("%s: got %v, want %s %s", tc.name, err, tc.ename, tc.ran)
 		}
+	}
+}
+
+// TestCoalescingUnderPythonController: ipyparallel's own controller sends
+// a combined reply without our per-engine parts; the client still splits
+// Go results evenly and gives every engine the error.
+func TestCoalescingUnderPythonController(t *testing.T) {
+	pc := startPyCluster(t, 0)
+	info, err := wire.LoadEngineInfo(wire.EngineFile(pc.dir, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	reg := testRegistry(t)
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			engine.Run(ctx, engine.Config{Info: info, RequestedID: -1, Functions: reg, Logger: testLogger()})
+		}()
+	}
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	c := pc.client(t, 2)
+	tctx := ctxT(t, 60*time.Second)
+	cv := c.Broadcast().Coalescing()
+	ar, err := cv.Apply(tctx, "square", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := GetAll[int](tctx, ar)
+	if err != nil || !slices.Equal(got, []int{9, 9}) {
+		t.Fatalf("coalesced under the Python controller: %v, %v", got, err)
+	}
+	ar, err = cv.Apply(tctx, "fail", "nope")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ce *CompositeError
+	if _, err := ar.GetList(tctx); !errors.As(err, &ce) || len(ce.Errors) != 2 || ce.Errors[0].EValue != "nope" {
+		t.Fatalf("coalesced error under the Python controller: %v", err)
 	}
 }
