@@ -157,7 +157,16 @@ func (b *broadcaster) submit(frames [][]byte) {
 		mdt := md
 		mdt["targets"] = [][]any{{t.uuid, t.id}}
 		m, _ := json.Marshal(mdt)
+		// The copy is noted before liveness is checked: the hub marks an
+		// engine dead before it tells the broadcaster, so a death is
+		// either seen here or sweeps this copy in engineRemoved.
+		b.mu.Lock()
+		b.sent[orig+"_"+t.uuid] = sentCopy{engine: t.uuid, client: string(client), orig: orig, coalescing: coalescing}
+		b.mu.Unlock()
 		if _, live := b.live(t.uuid); !live {
+			b.mu.Lock()
+			delete(b.sent, orig+"_"+t.uuid)
+			b.mu.Unlock()
 			// Sent before the client heard of the engine's departure: the
 			// notification makes the client fail it, and an answer from
 			// here would race it. An engine no client can have been told
@@ -178,9 +187,6 @@ func (b *broadcaster) submit(frames [][]byte) {
 			}
 			continue
 		}
-		b.mu.Lock()
-		b.sent[orig+"_"+t.uuid] = sentCopy{engine: t.uuid, client: string(client), orig: orig, coalescing: coalescing}
-		b.mu.Unlock()
 		body := [][]byte{nil, h, msg.RawParent, m, msg.Content}
 		b.c.session.Resign(body)
 		out := make([][]byte, 0, 3+len(body)+len(msg.Buffers))
