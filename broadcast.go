@@ -4,16 +4,31 @@ import (
 	"context"
 	"slices"
 
+	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/wire"
 )
 
 // BroadcastView sends one request to the controller's broadcast scheduler,
 // which copies it to every target engine (ipyparallel 7's
 // rc.broadcast_view()): one message leaves the client however many engines
-// there are. Replies are not coalesced; each engine answers separately.
+// there are. Each engine answers separately, unless the view is
+// Coalescing.
 type BroadcastView struct {
-	c       *Client
-	targets []int // nil: every engine at call time
+	c          *Client
+	targets    []int // nil: every engine at call time
+	coalescing bool
+}
+
+// Coalescing returns a copy of the view whose Apply replies come back as
+// one combined message (ipyparallel's is_coalescing=True): one reply
+// crosses the client's socket however many engines there are. Results,
+// errors and metadata are still per engine; an engine that dies fails its
+// own part with EngineError while the others' results arrive. Execute is
+// never coalesced, as in ipyparallel.
+func (v *BroadcastView) Coalescing() *BroadcastView {
+	w := *v
+	w.coalescing = true
+	return &w
 }
 
 // Broadcast returns a BroadcastView on the given engines (all when none
@@ -40,7 +55,12 @@ func (v *BroadcastView) submit(ctx context.Context, msgType, method string, kind
 	for i, t := range ts {
 		targets[i] = []any{t.uuid, t.id}
 	}
-	md := map[string]any{"targets": targets, "is_broadcast": true, "is_coalescing": false}
+	coalescing := v.coalescing && msgType == "apply_request"
+	md := map[string]any{"targets": targets, "is_broadcast": true, "is_coalescing": coalescing}
+	if coalescing {
+		// We fail a dead engine's part ourselves and still want the others'.
+		md[protocol.MetaCoalesceAfterDeath] = true
+	}
 	h := v.c.session.NewHeader(msgType)
 	frames, _, err := v.c.session.Build(wire.Out{Header: h, Metadata: md, Content: content, Buffers: bufs})
 	if err != nil {
@@ -56,18 +76,34 @@ func (v *BroadcastView) submit(ctx context.Context, msgType, method string, kind
 		v.c.mu.Unlock()
 		return nil, v.c.closeErr
 	}
+	var dead []*future
 	for _, t := range ts {
 		f := v.c.newFuture(msgType, method, t.uuid, t.id)
 		f.msgID = h.MsgID + "_" + t.uuid
 		f.md.MsgID, f.md.Submitted = f.msgID, submitted
 		v.c.futures[f.msgID] = f
 		ar.futures = append(ar.futures, f)
+		if v.c.dead[t.uuid] {
+			// Its unregistration was handled after the targets were
+			// resolved: nobody else will fail this part.
+			dead = append(dead, f)
+		}
+	}
+	if coalescing {
+		v.c.dropCoalescedLocked()
+		v.c.coalesced[h.MsgID] = ar.futures
 	}
 	v.c.mu.Unlock()
+	for _, f := range dead {
+		f.engineDied(f.engineID)
+	}
 	if err := v.c.bcast.Send(frames); err != nil {
 		for _, f := range ar.futures {
 			v.c.forget(f)
 		}
+		v.c.mu.Lock()
+		delete(v.c.coalesced, h.MsgID)
+		v.c.mu.Unlock()
 		return nil, err
 	}
 	return ar, nil

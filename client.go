@@ -42,6 +42,9 @@ type Client struct {
 	dead    map[string]bool
 	futures map[string]*future // execute/apply requests by msg_id
 	waiters map[string]*waiter // hub-query and control replies by msg_id
+	// coalesced holds the per-engine futures of coalescing broadcasts by
+	// the request's msg_id, until their combined reply is taken apart.
+	coalesced map[string][]*future
 	// watchers receive registration changes (WaitForEngines).
 	watchers map[chan engineEvent]struct{}
 	closed   bool
@@ -257,18 +260,19 @@ func ConnectInfo(ctx context.Context, info *wire.ClientInfo, opts ...Option) (*C
 		return nil, err
 	}
 	c := &Client{
-		info:     info,
-		session:  wire.NewSession([]byte(info.Key), ""),
-		log:      cfg.logger.With("component", "ipp.client"),
-		cfg:      cfg,
-		engines:  map[int]string{},
-		known:    map[string]int{},
-		dead:     map[string]bool{},
-		futures:  map[string]*future{},
-		waiters:  map[string]*waiter{},
-		watchers: map[chan engineEvent]struct{}{},
-		done:     make(chan struct{}),
-		born:     time.Now(),
+		info:      info,
+		session:   wire.NewSession([]byte(info.Key), ""),
+		log:       cfg.logger.With("component", "ipp.client"),
+		cfg:       cfg,
+		engines:   map[int]string{},
+		known:     map[string]int{},
+		dead:      map[string]bool{},
+		futures:   map[string]*future{},
+		coalesced: map[string][]*future{},
+		waiters:   map[string]*waiter{},
+		watchers:  map[chan engineEvent]struct{}{},
+		done:      make(chan struct{}),
+		born:      time.Now(),
 	}
 	ok := false
 	defer func() {
@@ -516,6 +520,9 @@ func (c *Client) serveReplies(s transport.Socket, name string) {
 			continue
 		}
 		id := msg.Parent.MsgID
+		if c.takeCoalesced(msg) {
+			continue
+		}
 		c.mu.Lock()
 		w := c.waiters[id]
 		if w != nil {

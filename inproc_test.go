@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,6 +37,8 @@ func testRegistry(t *testing.T) *engine.Registry {
 	must("add", func(a, b float64) float64 { return a + b })
 	must("fail", func(msg string) error { return errors.New(msg) })
 	must("pid", func() int { return os.Getpid() })
+	var attempts atomic.Int64
+	must("attempt", func() error { return fmt.Errorf("attempt %d", attempts.Add(1)) })
 	must("sleep", func(ctx context.Context, ms int) (int, error) {
 		select {
 		case <-time.After(time.Duration(ms) * time.Millisecond):

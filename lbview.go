@@ -65,8 +65,16 @@ func (d Dependency) MarshalJSON() ([]byte, error) {
 // metadata (ipyparallel's after, follow, retries, timeout, targets).
 type TaskFlags struct {
 	// Retries is how many times a failed task is resubmitted (to another
-	// engine) before its failure is reported.
+	// engine) before its failure is reported. As in ipyparallel, an engine
+	// the task failed on is not used for it again: with every engine
+	// failed, the task waits for a new one until Timeout (then
+	// TaskTimeout), or without a Timeout ends with its last error.
 	Retries int
+	// RetryFailedEngines lets a retry run again on an engine the task
+	// already failed on, once every engine it may use has failed it: for
+	// transient errors on a small cluster. Our controller only; the
+	// Python controller ignores it.
+	RetryFailedEngines bool
 	// After: the task starts only after these requests finished (anywhere).
 	After Dependency
 	// Follow: the task runs on the engine where these requests ran.
@@ -105,6 +113,15 @@ func (v *LoadBalancedView) WithFlags(flags TaskFlags) *LoadBalancedView {
 func (v *LoadBalancedView) WithRetries(n int) *LoadBalancedView {
 	w := *v
 	w.flags.Retries = n
+	return &w
+}
+
+// WithRetryFailedEngines returns a copy of the view whose retries may run
+// again on engines the task already failed on (see
+// TaskFlags.RetryFailedEngines).
+func (v *LoadBalancedView) WithRetryFailedEngines(on bool) *LoadBalancedView {
+	w := *v
+	w.flags.RetryFailedEngines = on
 	return &w
 }
 
@@ -159,13 +176,17 @@ func (v *LoadBalancedView) metadata() (map[string]any, error) {
 		// A pure ZMQ queue cannot honour any of these.
 		return nil, fmt.Errorf("ipp: the controller's task scheme is pure: targets, retries, dependencies and timeouts are not supported")
 	}
-	return map[string]any{
+	md := map[string]any{
 		"after":   f.After,
 		"follow":  f.Follow,
 		"timeout": f.Timeout.Seconds(),
 		"targets": uuids,
 		"retries": f.Retries,
-	}, nil
+	}
+	if f.RetryFailedEngines {
+		md["retry_failed_engines"] = true
+	}
+	return md, nil
 }
 
 // submit sends n tasks, each with its own content and buffers.

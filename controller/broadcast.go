@@ -2,7 +2,7 @@ package controller
 
 import (
 	"fmt"
-	"strings"
+	"slices"
 	"sync"
 
 	json "github.com/goccy/go-json"
@@ -17,10 +17,22 @@ import (
 // copied to every target with msg_id "<original>_<uuid>", re-signed, as
 // ipyparallel's leaves do; replies go back one per engine, or as one
 // coalesced reply when the client asked for it.
+//
+// An engine that dies is reported to clients by the hub's
+// unregistration_notification, on which clients (Python's and ours) fail
+// what they sent it. The broadcaster therefore never answers for a dead
+// engine on its own: a second answer would race the notification and reach
+// the client as a stale result. The exceptions are targets no client can
+// have been told about (never registered, or gone long ago), which get an
+// EngineError reply, and coalescing requests from clients that asked for
+// the combined reply even then (protocol.MetaCoalesceAfterDeath).
 type broadcaster struct {
 	c *Controller
 	// live tells whether an engine is registered, and its id.
 	live func(uuid string) (int, bool)
+	// departed tells whether an engine left recently enough that clients
+	// are being told by the unregistration notification.
+	departed func(uuid string) bool
 
 	mu      sync.Mutex
 	pending map[string]*coalesce
@@ -31,9 +43,10 @@ type broadcaster struct {
 
 // sentCopy is one per-engine copy of a broadcast request in flight.
 type sentCopy struct {
-	engine string
-	client string // routing identity of the requesting client
-	orig   string // the client's msg_id
+	engine     string
+	client     string // routing identity of the requesting client
+	orig       string // the client's msg_id
+	coalescing bool
 }
 
 // maxBroadcasts bounds the coalescing requests waiting for replies; each
@@ -42,10 +55,13 @@ const maxBroadcasts = 65536
 
 // coalesce gathers the replies of one coalescing request.
 type coalesce struct {
-	client  []byte
-	targets []target
-	replies map[string]*wire.Message
-	errs    map[string]string // engines that died before replying
+	client     []byte
+	request    []byte // the request's header: the parent if no engine answers
+	replyType  string
+	targets    []target
+	replies    map[string]*wire.Message
+	errs       map[string]string // engines that died before replying
+	afterDeath bool              // protocol.MetaCoalesceAfterDeath
 }
 
 type target struct {
@@ -53,8 +69,8 @@ type target struct {
 	id   int
 }
 
-func newBroadcaster(c *Controller, live func(string) (int, bool)) *broadcaster {
-	return &broadcaster{c: c, live: live, pending: map[string]*coalesce{}, sent: map[string]sentCopy{}}
+func newBroadcaster(c *Controller, live func(string) (int, bool), departed func(string) bool) *broadcaster {
+	return &broadcaster{c: c, live: live, departed: departed, pending: map[string]*coalesce{}, sent: map[string]sentCopy{}}
 }
 
 func (b *broadcaster) run() {
@@ -115,6 +131,7 @@ func (b *broadcaster) submit(frames [][]byte) {
 	}
 	orig := msg.Header.MsgID
 	coalescing, _ := md["is_coalescing"].(bool)
+	afterDeath, _ := md[protocol.MetaCoalesceAfterDeath].(bool)
 	md["original_msg_id"] = orig
 	md["is_broadcast"] = true
 	md["is_coalescing"] = coalescing
@@ -126,7 +143,8 @@ func (b *broadcaster) submit(frames [][]byte) {
 	case coalescing && len(b.pending) >= maxBroadcasts:
 		refused = fmt.Sprintf("too many coalescing broadcasts in flight (%d)", maxBroadcasts)
 	case coalescing:
-		b.pending[orig] = &coalesce{client: client, targets: targets, replies: map[string]*wire.Message{}, errs: map[string]string{}}
+		b.pending[orig] = &coalesce{client: client, request: msg.RawHeader, replyType: protocol.ReplyType(msg.Header.MsgType),
+			targets: targets, replies: map[string]*wire.Message{}, errs: map[string]string{}, afterDeath: afterDeath}
 	}
 	b.mu.Unlock()
 	if refused != "" {
@@ -139,18 +157,36 @@ func (b *broadcaster) submit(frames [][]byte) {
 		mdt := md
 		mdt["targets"] = [][]any{{t.uuid, t.id}}
 		m, _ := json.Marshal(mdt)
+		// The copy is noted before liveness is checked: the hub marks an
+		// engine dead before it tells the broadcaster, so a death is
+		// either seen here or sweeps this copy in engineRemoved.
+		b.mu.Lock()
+		b.sent[orig+"_"+t.uuid] = sentCopy{engine: t.uuid, client: string(client), orig: orig, coalescing: coalescing}
+		b.mu.Unlock()
 		if _, live := b.live(t.uuid); !live {
+			b.mu.Lock()
+			delete(b.sent, orig+"_"+t.uuid)
+			b.mu.Unlock()
+			// Sent before the client heard of the engine's departure: the
+			// notification makes the client fail it, and an answer from
+			// here would race it. An engine no client can have been told
+			// about gets an answer, or the request would wait forever.
+			departed := b.departed(t.uuid)
 			evalue := fmt.Sprintf("engine %d (%s) is not registered", t.id, t.uuid)
-			if coalescing {
-				b.engineGone(orig, t.uuid, evalue)
-			} else {
+			if departed {
+				evalue = fmt.Sprintf("Engine %d died before running task '%s'", t.id, orig+"_"+t.uuid)
+			}
+			switch {
+			case coalescing:
+				b.engineGone(orig, t.uuid, evalue, departed)
+			case departed:
+				b.c.log.Debug("broadcast copy for a departed engine dropped; the client fails it on the notification",
+					"msg_id", orig, "engine", t.uuid)
+			default:
 				b.fail(client, msg, h, "EngineError", evalue)
 			}
 			continue
 		}
-		b.mu.Lock()
-		b.sent[orig+"_"+t.uuid] = sentCopy{engine: t.uuid, client: string(client), orig: orig}
-		b.mu.Unlock()
 		body := [][]byte{nil, h, msg.RawParent, m, msg.Content}
 		b.c.session.Resign(body)
 		out := make([][]byte, 0, 3+len(body)+len(msg.Buffers))
@@ -242,57 +278,90 @@ func (b *broadcaster) reply(frames [][]byte) {
 		b.c.rejects.reject("broadcast_leaf", frames[0], "broadcast reply that was not expected from this engine")
 		return
 	}
-	if co == nil {
+	switch {
+	case co != nil:
+		b.maybeFinish(sc.orig)
+	case sc.coalescing:
+		// The request was given up when another target died (the client
+		// failed it on the notification): this late part has no reply to
+		// join.
+		b.c.log.Debug("reply to an abandoned coalescing broadcast dropped", "msg_id", sc.orig, "engine", uuid)
+	default:
 		b.c.bcastIn.Send(frames[1:])
-		return
 	}
-	b.maybeFinish(sc.orig)
 }
 
 // engineAdded is part of engineListener; nothing to do.
 func (b *broadcaster) engineAdded(string, int) {}
 
-// engineRemoved answers, on behalf of a dead engine, the coalescing
-// requests still waiting for it, and forgets its copies in flight.
-func (b *broadcaster) engineRemoved(uuid string, _ int, _ string) { b.removeEngine(uuid) }
-
-// removeEngine answers, on behalf of a dead engine, the coalescing
-// requests still waiting for it.
-func (b *broadcaster) removeEngine(uuid string) {
+// engineRemoved forgets a dead engine's copies in flight (clients fail
+// them on the unregistration notification, which the hub publishes right
+// after this) and settles the coalescing requests still waiting for it.
+func (b *broadcaster) engineRemoved(uuid string, id int, _ string) {
 	b.mu.Lock()
-	for id, sc := range b.sent {
+	var copies []string
+	for mid, sc := range b.sent {
 		if sc.engine == uuid {
-			delete(b.sent, id)
+			delete(b.sent, mid)
+			copies = append(copies, mid)
 		}
 	}
+	// A Python client fails a coalescing request on the notification even
+	// when the dead engine had already answered (the request stays
+	// outstanding on every target until the combined reply), so those are
+	// abandoned too; a client asking for the reply after a death only
+	// needs the missing part filled in.
 	var origs []string
 	for orig, co := range b.pending {
-		for _, t := range co.targets {
-			if t.uuid == uuid {
-				if _, done := co.replies[uuid]; !done {
-					origs = append(origs, orig)
-				}
-			}
+		_, answered := co.replies[uuid]
+		if slices.ContainsFunc(co.targets, func(t target) bool { return t.uuid == uuid }) && (!answered || !co.afterDeath) {
+			origs = append(origs, orig)
 		}
 	}
 	b.mu.Unlock()
+	if len(copies) > 0 {
+		b.c.log.Debug("broadcast copies on a dead engine left to the clients", "engine", uuid, "copies", len(copies))
+	}
 	for _, o := range origs {
-		b.engineGone(o, uuid, "engine "+uuid+" died before replying")
+		b.engineGone(o, uuid, fmt.Sprintf("Engine %d died while running task '%s'", id, o+"_"+uuid), true)
 	}
 }
 
-func (b *broadcaster) engineGone(orig, uuid, why string) {
+// engineGone settles a coalescing request's target that died (departed)
+// or was never registered. A client not asking for the combined reply after
+// a death (every Python client) fails the whole request on the
+// unregistration notification, so it is abandoned: no reply, and the other
+// targets' late replies are dropped.
+func (b *broadcaster) engineGone(orig, uuid, why string, departed bool) {
 	b.mu.Lock()
-	if co, ok := b.pending[orig]; ok {
+	co, ok := b.pending[orig]
+	abandon := ok && departed && !co.afterDeath
+	switch {
+	case abandon:
+		delete(b.pending, orig)
+	case ok:
 		co.errs[uuid] = why
 	}
 	b.mu.Unlock()
-	b.maybeFinish(orig)
+	if ok && !abandon {
+		b.maybeFinish(orig)
+	}
+	if abandon {
+		b.c.log.Debug("coalescing broadcast abandoned: a target died and the client fails it on the notification",
+			"msg_id", orig, "engine", uuid)
+	}
 }
 
-// maybeFinish sends the coalesced reply once every target has answered.
-// Unlike ipyparallel, which keeps only the last reply's status, every
-// engine's error is kept in one CompositeError.
+// maybeFinish sends the combined reply once every target has answered.
+// What a Python client reads is ipyparallel's shape: metadata
+// broadcast_targets, the successful targets' buffers concatenated in
+// target order, and content status ok, or else the content of the first
+// target (in target order) that did not answer ok, so that the client
+// raises that engine's own error (RemoteError with its ename) as it would
+// for the one engine. The 7.1 client can only build a RemoteError from
+// one reply, never a CompositeError, so what every target answered goes in
+// metadata (protocol.MetaCoalesced), where our client takes it apart into
+// one result or error per engine.
 func (b *broadcaster) maybeFinish(orig string) {
 	b.mu.Lock()
 	co, ok := b.pending[orig]
@@ -305,63 +374,124 @@ func (b *broadcaster) maybeFinish(orig string) {
 
 	var last *wire.Message
 	var buffers [][]byte
-	var errs []string
-	var tracebacks []string
-	covered := [][]any{}
-	for _, t := range co.targets {
-		covered = append(covered, []any{t.uuid, t.id})
-		if why, dead := co.errs[t.uuid]; dead {
-			errs = append(errs, fmt.Sprintf("[%d:apply]: EngineError: %s", t.id, why))
-			continue
-		}
+	var first map[string]any // content of the first target not ok
+	parts := make([]protocol.CoalescedPart, len(co.targets))
+	covered := make([][]any, len(co.targets))
+	for i, t := range co.targets {
+		covered[i] = []any{t.uuid, t.id}
+		p := protocol.CoalescedPart{EngineUUID: t.uuid, EngineID: t.id}
 		r := co.replies[t.uuid]
-		if r == nil {
+		why, dead := co.errs[t.uuid]
+		if !dead && r == nil {
 			// Cannot happen (targets are unique and counted), but a nil
 			// here once crashed the loop: say so instead.
-			errs = append(errs, fmt.Sprintf("[%d:apply]: EngineError: no reply", t.id))
-			continue
+			why, dead = "no reply", true
 		}
-		last = r
-		var c protocol.ErrorContent
-		r.DecodeContent(&c)
-		if c.Status != "ok" {
-			errs = append(errs, fmt.Sprintf("[%d:apply]: %s: %s", t.id, c.EName, c.EValue))
-			tracebacks = append(tracebacks, c.Traceback...)
-			continue
-		}
-		buffers = append(buffers, r.Buffers...)
-	}
-	md := map[string]any{"original_msg_id": orig, "is_broadcast": true, "is_coalescing": true, "broadcast_targets": covered}
-	var content any
-	var parent, header []byte
-	msgType := "apply_reply"
-	if last != nil {
-		var lmd map[string]any
-		if json.Unmarshal(last.Metadata, &lmd) == nil {
-			for k, v := range lmd {
-				if _, set := md[k]; !set {
-					md[k] = v
-				}
+		if dead {
+			p.Status, p.Died, p.Content = "error", true, errorMap("EngineError", why)
+		} else {
+			last = r
+			var c map[string]any
+			if r.DecodeContent(&c) != nil || c == nil {
+				c = errorMap("ValueError", "engine reply content is not a JSON object")
+			}
+			var md map[string]any
+			if json.Unmarshal(r.Metadata, &md) == nil {
+				p.Metadata = md
+			}
+			p.Status, _ = c["status"].(string)
+			p.Content = c
+			if p.Status == "ok" {
+				p.Buffers = len(r.Buffers)
+				buffers = append(buffers, r.Buffers...)
 			}
 		}
-		content, parent, header, msgType = last.Content, last.RawParent, last.RawHeader, last.Header.MsgType
+		if p.Status != "ok" && first == nil {
+			first = b.clientError(p)
+		}
+		parts[i] = p
 	}
-	if len(errs) > 0 {
-		md["status"] = "error"
-		ce := protocol.NewError("CompositeError", fmt.Sprintf("one or more exceptions raised in: %s", strings.Join(errs, "; ")))
-		ce.Traceback = append(errs, tracebacks...)
-		content, buffers = ce, nil
-	}
-	o := wire.Out{Idents: [][]byte{co.client}, MsgType: msgType, Parent: parent, Metadata: md, Content: content, Buffers: buffers}
-	if header != nil {
+	md := map[string]any{}
+	var content any
+	var parent []byte
+	msgType := co.replyType
+	o := wire.Out{Idents: [][]byte{co.client}}
+	if last != nil {
+		json.Unmarshal(last.Metadata, &md)
+		content, parent, msgType = last.Content, last.RawParent, last.Header.MsgType
 		var h wire.Header
-		if json.Unmarshal(header, &h) == nil {
+		if json.Unmarshal(last.RawHeader, &h) == nil {
 			o.Header = h
 			o.Header.MsgID = h.MsgID + "_coalesced"
 		}
+	} else {
+		// No engine answered: the client still needs a parent header with
+		// a msg_id (it indexes it before looking at original_msg_id).
+		parent = co.request
 	}
+	if md == nil {
+		md = map[string]any{}
+	}
+	md["original_msg_id"] = orig
+	md["is_broadcast"] = true
+	md["is_coalescing"] = true
+	md["broadcast_targets"] = covered
+	md[protocol.MetaCoalesced] = parts
+	md["status"] = "ok"
+	if first != nil {
+		md["status"] = "error"
+		content = first
+	}
+	o.MsgType, o.Parent, o.Metadata, o.Content, o.Buffers = msgType, parent, md, content, buffers
 	frames, _, err := b.c.session.Build(o)
 	if err == nil {
 		b.c.bcastIn.Send(frames)
 	}
+}
+
+// clientError turns a target's failed answer into reply content a Python
+// client can take: ename, evalue and traceback present, and engine_info
+// either empty or naming an engine the client knows (it looks the uuid up
+// and loses the reply if it cannot).
+func (b *broadcaster) clientError(p protocol.CoalescedPart) map[string]any {
+	c := make(map[string]any, len(p.Content))
+	for k, v := range p.Content {
+		c[k] = v
+	}
+	if p.Status != "error" {
+		// "aborted" reads as TaskAborted; anything else the client
+		// cannot read, so it becomes an error saying what came.
+		if p.Status == "aborted" {
+			return c
+		}
+		return errorMap("ValueError", fmt.Sprintf("engine %d answered with status %q", p.EngineID, p.Status))
+	}
+	ename, ok1 := c["ename"].(string)
+	evalue, ok2 := c["evalue"].(string)
+	_, ok3 := c["traceback"].([]any)
+	if !ok1 || !ok2 || !ok3 {
+		if !ok1 {
+			ename = "RemoteError"
+		}
+		return errorMap(ename, evalue)
+	}
+	info, _ := c["engine_info"].(map[string]any)
+	uuid, _ := info["engine_uuid"].(string)
+	if _, live := b.live(uuid); !live || uuid != p.EngineUUID {
+		c["engine_info"] = map[string]any{}
+	} else {
+		ei := map[string]any{"engine_uuid": uuid, "engine_id": p.EngineID, "method": "apply"}
+		if m, ok := info["method"].(string); ok {
+			ei["method"] = m
+		}
+		c["engine_info"] = ei
+	}
+	return c
+}
+
+// errorMap is protocol.NewError as a map, for the coalesced parts, whose
+// contents are engines' decoded replies and get edited key by key.
+func errorMap(ename, evalue string) map[string]any {
+	e := protocol.NewError(ename, evalue)
+	return map[string]any{"status": e.Status, "ename": e.EName, "evalue": e.EValue, "traceback": e.Traceback, "engine_info": map[string]any{}}
 }

@@ -447,7 +447,7 @@ func (c *Controller) Start() (err error) {
 		return err
 	}
 	c.hub.tasks = c.tasks
-	c.bcast = newBroadcaster(c, c.hub.liveID)
+	c.bcast = newBroadcaster(c, c.hub.liveID, c.hub.departedRecently)
 	c.mux = newRelay(c, c.hub, "mux", c.muxIn, c.muxOut, true)
 	c.control = newRelay(c, c.hub, "control", c.ctrlIn, c.ctrlOut, false)
 	c.hub.listen(c.tasks, c.bcast, c.control)

@@ -136,6 +136,16 @@ func (h *hub) knownSession(session string) bool {
 	return ok && time.Since(left) < departedGrace
 }
 
+// departedRecently tells whether uuid was a registered engine that left in
+// the last departedGrace: clients have been (or are being) told, by the
+// unregistration notification, and fail their requests to it themselves.
+func (h *hub) departedRecently(uuid string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	left, ok := h.departed[uuid]
+	return ok && time.Since(left) < departedGrace
+}
+
 // listen adds listeners; call before the hub serves.
 func (h *hub) listen(ls ...engineListener) { h.listeners = append(h.listeners, ls...) }
 

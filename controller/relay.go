@@ -95,6 +95,16 @@ func (r *relay) toEngine(frames [][]byte) {
 	client, target := frames[0], frames[1]
 	uuid := string(target)
 	if _, ok := r.hub.liveID(uuid); !ok {
+		if r.track && r.hub.departedRecently(uuid) {
+			// Sent before the client heard of the engine's death: the
+			// unregistration notification makes it fail the request
+			// itself, and an answer from here would reach it as a stale
+			// result. Control requests are still answered: clients wait
+			// for those replies and do not fail them on the notification.
+			r.c.log.Warn("request for an engine that just died dropped; the client fails it on the notification",
+				"msg_id", msg.Header.MsgID, "engine", uuid)
+			return
+		}
 		r.c.answerUnroutable(r.in, client, target, msg, "EngineError",
 			"no registered engine with uuid "+quote(uuid)+" (it may have died or never registered)")
 		return

@@ -191,6 +191,9 @@ type taskMetadata struct {
 	Timeout *float64        `json:"timeout"`
 	Targets []string        `json:"targets"`
 	Retries int             `json:"retries"`
+	// RetryFailedEngines is our extension (sched.Task.RetryFailedEngines):
+	// a retry may run again on an engine the task failed on.
+	RetryFailedEngines bool `json:"retry_failed_engines"`
 }
 
 func (t *taskScheduler) submit(frames [][]byte) {
@@ -257,7 +260,7 @@ func (t *taskScheduler) submit(frames [][]byte) {
 	if md.Timeout != nil && *md.Timeout > 0 {
 		task.Timeout = time.Duration(*md.Timeout * float64(time.Second))
 	}
-	task.Targets, task.Retries = md.Targets, md.Retries
+	task.Targets, task.Retries, task.RetryFailedEngines = md.Targets, md.Retries, md.RetryFailedEngines
 	t.do(func(s *sched.Scheduler, now time.Time) []sched.Action { return s.Submit(task, now) })
 }
 

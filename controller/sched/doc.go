@@ -41,13 +41,16 @@
 //
 // # Where this differs from Python 7.1
 //
-//   - Retries on one engine: Python blacklists the engine a task failed on
-//     and then waits forever for another. Here an engine a task failed on is
-//     only avoided: if every live engine the task may use has failed it, the
-//     avoidance is cleared and it runs there again (each failure still costs
-//     a retry, so it ends, and the last error reaches the client). Likewise,
-//     with targets, a failure no longer turns into ImpossibleDependency once
-//     every target has failed; the real error is retried or relayed.
+//   - Retries: as in Python, an engine a task failed on is blacklisted for
+//     it and the retry waits for another engine; with a timeout the task
+//     held that way ends in TaskTimeout, and with targets that all failed
+//     in ImpossibleDependency, as in Python. Where Python waits forever (no
+//     timeout, no targets, every live engine failed it) the last failure
+//     itself is relayed, or ImpossibleDependency if the engine the task
+//     waited for dies. Task.RetryFailedEngines (metadata
+//     "retry_failed_engines": true) opts into running the retry again where
+//     it failed once no other engine is left (each failure still costs a
+//     retry, so it ends, and the last error reaches the client).
 //   - Unmet dependencies (dependencies_met=false) ban that engine for the
 //     task without costing a retry, as in Python; once every live engine is
 //     banned the task fails with ImpossibleDependency instead of waiting for

@@ -77,8 +77,18 @@ type Task struct {
 	// 0 means wait forever.
 	Timeout time.Duration
 	// Retries is how many failed replies may be swallowed and the task run
-	// again.
+	// again. As in ipyparallel, an engine the task failed on is not used
+	// for it again: the retry waits for another engine (until Timeout),
+	// see RetryFailedEngines.
 	Retries int
+	// RetryFailedEngines lets a retry run on an engine the task already
+	// failed on once every engine it may use has failed it (request
+	// metadata "retry_failed_engines": true, our extension). Without it the
+	// task waits for an engine it has not failed on and ends in TaskTimeout
+	// (with a Timeout), its own last error (no Timeout, no Targets) or
+	// ImpossibleDependency (Targets), as ipyparallel ends it where it ends
+	// at all.
+	RetryFailedEngines bool
 	// Payload is the controller's own data (typically the request frames);
 	// the scheduler only hands it back in actions.
 	Payload any
@@ -216,7 +226,7 @@ type job struct {
 	retries  int
 	targets  map[string]bool // nil: any engine
 	banned   map[string]bool // engines that reported the dependencies unmet: never again
-	avoid    map[string]bool // engines it failed on: only if nothing else is left
+	avoid    map[string]bool // engines it failed on: never again, or last (RetryFailedEngines)
 	sent     []string        // engines it has been dispatched to, if more than one
 	sent0    string          // the first of them, kept apart to spare an allocation
 	engine   *engine         // while running
@@ -431,6 +441,13 @@ func (s *Scheduler) Result(msgID, engineUUID string, r Reply, now time.Time) []A
 			j.avoid = make(map[string]bool)
 		}
 		j.avoid[e.uuid] = true
+		if j.targets == nil && j.task.Timeout == 0 && s.impossible(j) != "" {
+			// No engine left to retry on and no timeout to wait for a new
+			// one: ipyparallel would hold the task forever. This reply, the
+			// task's own error, is the most useful end.
+			s.complete(j, e.uuid, false)
+			break
+		}
 		s.requeue(j, now)
 	default:
 		s.complete(j, e.uuid, r == ReplyOK)
@@ -514,7 +531,12 @@ func (s *Scheduler) expire(now time.Time) {
 			s.strand(t.e, now)
 			continue
 		}
-		s.fail(t.j, TaskTimeout, fmt.Sprintf("task still unassigned after its %v timeout", t.j.task.Timeout), "")
+		why := fmt.Sprintf("task still unassigned after its %v timeout", t.j.task.Timeout)
+		if s.blacklisting(t.j) {
+			why += fmt.Sprintf(" (it failed on %d engine(s) and is not run again where it failed; "+
+				"metadata retry_failed_engines allows that)", len(t.j.avoid))
+		}
+		s.fail(t.j, TaskTimeout, why, "")
 	}
 }
 
@@ -591,7 +613,7 @@ func (s *Scheduler) impossible(j *job) string {
 	if _, imp := f.status(s.done); imp {
 		return "follow dependency can no longer be met"
 	}
-	if j.targets == nil && len(j.banned) == 0 && len(f.IDs) == 0 {
+	if j.targets == nil && len(j.banned) == 0 && len(f.IDs) == 0 && !s.blacklisting(j) {
 		return "" // any engine will do, including one not registered yet
 	}
 	for _, e := range s.lru {
@@ -603,10 +625,19 @@ func (s *Scheduler) impossible(j *job) string {
 	// task's requirements are not met by the engines we have: failing now
 	// beats Python's wait for an engine that may never come.
 	if j.targets == nil && len(j.banned) == 0 && f.possibleOnNewEngine(s.done) {
+		if s.blacklisting(j) && j.task.Timeout == 0 {
+			// Waiting for an engine it has not failed on is what its
+			// timeout is for; without one it would wait forever.
+			return "the task failed on every live engine, is not run again where it failed " +
+				"(metadata retry_failed_engines allows that) and has no timeout to wait for a new engine"
+		}
 		return ""
 	}
 	anyAllowed := slices.ContainsFunc(s.lru, func(e *engine) bool { return s.allowed(j, e) })
 	switch {
+	case !anyAllowed && j.targets != nil && s.blacklisting(j):
+		return "the task failed on every live engine among its targets and is not run again where it failed " +
+			"(metadata retry_failed_engines allows that)"
 	case !anyAllowed && j.targets != nil:
 		return "no live engine left among the task's targets"
 	case !anyAllowed && len(j.banned) > 0:
@@ -624,8 +655,16 @@ func (s *Scheduler) seen(id string) bool {
 	return ok
 }
 
+// allowed reports whether j may ever run on e: among its targets, not
+// banned, and not failed there unless RetryFailedEngines.
 func (s *Scheduler) allowed(j *job, e *engine) bool {
-	return (j.targets == nil || j.targets[e.uuid]) && !j.banned[e.uuid]
+	return (j.targets == nil || j.targets[e.uuid]) && !j.banned[e.uuid] && (j.task.RetryFailedEngines || !j.avoid[e.uuid])
+}
+
+// blacklisting reports whether engines j failed on are excluded for good
+// (ipyparallel's blacklist), which only matters once it has failed somewhere.
+func (s *Scheduler) blacklisting(j *job) bool {
+	return !j.task.RetryFailedEngines && len(j.avoid) > 0
 }
 
 func (s *Scheduler) fits(e *engine) bool { return s.hwm == 0 || e.load < s.limit(e) }
@@ -887,10 +926,10 @@ func (s *Scheduler) place(j *job) bool {
 			}
 		}
 		if len(s.cands) == 0 && len(s.avoided) > 0 && !s.hasUnavoided(j) {
-			// Every engine the task could use has failed it. Python would
-			// wait forever for another one; retrying where it failed gives a
-			// transient error its chance and still ends, as each failure
-			// costs a retry.
+			// Every engine the task could use has failed it, and the task
+			// asked to run again there (RetryFailedEngines): a transient
+			// error gets its chance, and it still ends, as each failure
+			// costs a retry. (Without the flag allowed excludes them.)
 			j.avoid = nil
 			s.cands = append(s.cands, s.avoided...)
 		}

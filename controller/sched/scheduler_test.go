@@ -2,6 +2,7 @@ package sched
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -305,20 +306,69 @@ func TestRetryWaitsForAnotherEngine(t *testing.T) {
 	want(t, "e2 frees", s.Result("long", "e2", ReplyOK, t0), "relay long<-e2", "dispatch a->e2")
 }
 
-// TestRetriesSingleEngine is the Python hang: with one engine the failed
-// engine is the only one, so the retry goes back to it, marked Repeat, and
-// the last failure reaches the client.
+// TestRetriesSingleEngine: ipyparallel blacklists the engine a task failed
+// on and waits for another one; only a still-queued task times out.
 func TestRetriesSingleEngine(t *testing.T) {
-	s := newSched(t, DefaultConfig(), "e1")
-	want(t, "submit", s.Submit(Task{MsgID: "a", Retries: 2}, t0), "dispatch a->e1")
-	want(t, "failure 1", s.Result("a", "e1", ReplyError, t0), "dispatch a->e1 repeat")
-	want(t, "failure 2", s.Result("a", "e1", ReplyError, t0), "dispatch a->e1 repeat")
-	want(t, "failure 3", s.Result("a", "e1", ReplyError, t0), "relay a<-e1")
+	t.Run("timeout", func(t *testing.T) {
+		s := newSched(t, DefaultConfig(), "e1")
+		want(t, "submit", s.Submit(Task{MsgID: "a", Retries: 2, Timeout: 10 * time.Second}, t0), "dispatch a->e1")
+		at := t0.Add(time.Minute)
+		want(t, "failure: held, not re-run on e1", s.Result("a", "e1", ReplyError, at))
+		if d, ok := s.NextDeadline(); !ok || !d.Equal(at.Add(10*time.Second)) {
+			t.Fatalf("NextDeadline = %v, %v; want the reply time + 10s", d, ok)
+		}
+		want(t, "a free e1 does not take it", s.Submit(Task{MsgID: "b"}, at), "dispatch b->e1")
+		want(t, "nor when e1 frees", s.Result("b", "e1", ReplyOK, at), "relay b<-e1")
+		got := s.Tick(at.Add(10 * time.Second))
+		want(t, "times out", got, "fail a TaskTimeout")
+		if v := got[0].ErrValue; !strings.Contains(v, "retry_failed_engines") {
+			t.Fatalf("TaskTimeout should say why the task was held: %q", v)
+		}
+	})
+	t.Run("a new engine takes it", func(t *testing.T) {
+		s := newSched(t, DefaultConfig(), "e1")
+		s.Submit(Task{MsgID: "a", Retries: 1, Timeout: 10 * time.Second}, t0)
+		want(t, "held", s.Result("a", "e1", ReplyError, t0))
+		want(t, "e2 registers", s.AddEngine("e2", t0.Add(time.Second)), "dispatch a->e2")
+		want(t, "its reply ends it", s.Result("a", "e2", ReplyOK, t0.Add(2*time.Second)), "relay a<-e2")
+	})
+	t.Run("no timeout", func(t *testing.T) {
+		// Python would wait forever: the failure itself is relayed.
+		s := newSched(t, DefaultConfig(), "e1")
+		s.Submit(Task{MsgID: "a", Retries: 3}, t0)
+		want(t, "nowhere to retry", s.Result("a", "e1", ReplyError, t0), "relay a<-e1")
+	})
+	t.Run("no timeout, the last untried engine dies", func(t *testing.T) {
+		s := newSched(t, DefaultConfig(), "e1", "e2")
+		s.Submit(Task{MsgID: "long"}, t0) // on e1
+		s.Submit(Task{MsgID: "a", Retries: 3}, t0)
+		want(t, "fails on e2, waits for e1", s.Result("a", "e2", ReplyError, t0))
+		want(t, "e1 dies", s.RemoveEngine("e1", t0), "fail a ImpossibleDependency")
+	})
+	t.Run("targets", func(t *testing.T) {
+		// As in Python: blacklist == targets is ImpossibleDependency, with
+		// or without a timeout.
+		s := newSched(t, DefaultConfig(), "e1", "e2")
+		want(t, "submit", s.Submit(Task{MsgID: "b", Retries: 1, Targets: []string{"e1"}, Timeout: time.Hour}, t0), "dispatch b->e1")
+		got := s.Result("b", "e1", ReplyError, t0)
+		want(t, "targeted failure", got, "fail b ImpossibleDependency")
+		if v := got[0].ErrValue; !strings.Contains(v, "failed on every live engine among its targets") {
+			t.Fatalf("ErrValue = %q", v)
+		}
+	})
+	t.Run("retry_failed_engines", func(t *testing.T) {
+		// The opt-in: the retry goes back to the engine, marked Repeat, and
+		// the last failure reaches the client.
+		s := newSched(t, DefaultConfig(), "e1")
+		want(t, "submit", s.Submit(Task{MsgID: "a", Retries: 2, RetryFailedEngines: true}, t0), "dispatch a->e1")
+		want(t, "failure 1", s.Result("a", "e1", ReplyError, t0), "dispatch a->e1 repeat")
+		want(t, "failure 2", s.Result("a", "e1", ReplyError, t0), "dispatch a->e1 repeat")
+		want(t, "failure 3", s.Result("a", "e1", ReplyError, t0), "relay a<-e1")
 
-	// Same with targets: Python turned this into ImpossibleDependency.
-	want(t, "targeted", s.Submit(Task{MsgID: "b", Retries: 1, Targets: []string{"e1"}}, t0), "dispatch b->e1")
-	want(t, "targeted failure", s.Result("b", "e1", ReplyError, t0), "dispatch b->e1 repeat")
-	want(t, "targeted success", s.Result("b", "e1", ReplyOK, t0), "relay b<-e1")
+		want(t, "targeted", s.Submit(Task{MsgID: "b", Retries: 1, Targets: []string{"e1"}, RetryFailedEngines: true}, t0), "dispatch b->e1")
+		want(t, "targeted failure", s.Result("b", "e1", ReplyError, t0), "dispatch b->e1 repeat")
+		want(t, "targeted success", s.Result("b", "e1", ReplyOK, t0), "relay b<-e1")
+	})
 }
 
 func TestUnmetDependency(t *testing.T) {
@@ -331,8 +381,13 @@ func TestUnmetDependency(t *testing.T) {
 	// A banned engine stays banned even when the task has retries.
 	want(t, "b", s.Submit(Task{MsgID: "b", Retries: 5, Targets: []string{"e1", "e2"}}, t0), "dispatch b->e1")
 	want(t, "b unmet on e1", s.Result("b", "e1", ReplyUnmet, t0), "dispatch b->e2")
-	want(t, "b fails on e2", s.Result("b", "e2", ReplyError, t0), "dispatch b->e2 repeat")
-	want(t, "b unmet on e2", s.Result("b", "e2", ReplyUnmet, t0), "fail b ImpossibleDependency")
+	want(t, "b fails on e2: every target is excluded", s.Result("b", "e2", ReplyError, t0), "fail b ImpossibleDependency")
+
+	// With the opt-in the failed engine stays usable, the banned one does not.
+	want(t, "c", s.Submit(Task{MsgID: "c", Retries: 5, Targets: []string{"e1", "e2"}, RetryFailedEngines: true}, t0), "dispatch c->e1")
+	want(t, "c unmet on e1", s.Result("c", "e1", ReplyUnmet, t0), "dispatch c->e2")
+	want(t, "c fails on e2", s.Result("c", "e2", ReplyError, t0), "dispatch c->e2 repeat")
+	want(t, "c unmet on e2", s.Result("c", "e2", ReplyUnmet, t0), "fail c ImpossibleDependency")
 }
 
 func TestEngineDeath(t *testing.T) {
