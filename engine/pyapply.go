@@ -1,0 +1,111 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/ipp-hpc/ipp/internal/pickle"
+	"github.com/ipp-hpc/ipp/internal/wire"
+)
+
+// The Python client's push and pull are applies of these helpers of
+// ipyparallel.util, sent as CannedFunction with CPython bytecode. A Go
+// engine recognises them by module and name and runs its own push and
+// pull; the bytecode is never looked at.
+const (
+	pyUtilModule = "ipyparallel.util"
+	pyPush       = "_push"
+	pyPull       = "_pull"
+)
+
+// pythonApply serves an apply_request from the Python client (spec §5.2):
+// push and pull of plain values and numpy arrays, and a call of a function
+// named with ipyparallel.Reference (registered, built-in or interpreted).
+// Other Python functions cannot run here and get NotImplementedError.
+func (e *engine) pythonApply(ctx context.Context, m *wire.Message) outcome {
+	a, err := pickle.DecodeApply(m.Buffers)
+	if err != nil {
+		return outcome{err: pickleError("cannot use the arguments", err)}
+	}
+	var result any
+	switch {
+	case a.Func.Kind == pickle.FuncCanned && a.Func.Module == pyUtilModule && a.Func.Name == pyPush:
+		if len(a.Args) != 0 {
+			return outcome{err: &remoteError{name: "TypeError", msg: "push takes keyword arguments only"}}
+		}
+		for _, name := range a.KwKeys {
+			if err := e.ns.Set(name, a.Kwargs[name]); err != nil {
+				return outcome{err: &remoteError{name: "ValueError", msg: fmt.Sprintf("push %s: %v", name, err)}}
+			}
+		}
+	case a.Func.Kind == pickle.FuncCanned && a.Func.Module == pyUtilModule && a.Func.Name == pyPull:
+		result, err = e.pythonPull(a.Args)
+	case a.Func.Kind == pickle.FuncReference:
+		if len(a.Kwargs) > 0 {
+			return outcome{err: &remoteError{name: "TypeError", msg: fmt.Sprintf("%s: Go functions take no keyword arguments (got %v)", a.Func.Name, a.KwKeys)}}
+		}
+		result, err = e.call(ctx, a.Func.Name, a.Args)
+	default:
+		return outcome{err: &remoteError{
+			name: "NotImplementedError",
+			msg: fmt.Sprintf("this is a Go engine (ipp-hpc): it cannot run the Python function %s; "+
+				"push/pull plain values, call a registered Go function with ipyparallel.Reference(name), or execute Go source", a.Func),
+		}}
+	}
+	if err != nil {
+		return outcome{err: err}
+	}
+	frames, err := pickle.EncodeObject(result)
+	if err != nil {
+		return outcome{err: pickleError("cannot send the result", err)}
+	}
+	return outcome{content: map[string]string{"status": "ok"}, buffers: frames}
+}
+
+// pythonPull is ipyparallel.util._pull: a name gives its value, a list
+// or tuple of names a list of values.
+func (e *engine) pythonPull(args []any) (any, error) {
+	if len(args) != 1 {
+		return nil, &remoteError{name: "TypeError", msg: fmt.Sprintf("pull takes 1 argument, got %d", len(args))}
+	}
+	if name, ok := args[0].(string); ok {
+		vals, err := e.pull([]string{name})
+		if err != nil {
+			return nil, err
+		}
+		return vals[0], nil
+	}
+	var keys []any
+	switch k := args[0].(type) {
+	case []any:
+		keys = k
+	case pickle.Tuple:
+		keys = k
+	default:
+		return nil, &remoteError{name: "TypeError", msg: fmt.Sprintf("pull: names must be a str or a list of str, not %T", args[0])}
+	}
+	names := make([]string, len(keys))
+	for i, k := range keys {
+		s, ok := k.(string)
+		if !ok {
+			return nil, &remoteError{name: "TypeError", msg: fmt.Sprintf("pull: name %d is a %T, not a str", i, k)}
+		}
+		names[i] = s
+	}
+	vals, err := e.pull(names)
+	if err != nil {
+		return nil, err
+	}
+	return vals, nil
+}
+
+// pickleError names what the pickle subset could not carry as a
+// TypeError (the type) or ValueError (malformed data).
+func pickleError(what string, err error) error {
+	var ue *pickle.UnsupportedError
+	if errors.As(err, &ue) {
+		return &remoteError{name: "TypeError", msg: fmt.Sprintf("%s: %v", what, err)}
+	}
+	return &remoteError{name: "ValueError", msg: fmt.Sprintf("%s: %v", what, err)}
+}
