@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	conv "github.com/ipp-hpc/ipp/internal/convert"
 	"github.com/ipp-hpc/ipp/internal/pickle"
 	"github.com/ipp-hpc/ipp/internal/wire"
 )
@@ -76,22 +77,10 @@ func (e *engine) pythonPull(args []any) (any, error) {
 		}
 		return vals[0], nil
 	}
-	var keys []any
-	switch k := args[0].(type) {
-	case []any:
-		keys = k
-	case pickle.Tuple:
-		keys = k
-	default:
-		return nil, &remoteError{name: "TypeError", msg: fmt.Sprintf("pull: names must be a str or a list of str, not %T", args[0])}
-	}
-	names := make([]string, len(keys))
-	for i, k := range keys {
-		s, ok := k.(string)
-		if !ok {
-			return nil, &remoteError{name: "TypeError", msg: fmt.Sprintf("pull: name %d is a %T, not a str", i, k)}
-		}
-		names[i] = s
+	// A list or tuple of names, by the shared conversion rules.
+	names, err := conv.Into[[]string](args[0])
+	if err != nil {
+		return nil, &remoteError{name: "TypeError", msg: fmt.Sprintf("pull: names must be a str or a list of str: %v", err)}
 	}
 	vals, err := e.pull(names)
 	if err != nil {

@@ -571,7 +571,7 @@ func makeArray(dt string, shape []int, data []byte, fortran bool) (any, error) {
 		}
 	}
 	switch {
-	case shape == nil || len(shape) == 0:
+	case len(shape) == 0:
 		if n != 1 {
 			return nil, errors.New("pickle: scalar without exactly one element")
 		}
