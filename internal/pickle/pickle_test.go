@@ -360,3 +360,57 @@ func TestDecodeMalformed(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeApply reads what the Python client sends for push, pull,
+// apply(Reference(name), ...) and a lambda: the function is identified
+// by module and name, the arguments decoded with their frames.
+func TestDecodeApply(t *testing.T) {
+	py := testutil.NeedPython(t, "ipyparallel", "numpy")
+	out, err := exec.Command(py, "testdata/cases.py", "apply").Output()
+	if err != nil {
+		t.Fatalf("cases.py apply: %v", err)
+	}
+	got := map[string]*Apply{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		var c pyCase
+		if err := json.Unmarshal([]byte(line), &c); err != nil {
+			t.Fatal(err)
+		}
+		a, err := DecodeApply(framesOf(t, c))
+		if err != nil {
+			t.Fatalf("%s: %v", c.Name, err)
+		}
+		got[c.Name] = a
+	}
+	arr300 := seq(300, func(i int) float64 { return float64(i) })
+	if a := got["push"]; a.Func != (Func{Kind: FuncCanned, Module: "ipyparallel.util", Name: "_push"}) ||
+		len(a.Args) != 0 || !reflect.DeepEqual(a.KwKeys, []string{"a", "arr"}) || a.Kwargs["a"] != 5 || !equal(a.Kwargs["arr"], arr300) {
+		t.Errorf("push: %+v", a)
+	}
+	if a := got["pull"]; a.Func.Name != "_pull" || !equal(a.Args, []any{[]any{"a", "b"}}) {
+		t.Errorf("pull: %+v", a)
+	}
+	if a := got["reference"]; a.Func != (Func{Kind: FuncReference, Name: "add"}) || len(a.Args) != 2 || a.Args[0] != 1 ||
+		!equal(a.Args[1], seq(200, func(i int) float64 { return float64(i) })) || a.Kwargs["k"] != "v" {
+		t.Errorf("reference: %+v", a)
+	}
+	if a := got["lambda"]; a.Func.Kind != FuncCanned || a.Func.Name != "<lambda>" || a.Func.Module != "__main__" {
+		t.Errorf("lambda: %+v", a.Func)
+	}
+	if a := got["builtin"]; a.Func != (Func{Kind: FuncGlobal, Module: "builtins", Name: "len"}) {
+		t.Errorf("builtin: %+v", a.Func)
+	}
+	// Cut anywhere, the push message fails cleanly.
+	var push pyCase
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if strings.Contains(line, `"push"`) {
+			_ = json.Unmarshal([]byte(line), &push)
+		}
+	}
+	frames := framesOf(t, push)
+	for n := 0; n < len(frames); n++ {
+		if _, err := DecodeApply(frames[:n]); err == nil {
+			t.Errorf("push cut to %d of %d frames decoded", n, len(frames))
+		}
+	}
+}

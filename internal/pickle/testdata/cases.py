@@ -128,5 +128,23 @@ def check():
         print(json.dumps({"name": name, "ok": ok, "got": repr(got)[:300]}))
 
 
+def apply():
+    """pack_apply_message of what the client sends for push, pull and
+    apply(Reference(name), ...), and for a lambda."""
+    import ipyparallel as ipp
+    from ipyparallel import util
+    from ipyparallel.serialize import pack_apply_message
+
+    msgs = {
+        "push": pack_apply_message(util._push, (), {"a": 5, "arr": np.arange(300.0)}),
+        "pull": pack_apply_message(util._pull, (["a", "b"],), {}),
+        "reference": pack_apply_message(ipp.Reference("add"), (1, np.arange(200.0)), {"k": "v"}),
+        "lambda": pack_apply_message(lambda: 1, (), {}),
+        "builtin": pack_apply_message(len, ([1],), {}),
+    }
+    for name, frames in msgs.items():
+        print(json.dumps({"name": name, "frames": b64(frames)}))
+
+
 if __name__ == "__main__":
-    {"gen": gen, "check": check}[sys.argv[1]]()
+    {"gen": gen, "check": check, "apply": apply}[sys.argv[1]]()
