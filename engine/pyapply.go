@@ -10,6 +10,17 @@ import (
 	"github.com/ipp-hpc/ipp/internal/wire"
 )
 
+// Array is how a numpy array that is neither one-dimensional nor a 2-D
+// float64 matrix (*mat.Dense) pushed by the Python client appears on a Go
+// engine: its shape and its elements in C order (a []float64, []int32,
+// ...). Registered functions can take it as a parameter; Go values of this
+// type go back to Python as numpy arrays.
+type Array = pickle.Array
+
+// Tuple is a Python tuple pushed by the Python client: a []any that goes
+// back to Python as a tuple. It converts to any slice parameter.
+type Tuple = pickle.Tuple
+
 // The Python client's push and pull are applies of these helpers of
 // ipyparallel.util, sent as CannedFunction with CPython bytecode. A Go
 // engine recognises them by module and name and runs its own push and
