@@ -341,6 +341,25 @@ func objectOf(o *object, depth int) (any, error) {
 			}
 			return makeArray(dt, shape, data, false)
 		}
+	case !o.reduced && o.class.module == canning:
+		// Canned Python objects other than arrays and bytes: name what the
+		// user sent, not ipyparallel's wrapper.
+		switch o.class.name {
+		case "CannedFunction":
+			fn := "function"
+			if st, ok := o.state.(*types.Dict); ok {
+				m, _ := dictGet(st, "module").(string)
+				n, _ := dictGet(st, "__name__").(string)
+				fn = "function " + m + "." + n
+			}
+			return nil, &UnsupportedError{Type: fn}
+		case "CannedClass":
+			return nil, &UnsupportedError{Type: "class"}
+		case "CannedPartial":
+			return nil, &UnsupportedError{Type: "functools.partial"}
+		case "Reference":
+			return nil, &UnsupportedError{Type: "ipyparallel.Reference", Detail: "only as the function of an apply"}
+		}
 	}
 	return nil, &UnsupportedError{Type: name}
 }

@@ -97,6 +97,7 @@ var unsupportedType = map[string]string{
 	"unsupported_object_arr": "numpy.ndarray",
 	"unsupported_in_list":    "set",
 	"unsupported_function":   "len",
+	"unsupported_lambda":     "function __main__.<lambda>",
 }
 
 func seq[T any](n int, f func(int) T) []T {

@@ -78,6 +78,7 @@ def unsupported():
         "object_arr": np.array([1, "a"], dtype=object),
         "in_list": [1, {2}],
         "function": len,
+        "lambda": lambda: 1,
     }
 
 
