@@ -52,9 +52,16 @@ func TestPythonValuesOnGoEngines(t *testing.T) {
 	if len(got) < 40 {
 		t.Errorf("only %d checks ran:\n%s", len(got), out)
 	}
-	for name, v := range got {
-		if v != true {
-			t.Errorf("%s: %v", name, v)
+	names := make([]string, 0, len(got))
+	for name := range got {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		if v := got[name]; v != true {
+			t.Errorf("%-28s FAIL: %v", name, v)
+		} else {
+			t.Logf("%-28s ok", name)
 		}
 	}
 
