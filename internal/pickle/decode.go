@@ -146,6 +146,9 @@ func unpickle(data []byte) (v any, err error) {
 	if len(data) == 0 {
 		return nil, errors.New("pickle: empty frame")
 	}
+	if err := checkLengths(data); err != nil {
+		return nil, err
+	}
 	u := gopickle.NewUnpickler(bytes.NewReader(data))
 	u.FindClass = func(module, name string) (any, error) {
 		if module == "__builtin__" {

@@ -415,3 +415,35 @@ func TestDecodeApply(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeHugeLengths: a few bytes declaring a 4 GiB string or an 8 EiB
+// byte array are refused before anything is allocated.
+func TestDecodeHugeLengths(t *testing.T) {
+	for _, b := range []string{
+		"\x80\x04X\xff\xff\xff\xffab.",
+		"\x80\x04\x8e\xff\xff\xff\xff\xff\xff\xff\x7fab.",
+		"\x80\x04\x96\xff\xff\xff\xff\xff\xff\xff\x7fab.",
+		"\x80\x04\x95\xff\xff\xff\xff\x00\x00\x00\x00N.",
+		"\x80\x04\x8b\xff\xff\xff\x7fab.",
+	} {
+		if _, err := Unpickle([]byte(b)); err == nil || !strings.Contains(err.Error(), "declares") {
+			t.Errorf("%q: %v, want a declared-length error", b, err)
+		}
+	}
+}
+
+// FuzzUnpickle: any bytes decode or fail, never panic nor hang.
+func FuzzUnpickle(f *testing.F) {
+	for _, v := range []any{nil, 1, "x", []any{1, Tuple{2.5, "y"}}, map[string]any{"a": []float64{1, 2}}, Array{Shape: []int{2, 1}, Data: []int32{1, 2}}} {
+		b, err := Pickle(v)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, _ = Unpickle(b)
+		_, _, _ = DecodeObject([][]byte{b, b})
+		_, _ = DecodeApply([][]byte{b, b, b})
+	})
+}
