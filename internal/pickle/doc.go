@@ -60,9 +60,8 @@
 // # Robustness
 //
 // Decode never panics on malformed input (panics inside the library are
-// recovered) and checks every length and shape before use. Nesting is
-// limited to 100 levels. A pickle that declares a huge string or byte
-// length makes the library allocate it before noticing the data is
-// short: requests are HMAC-signed by a trusted client, so this is not
-// defended further.
+// recovered, and FuzzUnpickle exercises this) and checks every length and
+// shape before use. Before unpickling, every length-prefixed argument is
+// checked against the bytes that remain, since the library allocates a
+// declared length before reading it. Nesting is limited to 100 levels.
 package pickle
