@@ -121,6 +121,12 @@ remote_error("apply_kwargs", lambda: e0.apply_sync(ipp.Reference("add"), 1, b=2)
 lview = rc.load_balanced_view()
 check("apply_load_balanced", lview.apply_sync(ipp.Reference("square"), 7), 49)
 
+bv = rc.broadcast_view()
+bv.block = True
+bv.push({"bvx": np.arange(3, dtype="i4")})
+check("broadcast_push_pull", bv.pull("bvx"), [np.arange(3, dtype="i4")] * 2)
+check("broadcast_apply_reference", bv.apply_sync(ipp.Reference("square"), 3), [9, 9])
+
 # Values the Go client pushed before this script ran.
 check("pull_from_go_f64", e0.pull("gof"), np.array([1.0, 2.0, 3.0]))
 check("pull_from_go_mat", e0.pull("gomat"), np.array([[1.0, 2.0], [3.0, 4.0]]))
