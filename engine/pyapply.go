@@ -29,6 +29,10 @@ const (
 	pyUtilModule = "ipyparallel.util"
 	pyPush       = "_push"
 	pyPull       = "_pull"
+	// View.map sends ipyparallel.client.remotefunction._map, a lambda
+	// (f, *sequences), with f first among the arguments.
+	pyMapModule = "ipyparallel.client.remotefunction"
+	pyMap       = "<lambda>"
 )
 
 // pythonApply serves an apply_request from the Python client (spec §5.2):
@@ -37,11 +41,44 @@ const (
 // Other Python functions cannot run here and get NotImplementedError.
 func (e *engine) pythonApply(ctx context.Context, m *wire.Message) outcome {
 	a, err := pickle.DecodeApply(m.Buffers)
+	isMap := a != nil && a.Func.Kind == pickle.FuncCanned && a.Func.Module == pyMapModule && a.Func.Name == pyMap
 	if err != nil {
+		if isMap {
+			// Most likely the mapped function itself: Python code.
+			return outcome{err: &remoteError{name: "NotImplementedError", msg: fmt.Sprintf("this is a Go engine (ipp-hpc): map needs a Go function named with ipyparallel.Reference(name) and plain values (%v)", err)}}
+		}
 		return outcome{err: pickleError("cannot use the arguments", err)}
 	}
 	var result any
+	var mapFunc pickle.Reference
+	if isMap && len(a.Args) > 0 {
+		// The function to map is a Reference, not a value to resolve.
+		ref, ok := a.Args[0].(pickle.Reference)
+		if !ok {
+			return outcome{err: &remoteError{name: "NotImplementedError", msg: fmt.Sprintf("this is a Go engine (ipp-hpc): it cannot map a Python %T; map a Go function with ipyparallel.Reference(name)", a.Args[0])}}
+		}
+		mapFunc, a.Args = ref, a.Args[1:]
+	}
+	// Other References stand for the engine's variables, as on Python
+	// engines (ipyparallel uncans them by name).
+	if err := e.resolveReferences(a.Args); err != nil {
+		return outcome{err: err}
+	}
+	for k, v := range a.Kwargs {
+		if ref, ok := v.(pickle.Reference); ok {
+			val, err := e.pull([]string{ref.Name})
+			if err != nil {
+				return outcome{err: err}
+			}
+			a.Kwargs[k] = val[0]
+		}
+	}
 	switch {
+	case isMap:
+		if len(a.Args) == 0 {
+			return outcome{err: &remoteError{name: "TypeError", msg: "map needs a function and at least one sequence"}}
+		}
+		result, err = e.mapCall(ctx, append([]any{mapFunc.Name}, a.Args...))
 	case a.Func.Kind == pickle.FuncCanned && a.Func.Module == pyUtilModule && a.Func.Name == pyPush:
 		if len(a.Args) != 0 {
 			return outcome{err: &remoteError{name: "TypeError", msg: "push takes keyword arguments only"}}
@@ -73,6 +110,21 @@ func (e *engine) pythonApply(ctx context.Context, m *wire.Message) outcome {
 		return outcome{err: pickleError("cannot send the result", err)}
 	}
 	return outcome{content: map[string]string{"status": "ok"}, buffers: frames}
+}
+
+// resolveReferences replaces Reference arguments by the values of the
+// variables they name.
+func (e *engine) resolveReferences(args []any) error {
+	for i, v := range args {
+		if ref, ok := v.(pickle.Reference); ok {
+			val, err := e.pull([]string{ref.Name})
+			if err != nil {
+				return err
+			}
+			args[i] = val[0]
+		}
+	}
+	return nil
 }
 
 // pythonPull is ipyparallel.util._pull: a name gives its value, a list

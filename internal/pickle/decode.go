@@ -30,6 +30,13 @@ type Array struct {
 	Data  any
 }
 
+// Reference is ipyparallel.Reference(name) sent as a value: on a Python
+// engine it stands for the engine's own variable of that name. Decode
+// leaves it for the engine to resolve; Encode refuses it.
+type Reference struct {
+	Name string
+}
+
 // UnsupportedError reports a value the pickle subset cannot carry: a
 // Python type a Go engine cannot use, or a Go type Python cannot be sent.
 type UnsupportedError struct {
@@ -305,6 +312,8 @@ func objectOf(o *object, depth int) (any, error) {
 		if ok1 && ok2 {
 			return complex(re, im), nil
 		}
+	case o.reduced && (name == "range" || name == "xrange") && len(o.args) == 3: // xrange: protocol 2
+		return rangeOf(o.args)
 	case o.reduced && name == "bytearray" && len(o.args) <= 1:
 		if len(o.args) == 0 {
 			return []byte{}, nil
@@ -361,10 +370,49 @@ func objectOf(o *object, depth int) (any, error) {
 		case "CannedPartial":
 			return nil, &UnsupportedError{Type: "functools.partial"}
 		case "Reference":
-			return nil, &UnsupportedError{Type: "ipyparallel.Reference", Detail: "only as the function of an apply"}
+			if st, ok := o.state.(*types.Dict); ok {
+				if n, ok := dictGet(st, "name").(string); ok {
+					return Reference{Name: n}, nil
+				}
+			}
 		}
 	}
 	return nil, &UnsupportedError{Type: name}
+}
+
+// maxRange bounds the ranges Decode expands: a range is a few bytes of
+// pickle but becomes a list in Go.
+const maxRange = 1 << 24
+
+// rangeOf expands range(start, stop, step) into a list of ints, which is
+// how map partitions of a range reach an engine.
+func rangeOf(args []any) (any, error) {
+	var b [3]int
+	for i, a := range args {
+		n, ok := a.(int)
+		if !ok {
+			return nil, &UnsupportedError{Type: "range", Detail: "bounds beyond 64 bits"}
+		}
+		b[i] = n
+	}
+	start, stop, step := b[0], b[1], b[2]
+	if step == 0 {
+		return nil, errors.New("pickle: range with step 0")
+	}
+	n := 0
+	if step > 0 && stop > start {
+		n = int((uint64(stop-start) + uint64(step) - 1) / uint64(step))
+	} else if step < 0 && start > stop {
+		n = int((uint64(start-stop) + uint64(-step) - 1) / uint64(-step))
+	}
+	if n > maxRange {
+		return nil, &UnsupportedError{Type: "range", Detail: fmt.Sprintf("%d items is more than the %d a Go engine expands", n, maxRange)}
+	}
+	out := make([]any, n)
+	for i := range out {
+		out[i] = start + i*step
+	}
+	return out, nil
 }
 
 func toFloat(v any) (float64, bool) {

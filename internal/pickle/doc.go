@@ -26,6 +26,7 @@
 //	str             string
 //	bytes, bytearray []byte
 //	list            []any
+//	range           []any of int (up to 2^24 items; back to Python as a list)
 //	tuple           Tuple (a []any that goes back to Python as a tuple)
 //	dict            map[string]any when every key is a str, else
 //	                map[any]any (keys must be None, bool, int, float or str)
@@ -36,6 +37,7 @@
 //	                element
 //	numpy scalar    the Go scalar of its dtype (np.float64 → float64,
 //	                np.int32 → int32, np.bool_ → bool)
+//	ipyparallel.Reference  Reference{Name} (the engine resolves it)
 //
 // Anything else (sets, user classes, datetime, structured or object
 // arrays, big-endian dtypes) is an *UnsupportedError naming the Python

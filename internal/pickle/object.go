@@ -154,7 +154,8 @@ func IsPickled(buffers [][]byte) bool {
 // DecodeApply undoes ipyparallel's pack_apply_message: the function (only
 // identified), the info frame, then each positional and keyword argument
 // as a serialized object. An argument of a type the subset does not carry
-// is an *UnsupportedError naming its Python type.
+// is an *UnsupportedError naming its Python type; with an argument error
+// the returned Apply still says which function was sent.
 func DecodeApply(buffers [][]byte) (*Apply, error) {
 	if !IsPickled(buffers) {
 		return nil, errors.New("pickle: not a pickled apply_request")
@@ -188,7 +189,7 @@ func DecodeApply(buffers [][]byte) (*Apply, error) {
 	for i := 0; i < nargs; i++ {
 		v, n, err := DecodeObject(argFrames)
 		if err != nil {
-			return nil, fmt.Errorf("argument %d: %w", i, err)
+			return &Apply{Func: fn}, fmt.Errorf("argument %d: %w", i, err)
 		}
 		a.Args = append(a.Args, v)
 		argFrames = argFrames[n:]
@@ -199,7 +200,7 @@ func DecodeApply(buffers [][]byte) (*Apply, error) {
 	for _, k := range keys {
 		v, n, err := DecodeObject(kwFrames)
 		if err != nil {
-			return nil, fmt.Errorf("argument %s: %w", k, err)
+			return &Apply{Func: fn}, fmt.Errorf("argument %s: %w", k, err)
 		}
 		a.Kwargs[k] = v
 		kwFrames = kwFrames[n:]

@@ -61,6 +61,7 @@ var want = map[string]any{
 	}(), 5),
 	"list":           []any{1, "a", nil, 2.5},
 	"list_empty":     []any{},
+	"range":          []any{2, 5, 8},
 	"tuple":          Tuple{1, "two", 3.0},
 	"tuple_big":      Tuple{0, 1, 2, 3, 4},
 	"dict":           map[string]any{"a": 1, "b": []any{1, 2}, "c": map[string]any{"d": nil}},

@@ -36,6 +36,7 @@ def cases():
         "bytes_long": bytes(range(256)) * 5,
         "list": [1, "a", None, 2.5],
         "list_empty": [],
+        "range": range(2, 11, 3),
         "tuple": (1, "two", 3.0),
         "tuple_big": tuple(range(5)),
         "dict": {"a": 1, "b": [1, 2], "c": {"d": None}},
@@ -119,6 +120,7 @@ def same(a, b):
 
 def check():
     want = cases()
+    want["range"] = list(want["range"])
     for line in sys.stdin:
         req = json.loads(line)
         frames = [base64.b64decode(f) for f in req["frames"]]
