@@ -54,9 +54,14 @@
 // built-in (protocol.Push, Pull, PullOne, Shell, Noop, Eval, Info) or a
 // function registered with Register, its arguments and result encoded with
 // internal/codec. An apply_request without it comes from the Python client
-// and carries pickled CPython bytecode: it is answered with a
-// NotImplementedError error dict, which the Python client raises as
-// RemoteError. Every failure — interpreter errors, function errors,
+// and carries pickles (internal/pickle, spec §5.2): push and pull
+// (ipyparallel.util._push/_pull, recognised by module and name; their
+// bytecode is never run) set and read namespace variables, and
+// ipyparallel.Reference(name) calls what apply by name reaches, with
+// arguments and result pickled; any other Python function is answered
+// with a NotImplementedError error dict, and a value the pickle subset
+// does not carry with a TypeError naming its type, which the Python
+// client raises as RemoteError. Every failure — interpreter errors, function errors,
 // panics, unknown message types, undecodable requests — becomes an error
 // reply with ename, evalue, traceback and engine_info; nothing a client
 // sends can crash the engine. Messages with bad signatures are logged and

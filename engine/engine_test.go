@@ -417,15 +417,15 @@ func TestApplyRegistered(t *testing.T) {
 	}
 }
 
-// TestApplyPickled sends what the Python client sends for
-// apply_sync(lambda: 1): empty content and pickle buffers.
+// TestApplyPickled sends a pickled apply_request whose pickle is junk:
+// the engine answers with a ValueError naming the pickle problem.
 func TestApplyPickled(t *testing.T) {
 	f, _, _ := start(t, fakeOptions{}, nil)
 	pickle := [][]byte{[]byte("\x80\x04\x95\x10\x00fake-function"), []byte("\x80\x04}\x94.")}
 	h := f.send(f.mux, "apply_request", map[string]any{}, nil, pickle)
 	reply := f.muxIn.wait(t, waitTimeout, "apply_reply", replyTo(h.MsgID))
 	c := applyError(t, reply)
-	if c.EName != "NotImplementedError" || !strings.Contains(c.EValue, "Python") {
+	if c.EName != "ValueError" || !strings.Contains(c.EValue, "pickle") {
 		t.Errorf("pickled apply: %+v", c)
 	}
 	if c.EngineInfo.EngineUUID != f.engineUUID() {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	conv "github.com/ipp-hpc/ipp/internal/convert"
 	"github.com/ipp-hpc/ipp/internal/protocol"
 )
 
@@ -132,13 +133,10 @@ func inspect(name string, fn any) (*function, error) {
 }
 
 // Call runs the function registered under name with args. Each argument is
-// converted to the parameter's type: values that are assignable pass as
-// they are; numbers convert between integer and floating-point kinds when
-// the value is exactly representable (the codec decodes integers as int64,
-// so a func(n int) works); slices, arrays and maps convert element by
-// element; nil becomes the zero value of pointer, slice, map, interface,
-// func and channel parameters. A panic in the function is returned as an
-// error carrying the stack.
+// converted to the parameter's type by the rules of internal/convert
+// (exact numbers only, element by element for slices and maps, nil only
+// for nillable types). A panic in the function is returned as an error
+// carrying the stack.
 func (r *Registry) Call(ctx context.Context, name string, args []any) (any, error) {
 	f := r.lookup(name)
 	if f == nil {
@@ -228,180 +226,8 @@ func errorOf(v reflect.Value) error {
 	return v.Interface().(error)
 }
 
-// convert turns a decoded value into a value of type t, or explains why it
-// cannot.
+// convert turns a decoded value into a value of type t by the rules of
+// internal/convert, shared with the codec and the pickle path.
 func convert(v any, t reflect.Type) (reflect.Value, error) {
-	if v == nil {
-		return zeroFor(t)
-	}
-	return convertValue(reflect.ValueOf(v), t)
-}
-
-func zeroFor(t reflect.Type) (reflect.Value, error) {
-	switch t.Kind() {
-	case reflect.Interface, reflect.Pointer, reflect.Slice, reflect.Map, reflect.Func, reflect.Chan:
-		return reflect.Zero(t), nil
-	}
-	return reflect.Value{}, fmt.Errorf("cannot use nil as %s", t)
-}
-
-func convertValue(rv reflect.Value, t reflect.Type) (reflect.Value, error) {
-	for rv.Kind() == reflect.Interface {
-		if rv.IsNil() {
-			return zeroFor(t)
-		}
-		rv = rv.Elem()
-	}
-	if !rv.IsValid() {
-		return zeroFor(t)
-	}
-	if rv.Type().AssignableTo(t) {
-		if t.Kind() == reflect.Interface {
-			// Call needs a value of the parameter's own type when the
-			// argument will be stored in containers of that type.
-			out := reflect.New(t).Elem()
-			out.Set(rv)
-			return out, nil
-		}
-		return rv, nil
-	}
-	from, to := rv.Kind(), t.Kind()
-	switch {
-	case isNumber(from) && isNumber(to):
-		return convertNumber(rv, t)
-	case from == to && from != reflect.Slice && from != reflect.Map && from != reflect.Array && from != reflect.Pointer && rv.Type().ConvertibleTo(t):
-		// Named types over the same underlying type (type Celsius float64).
-		return rv.Convert(t), nil
-	case from == reflect.String && to == reflect.Slice && t.Elem().Kind() == reflect.Uint8,
-		from == reflect.Slice && rv.Type().Elem().Kind() == reflect.Uint8 && to == reflect.String:
-		return rv.Convert(t), nil
-	case (from == reflect.Slice || from == reflect.Array) && to == reflect.Slice:
-		out := reflect.MakeSlice(t, rv.Len(), rv.Len())
-		for i := 0; i < rv.Len(); i++ {
-			ev, err := convertValue(rv.Index(i), t.Elem())
-			if err != nil {
-				return reflect.Value{}, fmt.Errorf("element %d: %w", i, err)
-			}
-			out.Index(i).Set(ev)
-		}
-		return out, nil
-	case (from == reflect.Slice || from == reflect.Array) && to == reflect.Array:
-		if rv.Len() != t.Len() {
-			return reflect.Value{}, fmt.Errorf("cannot use %d elements as %s", rv.Len(), t)
-		}
-		out := reflect.New(t).Elem()
-		for i := 0; i < rv.Len(); i++ {
-			ev, err := convertValue(rv.Index(i), t.Elem())
-			if err != nil {
-				return reflect.Value{}, fmt.Errorf("element %d: %w", i, err)
-			}
-			out.Index(i).Set(ev)
-		}
-		return out, nil
-	case from == reflect.Map && to == reflect.Map:
-		out := reflect.MakeMapWithSize(t, rv.Len())
-		iter := rv.MapRange()
-		for iter.Next() {
-			k, err := convertValue(iter.Key(), t.Key())
-			if err != nil {
-				return reflect.Value{}, fmt.Errorf("key %v: %w", iter.Key(), err)
-			}
-			ev, err := convertValue(iter.Value(), t.Elem())
-			if err != nil {
-				return reflect.Value{}, fmt.Errorf("value for %v: %w", iter.Key(), err)
-			}
-			out.SetMapIndex(k, ev)
-		}
-		return out, nil
-	case to == reflect.Pointer && from != reflect.Pointer:
-		ev, err := convertValue(rv, t.Elem())
-		if err != nil {
-			return reflect.Value{}, err
-		}
-		p := reflect.New(t.Elem())
-		p.Elem().Set(ev)
-		return p, nil
-	case from == reflect.Pointer && to != reflect.Pointer:
-		if rv.IsNil() {
-			return zeroFor(t)
-		}
-		return convertValue(rv.Elem(), t)
-	}
-	return reflect.Value{}, fmt.Errorf("cannot use %s as %s", rv.Type(), t)
-}
-
-func isNumber(k reflect.Kind) bool {
-	return isInt(k) || isUint(k) || k == reflect.Float32 || k == reflect.Float64
-}
-
-func isInt(k reflect.Kind) bool {
-	return k >= reflect.Int && k <= reflect.Int64
-}
-
-func isUint(k reflect.Kind) bool {
-	return k >= reflect.Uint && k <= reflect.Uintptr
-}
-
-// convertNumber converts only when the value survives: an int64 of 300
-// must not silently become an int8 of 44, nor 2.5 an int.
-func convertNumber(rv reflect.Value, t reflect.Type) (reflect.Value, error) {
-	out := reflect.New(t).Elem()
-	bad := func() (reflect.Value, error) {
-		return reflect.Value{}, fmt.Errorf("%v (%s) does not fit in %s", rv.Interface(), rv.Type(), t)
-	}
-	to := t.Kind()
-	switch from := rv.Kind(); {
-	case isInt(from):
-		x := rv.Int()
-		switch {
-		case isInt(to):
-			if out.OverflowInt(x) {
-				return bad()
-			}
-			out.SetInt(x)
-		case isUint(to):
-			if x < 0 || out.OverflowUint(uint64(x)) {
-				return bad()
-			}
-			out.SetUint(uint64(x))
-		default:
-			out.SetFloat(float64(x))
-		}
-	case isUint(from):
-		x := rv.Uint()
-		switch {
-		case isInt(to):
-			if x > 1<<63-1 || out.OverflowInt(int64(x)) {
-				return bad()
-			}
-			out.SetInt(int64(x))
-		case isUint(to):
-			if out.OverflowUint(x) {
-				return bad()
-			}
-			out.SetUint(x)
-		default:
-			out.SetFloat(float64(x))
-		}
-	default:
-		x := rv.Float()
-		switch {
-		case isInt(to):
-			if x != float64(int64(x)) || out.OverflowInt(int64(x)) {
-				return bad()
-			}
-			out.SetInt(int64(x))
-		case isUint(to):
-			if x < 0 || x != float64(uint64(x)) || out.OverflowUint(uint64(x)) {
-				return bad()
-			}
-			out.SetUint(uint64(x))
-		default:
-			if out.OverflowFloat(x) {
-				return bad()
-			}
-			out.SetFloat(x)
-		}
-	}
-	return out, nil
+	return conv.To(v, t)
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ipp-hpc/ipp/internal/codec"
+	"github.com/ipp-hpc/ipp/internal/pickle"
 	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/wire"
 	"github.com/ipp-hpc/ipp/mpi"
@@ -268,11 +269,16 @@ const notPython = "this is a Go engine (ipp-hpc): it cannot run Python functions
 	"use execute with Go source, or call registered Go functions from the Go client"
 
 // applyRequest calls a built-in or registered Go function. A request
-// without the "go" object is Python's: its buffers are CPython pickles
-// with bytecode, which only a Python engine can run.
+// without the "go" object is Python's: pickled buffers (pythonApply serves
+// push, pull and calls by name; other Python functions only a Python
+// engine can run).
 func (e *engine) applyRequest(ctx context.Context, m *wire.Message) outcome {
 	var c protocol.ApplyContent
-	if err := m.DecodeContent(&c); err != nil || c.Go == nil {
+	err := m.DecodeContent(&c)
+	if (err != nil || c.Go == nil) && pickle.IsPickled(m.Buffers) {
+		return e.pythonApply(ctx, m)
+	}
+	if err != nil || c.Go == nil {
 		return outcome{err: &remoteError{
 			name: "NotImplementedError",
 			msg:  notPython,

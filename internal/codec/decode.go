@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"gonum.org/v1/gonum/mat"
+
+	"github.com/ipp-hpc/ipp/internal/convert"
 )
 
 // decoder resolves frame references while walking the envelope.
@@ -306,119 +308,35 @@ func (d *decoder) into(n *node, dst reflect.Value) error {
 	return assign(dst, v, n.Kind)
 }
 
-// assign stores v, decoded from a node of kind k, into dst.
+// assign stores v, decoded from a node of kind k, into dst, by the rules
+// of internal/convert (shared with the engine's registry and the pickle
+// path). Two codec-only cases remain: an error decodes into a string as
+// its message, and plain data the rules cannot map (a map[string]any into
+// a struct) is mapped over by CBOR, as the struct would have been encoded.
 func assign(dst reflect.Value, v any, k kind) error {
 	t := dst.Type()
-	if v == nil {
-		dst.Set(reflect.Zero(t))
-		return nil
-	}
-	rv := reflect.ValueOf(v)
-	switch {
-	case rv.Type().AssignableTo(t):
-		dst.Set(rv)
-		return nil
-	case rv.Kind() == reflect.Pointer && !rv.IsNil() && rv.Elem().Type().AssignableTo(t):
-		dst.Set(rv.Elem()) // *mat.Dense into a mat.Dense
-		return nil
-	case t.Kind() == reflect.Pointer && rv.Type().AssignableTo(t.Elem()):
-		p := reflect.New(t.Elem()) // an int into a *int
-		p.Elem().Set(rv)
-		dst.Set(p)
-		return nil
-	case k == kError && t.Kind() == reflect.String:
+	if k == kError && t.Kind() == reflect.String {
 		dst.SetString(v.(error).Error())
 		return nil
-	case isNumber(rv.Kind()) && isNumber(t.Kind()):
-		return convertNumber(dst, rv)
-	case rv.Kind() == t.Kind() && rv.Type().ConvertibleTo(t) && (t.Kind() == reflect.String || t.Kind() == reflect.Bool || t.Kind() == reflect.Slice):
-		dst.Set(rv.Convert(t)) // named types: type Vec []float64
+	}
+	rv, err := convert.To(v, t)
+	if err == nil {
+		dst.Set(rv)
 		return nil
 	}
 	switch k {
-	case kList, kMap, kStrings:
+	case kList, kMap, kStrings, kCBOR:
 	default:
 		if !isRaw(k) {
-			return fmt.Errorf("codec: cannot decode %T into %v", v, t)
+			return fmt.Errorf("codec: cannot decode %T into %v: %w", v, t, err)
 		}
 	}
-	// Plain data of another shape ([]any into []float64, map[string]any
-	// into a struct, []int64 into []float64): let CBOR map it over.
-	data, err := encMode.Marshal(v)
-	if err == nil {
-		err = decMode.Unmarshal(data, dst.Addr().Interface())
+	data, cerr := encMode.Marshal(v)
+	if cerr == nil {
+		cerr = decMode.Unmarshal(data, dst.Addr().Interface())
 	}
-	if err != nil {
+	if cerr != nil {
 		return fmt.Errorf("codec: cannot decode %T into %v: %w", v, t, err)
-	}
-	return nil
-}
-
-func isNumber(k reflect.Kind) bool {
-	return (k >= reflect.Int && k <= reflect.Float64) && k != reflect.Uintptr
-}
-
-// convertNumber converts between integer and float kinds, refusing values
-// the target cannot hold exactly (300 into an int8, 1.5 into an int).
-func convertNumber(dst, src reflect.Value) error {
-	fail := func() error { return fmt.Errorf("codec: %v does not fit in %v", src, dst.Type()) }
-	switch {
-	case dst.CanInt():
-		var i int64
-		switch {
-		case src.CanInt():
-			i = src.Int()
-		case src.CanUint():
-			if src.Uint() > math.MaxInt64 {
-				return fail()
-			}
-			i = int64(src.Uint())
-		default:
-			f := src.Float()
-			if f != math.Trunc(f) || f < math.MinInt64 || f >= math.MaxInt64 {
-				return fail()
-			}
-			i = int64(f)
-		}
-		if dst.OverflowInt(i) {
-			return fail()
-		}
-		dst.SetInt(i)
-	case dst.CanUint():
-		var u uint64
-		switch {
-		case src.CanInt():
-			if src.Int() < 0 {
-				return fail()
-			}
-			u = uint64(src.Int())
-		case src.CanUint():
-			u = src.Uint()
-		default:
-			f := src.Float()
-			if f != math.Trunc(f) || f < 0 || f >= math.MaxUint64 {
-				return fail()
-			}
-			u = uint64(f)
-		}
-		if dst.OverflowUint(u) {
-			return fail()
-		}
-		dst.SetUint(u)
-	default:
-		var f float64
-		switch {
-		case src.CanInt():
-			f = float64(src.Int())
-		case src.CanUint():
-			f = float64(src.Uint())
-		default:
-			f = src.Float()
-		}
-		if dst.OverflowFloat(f) {
-			return fail()
-		}
-		dst.SetFloat(f)
 	}
 	return nil
 }

@@ -708,3 +708,22 @@ func TestCompoundStatementMultiAssign(t *testing.T) {
 		t.Fatalf("compile error inside a wrapped loop: %s: %s, want a CompileError at line 5 of the cell", e.Name, e.Message)
 	}
 }
+
+// TestSetRefusesPredeclaredNames: a variable named int or true (a Python
+// push of {"int": 5}) would shadow Go's own identifiers in every later
+// snippet; Set refuses it, and the namespace keeps working.
+func TestSetRefusesPredeclaredNames(t *testing.T) {
+	n, _, _ := newNS(t)
+	for _, name := range []string{"int", "true", "len", "nil", "float64", "error"} {
+		if err := n.Set(name, 1); err == nil || !strings.Contains(err.Error(), "predeclared") {
+			t.Errorf("Set(%q) = %v, want a predeclared-identifier error", name, err)
+		}
+	}
+	if err := n.Set("x", 2); err != nil {
+		t.Fatal(err)
+	}
+	res, err := n.Exec(context.Background(), "int(x) * 3")
+	if err != nil || res.Value != 6 {
+		t.Errorf("namespace after refused names: %+v, %v", res, err)
+	}
+}

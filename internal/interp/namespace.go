@@ -7,6 +7,7 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"go/types"
 	"io"
 	"os"
 	"path"
@@ -768,6 +769,12 @@ func (n *Namespace) Get(name string) (any, error) {
 func checkName(name string) error {
 	if !token.IsIdentifier(name) || name == "_" || strings.HasPrefix(name, hiddenNames) {
 		return fmt.Errorf("interp: %q is not a usable variable name", name)
+	}
+	// A variable named int or true (a Python push of {"int": 5}) shadows
+	// the predeclared identifier for every later snippet and breaks
+	// yaegi's own bookkeeping (it panicked listing globals).
+	if types.Universe.Lookup(name) != nil {
+		return fmt.Errorf("interp: %q is a predeclared Go identifier and cannot be a variable name", name)
 	}
 	return nil
 }
