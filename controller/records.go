@@ -420,6 +420,7 @@ func (rs *records) results(ids []string, statusOnly bool) (map[string]any, [][]b
 
 // fillTimes derives the reply's dates (metadata.started, header.date) the
 // first time they are read: the hub does not parse replies it forwards.
+// Completed falls back to Received.
 func (r *TaskRecord) fillTimes() {
 	if r.Started.IsZero() && len(r.ResultMetadata) > 0 {
 		var md struct {
@@ -440,6 +441,11 @@ func (r *TaskRecord) fillTimes() {
 				r.Completed = t
 			}
 		}
+	}
+	if r.Completed.IsZero() {
+		// A reply without a date (not from ipyparallel's session) is
+		// still complete: queries on completed must see it.
+		r.Completed = r.Received
 	}
 }
 
