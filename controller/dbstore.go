@@ -47,11 +47,11 @@ func DBFile(profileDir, clusterID string) string {
 	return filepath.Join(wire.SecurityDir(profileDir), name)
 }
 
-// flushEvery is how long the writer lets changes gather when it is idle
-// before writing them; while busy it writes as fast as transactions
-// commit, so changes are on their way to the file within about
-// flushEvery plus one transaction.
-const flushEvery = 10 * time.Millisecond
+// flushEvery is how long the writer lets changes gather before it writes
+// them in one transaction (after the previous one committed): a change is
+// in the file, safe from a SIGKILL of the controller, within about
+// flushEvery plus the time of two transactions.
+const flushEvery = 20 * time.Millisecond
 
 // change is one record's pending write: the record's small fields as they
 // were last seen, and its large parts only when they changed (buffers are
@@ -92,9 +92,10 @@ func (c *change) merge(n *change) {
 // controller's SIGKILL (it is in the page cache) but not a power loss
 // since the last checkpoint.
 type sqliteStore struct {
-	db   *sql.DB
-	path string
-	log  *slog.Logger
+	db                  *sql.DB
+	insert, update, del *sql.Stmt
+	path                string
+	log                 *slog.Logger
 
 	mu      sync.Mutex
 	pending map[string]*change
@@ -163,6 +164,15 @@ func openSQLite(path string, restore bool, log *slog.Logger) (*sqliteStore, erro
 	}
 	s := &sqliteStore{db: db, path: path, log: log, pending: map[string]*change{},
 		wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
+	for _, p := range []struct {
+		dst **sql.Stmt
+		sql string
+	}{{&s.insert, insertRow}, {&s.update, updateRow}, {&s.del, deleteRow}} {
+		if *p.dst, err = db.Prepare(p.sql); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("task database %s: %w", path, err)
+		}
+	}
 	s.cond = sync.NewCond(&s.mu)
 	go s.writer()
 	return s, nil
@@ -193,12 +203,17 @@ func (s *sqliteStore) writer() {
 			return
 		case <-s.wake:
 		}
-		// Let a burst gather into one transaction.
-		select {
-		case <-s.quit:
-		case <-time.After(flushEvery):
-		}
-		for s.writeBatch() {
+		// Let changes gather: one transaction per flushEvery at most, so
+		// that the changes of a short task (submitted, assigned,
+		// answered) mostly become one row write.
+		for {
+			select {
+			case <-s.quit:
+			case <-time.After(flushEvery):
+			}
+			if !s.writeBatch() {
+				break
+			}
 		}
 	}
 }
@@ -250,28 +265,36 @@ func nullBlob(b []byte) any {
 	return b
 }
 
+// Statements of the writer, prepared once. insertRow writes a whole new
+// record (its first change, which carries the request buffers);
+// updateRow the small fields of a known one, and its output and result
+// buffers only when the change says they are current (?22, ?25 flags):
+// an evicted record's empty output must not overwrite what is on disk.
+const (
+	insertRow = `INSERT OR REPLACE INTO tasks (msg_id, seq, header, metadata, content, buffers, submitted, client_uuid,
+		client_ident, engine_uuid, queue, started, completed, received, done, resubmitted, result_header, result_metadata,
+		result_content, result_buffers, execute_input, execute_result, error, stdout, stderr)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
+	updateRow = `UPDATE tasks SET header=?2, metadata=?3, content=?4, submitted=?5, client_uuid=?6, client_ident=?7,
+		engine_uuid=?8, queue=?9, started=?10, completed=?11, received=?12, done=?13, resubmitted=?14,
+		result_header=?15, result_metadata=?16, result_content=?17, execute_input=?18, execute_result=?19, error=?20,
+		stdout = CASE WHEN ?21 THEN ?22 ELSE stdout END, stderr = CASE WHEN ?21 THEN ?23 ELSE stderr END,
+		result_buffers = CASE WHEN ?24 THEN ?25 ELSE result_buffers END
+		WHERE msg_id=?1`
+	deleteRow = `DELETE FROM tasks WHERE msg_id = ?`
+)
+
 func (s *sqliteStore) write(batch []*change) error {
 	tx, err := s.db.Begin()
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	upsert, err := tx.Prepare(`INSERT INTO tasks (msg_id, seq, header, metadata, content, submitted, client_uuid, client_ident,
-		engine_uuid, queue, started, completed, received, done, resubmitted, result_header, result_metadata, result_content,
-		execute_input, execute_result, error, stdout, stderr)
-		VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23)
-		ON CONFLICT(msg_id) DO UPDATE SET header=?3, metadata=?4, content=?5, submitted=?6, client_uuid=?7,
-		client_ident=?8, engine_uuid=?9, queue=?10, started=?11, completed=?12, received=?13, done=?14,
-		resubmitted=?15, result_header=?16, result_metadata=?17, result_content=?18, execute_input=?19,
-		execute_result=?20, error=?21`)
-	if err != nil {
-		return err
-	}
-	defer upsert.Close()
+	insert, update, del := tx.Stmt(s.insert), tx.Stmt(s.update), tx.Stmt(s.del)
 	for _, c := range batch {
 		r := &c.rec
 		if c.deleted {
-			if _, err := tx.Exec(`DELETE FROM tasks WHERE msg_id = ?`, r.MsgID); err != nil {
+			if _, err := del.Exec(r.MsgID); err != nil {
 				return err
 			}
 			continue
@@ -281,27 +304,25 @@ func (s *sqliteStore) write(batch []*change) error {
 		if c.done {
 			done = 1
 		}
-		if _, err := upsert.Exec(r.MsgID, c.seq, nullBlob(r.Header), nullBlob(r.Metadata), nullBlob(r.Content),
-			unixNano(r.Submitted), r.ClientUUID, []byte(c.ident), r.EngineUUID, r.Queue, unixNano(r.Started),
-			unixNano(r.Completed), unixNano(r.Received), done, r.Resubmitted, nullBlob(r.ResultHeader),
-			nullBlob(r.ResultMetadata), nullBlob(r.ResultContent), r.ExecuteInput, nullBlob(r.ExecuteResult),
-			nullBlob(r.Error), r.Stdout, r.Stderr); err != nil {
-			return err
-		}
-		if c.output {
-			if _, err := tx.Exec(`UPDATE tasks SET stdout = ?, stderr = ? WHERE msg_id = ?`, r.Stdout, r.Stderr, r.MsgID); err != nil {
-				return err
-			}
+		var resBufs []byte
+		if c.resBufs {
+			resBufs = packBuffers(r.ResultBuffers)
 		}
 		if c.reqBufs {
-			if _, err := tx.Exec(`UPDATE tasks SET buffers = ? WHERE msg_id = ?`, packBuffers(r.Buffers), r.MsgID); err != nil {
-				return err
-			}
+			_, err = insert.Exec(r.MsgID, c.seq, nullBlob(r.Header), nullBlob(r.Metadata), nullBlob(r.Content),
+				packBuffers(r.Buffers), unixNano(r.Submitted), r.ClientUUID, []byte(c.ident), r.EngineUUID, r.Queue,
+				unixNano(r.Started), unixNano(r.Completed), unixNano(r.Received), done, r.Resubmitted,
+				nullBlob(r.ResultHeader), nullBlob(r.ResultMetadata), nullBlob(r.ResultContent), nullBlob(resBufs),
+				r.ExecuteInput, nullBlob(r.ExecuteResult), nullBlob(r.Error), r.Stdout, r.Stderr)
+		} else {
+			_, err = update.Exec(r.MsgID, nullBlob(r.Header), nullBlob(r.Metadata), nullBlob(r.Content),
+				unixNano(r.Submitted), r.ClientUUID, []byte(c.ident), r.EngineUUID, r.Queue, unixNano(r.Started),
+				unixNano(r.Completed), unixNano(r.Received), done, r.Resubmitted, nullBlob(r.ResultHeader),
+				nullBlob(r.ResultMetadata), nullBlob(r.ResultContent), r.ExecuteInput, nullBlob(r.ExecuteResult),
+				nullBlob(r.Error), c.output, r.Stdout, r.Stderr, c.resBufs, resBufs)
 		}
-		if c.resBufs {
-			if _, err := tx.Exec(`UPDATE tasks SET result_buffers = ? WHERE msg_id = ?`, packBuffers(r.ResultBuffers), r.MsgID); err != nil {
-				return err
-			}
+		if err != nil {
+			return err
 		}
 	}
 	return tx.Commit()
