@@ -65,6 +65,8 @@ type change struct {
 	reqBufs bool // Buffers are set: write them
 	resBufs bool // ResultBuffers are set: write them
 	deleted bool
+	// reqLost and resLost: why buffers were not kept (record fields).
+	reqLost, resLost string
 }
 
 // merge folds a later change of the same record into c.
@@ -117,7 +119,8 @@ const schema = `CREATE TABLE IF NOT EXISTS tasks (
 	submitted INTEGER, client_uuid TEXT, client_ident BLOB, engine_uuid TEXT, queue TEXT,
 	started INTEGER, completed INTEGER, received INTEGER, done INTEGER NOT NULL DEFAULT 0,
 	resubmitted TEXT, result_header BLOB, result_metadata BLOB, result_content BLOB, result_buffers BLOB,
-	execute_input TEXT, execute_result BLOB, error BLOB, stdout TEXT, stderr TEXT
+	execute_input TEXT, execute_result BLOB, error BLOB, stdout TEXT, stderr TEXT,
+	req_lost TEXT, res_lost TEXT
 );
 CREATE INDEX IF NOT EXISTS tasks_seq ON tasks(seq);
 CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT);`
@@ -273,13 +276,13 @@ func nullBlob(b []byte) any {
 const (
 	insertRow = `INSERT OR REPLACE INTO tasks (msg_id, seq, header, metadata, content, buffers, submitted, client_uuid,
 		client_ident, engine_uuid, queue, started, completed, received, done, resubmitted, result_header, result_metadata,
-		result_content, result_buffers, execute_input, execute_result, error, stdout, stderr)
-		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
+		result_content, result_buffers, execute_input, execute_result, error, stdout, stderr, req_lost, res_lost)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
 	updateRow = `UPDATE tasks SET header=?2, metadata=?3, content=?4, submitted=?5, client_uuid=?6, client_ident=?7,
 		engine_uuid=?8, queue=?9, started=?10, completed=?11, received=?12, done=?13, resubmitted=?14,
 		result_header=?15, result_metadata=?16, result_content=?17, execute_input=?18, execute_result=?19, error=?20,
 		stdout = CASE WHEN ?21 THEN ?22 ELSE stdout END, stderr = CASE WHEN ?21 THEN ?23 ELSE stderr END,
-		result_buffers = CASE WHEN ?24 THEN ?25 ELSE result_buffers END
+		result_buffers = CASE WHEN ?24 THEN ?25 ELSE result_buffers END, req_lost=?26, res_lost=?27
 		WHERE msg_id=?1`
 	deleteRow = `DELETE FROM tasks WHERE msg_id = ?`
 )
@@ -313,13 +316,13 @@ func (s *sqliteStore) write(batch []*change) error {
 				packBuffers(r.Buffers), unixNano(r.Submitted), r.ClientUUID, []byte(c.ident), r.EngineUUID, r.Queue,
 				unixNano(r.Started), unixNano(r.Completed), unixNano(r.Received), done, r.Resubmitted,
 				nullBlob(r.ResultHeader), nullBlob(r.ResultMetadata), nullBlob(r.ResultContent), nullBlob(resBufs),
-				r.ExecuteInput, nullBlob(r.ExecuteResult), nullBlob(r.Error), r.Stdout, r.Stderr)
+				r.ExecuteInput, nullBlob(r.ExecuteResult), nullBlob(r.Error), r.Stdout, r.Stderr, c.reqLost, c.resLost)
 		} else {
 			_, err = update.Exec(r.MsgID, nullBlob(r.Header), nullBlob(r.Metadata), nullBlob(r.Content),
 				unixNano(r.Submitted), r.ClientUUID, []byte(c.ident), r.EngineUUID, r.Queue, unixNano(r.Started),
 				unixNano(r.Completed), unixNano(r.Received), done, r.Resubmitted, nullBlob(r.ResultHeader),
 				nullBlob(r.ResultMetadata), nullBlob(r.ResultContent), r.ExecuteInput, nullBlob(r.ExecuteResult),
-				nullBlob(r.Error), c.output, r.Stdout, r.Stderr, c.resBufs, resBufs)
+				nullBlob(r.Error), c.output, r.Stdout, r.Stderr, c.resBufs, resBufs, c.reqLost, c.resLost)
 		}
 		if err != nil {
 			return err
@@ -374,26 +377,27 @@ func (s *sqliteStore) close() error {
 
 // storedRecord is a row read back: the record and the hub's own fields.
 type storedRecord struct {
-	rec   TaskRecord
-	seq   int64
-	ident string
-	done  bool
+	rec              TaskRecord
+	seq              int64
+	ident            string
+	done             bool
+	reqLost, resLost string
 }
 
 const metaColumns = `msg_id, seq, header, metadata, content, submitted, client_uuid, client_ident, engine_uuid, queue,
 	started, completed, received, done, resubmitted, result_header, result_metadata, result_content,
-	execute_input, execute_result, error`
+	execute_input, execute_result, error, req_lost, res_lost`
 
 func scanMeta(sc interface{ Scan(...any) error }, extra ...any) (*storedRecord, error) {
 	var sr storedRecord
 	r := &sr.rec
 	var submitted, started, completed, received sql.NullInt64
-	var clientUUID, engine, queue, resub, input sql.NullString
+	var clientUUID, engine, queue, resub, input, reqLost, resLost sql.NullString
 	var ident, header, metadata, content, rheader, rmetadata, rcontent, result, errContent []byte
 	var done int64
 	dest := []any{&r.MsgID, &sr.seq, &header, &metadata, &content, &submitted, &clientUUID, &ident, &engine, &queue,
 		&started, &completed, &received, &done, &resub, &rheader, &rmetadata, &rcontent,
-		&input, &result, &errContent}
+		&input, &result, &errContent, &reqLost, &resLost}
 	if err := sc.Scan(append(dest, extra...)...); err != nil {
 		return nil, err
 	}
@@ -403,7 +407,7 @@ func scanMeta(sc interface{ Scan(...any) error }, extra ...any) (*storedRecord, 
 	sr.done = done != 0
 	r.Submitted, r.Started, r.Completed, r.Received = fromNano(submitted), fromNano(started), fromNano(completed), fromNano(received)
 	r.ClientUUID, r.EngineUUID, r.Queue, r.Resubmitted, r.ExecuteInput = clientUUID.String, engine.String, queue.String, resub.String, input.String
-	sr.ident = string(ident)
+	sr.ident, sr.reqLost, sr.resLost = string(ident), reqLost.String, resLost.String
 	return &sr, nil
 }
 

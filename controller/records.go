@@ -39,6 +39,10 @@ type record struct {
 	// outputCut is set once the output exceeded outputCap and the rest
 	// was dropped.
 	outputCut bool
+	// reqLost and resLost say why the request or result buffers were
+	// not kept at all (too large), for the errors of resubmission and
+	// result_request; "" when they were.
+	reqLost, resLost string
 }
 
 // bufferBytes is what a record counts against the result cache: its
@@ -63,6 +67,20 @@ func (r *record) bufferBytes() int {
 // end must not grow the controller without end. A quarter of the result
 // cache, so several such tasks still fit.
 func (rs *records) outputCap() int { return max(rs.maxBytes/4, 1<<20) }
+
+// bufferCap bounds the buffers of one request, and with a store of one
+// result, that the controller keeps: a quarter of the result cache, as
+// for output, and never beyond what SQLite stores in one blob (1e9
+// bytes). Larger ones are forwarded but not kept, and the record says so.
+func (rs *records) bufferCap() int { return min(rs.outputCap(), 512<<20) }
+
+func buffersLen(bufs [][]byte) int {
+	n := 0
+	for _, b := range bufs {
+		n += len(b)
+	}
+	return n
+}
 
 // truncatedNote ends output the controller stopped keeping.
 const truncatedNote = "\n[output truncated by the controller: it keeps at most a quarter of --result-cache per task]\n"
@@ -103,7 +121,7 @@ func (rs *records) persist(r *record, reqBufs, resBufs bool) {
 		return
 	}
 	rs.store.queue(&change{rec: r.TaskRecord, seq: r.seq, ident: r.clientIdent, done: r.done,
-		output: !r.evicted, reqBufs: reqBufs, resBufs: resBufs})
+		output: !r.evicted, reqBufs: reqBufs, resBufs: resBufs, reqLost: r.reqLost, resLost: r.resLost})
 }
 
 // forget queues the deletion of id from the store. mu held.
@@ -136,6 +154,10 @@ func (rs *records) add(msg *wire.Message, client []byte, engineUUID, queue strin
 	}
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
+	if n := buffersLen(r.Buffers); n > rs.bufferCap() {
+		r.Buffers = nil
+		r.reqLost = fmt.Sprintf("its request buffers of %d bytes were over the %d bytes the controller keeps per request (a quarter of --result-cache)", n, rs.bufferCap())
+	}
 	if old, ok := rs.byID[r.MsgID]; ok {
 		if !old.bare {
 			return false
@@ -184,7 +206,13 @@ func (rs *records) complete(reply *wire.Message, engineUUID string, client []byt
 	r.ResultContent = clone(reply.Content)
 	r.ResultBuffers = reply.Buffers
 	if rs.finish(r) {
-		rs.persist(r, false, true)
+		keep := true
+		if n := buffersLen(r.ResultBuffers); rs.store != nil && n > rs.bufferCap() {
+			// Kept in memory while the cache has room, not on disk.
+			keep = false
+			r.resLost = fmt.Sprintf("its result of %d bytes was over the %d bytes the controller writes to its task database per result (a quarter of --result-cache)", n, rs.bufferCap())
+		}
+		rs.persist(r, false, keep)
 		rs.bufBytes += r.bufferBytes() // counts the output so far too
 		rs.cull()
 	}
@@ -369,6 +397,10 @@ func (rs *records) results(ids []string, statusOnly bool) (map[string]any, [][]b
 			rs.mu.Unlock()
 			return nil, nil, fmt.Errorf("result of %s was delivered and not kept: %w", id, errNoDB)
 		}
+		if r.evicted && r.resLost != "" {
+			rs.mu.Unlock()
+			return nil, nil, fmt.Errorf("result of %s is no longer kept: %s", id, r.resLost)
+		}
 		if r.evicted && rs.store == nil {
 			rs.mu.Unlock()
 			return nil, nil, fmt.Errorf("result of %s is no longer kept: the controller keeps the newest %d bytes of results (--result-cache)", id, rs.maxBytes)
@@ -493,7 +525,11 @@ func (rs *records) get(msgID string) (TaskRecord, error) {
 		return TaskRecord{}, fmt.Errorf("No such message: %s", msgID)
 	}
 	c := copyOf{r.TaskRecord, r.evicted}
+	reqLost := r.reqLost
 	rs.mu.Unlock()
+	if reqLost != "" {
+		return TaskRecord{}, fmt.Errorf("task %s cannot be sent again: %s", msgID, reqLost)
+	}
 	ok, err := rs.full(&c)
 	if err != nil {
 		return TaskRecord{}, err
@@ -608,7 +644,8 @@ func (rs *records) restore() (finished, failed int, err error) {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	for _, sr := range rows {
-		r := &record{TaskRecord: sr.rec, seq: sr.seq, clientIdent: sr.ident, done: sr.done, evicted: true}
+		r := &record{TaskRecord: sr.rec, seq: sr.seq, clientIdent: sr.ident, done: sr.done, evicted: true,
+			reqLost: sr.reqLost, resLost: sr.resLost}
 		if _, dup := rs.byID[r.MsgID]; dup {
 			continue
 		}

@@ -135,3 +135,36 @@ func TestPackBuffers(t *testing.T) {
 		}
 	}
 }
+
+// TestBufferCaps: request buffers over a quarter of the result cache are
+// not kept (resubmission then says why), and with a store a result that
+// large is not written to disk, so once it leaves memory result_request
+// says why instead of returning it without its data.
+func TestBufferCaps(t *testing.T) {
+	rs := sqliteRecords(t, filepath.Join(t.TempDir(), "tasks.db"), 4<<20, false)
+	big := &wire.Message{Header: wire.Header{MsgID: "big", MsgType: "apply_request", Session: "s"},
+		RawHeader: []byte(`{}`), Metadata: []byte(`{}`), Content: []byte(`{}`), Buffers: [][]byte{make([]byte, 2<<20)}}
+	if !rs.add(big, []byte("client"), "engine", "mux") {
+		t.Fatal("add refused")
+	}
+	if _, err := rs.get("big"); err == nil || !strings.Contains(err.Error(), "request buffers of 2097152 bytes") {
+		t.Fatalf("get of a request whose buffers were not kept: %v", err)
+	}
+	recordReply(t, rs, "big", 2<<20)
+	if _, bufs, err := rs.results([]string{"big"}, false); err != nil || len(bufs) != 1 {
+		t.Fatalf("a large result still in memory: %v", err)
+	}
+	for _, id := range []string{"c", "d", "e"} {
+		recordRequest(t, rs, id)
+		recordReply(t, rs, id, 1<<20)
+	}
+	if !rs.byID["big"].evicted {
+		t.Fatal("the large result was not evicted")
+	}
+	if _, _, err := rs.results([]string{"big"}, false); err == nil || !strings.Contains(err.Error(), "result of 2097152 bytes") {
+		t.Fatalf("a large result evicted without a copy on disk: %v", err)
+	}
+	if _, bufs, err := rs.results([]string{"c"}, false); err != nil || len(bufs) != 1 || len(bufs[0]) != 1<<20 {
+		t.Fatalf("a result within the cap: %v", err)
+	}
+}
