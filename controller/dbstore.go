@@ -100,8 +100,11 @@ type sqliteStore struct {
 	log                 *slog.Logger
 
 	mu      sync.Mutex
-	pending map[string]*change
-	order   []string // first-change order of pending ids
+	// pending are the changes queued since the writer last took them, in
+	// order; the writer merges those of one record (the hub only
+	// appends: no map, no allocation per change beyond the slice).
+	pending []change
+	spare   []change // the previous batch's slice, reused
 	// written counts batches committed; flush waits for it to pass the
 	// batch that held its changes.
 	queued, written uint64
@@ -122,7 +125,6 @@ const schema = `CREATE TABLE IF NOT EXISTS tasks (
 	execute_input TEXT, execute_result BLOB, error BLOB, stdout TEXT, stderr TEXT,
 	req_lost TEXT, res_lost TEXT
 );
-CREATE INDEX IF NOT EXISTS tasks_seq ON tasks(seq);
 CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT);`
 
 // openSQLite opens (restore) or starts afresh the database at path. A
@@ -165,7 +167,7 @@ func openSQLite(path string, restore bool, log *slog.Logger) (*sqliteStore, erro
 		db.Close()
 		return nil, fmt.Errorf("task database %s: %w (move the file aside to start afresh)", path, err)
 	}
-	s := &sqliteStore{db: db, path: path, log: log, pending: map[string]*change{},
+	s := &sqliteStore{db: db, path: path, log: log, 
 		wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
 	for _, p := range []struct {
 		dst **sql.Stmt
@@ -184,12 +186,7 @@ func openSQLite(path string, restore bool, log *slog.Logger) (*sqliteStore, erro
 // queue records c for the next batch; it never waits on the file.
 func (s *sqliteStore) queue(c *change) {
 	s.mu.Lock()
-	if old, ok := s.pending[c.rec.MsgID]; ok {
-		old.merge(c)
-	} else {
-		s.pending[c.rec.MsgID] = c
-		s.order = append(s.order, c.rec.MsgID)
-	}
+	s.pending = append(s.pending, *c)
 	s.mu.Unlock()
 	select {
 	case s.wake <- struct{}{}:
@@ -224,23 +221,36 @@ func (s *sqliteStore) writer() {
 // writeBatch commits what is pending; false when nothing was.
 func (s *sqliteStore) writeBatch() bool {
 	s.mu.Lock()
-	if len(s.order) == 0 {
+	if len(s.pending) == 0 {
 		s.mu.Unlock()
 		return false
 	}
-	batch := make([]*change, 0, len(s.order))
-	for _, id := range s.order {
-		batch = append(batch, s.pending[id])
-	}
-	s.pending, s.order = map[string]*change{}, nil
+	taken := s.pending
+	s.pending, s.spare = s.spare[:0], nil
 	s.queued++
 	n := s.queued
 	s.mu.Unlock()
+	// One write per record: its changes merged, in first-change order.
+	at := make(map[string]int, len(taken))
+	batch := make([]*change, 0, len(taken))
+	for i := range taken {
+		c := &taken[i]
+		if j, ok := at[c.rec.MsgID]; ok {
+			batch[j].merge(c)
+			continue
+		}
+		at[c.rec.MsgID] = len(batch)
+		batch = append(batch, c)
+	}
 	err := s.write(batch)
 	if err != nil {
 		s.log.Error("task database write failed; those records live in memory only", "file", s.path, "records", len(batch), "err", err)
 	}
+	clear(taken) // drop the references to buffers before reuse
 	s.mu.Lock()
+	if s.spare == nil && cap(taken) <= 1<<16 {
+		s.spare = taken[:0]
+	}
 	s.written, s.err = n, err
 	s.cond.Broadcast()
 	s.mu.Unlock()
@@ -336,7 +346,7 @@ func (s *sqliteStore) write(batch []*change) error {
 func (s *sqliteStore) flush() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.order) > 0 {
+	if len(s.pending) > 0 {
 		select {
 		case s.wake <- struct{}{}:
 		default:
