@@ -99,7 +99,7 @@ type sqliteStore struct {
 	path                string
 	log                 *slog.Logger
 
-	mu      sync.Mutex
+	mu sync.Mutex
 	// pending are the changes queued since the writer last took them, in
 	// order; the writer merges those of one record (the hub only
 	// appends: no map, no allocation per change beyond the slice).
@@ -167,7 +167,7 @@ func openSQLite(path string, restore bool, log *slog.Logger) (*sqliteStore, erro
 		db.Close()
 		return nil, fmt.Errorf("task database %s: %w (move the file aside to start afresh)", path, err)
 	}
-	s := &sqliteStore{db: db, path: path, log: log, 
+	s := &sqliteStore{db: db, path: path, log: log,
 		wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
 	for _, p := range []struct {
 		dst **sql.Stmt

@@ -176,12 +176,14 @@ func (rs *records) add(msg *wire.Message, client []byte, engineUUID, queue strin
 	return true
 }
 
-// assign notes the engine a load-balanced task was sent to.
+// assign notes the engine a load-balanced task was sent to. The store
+// learns it with the reply: a row write per assignment would cost a
+// third of the writer's work for a field that a restore does not need
+// (a task in flight then is failed whatever its engine).
 func (rs *records) assign(msgID, engineUUID string) {
 	rs.mu.Lock()
 	if r, ok := rs.byID[msgID]; ok && !r.done {
 		r.EngineUUID = engineUUID
-		rs.persist(r, false, false)
 	}
 	rs.mu.Unlock()
 }
