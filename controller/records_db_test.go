@@ -58,9 +58,13 @@ func TestSQLiteEvictedServedFromDisk(t *testing.T) {
 	if io := content["a"].(map[string]any)["io"].(map[string]any); io["stdout"] != "printed by a" {
 		t.Fatalf("output from disk: %v", io)
 	}
+	rs.setResubmitted("a", "a-again") // what resubmit_request notes on the original
 	rec, err := rs.get("a")
 	if err != nil || len(rec.Buffers) != 1 || string(rec.Buffers[0]) != "req-a" || string(rec.Content) != `{"x":1}` {
 		t.Fatalf("get: %v %q %s", err, rec.Buffers, rec.Content)
+	}
+	if rec.Resubmitted != "a-again" {
+		t.Fatalf("resubmitted: %q", rec.Resubmitted)
 	}
 	if rec.Submitted.Year() != 2026 || rec.Completed.IsZero() {
 		t.Fatalf("dates: submitted %v completed %v", rec.Submitted, rec.Completed)
@@ -90,6 +94,9 @@ func TestSQLiteEvictedServedFromDisk(t *testing.T) {
 	}
 	if h := rs2.history(); !slices.Equal(h, []string{"a", "b", "pending"}) {
 		t.Fatalf("history after restore: %v", h)
+	}
+	if rec, err := rs2.get("a"); err != nil || rec.Resubmitted != "a-again" || string(rec.Buffers[0]) != "req-a" {
+		t.Fatalf("restored record: %v %q", err, rec.Resubmitted)
 	}
 	content, bufs, err = rs2.results([]string{"a", "b", "pending"}, false)
 	if err != nil || len(bufs) != 2 || len(bufs[0]) != 800 || len(bufs[1]) != 300 {
