@@ -282,9 +282,12 @@ func (rs *records) stream(msgID, name, text string) {
 	} else {
 		r.Stdout += text
 	}
-	rs.persist(r, false, false)
 	if r.done {
-		// Output often arrives after the reply.
+		// Output often arrives after the reply. A running task's output
+		// is written with its reply: rewriting the whole output at
+		// every flush while it grows would cost quadratic disk writes,
+		// and a restore fails a task that was running anyway.
+		rs.persist(r, false, false)
 		rs.bufBytes += len(text)
 		rs.cull()
 	}

@@ -40,6 +40,7 @@ func TestSQLiteEvictedServedFromDisk(t *testing.T) {
 	if !rs.add(req, []byte("client"), "engine", "mux") {
 		t.Fatal("add refused")
 	}
+	rs.stream("a", "stderr", "while running") // written with the reply
 	recordReply(t, rs, "a", 800)
 	rs.stream("a", "stdout", "printed by a")
 	recordRequest(t, rs, "b")
@@ -55,7 +56,7 @@ func TestSQLiteEvictedServedFromDisk(t *testing.T) {
 	if len(bufs) != 1 || len(bufs[0]) != 800 {
 		t.Fatalf("buffers from disk: %d of %v", len(bufs), bufs)
 	}
-	if io := content["a"].(map[string]any)["io"].(map[string]any); io["stdout"] != "printed by a" {
+	if io := content["a"].(map[string]any)["io"].(map[string]any); io["stdout"] != "printed by a" || io["stderr"] != "while running" {
 		t.Fatalf("output from disk: %v", io)
 	}
 	rs.setResubmitted("a", "a-again") // what resubmit_request notes on the original
