@@ -3,7 +3,7 @@
 // invocation so the numbers share a machine and a moment.
 //
 //	go run ./bench [-sizes 2,8,32] [-tasks 10000] [-calls 1000] [-push-mb 100] [-peers ipyparallel,dask]
-//	               [-slurm-sizes 4,32] [-only local,slurm,tunnel]
+//	               [-slurm-sizes 4,32] [-only local,slurm,tunnel] [-db sqlite|memory|none]
 //
 // The slurm measures (start to N engines registered by the Slurm launcher)
 // need a reachable Slurm: SLURM_CONF, else /tmp/ipp-slurm/etc/slurm.conf
@@ -50,6 +50,8 @@ type options struct {
 	out       string
 	hwm       int
 	burst     int
+	// db is the controller's --db ("" = its default, sqlite).
+	db string
 	// slurmSizes are the engine counts of the Slurm start measure.
 	slurmSizes []int
 	// only selects groups of measures: "local" (everything on local
@@ -69,6 +71,7 @@ func main() {
 	flag.StringVar(&o.out, "out", "bench/results", "directory for the results")
 	flag.IntVar(&o.hwm, "hwm", 0, "controller --hwm (0: the default)")
 	flag.IntVar(&o.burst, "burst", -1, "controller --burst (-1: the default)")
+	flag.StringVar(&o.db, "db", "", "controller --db: sqlite, memory or none (empty: the default)")
 	flag.StringVar(&slurmSizes, "slurm-sizes", "4,32", "engine counts for start-to-registered under Slurm")
 	flag.StringVar(&only, "only", "", "run only these groups of measures: local, slurm, tunnel (comma-separated; empty for all)")
 	flag.Parse()
@@ -188,6 +191,9 @@ func measureOurs(o options, exe string) (results, error) {
 	}
 	if o.burst >= 0 {
 		ctrlArgs = append(ctrlArgs, "--burst="+strconv.Itoa(o.burst))
+	}
+	if o.db != "" {
+		ctrlArgs = append(ctrlArgs, "--db="+o.db)
 	}
 	start := func(n int) (*ipp.Cluster, *ipp.Client, time.Duration, error) {
 		t0 := time.Now()

@@ -91,6 +91,23 @@ type Config struct {
 	// exactly when ClientIP is not. CurveOn and CurveOff apply to both
 	// sides: an explicit choice is never half-applied.
 	Curve CurveMode
+	// DB is the task database backend: DBMemory (the default), DBSQLite
+	// or DBNone.
+	DB string
+	// DBPath is the sqlite file; default DBFile(ProfileDir, ClusterID).
+	// DBSQLite needs one of the two.
+	DBPath string
+	// DBMaxRecords bounds the task records kept (in memory, and on disk
+	// with DBSQLite); beyond it the oldest finished ones are deleted
+	// first. Default DefaultDBMaxRecords.
+	DBMaxRecords int
+	// Restore makes Start load the records of the DBSQLite file an
+	// earlier controller left (a crash, a stop): finished tasks are served
+	// again by result_request and db_request, tasks that were in flight
+	// are failed with an EngineError saying the controller restarted.
+	// Without it an existing file is moved aside to <file>.prev and the
+	// controller starts with no records.
+	Restore bool
 	// CurveSecretKey is the controller's CURVE secret key (Z85, 40
 	// characters); empty means a fresh key pair per controller. Its public
 	// key goes into both connection files as curve_serverkey.
@@ -202,6 +219,26 @@ func (c *Config) defaults() error {
 	if c.MaxQueuedBytes <= 0 {
 		c.MaxQueuedBytes = DefaultMaxQueuedBytes
 	}
+	if c.DBMaxRecords <= 0 {
+		c.DBMaxRecords = DefaultDBMaxRecords
+	}
+	switch c.DB {
+	case "":
+		c.DB = DBMemory
+	case DBMemory, DBNone:
+	case DBSQLite:
+		if c.DBPath == "" {
+			if c.ProfileDir == "" {
+				return errors.New("controller: the sqlite task database needs a file: set DBPath or ProfileDir")
+			}
+			c.DBPath = DBFile(c.ProfileDir, c.ClusterID)
+		}
+	default:
+		return fmt.Errorf("controller: unknown task database %q (want %s, %s or %s)", c.DB, DBSQLite, DBMemory, DBNone)
+	}
+	if c.Restore && c.DB != DBSQLite {
+		return fmt.Errorf("controller: restoring task records needs the sqlite task database, not %q", c.DB)
+	}
 	return nil
 }
 
@@ -280,6 +317,10 @@ type Controller struct {
 	stopOnce               sync.Once
 	done                   chan struct{}
 	started                bool
+
+	// restored counts the records Start loaded with Restore: finished,
+	// and failed because they were in flight.
+	restored [2]int
 
 	errMu sync.Mutex
 	err   error // why the controller stopped, if not on request
@@ -368,6 +409,9 @@ func (c *Controller) Start() (err error) {
 	defer func() {
 		if err != nil {
 			c.closeSockets()
+			if c.records != nil && c.records.store != nil {
+				c.records.store.close()
+			}
 		}
 	}()
 	type bind struct {
@@ -440,7 +484,9 @@ func (c *Controller) Start() (err error) {
 
 	// Components get what they use; engine arrival and departure reach
 	// them as hub events, in this order.
-	c.records = newRecords(c.cfg.ResultCacheBytes)
+	if err := c.openRecords(); err != nil {
+		return err
+	}
 	c.hub = newHub(c, c.records)
 	c.tasks, err = newTaskScheduler(c, c.records)
 	if err != nil {
@@ -505,6 +551,32 @@ func (c *Controller) Start() (err error) {
 	return nil
 }
 
+// openRecords makes the task-record store of the configured backend and,
+// with Restore, loads what the previous controller left in it.
+func (c *Controller) openRecords() error {
+	rs := newRecords(c.cfg.ResultCacheBytes)
+	rs.mode, rs.maxRecords = c.cfg.DB, c.cfg.DBMaxRecords
+	if c.cfg.DB == DBSQLite {
+		st, err := openSQLite(c.cfg.DBPath, c.cfg.Restore, c.log)
+		if err != nil {
+			return fmt.Errorf("controller: %w", err)
+		}
+		rs.store = st
+		if c.cfg.Restore {
+			finished, failed, err := rs.restore()
+			if err != nil {
+				st.close()
+				return fmt.Errorf("controller: restoring task records: %w", err)
+			}
+			c.restored = [2]int{finished, failed}
+			c.log.Info("task records restored", "file", c.cfg.DBPath, "finished", finished, "failed_in_flight", failed)
+		}
+	}
+	c.records = rs
+	c.log.Info("task database", "backend", c.cfg.DB, "file", c.cfg.DBPath, "max_records", c.cfg.DBMaxRecords)
+	return nil
+}
+
 func onOff(b bool) string {
 	if b {
 		return "on"
@@ -563,6 +635,20 @@ func (c *Controller) Err() error {
 	return c.err
 }
 
+// Restored reports what Start loaded with Config.Restore: the records of
+// finished tasks, and those of tasks that were in flight when the
+// previous controller stopped (now failed with an EngineError saying the
+// controller restarted).
+func (c *Controller) Restored() (finished, failedInFlight int) { return c.restored[0], c.restored[1] }
+
+// DBPath is the sqlite task database file, or "" with another backend.
+func (c *Controller) DBPath() string {
+	if c.cfg.DB != DBSQLite {
+		return ""
+	}
+	return c.cfg.DBPath
+}
+
 // Refused counts the messages refused so far (bad signatures, replays,
 // unexpected replies, unknown senders), for tests and monitoring.
 func (c *Controller) Refused() uint64 { return c.rejects.count() }
@@ -608,6 +694,12 @@ func (c *Controller) Close() error {
 		}
 		c.closeSockets()
 		c.wg.Wait()
+		// After the loops: their last changes are written too.
+		if c.records != nil && c.records.store != nil {
+			if err := c.records.store.close(); err != nil {
+				c.log.Error("closing the task database", "file", c.cfg.DBPath, "err", err)
+			}
+		}
 		for _, f := range []string{c.clientFile, c.engineFile} {
 			if f != "" {
 				os.Remove(f)

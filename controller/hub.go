@@ -276,6 +276,8 @@ func (h *hub) handleQuery(s transport.Socket, msg *wire.Message) {
 		h.reply(s, msg.Idents, msg, "history_reply", map[string]any{"status": "ok", "history": h.records.history()})
 	case "purge_request":
 		h.purgeRequest(s, msg)
+	case "db_request":
+		h.dbRequest(s, msg)
 	case "shutdown_request":
 		h.reply(s, msg.Idents, msg, "shutdown_reply", map[string]any{"status": "ok"})
 		h.notify("shutdown_notification", msg.RawHeader, map[string]any{"status": "ok"})

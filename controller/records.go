@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -12,53 +13,52 @@ import (
 	"github.com/ipp-hpc/ipp/internal/wire"
 )
 
-// maxRecords bounds the in-memory task-record store, like ipyparallel's
-// DictDB: the oldest completed records are culled first.
-const maxRecords = 100_000
-
 // DefaultResultCacheBytes is the default Config.ResultCacheBytes. Results
 // are kept for clients that ask again (result_request); the bytes of the
 // oldest are dropped first, so a few huge results cannot pin gigabytes in
 // the controller long after they were delivered.
 const DefaultResultCacheBytes = 256 << 20
 
-// record is ipyparallel's TaskRecord (what the hub remembers of a request
-// for db/result queries). Request buffers are not kept: only
-// resubmission would need them, and they can be large (a pushed array).
+// record is what the hub keeps of one request: the TaskRecord and the
+// hub's own bookkeeping around it.
 type record struct {
-	msgID          string
-	header         json.RawMessage
-	metadata       json.RawMessage
-	clientUUID     string
-	clientIdent    string // routing identity of the requesting client
-	engineUUID     string
-	queue          string
-	submitted      time.Time
-	completed      bool
-	received       time.Time
-	resultHeader   json.RawMessage
-	resultMetadata json.RawMessage
-	resultContent  json.RawMessage
-	resultBuffers  [][]byte
-	// evicted is set when resultBuffers were dropped to respect the cache
-	// limit; result_request then says so instead of returning a result
-	// with its data missing.
-	evicted        bool
-	stdout, stderr string
+	TaskRecord
+	seq         int64  // submission order, kept on disk
+	clientIdent string // routing identity of the requesting client
+	done        bool   // answered, or failed by the hub
+	// bare is a record made by output whose request the hub has not
+	// seen (yet): it is no task of anyone's.
+	bare bool
+	// evicted is set when the buffers and output were dropped from memory
+	// to respect the cache limit. With a sqlite store they are still on
+	// disk; otherwise result_request says they are gone instead of
+	// returning a result with its data missing.
+	evicted bool
+	// stripped is a finished record of a --db none controller: only what
+	// the hub's checks need is left.
+	stripped bool
 	// outputCut is set once the output exceeded outputCap and the rest
 	// was dropped.
 	outputCut bool
+	// reqLost and resLost say why the request or result buffers were
+	// not kept at all (too large), for the errors of resubmission and
+	// result_request; "" when they were.
+	reqLost, resLost string
 }
 
 // bufferBytes is what a record counts against the result cache: its
-// result buffers and its output. Only completed records count (and only
-// they can be evicted); a running task's output is bounded by outputCap.
+// request and result buffers and its output. Only finished records count
+// (and only they can be evicted); a running task's output is bounded by
+// outputCap, its request by the queue limits.
 func (r *record) bufferBytes() int {
-	if !r.completed {
+	if !r.done || r.evicted {
 		return 0
 	}
-	n := len(r.stdout) + len(r.stderr)
-	for _, b := range r.resultBuffers {
+	n := len(r.Stdout) + len(r.Stderr)
+	for _, b := range r.ResultBuffers {
+		n += len(b)
+	}
+	for _, b := range r.Buffers {
 		n += len(b)
 	}
 	return n
@@ -69,62 +69,122 @@ func (r *record) bufferBytes() int {
 // cache, so several such tasks still fit.
 func (rs *records) outputCap() int { return max(rs.maxBytes/4, 1<<20) }
 
+// bufferCap bounds the buffers of one request, and with a store of one
+// result, that the controller keeps: a quarter of the result cache, as
+// for output, and never beyond what SQLite stores in one blob (1e9
+// bytes). Larger ones are forwarded but not kept, and the record says so.
+func (rs *records) bufferCap() int { return min(rs.outputCap(), 512<<20) }
+
+func buffersLen(bufs [][]byte) int {
+	n := 0
+	for _, b := range bufs {
+		n += len(b)
+	}
+	return n
+}
+
 // truncatedNote ends output the controller stopped keeping.
 const truncatedNote = "\n[output truncated by the controller: it keeps at most a quarter of --result-cache per task]\n"
 
-// records is the task-record store.
+// errNoDB answers queries that need records a --db none controller does
+// not keep.
+var errNoDB = errors.New("the controller keeps no task records after delivery (it runs with --db none); " +
+	"start it with --db sqlite or --db memory to query or resubmit finished tasks")
+
+// records is the task-record store: every record's small fields in
+// memory (at most maxRecords of them), buffers and output in memory up to
+// maxBytes, and, with a sqlite store, everything written behind to disk.
 type records struct {
-	mu       sync.Mutex
-	byID     map[string]*record
-	order    []string // submission order, for history and culling
-	bufBytes int
-	maxBytes int
+	mu         sync.Mutex
+	byID       map[string]*record
+	order      []string // submission order, for history and culling
+	seq        int64
+	bufBytes   int
+	maxBytes   int
+	maxRecords int
+	mode       string       // DBMemory, DBSQLite or DBNone
+	store      *sqliteStore // with DBSQLite
 }
 
+// newRecords makes an in-memory store (DBMemory); the controller sets
+// mode, store and maxRecords for the other backends.
 func newRecords(maxBytes int64) *records {
-	return &records{byID: map[string]*record{}, maxBytes: int(min(maxBytes, int64(^uint(0)>>1)))}
+	return &records{byID: map[string]*record{}, maxBytes: int(min(maxBytes, int64(^uint(0)>>1))),
+		maxRecords: DefaultDBMaxRecords, mode: DBMemory}
 }
 
 func clone(b []byte) json.RawMessage { return append(json.RawMessage(nil), b...) }
+
+// persist queues r's current state for the store; buffers are written
+// when they are new (reqBufs, resBufs). mu held.
+func (rs *records) persist(r *record, reqBufs, resBufs bool) {
+	if rs.store == nil || r.bare {
+		return
+	}
+	rs.store.queue(&change{rec: r.TaskRecord, seq: r.seq, ident: r.clientIdent, done: r.done,
+		output: !r.evicted, reqBufs: reqBufs, resBufs: resBufs, reqLost: r.reqLost, resLost: r.resLost})
+}
+
+// forget queues the deletion of id from the store. mu held.
+func (rs *records) forget(id string) {
+	if rs.store != nil {
+		rs.store.queue(&change{rec: TaskRecord{MsgID: id}, deleted: true})
+	}
+}
 
 // add records a request; false if its msg_id is already taken by another
 // request (a replay, or a broken client), which must then be refused: a
 // second record would let the first one's reply complete the wrong task.
 func (rs *records) add(msg *wire.Message, client []byte, engineUUID, queue string) bool {
 	r := &record{
-		msgID:       msg.Header.MsgID,
-		header:      clone(msg.RawHeader),
-		metadata:    clone(msg.Metadata),
-		clientUUID:  msg.Header.Session,
+		TaskRecord: TaskRecord{
+			MsgID:      msg.Header.MsgID,
+			Header:     clone(msg.RawHeader),
+			Metadata:   clone(msg.Metadata),
+			Content:    clone(msg.Content),
+			Buffers:    msg.Buffers,
+			ClientUUID: msg.Header.Session,
+			EngineUUID: engineUUID,
+			Queue:      queue,
+			Submitted:  time.Now().UTC(),
+		},
 		clientIdent: string(client),
-		engineUUID:  engineUUID,
-		queue:       queue,
-		submitted:   time.Now(),
 	}
 	if t, err := wire.ParseDate(msg.Header.Date); err == nil {
-		r.submitted = t
+		r.Submitted = t
 	}
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	if old, ok := rs.byID[r.msgID]; ok {
-		if old.header != nil {
+	if n := buffersLen(r.Buffers); n > rs.bufferCap() {
+		r.Buffers = nil
+		r.reqLost = fmt.Sprintf("its request buffers of %d bytes were over the %d bytes the controller keeps per request (a quarter of --result-cache)", n, rs.bufferCap())
+	}
+	if old, ok := rs.byID[r.MsgID]; ok {
+		if !old.bare {
 			return false
 		}
 		// Output arrived first and made a bare record.
-		r.stdout, r.stderr = old.stdout, old.stderr
+		r.Stdout, r.Stderr, r.outputCut = old.Stdout, old.Stderr, old.outputCut
+		r.seq = old.seq
 	} else {
-		rs.order = append(rs.order, r.msgID)
+		rs.seq++
+		r.seq = rs.seq
+		rs.order = append(rs.order, r.MsgID)
 	}
-	rs.byID[r.msgID] = r
+	rs.byID[r.MsgID] = r
+	rs.persist(r, true, false)
 	rs.cull()
 	return true
 }
 
-// assign notes the engine a load-balanced task was sent to.
+// assign notes the engine a load-balanced task was sent to. The store
+// learns it with the reply: a row write per assignment would cost a
+// third of the writer's work for a field that a restore does not need
+// (a task in flight then is failed whatever its engine).
 func (rs *records) assign(msgID, engineUUID string) {
 	rs.mu.Lock()
-	if r, ok := rs.byID[msgID]; ok {
-		r.engineUUID = engineUUID
+	if r, ok := rs.byID[msgID]; ok && !r.done {
+		r.EngineUUID = engineUUID
 	}
 	rs.mu.Unlock()
 }
@@ -136,84 +196,132 @@ func (rs *records) complete(reply *wire.Message, engineUUID string, client []byt
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	r, ok := rs.byID[reply.Parent.MsgID]
-	if !ok || r.header == nil || r.completed || r.engineUUID != engineUUID || r.clientIdent != string(client) {
+	if !ok || r.bare || r.done || r.EngineUUID != engineUUID || r.clientIdent != string(client) {
 		return false
 	}
-	r.completed = true
-	r.received = time.Now()
+	r.done = true
+	r.Received = time.Now().UTC()
 	if engineUUID != "" {
-		r.engineUUID = engineUUID
+		r.EngineUUID = engineUUID
 	}
-	r.resultHeader = clone(reply.RawHeader)
-	r.resultMetadata = clone(reply.Metadata)
-	r.resultContent = clone(reply.Content)
-	r.resultBuffers = reply.Buffers
-	rs.bufBytes += r.bufferBytes() // counts the output so far too
-	rs.cull()
+	r.ResultHeader = clone(reply.RawHeader)
+	r.ResultMetadata = clone(reply.Metadata)
+	r.ResultContent = clone(reply.Content)
+	r.ResultBuffers = reply.Buffers
+	if rs.finish(r) {
+		keep := true
+		if n := buffersLen(r.ResultBuffers); rs.store != nil && n > rs.bufferCap() {
+			// Kept in memory while the cache has room, not on disk.
+			keep = false
+			r.resLost = fmt.Sprintf("its result of %d bytes was over the %d bytes the controller writes to its task database per result (a quarter of --result-cache)", n, rs.bufferCap())
+		}
+		rs.persist(r, false, keep)
+		rs.bufBytes += r.bufferBytes() // counts the output so far too
+		rs.cull()
+	}
 	return true
 }
 
-// fail completes a pending record with an error, when its engine died.
+// finish ends a record's life as a task; false when the backend keeps
+// nothing of it (--db none), which strips it. mu held.
+func (rs *records) finish(r *record) bool {
+	if rs.mode != DBNone {
+		return true
+	}
+	r.stripped = true
+	r.TaskRecord = TaskRecord{MsgID: r.MsgID, EngineUUID: r.EngineUUID, Queue: r.Queue, ClientUUID: r.ClientUUID,
+		Submitted: r.Submitted, Received: r.Received}
+	return false
+}
+
+// fail completes a pending record with an error, when its engine died or
+// the scheduler gave up on it.
 func (rs *records) fail(msgID, ename, evalue string) {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	r, ok := rs.byID[msgID]
-	if !ok || r.completed {
+	if !ok || r.done || r.bare {
 		return
 	}
-	r.completed = true
-	r.received = time.Now()
-	r.resultContent, _ = json.Marshal(protocol.NewError(ename, evalue))
-	r.resultMetadata = json.RawMessage(`{"status": "error"}`)
-	rs.bufBytes += r.bufferBytes()
+	rs.failLocked(r, ename, evalue)
+	if rs.finish(r) {
+		rs.persist(r, false, false)
+		rs.bufBytes += r.bufferBytes()
+		rs.cull()
+	}
+}
+
+func (rs *records) failLocked(r *record, ename, evalue string) {
+	r.done = true
+	now := time.Now().UTC()
+	r.Received, r.Completed = now, now
+	r.ResultContent, _ = json.Marshal(protocol.NewError(ename, evalue))
+	r.ResultMetadata = json.RawMessage(`{"status": "error"}`)
 }
 
 func (rs *records) stream(msgID, name, text string) {
-	if msgID == "" {
+	if msgID == "" || rs.mode == DBNone {
 		return
 	}
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	r, ok := rs.byID[msgID]
 	if !ok {
-		r = &record{msgID: msgID}
+		rs.seq++
+		r = &record{TaskRecord: TaskRecord{MsgID: msgID}, bare: true, seq: rs.seq}
 		rs.byID[msgID] = r
 		rs.order = append(rs.order, msgID)
 	}
 	if r.evicted || r.outputCut {
 		return
 	}
-	if len(r.stdout)+len(r.stderr)+len(text) > rs.outputCap() {
+	if len(r.Stdout)+len(r.Stderr)+len(text) > rs.outputCap() {
 		text, r.outputCut = truncatedNote, true
 	}
 	if name == "stderr" {
-		r.stderr += text
+		r.Stderr += text
 	} else {
-		r.stdout += text
+		r.Stdout += text
 	}
-	if r.completed {
-		// Output often arrives after the reply.
+	if r.done {
+		// Output often arrives after the reply. A running task's output
+		// is written with its reply: rewriting the whole output at
+		// every flush while it grows would cost quadratic disk writes,
+		// and a restore fails a task that was running anyway.
+		rs.persist(r, false, false)
 		rs.bufBytes += len(text)
 		rs.cull()
 	}
 }
 
-// cull drops the oldest completed records beyond maxRecords, and the
-// buffers of the oldest results beyond maxBytes (down to 9/10 of each, so
-// it does not run on every add); mu held.
+// setResubmitted notes on the original record the msg_id of its
+// resubmission.
+func (rs *records) setResubmitted(msgID, newID string) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if r, ok := rs.byID[msgID]; ok && !r.bare {
+		r.Resubmitted = newID
+		rs.persist(r, false, false)
+	}
+}
+
+// cull drops the oldest finished records beyond maxRecords (from the
+// store too), and the buffers of the oldest results beyond maxBytes from
+// memory (down to 9/10 of each, so it does not run on every add); mu
+// held.
 func (rs *records) cull() {
 	if rs.bufBytes > rs.maxBytes {
 		for _, id := range rs.order {
 			if rs.bufBytes <= rs.maxBytes*9/10 {
 				break
 			}
-			if r, ok := rs.byID[id]; ok && !r.evicted && r.bufferBytes() > 0 {
+			if r, ok := rs.byID[id]; ok && r.bufferBytes() > 0 {
 				rs.bufBytes -= r.bufferBytes()
-				r.resultBuffers, r.stdout, r.stderr, r.evicted = nil, "", "", true
+				r.Buffers, r.ResultBuffers, r.Stdout, r.Stderr, r.evicted = nil, nil, "", "", true
 			}
 		}
 	}
-	if len(rs.byID) <= maxRecords {
+	if len(rs.byID) <= rs.maxRecords {
 		return
 	}
 	kept := rs.order[:0]
@@ -225,9 +333,10 @@ func (rs *records) cull() {
 		// Bare records (output whose request is unknown: late output of
 		// a purged task, or a parent id nobody sent) go too, or they
 		// would pile up for good.
-		if (r.completed || r.header == nil) && len(rs.byID) > maxRecords*9/10 {
+		if (r.done || r.bare) && len(rs.byID) > rs.maxRecords*9/10 {
 			rs.bufBytes -= r.bufferBytes()
 			delete(rs.byID, id)
+			rs.forget(id)
 			continue
 		}
 		kept = append(kept, id)
@@ -240,60 +349,203 @@ func (rs *records) history() []string {
 	defer rs.mu.Unlock()
 	out := make([]string, 0, len(rs.order))
 	for _, id := range rs.order {
-		if r, ok := rs.byID[id]; ok && r.header != nil {
+		if r, ok := rs.byID[id]; ok && !r.bare {
 			out = append(out, id)
 		}
 	}
 	return out
 }
 
+// copyOf is a copy of r to read outside the lock; the hub never changes
+// the byte slices it shares with it in place.
+type copyOf struct {
+	TaskRecord
+	evicted bool
+}
+
+// full fills the parts of c that were evicted to disk. Memory without a
+// store has nothing to fill them from; ok is false then.
+func (rs *records) full(c *copyOf) (ok bool, err error) {
+	if !c.evicted {
+		return true, nil
+	}
+	if rs.store == nil {
+		return false, nil
+	}
+	c.Buffers, c.ResultBuffers, c.Stdout, c.Stderr, err = rs.store.large(c.MsgID)
+	if err != nil {
+		return false, err
+	}
+	c.evicted = false
+	return true, nil
+}
+
 func (rs *records) results(ids []string, statusOnly bool) (map[string]any, [][]byte, error) {
-	rs.mu.Lock()
-	defer rs.mu.Unlock()
 	content := map[string]any{"status": "ok"}
 	pending, completed := []string{}, []string{}
+	var done []copyOf
+	rs.mu.Lock()
 	for _, id := range ids {
 		r, ok := rs.byID[id]
-		if !ok || r.header == nil {
+		if !ok || r.bare {
+			rs.mu.Unlock()
 			return nil, nil, fmt.Errorf("No such message: %s", id)
 		}
-		if r.evicted && !statusOnly {
+		if !r.done {
+			pending = append(pending, id)
+			continue
+		}
+		completed = append(completed, id)
+		if statusOnly {
+			continue
+		}
+		if r.stripped {
+			rs.mu.Unlock()
+			return nil, nil, fmt.Errorf("result of %s was delivered and not kept: %w", id, errNoDB)
+		}
+		if r.evicted && r.resLost != "" {
+			rs.mu.Unlock()
+			return nil, nil, fmt.Errorf("result of %s is no longer kept: %s", id, r.resLost)
+		}
+		if r.evicted && rs.store == nil {
+			rs.mu.Unlock()
 			return nil, nil, fmt.Errorf("result of %s is no longer kept: the controller keeps the newest %d bytes of results (--result-cache)", id, rs.maxBytes)
 		}
-		if r.completed {
-			completed = append(completed, id)
-		} else {
-			pending = append(pending, id)
-		}
+		done = append(done, copyOf{r.TaskRecord, r.evicted})
 	}
+	rs.mu.Unlock()
 	content["pending"], content["completed"] = pending, completed
 	if statusOnly {
 		return content, nil, nil
 	}
-	sorted := append([]string(nil), completed...)
-	sort.Strings(sorted)
+	sort.Slice(done, func(i, j int) bool { return done[i].MsgID < done[j].MsgID })
 	var buffers [][]byte
-	for _, id := range sorted {
-		r := rs.byID[id]
+	for i := range done {
+		c := &done[i]
+		if _, err := rs.full(c); err != nil {
+			return nil, nil, fmt.Errorf("result of %s: %w", c.MsgID, err)
+		}
 		// Relays store frames unread; one that is not JSON must not make
 		// the whole reply unencodable (the client would wait forever).
-		for _, raw := range []*json.RawMessage{&r.header, &r.metadata, &r.resultHeader, &r.resultMetadata, &r.resultContent} {
+		for _, raw := range []*json.RawMessage{&c.Header, &c.Metadata, &c.ResultHeader, &c.ResultMetadata, &c.ResultContent, &c.ExecuteResult, &c.Error} {
 			if len(*raw) > 0 && !json.Valid(*raw) {
 				*raw = json.RawMessage("null")
 			}
 		}
-		content[id] = map[string]any{
-			"header":          r.header,
-			"metadata":        r.metadata,
-			"result_header":   r.resultHeader,
-			"result_metadata": r.resultMetadata,
-			"result_content":  r.resultContent,
-			"received":        wire.FormatDate(r.received),
-			"io":              map[string]any{"stdout": r.stdout, "stderr": r.stderr, "execute_input": nil, "execute_result": nil, "error": nil},
+		io := map[string]any{"stdout": c.Stdout, "stderr": c.Stderr, "execute_input": nil, "execute_result": nil, "error": nil}
+		if c.ExecuteInput != "" {
+			io["execute_input"] = c.ExecuteInput
 		}
-		buffers = append(buffers, r.resultBuffers...)
+		if len(c.ExecuteResult) > 0 {
+			io["execute_result"] = c.ExecuteResult
+		}
+		if len(c.Error) > 0 {
+			io["error"] = c.Error
+		}
+		content[c.MsgID] = map[string]any{
+			"header":          c.Header,
+			"metadata":        c.Metadata,
+			"result_header":   c.ResultHeader,
+			"result_metadata": c.ResultMetadata,
+			"result_content":  c.ResultContent,
+			"received":        wire.FormatDate(c.Received),
+			"io":              io,
+		}
+		buffers = append(buffers, c.ResultBuffers...)
 	}
 	return content, buffers, nil
+}
+
+// fillTimes derives the reply's dates (metadata.started, header.date) the
+// first time they are read: the hub does not parse replies it forwards.
+// Completed falls back to Received.
+func (r *TaskRecord) fillTimes() {
+	if r.Started.IsZero() && len(r.ResultMetadata) > 0 {
+		var md struct {
+			Started string `json:"started"`
+		}
+		if json.Unmarshal(r.ResultMetadata, &md) == nil && md.Started != "" {
+			if t, err := wire.ParseDate(md.Started); err == nil {
+				r.Started = t
+			}
+		}
+	}
+	if r.Completed.IsZero() && len(r.ResultHeader) > 0 {
+		var h struct {
+			Date string `json:"date"`
+		}
+		if json.Unmarshal(r.ResultHeader, &h) == nil && h.Date != "" {
+			if t, err := wire.ParseDate(h.Date); err == nil {
+				r.Completed = t
+			}
+		}
+	}
+	if r.Completed.IsZero() {
+		// A reply without a date (not from ipyparallel's session) is
+		// still complete: queries on completed must see it.
+		r.Completed = r.Received
+	}
+}
+
+// find returns copies of the records for which match is true, in
+// submission order, complete with buffers and output (read from disk
+// when they were evicted there; a memory backend's evicted records have
+// none). match sees TaskRecord.Doc(); it runs outside the hub's lock.
+func (rs *records) find(match func(doc map[string]any) bool) ([]TaskRecord, error) {
+	if rs.mode == DBNone {
+		return nil, errNoDB
+	}
+	rs.mu.Lock()
+	all := make([]copyOf, 0, len(rs.order))
+	for _, id := range rs.order {
+		if r, ok := rs.byID[id]; ok && !r.bare {
+			all = append(all, copyOf{r.TaskRecord, r.evicted})
+		}
+	}
+	rs.mu.Unlock()
+	var out []TaskRecord
+	for i := range all {
+		c := &all[i]
+		if _, err := rs.full(c); err != nil {
+			return nil, err
+		}
+		c.fillTimes()
+		if match == nil || match(c.Doc()) {
+			out = append(out, c.TaskRecord)
+		}
+	}
+	return out, nil
+}
+
+// get returns a copy of one record, complete as find's are; an error
+// when it is unknown, not kept (--db none), or its buffers were evicted
+// without a store to read them back from (resubmission needs them).
+func (rs *records) get(msgID string) (TaskRecord, error) {
+	if rs.mode == DBNone {
+		return TaskRecord{}, errNoDB
+	}
+	rs.mu.Lock()
+	r, ok := rs.byID[msgID]
+	if !ok || r.bare {
+		rs.mu.Unlock()
+		return TaskRecord{}, fmt.Errorf("No such message: %s", msgID)
+	}
+	c := copyOf{r.TaskRecord, r.evicted}
+	reqLost := r.reqLost
+	rs.mu.Unlock()
+	if reqLost != "" {
+		return TaskRecord{}, fmt.Errorf("task %s cannot be sent again: %s", msgID, reqLost)
+	}
+	ok, err := rs.full(&c)
+	if err != nil {
+		return TaskRecord{}, err
+	}
+	if !ok {
+		return TaskRecord{}, fmt.Errorf("the buffers of %s are no longer kept: the controller keeps the newest %d bytes (--result-cache); "+
+			"--db sqlite keeps them on disk", msgID, rs.maxBytes)
+	}
+	c.fillTimes()
+	return c.TaskRecord, nil
 }
 
 func (rs *records) purge(ids []string) error {
@@ -304,25 +556,32 @@ func (rs *records) purge(ids []string) error {
 		if !ok {
 			return fmt.Errorf("No such message: %s", id)
 		}
-		if !r.completed && r.header != nil {
+		if !r.done && !r.bare {
 			return fmt.Errorf("Can't purge pending message: %s", id)
 		}
 	}
 	for _, id := range ids {
-		rs.bufBytes -= rs.byID[id].bufferBytes()
-		delete(rs.byID, id)
+		rs.drop(id)
 	}
 	rs.compact()
 	return nil
+}
+
+// drop deletes a record from memory and the store; mu held.
+func (rs *records) drop(id string) {
+	if r, ok := rs.byID[id]; ok {
+		rs.bufBytes -= r.bufferBytes()
+		delete(rs.byID, id)
+		rs.forget(id)
+	}
 }
 
 func (rs *records) purgeAll() {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	for id, r := range rs.byID {
-		if r.completed {
-			rs.bufBytes -= r.bufferBytes()
-			delete(rs.byID, id)
+		if r.done || r.bare {
+			rs.drop(id)
 		}
 	}
 	rs.compact()
@@ -332,9 +591,8 @@ func (rs *records) purgeEngine(uuid string) {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	for id, r := range rs.byID {
-		if r.completed && r.engineUUID == uuid {
-			rs.bufBytes -= r.bufferBytes()
-			delete(rs.byID, id)
+		if r.done && r.EngineUUID == uuid {
+			rs.drop(id)
 		}
 	}
 	rs.compact()
@@ -357,7 +615,7 @@ func (rs *records) filter(uuid, queue string, done bool) []string {
 	var out []string
 	for _, id := range rs.order {
 		r := rs.byID[id]
-		if r != nil && r.engineUUID == uuid && r.queue == queue && r.completed == done {
+		if r != nil && r.EngineUUID == uuid && r.Queue == queue && r.done == done {
 			out = append(out, id)
 		}
 	}
@@ -371,3 +629,43 @@ func (rs *records) completedOn(uuid string) []string {
 func (rs *records) runningTasks(uuid string) []string { return rs.filter(uuid, "task", false) }
 
 func (rs *records) completedTasks(uuid string) int { return len(rs.filter(uuid, "task", true)) }
+
+// restartedEName and restartedText describe a task that was in flight
+// when the controller died, as a restored controller reports it.
+const restartedEName = "EngineError"
+
+func restartedText(msgID string) string {
+	return fmt.Sprintf("the controller restarted while task %s was in flight; its result is lost (resubmit it)", msgID)
+}
+
+// restore loads the store's records (every record's small fields;
+// buffers and output stay on disk until asked for). Tasks that had not
+// finished are failed with restartedEName, on disk too: nothing will
+// answer them now. mu is not held: the controller is not serving yet.
+func (rs *records) restore() (finished, failed int, err error) {
+	rows, err := rs.store.loadAll()
+	if err != nil {
+		return 0, 0, err
+	}
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	for _, sr := range rows {
+		r := &record{TaskRecord: sr.rec, seq: sr.seq, clientIdent: sr.ident, done: sr.done, evicted: true,
+			reqLost: sr.reqLost, resLost: sr.resLost}
+		if _, dup := rs.byID[r.MsgID]; dup {
+			continue
+		}
+		rs.byID[r.MsgID] = r
+		rs.order = append(rs.order, r.MsgID)
+		rs.seq = max(rs.seq, r.seq)
+		if r.done {
+			finished++
+			continue
+		}
+		rs.failLocked(r, restartedEName, restartedText(r.MsgID))
+		rs.persist(r, false, false)
+		failed++
+	}
+	rs.cull()
+	return finished, failed, nil
+}

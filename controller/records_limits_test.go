@@ -53,8 +53,8 @@ func TestResultCacheCountsOutput(t *testing.T) {
 		t.Fatalf("result of the kept task: %v", err)
 	}
 	rs.stream("a", "stdout", "late") // an evicted record takes nothing more
-	if rs.byID["a"].stdout != "" || rs.bufBytes != 300 {
-		t.Fatalf("output kept for an evicted record: %q, %d", rs.byID["a"].stdout, rs.bufBytes)
+	if rs.byID["a"].Stdout != "" || rs.bufBytes != 300 {
+		t.Fatalf("output kept for an evicted record: %q, %d", rs.byID["a"].Stdout, rs.bufBytes)
 	}
 	if err := rs.purge([]string{"a", "b"}); err != nil || rs.bufBytes != 0 {
 		t.Fatalf("after purge: %v, %d bytes counted", err, rs.bufBytes)
@@ -71,12 +71,12 @@ func TestOutputCap(t *testing.T) {
 		rs.stream("a", "stdout", chunk)
 	}
 	r := rs.byID["a"]
-	if len(r.stdout) > rs.outputCap()+len(truncatedNote) || !strings.HasSuffix(r.stdout, truncatedNote) {
-		t.Fatalf("kept %d bytes of output (cap %d), ending %q", len(r.stdout), rs.outputCap(), r.stdout[len(r.stdout)-40:])
+	if len(r.Stdout) > rs.outputCap()+len(truncatedNote) || !strings.HasSuffix(r.Stdout, truncatedNote) {
+		t.Fatalf("kept %d bytes of output (cap %d), ending %q", len(r.Stdout), rs.outputCap(), r.Stdout[len(r.Stdout)-40:])
 	}
 	recordReply(t, rs, "a", 10)
-	if rs.bufBytes != len(r.stdout)+10 {
-		t.Fatalf("counted %d, want %d", rs.bufBytes, len(r.stdout)+10)
+	if rs.bufBytes != len(r.Stdout)+10 {
+		t.Fatalf("counted %d, want %d", rs.bufBytes, len(r.Stdout)+10)
 	}
 }
 
@@ -85,12 +85,12 @@ func TestOutputCap(t *testing.T) {
 func TestBareRecordsCulled(t *testing.T) {
 	rs := newRecords(1 << 20)
 	recordRequest(t, rs, "pending")
-	for i := range maxRecords + 10 {
+	for i := range rs.maxRecords + 10 {
 		rs.stream("unknown-"+strconv.Itoa(i), "stdout", "x")
 	}
 	recordRequest(t, rs, "last") // add culls
-	if n := len(rs.byID); n > maxRecords {
-		t.Fatalf("%d records kept, want at most %d", n, maxRecords)
+	if n := len(rs.byID); n > rs.maxRecords {
+		t.Fatalf("%d records kept, want at most %d", n, rs.maxRecords)
 	}
 	if rs.byID["pending"] == nil || rs.byID["last"] == nil {
 		t.Fatal("a pending request's record was culled")

@@ -11,9 +11,14 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ipp-hpc/ipp/controller"
 	"github.com/ipp-hpc/ipp/internal/wire"
 	"github.com/ipp-hpc/ipp/launchers"
 )
+
+// dbSuffixes are the files of a task database beside controller.DBFile:
+// SQLite's WAL and shared memory, and the copy a fresh start kept.
+var dbSuffixes = []string{"", "-wal", "-shm", ".prev", ".prev-wal", ".prev-shm"}
 
 // CleanOptions are the options of `ipcluster clean`.
 type CleanOptions struct {
@@ -37,9 +42,11 @@ func NewCmdClean(f *Factory, runF func(*CleanOptions) error) *cobra.Command {
 		Use:   "clean",
 		Short: "Delete logs, connection files and stale cluster files",
 		Long: `Delete the files clusters leave in a profile: everything in log/, the
-controller connection files security/ipcontroller-*.json, and the cluster
-files of clusters that are no longer running. With --cluster-id, only that
-cluster's files: its cluster file, connection files and logs.
+controller connection files security/ipcontroller-*.json, the task
+databases security/ipcontroller-*tasks.db (what 'start --restore' loads),
+and the cluster files of clusters that are no longer running. With
+--cluster-id, only that cluster's files: its cluster file, connection files,
+task database and logs.
 
 Refuses while a cluster's controller runs, unless --force (which can orphan
 its processes). A cluster whose controller died (kill -9) is not running:
@@ -144,7 +151,11 @@ func cleanRun(ctx context.Context, o *CleanOptions) error {
 				return err
 			}
 			cf := wire.ClusterFile(dir, o.ClusterID)
-			if err := remove(append(logs, cf, cf+".lock", wire.ClientFile(dir, o.ClusterID), wire.EngineFile(dir, o.ClusterID))); err != nil {
+			files := append(logs, cf, cf+".lock", wire.ClientFile(dir, o.ClusterID), wire.EngineFile(dir, o.ClusterID))
+			for _, suffix := range dbSuffixes {
+				files = append(files, controller.DBFile(dir, o.ClusterID)+suffix)
+			}
+			if err := remove(files); err != nil {
 				return err
 			}
 			continue
@@ -154,6 +165,9 @@ func cleanRun(ctx context.Context, o *CleanOptions) error {
 			filepath.Join(wire.SecurityDir(dir), "ipcontroller-*.json"),
 			filepath.Join(wire.SecurityDir(dir), "cluster-*.json"),
 			filepath.Join(wire.SecurityDir(dir), "cluster-*.json.lock"),
+			// Task databases (controller.DBFile) with their WAL, shm and
+			// the previous run's copy.
+			filepath.Join(wire.SecurityDir(dir), "ipcontroller-*tasks.db*"),
 		}
 		for _, p := range patterns {
 			matches, err := filepath.Glob(p)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ipp-hpc/ipp"
 	"github.com/ipp-hpc/ipp/internal/protocol"
+	"github.com/ipp-hpc/ipp/controller"
 	"github.com/ipp-hpc/ipp/internal/testutil"
 	"github.com/ipp-hpc/ipp/internal/wire"
 	"github.com/ipp-hpc/ipp/launchers"
@@ -31,6 +32,8 @@ func TestEndToEndKilledController(t *testing.T) {
 	const id = "k"
 	clusterFile := wire.ClusterFile(e.profile, id)
 	clientFile, engineFile := wire.ClientFile(e.profile, id), wire.EngineFile(e.profile, id)
+	// start's default task database, kept over a kill for --restore.
+	dbFile := controller.DBFile(e.profile, id)
 	start := func(n string) []int {
 		t.Helper()
 		e.must(0, "start", "-n", n, "--daemonize", "--cluster-id", id, "--wait-timeout", "60")
@@ -119,7 +122,7 @@ func TestEndToEndKilledController(t *testing.T) {
 	// clean --cluster-id removes the files of a killed cluster (and
 	// stops its engine).
 	kill(cur[0])
-	exist(true, clusterFile, clientFile, engineFile)
+	exist(true, clusterFile, clientFile, engineFile, dbFile)
 	if logs, _ := launchers.ClusterLogFiles(e.profile, id); len(logs) == 0 {
 		t.Error("no log files of the cluster before clean")
 	}
@@ -128,7 +131,7 @@ func TestEndToEndKilledController(t *testing.T) {
 	if launchers.PIDAlive(cur[1]) {
 		t.Errorf("engine %d left running by clean", cur[1])
 	}
-	exist(false, clusterFile, clusterFile+".lock", clientFile, engineFile)
+	exist(false, clusterFile, clusterFile+".lock", clientFile, engineFile, dbFile, dbFile+"-wal", dbFile+".prev")
 	if logs, _ := launchers.ClusterLogFiles(e.profile, id); len(logs) != 0 {
 		t.Errorf("logs left by clean: %v", logs)
 	}

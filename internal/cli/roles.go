@@ -112,6 +112,8 @@ type ControllerOptions struct {
 	CurveFlags
 	// LimitFlags are --max-message-size and the other resource limits.
 	LimitFlags
+	// DBFlags are --db and --db-max-records.
+	DBFlags
 }
 
 // NewCmdController builds the controller role. runF replaces
@@ -149,6 +151,7 @@ key from IPP_SESSION_KEY when set. Logs go to standard error.`,
 	fs.StringVar(&opts.Transport, "transport", "", "socket backend: zmq or gozmq (default $IPP_TRANSPORT, else zmq when built in)")
 	opts.CurveFlags.bind(fs)
 	opts.LimitFlags.bind(fs)
+	opts.DBFlags.bind(fs)
 	return cmd
 }
 
@@ -191,6 +194,9 @@ func (o *ControllerOptions) config() (controller.Config, error) {
 		cfg.Key = []byte(key)
 	}
 	if err := o.LimitFlags.apply(&cfg); err != nil {
+		return controller.Config{}, err
+	}
+	if err := o.DBFlags.apply(&cfg); err != nil {
 		return controller.Config{}, err
 	}
 	if cfg.Curve, err = o.CurveFlags.mode(); err != nil {

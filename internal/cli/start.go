@@ -56,6 +56,8 @@ type StartOptions struct {
 	CurveFlags
 	// LimitFlags are passed on to the controller.
 	LimitFlags
+	// DBFlags are passed on to the controller.
+	DBFlags
 	// remoteArgs are the flags given, for the remote ipcluster of --ssh.
 	remoteArgs []string
 }
@@ -123,6 +125,7 @@ check its batch jobs left the queue. See docs/laptop.md.`,
 	opts.LauncherFlags.bind(fs)
 	opts.CurveFlags.bind(fs)
 	opts.LimitFlags.bind(fs)
+	opts.DBFlags.bind(fs)
 	fs.BoolVar(&opts.NoConnectionEnv, "no-connection-env", false, "engines read the connection file from the profile's security dir (shared filesystem) instead of receiving it in $IPP_CONNECTION_INFO")
 	fs.Var(newSecondsValue(&opts.WaitTimeout, 120*time.Second), "wait-timeout", "how long to wait for the engines to register")
 	fs.Var(newSecondsValue(&opts.StopGrace, 5*time.Second), "stop-grace", "how long a stopping process gets between SIGTERM and SIGKILL")
@@ -179,6 +182,9 @@ func startRun(ctx context.Context, o *StartOptions) error {
 	if err := o.LimitFlags.check(); err != nil {
 		return err
 	}
+	if err := o.DBFlags.check(); err != nil {
+		return err
+	}
 	copts, err := clusterOptions(o.F, o.ClusterFlags, o.ControllerCmd, o.EngineCmd)
 	if err != nil {
 		return err
@@ -201,7 +207,7 @@ func startRun(ctx context.Context, o *StartOptions) error {
 	// Ours first: arguments after -- come later and win. --client-ip
 	// travels with them (and so into the cluster file's controller_args),
 	// like --curve.
-	copts.ControllerArgs = append(append(o.CurveFlags.args(), o.LimitFlags.args()...), o.ControllerArgs...)
+	copts.ControllerArgs = append(append(o.CurveFlags.args(), append(o.LimitFlags.args(), o.DBFlags.args()...)...), o.ControllerArgs...)
 	if o.ClientIP != "" {
 		copts.ControllerArgs = append([]string{"--client-ip=" + o.ClientIP}, copts.ControllerArgs...)
 	}

@@ -1,0 +1,178 @@
+package controller
+
+import (
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	json "github.com/goccy/go-json"
+
+	"github.com/ipp-hpc/ipp/internal/wire"
+)
+
+func sqliteRecords(t *testing.T, path string, maxBytes int64, restore bool) *records {
+	t.Helper()
+	st, err := openSQLite(path, restore, newTestLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.close() })
+	rs := newRecords(maxBytes)
+	rs.mode, rs.store = DBSQLite, st
+	return rs
+}
+
+func newTestLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// TestSQLiteEvictedServedFromDisk: with a sqlite store, results and
+// request buffers evicted from memory by the result cache are read back
+// from the file, and a closed store keeps them for a restore, which fails
+// the task that was still pending.
+func TestSQLiteEvictedServedFromDisk(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "security", "tasks.db")
+	rs := sqliteRecords(t, path, 1000, false)
+	req := &wire.Message{Header: wire.Header{MsgID: "a", MsgType: "apply_request", Session: "s", Date: "2026-01-02T03:04:05.000006Z"},
+		RawHeader: []byte(`{"msg_id":"a"}`), Metadata: []byte(`{}`), Content: []byte(`{"x":1}`), Buffers: [][]byte{[]byte("req-a")}}
+	if !rs.add(req, []byte("client"), "engine", "mux") {
+		t.Fatal("add refused")
+	}
+	rs.stream("a", "stderr", "while running") // written with the reply
+	recordReply(t, rs, "a", 800)
+	rs.stream("a", "stdout", "printed by a")
+	recordRequest(t, rs, "b")
+	recordReply(t, rs, "b", 300)
+	recordRequest(t, rs, "pending")
+	if !rs.byID["a"].evicted {
+		t.Fatal("a was not evicted from memory")
+	}
+	content, bufs, err := rs.results([]string{"a"}, false)
+	if err != nil {
+		t.Fatalf("result of the evicted task: %v", err)
+	}
+	if len(bufs) != 1 || len(bufs[0]) != 800 {
+		t.Fatalf("buffers from disk: %d of %v", len(bufs), bufs)
+	}
+	if io := content["a"].(map[string]any)["io"].(map[string]any); io["stdout"] != "printed by a" || io["stderr"] != "while running" {
+		t.Fatalf("output from disk: %v", io)
+	}
+	rs.setResubmitted("a", "a-again") // what resubmit_request notes on the original
+	rec, err := rs.get("a")
+	if err != nil || len(rec.Buffers) != 1 || string(rec.Buffers[0]) != "req-a" || string(rec.Content) != `{"x":1}` {
+		t.Fatalf("get: %v %q %s", err, rec.Buffers, rec.Content)
+	}
+	if rec.Resubmitted != "a-again" {
+		t.Fatalf("resubmitted: %q", rec.Resubmitted)
+	}
+	if rec.Submitted.Year() != 2026 || rec.Completed.IsZero() {
+		t.Fatalf("dates: submitted %v completed %v", rec.Submitted, rec.Completed)
+	}
+	// While open, the database and its WAL and shared-memory files are
+	// private (SQLite removes the last two at close).
+	for _, f := range []string{path, path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: mode %v, want 0600", f, fi.Mode().Perm())
+		}
+	}
+	if fi, err := os.Stat(filepath.Dir(path)); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("dir: %v %v, want mode 0700", err, fi)
+	}
+	if err := rs.store.close(); err != nil {
+		t.Fatal(err)
+	}
+
+	rs2 := sqliteRecords(t, path, 1000, true)
+	finished, failed, err := rs2.restore()
+	if err != nil || finished != 2 || failed != 1 {
+		t.Fatalf("restore: %d finished, %d failed, %v", finished, failed, err)
+	}
+	if h := rs2.history(); !slices.Equal(h, []string{"a", "b", "pending"}) {
+		t.Fatalf("history after restore: %v", h)
+	}
+	if rec, err := rs2.get("a"); err != nil || rec.Resubmitted != "a-again" || string(rec.Buffers[0]) != "req-a" {
+		t.Fatalf("restored record: %v %q", err, rec.Resubmitted)
+	}
+	content, bufs, err = rs2.results([]string{"a", "b", "pending"}, false)
+	if err != nil || len(bufs) != 2 || len(bufs[0]) != 800 || len(bufs[1]) != 300 {
+		t.Fatalf("restored results: %v, %d buffers", err, len(bufs))
+	}
+	rc := content["pending"].(map[string]any)["result_content"].(json.RawMessage)
+	if s := string(rc); !strings.Contains(s, restartedEName) || !strings.Contains(s, "controller restarted while task pending") {
+		t.Fatalf("in-flight task after restore: %s", s)
+	}
+	if err := rs2.purge([]string{"a"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := rs2.store.flush(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, _, err := rs2.store.large("a"); err == nil {
+		t.Fatal("purged record still on disk")
+	}
+	rs2.store.close()
+
+	// Without restore the file is moved aside and the new one is empty.
+	rs3 := sqliteRecords(t, path, 1000, false)
+	if rows, err := rs3.store.loadAll(); err != nil || len(rows) != 0 {
+		t.Fatalf("fresh start loaded %d rows (%v)", len(rows), err)
+	}
+	if _, err := os.Stat(path + ".prev"); err != nil {
+		t.Fatalf("previous database not kept aside: %v", err)
+	}
+}
+
+// TestPackBuffers: the frame list encoding round-trips and refuses a
+// truncated blob instead of panicking.
+func TestPackBuffers(t *testing.T) {
+	in := [][]byte{[]byte("one"), {}, make([]byte, 300)}
+	blob := packBuffers(in)
+	out, err := unpackBuffers(blob)
+	if err != nil || len(out) != 3 || string(out[0]) != "one" || len(out[1]) != 0 || len(out[2]) != 300 {
+		t.Fatalf("round trip: %v %q", err, out)
+	}
+	for i := 1; i < len(blob); i++ {
+		if _, err := unpackBuffers(blob[:i]); err == nil {
+			t.Fatalf("truncated at %d decoded", i)
+		}
+	}
+}
+
+// TestBufferCaps: request buffers over a quarter of the result cache are
+// not kept (resubmission then says why), and with a store a result that
+// large is not written to disk, so once it leaves memory result_request
+// says why instead of returning it without its data.
+func TestBufferCaps(t *testing.T) {
+	rs := sqliteRecords(t, filepath.Join(t.TempDir(), "tasks.db"), 4<<20, false)
+	big := &wire.Message{Header: wire.Header{MsgID: "big", MsgType: "apply_request", Session: "s"},
+		RawHeader: []byte(`{}`), Metadata: []byte(`{}`), Content: []byte(`{}`), Buffers: [][]byte{make([]byte, 2<<20)}}
+	if !rs.add(big, []byte("client"), "engine", "mux") {
+		t.Fatal("add refused")
+	}
+	if _, err := rs.get("big"); err == nil || !strings.Contains(err.Error(), "request buffers of 2097152 bytes") {
+		t.Fatalf("get of a request whose buffers were not kept: %v", err)
+	}
+	recordReply(t, rs, "big", 2<<20)
+	if _, bufs, err := rs.results([]string{"big"}, false); err != nil || len(bufs) != 1 {
+		t.Fatalf("a large result still in memory: %v", err)
+	}
+	for _, id := range []string{"c", "d", "e"} {
+		recordRequest(t, rs, id)
+		recordReply(t, rs, id, 1<<20)
+	}
+	if !rs.byID["big"].evicted {
+		t.Fatal("the large result was not evicted")
+	}
+	if _, _, err := rs.results([]string{"big"}, false); err == nil || !strings.Contains(err.Error(), "result of 2097152 bytes") {
+		t.Fatalf("a large result evicted without a copy on disk: %v", err)
+	}
+	if _, bufs, err := rs.results([]string{"c"}, false); err != nil || len(bufs) != 1 || len(bufs[0]) != 1<<20 {
+		t.Fatalf("a result within the cap: %v", err)
+	}
+}
