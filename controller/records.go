@@ -22,12 +22,15 @@ const maxRecords = 100_000
 const DefaultResultCacheBytes = 256 << 20
 
 // record is ipyparallel's TaskRecord (what the hub remembers of a request
-// for db/result queries). Request buffers are not kept: only
-// resubmission would need them, and they can be large (a pushed array).
+// for db/result queries). Request content and buffers are kept for
+// resubmit_request; they are not counted against the result cache.
 type record struct {
 	msgID          string
 	header         json.RawMessage
 	metadata       json.RawMessage
+	content        json.RawMessage
+	buffers        [][]byte
+	resubmitted    string
 	clientUUID     string
 	clientIdent    string // routing identity of the requesting client
 	engineUUID     string
@@ -44,6 +47,11 @@ type record struct {
 	// with its data missing.
 	evicted        bool
 	stdout, stderr string
+	// execInput, execResult and ioError are the IOPub execute_input code,
+	// execute_result content and error content of the request.
+	execInput  string
+	execResult json.RawMessage
+	ioError    json.RawMessage
 	// outputCut is set once the output exceeded outputCap and the rest
 	// was dropped.
 	outputCut bool
@@ -94,6 +102,8 @@ func (rs *records) add(msg *wire.Message, client []byte, engineUUID, queue strin
 		msgID:       msg.Header.MsgID,
 		header:      clone(msg.RawHeader),
 		metadata:    clone(msg.Metadata),
+		content:     clone(msg.Content),
+		buffers:     msg.Buffers,
 		clientUUID:  msg.Header.Session,
 		clientIdent: string(client),
 		engineUUID:  engineUUID,
@@ -111,6 +121,7 @@ func (rs *records) add(msg *wire.Message, client []byte, engineUUID, queue strin
 		}
 		// Output arrived first and made a bare record.
 		r.stdout, r.stderr = old.stdout, old.stderr
+		r.execInput, r.execResult, r.ioError = old.execInput, old.execResult, old.ioError
 	} else {
 		rs.order = append(rs.order, r.msgID)
 	}
@@ -288,7 +299,7 @@ func (rs *records) results(ids []string, statusOnly bool) (map[string]any, [][]b
 			"result_metadata": r.resultMetadata,
 			"result_content":  r.resultContent,
 			"received":        wire.FormatDate(r.received),
-			"io":              map[string]any{"stdout": r.stdout, "stderr": r.stderr, "execute_input": nil, "execute_result": nil, "error": nil},
+			"io":              r.io(),
 		}
 		buffers = append(buffers, r.resultBuffers...)
 	}
