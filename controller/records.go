@@ -23,7 +23,8 @@ const DefaultResultCacheBytes = 256 << 20
 
 // record is ipyparallel's TaskRecord (what the hub remembers of a request
 // for db/result queries). Request content and buffers are kept for
-// resubmit_request; they are not counted against the result cache.
+// resubmit_request; once the task is done, its request buffers count
+// against the result cache with its result.
 type record struct {
 	msgID          string
 	header         json.RawMessage
@@ -58,7 +59,7 @@ type record struct {
 }
 
 // bufferBytes is what a record counts against the result cache: its
-// result buffers and its output. Only completed records count (and only
+// request and result buffers and its output. Only completed records count (and only
 // they can be evicted); a running task's output is bounded by outputCap.
 func (r *record) bufferBytes() int {
 	if !r.completed {
@@ -66,6 +67,9 @@ func (r *record) bufferBytes() int {
 	}
 	n := len(r.stdout) + len(r.stderr)
 	for _, b := range r.resultBuffers {
+		n += len(b)
+	}
+	for _, b := range r.buffers {
 		n += len(b)
 	}
 	return n
@@ -219,7 +223,7 @@ func (rs *records) cull() {
 			}
 			if r, ok := rs.byID[id]; ok && !r.evicted && r.bufferBytes() > 0 {
 				rs.bufBytes -= r.bufferBytes()
-				r.resultBuffers, r.stdout, r.stderr, r.evicted = nil, "", "", true
+				r.resultBuffers, r.buffers, r.stdout, r.stderr, r.evicted = nil, nil, "", "", true
 			}
 		}
 	}

@@ -73,18 +73,23 @@ func (rs *records) find(match func(doc map[string]any) bool) []*TaskRecord {
 	return slices.DeleteFunc(all, func(t *TaskRecord) bool { return !match(t.Doc()) })
 }
 
-// lookup returns the records of ids that exist, and the ids that do not.
-func (rs *records) lookup(ids []string) (found []*TaskRecord, missing []string) {
+// lookup returns the records of ids that exist, the ids that do not, and
+// those whose buffers were dropped to respect the result cache.
+func (rs *records) lookup(ids []string) (found []*TaskRecord, missing, evicted []string) {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	for _, id := range ids {
-		if r, ok := rs.byID[id]; ok && r.header != nil {
-			found = append(found, r.taskRecord())
-		} else {
+		r, ok := rs.byID[id]
+		switch {
+		case !ok || r.header == nil:
 			missing = append(missing, id)
+		case r.evicted:
+			evicted = append(evicted, id)
+		default:
+			found = append(found, r.taskRecord())
 		}
 	}
-	return found, missing
+	return found, missing, evicted
 }
 
 // setResubmitted notes on the record of msgID the id it was resubmitted as.

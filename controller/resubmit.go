@@ -37,9 +37,14 @@ func (h *hub) resubmitRequest(s transport.Socket, msg *wire.Message) {
 		h.reply(s, msg.Idents, msg, "resubmit_reply", errorContent("ValueError", "resubmit_request content: "+err.Error()))
 		return
 	}
-	recs, missing := h.records.lookup(req.MsgIDs)
+	recs, missing, evicted := h.records.lookup(req.MsgIDs)
 	if len(missing) > 0 {
 		h.reply(s, msg.Idents, msg, "resubmit_reply", errorContent("KeyError", fmt.Sprintf("No such msg(s): %s", pyList(missing))))
+		return
+	}
+	if len(evicted) > 0 {
+		h.reply(s, msg.Idents, msg, "resubmit_reply", errorContent("KeyError", fmt.Sprintf(
+			"cannot resubmit %s: their request buffers are no longer kept (the controller keeps the newest --result-cache bytes)", pyList(evicted))))
 		return
 	}
 	recs = slices.CompactFunc(recs, func(a, b *TaskRecord) bool { return a.MsgID == b.MsgID })
