@@ -40,7 +40,9 @@ var dbOps = []string{"$lt", "$gt", "$lte", "$gte", "$eq", "$ne", "$in", "$nin", 
 
 // dbQuery is a parsed query: a record matches when every condition does.
 type dbQuery struct {
-	conds []dbCond
+	// fields are the record keys the query and its branches look at.
+	fields []string
+	conds  []dbCond
 	// and must all match, or holds groups of which one each must match,
 	// nor must not match.
 	and, nor []*dbQuery
@@ -104,6 +106,9 @@ func compileQuery(v any) (*dbQuery, error) {
 				}
 				subs = append(subs, sub)
 			}
+			for _, sub := range subs {
+				q.need(sub.fields...)
+			}
 			switch key {
 			case "$and":
 				q.and = append(q.and, subs...)
@@ -121,6 +126,7 @@ func compileQuery(v any) (*dbQuery, error) {
 		if !slices.Contains(recordKeys, path[0]) {
 			return nil, queryErr("%q is not a task record field (fields: %s; a dotted path reaches into header, metadata, content and the result fields)", path[0], strings.Join(recordKeys, ", "))
 		}
+		q.need(path[0])
 		c := dbCond{path: path}
 		ops, isOps, err := operators(key, val)
 		if err != nil {
@@ -220,6 +226,18 @@ func asDate(s string) (time.Time, bool) {
 	t, err := wire.ParseDate(s)
 	return t, err == nil
 }
+
+func (q *dbQuery) need(keys ...string) {
+	for _, k := range keys {
+		if !slices.Contains(q.fields, k) {
+			q.fields = append(q.fields, k)
+		}
+	}
+}
+
+// matchRecord tells whether r satisfies the query, looking only at the
+// fields it names.
+func (q *dbQuery) matchRecord(r *TaskRecord) bool { return q.match(r.DocOf(q.fields)) }
 
 // match tells whether doc (a TaskRecord.Doc()) satisfies the query.
 func (q *dbQuery) match(doc map[string]any) bool {
@@ -571,6 +589,51 @@ func (r *TaskRecord) wireField(key string) any {
 	return nil
 }
 
+// dbJob is a db_request waiting for the db goroutine.
+type dbJob struct {
+	s   transport.Socket
+	msg *wire.Message
+}
+
+// maxDBJobs bounds the db_requests waiting: a query over a full store
+// takes a while, and the hub goroutine that reads every other query and
+// the engines' registrations must not wait for it.
+const maxDBJobs = 64
+
+// queueDB hands a db_request to the db goroutine, or refuses it when too
+// many are waiting.
+func (h *hub) queueDB(s transport.Socket, msg *wire.Message) {
+	h.dbOnce.Do(func() { go h.serveDB() })
+	select {
+	case h.dbJobs <- dbJob{s, msg}:
+	default:
+		h.reply(s, msg.Idents, msg, "db_reply", errorContent("RuntimeError",
+			fmt.Sprintf("the controller already has %d db_requests waiting; try again when they are answered", maxDBJobs)))
+	}
+}
+
+// serveDB answers db_requests one at a time until the hub stops.
+func (h *hub) serveDB() {
+	for {
+		select {
+		case <-h.quit:
+			return
+		case j := <-h.dbJobs:
+			h.safeDB(j)
+		}
+	}
+}
+
+func (h *hub) safeDB(j dbJob) {
+	defer func() {
+		if r := recover(); r != nil {
+			h.c.log.Error("db_request panic", "panic", r)
+			h.reply(j.s, j.msg.Idents, j.msg, "db_reply", errorContent("InternalError", fmt.Sprint(r)))
+		}
+	}()
+	h.dbRequest(j.s, j.msg)
+}
+
 // dbRequest answers db_request: the records matching query, projected to
 // keys. A query the controller cannot run is answered with an error in the
 // db_reply, which the Python client raises.
@@ -591,7 +654,7 @@ func (h *hub) dbRequest(s transport.Socket, msg *wire.Message) {
 		h.reply(s, msg.Idents, msg, "db_reply", errorContent("ValueError", err.Error()))
 		return
 	}
-	content, buffers := dbReply(h.records.find(q.match), req.Keys)
+	content, buffers := dbReply(h.records.find(q.matchRecord), req.Keys)
 	frames, _, berr := h.c.session.Build(wire.Out{Idents: msg.Idents, MsgType: "db_reply", Parent: msg.RawHeader, Content: content, Buffers: buffers})
 	if berr != nil {
 		h.c.log.Error("building db_reply", "err", berr)

@@ -234,3 +234,18 @@ func TestDBReplyInvalidJSON(t *testing.T) {
 		t.Errorf("header = %v, want nil", v)
 	}
 }
+
+// A query nested as deep as a 16 MiB message allows is refused or run, not
+// a crash.
+func TestDBQueryDeep(t *testing.T) {
+	const depth = 200_000
+	q := strings.Repeat(`{"$or": [`, depth) + `{"msg_id": "a"}` + strings.Repeat(`]}`, depth)
+	got, err := runQuery(t, q)
+	if err == nil && !slices.Equal(got, []string{"a"}) {
+		t.Errorf("matched %v", got)
+	}
+	deep := `{"header": ` + strings.Repeat(`[`, depth) + strings.Repeat(`]`, depth) + `}`
+	if _, err := runQuery(t, deep); err != nil {
+		t.Logf("deep value: %v", err)
+	}
+}

@@ -83,6 +83,11 @@ type hub struct {
 	// clients for a while; bounded by maxDeparted. Guarded by mu.
 	departed map[string]time.Time
 
+	// dbJobs feeds the goroutine that answers db_requests (dbquery.go),
+	// started with the first one.
+	dbJobs chan dbJob
+	dbOnce sync.Once
+
 	quit chan struct{}
 	once sync.Once
 }
@@ -115,6 +120,7 @@ func newHub(c *Controller, rs *records) *hub {
 		records:  rs,
 		live:     map[string]int{},
 		departed: map[string]time.Time{},
+		dbJobs:   make(chan dbJob, maxDBJobs),
 		quit:     make(chan struct{}),
 	}
 }
@@ -280,7 +286,7 @@ func (h *hub) handleQuery(s transport.Socket, msg *wire.Message) {
 	case "purge_request":
 		h.purgeRequest(s, msg)
 	case "db_request":
-		h.dbRequest(s, msg)
+		h.queueDB(s, msg)
 	case "resubmit_request":
 		h.resubmitRequest(s, msg)
 	case "load_request":

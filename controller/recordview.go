@@ -60,8 +60,9 @@ func (r *record) taskRecord() *TaskRecord {
 }
 
 // find returns the records (requests, not bare output) for which match
-// is true, in submission order.
-func (rs *records) find(match func(doc map[string]any) bool) []*TaskRecord {
+// is true, in submission order. match gets the record, not its Doc, so
+// that a query builds only the part of the document it looks at.
+func (rs *records) find(match func(r *TaskRecord) bool) []*TaskRecord {
 	rs.mu.Lock()
 	all := make([]*TaskRecord, 0, len(rs.order))
 	for _, id := range rs.order {
@@ -70,7 +71,7 @@ func (rs *records) find(match func(doc map[string]any) bool) []*TaskRecord {
 		}
 	}
 	rs.mu.Unlock()
-	return slices.DeleteFunc(all, func(t *TaskRecord) bool { return !match(t.Doc()) })
+	return slices.DeleteFunc(all, func(t *TaskRecord) bool { return !match(t) })
 }
 
 // lookup returns the records of ids that exist, the ids that do not, and
