@@ -479,6 +479,24 @@ func dbProjection(keys []string) ([]string, error) {
 	return out, nil
 }
 
+// dbKeys reads db_request keys: null, a list of names, or one name (the
+// Python client turns a str into a list; a raw peer may not).
+func dbKeys(raw json.RawMessage) ([]string, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	var one string
+	if json.Unmarshal(raw, &one) == nil {
+		return []string{one}, nil
+	}
+	var keys []string
+	if err := json.Unmarshal(raw, &keys); err != nil {
+		return nil, &dbQueryError{msg: "db_request keys: a list of record field names, or null for all of them but the buffers"}
+	}
+	return keys, nil
+}
+
 // dbReply answers a db_request for the records found: each projected to
 // keys, with the requested buffers framed after the content, each
 // record's request buffers then its result buffers, as the Python client
@@ -640,21 +658,24 @@ func (h *hub) safeDB(j dbJob) {
 func (h *hub) dbRequest(s transport.Socket, msg *wire.Message) {
 	var req struct {
 		Query json.RawMessage `json:"query"`
-		Keys  []string        `json:"keys"`
+		Keys  json.RawMessage `json:"keys"`
 	}
 	if err := msg.DecodeContent(&req); err != nil {
 		h.reply(s, msg.Idents, msg, "db_reply", errorContent("ValueError", "db_request content: "+err.Error()))
 		return
 	}
 	q, err := parseDBQuery(req.Query)
+	var keys []string
 	if err == nil {
-		req.Keys, err = dbProjection(req.Keys)
+		if keys, err = dbKeys(req.Keys); err == nil {
+			keys, err = dbProjection(keys)
+		}
 	}
 	if err != nil {
 		h.reply(s, msg.Idents, msg, "db_reply", errorContent("ValueError", err.Error()))
 		return
 	}
-	content, buffers := dbReply(h.records.find(q.matchRecord), req.Keys)
+	content, buffers := dbReply(h.records.find(q.matchRecord), keys)
 	frames, _, berr := h.c.session.Build(wire.Out{Idents: msg.Idents, MsgType: "db_reply", Parent: msg.RawHeader, Content: content, Buffers: buffers})
 	if berr != nil {
 		h.c.log.Error("building db_reply", "err", berr)
