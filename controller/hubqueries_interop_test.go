@@ -79,6 +79,7 @@ func TestPythonHubQueries(t *testing.T) {
 		"resubmit_chain":        []any{"b", "a"},
 		"chain_after":           true,
 		"second_client":         []any{"rrrrr", 42.0},
+		"second_client_pending": "late",
 		"second_client_execute": []any{"ExecuteReply", "42", "out\n", 1.0},
 	}
 	for k, w := range want {
@@ -88,14 +89,16 @@ func TestPythonHubQueries(t *testing.T) {
 	}
 	// Errors: [ename, evalue]; the evalue must say what went wrong.
 	for k, w := range map[string][2]string{
-		"bad":                 {"ZeroDivisionError", "division by zero"},
-		"bad_query":           {"ValueError", `unknown operator "$regex" on "msg_id"`},
-		"bad_key":             {"ValueError", `"nope" is not a task record field`},
-		"resubmit_failed":     {"ZeroDivisionError", "division by zero"},
-		"aborted":             {"TaskAborted", ""},
-		"resubmit_missing":    {"KeyError", "No such msg(s): ['no-such-id']"},
-		"second_client_error": {"ZeroDivisionError", "division by zero"},
-		"stop_dask":           {"NotImplementedError", "does not run a Dask scheduler"},
+		"bad":                              {"ZeroDivisionError", "division by zero"},
+		"bad_query":                        {"ValueError", `unknown operator "$regex" on "msg_id"`},
+		"bad_key":                          {"ValueError", `"nope" is not a task record field`},
+		"resubmit_failed":                  {"ZeroDivisionError", "division by zero"},
+		"aborted":                          {"TaskAborted", ""},
+		"resubmit_missing":                 {"KeyError", "No such msg(s): ['no-such-id']"},
+		"second_client_error":              {"ZeroDivisionError", "division by zero"},
+		"invalid_dependency":               {"InvalidDependency", "no-such-msg-id"},
+		"second_client_invalid_dependency": {"InvalidDependency", "no-such-msg-id"},
+		"stop_dask":                        {"NotImplementedError", "does not run a Dask scheduler"},
 	} {
 		e, _ := got[k].([]any)
 		if len(e) != 2 || e[0] != w[0] || !strings.Contains(fmt.Sprint(e[1]), w[1]) {

@@ -167,7 +167,10 @@ func (rs *records) complete(reply *wire.Message, engineUUID string, client []byt
 	return true
 }
 
-// fail completes a pending record with an error, when its engine died.
+// fail completes a pending record with an error, when its engine died or
+// the scheduler gave up on it. The reply is made up as ipyparallel's hub
+// makes one: a client asking for the result later (result_request) reads
+// the reply header's date, and fails on a null header.
 func (rs *records) fail(msgID, ename, evalue string) {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
@@ -177,6 +180,7 @@ func (rs *records) fail(msgID, ename, evalue string) {
 	}
 	r.completed = true
 	r.received = time.Now()
+	r.resultHeader = failedReplyHeader(r.header, r.received)
 	r.resultContent, _ = json.Marshal(errorContent(ename, evalue))
 	r.resultMetadata = json.RawMessage(`{"status": "error"}`)
 	rs.bufBytes += r.bufferBytes()

@@ -2,6 +2,8 @@ package controller
 
 import (
 	"slices"
+	"strings"
+	"time"
 
 	json "github.com/goccy/go-json"
 
@@ -162,4 +164,20 @@ func (rs *records) has(msgID string) bool {
 	defer rs.mu.Unlock()
 	r, ok := rs.byID[msgID]
 	return ok && r.header != nil
+}
+
+// failedReplyHeader is the header of a reply the controller makes up for
+// request (a raw header) when it fails the request itself.
+func failedReplyHeader(request json.RawMessage, at time.Time) json.RawMessage {
+	var h struct {
+		MsgType string `json:"msg_type"`
+	}
+	json.Unmarshal(request, &h)
+	replyType := "apply_reply"
+	if strings.HasSuffix(h.MsgType, "_request") {
+		replyType = strings.TrimSuffix(h.MsgType, "_request") + "_reply"
+	}
+	out, _ := json.Marshal(wire.Header{MsgID: wire.NewID(), MsgType: replyType, Username: "controller",
+		Date: wire.FormatDate(at), Version: wire.ProtocolVersion})
+	return out
 }

@@ -130,8 +130,18 @@ md = rc.db_query({"msg_id": newb}, keys=["metadata"])[0]["metadata"]
 out["chain_after"] = md["after"] == [newa]
 out["resubmit_missing"] = remote_error(lambda: rc.resubmit("no-such-id"))
 
-# A second client gets results it never submitted.
+# A second client gets results it never submitted: done, failed by the
+# scheduler, and still running when asked.
+with lv.temp_flags(after=["no-such-msg-id"]):
+    nodep = lv.apply_async(lambda: 0)
+out["invalid_dependency"] = remote_error(lambda: nodep.get(timeout=20))
+late = lv.apply_async(lambda: __import__("time").sleep(1) or "late")
+deadline = time.time() + 20
+while not rc.db_query({"msg_id": late.msg_ids[0]}, keys=["msg_id"]) and time.time() < deadline:
+    time.sleep(0.01)
 rc2 = ipp.Client(path, timeout=20)
+out["second_client_pending"] = rc2.get_result(late.msg_ids[0]).get(timeout=20)
+out["second_client_invalid_dependency"] = remote_error(lambda: rc2.get_result(nodep.msg_ids[0]).get(timeout=20))
 ar = rc2.get_result([first.msg_ids[0], second.msg_ids[0]])
 out["second_client"] = [v.decode() if isinstance(v, bytes) else v for v in ar.get(timeout=20)]
 ar = rc2.get_result(ex.msg_ids[0])
