@@ -14,6 +14,14 @@
 //	broadcast            -> broadcaster.run         (one copy per target engine)
 //	iopub SUB            -> hub.serveIOPub          (forward to clients, note outputs)
 //
+// db_requests are answered by one more goroutine (hub.serveDB), fed by the
+// query handler through a bounded queue, so that a query over a large store
+// does not hold up registrations and other queries. Its query language
+// (dbquery.go) reads records only as TaskRecord documents (taskrecord.go).
+// resubmit_request hands signed requests to the task scheduler under the
+// routing identity resubmitIdent, whose replies no peer receives: clients
+// poll result_request, as with ipyparallel's hub.
+//
 // The ports form two sides: the engine side (the engine connection file)
 // binds Config.IP, the client side (the client connection file) binds
 // Config.ClientIP, and CurveAuto decides CURVE per side by its address.

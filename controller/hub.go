@@ -84,6 +84,11 @@ type hub struct {
 	// clients for a while; bounded by maxDeparted. Guarded by mu.
 	departed map[string]time.Time
 
+	// dbJobs feeds the goroutine that answers db_requests (dbquery.go),
+	// started with the first one.
+	dbJobs chan dbJob
+	dbOnce sync.Once
+
 	quit chan struct{}
 	once sync.Once
 }
@@ -96,10 +101,13 @@ type engineListener interface {
 	engineRemoved(uuid string, id int, why string)
 }
 
-// taskView is what the hub asks the task scheduler for queue_request.
+// taskView is what the hub asks of the task scheduler: its view for
+// queue_request and load_request, and submit for resubmit_request (signed
+// request frames from one routing identity, as a client sends them).
 type taskView interface {
 	loads() map[string]int
 	unassigned() []string
+	submit(frames [][]byte)
 }
 
 func newHub(c *Controller, rs *records) *hub {
@@ -113,6 +121,7 @@ func newHub(c *Controller, rs *records) *hub {
 		records:  rs,
 		live:     map[string]int{},
 		departed: map[string]time.Time{},
+		dbJobs:   make(chan dbJob, maxDBJobs),
 		quit:     make(chan struct{}),
 	}
 }
@@ -277,7 +286,13 @@ func (h *hub) handleQuery(s transport.Socket, msg *wire.Message) {
 	case "purge_request":
 		h.purgeRequest(s, msg)
 	case "db_request":
-		h.dbRequest(s, msg)
+		h.queueDB(s, msg)
+	case "resubmit_request":
+		h.resubmitRequest(s, msg)
+	case "load_request":
+		h.loadRequest(s, msg)
+	case "become_dask_request", "stop_distributed_request":
+		h.noDask(s, msg)
 	case "shutdown_request":
 		h.reply(s, msg.Idents, msg, "shutdown_reply", map[string]any{"status": "ok"})
 		h.notify("shutdown_notification", msg.RawHeader, map[string]any{"status": "ok"})
@@ -627,6 +642,8 @@ func (h *hub) handleIOPub(frames [][]byte) {
 		if msg.DecodeContent(&s) == nil {
 			h.records.stream(msg.Parent.MsgID, s.Name, s.Text)
 		}
+	case "execute_input", "execute_result", "error":
+		h.records.noteIO(msg.Parent.MsgID, msg.Header.MsgType, msg.Content)
 	case "shutdown_reply":
 		h.unregisterUUID(msg.Header.Session, "shutdown_reply on iopub")
 	}
@@ -634,9 +651,9 @@ func (h *hub) handleIOPub(frames [][]byte) {
 
 // noteworthyTopic tells from the IOPub topic (engine.<id>.<kind>, as
 // Python and Go engines publish) whether the hub needs to read the
-// message: output for the task records, shutdown for unregistration.
-// Status and results, most of the traffic, are only forwarded. Unknown
-// topics are read, to be safe.
+// message: output, execute input/result and errors for the task records
+// (result_request's io), shutdown for unregistration. Status and display
+// data are only forwarded. Unknown topics are read, to be safe.
 func noteworthyTopic(idents [][]byte) bool {
 	if len(idents) == 0 {
 		return true
@@ -645,14 +662,12 @@ func noteworthyTopic(idents [][]byte) bool {
 	if !bytes.HasPrefix(topic, []byte("engine.")) {
 		return true
 	}
-	for _, kind := range []string{".stdout", ".stderr", ".shutdown", ".stream"} {
+	for _, kind := range []string{".stdout", ".stderr", ".shutdown", ".stream", ".execute_input", ".execute_result", ".error"} {
 		if bytes.HasSuffix(topic, []byte(kind)) {
 			return true
 		}
 	}
-	return !(bytes.HasSuffix(topic, []byte(".status")) || bytes.HasSuffix(topic, []byte(".execute_input")) ||
-		bytes.HasSuffix(topic, []byte(".execute_result")) || bytes.HasSuffix(topic, []byte(".error")) ||
-		bytes.HasSuffix(topic, []byte(".displaypub")))
+	return !(bytes.HasSuffix(topic, []byte(".status")) || bytes.HasSuffix(topic, []byte(".displaypub")))
 }
 
 // noteRequest records a direct request from client routed to an engine;

@@ -255,6 +255,7 @@ func (rs *records) failLocked(r *record, ename, evalue string) {
 	r.done = true
 	now := time.Now().UTC()
 	r.Received, r.Completed = now, now
+	r.ResultHeader = failedReplyHeader(r.Header, now)
 	r.ResultContent, _ = json.Marshal(protocol.NewError(ename, evalue))
 	r.ResultMetadata = json.RawMessage(`{"status": "error"}`)
 }
@@ -490,8 +491,9 @@ func (r *TaskRecord) fillTimes() {
 // find returns copies of the records for which match is true, in
 // submission order, complete with buffers and output (read from disk
 // when they were evicted there; a memory backend's evicted records have
-// none). match sees TaskRecord.Doc(); it runs outside the hub's lock.
-func (rs *records) find(match func(doc map[string]any) bool) ([]TaskRecord, error) {
+// none). match gets the record, not its Doc, so that a query builds only
+// the part of the document it looks at; it runs outside the hub's lock.
+func (rs *records) find(match func(r *TaskRecord) bool) ([]*TaskRecord, error) {
 	if rs.mode == DBNone {
 		return nil, errNoDB
 	}
@@ -503,15 +505,15 @@ func (rs *records) find(match func(doc map[string]any) bool) ([]TaskRecord, erro
 		}
 	}
 	rs.mu.Unlock()
-	var out []TaskRecord
+	var out []*TaskRecord
 	for i := range all {
 		c := &all[i]
 		if _, err := rs.full(c); err != nil {
 			return nil, err
 		}
 		c.fillTimes()
-		if match == nil || match(c.Doc()) {
-			out = append(out, c.TaskRecord)
+		if match == nil || match(&c.TaskRecord) {
+			out = append(out, &c.TaskRecord)
 		}
 	}
 	return out, nil

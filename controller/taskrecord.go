@@ -55,7 +55,23 @@ var recordKeys = []string{
 // (map[string]any, []any, string, float64, bool, nil) so that queries can
 // reach into them ("header.msg_type"), and the two buffer lists are
 // [][]byte. A stored JSON field that does not decode is nil.
-func (r *TaskRecord) Doc() map[string]any {
+func (r *TaskRecord) Doc() map[string]any { return r.DocOf(recordKeys) }
+
+// DocOf is Doc restricted to keys: a query decodes only the JSON fields
+// it looks at, which over a large store is most of its cost. Keys that
+// are not record keys are left out.
+func (r *TaskRecord) DocOf(keys []string) map[string]any {
+	doc := make(map[string]any, len(keys))
+	for _, k := range keys {
+		if v, ok := r.docField(k); ok {
+			doc[k] = v
+		}
+	}
+	return doc
+}
+
+// docField is one field of Doc.
+func (r *TaskRecord) docField(key string) (any, bool) {
 	date := func(t time.Time) any {
 		if t.IsZero() {
 			return nil
@@ -68,30 +84,53 @@ func (r *TaskRecord) Doc() map[string]any {
 		}
 		return s
 	}
-	return map[string]any{
-		"msg_id":          r.MsgID,
-		"header":          plainJSON(r.Header),
-		"metadata":        plainJSON(r.Metadata),
-		"content":         plainJSON(r.Content),
-		"buffers":         r.Buffers,
-		"submitted":       date(r.Submitted),
-		"client_uuid":     str(r.ClientUUID),
-		"engine_uuid":     str(r.EngineUUID),
-		"started":         date(r.Started),
-		"completed":       date(r.Completed),
-		"resubmitted":     str(r.Resubmitted),
-		"received":        date(r.Received),
-		"result_header":   plainJSON(r.ResultHeader),
-		"result_metadata": plainJSON(r.ResultMetadata),
-		"result_content":  plainJSON(r.ResultContent),
-		"result_buffers":  r.ResultBuffers,
-		"queue":           str(r.Queue),
-		"execute_input":   str(r.ExecuteInput),
-		"execute_result":  plainJSON(r.ExecuteResult),
-		"error":           plainJSON(r.Error),
-		"stdout":          r.Stdout,
-		"stderr":          r.Stderr,
+	switch key {
+	case "msg_id":
+		return r.MsgID, true
+	case "header":
+		return plainJSON(r.Header), true
+	case "metadata":
+		return plainJSON(r.Metadata), true
+	case "content":
+		return plainJSON(r.Content), true
+	case "buffers":
+		return r.Buffers, true
+	case "submitted":
+		return date(r.Submitted), true
+	case "client_uuid":
+		return str(r.ClientUUID), true
+	case "engine_uuid":
+		return str(r.EngineUUID), true
+	case "started":
+		return date(r.Started), true
+	case "completed":
+		return date(r.Completed), true
+	case "resubmitted":
+		return str(r.Resubmitted), true
+	case "received":
+		return date(r.Received), true
+	case "result_header":
+		return plainJSON(r.ResultHeader), true
+	case "result_metadata":
+		return plainJSON(r.ResultMetadata), true
+	case "result_content":
+		return plainJSON(r.ResultContent), true
+	case "result_buffers":
+		return r.ResultBuffers, true
+	case "queue":
+		return str(r.Queue), true
+	case "execute_input":
+		return str(r.ExecuteInput), true
+	case "execute_result":
+		return plainJSON(r.ExecuteResult), true
+	case "error":
+		return plainJSON(r.Error), true
+	case "stdout":
+		return r.Stdout, true
+	case "stderr":
+		return r.Stderr, true
 	}
+	return nil, false
 }
 
 // plainJSON decodes raw into plain Go values; empty or invalid is nil.
