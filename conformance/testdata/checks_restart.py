@@ -1,0 +1,31 @@
+"""A controller killed with SIGKILL and restarted still answers for the
+tasks finished before the crash."""
+import ipyparallel as ipp
+
+N_TASKS = 20
+
+
+def check_restart_submit(ctx):
+    lv = ctx.rc.load_balanced_view()
+    ars = [lv.apply_async(lambda i: i * 10, i) for i in range(N_TASKS)]
+    values = [ar.get(timeout=30) for ar in ars]
+    ctx.state["restart_ids"] = [ar.msg_ids[0] for ar in ars]
+    ctx.state["restart_values"] = values
+    return len(values)
+
+
+def check_restart_get_result(ctx):
+    ids = ctx.state.get("restart_ids")
+    if not ids:
+        raise RuntimeError("the submit phase recorded no msg_ids")
+    rc = ipp.Client(ctx.path, timeout=30)
+    got = rc.get_result(ids).get(timeout=30)
+    return got == ctx.state["restart_values"]
+
+
+def check_restart_db_query(ctx):
+    ids = ctx.state.get("restart_ids") or []
+    rc = ipp.Client(ctx.path, timeout=30)
+    recs = rc.db_query({"completed": {"$ne": None}}, keys=["msg_id", "engine_uuid"])
+    found = {r["msg_id"] for r in recs}
+    return all(m in found for m in ids) and len(ids) > 0
