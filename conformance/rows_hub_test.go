@@ -24,7 +24,9 @@ func init() {
 	}
 	for _, row := range []Row{
 		{Area: "hub", Behaviour: "db_query({'completed': {'$ne': None}}, keys=[msg_id, engine_uuid])", Py: "db_query_completed",
-			Check: func(r *R, got PyResult) { got.Is(r, map[string]any{"all_found": true, "keys": []string{"engine_uuid", "msg_id"}}) }},
+			Check: func(r *R, got PyResult) {
+				got.Is(r, map[string]any{"all_found": true, "keys": []string{"engine_uuid", "msg_id"}})
+			}},
 		{Area: "hub", Behaviour: "db_query by msg_id $in, default keys", Py: "db_query_msg_id",
 			Check: func(r *R, got PyResult) { got.Is(r, map[string]any{"msg_ids": true, "has_result": true}) }},
 		{Area: "hub", Behaviour: "resubmit a finished task: new msg_id, same result", Py: "resubmit",
