@@ -28,6 +28,9 @@ const (
 	fixOurs = "our-controller+python-engines"
 	// fixPyGo: the Python ipcontroller with two of our Go engines.
 	fixPyGo = "python-controller+go-engines"
+	// fixOursGo: our controller (in this process) with two of our Go
+	// engines (`ipcluster engine` processes).
+	fixOursGo = "our-controller+go-engines"
 	// fixLaunch: our ipcluster (controller and local launcher) with
 	// --cluster-id and Python engines as --engine-cmd.
 	fixLaunch = "ipcluster+python-engines"
@@ -40,6 +43,8 @@ const (
 	dirPyOursPy = "Python client → our controller → Python engines"
 	dirGoOursPy = "Go client → our controller → Python engines"
 	dirPyPyGo   = "Python client → Python ipcontroller → Go engines"
+	dirPyOursGo = "Python client → our controller → Go engines"
+	dirGoOursGo = "Go client → our controller → Go engines"
 	dirGoPyGo   = "Go client → Python ipcontroller → Go engines"
 	dirPyLaunch = "Python client → our ipcluster → Python engines (--engine-cmd)"
 	dirLaunch   = "our ipcluster → Python engines (--engine-cmd)"
@@ -50,6 +55,8 @@ func init() {
 		NeedPython: []string{"ipyparallel", "zmq"}, Start: startOurs})
 	addFixture(&Fixture{Name: fixPyGo, PyDirection: dirPyPyGo, GoDirection: dirGoPyGo,
 		NeedPython: []string{"ipyparallel", "zmq"}, Start: startPyGo})
+	addFixture(&Fixture{Name: fixOursGo, PyDirection: dirPyOursGo, GoDirection: dirGoOursGo,
+		NeedPython: []string{"ipyparallel", "zmq"}, Start: startOursGo})
 	addFixture(&Fixture{Name: fixLaunch, PyDirection: dirPyLaunch, GoDirection: dirLaunch,
 		NeedPython: []string{"ipyparallel", "zmq"}, Start: startLaunch})
 	addFixture(&Fixture{Name: fixCurve, PyDirection: dirPyOursPy + " (CURVE)", GoDirection: dirGoOursPy + " (CURVE)",
@@ -184,6 +191,21 @@ func startOurs(f *Fixture, t *testing.T) error {
 	}
 	f.ClientFile, f.Engines = c.ClientFile(), 2
 	return startPythonEngines(t, f, c.EngineFile(), 2)
+}
+
+func startOursGo(f *Fixture, t *testing.T) error {
+	bin := testutil.IPCluster(t)
+	c, err := startOurController(t, f, controller.Config{})
+	if err != nil {
+		return err
+	}
+	f.ClientFile, f.Engines = c.ClientFile(), 2
+	for i := range 2 {
+		if _, err := f.spawn(t, fmt.Sprintf("go-engine%d", i), bin, "engine", "--file="+c.EngineFile()); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func startCurve(f *Fixture, t *testing.T) error {

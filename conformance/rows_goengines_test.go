@@ -7,8 +7,8 @@ import (
 	"github.com/ipp-hpc/ipp"
 )
 
-// Our Go engines registered with the real Python ipcontroller, serving
-// the real Python client (issue 9 item 4).
+// Our Go engines serving the real Python client, registered with the real
+// Python ipcontroller (issue 9 item 4) and with ours.
 
 func init() {
 	is := func(want any) func(r *R, got PyResult) { return func(r *R, got PyResult) { got.Is(r, want) } }
@@ -20,7 +20,7 @@ func init() {
 		}
 	}
 	for _, row := range []Row{
-		{Area: "Go engines", Behaviour: "register with the Python ipcontroller", Py: "go_ids", Check: is(2)},
+		{Area: "Go engines", Behaviour: "register; the Python client sees them", Py: "go_ids", Check: is(2)},
 		{Area: "Go engines", Behaviour: "execute Go code: stdout", Py: "go_execute_stdout", Check: is([]string{"42\n", "42\n"})},
 		{Area: "Go engines", Behaviour: "execute(silent=False): execute_result", Py: "go_execute_result", Check: is("42")},
 		{Area: "Go engines", Behaviour: "execute error: CompositeError with the interpreter's ename", Py: "go_execute_error", Check: is([]string{"CompileError", "CompileError"})},
@@ -36,8 +36,10 @@ func init() {
 		{Area: "Go engines", Behaviour: "clear the namespace", Py: "go_clear", Check: is("cleared")},
 		{Area: "Go engines", Behaviour: "queue_status", Py: "go_queue_status", Check: is([]string{"0", "1", "unassigned"})},
 	} {
-		row.Fixture = fixPyGo
-		addRow(row)
+		for _, fx := range []string{fixPyGo, fixOursGo} {
+			row.Fixture = fx
+			addRow(row)
+		}
 	}
 	addRow(Row{Area: "Go engines", Behaviour: "Go client execute through the Python ipcontroller", Fixture: fixPyGo, Check: func(r *R, _ PyResult) {
 		c := r.Fixture().GoClient(r)

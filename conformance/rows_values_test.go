@@ -30,7 +30,9 @@ func init() {
 			}
 		}},
 	} {
-		row.Fixture = fixPyGo
-		addRow(row)
+		for _, fx := range []string{fixPyGo, fixOursGo} {
+			row.Fixture = fx
+			addRow(row)
+		}
 	}
 }
