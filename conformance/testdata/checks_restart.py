@@ -3,6 +3,20 @@ tasks finished before the crash."""
 import ipyparallel as ipp
 
 N_TASKS = 20
+_after = []
+
+
+def after_restart_client(ctx):
+    """One client for the checks after the restart (a failed connection
+    costs its whole timeout once, not per check)."""
+    if not _after:
+        try:
+            _after.append(ipp.Client(ctx.path, timeout=15))
+        except Exception as e:  # kept: the next check fails the same way at once
+            _after.append(e)
+    if isinstance(_after[0], Exception):
+        raise _after[0]
+    return _after[0]
 
 
 def check_restart_submit(ctx):
@@ -18,14 +32,12 @@ def check_restart_get_result(ctx):
     ids = ctx.state.get("restart_ids")
     if not ids:
         raise RuntimeError("the submit phase recorded no msg_ids")
-    rc = ipp.Client(ctx.path, timeout=30)
-    got = rc.get_result(ids).get(timeout=30)
+    got = after_restart_client(ctx).get_result(ids).get(timeout=30)
     return got == ctx.state["restart_values"]
 
 
 def check_restart_db_query(ctx):
     ids = ctx.state.get("restart_ids") or []
-    rc = ipp.Client(ctx.path, timeout=30)
-    recs = rc.db_query({"completed": {"$ne": None}}, keys=["msg_id", "engine_uuid"])
+    recs = after_restart_client(ctx).db_query({"completed": {"$ne": None}}, keys=["msg_id", "engine_uuid"])
     found = {r["msg_id"] for r in recs}
     return all(m in found for m in ids) and len(ids) > 0
