@@ -23,5 +23,6 @@
 // Rows check expected behaviour, including behaviour that is not built
 // yet: such a row fails (never t.Skip) until the feature lands. SKIP is
 // only for a missing peer (no Python here), and CI=true turns that into a
-// failure. IPP_CONFORMANCE_TABLE=<file> writes the table as Markdown.
+// failure. go test shows the table of a passing run only with -v;
+// IPP_CONFORMANCE_TABLE=<file> writes it as Markdown either way.
 package conformance

@@ -322,6 +322,7 @@ func runFixture(t *testing.T, f *Fixture, mine []Row) {
 					switch {
 					case t.Failed():
 						o.Result = "FAIL"
+						o.Reason = missing
 						if len(r.msgs) > 0 {
 							o.Reason = r.msgs[0]
 						}
