@@ -353,7 +353,9 @@ func runFixture(t *testing.T, f *Fixture, mine []Row) {
 // runDriver runs testdata/driver.py once with the named checks and
 // returns what each printed.
 func runDriver(t *testing.T, f *Fixture, names []string) (map[string]PyResult, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(len(names)+3)*time.Minute)
+	// Checks take seconds; the driver's own alarm ends a hung one after a
+	// minute. This bounds a driver stuck where the alarm cannot reach.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute+time.Duration(len(names))*15*time.Second)
 	defer cancel()
 	state := filepath.Join(f.Dir, "driver-state")
 	if err := os.MkdirAll(state, 0o700); err != nil {

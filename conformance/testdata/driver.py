@@ -52,6 +52,7 @@ class Ctx:
     def __init__(self, path, n, state_dir):
         self.path, self.n, self.state_dir = path, n, state_dir
         self._rc = None
+        self._err = None
         self.state_file = os.path.join(state_dir, "state.json")
         self.state = {}
         if os.path.exists(self.state_file):
@@ -60,12 +61,20 @@ class Ctx:
 
     @property
     def rc(self):
+        if self._err is not None:
+            # Connecting failed once: every check fails at once with why.
+            raise self._err
         if self._rc is None:
             import ipyparallel as ipp
 
-            self._rc = ipp.Client(self.path, timeout=30)
-            if self.n > 0:
-                self._rc.wait_for_engines(self.n, timeout=60)
+            try:
+                rc = ipp.Client(self.path, timeout=30)
+                if self.n > 0:
+                    rc.wait_for_engines(self.n, timeout=CHECK_SECONDS - 10)
+            except Exception as e:
+                self._err = e
+                raise
+            self._rc = rc
         return self._rc
 
     def save(self):
