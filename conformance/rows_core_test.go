@@ -47,7 +47,7 @@ func init() {
 		{Area: "broadcast", Behaviour: "broadcast_view execute: stdout", Py: "broadcast_execute", Check: is([]string{"b\n", "b\n"})},
 		{Area: "broadcast", Behaviour: "coalescing broadcast apply", Py: "coalescing_apply", Check: is([]int{4, 4})},
 		{Area: "broadcast", Behaviour: "broadcast error: CompositeError of the engines' own errors", Py: "broadcast_error", Check: is([]string{"ZeroDivisionError", "ZeroDivisionError"})},
-		{Area: "broadcast", Behaviour: "coalescing broadcast error: CompositeError of the engines' own errors", Py: "coalescing_error", Check: is([]string{"ZeroDivisionError", "ZeroDivisionError"})},
+		{Area: "broadcast", Behaviour: "coalescing broadcast error: RemoteError with the engines' own ename (as the Python ipcontroller)", Py: "coalescing_error", Check: is([]string{"RemoteError", "ZeroDivisionError"})},
 		// Last: it takes an engine away.
 		{Area: "control", Behaviour: "shutdown(targets=[1]): the engine unregisters", Py: "shutdown_engine", Phase: 9, Check: func(r *R, got PyResult) {
 			got.Is(r, []int{0})
