@@ -20,6 +20,11 @@
 // in Phase order, then registration order; destructive rows (engine
 // shutdown, controller kill) take a later phase.
 //
+// Python rows state what ipyparallel itself does: IPP_CONFORMANCE_REFERENCE=1
+// also runs the Python rows of our controller against Python's own
+// ipcontroller and engines (the judge), where each must pass; do that when
+// adding or changing one.
+//
 // Rows check expected behaviour, including behaviour that is not built
 // yet: such a row fails (never t.Skip) until the feature lands. SKIP is
 // only for a missing peer (no Python here), and CI=true turns that into a

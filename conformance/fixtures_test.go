@@ -36,6 +36,9 @@ const (
 	fixLaunch = "ipcluster+python-engines"
 	// fixCurve: our controller with CURVE on and one Python engine.
 	fixCurve = "curve"
+	// fixReference: Python's ipcontroller and engines, the judge of the
+	// Python rows' expectations (IPP_CONFORMANCE_REFERENCE=1).
+	fixReference = "reference"
 )
 
 // Directions as the table shows them.
@@ -221,11 +224,27 @@ func startCurve(f *Fixture, t *testing.T) error {
 }
 
 // startPyGo starts the Python ipcontroller and two of our engines
-// (`ipcluster engine` processes). The Python controller picks free ports
-// and binds them later in child processes, so it can lose a race for one:
-// then it starts again in a fresh profile.
+// (`ipcluster engine` processes).
 func startPyGo(f *Fixture, t *testing.T) error {
 	bin := testutil.IPCluster(t)
+	return startPythonController(f, t, func(name, prof string) (*exec.Cmd, error) {
+		return f.spawn(t, "go-"+name, bin, "engine", "--profile-dir="+prof)
+	})
+}
+
+// startReference is the judge: Python's ipcontroller with two Python
+// engines, where every expectation of a Python row must hold.
+func startReference(f *Fixture, t *testing.T) error {
+	return startPythonController(f, t, func(name, prof string) (*exec.Cmd, error) {
+		return f.spawn(t, "python-"+name, testutil.Python, "-m", "ipyparallel.engine", "--profile-dir="+prof, "--log-level=WARN")
+	})
+}
+
+// startPythonController starts the Python ipcontroller and two engines
+// from startEngine, and waits until both registered. The Python
+// controller picks free ports and binds them later in child processes,
+// so it can lose a race for one: then it starts again in a fresh profile.
+func startPythonController(f *Fixture, t *testing.T, startEngine func(name, prof string) (*exec.Cmd, error)) error {
 	var last error
 	for attempt := 1; attempt <= 3; attempt++ {
 		prof := filepath.Join(f.Dir, fmt.Sprintf("profile_py%d", attempt))
@@ -241,7 +260,7 @@ func startPyGo(f *Fixture, t *testing.T) error {
 		}
 		var engines []*exec.Cmd
 		for i := range 2 {
-			e, err := f.spawn(t, fmt.Sprintf("go-engine%d-%d", attempt, i), bin, "engine", "--profile-dir="+prof)
+			e, err := startEngine(fmt.Sprintf("engine%d-%d", attempt, i), prof)
 			if err != nil {
 				return err
 			}
@@ -262,7 +281,7 @@ func startPyGo(f *Fixture, t *testing.T) error {
 		last = err
 		logb, _ := os.ReadFile(filepath.Join(f.Dir, name+".log"))
 		if !bytes.Contains(logb, []byte("Address already in use")) {
-			return fmt.Errorf("Go engines did not register with the Python controller: %w", err)
+			return fmt.Errorf("engines did not register with the Python controller: %w", err)
 		}
 		t.Logf("attempt %d: the Python controller lost a port race; starting again", attempt)
 		for _, p := range append(engines, ctl) {

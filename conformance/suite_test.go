@@ -235,8 +235,16 @@ func cell(s string) string {
 	return s
 }
 
+// beforeRun holds what must happen once every init function registered
+// its rows (e.g. deriving rows from others).
+var beforeRun []func()
+
 // TestConformance runs every fixture's rows and records each outcome.
 func TestConformance(t *testing.T) {
+	for _, fn := range beforeRun {
+		fn()
+	}
+	beforeRun = nil
 	for _, f := range fixtures {
 		var mine []Row
 		for _, row := range rows {

@@ -1,13 +1,29 @@
 """Checks of the hub's task records as the Python client reaches them:
 db_query, resubmit, get_result from another client, and the dask
 requests our controller refuses."""
+import time
+
 import ipyparallel as ipp
+
+
+def settled(query, ok, seconds=10):
+    """The hub records a result when it sees it, which can be just after
+    the client did (Python's controller too): ask again for a while."""
+    deadline = time.time() + seconds
+    while True:
+        got = query()
+        if ok(got) or time.time() > deadline:
+            return got
+        time.sleep(0.1)
 
 
 def check_db_query_completed(ctx):
     ar = ctx.rc[:].apply_async(lambda: 1)
     ar.get(timeout=30)
-    recs = ctx.rc.db_query({"completed": {"$ne": None}}, keys=["msg_id", "engine_uuid"])
+    recs = settled(
+        lambda: ctx.rc.db_query({"completed": {"$ne": None}}, keys=["msg_id", "engine_uuid"]),
+        lambda recs: set(ar.msg_ids) <= {r["msg_id"] for r in recs},
+    )
     found = {r["msg_id"] for r in recs}
     return {
         "all_found": all(m in found for m in ar.msg_ids),
@@ -18,7 +34,10 @@ def check_db_query_completed(ctx):
 def check_db_query_msg_id(ctx):
     ar = ctx.rc[:].apply_async(lambda: "db")
     ar.get(timeout=30)
-    recs = ctx.rc.db_query({"msg_id": {"$in": ar.msg_ids}})
+    recs = settled(
+        lambda: ctx.rc.db_query({"msg_id": {"$in": ar.msg_ids}}),
+        lambda recs: len(recs) == len(ar.msg_ids) and all(r.get("result_header") is not None for r in recs),
+    )
     return {
         "msg_ids": sorted(r["msg_id"] for r in recs) == sorted(ar.msg_ids),
         "has_result": all(r.get("result_header") is not None for r in recs),
