@@ -2,8 +2,10 @@ package launchers
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -142,5 +144,59 @@ func TestPythonEnginesHonourClusterID(t *testing.T) {
 	}
 	if err := l.Stop(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestSSHPythonEngines starts a real Python engine over ssh (the test
+// sshd's unprivileged account) in a remote profile: the launcher sends
+// the engine file there and gives the engine --profile-dir and
+// --cluster-id, which is all ipyparallel 7 reads.
+func TestSSHPythonEngines(t *testing.T) {
+	py := testutil.NeedPython(t, "ipyparallel", "zmq")
+	s := sshHosts(t)
+	root := t.TempDir()
+	prof := filepath.Join(root, "profile_ssh")
+	cid := "py" + strconv.Itoa(os.Getpid())
+	c, err := controller.New(controller.Config{IP: "127.0.0.1", ProfileDir: prof, ClusterID: cid, HeartbeatPeriod: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	conn, err := os.ReadFile(c.EngineFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rpd := "~/.ipython/ipp-pytest-" + strconv.Itoa(os.Getpid())
+	t.Cleanup(func() { os.RemoveAll(filepath.Join(userHome(t, s.UserName), strings.TrimPrefix(rpd, "~/"))) })
+	l, err := NewSSHEngineSet(Config{
+		ProfileDir: prof, ClusterID: cid, EngineSetID: "1",
+		Command: []string{py, "-m", "ipyparallel.engine"},
+		// Our engines would take this; Python's must get the file.
+		ConnectionInfo: conn,
+		StopGrace:      2 * time.Second,
+		Options:        &SSHOptions{Hosts: []string{s.Hosts[1] + ":1"}, RemoteProfileDir: rpd},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if err := l.Start(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := l.Stop(ctx); err != nil {
+			t.Errorf("stop: %v", err)
+		}
+	}()
+	deadline := time.Now().Add(90 * time.Second)
+	for len(c.Engines()) < 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the Python engine started over ssh did not register in 90 s; its output:\n%v", l.Output(30))
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
