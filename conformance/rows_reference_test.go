@@ -19,7 +19,7 @@ func init() {
 	}
 	addFixture(&Fixture{Name: fixReference, PyDirection: "Python client → Python ipcontroller → Python engines (reference)",
 		GoDirection: "Go client → Python ipcontroller → Python engines (reference)",
-		NeedPython: []string{"ipyparallel", "zmq"}, Start: startReference})
+		NeedPython:  []string{"ipyparallel", "zmq"}, Start: startReference})
 	// Once every file's rows are registered.
 	beforeRun = append(beforeRun, func() {
 		// Requests Python's controller answers differently on purpose
