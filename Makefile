@@ -66,8 +66,13 @@ services:
 	scripts/sshd.sh start
 	scripts/netns-login.sh start
 
+# The conformance suite (./conformance) prints its table only when it
+# fails or runs with -v; the copy it writes is shown either way.
+CONFORMANCE_TABLE ?= $(or $(TMPDIR),/tmp)/ipp-conformance-table.md
+
 test: deps lint cross services test-mpi fuzz-short
-	$(GO) test -count=1 -timeout 40m ./...
+	IPP_CONFORMANCE_TABLE=$(CONFORMANCE_TABLE) $(GO) test -count=1 -timeout 40m ./...
+	@echo "Python conformance table (docs/python-interop.md holds a copy):"; cat $(CONFORMANCE_TABLE)
 
 # The mpi package against each MPI library that is installed (both are in
 # CI): its tests re-run themselves as ranks under that library's mpiexec.

@@ -163,6 +163,9 @@ func NewBatchLauncher(d *Dialect, kind Kind, cfg Config) (*BatchLauncher, error)
 		}
 	}
 	argv = append(argv, cfg.Args...)
+	if kind == KindEngines {
+		argv = withClusterArgs(argv, cfg.ProfileDir, cfg.ClusterID)
+	}
 	b := &BatchLauncher{d: d, kind: kind, cfg: cfg, argv: argv, now: time.Now}
 	if o, ok := cfg.Options.(*BatchOptions); ok && o != nil {
 		b.opts = *o

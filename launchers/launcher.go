@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"path"
 	"slices"
 	"strings"
 	"syscall"
@@ -299,4 +300,48 @@ func stopProcess(ctx context.Context, log *slog.Logger, what string, p Process, 
 	}
 	_ = p.Signal(syscall.SIGKILL)
 	return nil
+}
+
+// pythonEngineWords are the words that make a command line an ipyparallel
+// engine: the module forms and the console script.
+var pythonEngineWords = []string{"ipyparallel.engine", "ipyparallel.apps.ipengineapp", "ipyparallel.engine.app"}
+
+// IsPythonEngine reports whether argv starts Python ipyparallel's engine
+// (`python3 -m ipyparallel.engine`, `ipengine`, ...). Such engines (7.x)
+// read their profile and cluster id from their command line only, never
+// from IPP_PROFILE_DIR, IPP_CLUSTER_ID or IPP_CONNECTION_INFO.
+func IsPythonEngine(argv []string) bool {
+	for _, w := range argv {
+		if slices.Contains(pythonEngineWords, w) || path.Base(w) == "ipengine" {
+			return true
+		}
+	}
+	return false
+}
+
+// withClusterArgs is argv with `--profile-dir=<profileDir>` and
+// `--cluster-id=<id>` appended when argv is a Python engine that was not
+// given them (or --file) already: what ipyparallel's own launchers add to
+// every engine command. Without them a Python engine looks in its default
+// profile for the unnamed cluster's file and waits forever. Other
+// commands are left alone: ours read the environment, and a user's
+// program may not accept the flags.
+func withClusterArgs(argv []string, profileDir, clusterID string) []string {
+	if !IsPythonEngine(argv) {
+		return argv
+	}
+	given := func(flag string) bool {
+		return slices.ContainsFunc(argv, func(a string) bool { return a == flag || strings.HasPrefix(a, flag+"=") })
+	}
+	if given("--file") || given("--url-file") {
+		return argv
+	}
+	out := slices.Clone(argv)
+	if !given("--profile-dir") && profileDir != "" {
+		out = append(out, "--profile-dir="+profileDir)
+	}
+	if !given("--cluster-id") && clusterID != "" {
+		out = append(out, "--cluster-id="+clusterID)
+	}
+	return out
 }

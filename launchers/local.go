@@ -134,6 +134,9 @@ func newLocalGroup(cfg Config, role string) (*localGroup, error) {
 		}
 	}
 	argv = append(argv, cfg.Args...)
+	if role == EngineRole {
+		argv = withClusterArgs(argv, cfg.ProfileDir, cfg.ClusterID)
+	}
 	return &localGroup{cfg: cfg, argv: argv}, nil
 }
 

@@ -263,6 +263,9 @@ func newRemoteGroup(cfg Config, role string) (*remoteGroup, error) {
 	if g.rpd == "" {
 		g.rpd = defaultRemoteProfileDir(cfg.ProfileDir)
 	}
+	if role == EngineRole {
+		g.argv = withClusterArgs(g.argv, g.rpd, cfg.ClusterID)
+	}
 	return g, nil
 }
 

@@ -73,8 +73,10 @@ func (l *SSHEngineSet) Start(ctx context.Context, n int) error {
 		return err
 	}
 	raw := l.cfg.ConnectionInfo
-	sendFile := len(raw) == 0
-	if sendFile {
+	// Python engines (7.x) read only the profile's file, never
+	// IPP_CONNECTION_INFO: they need it on every host.
+	sendFile := len(raw) == 0 || IsPythonEngine(l.argv)
+	if len(raw) == 0 {
 		if raw, err = os.ReadFile(wire.EngineFile(l.cfg.ProfileDir, l.cfg.ClusterID)); err != nil {
 			return fmt.Errorf("reading the controller's engine connection file, to copy it to the hosts: %w", err)
 		}
