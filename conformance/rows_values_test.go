@@ -26,9 +26,10 @@ func init() {
 			var v []any
 			got.Into(r, &v)
 			if len(v) != 2 || v[1] != true {
-				r.Errorf("got %v, want a RemoteError whose evalue names complex", v)
+				r.Errorf("got %v, want a RemoteError whose evalue names datetime", v)
 			}
 		}},
+		{Area: "values", Behaviour: "apply(ipp.Reference(name)) of a Go function defined on the engines", Py: "go_apply_reference", Check: func(r *R, got PyResult) { got.Is(r, []int{42, 42}) }},
 	} {
 		for _, fx := range []string{fixPyGo, fixOursGo} {
 			row.Fixture = fx

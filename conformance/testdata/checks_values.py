@@ -23,7 +23,17 @@ def check_go_push_unsupported(ctx):
     import ipyparallel as ipp
 
     try:
-        ctx.rc[ctx.rc.ids[0]].push({"c": complex(1, 2)}, block=True)
+        import datetime
+
+        ctx.rc[ctx.rc.ids[0]].push({"c": datetime.datetime(2020, 1, 1)}, block=True)
     except ipp.RemoteError as e:
-        return [e.ename, "complex" in e.evalue]
+        return [e.ename, "datetime" in e.evalue]
     return "no error"
+
+
+def check_go_apply_reference(ctx):
+    import ipyparallel as ipp
+
+    dv = ctx.rc[:]
+    dv.execute("func twice(x int) int { return 2 * x }", block=True)
+    return dv.apply_sync(ipp.Reference("twice"), 21)
