@@ -8,6 +8,8 @@ import (
 	"time"
 
 	json "github.com/goccy/go-json"
+
+	"github.com/ipp-hpc/ipp/internal/protocol"
 )
 
 // Dependency is a set of earlier requests a task depends on, with
@@ -184,7 +186,7 @@ func (v *LoadBalancedView) metadata() (map[string]any, error) {
 		"retries": f.Retries,
 	}
 	if f.RetryFailedEngines {
-		md["retry_failed_engines"] = true
+		md[protocol.MetaRetryFailedEngines] = true
 	}
 	return md, nil
 }

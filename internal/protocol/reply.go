@@ -105,3 +105,10 @@ func ParseReplyMetadata(raw []byte) ReplyMetadata {
 	}
 	return md
 }
+
+// MetaRetryFailedEngines is a request-metadata key our client sets on a
+// load-balanced task with retries: once every engine has failed the task,
+// run the retry again where it failed instead of ending it as ipyparallel
+// does (held until its timeout, then TaskTimeout). The Python client never
+// sends it, and the Python controller ignores it.
+const MetaRetryFailedEngines = "retry_failed_engines"
