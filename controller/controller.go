@@ -95,6 +95,25 @@ type Config struct {
 	// characters); empty means a fresh key pair per controller. Its public
 	// key goes into both connection files as curve_serverkey.
 	CurveSecretKey string
+
+	// Restore makes the controller take over the cluster whose connection
+	// files it finds at ProfileDir and ClusterID, left by a controller that
+	// died (kill -9, a lost node): same key, interfaces, location and
+	// ports, so that running engines and connected clients reconnect by
+	// themselves, and the engine table of its state file (EngineStateFile)
+	// so that engines keep their ids. IP, ClientIP and Location are taken
+	// from the files; Key, when set, must be the files' key. A cluster
+	// with CURVE needs the same CurveSecretKey. Start fails when there is
+	// nothing to restore or a port is taken (the old controller is alive).
+	Restore bool
+	// RestoreGrace is how long a restored controller waits for an engine
+	// of the previous one to come back before it gives up on it and fails
+	// the tasks it had in flight; default DefaultRestoreGrace.
+	RestoreGrace time.Duration
+
+	// restoredTasks returns the records the task database loaded that
+	// have no result (a restore fails or completes them); nil: none.
+	restoredTasks func() []*TaskRecord
 }
 
 // CurveMode chooses when the controller uses CurveZMQ.
@@ -202,6 +221,9 @@ func (c *Config) defaults() error {
 	if c.MaxQueuedBytes <= 0 {
 		c.MaxQueuedBytes = DefaultMaxQueuedBytes
 	}
+	if c.RestoreGrace <= 0 {
+		c.RestoreGrace = DefaultRestoreGrace
+	}
 	return nil
 }
 
@@ -283,6 +305,14 @@ type Controller struct {
 
 	errMu sync.Mutex
 	err   error // why the controller stopped, if not on request
+
+	// prev holds the connection files of the controller being restored
+	// (Config.Restore), nil otherwise.
+	prev *previous
+	// state persists the engine table for a later restore.
+	state *engineTable
+	// inflight tracks the tasks the previous controller had in flight.
+	inflight *inflight
 }
 
 // Identities of the engine-facing ROUTERs, as ipyparallel names them.
@@ -303,12 +333,24 @@ const broadcastLeaves = 2
 
 // New checks the configuration and prepares a controller; Start binds it.
 func New(cfg Config) (*Controller, error) {
+	var prev *previous
+	if cfg.Restore {
+		var err error
+		if prev, err = loadPrevious(&cfg); err != nil {
+			return nil, err
+		}
+	}
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
 	engineCurve, clientCurve, err := cfg.resolveCurve()
 	if err != nil {
 		return nil, err
+	}
+	if prev != nil {
+		if err := prev.checkCurve(engineCurve, clientCurve); err != nil {
+			return nil, err
+		}
 	}
 	if _, err := parseScheme(cfg.Scheme); err != nil {
 		return nil, err
@@ -320,6 +362,7 @@ func New(cfg Config) (*Controller, error) {
 		done:       make(chan struct{}),
 		engineSide: side{name: "engine", ip: cfg.IP, curve: engineCurve},
 		clientSide: side{name: "client", ip: cfg.ClientIP, curve: clientCurve},
+		prev:       prev,
 	}
 	// Equal addresses give equal CURVE decisions (CurveAuto looks at the
 	// address, the other modes at nothing), so the address alone decides.
@@ -329,7 +372,7 @@ func New(cfg Config) (*Controller, error) {
 	return c, nil
 }
 
-func (c *Controller) socket(sd side, t transport.Type, identity []byte, events bool) (transport.Socket, int, error) {
+func (c *Controller) socket(sd side, t transport.Type, identity []byte, events bool, port int) (transport.Socket, int, error) {
 	// Every port faces untrusted peers: identities stay with their first
 	// owner (no route stealing), frames and connections are bounded.
 	o := transport.Options{
@@ -347,16 +390,19 @@ func (c *Controller) socket(sd side, t transport.Type, identity []byte, events b
 		return nil, 0, fmt.Errorf("%s side: %w", sd.name, err)
 	}
 	c.sockets = append(c.sockets, s)
-	ep, err := s.Bind("tcp://" + sd.ip + ":0")
+	ep, err := s.Bind("tcp://" + sd.ip + ":" + strconv.Itoa(port))
 	if err != nil {
+		if port != 0 {
+			return nil, 0, fmt.Errorf("%s side: cannot take port %d back: %w (is the cluster's controller still running? `ipcluster list` shows it)", sd.name, port, err)
+		}
 		return nil, 0, fmt.Errorf("%s side: %w", sd.name, err)
 	}
 	i := strings.LastIndexByte(ep, ':')
-	port, err := strconv.Atoi(ep[i+1:])
+	bound, err := strconv.Atoi(ep[i+1:])
 	if err != nil {
 		return nil, 0, fmt.Errorf("bound endpoint %q has no port", ep)
 	}
-	return s, port, nil
+	return s, bound, nil
 }
 
 // Start binds every port, writes the connection files and starts serving.
@@ -404,9 +450,18 @@ func (c *Controller) Start() (err error) {
 	for i := range c.bcastLeaves {
 		binds = append(binds, bind{&c.bcastLeaves[i], &leafPorts[i], transport.Router, leafIdentity(i), es})
 	}
+	var want map[*int]int
+	if c.prev != nil {
+		if want, err = c.prev.ports(ci, ei, leafPorts[:], c.split); err != nil {
+			return err
+		}
+	}
 	for _, b := range binds {
-		s, port, err := c.socket(b.side, b.typ, b.id, b.dst == &c.hbPong)
+		s, port, err := c.socket(b.side, b.typ, b.id, b.dst == &c.hbPong, want[b.port])
 		if err != nil {
+			if c.prev != nil {
+				return fmt.Errorf("controller: cannot restore: %w", err)
+			}
 			return fmt.Errorf("controller: %w", err)
 		}
 		*b.dst, *b.port = s, port
@@ -451,6 +506,9 @@ func (c *Controller) Start() (err error) {
 	c.mux = newRelay(c, c.hub, "mux", c.muxIn, c.muxOut, true)
 	c.control = newRelay(c, c.hub, "control", c.ctrlIn, c.ctrlOut, false)
 	c.hub.listen(c.tasks, c.bcast, c.control)
+	if err := c.startRestore(); err != nil {
+		return err
+	}
 	if c.cfg.ProfileDir != "" {
 		c.clientFile = wire.ClientFile(c.cfg.ProfileDir, c.cfg.ClusterID)
 		c.engineFile = wire.EngineFile(c.cfg.ProfileDir, c.cfg.ClusterID)
@@ -612,6 +670,11 @@ func (c *Controller) Close() error {
 			if f != "" {
 				os.Remove(f)
 			}
+		}
+		if c.state != nil {
+			// A stopped cluster cannot be restored (its connection files
+			// are gone too); the table must not outlive it.
+			c.state.remove()
 		}
 		c.log.Info("controller stopped")
 		close(c.done)

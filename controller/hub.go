@@ -46,6 +46,9 @@ type engine struct {
 	// queue and completed count direct (mux) requests for queue_request.
 	queue     map[string]struct{}
 	completed int
+	// restored: taken over from the engine table of the controller this
+	// one restarted (restore.go), until it comes back or is given up.
+	restored bool
 }
 
 // hub owns engine registration, liveness and task records.
@@ -324,15 +327,32 @@ func (h *hub) register(s transport.Socket, msg *wire.Message) {
 		ID         *int            `json:"id"`
 		ReadyProbe bool            `json:"ready_probe"`
 		Info       json.RawMessage `json:"info"`
+		// Reregister and Held are ours: a Go engine that lost its
+		// controller registers again with the requests it still has.
+		Reregister bool     `json:"reregister"`
+		Held       []string `json:"held"`
 	}
 	if err := msg.DecodeContent(&req); err != nil || req.UUID == "" {
 		h.reply(s, msg.Idents, msg, "registration_reply", errorContent("ValueError", "registration_request needs a uuid"))
 		return
 	}
 	h.mu.Lock()
-	if _, dup := h.byUUID[req.UUID]; dup {
+	if e, dup := h.byUUID[req.UUID]; dup {
+		if !req.Reregister || !req.ReadyProbe || (req.ID != nil && *req.ID != e.id) || !(e.restored || e.state == stateRegistered) {
+			h.mu.Unlock()
+			h.reply(s, msg.Idents, msg, "registration_reply", errorContent("KeyError", fmt.Sprintf("uuid %q in use", req.UUID)))
+			return
+		}
+		if len(req.Info) > 0 {
+			e.info = req.Info
+		}
+		id, registered := h.reregister(e, req.Held)
 		h.mu.Unlock()
-		h.reply(s, msg.Idents, msg, "registration_reply", errorContent("KeyError", fmt.Sprintf("uuid %q in use", req.UUID)))
+		h.registrationOK(s, msg, id)
+		if registered {
+			h.sendComplete(req.UUID, id)
+		}
+		h.c.log.Info("engine registered again", "id", id, "uuid", req.UUID, "held", len(req.Held), "was_registered", registered)
 		return
 	}
 	id := h.nextID
@@ -348,21 +368,32 @@ func (h *hub) register(s transport.Socket, msg *wire.Message) {
 	h.engines[id] = e
 	h.byUUID[req.UUID] = e
 	h.mu.Unlock()
+	h.registrationOK(s, msg, id)
+	h.c.log.Debug("engine registering", "id", id, "uuid", req.UUID, "probes", req.ReadyProbe)
+}
+
+// registrationOK sends the registration_reply that grants id. Only Go
+// engines send ready_probe, and ipyparallel's reply has no such key, so
+// ready_probe true in the reply tells a Go engine to probe until
+// registration_complete rather than guess whether this controller
+// understands probes.
+func (h *hub) registrationOK(s transport.Socket, msg *wire.Message, id int) {
+	var probe struct {
+		ReadyProbe bool `json:"ready_probe"`
+	}
+	msg.DecodeContent(&probe)
 	ei := h.c.engineInfo
 	h.reply(s, msg.Idents, msg, "registration_reply", map[string]any{
-		"status":    "ok",
-		"id":        id,
-		"hb_period": h.c.cfg.HeartbeatPeriod.Milliseconds(),
-		// Tells a Go engine to probe until registration_complete rather
-		// than guess whether this controller understands probes.
-		"ready_probe": req.ReadyProbe,
+		"status":      "ok",
+		"id":          id,
+		"hb_period":   h.c.cfg.HeartbeatPeriod.Milliseconds(),
+		"ready_probe": probe.ReadyProbe,
 		"connection_info": map[string]any{
 			"interface": ei.Interface, "registration": ei.Registration, "control": ei.Control,
 			"mux": ei.Mux, "task": ei.Task, "iopub": ei.IOPub, "hb_ping": ei.HBPing,
 			"hb_pong": ei.HBPong, "broadcast": ei.Broadcast,
 		},
 	})
-	h.c.log.Debug("engine registering", "id", id, "uuid", req.UUID, "probes", req.ReadyProbe)
 }
 
 // routeReady records an engine_ready probe that arrived on one route.
@@ -402,11 +433,17 @@ func (h *hub) complete(uuid string) {
 	}
 	e.state = stateRegistered
 	e.answered = true
+	restored := e.restored
+	e.restored = false
 	h.routesMu.Lock()
 	h.live[uuid] = e.id
 	h.routesMu.Unlock()
 	took := time.Since(e.pendedAt)
 	h.mu.Unlock()
+	h.saveEngines()
+	if restored {
+		h.c.log.Info("engine of the previous controller is back", "id", e.id, "uuid", uuid)
+	}
 	if e.probes {
 		h.sendComplete(uuid, e.id)
 	}
@@ -448,6 +485,8 @@ func (h *hub) unregister(id int, why string) {
 	for _, m := range stranded {
 		h.records.fail(m, "EngineError", fmt.Sprintf("Engine %d died while running task '%s'", id, m))
 	}
+	h.c.inflight.gone(h, e.uuid, id)
+	h.saveEngines()
 	if wasLive {
 		for _, l := range h.listeners {
 			l.engineRemoved(e.uuid, id, why)
@@ -531,7 +570,7 @@ func (h *hub) needFastPing() bool {
 		if e.state != statePending {
 			continue
 		}
-		if now.Sub(e.pendedAt) > h.c.cfg.RegistrationTimeout {
+		if now.Sub(e.pendedAt) > h.pendingLimit(e) {
 			stale = append(stale, id)
 			continue
 		}

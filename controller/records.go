@@ -47,6 +47,9 @@ type record struct {
 	// outputCut is set once the output exceeded outputCap and the rest
 	// was dropped.
 	outputCut bool
+	// restored marks a request a restarted controller took over from the
+	// previous one (restore.go): its client's routing identity is unknown.
+	restored bool
 }
 
 // bufferBytes is what a record counts against the result cache: its
@@ -135,7 +138,7 @@ func (rs *records) complete(reply *wire.Message, engineUUID string, client []byt
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	r, ok := rs.byID[reply.Parent.MsgID]
-	if !ok || r.header == nil || r.completed || r.engineUUID != engineUUID || r.clientIdent != string(client) {
+	if !ok || r.header == nil || r.completed || r.engineUUID != engineUUID || (r.clientIdent != string(client) && !r.restored) {
 		return false
 	}
 	r.completed = true

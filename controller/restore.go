@@ -1,0 +1,478 @@
+package controller
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	json "github.com/goccy/go-json"
+
+	"github.com/ipp-hpc/ipp/internal/transport"
+	"github.com/ipp-hpc/ipp/internal/wire"
+)
+
+// A controller that dies (kill -9, its node lost) leaves its connection
+// files behind, and its engines and clients keep reconnecting to the same
+// ports: ZeroMQ does that by itself. A controller started with
+// Config.Restore binds those very ports with the same key, so everyone
+// simply finds it again. What the dead controller knew in memory comes
+// back from two places: the engine table (EngineStateFile, rewritten at
+// every registration and departure) gives each engine its id back, and
+// the task database (the db helper's store) the tasks; those that were in
+// flight are completed by the replies Go engines held while the
+// controller was away, or failed with TaskLost, never left pending.
+
+// DefaultRestoreGrace is the default Config.RestoreGrace: longer than the
+// engines' default --controller-timeout (30 s) plus a registration, so an
+// engine still waiting for its controller is not given up on first.
+const DefaultRestoreGrace = 60 * time.Second
+
+// EngineStateFile is where a controller keeps its engine table for a
+// restore: security/ipcontroller[-<cluster id>]-engines.json, mode 0600.
+// ipyparallel keeps the same table as log/engines<cluster id>.json; ours
+// sits with the other files that only the cluster's owner may read, since
+// it names the engines' identities.
+func EngineStateFile(profileDir, clusterID string) string {
+	f := wire.EngineFile(profileDir, clusterID)
+	return strings.TrimSuffix(f, "-engine.json") + "-engines.json"
+}
+
+// stateFile is EngineStateFile's content: ipyparallel's {"engines": {id:
+// uuid}, "next_id": n}, plus the hash of the key the engines sign with (a
+// table written for another key belongs to another cluster and is
+// ignored) and which engines are Go engines (they register again with
+// ready probes; the others are waited for by heartbeat).
+type stateFile struct {
+	Engines   map[string]string `json:"engines"`
+	NextID    int               `json:"next_id"`
+	KeySHA256 string            `json:"key_sha256"`
+	Go        []string          `json:"go_engines,omitempty"`
+}
+
+func keyHash(key []byte) string {
+	sum := sha256.Sum256(key)
+	return hex.EncodeToString(sum[:])
+}
+
+// previous is what Config.Restore read from the dead controller's files.
+type previous struct {
+	engine *wire.EngineInfo
+	client *wire.ClientInfo
+}
+
+// interfaceIP is the address part of a connection file's interface.
+func interfaceIP(iface string) (string, error) {
+	i := strings.Index(iface, "://")
+	if i < 0 || !strings.HasPrefix(iface, "tcp") {
+		return "", fmt.Errorf("interface %q is not tcp://<address>", iface)
+	}
+	return iface[i+3:], nil
+}
+
+// loadPrevious reads the connection files of the controller to restore
+// and fills cfg's address, location and key from them.
+func loadPrevious(cfg *Config) (*previous, error) {
+	if cfg.ProfileDir == "" {
+		return nil, errors.New("controller: restore needs the profile directory of the cluster to restore")
+	}
+	ef, cf := wire.EngineFile(cfg.ProfileDir, cfg.ClusterID), wire.ClientFile(cfg.ProfileDir, cfg.ClusterID)
+	for _, f := range []string{ef, cf} {
+		if _, err := os.Stat(f); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("controller: nothing to restore: %s does not exist (a controller that stopped normally removes its files; start a new cluster instead)", f)
+		}
+	}
+	ei, err := wire.LoadEngineInfo(ef)
+	if err != nil {
+		return nil, fmt.Errorf("controller: cannot restore from %s: %w", ef, err)
+	}
+	ci, err := wire.LoadClientInfo(cf)
+	if err != nil {
+		return nil, fmt.Errorf("controller: cannot restore from %s: %w", cf, err)
+	}
+	if ei.Key != ci.Key {
+		return nil, fmt.Errorf("controller: cannot restore: %s and %s have different keys (files of two clusters?)", ef, cf)
+	}
+	if len(ei.Broadcast) != broadcastLeaves {
+		return nil, fmt.Errorf("controller: cannot restore from %s: %d broadcast ports, this controller has %d", ef, len(ei.Broadcast), broadcastLeaves)
+	}
+	if len(cfg.Key) > 0 && string(cfg.Key) != ei.Key {
+		return nil, fmt.Errorf("controller: cannot restore: the session key given is not the key of %s (engines and clients of the cluster sign with that one)", ef)
+	}
+	cfg.Key = []byte(ei.Key)
+	if cfg.IP, err = interfaceIP(ei.Interface); err != nil {
+		return nil, fmt.Errorf("controller: cannot restore from %s: %w", ef, err)
+	}
+	if cfg.ClientIP, err = interfaceIP(ci.Interface); err != nil {
+		return nil, fmt.Errorf("controller: cannot restore from %s: %w", cf, err)
+	}
+	if ci.Location != "" {
+		cfg.Location = ci.Location
+	}
+	if cfg.Scheme == "" {
+		cfg.Scheme = ci.TaskScheme
+	}
+	if (ei.CurveServerKey != nil && *ei.CurveServerKey != "") || (ci.CurveServerKey != nil && *ci.CurveServerKey != "") {
+		if cfg.CurveSecretKey == "" {
+			return nil, fmt.Errorf("controller: cannot restore: the cluster uses CURVE and its engines and clients trust only the previous controller's key; give its secret key ($%s)", wire.EnvCurveSecretKey)
+		}
+	}
+	return &previous{engine: ei, client: ci}, nil
+}
+
+// checkCurve refuses a restore whose CURVE settings differ from the files:
+// peers would not be able to talk to the new sockets.
+func (p *previous) checkCurve(engineCurve, clientCurve bool) error {
+	for _, s := range []struct {
+		name string
+		c    *wire.Common
+		on   bool
+	}{{"engine", &p.engine.Common, engineCurve}, {"client", &p.client.Common, clientCurve}} {
+		had := s.c.CurveServerKey != nil && *s.c.CurveServerKey != ""
+		if had != s.on {
+			return fmt.Errorf("controller: cannot restore: the %s side used CURVE %s, the settings given say %s (use the previous --curve setting)", s.name, onOff(had), onOff(s.on))
+		}
+	}
+	return nil
+}
+
+// secretMatches checks that CURVE peers keep trusting the restored
+// controller's key.
+func (p *previous) secretMatches(secret string) error {
+	pub, err := transport.CurvePublicKey(secret)
+	if err != nil {
+		return fmt.Errorf("controller: %w", err)
+	}
+	for _, c := range []*wire.Common{&p.engine.Common, &p.client.Common} {
+		if c.CurveServerKey != nil && *c.CurveServerKey != "" && *c.CurveServerKey != pub {
+			return errors.New("controller: cannot restore: the CURVE secret key given is not the previous controller's (its public key differs from curve_serverkey in the connection files)")
+		}
+	}
+	return nil
+}
+
+// ports maps each port field Start binds to the port the previous
+// controller had.
+func (p *previous) ports(ci *wire.ClientInfo, ei *wire.EngineInfo, leaves []int, split bool) (map[*int]int, error) {
+	pe, pc := p.engine, p.client
+	m := map[*int]int{
+		&ei.Registration: pe.Registration, &ei.Mux: pe.Mux, &ei.Control: pe.Control, &ei.Task: pe.Task,
+		&ei.IOPub: pe.IOPub, &ei.HBPing: pe.HBPing, &ei.HBPong: pe.HBPong,
+		&ci.Notification: pc.Notification, &ci.Mux: pc.Mux, &ci.Control: pc.Control, &ci.Task: pc.Task,
+		&ci.Broadcast: pc.Broadcast, &ci.IOPub: pc.IOPub,
+	}
+	for i := range leaves {
+		m[&leaves[i]] = pe.Broadcast[i]
+	}
+	if split {
+		m[&ci.Registration] = pc.Registration
+	} else if pc.Registration != pe.Registration {
+		return nil, errors.New("controller: cannot restore: the files have two registration ports but one interface")
+	}
+	for _, port := range m {
+		if port <= 0 || port > 65535 {
+			return nil, fmt.Errorf("controller: cannot restore: port %d in the connection files", port)
+		}
+	}
+	return m, nil
+}
+
+// engineTable writes the engine table; nil-safe for a controller without
+// a profile.
+type engineTable struct {
+	path string
+	hash string
+	mu   sync.Mutex // serialises writes
+}
+
+// startRestore runs in Start once the hub exists: it sets up the engine
+// table's file and, when restoring, loads the previous table and the
+// tasks that were in flight.
+func (c *Controller) startRestore() error {
+	if c.prev != nil && c.cfg.CurveSecretKey != "" {
+		if err := c.prev.secretMatches(c.cfg.CurveSecretKey); err != nil {
+			return err
+		}
+	}
+	c.inflight = newInflight()
+	if c.cfg.ProfileDir == "" {
+		return nil
+	}
+	c.state = &engineTable{path: EngineStateFile(c.cfg.ProfileDir, c.cfg.ClusterID), hash: keyHash(c.cfg.Key)}
+	if c.prev == nil {
+		// A new cluster: whatever table is there belongs to a dead one.
+		c.state.remove()
+		return nil
+	}
+	table, err := c.state.load()
+	switch {
+	case err != nil:
+		c.log.Warn("restoring without the engine table: engines will get new ids", "file", c.state.path, "err", err)
+	case table != nil:
+		c.hub.restoreEngines(table)
+	}
+	c.restoreTasks(c.incompleteTasks())
+	return nil
+}
+
+func (s *engineTable) remove() {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	os.Remove(s.path)
+}
+
+// load reads the table; nil without a file. A table signed for another
+// key is an error: it is another cluster's, and its uuids must not be
+// taken for this cluster's engines.
+func (s *engineTable) load() (*stateFile, error) {
+	data, err := os.ReadFile(s.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var f stateFile
+	if err := json.Unmarshal(data, &f); err != nil {
+		return nil, fmt.Errorf("unreadable engine table: %w", err)
+	}
+	if f.KeySHA256 != s.hash {
+		return nil, errors.New("the engine table was written for another key (another cluster's); ignoring it")
+	}
+	return &f, nil
+}
+
+func (s *engineTable) save(f *stateFile) error {
+	if s == nil {
+		return nil
+	}
+	f.KeySHA256 = s.hash
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return wire.WritePrivateJSON(s.path, f)
+}
+
+// saveEngines rewrites the engine table; called after every registration
+// and departure, outside the hub's lock.
+func (h *hub) saveEngines() {
+	if h.c.state == nil {
+		return
+	}
+	h.mu.Lock()
+	f := &stateFile{Engines: make(map[string]string, len(h.engines)), NextID: h.nextID}
+	for id, e := range h.engines {
+		f.Engines[strconv.Itoa(id)] = e.uuid
+		if e.probes {
+			f.Go = append(f.Go, e.uuid)
+		}
+	}
+	h.mu.Unlock()
+	if err := h.c.state.save(f); err != nil {
+		h.c.log.Warn("cannot write the engine table; a restore would give engines new ids", "file", h.c.state.path, "err", err)
+	}
+}
+
+// restoreEngines re-creates the previous controller's engines as pending
+// registrations that hold their ids: a Go engine confirms by registering
+// again (same uuid, same id), a Python engine by answering a heartbeat.
+// One that does neither within RestoreGrace is dropped, and its tasks in
+// flight fail.
+func (h *hub) restoreEngines(f *stateFile) {
+	goEngines := map[string]bool{}
+	for _, u := range f.Go {
+		goEngines[u] = true
+	}
+	now := time.Now()
+	h.mu.Lock()
+	for k, uuid := range f.Engines {
+		id, err := strconv.Atoi(k)
+		if err != nil || id < 0 || uuid == "" {
+			continue
+		}
+		if _, dup := h.byUUID[uuid]; dup {
+			continue
+		}
+		if _, dup := h.engines[id]; dup {
+			continue
+		}
+		e := &engine{id: id, uuid: uuid, probes: goEngines[uuid], pendedAt: now, queue: map[string]struct{}{}, restored: true}
+		h.engines[id] = e
+		h.byUUID[uuid] = e
+		if id >= h.nextID {
+			h.nextID = id + 1
+		}
+	}
+	if f.NextID > h.nextID {
+		h.nextID = f.NextID
+	}
+	n := len(h.engines)
+	h.mu.Unlock()
+	h.c.log.Info("restored the engine table; waiting for the engines to come back", "engines", n, "grace", h.c.cfg.RestoreGrace)
+}
+
+// pendingLimit is how long a registration may stay pending: a restored
+// engine gets RestoreGrace to come back.
+func (h *hub) pendingLimit(e *engine) time.Duration {
+	if e.restored {
+		return max(h.c.cfg.RegistrationTimeout, h.c.cfg.RestoreGrace)
+	}
+	return h.c.cfg.RegistrationTimeout
+}
+
+// reregister answers a registration_request from an engine the hub
+// already has under that uuid: a Go engine that lost its controller and
+// found it again (restarted, or back from a stall). It keeps its id; a
+// registered engine is confirmed at once, a restored one completes with
+// its ready probes. held lists the requests the engine still has (queued,
+// running, or replies it is about to send again): any other task the
+// previous controller had in flight on it is lost, and fails now.
+func (h *hub) reregister(e *engine, held []string) (id int, registered bool) {
+	// Called with h.mu held.
+	e.probes = true
+	e.routes = 0
+	e.pendedAt = time.Now()
+	if e.restored {
+		h.c.inflight.settle(h, e.uuid, e.id, held)
+	}
+	return e.id, e.state == stateRegistered
+}
+
+// inflightTask is a task the previous controller had sent to an engine
+// when it died.
+type inflightTask struct {
+	msgID, engine string
+}
+
+// inflight tracks the tasks restored from the database without a result,
+// until their engine delivers the reply, says it has no such task, or
+// does not come back.
+type inflight struct {
+	mu       sync.Mutex
+	byEngine map[string]map[string]struct{}
+}
+
+func newInflight() *inflight { return &inflight{byEngine: map[string]map[string]struct{}{}} }
+
+func (f *inflight) add(t inflightTask) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	m := f.byEngine[t.engine]
+	if m == nil {
+		m = map[string]struct{}{}
+		f.byEngine[t.engine] = m
+	}
+	m[t.msgID] = struct{}{}
+}
+
+// take removes and returns the tasks in flight on engine, all of them or
+// those not in keep.
+func (f *inflight) take(engine string, keep map[string]bool) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for id := range f.byEngine[engine] {
+		if !keep[id] {
+			out = append(out, id)
+			delete(f.byEngine[engine], id)
+		}
+	}
+	if len(f.byEngine[engine]) == 0 {
+		delete(f.byEngine, engine)
+	}
+	return out
+}
+
+// settle fails the tasks of engine id that it does not hold any more.
+// Called with h.mu held: records has its own lock.
+func (f *inflight) settle(h *hub, uuid string, id int, held []string) {
+	keep := make(map[string]bool, len(held))
+	for _, m := range held {
+		keep[m] = true
+	}
+	for _, m := range f.take(uuid, keep) {
+		h.records.fail(m, "TaskLost", fmt.Sprintf("engine %d came back after the controller restarted without task '%s': its reply was lost with the previous controller", id, m))
+	}
+}
+
+// gone fails every task in flight on an engine that did not come back.
+func (f *inflight) gone(h *hub, uuid string, id int) {
+	for _, m := range f.take(uuid, nil) {
+		h.records.fail(m, "TaskLost", fmt.Sprintf("engine %d did not come back after the controller restarted; task '%s' was running on it", id, m))
+	}
+}
+
+// incompleteTasks is what the task database loaded that has no result.
+// The database (db helper) fills it; without one there is nothing.
+func (c *Controller) incompleteTasks() []*TaskRecord {
+	if c.cfg.restoredTasks != nil {
+		return c.cfg.restoredTasks()
+	}
+	return nil
+}
+
+// restoreTasks takes the tasks that had no result when the previous
+// controller died. Those that never reached an engine fail at once (the
+// previous scheduler's queue is gone; the client resubmits them); those on
+// an engine wait for it.
+func (c *Controller) restoreTasks(recs []*TaskRecord) {
+	lost := 0
+	for _, r := range recs {
+		if r == nil || r.MsgID == "" || !r.Completed.IsZero() {
+			continue
+		}
+		c.records.addRestored(r)
+		if r.EngineUUID == "" {
+			c.records.fail(r.MsgID, "TaskLost", fmt.Sprintf("task '%s' was waiting in the controller's queue when the controller stopped; it did not run (resubmit it)", r.MsgID))
+			lost++
+			continue
+		}
+		c.inflight.add(inflightTask{msgID: r.MsgID, engine: r.EngineUUID})
+	}
+	if len(recs) > 0 {
+		c.log.Info("restored the tasks in flight", "tasks", len(recs), "failed_unassigned", lost)
+	}
+}
+
+// addRestored puts back a request the previous controller recorded and
+// did not complete. The client's routing identity died with the previous
+// controller's sockets, so the reply is accepted from its engine for
+// whichever connection the engine names.
+func (rs *records) addRestored(tr *TaskRecord) {
+	r := &record{
+		msgID:      tr.MsgID,
+		header:     clone(tr.Header),
+		metadata:   clone(tr.Metadata),
+		clientUUID: tr.ClientUUID,
+		engineUUID: tr.EngineUUID,
+		queue:      tr.Queue,
+		submitted:  tr.Submitted,
+		restored:   true,
+	}
+	if len(r.header) == 0 {
+		r.header = json.RawMessage(`{}`)
+	}
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if _, ok := rs.byID[r.msgID]; !ok {
+		rs.order = append(rs.order, r.msgID)
+	}
+	rs.byID[r.msgID] = r
+}
+
+// isRestored reports whether msgID is a pending request taken over from
+// the previous controller.
+func (rs *records) isRestored(msgID string) bool {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	r, ok := rs.byID[msgID]
+	return ok && r.restored && !r.completed
+}
