@@ -49,6 +49,9 @@ type engine struct {
 	// restored: taken over from the engine table of the controller this
 	// one restarted (restore.go), until it comes back or is given up.
 	restored bool
+	// askedAgain is when a restored Go engine was last asked to register
+	// again (reregister_request).
+	askedAgain time.Time
 }
 
 // hub owns engine registration, liveness and task records.
@@ -598,9 +601,20 @@ func (h *hub) pong(uuid, payload string) {
 	e.answered = true
 	e.lastPong = time.Now()
 	complete := e.state == statePending && !e.probes
+	askAgain := e.state == statePending && e.restored && e.probes && time.Since(e.askedAgain) >= time.Second
+	if askAgain {
+		e.askedAgain = time.Now()
+	}
 	h.mu.Unlock()
 	if complete {
 		h.complete(uuid)
+	}
+	if askAgain {
+		// A Go engine of the previous controller is back on the heartbeat
+		// but has not registered again (it did not notice the restart):
+		// ask it to, on its registration socket. Only Go engines (the
+		// table says which) understand this.
+		h.reply(h.c.reg, [][]byte{[]byte(uuid)}, nil, "reregister_request", map[string]any{})
 	}
 }
 
