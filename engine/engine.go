@@ -112,15 +112,15 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	e := &engine{
-		curve:    curve,
-		cfg:      c,
-		log:      c.Logger.With("uuid", uuid),
-		sess:     wire.NewSession([]byte(c.Info.Key), uuid),
-		uuid:     uuid,
-		id:       -1,
-		queue:    newQueue(),
-		stopCh:   make(chan struct{}),
-		closing:  make(chan struct{}),
+		curve:   curve,
+		cfg:     c,
+		log:     c.Logger.With("uuid", uuid),
+		sess:    wire.NewSession([]byte(c.Info.Key), uuid),
+		uuid:    uuid,
+		id:      -1,
+		queue:   newQueue(),
+		stopCh:  make(chan struct{}),
+		closing: make(chan struct{}),
 	}
 	e.round.Store(newRound(false))
 	return e.run(ctx)
