@@ -70,7 +70,15 @@ func WithSSH(host string) Option {
 // from the controller the client closes with an error wrapping
 // ErrControllerLost. A controller that died behind a working tunnel (its
 // port refuses connections) is reported as quickly as without a tunnel.
-// Clients without a tunnel ignore this setting.
+//
+// A client connected directly waits only when given this option: then a
+// controller that goes silent (killed, and restarted on the same ports
+// with ipcluster start --restore) is waited for up to d, and once it
+// answers again the outstanding requests are recovered from its records
+// (result_request), sent again if it never received them, or fail with
+// the error it recorded (TaskLost for a task it could not account for).
+// Without the option a direct client reports a dead controller after the
+// keepalive's few seconds, as before.
 func WithReconnectTimeout(d time.Duration) Option {
 	return func(c *clientConfig) { c.reconnectTimeout = d }
 }
@@ -218,6 +226,12 @@ func tunnelTarget(info *wire.ClientInfo) (string, error) {
 func (c *Client) openTunnel(ctx context.Context, info *wire.ClientInfo) (*wire.ClientInfo, error) {
 	dest := sshDestination(info, &c.cfg)
 	if dest == "" {
+		if c.cfg.reconnectTimeout > 0 {
+			// Direct, but asked to wait for a controller that comes
+			// back (restarted with ipcluster start --restore): the same
+			// recovery as after a tunnel drop, without a tunnel.
+			c.tun = newRecovery("", info.URL(info.Registration), c.cfg.reconnectTimeout)
+		}
 		return info, nil
 	}
 	target, err := tunnelTarget(info)
@@ -262,30 +276,34 @@ func (c *Client) openTunnel(ctx context.Context, info *wire.ClientInfo) (*wire.C
 		*lports[i], _ = strconv.Atoi(lp)
 	}
 	local.Interface = "tcp://127.0.0.1"
-	c.tun = &clientTunnel{
-		dest:     dest,
-		remote:   "tcp://" + net.JoinHostPort(target, strconv.Itoa(info.Registration)),
-		host:     host,
-		t:        t,
-		regLocal: locals[index[info.Registration]],
-		timeout:  c.cfg.reconnectTimeout,
-		kick:     make(chan struct{}, 1),
-		orphans:  map[string]*orphan{},
-		sent:     map[string]sentRequest{},
-		waiters:  map[*waiter]time.Time{},
-	}
-	if c.tun.timeout <= 0 {
-		c.tun.timeout = defaultReconnectTimeout
-	}
+	c.tun = newRecovery(dest, "tcp://"+net.JoinHostPort(target, strconv.Itoa(info.Registration)), c.cfg.reconnectTimeout)
+	c.tun.host, c.tun.t, c.tun.regLocal = host, t, locals[index[info.Registration]]
 	c.info = &local
 	c.log.Debug("connected through ssh tunnel", "ssh", dest, "controller", c.tun.remote, "local", c.tun.regLocal)
 	return &local, nil
 }
 
+// newRecovery is the recovery state of a client through an ssh tunnel to
+// dest, or of a direct client that waits for its controller (dest "").
+func newRecovery(dest, remote string, timeout time.Duration) *clientTunnel {
+	if timeout <= 0 {
+		timeout = defaultReconnectTimeout
+	}
+	return &clientTunnel{
+		dest:    dest,
+		remote:  remote,
+		timeout: timeout,
+		kick:    make(chan struct{}, 1),
+		orphans: map[string]*orphan{},
+		sent:    map[string]sentRequest{},
+		waiters: map[*waiter]time.Time{},
+	}
+}
+
 // controllerAddr names the controller for messages: its registration
 // address, and the ssh server when it is reached through a tunnel.
 func (c *Client) controllerAddr() string {
-	if c.tun != nil {
+	if c.tun != nil && c.tun.t != nil {
 		return fmt.Sprintf("%s on %s (through an ssh tunnel, local end %s)", c.tun.remote, c.tun.dest, c.tun.regLocal)
 	}
 	return c.info.URL(c.info.Registration)
@@ -295,7 +313,7 @@ func (c *Client) controllerAddr() string {
 // expire (sshx.ControlPersist): another client or ipcluster command may be
 // using it.
 func (c *Client) closeTunnel() {
-	if c.tun == nil {
+	if c.tun == nil || c.tun.t == nil {
 		return
 	}
 	if err := c.tun.t.Close(); err != nil {
@@ -315,7 +333,7 @@ func (c *Client) Tunnel() string {
 // Reconnects counts how often the client's ssh tunnel was re-established
 // after dropping (0 without a tunnel).
 func (c *Client) Reconnects() int {
-	if c.tun == nil {
+	if c.tun == nil || c.tun.t == nil {
 		return 0
 	}
 	return c.tun.t.Reconnects()
@@ -326,6 +344,12 @@ func (c *Client) Reconnects() int {
 // back) or to give up; detail completes the give-up message.
 func (c *Client) tunnelHold(silence time.Duration) (hold bool, detail string) {
 	tun := c.tun
+	if tun.t == nil {
+		if silence >= tun.timeout {
+			return false, fmt.Sprintf("; it did not come back within %v (WithReconnectTimeout)", tun.timeout)
+		}
+		return true, ""
+	}
 	if silence >= tun.timeout {
 		detail = fmt.Sprintf("; the ssh tunnel through %s did not bring it back within %v (WithReconnectTimeout)", tun.dest, tun.timeout)
 		if err := tun.t.Err(); err != nil {
@@ -404,7 +428,7 @@ func (c *Client) reconnected(why string) {
 func (c *Client) watchTunnel() {
 	defer c.wg.Done()
 	tun := c.tun
-	seen := tun.t.Reconnects()
+	seen := c.Reconnects()
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	var last time.Time
@@ -416,7 +440,7 @@ func (c *Client) watchTunnel() {
 			last = time.Time{}
 		case <-tick.C:
 		}
-		if n := tun.t.Reconnects(); n != seen {
+		if n := c.Reconnects(); n != seen {
 			seen = n
 			c.reconnected("the ssh tunnel was re-established")
 			last = time.Time{}
@@ -462,7 +486,7 @@ func (c *Client) expireWaiters() {
 	}
 	c.mu.Unlock()
 	for _, w := range fail {
-		w.deliver(waitResult{err: fmt.Errorf("%w: no reply to %s after the ssh tunnel through %s came back; send it again", ErrReplyLost, w.msgType, tun.dest)})
+		w.deliver(waitResult{err: fmt.Errorf("%w: no reply to %s after the connection to the controller came back; send it again", ErrReplyLost, w.msgType)})
 	}
 }
 
