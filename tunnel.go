@@ -736,3 +736,54 @@ func (c *Client) forgetOrphan(id string) {
 	delete(c.tun.orphans, id)
 	c.tun.mu.Unlock()
 }
+
+// watchDrops notices a controller restarted on the same ports faster than
+// the keepalive would (its probes queue in the socket and the new
+// controller answers them): once the query connection dropped, it asks
+// the hub every dropProbe until something arrives, then recovers what the
+// drop may have lost, as after a tunnel drop.
+func (c *Client) watchDrops(events <-chan transport.Event) {
+	defer c.wg.Done()
+	const dropProbe = 200 * time.Millisecond
+	var tick <-chan time.Time
+	var ticker *time.Ticker
+	defer func() {
+		if ticker != nil {
+			ticker.Stop()
+		}
+	}()
+	var droppedAt time.Duration
+	dropped := false
+	for {
+		select {
+		case <-c.done:
+			return
+		case ev, ok := <-events:
+			if !ok {
+				return
+			}
+			if ev.Kind != transport.EventDisconnected || dropped {
+				continue
+			}
+			dropped, droppedAt = true, time.Since(c.born)
+			c.log.Info("connection to the controller dropped; waiting for it", "controller", c.controllerAddr())
+			if ticker == nil {
+				ticker = time.NewTicker(dropProbe)
+				tick = ticker.C
+			} else {
+				ticker.Reset(dropProbe)
+			}
+		case <-tick:
+			if !dropped {
+				continue
+			}
+			if time.Duration(c.heard.Load()) > droppedAt {
+				dropped = false
+				ticker.Stop()
+				c.reconnected("the connection to the controller dropped and came back")
+				continue
+			}
+			c.sendProbe()
+		}
+	}
+}
