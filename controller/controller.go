@@ -519,6 +519,9 @@ func (c *Controller) Start() (err error) {
 			return fmt.Errorf("controller: writing %s: %w", c.clientFile, err)
 		}
 	}
+	// Written before any engine can register: from now on a restore can
+	// find this controller's ports and key even without its files.
+	c.hub.saveEngines()
 	c.goServe("registration", func() { c.hub.serveRegistration("registration", c.reg) })
 	if c.split {
 		c.goServe("client registration", func() { c.hub.serveRegistration("client_registration", c.query) })

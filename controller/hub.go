@@ -341,7 +341,11 @@ func (h *hub) register(s transport.Socket, msg *wire.Message) {
 	}
 	h.mu.Lock()
 	if e, dup := h.byUUID[req.UUID]; dup {
-		if !req.Reregister || !req.ReadyProbe || (req.ID != nil && *req.ID != e.id) || !(e.restored || e.state == stateRegistered) {
+		// Only the engine itself may register again: its registration
+		// socket's routing identity is its uuid, and identities are
+		// exclusive, so no other peer can speak for it.
+		own := len(msg.Idents) > 0 && string(msg.Idents[len(msg.Idents)-1]) == req.UUID
+		if !own || !req.Reregister || !req.ReadyProbe || (req.ID != nil && *req.ID != e.id) || !(e.restored || e.state == stateRegistered) {
 			h.mu.Unlock()
 			h.reply(s, msg.Idents, msg, "registration_reply", errorContent("KeyError", fmt.Sprintf("uuid %q in use", req.UUID)))
 			return

@@ -49,11 +49,18 @@ func EngineStateFile(profileDir, clusterID string) string {
 // table written for another key belongs to another cluster and is
 // ignored) and which engines are Go engines (they register again with
 // ready probes; the others are waited for by heartbeat).
+//
+// It also keeps both connection files' content: ipcluster removes the
+// connection files of a controller it finds dead (list, exec), and a
+// restore must still find the ports and key afterwards. The file is as
+// private as they are (0600 in the security directory).
 type stateFile struct {
 	Engines   map[string]string `json:"engines"`
 	NextID    int               `json:"next_id"`
 	KeySHA256 string            `json:"key_sha256"`
 	Go        []string          `json:"go_engines,omitempty"`
+	Engine    *wire.EngineInfo  `json:"engine_connection,omitempty"`
+	Client    *wire.ClientInfo  `json:"client_connection,omitempty"`
 }
 
 func keyHash(key []byte) string {
@@ -83,18 +90,9 @@ func loadPrevious(cfg *Config) (*previous, error) {
 		return nil, errors.New("controller: restore needs the profile directory of the cluster to restore")
 	}
 	ef, cf := wire.EngineFile(cfg.ProfileDir, cfg.ClusterID), wire.ClientFile(cfg.ProfileDir, cfg.ClusterID)
-	for _, f := range []string{ef, cf} {
-		if _, err := os.Stat(f); errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("controller: nothing to restore: %s does not exist (a controller that stopped normally removes its files; start a new cluster instead)", f)
-		}
-	}
-	ei, err := wire.LoadEngineInfo(ef)
+	ei, ci, err := previousFiles(ef, cf, EngineStateFile(cfg.ProfileDir, cfg.ClusterID))
 	if err != nil {
-		return nil, fmt.Errorf("controller: cannot restore from %s: %w", ef, err)
-	}
-	ci, err := wire.LoadClientInfo(cf)
-	if err != nil {
-		return nil, fmt.Errorf("controller: cannot restore from %s: %w", cf, err)
+		return nil, err
 	}
 	if ei.Key != ci.Key {
 		return nil, fmt.Errorf("controller: cannot restore: %s and %s have different keys (files of two clusters?)", ef, cf)
@@ -124,6 +122,43 @@ func loadPrevious(cfg *Config) (*previous, error) {
 		}
 	}
 	return &previous{engine: ei, client: ci}, nil
+}
+
+// previousFiles reads the dead controller's connection files or, when
+// they are gone, the copy in its engine table.
+func previousFiles(ef, cf, sf string) (*wire.EngineInfo, *wire.ClientInfo, error) {
+	_, errE := os.Stat(ef)
+	_, errC := os.Stat(cf)
+	if errE == nil && errC == nil {
+		ei, err := wire.LoadEngineInfo(ef)
+		if err != nil {
+			return nil, nil, fmt.Errorf("controller: cannot restore from %s: %w", ef, err)
+		}
+		ci, err := wire.LoadClientInfo(cf)
+		if err != nil {
+			return nil, nil, fmt.Errorf("controller: cannot restore from %s: %w", cf, err)
+		}
+		return ei, ci, nil
+	}
+	nothing := fmt.Errorf("controller: nothing to restore: neither the connection files (%s) nor the engine table (%s) of a controller are there (a controller that stopped normally removes them; start a new cluster instead)", ef, sf)
+	data, err := os.ReadFile(sf)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, nothing
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("controller: cannot restore: %w", err)
+	}
+	var f stateFile
+	if err := json.Unmarshal(data, &f); err != nil {
+		return nil, nil, fmt.Errorf("controller: cannot restore from %s: %w", sf, err)
+	}
+	if f.Engine == nil || f.Client == nil {
+		return nil, nil, nothing
+	}
+	if keyHash([]byte(f.Engine.Key)) != f.KeySHA256 {
+		return nil, nil, fmt.Errorf("controller: cannot restore from %s: its key does not match its own hash (a damaged file)", sf)
+	}
+	return f.Engine, f.Client, nil
 }
 
 // checkCurve refuses a restore whose CURVE settings differ from the files:
@@ -268,7 +303,8 @@ func (h *hub) saveEngines() {
 		return
 	}
 	h.mu.Lock()
-	f := &stateFile{Engines: make(map[string]string, len(h.engines)), NextID: h.nextID}
+	f := &stateFile{Engines: make(map[string]string, len(h.engines)), NextID: h.nextID,
+		Engine: h.c.EngineInfo(), Client: h.c.ClientInfo()}
 	for id, e := range h.engines {
 		f.Engines[strconv.Itoa(id)] = e.uuid
 		if e.probes {

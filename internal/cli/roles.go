@@ -119,7 +119,14 @@ type ControllerOptions struct {
 	CurveFlags
 	// LimitFlags are --max-message-size and the other resource limits.
 	LimitFlags
+	// Restore is --restore: take over the cluster of a controller that
+	// died, from the connection files it left.
+	Restore bool
 }
+
+// restoreHelp is the help of --restore on start and the controller role.
+const restoreHelp = "take over the cluster of a controller that died (kill -9, lost node): same key, ports and engine ids, " +
+	"from the connection files and engine table it left; running engines and clients find it again (see docs/controller.md)"
 
 // NewCmdController builds the controller role. runF replaces
 // controllerRun in tests.
@@ -156,6 +163,7 @@ key from IPP_SESSION_KEY when set. Logs go to standard error.`,
 	fs.StringVar(&opts.Transport, "transport", "", "socket backend: zmq or gozmq (default $IPP_TRANSPORT, else zmq when built in)")
 	opts.CurveFlags.bind(fs)
 	opts.LimitFlags.bind(fs)
+	fs.BoolVar(&opts.Restore, "restore", false, restoreHelp)
 	return cmd
 }
 
@@ -193,6 +201,7 @@ func (o *ControllerOptions) config() (controller.Config, error) {
 		HeartbeatMisses: o.HeartbeatMisses,
 		Transport:       backend,
 		Logger:          o.F.Logger(),
+		Restore:         o.Restore,
 	}
 	if key := os.Getenv(envSessionKey); key != "" {
 		cfg.Key = []byte(key)

@@ -56,6 +56,9 @@ type StartOptions struct {
 	CurveFlags
 	// LimitFlags are passed on to the controller.
 	LimitFlags
+	// Restore is --restore: restart the controller of a cluster whose
+	// controller died, keeping its engines.
+	Restore bool
 	// remoteArgs are the flags given, for the remote ipcluster of --ssh.
 	remoteArgs []string
 }
@@ -97,6 +100,9 @@ check its batch jobs left the queue. See docs/laptop.md.`,
 				return fmt.Errorf("unexpected arguments %q (controller arguments go after --)", args)
 			}
 			opts.NUnset = !cmd.Flags().Changed("n")
+			if opts.Restore && !opts.NUnset {
+				return errors.New("--restore starts only the controller: the engines of the cluster register again with it (add more later with 'ipcluster engines')")
+			}
 			opts.remoteArgs = forwardFlags(cmd.Flags())
 			if runF != nil {
 				return runF(opts)
@@ -112,6 +118,7 @@ check its batch jobs left the queue. See docs/laptop.md.`,
 	opts.ClusterFlags.bindRemote(fs)
 	fs.IntVarP(&opts.N, "n", "n", runtime.NumCPU(), "number of engines (0: only the controller; add engines with 'ipcluster engines')")
 	fs.BoolVar(&opts.Daemonize, "daemonize", false, "return once the engines are up, leaving the cluster running")
+	fs.BoolVar(&opts.Restore, "restore", false, restoreHelp)
 	fs.StringVar(&opts.IP, "ip", "", "controller address to bind, for engines and (without --client-ip) clients (default 127.0.0.1; '*' for all interfaces)")
 	fs.StringVar(&opts.ClientIP, "client-ip", "", clientIPHelp)
 	fs.StringVar(&opts.Location, "location", "", "controller host name written to the connection files")
@@ -241,13 +248,21 @@ func startRun(ctx context.Context, o *StartOptions) error {
 		}
 	}()
 
-	log.Info("starting controller", "profile_dir", copts.ProfileDir, "cluster_id", clusterName(copts.ClusterID))
-	if err := c.StartController(ctx); err != nil {
-		return err
-	}
 	bringUp := bringUpEngines
 	if o.N == 0 {
 		bringUp = controllerOnly
+	}
+	if o.Restore {
+		log.Info("restarting the controller of the cluster", "profile_dir", copts.ProfileDir, "cluster_id", clusterName(copts.ClusterID))
+		if err := c.RestartController(ctx); err != nil {
+			return err
+		}
+		bringUp = waitRestored
+	} else {
+		log.Info("starting controller", "profile_dir", copts.ProfileDir, "cluster_id", clusterName(copts.ClusterID))
+		if err := c.StartController(ctx); err != nil {
+			return err
+		}
 	}
 	if err := bringUp(ctx, o.F, c, o.N, o.WaitTimeout); err != nil {
 		log.Error("cluster start failed; stopping it", "err", err)
@@ -258,9 +273,42 @@ func startRun(ctx context.Context, o *StartOptions) error {
 		fmt.Fprintf(o.F.IO.ErrOut, "Stop it with: ipcluster stop%s\n", stopFlags(o.ClusterFlags))
 		return nil
 	}
-	fmt.Fprintf(o.F.IO.ErrOut, "Cluster %s running with %d engines (%s). Press Ctrl-C to stop it.\n",
-		clusterName(copts.ClusterID), o.N, c.File())
+	if o.Restore {
+		fmt.Fprintf(o.F.IO.ErrOut, "Cluster %s restored (%s). Press Ctrl-C to stop it.\n", clusterName(copts.ClusterID), c.File())
+	} else {
+		fmt.Fprintf(o.F.IO.ErrOut, "Cluster %s running with %d engines (%s). Press Ctrl-C to stop it.\n",
+			clusterName(copts.ClusterID), o.N, c.File())
+	}
 	return foreground(ctx, log, c, o.StopGrace)
+}
+
+// waitRestored waits until the restored controller answers a client,
+// failing early with its output if it exits (nothing to restore, a port
+// still taken). Its connection files exist from the start (the dead
+// controller's), so only an answer shows it is up.
+func waitRestored(ctx context.Context, f *Factory, c *launchers.Cluster, _ int, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("the restored controller did not answer within %v", timeout))
+	defer cancel()
+	file := wire.ClientFile(c.Options().ProfileDir, c.Options().ClusterID)
+	for {
+		if err := deadProcesses(c, ""); err != nil {
+			return err
+		}
+		actx, acancel := context.WithTimeout(ctx, time.Second)
+		client, err := f.Connect(actx, file)
+		acancel()
+		if err == nil {
+			n := len(client.IDs())
+			client.Close()
+			c.Options().Logger.Info("controller restored; the cluster's engines register again as they notice it", "engines_now", n, "engine_sets", len(c.EngineSets()))
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last: %v)", context.Cause(ctx), err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // clientIPHelp is the help of --client-ip on start and the controller role.
