@@ -311,8 +311,10 @@ type Controller struct {
 	prev *previous
 	// state persists the engine table for a later restore.
 	state *engineTable
-	// inflight tracks the tasks the previous controller had in flight.
+	// inflight tracks the tasks the previous controller had in flight;
+	// sweep fails those of engines that never came back.
 	inflight *inflight
+	sweep    *time.Timer
 }
 
 // Identities of the engine-facing ROUTERs, as ipyparallel names them.
@@ -663,6 +665,9 @@ func (c *Controller) Close() error {
 	c.stopOnce.Do(func() {
 		if c.hub != nil {
 			c.hub.stop()
+		}
+		if c.sweep != nil {
+			c.sweep.Stop()
 		}
 		if c.tasks != nil {
 			c.tasks.stop()

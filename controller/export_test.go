@@ -21,3 +21,13 @@ func IncompleteRecords(c *Controller) []*TaskRecord {
 	}
 	return out
 }
+
+// ResultContent is the result content the hub recorded for msgID.
+func ResultContent(c *Controller, msgID string) string {
+	c.records.mu.Lock()
+	defer c.records.mu.Unlock()
+	if r := c.records.byID[msgID]; r != nil {
+		return string(r.resultContent)
+	}
+	return ""
+}

@@ -385,3 +385,98 @@ func TestRestoreStaleTableOtherKey(t *testing.T) {
 		t.Errorf("engine table mode: %v %v, want 0600", fi.Mode(), err)
 	}
 }
+
+// TestRestartPythonEngine: a Python ipyparallel engine never registers
+// again, but it keeps answering heartbeats (it gives up only after 50
+// missed checks) and its sockets reconnect: the restored controller takes
+// it back from the engine table at its first pong, with its id, and it
+// runs code again.
+func TestRestartPythonEngine(t *testing.T) {
+	py := testutil.NeedPython(t, "ipyparallel", "zmq")
+	dir := t.TempDir()
+	ctlA := startRestartController(t, dir, false)
+	engineFile := wire.EngineFile(dir, "")
+	testutil.Eventually(t, 30*time.Second, func() bool {
+		_, err := os.Stat(engineFile)
+		return err == nil
+	}, "the controller wrote no connection file:\n%s", ctlA.out)
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	defer cancel()
+	startPythonEngine(t, ctx, py, engineFile, dir, "engine.log", "INFO")
+	client, err := ipp.ConnectProfile(ctx, dir, "", ipp.WithLogger(discardLogger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := client.WaitForEngines(ctx, 1, ipp.WaitOptions{Progress: ipp.ProgressOff}); err != nil {
+		t.Fatalf("%v\n%s", err, ctlA.out)
+	}
+	before := engineMap(t, ctx, client)
+	client.Close()
+
+	ctlA.kill9(t)
+	ctlB := startRestartController(t, dir, true)
+	fresh, err := ipp.ConnectProfile(ctx, dir, "", ipp.WithLogger(discardLogger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	var after map[int]string
+	testutil.Eventually(t, 60*time.Second, func() bool {
+		after = engineMap(t, ctx, fresh)
+		return fmt.Sprint(after) == fmt.Sprint(before)
+	}, "the Python engine did not come back as %v:\n%s", before, ctlB.out)
+	ar, err := fresh.View(0).Execute(ctx, "x = 6 * 7")
+	if err == nil {
+		err = ar.Wait(ctx)
+	}
+	if err != nil {
+		t.Fatalf("execute on the Python engine after the restart: %v\n%s", err, ctlB.out)
+	}
+}
+
+// TestRestoreFromTableWithoutFiles: after ipcluster removed a dead
+// controller's connection files, a restore takes the ports and key from
+// the engine table; tasks the database had in flight fail with TaskLost:
+// at once when they never reached an engine, after RestoreGrace when
+// their engine is unknown.
+func TestRestoreFromTableWithoutFiles(t *testing.T) {
+	dir := t.TempDir()
+	first, _ := startController(t, controller.Config{ProfileDir: dir})
+	table, err := os.ReadFile(controller.EngineStateFile(dir, ""))
+	if err != nil {
+		t.Fatalf("no engine table after Start: %v", err)
+	}
+	ei, ci := first.EngineInfo(), first.ClientInfo()
+	first.Close()
+	if _, err := os.Stat(wire.EngineFile(dir, "")); err == nil {
+		t.Fatal("Close left the engine file")
+	}
+	if err := wire.WritePrivateFile(controller.EngineStateFile(dir, ""), table); err != nil {
+		t.Fatal(err)
+	}
+	cfg := controller.Config{ProfileDir: dir, Restore: true, RestoreGrace: time.Second}
+	hdr := json.RawMessage(`{"msg_id": "x", "msg_type": "apply_request"}`)
+	controller.SetRestoredTasks(&cfg, func() []*controller.TaskRecord {
+		return []*controller.TaskRecord{
+			{MsgID: "queued", Header: hdr, Queue: "task"},
+			{MsgID: "on-a-ghost", Header: hdr, Queue: "task", EngineUUID: "ghost"},
+		}
+	})
+	restored, _ := startController(t, cfg)
+	if got := restored.EngineInfo(); fmt.Sprint(*got) != fmt.Sprint(*ei) {
+		t.Errorf("engine side after the restore:\n%+v\nwant\n%+v", *got, *ei)
+	}
+	if got := restored.ClientInfo(); fmt.Sprint(*got) != fmt.Sprint(*ci) {
+		t.Errorf("client side after the restore:\n%+v\nwant\n%+v", *got, *ci)
+	}
+	if _, err := wire.LoadClientInfo(wire.ClientFile(dir, "")); err != nil {
+		t.Errorf("the restore did not write the client file again: %v", err)
+	}
+	if got := controller.ResultContent(restored, "queued"); !strings.Contains(got, "TaskLost") || !strings.Contains(got, "resubmit") {
+		t.Errorf("queued task after the restore: %s", got)
+	}
+	testutil.Eventually(t, 30*time.Second, func() bool {
+		return strings.Contains(controller.ResultContent(restored, "on-a-ghost"), "TaskLost")
+	}, "the task on an unknown engine did not fail after RestoreGrace")
+	t.Logf("on-a-ghost: %s", controller.ResultContent(restored, "on-a-ghost"))
+}

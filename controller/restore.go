@@ -441,8 +441,39 @@ func (f *inflight) settle(h *hub, uuid string, id int, held []string) {
 
 // gone fails every task in flight on an engine that did not come back.
 func (f *inflight) gone(h *hub, uuid string, id int) {
+	name := strconv.Itoa(id)
+	if id < 0 {
+		name = uuid // not in the engine table
+	}
 	for _, m := range f.take(uuid, nil) {
-		h.records.fail(m, "TaskLost", fmt.Sprintf("engine %d did not come back after the controller restarted; task '%s' was running on it", id, m))
+		h.records.fail(m, "TaskLost", fmt.Sprintf("engine %s did not come back after the controller restarted; task '%s' was running on it", name, m))
+	}
+}
+
+// engines lists the engines with tasks in flight.
+func (f *inflight) engines() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]string, 0, len(f.byEngine))
+	for u := range f.byEngine {
+		out = append(out, u)
+	}
+	return out
+}
+
+// sweepInflight runs RestoreGrace after a restore: tasks in flight on an
+// engine the hub does not know (the engine table was lost, or did not
+// name it) fail now; those of engines still pending fail when their
+// registration times out, and those of engines that came back wait for
+// their replies.
+func (h *hub) sweepInflight() {
+	for _, u := range h.c.inflight.engines() {
+		h.mu.Lock()
+		_, known := h.byUUID[u]
+		h.mu.Unlock()
+		if !known {
+			h.c.inflight.gone(h, u, -1)
+		}
 	}
 }
 
@@ -473,6 +504,7 @@ func (c *Controller) restoreTasks(recs []*TaskRecord) {
 		}
 		c.inflight.add(inflightTask{msgID: r.MsgID, engine: r.EngineUUID})
 	}
+	c.sweep = time.AfterFunc(c.cfg.RestoreGrace, c.hub.sweepInflight)
 	if len(recs) > 0 {
 		c.log.Info("restored the tasks in flight", "tasks", len(recs), "failed_unassigned", lost)
 	}
