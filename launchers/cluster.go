@@ -214,7 +214,7 @@ func (c *Cluster) StartController(ctx context.Context) error {
 func (c *Cluster) RestartController(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.controller != nil {
+	if c.controller != nil && c.controller.Status().State != StateAfter {
 		return errors.New("controller already started")
 	}
 	var l Launcher

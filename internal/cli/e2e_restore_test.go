@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"syscall"
@@ -83,5 +84,81 @@ func TestEndToEndRestore(t *testing.T) {
 	_, errOut = e.must(ExitAlreadyStarted, "start", "--restore", "--daemonize", "--cluster-id", id)
 	if !strings.Contains(errOut, "nothing to restore") {
 		t.Errorf("restore of a running cluster says:\n%s", errOut)
+	}
+}
+
+// TestEndToEndAutoRestore: ipcluster start --auto-restore in the
+// foreground restarts a controller that was SIGKILLed, over the same
+// engine process, which comes back with its id; SIGTERM then stops it all.
+func TestEndToEndAutoRestore(t *testing.T) {
+	e := newE2E(t)
+	e.env = append(e.env, "IPP_CONTROLLER_TIMEOUT=600")
+	const id = "ar"
+	clusterFile := wire.ClusterFile(e.profile, id)
+	if _, errOut, code := e.run("start", "--auto-restore", "1", "--daemonize", "--cluster-id", id); code == 0 || !strings.Contains(errOut, "foreground") {
+		t.Errorf("--auto-restore with --daemonize: exit %d:\n%s", code, errOut)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	fg, _, fgErr := e.command(ctx, "start", "-n", "1", "--auto-restore", "2", "--cluster-id", id, "--wait-timeout", "60")
+	if err := fg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	fgDone := make(chan error, 1)
+	go func() { fgDone <- fg.Wait() }()
+	defer func() {
+		fg.Process.Kill()
+		<-fgDone
+	}()
+	var pids []int
+	testutil.Eventually(t, 90*time.Second, func() bool {
+		if _, err := os.Stat(clusterFile); err != nil {
+			return false
+		}
+		f, err := launchers.ReadClusterFile(clusterFile)
+		if err != nil || f.Controller == nil || len(f.Engines.Sets) == 0 {
+			return false
+		}
+		pids = recordedPIDs(t, clusterFile)
+		return len(pids) == 2
+	}, "the foreground cluster did not start")
+	e.pids = append(e.pids, pids...)
+	testutil.Eventually(t, 90*time.Second, func() bool {
+		out, _, code := e.run("exec", "--cluster-id", id, "fmt.Println(\"first\")")
+		return code == 0 && strings.Contains(out, "first")
+	}, "exec never worked before the kill:\n%s", fgErr)
+
+	syscall.Kill(pids[0], syscall.SIGKILL)
+	var now []int
+	testutil.Eventually(t, 90*time.Second, func() bool {
+		now = recordedPIDs(t, clusterFile)
+		return len(now) == 2 && now[0] != pids[0] && launchers.PIDAlive(now[0])
+	}, "no new controller after the kill; ipcluster says:\n%s", fgErr)
+	e.pids = append(e.pids, now[0])
+	if now[1] != pids[1] || !launchers.PIDAlive(pids[1]) {
+		t.Errorf("engine pid %v after the restart, want the same %d alive", now[1:], pids[1])
+	}
+	testutil.Eventually(t, 90*time.Second, func() bool {
+		out, _, code := e.run("exec", "--cluster-id", id, "fmt.Println(\"again\")")
+		return code == 0 && strings.Contains(out, "again")
+	}, "exec never worked after the automatic restart")
+
+	fg.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-fgDone:
+		fgDone <- err
+		if code := e.exitCode([]string{"start"}, err); code != 0 {
+			t.Errorf("foreground ipcluster exit %d after SIGTERM:\n%s", code, fgErr)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("foreground ipcluster did not stop on SIGTERM:\n%s", fgErr)
+	}
+	for _, pid := range append(now, pids...) {
+		if launchers.PIDAlive(pid) {
+			t.Errorf("pid %d alive after the cluster stopped", pid)
+		}
+	}
+	if !strings.Contains(fgErr.String(), "auto-restore") {
+		t.Errorf("ipcluster did not log the automatic restart:\n%s", fgErr)
 	}
 }

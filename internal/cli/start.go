@@ -59,6 +59,9 @@ type StartOptions struct {
 	// Restore is --restore: restart the controller of a cluster whose
 	// controller died, keeping its engines.
 	Restore bool
+	// AutoRestore is --auto-restore: how many times a foreground
+	// ipcluster restarts a controller that died, with --restore.
+	AutoRestore int
 	// remoteArgs are the flags given, for the remote ipcluster of --ssh.
 	remoteArgs []string
 }
@@ -100,6 +103,9 @@ check its batch jobs left the queue. See docs/laptop.md.`,
 				return fmt.Errorf("unexpected arguments %q (controller arguments go after --)", args)
 			}
 			opts.NUnset = !cmd.Flags().Changed("n")
+			if opts.AutoRestore > 0 && opts.Daemonize {
+				return errors.New("--auto-restore needs ipcluster in the foreground (without --daemonize) to watch the controller; restart a daemonized cluster's controller with 'ipcluster start --restore'")
+			}
 			if opts.Restore && !opts.NUnset {
 				return errors.New("--restore starts only the controller: the engines of the cluster register again with it (add more later with 'ipcluster engines')")
 			}
@@ -119,6 +125,7 @@ check its batch jobs left the queue. See docs/laptop.md.`,
 	fs.IntVarP(&opts.N, "n", "n", runtime.NumCPU(), "number of engines (0: only the controller; add engines with 'ipcluster engines')")
 	fs.BoolVar(&opts.Daemonize, "daemonize", false, "return once the engines are up, leaving the cluster running")
 	fs.BoolVar(&opts.Restore, "restore", false, restoreHelp)
+	fs.IntVar(&opts.AutoRestore, "auto-restore", 0, "in the foreground (no --daemonize): restart a controller that dies (crash, kill -9) up to this many times, with --restore, over the running engines")
 	fs.StringVar(&opts.IP, "ip", "", "controller address to bind, for engines and (without --client-ip) clients (default 127.0.0.1; '*' for all interfaces)")
 	fs.StringVar(&opts.ClientIP, "client-ip", "", clientIPHelp)
 	fs.StringVar(&opts.Location, "location", "", "controller host name written to the connection files")
@@ -279,7 +286,16 @@ func startRun(ctx context.Context, o *StartOptions) error {
 		fmt.Fprintf(o.F.IO.ErrOut, "Cluster %s running with %d engines (%s). Press Ctrl-C to stop it.\n",
 			clusterName(copts.ClusterID), o.N, c.File())
 	}
-	return foreground(ctx, log, c, o.StopGrace)
+	var restart func() error
+	if o.AutoRestore > 0 {
+		restart = func() error {
+			if err := c.RestartController(ctx); err != nil {
+				return err
+			}
+			return waitRestored(ctx, o.F, c, 0, o.WaitTimeout)
+		}
+	}
+	return foreground(ctx, log, c, o.StopGrace, o.AutoRestore, restart)
 }
 
 // waitRestored waits until the restored controller answers a client,
@@ -461,13 +477,21 @@ func outputTail(l launchers.Launcher) string {
 
 // foreground keeps the cluster until ctx is cancelled (a signal) or the
 // controller exits, recording engine sets that end on their own, then
-// stops everything.
-func foreground(ctx context.Context, log *slog.Logger, c *launchers.Cluster, grace time.Duration) error {
-	ctlDone := make(chan struct{})
-	go func() {
-		_ = c.Controller().Wait(context.WithoutCancel(ctx))
-		close(ctlDone)
-	}()
+// stops everything. With restart, a controller that did not exit cleanly
+// (a client's shutdown request exits 0) is restarted, up to restarts
+// times, instead.
+func foreground(ctx context.Context, log *slog.Logger, c *launchers.Cluster, grace time.Duration, restarts int, restart func() error) error {
+	watch := func() chan struct{} {
+		done := make(chan struct{})
+		ctl := c.Controller()
+		go func() {
+			_ = ctl.Wait(context.WithoutCancel(ctx))
+			close(done)
+		}()
+		return done
+	}
+	ctlDone := watch()
+	restarted := 0
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	ended := map[string]bool{}
@@ -479,6 +503,18 @@ loop:
 			log.Info("stopping the cluster", "reason", context.Cause(ctx))
 			break loop
 		case <-ctlDone:
+			if st := c.Controller().Status(); st.ExitCode != 0 && restart != nil && restarted < restarts && ctx.Err() == nil {
+				restarted++
+				log.Warn("the controller died; restarting it over the running engines (--auto-restore)",
+					"exit_code", st.ExitCode, "restart", restarted, "of", restarts, "output", outputTail(c.Controller()))
+				if err := restart(); err != nil {
+					result = fmt.Errorf("restarting the controller: %w", err)
+					break loop
+				}
+				log.Info("controller restored")
+				ctlDone = watch()
+				continue
+			}
 			if st := c.Controller().Status(); st.ExitCode > 0 {
 				result = fmt.Errorf("the controller exited with status %d%s", st.ExitCode, outputTail(c.Controller()))
 			}
