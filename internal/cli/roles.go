@@ -302,7 +302,9 @@ else IPP_ENGINE_ID_BASE when set, else lets the controller choose.
 
 An engine whose controller stops sending heartbeats exits (status 1) after
 --controller-timeout, so that a batch job does not hold its nodes for long
-after its controller died.`,
+after its controller died. A controller restarted within that time
+(ipcluster start --restore) is found again: the engine registers again with
+its id and sends the replies the dead controller missed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.clusterIDSet = cmd.Flags().Changed("cluster-id")
@@ -323,7 +325,7 @@ after its controller died.`,
 	fs.Lookup("mpi").NoOptDefVal = "true"
 	fs.IntVar(&opts.MPISize, "mpi-size", -1, "world size the launcher asked for (default $"+engine.EnvMPISize+", else the launcher's count)")
 	fs.Var(newSecondsValue(&opts.ControllerTimeout, engine.DefaultControllerTimeout), "controller-timeout",
-		"exit after this long without a heartbeat from the controller (0: never; default $"+engine.EnvControllerTimeout+", else 30)")
+		"exit after this long without a heartbeat from the controller, waiting for it to be restored meanwhile (0: never; default $"+engine.EnvControllerTimeout+", else 30)")
 	return cmd
 }
 
