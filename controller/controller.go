@@ -523,7 +523,7 @@ func (c *Controller) Start() (err error) {
 	}
 	// Written before any engine can register: from now on a restore can
 	// find this controller's ports and key even without its files.
-	c.hub.saveEngines()
+	c.hub.writeEnginesNow()
 	c.goServe("registration", func() { c.hub.serveRegistration("registration", c.reg) })
 	if c.split {
 		c.goServe("client registration", func() { c.hub.serveRegistration("client_registration", c.query) })

@@ -374,12 +374,13 @@ func TestRestoreStaleTableOtherKey(t *testing.T) {
 		return len(es) == 1 && es[0].ID == 0
 	}, "this cluster's engine did not get id 0")
 	// The table now names that engine, under this cluster's key.
-	data, err := os.ReadFile(controller.EngineStateFile(dir, ""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if strings.Contains(string(data), intruder) || !strings.Contains(string(data), restored.Engines()[0].UUID) {
-		t.Errorf("engine table after the restore: %s", data)
+	var data []byte
+	testutil.Eventually(t, 30*time.Second, func() bool {
+		data, _ = os.ReadFile(controller.EngineStateFile(dir, ""))
+		return strings.Contains(string(data), restored.Engines()[0].UUID)
+	}, "the engine table does not name the registered engine")
+	if strings.Contains(string(data), intruder) {
+		t.Errorf("engine table after the restore still names the stale uuid: %s", data)
 	}
 	if fi, err := os.Stat(controller.EngineStateFile(dir, "")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("engine table mode: %v %v, want 0600", fi.Mode(), err)

@@ -223,7 +223,11 @@ func (p *previous) ports(ci *wire.ClientInfo, ei *wire.EngineInfo, leaves []int,
 type engineTable struct {
 	path string
 	hash string
-	mu   sync.Mutex // serialises writes
+	// kick asks the writer for a new version; writes are coalesced and
+	// off the hub's paths (a profile on NFS makes each one slow).
+	kick   chan struct{}
+	mu     sync.Mutex // serialises writes
+	closed bool       // removed: no more writes
 }
 
 // startRestore runs in Start once the hub exists: it sets up the engine
@@ -239,10 +243,11 @@ func (c *Controller) startRestore() error {
 	if c.cfg.ProfileDir == "" {
 		return nil
 	}
-	c.state = &engineTable{path: EngineStateFile(c.cfg.ProfileDir, c.cfg.ClusterID), hash: keyHash(c.cfg.Key)}
+	c.state = &engineTable{path: EngineStateFile(c.cfg.ProfileDir, c.cfg.ClusterID), hash: keyHash(c.cfg.Key), kick: make(chan struct{}, 1)}
+	go c.hub.writeEngines()
 	if c.prev == nil {
-		// A new cluster: whatever table is there belongs to a dead one.
-		c.state.remove()
+		// A new cluster: whatever table is there belongs to a dead one;
+		// Start writes this controller's over it.
 		return nil
 	}
 	table, err := c.state.load()
@@ -262,6 +267,7 @@ func (s *engineTable) remove() {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.closed = true
 	os.Remove(s.path)
 }
 
@@ -293,12 +299,38 @@ func (s *engineTable) save(f *stateFile) error {
 	f.KeySHA256 = s.hash
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
 	return wire.WritePrivateJSON(s.path, f)
 }
 
-// saveEngines rewrites the engine table; called after every registration
-// and departure, outside the hub's lock.
+// saveEngines asks for the engine table to be written again; called after
+// every registration and departure.
 func (h *hub) saveEngines() {
+	if h.c.state == nil {
+		return
+	}
+	select {
+	case h.c.state.kick <- struct{}{}:
+	default:
+	}
+}
+
+// writeEngines writes the table whenever asked, until the hub stops.
+func (h *hub) writeEngines() {
+	for {
+		select {
+		case <-h.quit:
+			return
+		case <-h.c.state.kick:
+			h.writeEnginesNow()
+		}
+	}
+}
+
+// writeEnginesNow writes the current table.
+func (h *hub) writeEnginesNow() {
 	if h.c.state == nil {
 		return
 	}
