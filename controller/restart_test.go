@@ -481,3 +481,38 @@ func TestRestoreFromTableWithoutFiles(t *testing.T) {
 	}, "the task on an unknown engine did not fail after RestoreGrace")
 	t.Logf("on-a-ghost: %s", controller.ResultContent(restored, "on-a-ghost"))
 }
+
+// TestRestoreCurve: a CURVE cluster whose controller made its own key
+// pair is restored with the same key (from the engine table), so that its
+// peers, which trust only that key, can connect.
+func TestRestoreCurve(t *testing.T) {
+	needCurve(t)
+	dir := t.TempDir()
+	first, _ := startController(t, controller.Config{ProfileDir: dir, Curve: controller.CurveOn})
+	table, err := os.ReadFile(controller.EngineStateFile(dir, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := first.EngineInfo().ServerKey()
+	crashFiles(t, dir, first)
+	if err := wire.WritePrivateFile(controller.EngineStateFile(dir, ""), table); err != nil {
+		t.Fatal(err)
+	}
+	restored, _ := startController(t, controller.Config{ProfileDir: dir, Restore: true, Curve: controller.CurveOn})
+	if got := restored.EngineInfo().ServerKey(); got != want || !restored.CurveEnabled() {
+		t.Fatalf("restored curve_serverkey %q (curve %v), want %q", got, restored.CurveEnabled(), want)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl, err := ipp.ConnectProfile(ctx, dir, "", ipp.WithLogger(discardLogger()))
+	if err != nil {
+		t.Fatalf("client with the old curve_serverkey: %v", err)
+	}
+	cl.Close()
+	// Without the table, and without the key, the restore says what it needs.
+	crashFiles(t, dir, restored)
+	_, err = controller.New(controller.Config{ProfileDir: dir, Restore: true, Curve: controller.CurveOn})
+	if err == nil || !strings.Contains(err.Error(), wire.EnvCurveSecretKey) {
+		t.Fatalf("restore of a CURVE cluster without its key: %v", err)
+	}
+}

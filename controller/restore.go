@@ -61,6 +61,11 @@ type stateFile struct {
 	Go        []string          `json:"go_engines,omitempty"`
 	Engine    *wire.EngineInfo  `json:"engine_connection,omitempty"`
 	Client    *wire.ClientInfo  `json:"client_connection,omitempty"`
+	// CurveSecretKey is the controller's CURVE secret key, which its
+	// peers trust and which exists nowhere else when the controller made
+	// it: without it a CURVE cluster could not be restored. It is no more
+	// secret than the HMAC key beside it.
+	CurveSecretKey string `json:"curve_secretkey,omitempty"`
 }
 
 func keyHash(key []byte) string {
@@ -118,6 +123,9 @@ func loadPrevious(cfg *Config) (*previous, error) {
 	}
 	if (ei.CurveServerKey != nil && *ei.CurveServerKey != "") || (ci.CurveServerKey != nil && *ci.CurveServerKey != "") {
 		if cfg.CurveSecretKey == "" {
+			cfg.CurveSecretKey = tableCurveSecret(EngineStateFile(cfg.ProfileDir, cfg.ClusterID), cfg.Key)
+		}
+		if cfg.CurveSecretKey == "" {
 			return nil, fmt.Errorf("controller: cannot restore: the cluster uses CURVE and its engines and clients trust only the previous controller's key; give its secret key ($%s)", wire.EnvCurveSecretKey)
 		}
 	}
@@ -159,6 +167,20 @@ func previousFiles(ef, cf, sf string) (*wire.EngineInfo, *wire.ClientInfo, error
 		return nil, nil, fmt.Errorf("controller: cannot restore from %s: its key does not match its own hash (a damaged file)", sf)
 	}
 	return f.Engine, f.Client, nil
+}
+
+// tableCurveSecret is the CURVE secret key the engine table at sf keeps
+// for a cluster signing with key, or "".
+func tableCurveSecret(sf string, key []byte) string {
+	data, err := os.ReadFile(sf)
+	if err != nil {
+		return ""
+	}
+	var f stateFile
+	if json.Unmarshal(data, &f) != nil || f.KeySHA256 != keyHash(key) {
+		return ""
+	}
+	return f.CurveSecretKey
 }
 
 // checkCurve refuses a restore whose CURVE settings differ from the files:
@@ -337,6 +359,9 @@ func (h *hub) writeEnginesNow() {
 	h.mu.Lock()
 	f := &stateFile{Engines: make(map[string]string, len(h.engines)), NextID: h.nextID,
 		Engine: h.c.EngineInfo(), Client: h.c.ClientInfo()}
+	if h.c.engineSide.curve || h.c.clientSide.curve {
+		f.CurveSecretKey = h.c.cfg.CurveSecretKey
+	}
 	for id, e := range h.engines {
 		f.Engines[strconv.Itoa(id)] = e.uuid
 		if e.probes {
