@@ -516,3 +516,71 @@ func TestRestoreCurve(t *testing.T) {
 		t.Fatalf("restore of a CURVE cluster without its key: %v", err)
 	}
 }
+
+// TestRestartPythonClient: the real ipyparallel client submits to Go
+// engines and goes away; the controller is SIGKILLed while the tasks run
+// and restored; a new Python client gets both results with get_result
+// (the tasks were in the stand-in database as in flight, and their
+// engines delivered the replies to the restored hub).
+func TestRestartPythonClient(t *testing.T) {
+	py := testutil.NeedPython(t, "ipyparallel", "zmq")
+	dir := t.TempDir()
+	ctlA := startRestartController(t, dir, false)
+	engineFile, clientFile := wire.EngineFile(dir, ""), wire.ClientFile(dir, "")
+	testutil.Eventually(t, 30*time.Second, func() bool {
+		_, err := os.Stat(clientFile)
+		return err == nil
+	}, "the controller wrote no connection file:\n%s", ctlA.out)
+	var engines []*restartProc
+	for range 2 {
+		engines = append(engines, startProc(t, []string{engineChildEnv + "=1"},
+			"--file", engineFile, "--controller-timeout", "60", "--log-level", "info", "--mpi=false"))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	defer cancel()
+	python := func(args ...string) []byte {
+		t.Helper()
+		cmd := exec.CommandContext(ctx, py, append([]string{"testdata/python_restart_client.py"}, args...)...)
+		cmd.Env = append(os.Environ(), "IPYTHONDIR="+filepath.Join(dir, "ipython"))
+		var stderr testutil.SyncBuffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("python client %v: %v\n%s\ncontroller:\n%s", args, err, &stderr, ctlA.out)
+		}
+		return out
+	}
+	var ids []string
+	if err := json.Unmarshal(python("submit", clientFile), &ids); err != nil || len(ids) != 2 {
+		t.Fatalf("submitted %v: %v", ids, err)
+	}
+	db := filepath.Join(dir, restartDBFile)
+	testutil.Eventually(t, 30*time.Second, func() bool {
+		var recs []controller.TaskRecord
+		data, err := os.ReadFile(db)
+		if err != nil || json.Unmarshal(data, &recs) != nil {
+			return false
+		}
+		n := 0
+		for _, r := range recs {
+			if slices.Contains(ids, r.MsgID) && r.EngineUUID != "" {
+				n++
+			}
+		}
+		return n == 2
+	}, "the tasks never showed as in flight in %s", db)
+	ctlA.kill9(t)
+	ctlB := startRestartController(t, dir, true)
+	var got map[string]string
+	raw := python(append([]string{"fetch", clientFile}, ids...)...)
+	lines := strings.Split(strings.TrimSpace(string(raw)), "\n")
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &got); err != nil {
+		t.Fatalf("python fetch printed %q: %v", raw, err)
+	}
+	t.Logf("python fetch: %s", raw)
+	for _, id := range ids {
+		if got[id] != "ok" {
+			t.Errorf("get_result(%s) after the restart: %q\nrestored controller:\n%s\nengine 0:\n%s\nengine 1:\n%s", id, got[id], ctlB.out, engines[0].out, engines[1].out)
+		}
+	}
+}
