@@ -135,6 +135,10 @@ type clientTunnel struct {
 	waiters map[*waiter]time.Time
 	// refresh: the engine list must be asked for again.
 	refresh bool
+	// missing: engines absent from the list since when, for a direct
+	// client: a restarted controller lists an engine only once it came
+	// back.
+	missing map[int]time.Time
 	resyncs int
 	// recovered counts results completed from the hub's records.
 	recovered atomic.Int64
@@ -297,6 +301,7 @@ func newRecovery(dest, remote string, timeout time.Duration) *clientTunnel {
 		orphans: map[string]*orphan{},
 		sent:    map[string]sentRequest{},
 		waiters: map[*waiter]time.Time{},
+		missing: map[int]time.Time{},
 	}
 }
 
@@ -539,14 +544,35 @@ func (c *Client) refreshEngines(ctx context.Context) {
 		c.log.Warn("engine list after reconnection", "err", err)
 		return
 	}
+	c.mergeEngines(cr.Engines)
+	now := time.Now()
+	var gone []int
 	tun.mu.Lock()
 	tun.refresh = false
-	tun.mu.Unlock()
-	c.mergeEngines(cr.Engines)
 	for id, u := range before {
-		if cr.Engines[strconv.Itoa(id)] != u {
-			c.unregistered(id, u)
+		if cr.Engines[strconv.Itoa(id)] == u {
+			delete(tun.missing, id)
+			continue
 		}
+		if tun.t == nil {
+			// A direct client's controller was restarted: its engines
+			// come back one by one. Ask again until this one is back or
+			// has been missing for the reconnect timeout.
+			since, ok := tun.missing[id]
+			if !ok {
+				tun.missing[id] = now
+			}
+			if !ok || now.Sub(since) < tun.timeout {
+				tun.refresh = true
+				continue
+			}
+			delete(tun.missing, id)
+		}
+		gone = append(gone, id)
+	}
+	tun.mu.Unlock()
+	for _, id := range gone {
+		c.unregistered(id, before[id])
 	}
 }
 

@@ -162,7 +162,8 @@ func TestRestartKill9(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
-	client, err := ipp.ConnectProfile(ctx, dir, "", ipp.WithLogger(discardLogger()), ipp.WithReconnectTimeout(60*time.Second))
+	clientLog := &testutil.SyncBuffer{}
+	client, err := ipp.ConnectProfile(ctx, dir, "", ipp.WithLogger(newLogger(clientLog)), ipp.WithReconnectTimeout(60*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +218,7 @@ func TestRestartKill9(t *testing.T) {
 	for i, ar := range []*ipp.AsyncResult{lb, d0, d1} {
 		v, err := ar.Get(ctx)
 		if err != nil {
-			t.Fatalf("task %d after the restart: %v\nrestored controller:\n%s\nengine 0:\n%s\nengine 1:\n%s", i, err, ctlB.out, engines[0].out, engines[1].out)
+			t.Fatalf("task %d after the restart: %v\nrestored controller:\n%s\nengine 0:\n%s\nengine 1:\n%s\nclient:\n%s", i, err, ctlB.out, engines[0].out, engines[1].out, clientLog)
 		}
 		want := []int{1500, 2500, 800}[i]
 		if fmt.Sprint(v) != fmt.Sprint(want) {
