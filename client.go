@@ -285,6 +285,10 @@ func ConnectInfo(ctx context.Context, info *wire.ClientInfo, opts ...Option) (*C
 	}
 	open := func(t transport.Type, port int, subscribe bool) (transport.Socket, error) {
 		o := transport.Options{Curve: curve}
+		// A direct client waiting for a restarted controller watches its
+		// query connection: a restart shorter than the keepalive's
+		// misses is seen only there (watchDrops).
+		o.Events = t == transport.Dealer && port == info.Registration && c.tun != nil && c.tun.t == nil
 		if subscribe {
 			o.Subscribe = [][]byte{nil}
 		}
@@ -370,6 +374,10 @@ func ConnectInfo(ctx context.Context, info *wire.ClientInfo, opts ...Option) (*C
 	if c.tun != nil {
 		c.wg.Add(1)
 		go c.watchTunnel()
+		if es, ok := c.query.(transport.EventSource); ok && c.tun.t == nil {
+			c.wg.Add(1)
+			go c.watchDrops(es.Events())
+		}
 	}
 	ok = true
 	c.log.Debug("connected", "session", c.session.ID(), "engines", len(cr.Engines))

@@ -78,7 +78,7 @@ func (c *Client) keepalive(interval time.Duration, misses int) {
 				var hold bool
 				if hold, detail = c.tunnelHold(now - heard); hold {
 					if !holding {
-						c.log.Warn("controller silent; waiting for the ssh tunnel", "ssh", c.tun.dest, "silent", (now - heard).Round(100*time.Millisecond), "limit", c.tun.timeout)
+						c.log.Warn("controller silent; waiting for it to come back", "ssh", c.tun.dest, "silent", (now - heard).Round(100*time.Millisecond), "limit", c.tun.timeout)
 					}
 					holding = true
 					probe = now

@@ -70,7 +70,15 @@ func WithSSH(host string) Option {
 // from the controller the client closes with an error wrapping
 // ErrControllerLost. A controller that died behind a working tunnel (its
 // port refuses connections) is reported as quickly as without a tunnel.
-// Clients without a tunnel ignore this setting.
+//
+// A client connected directly waits only when given this option: then a
+// controller that goes silent (killed, and restarted on the same ports
+// with ipcluster start --restore) is waited for up to d, and once it
+// answers again the outstanding requests are recovered from its records
+// (result_request), sent again if it never received them, or fail with
+// the error it recorded (TaskLost for a task it could not account for).
+// Without the option a direct client reports a dead controller after the
+// keepalive's few seconds, as before.
 func WithReconnectTimeout(d time.Duration) Option {
 	return func(c *clientConfig) { c.reconnectTimeout = d }
 }
@@ -127,6 +135,10 @@ type clientTunnel struct {
 	waiters map[*waiter]time.Time
 	// refresh: the engine list must be asked for again.
 	refresh bool
+	// missing: engines absent from the list since when, for a direct
+	// client: a restarted controller lists an engine only once it came
+	// back.
+	missing map[int]time.Time
 	resyncs int
 	// recovered counts results completed from the hub's records.
 	recovered atomic.Int64
@@ -218,6 +230,12 @@ func tunnelTarget(info *wire.ClientInfo) (string, error) {
 func (c *Client) openTunnel(ctx context.Context, info *wire.ClientInfo) (*wire.ClientInfo, error) {
 	dest := sshDestination(info, &c.cfg)
 	if dest == "" {
+		if c.cfg.reconnectTimeout > 0 {
+			// Direct, but asked to wait for a controller that comes
+			// back (restarted with ipcluster start --restore): the same
+			// recovery as after a tunnel drop, without a tunnel.
+			c.tun = newRecovery("", info.URL(info.Registration), c.cfg.reconnectTimeout)
+		}
 		return info, nil
 	}
 	target, err := tunnelTarget(info)
@@ -262,30 +280,35 @@ func (c *Client) openTunnel(ctx context.Context, info *wire.ClientInfo) (*wire.C
 		*lports[i], _ = strconv.Atoi(lp)
 	}
 	local.Interface = "tcp://127.0.0.1"
-	c.tun = &clientTunnel{
-		dest:     dest,
-		remote:   "tcp://" + net.JoinHostPort(target, strconv.Itoa(info.Registration)),
-		host:     host,
-		t:        t,
-		regLocal: locals[index[info.Registration]],
-		timeout:  c.cfg.reconnectTimeout,
-		kick:     make(chan struct{}, 1),
-		orphans:  map[string]*orphan{},
-		sent:     map[string]sentRequest{},
-		waiters:  map[*waiter]time.Time{},
-	}
-	if c.tun.timeout <= 0 {
-		c.tun.timeout = defaultReconnectTimeout
-	}
+	c.tun = newRecovery(dest, "tcp://"+net.JoinHostPort(target, strconv.Itoa(info.Registration)), c.cfg.reconnectTimeout)
+	c.tun.host, c.tun.t, c.tun.regLocal = host, t, locals[index[info.Registration]]
 	c.info = &local
 	c.log.Debug("connected through ssh tunnel", "ssh", dest, "controller", c.tun.remote, "local", c.tun.regLocal)
 	return &local, nil
 }
 
+// newRecovery is the recovery state of a client through an ssh tunnel to
+// dest, or of a direct client that waits for its controller (dest "").
+func newRecovery(dest, remote string, timeout time.Duration) *clientTunnel {
+	if timeout <= 0 {
+		timeout = defaultReconnectTimeout
+	}
+	return &clientTunnel{
+		dest:    dest,
+		remote:  remote,
+		timeout: timeout,
+		kick:    make(chan struct{}, 1),
+		orphans: map[string]*orphan{},
+		sent:    map[string]sentRequest{},
+		waiters: map[*waiter]time.Time{},
+		missing: map[int]time.Time{},
+	}
+}
+
 // controllerAddr names the controller for messages: its registration
 // address, and the ssh server when it is reached through a tunnel.
 func (c *Client) controllerAddr() string {
-	if c.tun != nil {
+	if c.tun != nil && c.tun.t != nil {
 		return fmt.Sprintf("%s on %s (through an ssh tunnel, local end %s)", c.tun.remote, c.tun.dest, c.tun.regLocal)
 	}
 	return c.info.URL(c.info.Registration)
@@ -295,7 +318,7 @@ func (c *Client) controllerAddr() string {
 // expire (sshx.ControlPersist): another client or ipcluster command may be
 // using it.
 func (c *Client) closeTunnel() {
-	if c.tun == nil {
+	if c.tun == nil || c.tun.t == nil {
 		return
 	}
 	if err := c.tun.t.Close(); err != nil {
@@ -315,7 +338,7 @@ func (c *Client) Tunnel() string {
 // Reconnects counts how often the client's ssh tunnel was re-established
 // after dropping (0 without a tunnel).
 func (c *Client) Reconnects() int {
-	if c.tun == nil {
+	if c.tun == nil || c.tun.t == nil {
 		return 0
 	}
 	return c.tun.t.Reconnects()
@@ -326,6 +349,12 @@ func (c *Client) Reconnects() int {
 // back) or to give up; detail completes the give-up message.
 func (c *Client) tunnelHold(silence time.Duration) (hold bool, detail string) {
 	tun := c.tun
+	if tun.t == nil {
+		if silence >= tun.timeout {
+			return false, fmt.Sprintf("; it did not come back within %v (WithReconnectTimeout)", tun.timeout)
+		}
+		return true, ""
+	}
 	if silence >= tun.timeout {
 		detail = fmt.Sprintf("; the ssh tunnel through %s did not bring it back within %v (WithReconnectTimeout)", tun.dest, tun.timeout)
 		if err := tun.t.Err(); err != nil {
@@ -404,7 +433,7 @@ func (c *Client) reconnected(why string) {
 func (c *Client) watchTunnel() {
 	defer c.wg.Done()
 	tun := c.tun
-	seen := tun.t.Reconnects()
+	seen := c.Reconnects()
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	var last time.Time
@@ -416,7 +445,7 @@ func (c *Client) watchTunnel() {
 			last = time.Time{}
 		case <-tick.C:
 		}
-		if n := tun.t.Reconnects(); n != seen {
+		if n := c.Reconnects(); n != seen {
 			seen = n
 			c.reconnected("the ssh tunnel was re-established")
 			last = time.Time{}
@@ -462,7 +491,7 @@ func (c *Client) expireWaiters() {
 	}
 	c.mu.Unlock()
 	for _, w := range fail {
-		w.deliver(waitResult{err: fmt.Errorf("%w: no reply to %s after the ssh tunnel through %s came back; send it again", ErrReplyLost, w.msgType, tun.dest)})
+		w.deliver(waitResult{err: fmt.Errorf("%w: no reply to %s after the connection to the controller came back; send it again", ErrReplyLost, w.msgType)})
 	}
 }
 
@@ -515,14 +544,35 @@ func (c *Client) refreshEngines(ctx context.Context) {
 		c.log.Warn("engine list after reconnection", "err", err)
 		return
 	}
+	c.mergeEngines(cr.Engines)
+	now := time.Now()
+	var gone []int
 	tun.mu.Lock()
 	tun.refresh = false
-	tun.mu.Unlock()
-	c.mergeEngines(cr.Engines)
 	for id, u := range before {
-		if cr.Engines[strconv.Itoa(id)] != u {
-			c.unregistered(id, u)
+		if cr.Engines[strconv.Itoa(id)] == u {
+			delete(tun.missing, id)
+			continue
 		}
+		if tun.t == nil {
+			// A direct client's controller was restarted: its engines
+			// come back one by one. Ask again until this one is back or
+			// has been missing for the reconnect timeout.
+			since, ok := tun.missing[id]
+			if !ok {
+				tun.missing[id] = now
+			}
+			if !ok || now.Sub(since) < tun.timeout {
+				tun.refresh = true
+				continue
+			}
+			delete(tun.missing, id)
+		}
+		gone = append(gone, id)
+	}
+	tun.mu.Unlock()
+	for _, id := range gone {
+		c.unregistered(id, before[id])
 	}
 }
 
@@ -711,4 +761,55 @@ func (c *Client) forgetOrphan(id string) {
 	c.tun.mu.Lock()
 	delete(c.tun.orphans, id)
 	c.tun.mu.Unlock()
+}
+
+// watchDrops notices a controller restarted on the same ports faster than
+// the keepalive would (its probes queue in the socket and the new
+// controller answers them): once the query connection dropped, it asks
+// the hub every dropProbe until something arrives, then recovers what the
+// drop may have lost, as after a tunnel drop.
+func (c *Client) watchDrops(events <-chan transport.Event) {
+	defer c.wg.Done()
+	const dropProbe = 200 * time.Millisecond
+	var tick <-chan time.Time
+	var ticker *time.Ticker
+	defer func() {
+		if ticker != nil {
+			ticker.Stop()
+		}
+	}()
+	var droppedAt time.Duration
+	dropped := false
+	for {
+		select {
+		case <-c.done:
+			return
+		case ev, ok := <-events:
+			if !ok {
+				return
+			}
+			if ev.Kind != transport.EventDisconnected || dropped {
+				continue
+			}
+			dropped, droppedAt = true, time.Since(c.born)
+			c.log.Info("connection to the controller dropped; waiting for it", "controller", c.controllerAddr())
+			if ticker == nil {
+				ticker = time.NewTicker(dropProbe)
+				tick = ticker.C
+			} else {
+				ticker.Reset(dropProbe)
+			}
+		case <-tick:
+			if !dropped {
+				continue
+			}
+			if time.Duration(c.heard.Load()) > droppedAt {
+				dropped = false
+				ticker.Stop()
+				c.reconnected("the connection to the controller dropped and came back")
+				continue
+			}
+			c.sendProbe()
+		}
+	}
 }

@@ -38,6 +38,9 @@ func TestMain(m *testing.M) {
 	if code, ok := dbChild(); ok {
 		os.Exit(code)
 	}
+	if code, ok := restartChild(); ok {
+		os.Exit(code)
+	}
 	if os.Getenv(engineChildEnv) == "1" {
 		time.AfterFunc(engineChildLife, func() { os.Exit(3) })
 		os.Exit(engine.Main())

@@ -101,17 +101,37 @@ type Config struct {
 	// with DBSQLite); beyond it the oldest finished ones are deleted
 	// first. Default DefaultDBMaxRecords.
 	DBMaxRecords int
-	// Restore makes Start load the records of the DBSQLite file an
-	// earlier controller left (a crash, a stop): finished tasks are served
-	// again by result_request and db_request, tasks that were in flight
-	// are failed with an EngineError saying the controller restarted.
-	// Without it an existing file is moved aside to <file>.prev and the
-	// controller starts with no records.
-	Restore bool
 	// CurveSecretKey is the controller's CURVE secret key (Z85, 40
 	// characters); empty means a fresh key pair per controller. Its public
 	// key goes into both connection files as curve_serverkey.
 	CurveSecretKey string
+
+	// Restore makes the controller take over the cluster whose connection
+	// files it finds at ProfileDir and ClusterID, left by a controller that
+	// died (kill -9, a lost node): same key, interfaces, location and
+	// ports, so that running engines and connected clients reconnect by
+	// themselves, and the engine table of its state file (EngineStateFile)
+	// so that engines keep their ids. IP, ClientIP and Location are taken
+	// from the files; Key, when set, must be the files' key. A cluster
+	// with CURVE needs the same CurveSecretKey. Start fails when there is
+	// nothing to restore or a port is taken (the old controller is alive).
+	//
+	// With DBSQLite it also loads the task records the earlier controller
+	// left in DBPath: finished tasks are served again by result_request and
+	// db_request; tasks that were in flight complete from their engine's
+	// held reply if it comes back, else fail with TaskLost. When only the
+	// database is left (a controller stopped normally), the records come
+	// back on a new cluster's ports. Without Restore an existing database
+	// is moved aside to <file>.prev.
+	Restore bool
+	// RestoreGrace is how long a restored controller waits for an engine
+	// of the previous one to come back before it gives up on it and fails
+	// the tasks it had in flight; default DefaultRestoreGrace.
+	RestoreGrace time.Duration
+
+	// restoredTasks returns the records the task database loaded that
+	// have no result (a restore fails or completes them); nil: none.
+	restoredTasks func() []*TaskRecord
 }
 
 // CurveMode chooses when the controller uses CurveZMQ.
@@ -236,8 +256,8 @@ func (c *Config) defaults() error {
 	default:
 		return fmt.Errorf("controller: unknown task database %q (want %s, %s or %s)", c.DB, DBSQLite, DBMemory, DBNone)
 	}
-	if c.Restore && c.DB != DBSQLite {
-		return fmt.Errorf("controller: restoring task records needs the sqlite task database, not %q", c.DB)
+	if c.RestoreGrace <= 0 {
+		c.RestoreGrace = DefaultRestoreGrace
 	}
 	return nil
 }
@@ -319,11 +339,24 @@ type Controller struct {
 	started                bool
 
 	// restored counts the records Start loaded with Restore: finished,
-	// and failed because they were in flight.
+	// and in flight when the previous controller died.
 	restored [2]int
+	// inFlightAtRestore are the loaded records that had no result; the
+	// restore (restore.go) completes or fails them.
+	inFlightAtRestore []*TaskRecord
 
 	errMu sync.Mutex
 	err   error // why the controller stopped, if not on request
+
+	// prev holds the connection files of the controller being restored
+	// (Config.Restore), nil otherwise.
+	prev *previous
+	// state persists the engine table for a later restore.
+	state *engineTable
+	// inflight tracks the tasks the previous controller had in flight;
+	// sweep fails those of engines that never came back.
+	inflight *inflight
+	sweep    *time.Timer
 }
 
 // Identities of the engine-facing ROUTERs, as ipyparallel names them.
@@ -344,12 +377,36 @@ const broadcastLeaves = 2
 
 // New checks the configuration and prepares a controller; Start binds it.
 func New(cfg Config) (*Controller, error) {
+	var prev *previous
+	if cfg.Restore {
+		var err error
+		if prev, err = loadPrevious(&cfg); err != nil {
+			dbLeft := false
+			if cfg.DB == DBSQLite {
+				path := cfg.DBPath
+				if path == "" && cfg.ProfileDir != "" {
+					path = DBFile(cfg.ProfileDir, cfg.ClusterID)
+				}
+				_, serr := os.Stat(path)
+				dbLeft = path != "" && serr == nil
+			}
+			if !errors.Is(err, errNothingToRestore) || !dbLeft {
+				return nil, err
+			}
+			prev = nil
+		}
+	}
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
 	engineCurve, clientCurve, err := cfg.resolveCurve()
 	if err != nil {
 		return nil, err
+	}
+	if prev != nil {
+		if err := prev.checkCurve(engineCurve, clientCurve); err != nil {
+			return nil, err
+		}
 	}
 	if _, err := parseScheme(cfg.Scheme); err != nil {
 		return nil, err
@@ -361,6 +418,7 @@ func New(cfg Config) (*Controller, error) {
 		done:       make(chan struct{}),
 		engineSide: side{name: "engine", ip: cfg.IP, curve: engineCurve},
 		clientSide: side{name: "client", ip: cfg.ClientIP, curve: clientCurve},
+		prev:       prev,
 	}
 	// Equal addresses give equal CURVE decisions (CurveAuto looks at the
 	// address, the other modes at nothing), so the address alone decides.
@@ -370,7 +428,7 @@ func New(cfg Config) (*Controller, error) {
 	return c, nil
 }
 
-func (c *Controller) socket(sd side, t transport.Type, identity []byte, events bool) (transport.Socket, int, error) {
+func (c *Controller) socket(sd side, t transport.Type, identity []byte, events bool, port int) (transport.Socket, int, error) {
 	// Every port faces untrusted peers: identities stay with their first
 	// owner (no route stealing), frames and connections are bounded.
 	o := transport.Options{
@@ -388,16 +446,26 @@ func (c *Controller) socket(sd side, t transport.Type, identity []byte, events b
 		return nil, 0, fmt.Errorf("%s side: %w", sd.name, err)
 	}
 	c.sockets = append(c.sockets, s)
-	ep, err := s.Bind("tcp://" + sd.ip + ":0")
+	ep, err := s.Bind("tcp://" + sd.ip + ":" + strconv.Itoa(port))
+	// A port taken back on restore can still be closing (a controller in
+	// this process that just stopped: libzmq closes listeners in its I/O
+	// thread); a live controller holds it for good, so retry briefly.
+	for deadline := time.Now().Add(2 * time.Second); err != nil && port != 0 && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+		ep, err = s.Bind("tcp://" + sd.ip + ":" + strconv.Itoa(port))
+	}
 	if err != nil {
+		if port != 0 {
+			return nil, 0, fmt.Errorf("%s side: cannot take port %d back: %w (is the cluster's controller still running? `ipcluster list` shows it)", sd.name, port, err)
+		}
 		return nil, 0, fmt.Errorf("%s side: %w", sd.name, err)
 	}
 	i := strings.LastIndexByte(ep, ':')
-	port, err := strconv.Atoi(ep[i+1:])
+	bound, err := strconv.Atoi(ep[i+1:])
 	if err != nil {
 		return nil, 0, fmt.Errorf("bound endpoint %q has no port", ep)
 	}
-	return s, port, nil
+	return s, bound, nil
 }
 
 // Start binds every port, writes the connection files and starts serving.
@@ -448,9 +516,18 @@ func (c *Controller) Start() (err error) {
 	for i := range c.bcastLeaves {
 		binds = append(binds, bind{&c.bcastLeaves[i], &leafPorts[i], transport.Router, leafIdentity(i), es})
 	}
+	var want map[*int]int
+	if c.prev != nil {
+		if want, err = c.prev.ports(ci, ei, leafPorts[:], c.split); err != nil {
+			return err
+		}
+	}
 	for _, b := range binds {
-		s, port, err := c.socket(b.side, b.typ, b.id, b.dst == &c.hbPong)
+		s, port, err := c.socket(b.side, b.typ, b.id, b.dst == &c.hbPong, want[b.port])
 		if err != nil {
+			if c.prev != nil {
+				return fmt.Errorf("controller: cannot restore: %w", err)
+			}
 			return fmt.Errorf("controller: %w", err)
 		}
 		*b.dst, *b.port = s, port
@@ -497,6 +574,9 @@ func (c *Controller) Start() (err error) {
 	c.mux = newRelay(c, c.hub, "mux", c.muxIn, c.muxOut, true)
 	c.control = newRelay(c, c.hub, "control", c.ctrlIn, c.ctrlOut, false)
 	c.hub.listen(c.tasks, c.bcast, c.control)
+	if err := c.startRestore(); err != nil {
+		return err
+	}
 	if c.cfg.ProfileDir != "" {
 		c.clientFile = wire.ClientFile(c.cfg.ProfileDir, c.cfg.ClusterID)
 		c.engineFile = wire.EngineFile(c.cfg.ProfileDir, c.cfg.ClusterID)
@@ -507,6 +587,9 @@ func (c *Controller) Start() (err error) {
 			return fmt.Errorf("controller: writing %s: %w", c.clientFile, err)
 		}
 	}
+	// Written before any engine can register: from now on a restore can
+	// find this controller's ports and key even without its files.
+	c.hub.writeEnginesNow()
 	c.goServe("registration", func() { c.hub.serveRegistration("registration", c.reg) })
 	if c.split {
 		c.goServe("client registration", func() { c.hub.serveRegistration("client_registration", c.query) })
@@ -563,13 +646,14 @@ func (c *Controller) openRecords() error {
 		}
 		rs.store = st
 		if c.cfg.Restore {
-			finished, failed, err := rs.restore()
+			finished, inflight, err := rs.restore()
 			if err != nil {
 				st.close()
 				return fmt.Errorf("controller: restoring task records: %w", err)
 			}
-			c.restored = [2]int{finished, failed}
-			c.log.Info("task records restored", "file", c.cfg.DBPath, "finished", finished, "failed_in_flight", failed)
+			c.restored = [2]int{finished, len(inflight)}
+			c.inFlightAtRestore = inflight
+			c.log.Info("task records restored", "file", c.cfg.DBPath, "finished", finished, "in_flight", len(inflight))
 		}
 	}
 	c.records = rs
@@ -689,6 +773,9 @@ func (c *Controller) Close() error {
 		if c.hub != nil {
 			c.hub.stop()
 		}
+		if c.sweep != nil {
+			c.sweep.Stop()
+		}
 		if c.tasks != nil {
 			c.tasks.stop()
 		}
@@ -704,6 +791,11 @@ func (c *Controller) Close() error {
 			if f != "" {
 				os.Remove(f)
 			}
+		}
+		if c.state != nil {
+			// A stopped cluster cannot be restored (its connection files
+			// are gone too); the table must not outlive it.
+			c.state.remove()
 		}
 		c.log.Info("controller stopped")
 		close(c.done)

@@ -111,7 +111,8 @@ func count(t *testing.T, db *sql.DB, where string, args ...any) int {
 // TestDBRestore: a controller with the sqlite task database is closed
 // and a new one restores its records: result_request returns the same
 // results and buffers, db_request the request and result buffers, and the
-// task that was running is failed with an EngineError that says why.
+// task that was running is failed with TaskLost saying why (the first
+// controller stopped normally: its engines cannot come back to this one).
 func TestDBRestore(t *testing.T) {
 	dir := t.TempDir()
 	cl := startCluster(t, controller.Config{DB: controller.DBSQLite, ProfileDir: dir})
@@ -163,7 +164,7 @@ func TestDBRestore(t *testing.T) {
 	}
 	m = hubQuery(t, c2, "result_request", map[string]any{"msg_ids": []string{runningID}, "status_only": false})
 	rc := decodeContent(t, m)[runningID].(map[string]any)["result_content"].(map[string]any)
-	if rc["ename"] != "EngineError" || !strings.Contains(rc["evalue"].(string), "controller restarted while task "+runningID) {
+	if rc["ename"] != "TaskLost" || !strings.Contains(rc["evalue"].(string), "controller restarted while task '"+runningID+"' was in flight") {
 		t.Fatalf("the task in flight after restore: %v", rc)
 	}
 
@@ -348,7 +349,7 @@ func TestDBNone(t *testing.T) {
 }
 
 // TestDBConfigErrors: a sqlite database needs a place, an unknown backend
-// and restoring without sqlite are refused by name.
+// and restoring without a profile are refused by name.
 func TestDBConfigErrors(t *testing.T) {
 	for _, tc := range []struct {
 		cfg  controller.Config
@@ -356,7 +357,7 @@ func TestDBConfigErrors(t *testing.T) {
 	}{
 		{controller.Config{DB: controller.DBSQLite}, "DBPath or ProfileDir"},
 		{controller.Config{DB: "mongodb"}, `unknown task database "mongodb"`},
-		{controller.Config{Restore: true}, "needs the sqlite task database"},
+		{controller.Config{Restore: true}, "needs the profile directory"},
 	} {
 		if _, err := controller.New(tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: %v, want %q", tc.cfg.DB, err, tc.want)

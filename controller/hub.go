@@ -47,6 +47,12 @@ type engine struct {
 	// queue and completed count direct (mux) requests for queue_request.
 	queue     map[string]struct{}
 	completed int
+	// restored: taken over from the engine table of the controller this
+	// one restarted (restore.go), until it comes back or is given up.
+	restored bool
+	// askedAgain is when a restored Go engine was last asked to register
+	// again (reregister_request).
+	askedAgain time.Time
 }
 
 // hub owns engine registration, liveness and task records.
@@ -341,15 +347,36 @@ func (h *hub) register(s transport.Socket, msg *wire.Message) {
 		ID         *int            `json:"id"`
 		ReadyProbe bool            `json:"ready_probe"`
 		Info       json.RawMessage `json:"info"`
+		// Reregister and Held are ours: a Go engine that lost its
+		// controller registers again with the requests it still has.
+		Reregister bool     `json:"reregister"`
+		Held       []string `json:"held"`
 	}
 	if err := msg.DecodeContent(&req); err != nil || req.UUID == "" {
 		h.reply(s, msg.Idents, msg, "registration_reply", protocol.NewError("ValueError", "registration_request needs a uuid"))
 		return
 	}
 	h.mu.Lock()
-	if _, dup := h.byUUID[req.UUID]; dup {
+	if e, dup := h.byUUID[req.UUID]; dup {
+		// Only the engine itself may register again: its registration
+		// socket's routing identity is its uuid, and identities are
+		// exclusive, so no other peer can speak for it.
+		own := len(msg.Idents) > 0 && string(msg.Idents[len(msg.Idents)-1]) == req.UUID
+		if !own || !req.Reregister || !req.ReadyProbe || (req.ID != nil && *req.ID != e.id) || !(e.restored || e.state == stateRegistered) {
+			h.mu.Unlock()
+			h.reply(s, msg.Idents, msg, "registration_reply", protocol.NewError("KeyError", fmt.Sprintf("uuid %q in use", req.UUID)))
+			return
+		}
+		if len(req.Info) > 0 {
+			e.info = req.Info
+		}
+		id, registered := h.reregister(e, req.Held)
 		h.mu.Unlock()
-		h.reply(s, msg.Idents, msg, "registration_reply", protocol.NewError("KeyError", fmt.Sprintf("uuid %q in use", req.UUID)))
+		h.registrationOK(s, msg, id)
+		if registered {
+			h.sendComplete(req.UUID, id)
+		}
+		h.c.log.Info("engine registered again", "id", id, "uuid", req.UUID, "held", len(req.Held), "was_registered", registered)
 		return
 	}
 	id := h.nextID
@@ -365,21 +392,32 @@ func (h *hub) register(s transport.Socket, msg *wire.Message) {
 	h.engines[id] = e
 	h.byUUID[req.UUID] = e
 	h.mu.Unlock()
+	h.registrationOK(s, msg, id)
+	h.c.log.Debug("engine registering", "id", id, "uuid", req.UUID, "probes", req.ReadyProbe)
+}
+
+// registrationOK sends the registration_reply that grants id. Only Go
+// engines send ready_probe, and ipyparallel's reply has no such key, so
+// ready_probe true in the reply tells a Go engine to probe until
+// registration_complete rather than guess whether this controller
+// understands probes.
+func (h *hub) registrationOK(s transport.Socket, msg *wire.Message, id int) {
+	var probe struct {
+		ReadyProbe bool `json:"ready_probe"`
+	}
+	msg.DecodeContent(&probe)
 	ei := h.c.engineInfo
 	h.reply(s, msg.Idents, msg, "registration_reply", map[string]any{
-		"status":    "ok",
-		"id":        id,
-		"hb_period": h.c.cfg.HeartbeatPeriod.Milliseconds(),
-		// Tells a Go engine to probe until registration_complete rather
-		// than guess whether this controller understands probes.
-		"ready_probe": req.ReadyProbe,
+		"status":      "ok",
+		"id":          id,
+		"hb_period":   h.c.cfg.HeartbeatPeriod.Milliseconds(),
+		"ready_probe": probe.ReadyProbe,
 		"connection_info": map[string]any{
 			"interface": ei.Interface, "registration": ei.Registration, "control": ei.Control,
 			"mux": ei.Mux, "task": ei.Task, "iopub": ei.IOPub, "hb_ping": ei.HBPing,
 			"hb_pong": ei.HBPong, "broadcast": ei.Broadcast,
 		},
 	})
-	h.c.log.Debug("engine registering", "id", id, "uuid", req.UUID, "probes", req.ReadyProbe)
 }
 
 // routeReady records an engine_ready probe that arrived on one route.
@@ -419,11 +457,17 @@ func (h *hub) complete(uuid string) {
 	}
 	e.state = stateRegistered
 	e.answered = true
+	restored := e.restored
+	e.restored = false
 	h.routesMu.Lock()
 	h.live[uuid] = e.id
 	h.routesMu.Unlock()
 	took := time.Since(e.pendedAt)
 	h.mu.Unlock()
+	h.saveEngines()
+	if restored {
+		h.c.log.Info("engine of the previous controller is back", "id", e.id, "uuid", uuid)
+	}
 	if e.probes {
 		h.sendComplete(uuid, e.id)
 	}
@@ -465,6 +509,8 @@ func (h *hub) unregister(id int, why string) {
 	for _, m := range stranded {
 		h.records.fail(m, "EngineError", fmt.Sprintf("Engine %d died while running task '%s'", id, m))
 	}
+	h.c.inflight.gone(h, e.uuid, id)
+	h.saveEngines()
 	if wasLive {
 		for _, l := range h.listeners {
 			l.engineRemoved(e.uuid, id, why)
@@ -548,7 +594,7 @@ func (h *hub) needFastPing() bool {
 		if e.state != statePending {
 			continue
 		}
-		if now.Sub(e.pendedAt) > h.c.cfg.RegistrationTimeout {
+		if now.Sub(e.pendedAt) > h.pendingLimit(e) {
 			stale = append(stale, id)
 			continue
 		}
@@ -576,9 +622,20 @@ func (h *hub) pong(uuid, payload string) {
 	e.answered = true
 	e.lastPong = time.Now()
 	complete := e.state == statePending && !e.probes
+	askAgain := e.state == statePending && e.restored && e.probes && time.Since(e.askedAgain) >= time.Second
+	if askAgain {
+		e.askedAgain = time.Now()
+	}
 	h.mu.Unlock()
 	if complete {
 		h.complete(uuid)
+	}
+	if askAgain {
+		// A Go engine of the previous controller is back on the heartbeat
+		// but has not registered again (it did not notice the restart):
+		// ask it to, on its registration socket. Only Go engines (the
+		// table says which) understand this.
+		h.reply(h.c.reg, [][]byte{[]byte(uuid)}, nil, "reregister_request", map[string]any{})
 	}
 }
 

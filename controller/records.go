@@ -44,6 +44,9 @@ type record struct {
 	// not kept at all (too large), for the errors of resubmission and
 	// result_request; "" when they were.
 	reqLost, resLost string
+	// restored marks a request a restarted controller took over from the
+	// previous one (restore.go): its client's routing identity is unknown.
+	restored bool
 }
 
 // bufferBytes is what a record counts against the result cache: its
@@ -185,6 +188,10 @@ func (rs *records) assign(msgID, engineUUID string) {
 	rs.mu.Lock()
 	if r, ok := rs.byID[msgID]; ok && !r.done {
 		r.EngineUUID = engineUUID
+		// Written so that a restored controller knows which engine to
+		// wait for; a short task's assignment merges with its reply in
+		// the writer's batch.
+		rs.persist(r, false, false)
 	}
 	rs.mu.Unlock()
 }
@@ -196,7 +203,7 @@ func (rs *records) complete(reply *wire.Message, engineUUID string, client []byt
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	r, ok := rs.byID[reply.Parent.MsgID]
-	if !ok || r.bare || r.done || r.EngineUUID != engineUUID || r.clientIdent != string(client) {
+	if !ok || r.bare || r.done || r.EngineUUID != engineUUID || (r.clientIdent != string(client) && !r.restored) {
 		return false
 	}
 	r.done = true
@@ -632,22 +639,15 @@ func (rs *records) runningTasks(uuid string) []string { return rs.filter(uuid, "
 
 func (rs *records) completedTasks(uuid string) int { return len(rs.filter(uuid, "task", true)) }
 
-// restartedEName and restartedText describe a task that was in flight
-// when the controller died, as a restored controller reports it.
-const restartedEName = "EngineError"
-
-func restartedText(msgID string) string {
-	return fmt.Sprintf("the controller restarted while task %s was in flight; its result is lost (resubmit it)", msgID)
-}
-
 // restore loads the store's records (every record's small fields;
-// buffers and output stay on disk until asked for). Tasks that had not
-// finished are failed with restartedEName, on disk too: nothing will
-// answer them now. mu is not held: the controller is not serving yet.
-func (rs *records) restore() (finished, failed int, err error) {
+// buffers and output stay on disk until asked for) and returns how many
+// had finished and copies of those that had not: the controller's restore
+// (restore.go) completes them from their engines' held replies or fails
+// them. mu is not held: the controller is not serving yet.
+func (rs *records) restore() (finished int, inflight []*TaskRecord, err error) {
 	rows, err := rs.store.loadAll()
 	if err != nil {
-		return 0, 0, err
+		return 0, nil, err
 	}
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
@@ -664,10 +664,10 @@ func (rs *records) restore() (finished, failed int, err error) {
 			finished++
 			continue
 		}
-		rs.failLocked(r, restartedEName, restartedText(r.MsgID))
-		rs.persist(r, false, false)
-		failed++
+		r.restored = true
+		tr := r.TaskRecord
+		inflight = append(inflight, &tr)
 	}
 	rs.cull()
-	return finished, failed, nil
+	return finished, inflight, nil
 }

@@ -89,10 +89,13 @@ func TestSQLiteEvictedServedFromDisk(t *testing.T) {
 	}
 
 	rs2 := sqliteRecords(t, path, 1000, true)
-	finished, failed, err := rs2.restore()
-	if err != nil || finished != 2 || failed != 1 {
-		t.Fatalf("restore: %d finished, %d failed, %v", finished, failed, err)
+	finished, inflight, err := rs2.restore()
+	if err != nil || finished != 2 || len(inflight) != 1 || inflight[0].MsgID != "pending" {
+		t.Fatalf("restore: %d finished, %d in flight, %v", finished, len(inflight), err)
 	}
+	// The controller's restore decides the fate of what was in flight;
+	// here it fails, as when its engine cannot come back.
+	rs2.fail("pending", "TaskLost", "the controller restarted while task 'pending' was in flight")
 	if h := rs2.history(); !slices.Equal(h, []string{"a", "b", "pending"}) {
 		t.Fatalf("history after restore: %v", h)
 	}
@@ -104,7 +107,7 @@ func TestSQLiteEvictedServedFromDisk(t *testing.T) {
 		t.Fatalf("restored results: %v, %d buffers", err, len(bufs))
 	}
 	rc := content["pending"].(map[string]any)["result_content"].(json.RawMessage)
-	if s := string(rc); !strings.Contains(s, restartedEName) || !strings.Contains(s, "controller restarted while task pending") {
+	if s := string(rc); !strings.Contains(s, "TaskLost") || !strings.Contains(s, "controller restarted while task 'pending'") {
 		t.Fatalf("in-flight task after restore: %s", s)
 	}
 	if err := rs2.purge([]string{"a"}); err != nil {

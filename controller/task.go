@@ -311,6 +311,14 @@ func (t *taskScheduler) result(frames [][]byte) {
 			}
 		}
 	}
+	if !relayed && len(acts) == 0 && t.records.isRestored(msg.Parent.MsgID) && t.records.complete(msg, uuid, frames[1]) {
+		// A task the previous controller sent (restore.go): this
+		// scheduler never knew it; the record takes the reply, and the
+		// client gets it by result_request.
+		frames[0], frames[1] = frames[1], frames[0]
+		t.c.taskIn.Send(frames)
+		relayed = true
+	}
 	t.execute(acts)
 	t.mu.Unlock()
 	if !relayed && !retried(acts, msg.Parent.MsgID) {

@@ -61,7 +61,10 @@ type Config struct {
 
 	// HeartbeatTimeout is how long the engine goes without a heartbeat ping
 	// before it decides the controller is gone, unregisters and returns
-	// ErrControllerLost. Zero means 50 × (hb_period + 500 ms), the same
+	// ErrControllerLost. Until then it waits for a controller restarted on
+	// the same ports (reconnect.go): after a silence of three heartbeat
+	// periods it registers again, under its uuid and id, once pings
+	// resume. Zero means 50 × (hb_period + 500 ms), the same
 	// budget as ipyparallel's max_heartbeat_misses (175 s with the
 	// controller's 3 s period); negative disables it. The command lines
 	// set it from --controller-timeout (DefaultControllerTimeout).

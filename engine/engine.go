@@ -43,8 +43,14 @@ type engine struct {
 	hbPeriod time.Duration
 	probe    probeMode
 
-	complete     chan struct{} // closed when no more ready probes are needed
-	completeOnce sync.Once
+	// round is the registration whose ready probes are running; a new
+	// one starts when the engine registers again (reconnect.go).
+	round atomic.Pointer[registrationRound]
+	recon reconnect
+	// silenced is watchHeart's: the controller went silent.
+	silenced bool
+	// serving is the msg_id the executor took from the queue.
+	serving atomic.Pointer[string]
 
 	reg, shell, control, iopub, hbPing, hbPong transport.Socket
 	// curve, when the controller uses CURVE, makes every socket a CURVE
@@ -106,17 +112,17 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	e := &engine{
-		curve:    curve,
-		cfg:      c,
-		log:      c.Logger.With("uuid", uuid),
-		sess:     wire.NewSession([]byte(c.Info.Key), uuid),
-		uuid:     uuid,
-		id:       -1,
-		queue:    newQueue(),
-		complete: make(chan struct{}),
-		stopCh:   make(chan struct{}),
-		closing:  make(chan struct{}),
+		curve:   curve,
+		cfg:     c,
+		log:     c.Logger.With("uuid", uuid),
+		sess:    wire.NewSession([]byte(c.Info.Key), uuid),
+		uuid:    uuid,
+		id:      -1,
+		queue:   newQueue(),
+		stopCh:  make(chan struct{}),
+		closing: make(chan struct{}),
 	}
+	e.round.Store(newRound(false))
 	return e.run(ctx)
 }
 
@@ -163,7 +169,8 @@ func (e *engine) run(ctx context.Context) error {
 	spawn(e.receiveShell)
 	spawn(e.serveControl)
 	spawn(func() { e.flusher(e.closing, wake) })
-	spawn(e.sendReadyProbes)
+	first := e.round.Load()
+	spawn(func() { e.sendReadyProbes(first) })
 	execDone := make(chan struct{})
 	go func() {
 		defer close(execDone)

@@ -35,10 +35,11 @@ func (e *engine) heartbeatTimeout() time.Duration {
 // hold its node forever.
 func (e *engine) watchHeart() {
 	limit := e.heartbeatTimeout()
-	if limit < 0 {
-		return
-	}
 	check := limit / 10
+	if limit < 0 {
+		// Never give up, but still notice a restarted controller.
+		limit, check = time.Duration(1<<63-1), time.Second
+	}
 	if check > time.Second {
 		check = time.Second
 	}
@@ -54,6 +55,7 @@ func (e *engine) watchHeart() {
 		case <-ticker.C:
 		}
 		silent := time.Since(time.Unix(0, e.lastPing.Load()))
+		e.noticeSilence(silent)
 		if silent > limit {
 			e.log.Error("controller lost: no heartbeat within the controller timeout; unregistering and stopping",
 				"silent", silent.Round(time.Millisecond), "timeout", limit)

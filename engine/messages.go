@@ -82,6 +82,11 @@ func (e *engine) reply(sock transport.Socket, req *wire.Message, msgType string,
 		e.log.Error("cannot build reply", "type", msgType, "parent", req.Header.MsgID, "err", err)
 		return
 	}
+	if sock == e.shell {
+		// Held before it is sent: the controller may be down, and then
+		// the ROUTER drops it silently (reconnect.go).
+		e.hold(req.Header.MsgID, frames)
+	}
 	if err := sock.Send(frames); err != nil && !errors.Is(err, transport.ErrClosed) {
 		e.log.Error("cannot send reply", "type", msgType, "err", err)
 	}

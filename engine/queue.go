@@ -113,3 +113,14 @@ func (q *queue) takeAborted(id string) bool {
 	delete(q.aborted, id)
 	return true
 }
+
+// ids lists the msg_ids of the waiting requests.
+func (q *queue) ids() []string {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	out := make([]string, 0, len(q.items))
+	for _, r := range q.items {
+		out = append(out, r.msg.Header.MsgID)
+	}
+	return out
+}

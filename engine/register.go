@@ -35,6 +35,10 @@ type registrationRequest struct {
 	ID         *int                `json:"id,omitempty"`
 	ReadyProbe bool                `json:"ready_probe"`
 	Info       protocol.EngineInfo `json:"info"`
+	// Reregister and Held: registering again after losing the
+	// controller, with the requests this engine still has (reconnect.go).
+	Reregister bool     `json:"reregister,omitempty"`
+	Held       []string `json:"held,omitempty"`
 }
 
 // registrationReply is the part of registration_reply the engine uses.
@@ -175,6 +179,12 @@ func (e *engine) listenRegistration() {
 				continue
 			}
 			e.markComplete("controller confirmed the registration")
+		case "registration_reply":
+			e.reregistered(m)
+		case "reregister_request":
+			// A restored controller that has this engine in its table
+			// and heard its heartbeat, but no registration yet.
+			e.registerAgain("the restarted controller asked")
 		default:
 			e.log.Debug("ignoring message on the registration socket", "type", m.Header.MsgType)
 		}
@@ -183,9 +193,13 @@ func (e *engine) listenRegistration() {
 
 // markComplete records that no more ready probes are needed.
 func (e *engine) markComplete(why string) {
-	e.completeOnce.Do(func() {
+	r := e.round.Load()
+	r.once.Do(func() {
 		e.log.Info("registration complete", "how", why)
-		close(e.complete)
+		close(r.complete)
+		if r.resend {
+			e.resendHeld()
+		}
 	})
 }
 
@@ -205,7 +219,7 @@ func leafIdentity(id, leaves int) string {
 // control socket to control_out, every probeInterval, until the controller
 // confirms with registration_complete (TEAM-NOTES). Probes sent before a
 // connection's handshake are dropped by the ROUTER, hence the repetition.
-func (e *engine) sendReadyProbes() {
+func (e *engine) sendReadyProbes(round *registrationRound) {
 	if e.probe == probeNever {
 		e.markComplete("controller does not use ready probes")
 		return
@@ -236,7 +250,7 @@ func (e *engine) sendReadyProbes() {
 		select {
 		case <-e.closing:
 			return
-		case <-e.complete:
+		case <-round.complete:
 			return
 		case <-timer.C:
 		}

@@ -41,7 +41,10 @@ func (e *engine) executor(ctx context.Context) {
 		if !ok {
 			return
 		}
+		id := r.msg.Header.MsgID
+		e.serving.Store(&id)
 		e.serve(ctx, r)
+		e.serving.Store(nil)
 	}
 }
 

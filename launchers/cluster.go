@@ -204,6 +204,64 @@ func (c *Cluster) StartController(ctx context.Context) error {
 	return nil
 }
 
+// RestartController starts a controller that takes over the cluster of
+// one that died (the controller role's --restore: same key, ports and
+// engine ids, from what the dead one left in the security directory).
+// The engine sets recorded in the cluster file are kept, not stopped:
+// their engines register again with the new controller. It fails with
+// ErrNoCluster without a cluster file, and with ErrAlreadyStarted when
+// the recorded controller is alive.
+func (c *Cluster) RestartController(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.controller != nil && c.controller.Status().State != StateAfter {
+		return errors.New("controller already started")
+	}
+	var l Launcher
+	var snap clusterSnap
+	err := UpdateClusterFile(ctx, c.File(), func(cur *ClusterFile) (*ClusterFile, error) {
+		if cur == nil {
+			return nil, fmt.Errorf("%w: no cluster file %s, nothing to restore", ErrNoCluster, c.File())
+		}
+		old, err := c.restore(cur)
+		if err != nil {
+			return nil, err
+		}
+		if old.controllerRunning() {
+			return nil, fmt.Errorf("%w: %s: its controller is alive, nothing to restore", ErrAlreadyStarted, c.File())
+		}
+		class := c.opts.Controller
+		if cur.Controller != nil && isDefaultLauncher(class) {
+			class = cur.Controller.Class
+		}
+		cfg := c.config()
+		cfg.Command = c.opts.ControllerCmd
+		cfg.Options = c.opts.ControllerOptions
+		// The dead controller's files give the address and location; the
+		// recorded arguments keep --client-ip, CURVE and the limits.
+		cfg.Args = append(slices.Clone(cur.Cluster.ControllerArgs), "--restore")
+		if l, err = New(KindController, class, cfg); err != nil {
+			return nil, err
+		}
+		if err := l.Start(ctx, 1); err != nil {
+			return nil, err
+		}
+		state, err := marshalState(l)
+		if err != nil {
+			return nil, errors.Join(err, l.Stop(context.Background()))
+		}
+		cur.Controller = &LauncherRecord{Class: class, State: state}
+		snap = old
+		return cur, nil
+	})
+	if err != nil {
+		return err
+	}
+	c.controller = l
+	c.sets, c.meta = snap.sets, snap.meta
+	return nil
+}
+
 // Connection waits for the controller's connection files and returns
 // them. A Cluster without a controller launcher of its own reads the
 // files the running controller left in the profile.

@@ -323,3 +323,56 @@ func TestClusterLogFiles(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterRestartController: RestartController refuses without a
+// cluster file and while the recorded controller lives; after a kill it
+// starts a controller with --restore and keeps the engine set running and
+// recorded.
+func TestClusterRestartController(t *testing.T) {
+	ctx := withTimeout(t, 30*time.Second)
+	opts := testClusterOptions(t)
+	none, _ := NewCluster(opts)
+	if err := none.RestartController(ctx); !errors.Is(err, ErrNoCluster) {
+		t.Fatalf("restart without a cluster file: %v, want ErrNoCluster", err)
+	}
+	c, _ := NewCluster(opts)
+	var all []int
+	killPIDs(t, func() []int { return all })
+	if err := c.StartController(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.StartEngines(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	all = c.PIDs()
+	live, _ := NewCluster(opts)
+	if err := live.RestartController(ctx); !errors.Is(err, ErrAlreadyStarted) {
+		t.Fatalf("restart while the controller lives: %v, want ErrAlreadyStarted", err)
+	}
+	syscall.Kill(all[0], syscall.SIGKILL)
+	c.Controller().Wait(ctx)
+
+	r, _ := NewCluster(opts)
+	if err := r.RestartController(ctx); err != nil {
+		t.Fatal(err)
+	}
+	all = append(all, r.PIDs()...)
+	if !PIDAlive(all[1]) {
+		t.Errorf("engine %d stopped by the restart", all[1])
+	}
+	if sets := r.EngineSets(); len(sets) != 1 {
+		t.Errorf("engine sets after the restart: %v", sets)
+	}
+	f, err := ReadClusterFile(r.File())
+	if err != nil || f.Controller == nil || len(f.Engines.Sets) != 1 {
+		t.Fatalf("cluster file after the restart: %+v %v", f, err)
+	}
+	// The recorded arguments are the cluster's own; --restore is only
+	// this start's.
+	if slices.Contains(f.Cluster.ControllerArgs, "--restore") {
+		t.Errorf("--restore leaked into the recorded controller args: %v", f.Cluster.ControllerArgs)
+	}
+	if err := r.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/ipp-hpc/ipp"
-	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/controller"
+	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/testutil"
 	"github.com/ipp-hpc/ipp/internal/wire"
 	"github.com/ipp-hpc/ipp/launchers"

@@ -114,7 +114,14 @@ type ControllerOptions struct {
 	LimitFlags
 	// DBFlags are --db and --db-max-records.
 	DBFlags
+	// Restore is --restore: take over the cluster of a controller that
+	// died, from the connection files it left.
+	Restore bool
 }
+
+// restoreHelp is the help of --restore on start and the controller role.
+const restoreHelp = "take over the cluster of a controller that died (kill -9, lost node): same key, ports and engine ids, " +
+	"from the connection files and engine table it left; running engines and clients find it again (see docs/controller.md)"
 
 // NewCmdController builds the controller role. runF replaces
 // controllerRun in tests.
@@ -152,6 +159,7 @@ key from IPP_SESSION_KEY when set. Logs go to standard error.`,
 	opts.CurveFlags.bind(fs)
 	opts.LimitFlags.bind(fs)
 	opts.DBFlags.bind(fs)
+	fs.BoolVar(&opts.Restore, "restore", false, restoreHelp)
 	return cmd
 }
 
@@ -189,6 +197,7 @@ func (o *ControllerOptions) config() (controller.Config, error) {
 		HeartbeatMisses: o.HeartbeatMisses,
 		Transport:       backend,
 		Logger:          o.F.Logger(),
+		Restore:         o.Restore,
 	}
 	if key := os.Getenv(protocol.EnvSessionKey); key != "" {
 		cfg.Key = []byte(key)
@@ -292,7 +301,9 @@ else IPP_ENGINE_ID_BASE when set, else lets the controller choose.
 
 An engine whose controller stops sending heartbeats exits (status 1) after
 --controller-timeout, so that a batch job does not hold its nodes for long
-after its controller died.`,
+after its controller died. A controller restarted within that time
+(ipcluster start --restore) is found again: the engine registers again with
+its id and sends the replies the dead controller missed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.clusterIDSet = cmd.Flags().Changed("cluster-id")
@@ -313,7 +324,7 @@ after its controller died.`,
 	fs.Lookup("mpi").NoOptDefVal = "true"
 	fs.IntVar(&opts.MPISize, "mpi-size", -1, "world size the launcher asked for (default $"+protocol.EnvMPISize+", else the launcher's count)")
 	fs.Var(newSecondsValue(&opts.ControllerTimeout, engine.DefaultControllerTimeout), "controller-timeout",
-		"exit after this long without a heartbeat from the controller (0: never; default $"+protocol.EnvControllerTimeout+", else 30)")
+		"exit after this long without a heartbeat from the controller, waiting for it to be restored meanwhile (0: never; default $"+protocol.EnvControllerTimeout+", else 30)")
 	return cmd
 }
 

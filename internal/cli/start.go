@@ -58,6 +58,12 @@ type StartOptions struct {
 	LimitFlags
 	// DBFlags are passed on to the controller.
 	DBFlags
+	// Restore is --restore: restart the controller of a cluster whose
+	// controller died, keeping its engines.
+	Restore bool
+	// AutoRestore is --auto-restore: how many times a foreground
+	// ipcluster restarts a controller that died, with --restore.
+	AutoRestore int
 	// remoteArgs are the flags given, for the remote ipcluster of --ssh.
 	remoteArgs []string
 }
@@ -99,6 +105,12 @@ check its batch jobs left the queue. See docs/laptop.md.`,
 				return fmt.Errorf("unexpected arguments %q (controller arguments go after --)", args)
 			}
 			opts.NUnset = !cmd.Flags().Changed("n")
+			if opts.AutoRestore > 0 && opts.Daemonize {
+				return errors.New("--auto-restore needs ipcluster in the foreground (without --daemonize) to watch the controller; restart a daemonized cluster's controller with 'ipcluster start --restore'")
+			}
+			if opts.Restore && !opts.NUnset {
+				return errors.New("--restore starts only the controller: the engines of the cluster register again with it (add more later with 'ipcluster engines')")
+			}
 			opts.remoteArgs = forwardFlags(cmd.Flags())
 			if runF != nil {
 				return runF(opts)
@@ -114,6 +126,8 @@ check its batch jobs left the queue. See docs/laptop.md.`,
 	opts.ClusterFlags.bindRemote(fs)
 	fs.IntVarP(&opts.N, "n", "n", runtime.NumCPU(), "number of engines (0: only the controller; add engines with 'ipcluster engines')")
 	fs.BoolVar(&opts.Daemonize, "daemonize", false, "return once the engines are up, leaving the cluster running")
+	fs.BoolVar(&opts.Restore, "restore", false, restoreHelp)
+	fs.IntVar(&opts.AutoRestore, "auto-restore", 0, "in the foreground (no --daemonize): restart a controller that dies (crash, kill -9) up to this many times, with --restore, over the running engines")
 	fs.StringVar(&opts.IP, "ip", "", "controller address to bind, for engines and (without --client-ip) clients (default 127.0.0.1; '*' for all interfaces)")
 	fs.StringVar(&opts.ClientIP, "client-ip", "", clientIPHelp)
 	fs.StringVar(&opts.Location, "location", "", "controller host name written to the connection files")
@@ -247,13 +261,21 @@ func startRun(ctx context.Context, o *StartOptions) error {
 		}
 	}()
 
-	log.Info("starting controller", "profile_dir", copts.ProfileDir, "cluster_id", clusterName(copts.ClusterID))
-	if err := c.StartController(ctx); err != nil {
-		return err
-	}
 	bringUp := bringUpEngines
 	if o.N == 0 {
 		bringUp = controllerOnly
+	}
+	if o.Restore {
+		log.Info("restarting the controller of the cluster", "profile_dir", copts.ProfileDir, "cluster_id", clusterName(copts.ClusterID))
+		if err := c.RestartController(ctx); err != nil {
+			return err
+		}
+		bringUp = waitRestored
+	} else {
+		log.Info("starting controller", "profile_dir", copts.ProfileDir, "cluster_id", clusterName(copts.ClusterID))
+		if err := c.StartController(ctx); err != nil {
+			return err
+		}
 	}
 	if err := bringUp(ctx, o.F, c, o.N, o.WaitTimeout); err != nil {
 		log.Error("cluster start failed; stopping it", "err", err)
@@ -264,9 +286,51 @@ func startRun(ctx context.Context, o *StartOptions) error {
 		fmt.Fprintf(o.F.IO.ErrOut, "Stop it with: ipcluster stop%s\n", stopFlags(o.ClusterFlags))
 		return nil
 	}
-	fmt.Fprintf(o.F.IO.ErrOut, "Cluster %s running with %d engines (%s). Press Ctrl-C to stop it.\n",
-		clusterName(copts.ClusterID), o.N, c.File())
-	return foreground(ctx, log, c, o.StopGrace)
+	if o.Restore {
+		fmt.Fprintf(o.F.IO.ErrOut, "Cluster %s restored (%s). Press Ctrl-C to stop it.\n", clusterName(copts.ClusterID), c.File())
+	} else {
+		fmt.Fprintf(o.F.IO.ErrOut, "Cluster %s running with %d engines (%s). Press Ctrl-C to stop it.\n",
+			clusterName(copts.ClusterID), o.N, c.File())
+	}
+	var restart func() error
+	if o.AutoRestore > 0 {
+		restart = func() error {
+			if err := c.RestartController(ctx); err != nil {
+				return err
+			}
+			return waitRestored(ctx, o.F, c, 0, o.WaitTimeout)
+		}
+	}
+	return foreground(ctx, log, c, o.StopGrace, o.AutoRestore, restart)
+}
+
+// waitRestored waits until the restored controller answers a client,
+// failing early with its output if it exits (nothing to restore, a port
+// still taken). Its connection files exist from the start (the dead
+// controller's), so only an answer shows it is up.
+func waitRestored(ctx context.Context, f *Factory, c *launchers.Cluster, _ int, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("the restored controller did not answer within %v", timeout))
+	defer cancel()
+	file := wire.ClientFile(c.Options().ProfileDir, c.Options().ClusterID)
+	for {
+		if err := deadProcesses(c, ""); err != nil {
+			return err
+		}
+		actx, acancel := context.WithTimeout(ctx, time.Second)
+		client, err := f.Connect(actx, file)
+		acancel()
+		if err == nil {
+			n := len(client.IDs())
+			client.Close()
+			c.Options().Logger.Info("controller restored; the cluster's engines register again as they notice it", "engines_now", n, "engine_sets", len(c.EngineSets()))
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last: %v)", context.Cause(ctx), err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // clientIPHelp is the help of --client-ip on start and the controller role.
@@ -419,13 +483,21 @@ func outputTail(l launchers.Launcher) string {
 
 // foreground keeps the cluster until ctx is cancelled (a signal) or the
 // controller exits, recording engine sets that end on their own, then
-// stops everything.
-func foreground(ctx context.Context, log *slog.Logger, c *launchers.Cluster, grace time.Duration) error {
-	ctlDone := make(chan struct{})
-	go func() {
-		_ = c.Controller().Wait(context.WithoutCancel(ctx))
-		close(ctlDone)
-	}()
+// stops everything. With restart, a controller that did not exit cleanly
+// (a client's shutdown request exits 0) is restarted, up to restarts
+// times, instead.
+func foreground(ctx context.Context, log *slog.Logger, c *launchers.Cluster, grace time.Duration, restarts int, restart func() error) error {
+	watch := func() chan struct{} {
+		done := make(chan struct{})
+		ctl := c.Controller()
+		go func() {
+			_ = ctl.Wait(context.WithoutCancel(ctx))
+			close(done)
+		}()
+		return done
+	}
+	ctlDone := watch()
+	restarted := 0
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	ended := map[string]bool{}
@@ -437,6 +509,18 @@ loop:
 			log.Info("stopping the cluster", "reason", context.Cause(ctx))
 			break loop
 		case <-ctlDone:
+			if st := c.Controller().Status(); st.ExitCode != 0 && restart != nil && restarted < restarts && ctx.Err() == nil {
+				restarted++
+				log.Warn("the controller died; restarting it over the running engines (--auto-restore)",
+					"exit_code", st.ExitCode, "restart", restarted, "of", restarts, "output", outputTail(c.Controller()))
+				if err := restart(); err != nil {
+					result = fmt.Errorf("restarting the controller: %w", err)
+					break loop
+				}
+				log.Info("controller restored")
+				ctlDone = watch()
+				continue
+			}
 			if st := c.Controller().Status(); st.ExitCode > 0 {
 				result = fmt.Errorf("the controller exited with status %d%s", st.ExitCode, outputTail(c.Controller()))
 			}

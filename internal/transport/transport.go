@@ -75,6 +75,9 @@ const (
 	// EventRefused: an accepted connection was closed at once because the
 	// socket had MaxConnections peers already.
 	EventRefused
+	// EventConnected: a connecting socket's connection was established
+	// (again, after a drop: its peer restarted on the same address).
+	EventConnected
 )
 
 func (k EventKind) String() string {
@@ -85,6 +88,8 @@ func (k EventKind) String() string {
 		return "disconnected"
 	case EventRefused:
 		return "refused"
+	case EventConnected:
+		return "connected"
 	}
 	return fmt.Sprintf("EventKind(%d)", int(k))
 }

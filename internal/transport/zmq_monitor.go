@@ -31,7 +31,7 @@ var monitorSeq atomic.Uint64
 // newMonitor starts monitoring sock; call it before Bind or Connect.
 func newMonitor(sock *zmq.Socket, max int) (*monitor, error) {
 	addr := fmt.Sprintf("inproc://ipp-monitor-%d", monitorSeq.Add(1))
-	if err := sock.Monitor(addr, zmq.EVENT_ACCEPTED|zmq.EVENT_DISCONNECTED|zmq.EVENT_MONITOR_STOPPED); err != nil {
+	if err := sock.Monitor(addr, zmq.EVENT_ACCEPTED|zmq.EVENT_CONNECTED|zmq.EVENT_DISCONNECTED|zmq.EVENT_MONITOR_STOPPED); err != nil {
 		return nil, fmt.Errorf("transport: monitor: %w", err)
 	}
 	pair, err := zmq.NewSocket(zmq.PAIR)
@@ -74,6 +74,11 @@ func (m *monitor) run() {
 			}
 			open[fd] = true
 			out = Event{Kind: EventAccepted, Open: len(open)}
+		case zmq.EVENT_CONNECTED:
+			// A connecting socket: its connections count the same way,
+			// so that their drops are reported.
+			open[fd] = true
+			out = Event{Kind: EventConnected, Open: len(open)}
 		case zmq.EVENT_DISCONNECTED:
 			if !open[fd] {
 				// One we refused, or accepted before monitoring began.
