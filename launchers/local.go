@@ -232,8 +232,27 @@ func (g *localGroup) Stop(ctx context.Context) error {
 func (g *localGroup) stopOne(ctx context.Context, lp *localProc) error {
 	log := g.cfg.logger().With("pid", lp.rec.PID)
 	p := lp.proc
+	// Children in sessions of their own escape the group's SIGKILL sweep:
+	// a Python engine's nanny (ipyparallel 7.x) lingers a minute or more
+	// after its engine. Found before the engine dies (they are reparented
+	// then), killed after.
+	var tree []Process
+	if tr, ok := g.cfg.runner().(TreeRunner); ok && p.Alive() {
+		tree = tr.Descendants(p)
+	}
 	if err := stopProcess(ctx, log, fmt.Sprintf("pid %d", lp.rec.PID), p, g.cfg.stopGrace(), nil); err != nil {
 		return err
+	}
+	for _, d := range tree {
+		if d.Alive() {
+			log.Debug("killing a descendant left in another session", "descendant", d.PID())
+			_ = d.Signal(syscall.SIGKILL)
+			wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			if err := d.Wait(wctx); err != nil {
+				log.Warn("a descendant survived SIGKILL", "descendant", d.PID(), "err", err)
+			}
+			cancel()
+		}
 	}
 	g.mu.Lock()
 	lp.rec.State = StateAfter

@@ -2,6 +2,7 @@ package launchers
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -142,8 +143,20 @@ func TestPythonEnginesHonourClusterID(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	if len(nannies) == 0 {
+		t.Fatal("found no nanny process under the Python engines (ipyparallel 7.1 forks one per engine)")
+	}
 	if err := l.Stop(ctx); err != nil {
 		t.Fatal(err)
+	}
+	// Stop leaves nothing: not the engines, not their nannies (a session
+	// of their own, out of reach of the group's SIGKILL).
+	for _, pid := range nannies {
+		if err := syscall.Kill(pid, 0); err == nil {
+			if st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); !strings.Contains(string(st), ") Z ") {
+				t.Errorf("nanny %d still alive after Stop", pid)
+			}
+		}
 	}
 }
 
