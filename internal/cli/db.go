@@ -28,7 +28,7 @@ func (d *DBFlags) bind(fs *pflag.FlagSet) {
 
 func (d DBFlags) check() error {
 	switch d.DB {
-	case controller.DBSQLite, controller.DBMemory, controller.DBNone:
+	case "", controller.DBSQLite, controller.DBMemory, controller.DBNone:
 	default:
 		return fmt.Errorf("--db must be sqlite, memory or none, not %q", d.DB)
 	}
@@ -44,6 +44,11 @@ func (d DBFlags) apply(cfg *controller.Config) error {
 		return err
 	}
 	cfg.DB, cfg.DBMaxRecords = d.DB, d.MaxRecords
+	if cfg.DB == "" {
+		// Options built without the flags (tests, other programs): the
+		// flag's default.
+		cfg.DB = controller.DBSQLite
+	}
 	return nil
 }
 

@@ -1,11 +1,13 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -191,8 +193,27 @@ func clusterJobs(c *launchers.Cluster) []string {
 	for _, set := range c.EngineSets() {
 		add(set)
 	}
-	slices.Sort(ids)
+	slices.SortFunc(ids, compareJobIDs)
 	return ids
+}
+
+// compareJobIDs orders batch job ids by their leading number (Slurm's
+// "9" before "10", PBS's "9.server" before "10.server"), then as text.
+func compareJobIDs(a, b string) int {
+	lead := func(s string) (int, bool) {
+		i := 0
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+		n, err := strconv.Atoi(s[:i])
+		return n, err == nil
+	}
+	na, oka := lead(a)
+	nb, okb := lead(b)
+	if oka && okb && na != nb {
+		return cmp.Compare(na, nb)
+	}
+	return strings.Compare(a, b)
 }
 
 // deathNote says why a loaded cluster is not running.
