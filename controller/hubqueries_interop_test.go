@@ -1,7 +1,6 @@
 package controller_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -10,10 +9,6 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/ipp-hpc/ipp/controller"
-	"github.com/ipp-hpc/ipp/internal/testutil"
 )
 
 // TestPythonHubQueries runs the real ipyparallel 7.1 client and two Python
@@ -22,22 +17,8 @@ import (
 // resubmit (finished, failed, in flight, a chain), get_result from a
 // client that did not submit, load_request and the Dask requests.
 func TestPythonHubQueries(t *testing.T) {
-	py := testutil.NeedPython(t, "ipyparallel", "zmq")
-	dir := t.TempDir()
-	c, err := controller.New(controller.Config{ProfileDir: dir, HeartbeatPeriod: 500 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
 	const n = 2
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	for i := 0; i < n; i++ {
-		startPythonEngine(t, ctx, py, c.EngineFile(), dir, fmt.Sprintf("engine%d.log", i), "WARN")
-	}
+	py, dir, c, ctx := pythonPeers(t, n)
 	cmd := exec.CommandContext(ctx, py, "testdata/python_hubqueries.py", c.ClientFile(), fmt.Sprint(n))
 	cmd.Env = append(os.Environ(), "IPYTHONDIR="+filepath.Join(dir, "ipython"))
 	cmd.Stderr = os.Stderr

@@ -42,12 +42,14 @@ func startPythonEngine(t *testing.T, ctx context.Context, py, engineFile, dir, l
 	return logf.Name()
 }
 
-// TestPythonPeers runs the real ipyparallel 7.1 client and two Python
-// engines against our controller: direct, load-balanced and broadcast
-// views, errors, dependencies, queries and an engine shutdown.
-func TestPythonPeers(t *testing.T) {
-	py := testutil.NeedPython(t, "ipyparallel", "zmq")
-	dir := t.TempDir()
+// pythonPeers starts our controller and n real Python engines on it, for
+// the tests that drive it with the real Python client. It returns the
+// Python interpreter, the profile directory and a context that bounds the
+// test.
+func pythonPeers(t *testing.T, n int) (py, dir string, c *controller.Controller, ctx context.Context) {
+	t.Helper()
+	py = testutil.NeedPython(t, "ipyparallel", "zmq")
+	dir = t.TempDir()
 	c, err := controller.New(controller.Config{ProfileDir: dir, HeartbeatPeriod: 500 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -55,7 +57,21 @@ func TestPythonPeers(t *testing.T) {
 	if err := c.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	for i := 0; i < n; i++ {
+		startPythonEngine(t, ctx, py, c.EngineFile(), dir, fmt.Sprintf("engine%d.log", i), "WARN")
+	}
+	return py, dir, c, ctx
+}
+
+// TestPythonPeers runs the real ipyparallel 7.1 client and two Python
+// engines against our controller: direct, load-balanced and broadcast
+// views, errors, dependencies, queries and an engine shutdown.
+func TestPythonPeers(t *testing.T) {
+	const n = 2
+	py, dir, c, ctx := pythonPeers(t, n)
 	for _, f := range []string{c.ClientFile(), c.EngineFile()} {
 		st, err := os.Stat(f)
 		if err != nil {
@@ -64,12 +80,6 @@ func TestPythonPeers(t *testing.T) {
 		if st.Mode().Perm() != 0o600 {
 			t.Errorf("%s has mode %v, want 0600", f, st.Mode().Perm())
 		}
-	}
-	const n = 2
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	for i := 0; i < n; i++ {
-		startPythonEngine(t, ctx, py, c.EngineFile(), dir, fmt.Sprintf("engine%d.log", i), "WARN")
 	}
 	cmd := exec.CommandContext(ctx, py, "testdata/python_client.py", c.ClientFile(), fmt.Sprint(n))
 	cmd.Env = append(os.Environ(), "IPYTHONDIR="+filepath.Join(dir, "ipython"))

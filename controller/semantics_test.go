@@ -3,7 +3,6 @@ package controller_test
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,21 +27,7 @@ import (
 // killed during a broadcast is reported once, by the client itself, with
 // no stale reply from the controller.
 func TestPythonSemantics(t *testing.T) {
-	py := testutil.NeedPython(t, "ipyparallel", "zmq")
-	dir := t.TempDir()
-	c, err := controller.New(controller.Config{ProfileDir: dir, HeartbeatPeriod: 500 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	for i := 0; i < 3; i++ {
-		startPythonEngine(t, ctx, py, c.EngineFile(), dir, fmt.Sprintf("engine%d.log", i), "WARN")
-	}
+	py, dir, c, ctx := pythonPeers(t, 3)
 	outFile := filepath.Join(dir, "out.json")
 	cmd := exec.CommandContext(ctx, py, "testdata/python_semantics.py", c.ClientFile(), outFile)
 	cmd.Env = append(os.Environ(), "IPYTHONDIR="+filepath.Join(dir, "ipython"))
