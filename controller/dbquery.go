@@ -676,7 +676,10 @@ func (h *hub) dbRequest(s transport.Socket, msg *wire.Message) {
 		h.reply(s, msg.Idents, msg, "db_reply", protocol.NewError("ValueError", err.Error()))
 		return
 	}
-	recs, err := h.records.find(q.matchRecord)
+	large := func(keys []string) bool {
+		return slices.ContainsFunc(keys, func(k string) bool { return slices.Contains(largeKeys, k) })
+	}
+	recs, err := h.records.find(q.matchRecord, large(q.fields), large(keys))
 	if err != nil {
 		h.reply(s, msg.Idents, msg, "db_reply", protocol.NewError("KeyError", err.Error()))
 		return

@@ -495,12 +495,19 @@ func (r *TaskRecord) fillTimes() {
 	}
 }
 
+// largeKeys are the record fields that an evicted record keeps on disk
+// only (records.full reads them back).
+var largeKeys = []string{"buffers", "result_buffers", "stdout", "stderr"}
+
 // find returns copies of the records for which match is true, in
-// submission order, complete with buffers and output (read from disk
-// when they were evicted there; a memory backend's evicted records have
-// none). match gets the record, not its Doc, so that a query builds only
-// the part of the document it looks at; it runs outside the hub's lock.
-func (rs *records) find(match func(r *TaskRecord) bool) ([]*TaskRecord, error) {
+// submission order. An evicted record's buffers and output are read back
+// from disk (a memory backend's evicted records have none) only when
+// needed: before matching when the query looks at them (matchLarge),
+// after it for the records found when the caller wants them (withLarge),
+// so that a query over a big database does not read every result. match
+// gets the record, not its Doc, so that a query builds only the part of
+// the document it looks at; it runs outside the hub's lock.
+func (rs *records) find(match func(r *TaskRecord) bool, matchLarge, withLarge bool) ([]*TaskRecord, error) {
 	if rs.mode == DBNone {
 		return nil, errNoDB
 	}
@@ -515,13 +522,21 @@ func (rs *records) find(match func(r *TaskRecord) bool) ([]*TaskRecord, error) {
 	var out []*TaskRecord
 	for i := range all {
 		c := &all[i]
-		if _, err := rs.full(c); err != nil {
-			return nil, err
+		if matchLarge {
+			if _, err := rs.full(c); err != nil {
+				return nil, err
+			}
 		}
 		c.fillTimes()
-		if match == nil || match(&c.TaskRecord) {
-			out = append(out, &c.TaskRecord)
+		if match != nil && !match(&c.TaskRecord) {
+			continue
 		}
+		if withLarge {
+			if _, err := rs.full(c); err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, &c.TaskRecord)
 	}
 	return out, nil
 }
