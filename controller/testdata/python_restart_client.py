@@ -6,6 +6,7 @@ Usage: python_restart_client.py submit CLIENT_JSON  -> prints the msg_ids (JSON)
 """
 import json
 import sys
+import time
 
 import ipyparallel as ipp
 
@@ -17,8 +18,19 @@ if mode == "submit":
     for i, ms in enumerate([4000, 3000]):
         ar = rc[i].execute("time.Sleep(%d * time.Millisecond)" % ms, block=False)
         ids.extend(ar.msg_ids)
-    # The hub has them (pending) before this client goes away.
-    rc.result_status(ids)
+    # The hub has them (pending) before this client goes away. The
+    # requests travel on the mux socket and the query on another, so the
+    # hub may not have recorded them yet when the query arrives: ask
+    # again until it has (bounded).
+    deadline = time.time() + 20
+    while True:
+        try:
+            rc.result_status(ids)
+            break
+        except ipp.RemoteError as e:
+            if "No such message" not in str(e) or time.time() > deadline:
+                raise
+            time.sleep(0.05)
     print(json.dumps(ids), flush=True)
 else:
     out = {}
