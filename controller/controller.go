@@ -315,13 +315,16 @@ type Controller struct {
 	// Sockets by role; names follow the connection-file keys. reg is the
 	// engine file's registration ROUTER, query the client file's: the
 	// same socket unless the sides are split.
-	reg, query, notif      transport.Socket
-	muxIn, muxOut          transport.Socket
-	ctrlIn, ctrlOut        transport.Socket
-	taskIn, taskOut        transport.Socket
-	bcastIn                transport.Socket
-	bcastLeaves            []transport.Socket
-	iopubIn, iopubOut      transport.Socket
+	reg, query, notif transport.Socket
+	muxIn, muxOut     transport.Socket
+	ctrlIn, ctrlOut   transport.Socket
+	taskIn, taskOut   transport.Socket
+	bcastIn           transport.Socket
+	bcastLeaves       []transport.Socket
+	iopubIn, iopubOut transport.Socket
+	// iopubXPub: iopubOut reports subscriptions, so the hub's IOPub gate
+	// can hold a new client's output until its subscription arrives.
+	iopubXPub              bool
 	hbPing, hbPong         transport.Socket
 	clientInfo             wire.ClientInfo
 	engineInfo             wire.EngineInfo
@@ -504,7 +507,7 @@ func (c *Controller) Start() (err error) {
 		{&c.taskOut, &ei.Task, transport.Router, idTaskOut, es},
 		{&c.bcastIn, &ci.Broadcast, transport.Router, []byte("sub_scheduler_0"), cs},
 		{&c.iopubIn, &ei.IOPub, transport.Sub, nil, es},
-		{&c.iopubOut, &ci.IOPub, transport.Pub, nil, cs},
+		{&c.iopubOut, &ci.IOPub, transport.XPub, nil, cs},
 		{&c.hbPing, &ei.HBPing, transport.Pub, nil, es},
 		{&c.hbPong, &ei.HBPong, transport.Router, nil, es},
 	}
@@ -524,6 +527,14 @@ func (c *Controller) Start() (err error) {
 	}
 	for _, b := range binds {
 		s, port, err := c.socket(b.side, b.typ, b.id, b.dst == &c.hbPong, want[b.port])
+		if b.typ == transport.XPub && errors.Is(err, transport.ErrNoXPub) {
+			// Without subscription reports the IOPub gate stays off
+			// (iopubgate.go): output is published at once, racing a
+			// new client's subscription as in ipyparallel.
+			s, port, err = c.socket(b.side, transport.Pub, b.id, false, want[b.port])
+		} else if b.typ == transport.XPub {
+			c.iopubXPub = true
+		}
 		if err != nil {
 			if c.prev != nil {
 				return fmt.Errorf("controller: cannot restore: %w", err)
@@ -596,6 +607,7 @@ func (c *Controller) Start() (err error) {
 	}
 	c.goServe("heartbeat", c.hub.serveHeartbeat)
 	c.goServe("iopub", c.hub.serveIOPub)
+	c.goServe("iopub subscriptions", c.hub.serveSubscriptions)
 	c.goServe("mux", c.mux.run)
 	c.goServe("control", c.control.run)
 	c.goServe("task", c.tasks.run)

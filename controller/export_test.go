@@ -1,5 +1,10 @@
 package controller
 
+import (
+	"slices"
+	"time"
+)
+
 // SetRestoredTasks stands in for the task database's loading in tests:
 // f returns the records a restore takes over.
 func SetRestoredTasks(cfg *Config, f func() []*TaskRecord) { cfg.restoredTasks = f }
@@ -30,4 +35,37 @@ func ResultContent(c *Controller, msgID string) string {
 		return string(r.ResultContent)
 	}
 	return ""
+}
+
+// PrepareIOPubGate makes the IOPub gate deterministic for a test: it
+// forgets the subscriptions not matched to a client yet (they would
+// release the next client at once) and sets how long a client that never
+// subscribes is waited for. It fails if the gate is off (no XPUB).
+func PrepareIOPubGate(c *Controller, wait time.Duration) bool {
+	g := c.hub.gate
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.credits = nil
+	g.wait = wait
+	return g.enabled
+}
+
+// IOPubGateReleases counts the clients the gate released on their
+// subscription (matched) and after its wait (expired).
+func IOPubGateReleases(c *Controller) (matched, expired int) {
+	g := c.hub.gate
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.matched, g.expired
+}
+
+// IOPubHeld is the output the IOPub gate holds for a client session.
+func IOPubHeld(c *Controller, session string) [][][]byte {
+	g := c.hub.gate
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if h := g.bySession[session]; h != nil {
+		return slices.Clone(h.held)
+	}
+	return nil
 }

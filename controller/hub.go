@@ -95,6 +95,10 @@ type hub struct {
 	dbJobs chan dbJob
 	dbOnce sync.Once
 
+	// gate holds a new client's IOPub output until its subscription
+	// arrives (iopubgate.go). Its lock is taken after none of the hub's.
+	gate *iopubGate
+
 	quit chan struct{}
 	once sync.Once
 }
@@ -128,6 +132,7 @@ func newHub(c *Controller, rs *records) *hub {
 		live:     map[string]int{},
 		departed: map[string]time.Time{},
 		dbJobs:   make(chan dbJob, maxDBJobs),
+		gate:     newIOPubGate(c.iopubXPub, func(frames [][]byte) { c.iopubOut.Send(frames) }),
 		quit:     make(chan struct{}),
 	}
 }
@@ -164,7 +169,12 @@ func (h *hub) departedRecently(uuid string) bool {
 // listen adds listeners; call before the hub serves.
 func (h *hub) listen(ls ...engineListener) { h.listeners = append(h.listeners, ls...) }
 
-func (h *hub) stop() { h.once.Do(func() { close(h.quit) }) }
+func (h *hub) stop() {
+	h.once.Do(func() {
+		close(h.quit)
+		h.gate.stop()
+	})
+}
 
 // liveID returns the id of a registered engine, for the relays.
 func (h *hub) liveID(uuid string) (int, bool) {
@@ -277,6 +287,8 @@ func (h *hub) handleQuery(s transport.Socket, msg *wire.Message) {
 			h.unregister(*c.ID, "unregistration_request")
 		}
 	case "connection_request":
+		// Before the reply: the client subscribes to IOPub after it.
+		h.gate.connected(msg.Header.Session)
 		// max_message_size is ours (Python clients ignore it): our client
 		// refuses a larger request with a clear error before sending it.
 		h.reply(s, msg.Idents, msg, "connection_reply", map[string]any{"status": "ok", "engines": h.engineMap(),
@@ -673,6 +685,16 @@ func (h *hub) serveIOPub() {
 	}
 }
 
+// serveSubscriptions hands the subscriptions the client-facing IOPub XPUB
+// reports to the gate (a plain PUB reports none).
+func (h *hub) serveSubscriptions() {
+	for frames := range h.c.iopubOut.Messages() {
+		if len(frames) == 1 && len(frames[0]) > 0 && frames[0][0] == 1 {
+			h.gate.subscribed()
+		}
+	}
+}
+
 // handleIOPub handles one message an engine published. Only signed
 // messages from engines the hub knows are forwarded: clients trust what
 // arrives on IOPub (Python ones unpickle results from it).
@@ -686,7 +708,7 @@ func (h *hub) handleIOPub(frames [][]byte) {
 		h.c.rejects.reject("iopub_in", []byte(msg.Header.Session), "published by a session that is not a registered engine")
 		return
 	}
-	h.c.iopubOut.Send(frames)
+	h.gate.publish(msg.Parent.Session, frames)
 	if !noteworthyTopic(msg.Idents) {
 		return
 	}

@@ -41,6 +41,10 @@ const gozmqCloseGrace = time.Second
 var errOneEndpoint = errors.New("transport: a gozmq socket binds or connects exactly once")
 
 func (goZMQ) NewSocket(t Type, o Options) (Socket, error) {
+	if t == XPub {
+		// go-zeromq's XPUB does not hand subscriptions to the reader.
+		return nil, ErrNoXPub
+	}
 	if t < Router || t > Sub {
 		return nil, fmt.Errorf("transport: unknown socket type %v", t)
 	}

@@ -16,7 +16,17 @@ const (
 	Dealer
 	Pub
 	Sub
+	// XPub is a PUB that also hands the subscriptions its subscribers send
+	// to Messages, one single-frame message each (first byte 1 to
+	// subscribe, 0 to unsubscribe, then the prefix): every subscription
+	// (libzmq's XPUB_VERBOSE), and an unsubscription once a prefix's last
+	// subscriber has left. Only the libzmq backend has it; the others
+	// refuse it with ErrNoXPub.
+	XPub
 )
+
+// ErrNoXPub is returned by backends that cannot report subscriptions.
+var ErrNoXPub = errors.New("transport: this backend has no XPUB sockets")
 
 func (t Type) String() string {
 	switch t {
@@ -28,6 +38,8 @@ func (t Type) String() string {
 		return "PUB"
 	case Sub:
 		return "SUB"
+	case XPub:
+		return "XPUB"
 	}
 	return fmt.Sprintf("Type(%d)", int(t))
 }

@@ -68,7 +68,7 @@ type zsock struct {
 
 // NewSocket creates and configures a libzmq socket and starts its reader.
 func (libzmq) NewSocket(t Type, o Options) (Socket, error) {
-	if t < Router || t > Sub {
+	if t < Router || t > XPub {
 		return nil, fmt.Errorf("transport: unknown socket type %v", t)
 	}
 	sock, err := zmq.NewSocket(zmqType(t))
@@ -127,6 +127,8 @@ func zmqType(t Type) zmq.Type {
 		return zmq.DEALER
 	case Pub:
 		return zmq.PUB
+	case XPub:
+		return zmq.XPUB
 	default:
 		return zmq.SUB
 	}
@@ -158,6 +160,13 @@ func configure(sock *zmq.Socket, t Type, o Options) error {
 		// A peer that restarts with the same identity takes over its
 		// route, unless identities must stay with their first owner.
 		if err := sock.SetRouterHandover(!o.ExclusiveIdentities); err != nil {
+			return err
+		}
+	}
+	if t == XPub {
+		// Every subscription, not only the first for each prefix: a
+		// subscriber is a new client even when another has the same one.
+		if err := sock.SetXpubVerbose(1); err != nil {
 			return err
 		}
 	}
