@@ -121,7 +121,7 @@ type taskView interface {
 }
 
 func newHub(c *Controller, rs *records) *hub {
-	return &hub{
+	h := &hub{
 		c:        c,
 		engines:  map[int]*engine{},
 		byUUID:   map[string]*engine{},
@@ -135,6 +135,13 @@ func newHub(c *Controller, rs *records) *hub {
 		gate:     newIOPubGate(c.iopubXPub, func(frames [][]byte) { c.iopubOut.Send(frames) }),
 		quit:     make(chan struct{}),
 	}
+	h.gate.released = func(session string, matched bool) {
+		if !matched {
+			c.log.Debug("a client's IOPub subscription did not arrive in time; its output is published without waiting",
+				"session", session, "waited", iopubGateMaxWait)
+		}
+	}
+	return h
 }
 
 // Output from an engine that left is forwarded for departedGrace, and at

@@ -24,22 +24,24 @@ import (
 // order, until a subscription arrives for it, and then published.
 //
 // XPUB subscriptions do not say whose they are (a SUB sends no identity,
-// and every client here comes from the same address), so a subscription
-// is matched to the client that connected last: a client subscribes
-// within milliseconds of its connection_reply, while a client that only
-// asks the hub questions and never subscribes stays pending until maxWait
-// (first come, first served would hand that one the next client's
-// subscription and lose the next client's output). Two clients connecting
-// in the same few milliseconds can still be matched the wrong way round;
-// the cost is the old race for one of them, never a hang. A subscription
-// that arrives while no client is pending (our Go client subscribes before
-// it asks) is kept as a credit for the next client for a short while.
-// A client that never subscribes is released after maxWait, so its output
-// only reaches other subscribers late. Holds are bounded in clients,
-// messages and bytes; past a bound the gate publishes at once, which is
-// what it did before. A hostile key holder could keep clients pending and
-// so delay (not lose) a newcomer's first output by up to maxWait; holding
-// the key already lets it run code on the engines.
+// and every client here comes from the same address), and matching them
+// to clients by order goes wrong exactly when it matters: several clients
+// connecting at once (a job array of scripts), or a client that only asks
+// the hub questions and never subscribes. So the gate counts instead: the
+// pending clients are released together, in order, once as many
+// subscriptions have arrived since they became pending as there are
+// pending clients. A client that never subscribes holds the others back
+// until it is released after maxWait (then the count is checked again);
+// that delays output, it never loses it. A subscription that arrives while
+// no client is pending (our Go client subscribes before it asks) is kept
+// as a credit for the next client for a short while. The count can still
+// be fooled by a subscriber that is not a new client (a reconnecting SUB)
+// arriving together with new clients: the old race for one of them, never
+// a hang. Holds are bounded in clients, messages and bytes; past a bound
+// the gate publishes at once, which is what it did before. A hostile key
+// holder could keep clients pending and so delay (not lose) a newcomer's
+// first output by up to maxWait; holding the key already lets it run code
+// on the engines.
 type iopubGate struct {
 	// enabled is false when the transport cannot report subscriptions
 	// (no XPUB): output is then published at once, as before.
@@ -51,7 +53,10 @@ type iopubGate struct {
 
 	pending   []*heldClient // in order of connection
 	bySession map[string]*heldClient
-	credits   []time.Time // unmatched subscriptions, by arrival
+	// subs counts the subscriptions that arrived while clients were
+	// pending and have not released them yet.
+	subs    int
+	credits []time.Time // unmatched subscriptions, by arrival
 	// seen remembers sessions already gated once: a client asking
 	// connection_request again (our Go client does, when waiting for
 	// engines) is subscribed already and must not be held a second time.
@@ -120,13 +125,13 @@ func (g *iopubGate) connected(session string) {
 	g.arm()
 }
 
-// subscribed is called for each subscription the XPUB reports; it
-// releases the newest pending client.
+// subscribed is called for each subscription the XPUB reports.
 func (g *iopubGate) subscribed() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if len(g.pending) > 0 {
-		g.release(g.pending[len(g.pending)-1], true)
+		g.subs++
+		g.releaseIfAllSubscribed()
 		return
 	}
 	now := g.now()
@@ -134,6 +139,19 @@ func (g *iopubGate) subscribed() {
 	if len(g.credits) < iopubGateMaxCredits {
 		g.credits = append(g.credits, now)
 	}
+}
+
+// releaseIfAllSubscribed releases every pending client once there have
+// been as many subscriptions as pending clients. mu is held.
+func (g *iopubGate) releaseIfAllSubscribed() {
+	if len(g.pending) == 0 || g.subs < len(g.pending) {
+		return
+	}
+	for len(g.pending) > 0 {
+		g.release(g.pending[0], true)
+	}
+	g.subs = 0
+	g.arm()
 }
 
 // publish sends frames, an engine's IOPub message whose parent header
@@ -152,6 +170,7 @@ func (g *iopubGate) publish(parentSession string, frames [][]byte) {
 	}
 	if len(c.held) >= iopubGateMaxHeldMsgs || c.bytes+n > iopubGateMaxHeldSize {
 		g.release(c, false)
+		g.subs = min(g.subs, len(g.pending))
 		g.out(frames)
 		return
 	}
@@ -188,6 +207,9 @@ func (g *iopubGate) expire() {
 	for len(g.pending) > 0 && !now.Before(g.pending[0].deadline) {
 		g.release(g.pending[0], false)
 	}
+	// The expired client may have been the one not subscribed.
+	g.subs = min(g.subs, len(g.pending))
+	g.releaseIfAllSubscribed()
 	g.arm()
 }
 
@@ -229,6 +251,7 @@ func (g *iopubGate) stop() {
 	for len(g.pending) > 0 {
 		g.release(g.pending[0], false)
 	}
+	g.subs = 0
 	if g.timer != nil {
 		g.timer.Stop()
 	}

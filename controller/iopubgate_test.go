@@ -87,24 +87,43 @@ func TestIOPubGateAsksAgainNotHeld(t *testing.T) {
 	}
 }
 
-// TestIOPubGateNewestFirst: a subscription goes to the client that
-// connected last, so a client that only asks questions and never
-// subscribes cannot take the next client's subscription.
-func TestIOPubGateNewestFirst(t *testing.T) {
+// TestIOPubGateCountsSubscriptions: subscriptions do not say whose they
+// are, so clients pending together are released together, once each could
+// have subscribed; a client that never subscribes holds the others only
+// until it expires.
+func TestIOPubGateCountsSubscriptions(t *testing.T) {
 	r := newGateRig()
 	defer r.g.stop()
+	r.g.connected("a")
+	r.g.connected("b")
+	r.pub("a", "a1")
+	r.pub("b", "b1")
+	r.g.subscribed() // b's, perhaps: a must not be released on it
+	if got := r.published(); len(got) != 0 {
+		t.Fatalf("one subscription for two clients released %q", got)
+	}
+	r.g.subscribed()
+	if got := r.published(); !slices.Equal(got, []string{"a1", "b1"}) {
+		t.Fatalf("after two subscriptions: published %q", got)
+	}
+
 	r.g.connected("asks-only")
 	r.now = r.now.Add(time.Second)
 	r.g.connected("py")
-	r.pub("asks-only", "q1")
 	r.pub("py", "p1")
 	r.g.subscribed()
-	if got := r.published(); !slices.Equal(got, []string{"p1"}) {
-		t.Fatalf("first subscription: published %q, want the newest client's", got)
+	if got := r.published(); len(got) != 2 {
+		t.Fatalf("py was released while asks-only might be the one subscribed: %q", got)
 	}
-	r.g.subscribed()
-	if got := r.published(); !slices.Equal(got, []string{"p1", "q1"}) {
-		t.Fatalf("second subscription: published %q", got)
+	r.now = r.now.Add(r.g.wait - time.Second) // asks-only's deadline, not py's
+	r.g.mu.Lock()
+	r.g.expire()
+	r.g.mu.Unlock()
+	if got := r.published(); !slices.Equal(got, []string{"a1", "b1", "p1"}) {
+		t.Fatalf("after asks-only expired: published %q, want py's output", got)
+	}
+	if r.g.matched != 3 || r.g.expired != 1 {
+		t.Fatalf("released %d matched, %d expired; want 3 and 1", r.g.matched, r.g.expired)
 	}
 }
 
