@@ -40,6 +40,7 @@ func init() {
 			Goals: map[string]float64{"ipyparallel": 10}})
 	}
 	registerTarget(Target{Key: "tunnel_added_median_ms", Label: "latency an ssh tunnel adds, median ms"})
+	registerCurves()
 }
 
 // targets are the rows of the ratio table, then the registered ones.
@@ -61,8 +62,11 @@ func targets(o options) []Target {
 	return append(ts, extraTargets...)
 }
 
-// curves are the charts of the report, then the registered ones.
-func curves() []Curve {
+// curves are the charts of the report, in the order registered.
+func curves() []Curve { return extraCurves }
+
+// registerCurves registers the built-in charts.
+func registerCurves() {
 	tcp := []Series{
 		{Label: "loopback TCP copy, warm", Key: func(x int) string { return fmt.Sprintf("tcp_warm_s_%d", x) }},
 		{Label: "loopback TCP copy, fresh buffers", Key: func(x int) string { return fmt.Sprintf("tcp_fresh_s_%d", x) }},
@@ -81,5 +85,7 @@ func curves() []Curve {
 				return slices.Compact(xs)
 			}, Key: func(x int) string { return fmt.Sprintf("startup_%d_s", x) }},
 	}
-	return append(cs, extraCurves...)
+	for _, c := range cs {
+		registerCurve(c)
+	}
 }

@@ -50,7 +50,7 @@ func drawCurve(dir string, c Curve, r *Run) (bool, error) {
 		p.Y.Scale = plot.LogScale{}
 		p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
 	}
-	p.Legend.Top = true
+	p.Legend.Top, p.Legend.Left = true, true
 	p.Add(plotter.NewGrid())
 	type line struct {
 		label, system string
@@ -90,6 +90,12 @@ func drawCurve(dir string, c Curve, r *Run) (bool, error) {
 	}
 	if !drawn {
 		return false, nil
+	}
+	// Room above the lines for the legend (a decade on a log axis).
+	if c.LogY {
+		p.Y.Max *= 10
+	} else {
+		p.Y.Max *= 1.3
 	}
 	if err := p.Save(16*vg.Centimeter, 10*vg.Centimeter, filepath.Join(dir, c.File)); err != nil {
 		return false, fmt.Errorf("chart %s: %w", c.File, err)

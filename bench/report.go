@@ -82,6 +82,27 @@ type previousRun struct {
 	Name  string
 	Ipp   results
 	Peers map[string]results
+	// Options are the sizes behind the ratio rows; runs before the report
+	// had no options and used 100 MB pushes and 10,000 tasks.
+	Options struct {
+		RatioMB   int `json:"ratio_mb"`
+		ScatterMB int `json:"scatter_mb"`
+		Tasks     int `json:"tasks"`
+	}
+}
+
+// sameSizes reports whether key was measured with the same size in this
+// run and in p: a 10 MB push of a quick run says nothing of a 100 MB one.
+func (p *previousRun) sameSizes(o options, key string) bool {
+	switch key {
+	case "push_s", "pull_s":
+		return p.Options.RatioMB == o.ratioMB
+	case "scatter_s", "gather_s":
+		return p.Options.ScatterMB == o.scatterMB
+	case "lb_tasks_per_s":
+		return p.Options.Tasks == o.tasks
+	}
+	return true
 }
 
 func loadPrevious(path string) (*previousRun, error) {
@@ -94,6 +115,10 @@ func loadPrevious(path string) (*previousRun, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	p := &previousRun{Name: path, Peers: map[string]results{}}
+	p.Options.RatioMB, p.Options.Tasks = 100, 10000
+	if v, ok := raw["options"]; ok {
+		json.Unmarshal(v, &p.Options)
+	}
 	get := func(key string) results {
 		var r results
 		if v, ok := raw[key]; ok {
@@ -302,10 +327,16 @@ func renderRatios(b *strings.Builder, o options, r *Run, prev *previousRun) {
 	}
 	fmt.Fprintf(b, "\n### Against the previous run\n\n`%s`. A target holds when it is met in both runs.\n\n", prev.Name)
 	b.WriteString("| measure | peer | ipp now / before | ratio now / before | target | met in both |\n|---|---|---|---|---|---|\n")
+	rows := 0
+	defer func() {
+		if rows == 0 {
+			b.WriteString("| (no measure of this run was taken with the same sizes there) | | | | | |\n")
+		}
+	}()
 	for _, t := range targets(o) {
 		v, ok := r.Ours[t.Key]
 		pv, pok := prev.Ipp[t.Key]
-		if !ok || !pok {
+		if !ok || !pok || !prev.sameSizes(o, t.Key) {
 			continue
 		}
 		for _, p := range systems[1:] {
@@ -321,6 +352,7 @@ func renderRatios(b *strings.Builder, o options, r *Run, prev *previousRun) {
 				g, met = fmt.Sprintf("≥ %gx", goal), metWord(x1 >= goal && x2 >= goal)
 			}
 			fmt.Fprintf(b, "| %s | %s | %s / %s | %.1fx / %.1fx | %s | %s |\n", t.Label, p, fmtNum(v), fmtNum(pv), x1, x2, g, met)
+			rows++
 		}
 	}
 }

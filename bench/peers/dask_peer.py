@@ -8,8 +8,8 @@ count serves every measure at that count:
   startup_<n>_s             LocalCluster(n) + Client + wait_for_workers(n), n in --startup-sizes
   lb_tasks_per_s_<n>        client.map of a no-op (--tasks items at 2 workers, --curve-tasks elsewhere)
   apply_median_ms/p99       submit(no-op).result(), --calls times (2 workers)
-  push_s_<mb>               client.scatter(array, broadcast=True) to 2 workers, best of 2
-  pull_s_<mb>               client.run returning each worker's copy, best of 2
+  push_s_<mb>               client.scatter(array, broadcast=True) to 2 workers, best of 2 (1 from 1 GB on)
+  pull_s_<mb>               client.run returning each worker's copy, best of 2 (1 from 1 GB on)
   scatter_s, gather_s       client.scatter of 4 parts of --scatter-mb MB over 4 workers, client.gather
 
 "skipped" maps a measure to why it was not taken; "versions" names what ran.
@@ -71,10 +71,12 @@ def latency(client, calls, out):
 
 def data(client, sizes, out, skipped):
     for mb in sizes:
+        # best of 2, of 1 from 1 GB on (as bench/local.go's dataRounds)
+        rounds = 1 if mb >= 1000 else 2
         try:
             arr = np.random.default_rng(mb).random(mb * 1000 * 1000 // 8)
             best, fut = None, None
-            for _ in range(2):
+            for _ in range(rounds):
                 fut = None
                 t0 = time.perf_counter()
                 fut = client.scatter(arr, broadcast=True, hash=False)
@@ -86,7 +88,7 @@ def data(client, sizes, out, skipped):
                 best = dt if best is None else min(best, dt)
             out[f"push_s_{mb}"] = best
             best = None
-            for _ in range(2):
+            for _ in range(rounds):
                 t0 = time.perf_counter()
                 got = client.run(held, fut.key)
                 dt = time.perf_counter() - t0

@@ -10,7 +10,7 @@ measure taken at that count:
   lb_tasks_per_s_<n>        load-balanced map of a no-op, chunksize 1, n in --task-sizes
                             (--tasks items at 2 engines, --curve-tasks elsewhere)
   apply_median_ms/p99       rc[0].apply_sync(no-op), --calls times (2 engines)
-  push_s_<mb>, pull_s_<mb>  dview.push / dview.pull of <mb> MB of float64 to/from 2 engines, best of 2
+  push_s_<mb>, pull_s_<mb>  dview.push / dview.pull of <mb> MB of float64 to/from 2 engines, best of 2 (1 from 1 GB on)
   scatter_s, gather_s       dview.scatter / gather of --scatter-mb MB of float64 over 4 engines
 
 "skipped" maps a measure to why it was not taken; "versions" names what ran.
@@ -68,10 +68,12 @@ def latency(rc, calls, out):
 def data(rc, sizes, out, skipped):
     dv = rc[:]
     for mb in sizes:
+        # best of 2, of 1 from 1 GB on (as bench/local.go's dataRounds)
+        rounds = 1 if mb >= 1000 else 2
         try:
             arr = np.random.default_rng(mb).random(mb * 1000 * 1000 // 8)
             best = None
-            for _ in range(2):
+            for _ in range(rounds):
                 t0 = time.perf_counter()
                 dv.push({"a": arr}, block=True)
                 dt = time.perf_counter() - t0
@@ -82,7 +84,7 @@ def data(rc, sizes, out, skipped):
             assert all(abs(s - want) <= 1e-6 * abs(want) for s in sums), sums
             out[f"push_s_{mb}"] = best
             best = None
-            for _ in range(2):
+            for _ in range(rounds):
                 t0 = time.perf_counter()
                 got = dv.pull("a", block=True)
                 dt = time.perf_counter() - t0
