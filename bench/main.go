@@ -96,8 +96,9 @@ func main() {
 	if quick {
 		set := map[string]bool{}
 		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		set["startup-sizes"] = set["startup-sizes"] || set["sizes"]
 		for name, v := range map[string]string{
-			"startup-sizes": "2,4", "sizes": "2,4", "ours-startup-sizes": "", "dask-startup-sizes": "2",
+			"startup-sizes": "2,4", "ours-startup-sizes": "", "dask-startup-sizes": "2",
 			"task-sizes": "1,2", "tasks": "2000", "curve-tasks": "1000", "calls": "200",
 			"data-mb": "1,10", "ratio-mb": "10", "scatter-mb": "10", "slurm-sizes": "4",
 		} {
