@@ -145,11 +145,13 @@ func loadPrevious(path string) (*previousRun, error) {
 }
 
 // newestRun returns the newest results json in dir whose run name sorts
-// before name (run names start with their UTC time).
-func newestRun(dir, name string) string {
+// before name (run names start with their UTC time) and that took the
+// ratio rows with the same sizes as o: a quick run in between is passed
+// over, so two consecutive full runs are compared.
+func newestRun(dir, name string, o options) string {
 	entries, _ := os.ReadDir(dir)
-	best := ""
-	bestName := ""
+	type cand struct{ name, path string }
+	var cands []cand
 	for _, e := range entries {
 		n, path := e.Name(), ""
 		switch {
@@ -163,11 +165,17 @@ func newestRun(dir, name string) string {
 		default:
 			continue
 		}
-		if n < name && n > bestName {
-			best, bestName = path, n
+		if n < name {
+			cands = append(cands, cand{n, path})
 		}
 	}
-	return best
+	slices.SortFunc(cands, func(a, b cand) int { return strings.Compare(b.name, a.name) })
+	for _, c := range cands {
+		if p, err := loadPrevious(c.path); err == nil && p.sameSizes(o, "push_s") && p.sameSizes(o, "lb_tasks_per_s") {
+			return c.path
+		}
+	}
+	return ""
 }
 
 func ratio(t Target, ours, theirs float64) float64 {
@@ -217,7 +225,7 @@ func writeReport(o options, r *Run, m Machine, start time.Time, took time.Durati
 	}
 	prevPath := o.compare
 	if prevPath == "" {
-		prevPath = newestRun(o.out, name)
+		prevPath = newestRun(o.out, name, o)
 	}
 	var prev *previousRun
 	if prevPath != "" {
