@@ -75,7 +75,9 @@ func (l localCluster) start(ctx context.Context, n int) (*ipp.Cluster, *ipp.Clie
 	c, err := ipp.NewCluster(ipp.ClusterOptions{
 		N: n, ProfileDir: filepath.Join(l.dir, "profile_bench"), Logger: l.log,
 		ControllerCmd: []string{l.exe, "controller"}, EngineCmd: []string{l.exe, "engine"},
-		ControllerArgs: l.ctrlArgs, EngineTimeout: 5 * time.Minute,
+		// A count this machine cannot start must not eat the bench's
+		// quarter hour: a minute, plus 60 ms an engine (2 minutes at 1,000).
+		ControllerArgs: l.ctrlArgs, EngineTimeout: time.Minute + time.Duration(n)*60*time.Millisecond,
 	})
 	if err != nil {
 		return nil, nil, 0, err
