@@ -43,7 +43,7 @@ def cluster(n):
     c = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                      host="127.0.0.1", dashboard_address=None)
     client = Client(c)
-    client.wait_for_workers(n)
+    client.wait_for_workers(n, timeout=120 + 2 * n)
     return c, client, time.perf_counter() - t0
 
 
