@@ -42,8 +42,12 @@ def cluster(n):
     t0 = time.perf_counter()
     c = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                      host="127.0.0.1", dashboard_address=None)
-    client = Client(c)
-    client.wait_for_workers(n, timeout=120 + 2 * n)
+    try:
+        client = Client(c)
+        client.wait_for_workers(n, timeout=120 + 2 * n)
+    except BaseException:
+        c.close()
+        raise
     return c, client, time.perf_counter() - t0
 
 
@@ -127,7 +131,13 @@ def main():
     startup, task_sizes = ints(a.startup_sizes), ints(a.task_sizes)
     counts = sorted(set(startup) | set(task_sizes) | {2} | ({4} if a.scatter_mb > 0 else set()))
     for n in counts:
-        c, client, dt = cluster(n)
+        # a count that fails is reported and the others still taken
+        try:
+            c, client, dt = cluster(n)
+        except Exception as e:
+            skipped[f"startup_{n}_s"] = f"{type(e).__name__}: {e}"[:300]
+            print(f"{n} engines did not start: {e}", file=sys.stderr, flush=True)
+            continue
         try:
             if n in startup:
                 out[f"startup_{n}_s"] = dt
@@ -138,6 +148,9 @@ def main():
                 data(client, ints(a.data_mb), out, skipped)
             if n == 4 and a.scatter_mb > 0:
                 scatter_gather(client, a.scatter_mb, out)
+        except Exception as e:
+            skipped[f"engines_{n}"] = f"{type(e).__name__}: {e}"[:300]
+            print(f"at {n} engines: {e}", file=sys.stderr, flush=True)
         finally:
             client.close()
             c.close()
