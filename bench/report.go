@@ -196,6 +196,14 @@ func fmtNum(v float64) string {
 	}
 }
 
+// fmtRatio keeps two figures below 1x, where one decimal would say 0.0x.
+func fmtRatio(x float64) string {
+	if x < 1 {
+		return fmt.Sprintf("%.2gx", x)
+	}
+	return fmt.Sprintf("%.1fx", x)
+}
+
 func metWord(ok bool) string {
 	if ok {
 		return "yes"
@@ -303,7 +311,7 @@ func renderRatios(b *strings.Builder, o options, r *Run, prev *previousRun) {
 			c := []string{"", "", "", ""}
 			if pok {
 				x := ratio(t, v, pv)
-				c[0], c[1] = fmtNum(pv), fmt.Sprintf("%.1fx", x)
+				c[0], c[1] = fmtNum(pv), fmtRatio(x)
 				if hasGoal {
 					c[3] = metWord(x >= goal)
 				}
@@ -359,7 +367,7 @@ func renderRatios(b *strings.Builder, o options, r *Run, prev *previousRun) {
 			if hasGoal {
 				g, met = fmt.Sprintf("≥ %gx", goal), metWord(x1 >= goal && x2 >= goal)
 			}
-			fmt.Fprintf(b, "| %s | %s | %s / %s | %.1fx / %.1fx | %s | %s |\n", t.Label, p, fmtNum(v), fmtNum(pv), x1, x2, g, met)
+			fmt.Fprintf(b, "| %s | %s | %s / %s | %s / %s | %s | %s |\n", t.Label, p, fmtNum(v), fmtNum(pv), fmtRatio(x1), fmtRatio(x2), g, met)
 			rows++
 		}
 	}

@@ -49,7 +49,7 @@ func TestReportComparesRuns(t *testing.T) {
 		"tcp_warm 0.05, tcp_fresh 0.6",
 		"2026-12-01T000000-vm.json",
 		// now 6.0x, before 1/3 = 0.3x: not met in both.
-		"| push 100 MB float64 to 2 engines, s | ipyparallel | 0.2 / 3.00 | 6.0x / 0.3x | ≥ 3x | **no** |",
+		"| push 100 MB float64 to 2 engines, s | ipyparallel | 0.2 / 3.00 | 6.0x / 0.33x | ≥ 3x | **no** |",
 		"| start → 32 engines ready, s | ipyparallel | 1.50 / 2.00 | 26.7x / 35.0x | ≥ 30x | **no** |",
 		"![Push float64 to 2 engines](push.svg)",
 		"dask, startup_32_s: not asked for",

@@ -101,7 +101,9 @@ def data(client, sizes, out, skipped):
             out[f"pull_s_{mb}"] = best
             del fut, arr
         except Exception as e:  # a peer that cannot move this size says why
-            skipped[f"push_s_{mb}"] = skipped[f"pull_s_{mb}"] = f"{type(e).__name__}: {e}"[:300]
+            for k in (f"push_s_{mb}", f"pull_s_{mb}"):
+                if k not in out:
+                    skipped[k] = f"{type(e).__name__}: {e}"[:300]
 
 
 def scatter_gather(client, mb, out):
