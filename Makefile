@@ -104,12 +104,16 @@ fuzz-short:
 
 # The Slurm start measure uses SLURM_CONF, else /tmp/ipp-slurm/etc/slurm.conf;
 # scripts/batch-systems.sh (when present) starts that Slurm first. Without a
-# reachable Slurm the bench says so and runs the rest.
+# reachable Slurm the bench says so and runs the rest. BENCH_ARGS go to
+# go run ./bench: BENCH_ARGS=-quick for a check in a few minutes, or fewer
+# points (-startup-sizes, -task-sizes, -data-mb, -ours-startup-sizes ''; see
+# bench/main.go). The report lands in bench/results/<date>T<time>-<host>/.
+BENCH_ARGS ?=
 bench: build
 	scripts/install-deps.sh bench
 	scripts/batch-systems.sh start || echo "bench: the batch systems did not start; the Slurm measure will be skipped"
 	scripts/sshd.sh start || echo "bench: the loopback sshd did not start; the tunnel measure will be skipped"
-	eval "$$(scripts/batch-systems.sh env)"; $(GO) run ./bench
+	eval "$$(scripts/batch-systems.sh env)"; $(GO) run ./bench $(BENCH_ARGS)
 	@if pkg-config --exists ompi || pkg-config --exists mpich; then bench/mpi/run.sh; \
 	else echo "bench: no MPI installed (libopenmpi-dev or libmpich-dev), skipping the MPI benchmark"; fi
 

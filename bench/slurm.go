@@ -192,7 +192,8 @@ func slurmPython(conf string, n int) (results, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%v: %s", err, tail(stderr.Bytes(), 2000))
 	}
-	return parseJSONLine(out)
+	r, _, err := parseJSONLine(out)
+	return r, err
 }
 
 // waitQueueEmpty polls squeue for jobs named name until none is listed or

@@ -1,15 +1,28 @@
 #!/usr/bin/python3
 """Measure Dask distributed on this machine for the same workloads as bench/.
 
-Prints one JSON object: startup_2_s, lb_tasks_per_s (client.map of a no-op over
---tasks items with 2 single-threaded worker processes), apply_median_ms and
-apply_p99_ms (submit(no-op).result(), --calls times).
+Prints one JSON object on stdout (its last line). Workers are single-threaded
+processes (as ipyparallel's and our engines are); one LocalCluster per worker
+count serves every measure at that count:
+
+  startup_<n>_s             LocalCluster(n) + Client + wait_for_workers(n), n in --startup-sizes
+  lb_tasks_per_s_<n>        client.map of a no-op (--tasks items at 2 workers, --curve-tasks elsewhere)
+  apply_median_ms/p99       submit(no-op).result(), --calls times (2 workers)
+  push_s_<mb>               client.scatter(array, broadcast=True) to 2 workers, best of 2 (1 from 1 GB on)
+  pull_s_<mb>               client.run returning each worker's copy, best of 2 (1 from 1 GB on)
+  scatter_s, gather_s       client.scatter of 4 parts of --scatter-mb MB over 4 workers, client.gather
+
+"skipped" maps a measure to why it was not taken; "versions" names what ran.
 """
 import argparse
 import json
 import statistics
+import sys
 import time
 
+import dask
+import distributed
+import numpy as np
 from dask.distributed import Client, LocalCluster
 
 
@@ -17,37 +30,138 @@ def identity(x=None):
     return x
 
 
+def ints(s):
+    return [int(v) for v in s.split(",") if v.strip()]
+
+
+def held(key, dask_worker=None):
+    return dask_worker.data[key]
+
+
+def cluster(n):
+    t0 = time.perf_counter()
+    c = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                     host="127.0.0.1", dashboard_address=None)
+    try:
+        client = Client(c)
+        client.wait_for_workers(n, timeout=120 + 2 * n)
+    except BaseException:
+        c.close()
+        raise
+    return c, client, time.perf_counter() - t0
+
+
+def tasks(client, count):
+    client.submit(identity, 0, pure=False).result()
+    t0 = time.perf_counter()
+    futs = client.map(identity, range(count), pure=False)
+    res = client.gather(futs)
+    dt = time.perf_counter() - t0
+    assert res == list(range(count))
+    del futs
+    return count / dt
+
+
+def latency(client, calls, out):
+    lat = []
+    for i in range(calls):
+        t = time.perf_counter()
+        client.submit(identity, i, pure=False).result()
+        lat.append(time.perf_counter() - t)
+    lat.sort()
+    out["apply_median_ms"] = statistics.median(lat) * 1e3
+    out["apply_p99_ms"] = lat[int(0.99 * len(lat))] * 1e3
+
+
+def data(client, sizes, out, skipped):
+    for mb in sizes:
+        # best of 2, of 1 from 1 GB on (as bench/local.go's dataRounds)
+        rounds = 1 if mb >= 1000 else 2
+        try:
+            arr = np.random.default_rng(mb).random(mb * 1000 * 1000 // 8)
+            best, fut = None, None
+            for _ in range(rounds):
+                fut = None
+                t0 = time.perf_counter()
+                fut = client.scatter(arr, broadcast=True, hash=False)
+                # the push is done when both workers hold a copy
+                while len(client.who_has(fut).get(fut.key, ())) < 2:
+                    time.sleep(0.001)
+                dt = time.perf_counter() - t0
+                best = dt if best is None else min(best, dt)
+            out[f"push_s_{mb}"] = best
+            best = None
+            for _ in range(rounds):
+                t0 = time.perf_counter()
+                got = client.run(held, fut.key)
+                dt = time.perf_counter() - t0
+                best = dt if best is None else min(best, dt)
+                assert len(got) == 2 and all(len(g) == len(arr) for g in got.values())
+                del got
+            out[f"pull_s_{mb}"] = best
+            del fut, arr
+        except Exception as e:  # a peer that cannot move this size says why
+            for k in (f"push_s_{mb}", f"pull_s_{mb}"):
+                if k not in out:
+                    skipped[k] = f"{type(e).__name__}: {e}"[:300]
+
+
+def scatter_gather(client, mb, out):
+    arr = np.random.default_rng(7).random(mb * 1000 * 1000 // 8)
+    parts = np.array_split(arr, 4)
+    t0 = time.perf_counter()
+    futs = client.scatter(parts, hash=False)
+    out["scatter_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    got = np.concatenate(client.gather(futs))
+    out["gather_s"] = time.perf_counter() - t0
+    assert len(got) == len(arr) and float(got[-1]) == float(arr[-1])
+
+
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--startup-sizes", default="2,8,32")
+    ap.add_argument("--task-sizes", default="1,2,4,8,32")
     ap.add_argument("--tasks", type=int, default=10000)
+    ap.add_argument("--curve-tasks", type=int, default=5000)
     ap.add_argument("--calls", type=int, default=1000)
+    ap.add_argument("--data-mb", default="1,10,100,1000")
+    ap.add_argument("--scatter-mb", type=int, default=100)
     a = ap.parse_args()
-    out = {}
-    t0 = time.perf_counter()
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                           host="127.0.0.1", dashboard_address=None)
-    client = Client(cluster)
-    client.wait_for_workers(2)
-    out["startup_2_s"] = time.perf_counter() - t0
-    try:
-        client.submit(identity, 0, pure=False).result()
-        t0 = time.perf_counter()
-        futs = client.map(identity, range(a.tasks), pure=False)
-        res = client.gather(futs)
-        dt = time.perf_counter() - t0
-        assert res == list(range(a.tasks))
-        out["lb_tasks_per_s"] = a.tasks / dt
-        lat = []
-        for i in range(a.calls):
-            t = time.perf_counter()
-            client.submit(identity, i, pure=False).result()
-            lat.append(time.perf_counter() - t)
-        lat.sort()
-        out["apply_median_ms"] = statistics.median(lat) * 1e3
-        out["apply_p99_ms"] = lat[int(0.99 * len(lat))] * 1e3
-    finally:
-        client.close()
-        cluster.close()
+    # The active memory manager drops replicas no task waits for (every 2 s
+    # by default): it would undo the broadcast before the pull reads the
+    # copies back ('Run Failed ... KeyError' on one worker).
+    dask.config.set({"distributed.scheduler.active-memory-manager.start": False})
+    out, skipped = {}, {}
+    startup, task_sizes = ints(a.startup_sizes), ints(a.task_sizes)
+    counts = sorted(set(startup) | set(task_sizes) | {2} | ({4} if a.scatter_mb > 0 else set()))
+    for n in counts:
+        # a count that fails is reported and the others still taken
+        try:
+            c, client, dt = cluster(n)
+        except Exception as e:
+            skipped[f"startup_{n}_s"] = f"{type(e).__name__}: {e}"[:300]
+            print(f"{n} engines did not start: {e}", file=sys.stderr, flush=True)
+            continue
+        try:
+            if n in startup:
+                out[f"startup_{n}_s"] = dt
+            if n in task_sizes:
+                out[f"lb_tasks_per_s_{n}"] = tasks(client, a.tasks if n == 2 else a.curve_tasks)
+            if n == 2:
+                latency(client, a.calls, out)
+                data(client, ints(a.data_mb), out, skipped)
+            if n == 4 and a.scatter_mb > 0:
+                scatter_gather(client, a.scatter_mb, out)
+        except Exception as e:
+            skipped[f"engines_{n}"] = f"{type(e).__name__}: {e}"[:300]
+            print(f"at {n} engines: {e}", file=sys.stderr, flush=True)
+        finally:
+            client.close()
+            c.close()
+        print(f"dask: {n} workers done", file=sys.stderr, flush=True)
+    out["versions"] = {"dask": dask.__version__, "distributed": distributed.__version__}
+    out["skipped"] = skipped
     print(json.dumps(out))
 
 

@@ -1,13 +1,19 @@
 #!/usr/bin/python3
 """Measure Python ipyparallel on this machine, the same way bench/ measures us.
 
-Prints one JSON object on stdout. Run with Debian's /usr/bin/python3 (it sees
-python3-ipyparallel). Each measure mirrors one in bench/main.go:
+Prints one JSON object on stdout (its last line). Run with Debian's
+/usr/bin/python3 (it sees python3-ipyparallel). Each measure mirrors one in
+bench/local.go; one cluster is started per engine count and serves every
+measure taken at that count:
 
-  startup_<n>_s        Cluster(n).start_and_connect + wait_for_engines(n)
-  lb_tasks_per_s       load-balanced map of a no-op over --tasks items, chunksize 1, 2 engines
-  apply_median_ms/p99  rc[0].apply_sync(no-op), --calls times
-  push_s               dview.push of --push-mb of float64 to 2 engines (best of 2)
+  startup_<n>_s             Cluster(n).start_and_connect + wait_for_engines(n), n in --startup-sizes
+  lb_tasks_per_s_<n>        load-balanced map of a no-op, chunksize 1, n in --task-sizes
+                            (--tasks items at 2 engines, --curve-tasks elsewhere)
+  apply_median_ms/p99       rc[0].apply_sync(no-op), --calls times (2 engines)
+  push_s_<mb>, pull_s_<mb>  dview.push / dview.pull of <mb> MB of float64 to/from 2 engines, best of 2 (1 from 1 GB on)
+  scatter_s, gather_s       dview.scatter / gather of --scatter-mb MB of float64 over 4 engines
+
+"skipped" maps a measure to why it was not taken; "versions" names what ran.
 """
 import argparse
 import json
@@ -23,68 +29,137 @@ def identity(x=None):
     return x
 
 
+def ints(s):
+    return [int(v) for v in s.split(",") if v.strip()]
+
+
 def cluster(n):
     t0 = time.perf_counter()
     c = ipp.Cluster(n=n, controller_ip="127.0.0.1", log_level=40)
-    rc = c.start_and_connect_sync()
-    rc.wait_for_engines(n, timeout=600)
+    try:
+        rc = c.start_and_connect_sync()
+        # ~1.3 s an engine on 2 vCPUs (32 in 39-48 s): give up well after that
+        rc.wait_for_engines(n, timeout=120 + 2 * n)
+    except BaseException:
+        c.stop_cluster_sync()
+        raise
     return c, rc, time.perf_counter() - t0
+
+
+def tasks(rc, count):
+    lv = rc.load_balanced_view()
+    lv.apply_sync(identity, 0)
+    t0 = time.perf_counter()
+    res = lv.map_sync(identity, range(count))
+    dt = time.perf_counter() - t0
+    assert list(res) == list(range(count))
+    return count / dt
+
+
+def latency(rc, calls, out):
+    e0 = rc[0]
+    for _ in range(20):
+        e0.apply_sync(identity)
+    lat = []
+    for _ in range(calls):
+        t = time.perf_counter()
+        e0.apply_sync(identity)
+        lat.append(time.perf_counter() - t)
+    lat.sort()
+    out["apply_median_ms"] = statistics.median(lat) * 1e3
+    out["apply_p99_ms"] = lat[int(0.99 * len(lat))] * 1e3
+
+
+def data(rc, sizes, out, skipped):
+    dv = rc[:]
+    for mb in sizes:
+        # best of 2, of 1 from 1 GB on (as bench/local.go's dataRounds)
+        rounds = 1 if mb >= 1000 else 2
+        try:
+            arr = np.random.default_rng(mb).random(mb * 1000 * 1000 // 8)
+            best = None
+            for _ in range(rounds):
+                t0 = time.perf_counter()
+                dv.push({"a": arr}, block=True)
+                dt = time.perf_counter() - t0
+                best = dt if best is None else min(best, dt)
+            dv.execute("_check = float(a.sum())", block=True)
+            want = float(arr.sum())
+            sums = dv.pull("_check", block=True)
+            assert all(abs(s - want) <= 1e-6 * abs(want) for s in sums), sums
+            out[f"push_s_{mb}"] = best
+            best = None
+            for _ in range(rounds):
+                t0 = time.perf_counter()
+                got = dv.pull("a", block=True)
+                dt = time.perf_counter() - t0
+                best = dt if best is None else min(best, dt)
+                assert len(got) == len(rc.ids) and all(len(g) == len(arr) for g in got)
+                del got
+            out[f"pull_s_{mb}"] = best
+            dv.execute("del a; del _check", block=True)
+            del arr
+        except MemoryError as e:
+            for k in (f"push_s_{mb}", f"pull_s_{mb}"):
+                if k not in out:
+                    skipped[k] = f"MemoryError: {e}"
+
+
+def scatter_gather(rc, mb, out):
+    dv = rc[:]
+    arr = np.random.default_rng(7).random(mb * 1000 * 1000 // 8)
+    t0 = time.perf_counter()
+    dv.scatter("s", arr, block=True)
+    out["scatter_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    got = dv.gather("s", block=True)
+    out["gather_s"] = time.perf_counter() - t0
+    assert len(got) == len(arr) and float(got[-1]) == float(arr[-1])
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sizes", default="2,8,32")
+    ap.add_argument("--startup-sizes", default="2,8,32,128")
+    ap.add_argument("--task-sizes", default="1,2,4,8,32")
     ap.add_argument("--tasks", type=int, default=10000)
+    ap.add_argument("--curve-tasks", type=int, default=5000)
     ap.add_argument("--calls", type=int, default=1000)
-    ap.add_argument("--push-mb", type=int, default=100)
+    ap.add_argument("--data-mb", default="1,10,100,1000")
+    ap.add_argument("--scatter-mb", type=int, default=100)
     a = ap.parse_args()
-    out = {"ipyparallel": ipp.__version__, "python": sys.version.split()[0]}
-
-    for n in [int(s) for s in a.sizes.split(",") if s]:
-        if n == 2:
+    out = {}
+    skipped = {}
+    startup, task_sizes = ints(a.startup_sizes), ints(a.task_sizes)
+    # 2 engines carry latency and push/pull, 4 carry scatter/gather.
+    counts = sorted(set(startup) | set(task_sizes) | {2} | ({4} if a.scatter_mb > 0 else set()))
+    for n in counts:
+        # a count that fails is reported and the others still taken
+        try:
+            c, rc, dt = cluster(n)
+        except Exception as e:
+            skipped[f"startup_{n}_s"] = f"{type(e).__name__}: {e}"[:300]
+            print(f"{n} engines did not start: {e}", file=sys.stderr, flush=True)
             continue
-        c, rc, dt = cluster(n)
-        out[f"startup_{n}_s"] = dt
-        rc.close()
-        c.stop_cluster_sync()
-
-    c, rc, dt = cluster(2)
-    out["startup_2_s"] = dt
-    try:
-        lv = rc.load_balanced_view()
-        lv.apply_sync(identity, 0)
-        t0 = time.perf_counter()
-        res = lv.map_sync(identity, range(a.tasks))
-        dt = time.perf_counter() - t0
-        assert list(res) == list(range(a.tasks))
-        out["lb_tasks_per_s"] = a.tasks / dt
-
-        e0 = rc[0]
-        for _ in range(20):
-            e0.apply_sync(identity)
-        lat = []
-        for _ in range(a.calls):
-            t = time.perf_counter()
-            e0.apply_sync(identity)
-            lat.append(time.perf_counter() - t)
-        lat.sort()
-        out["apply_median_ms"] = statistics.median(lat) * 1e3
-        out["apply_p99_ms"] = lat[int(0.99 * len(lat))] * 1e3
-
-        arr = np.random.default_rng(1).random(a.push_mb * 1000 * 1000 // 8)
-        best = None
-        for _ in range(2):
-            t0 = time.perf_counter()
-            rc[:].push({"a": arr}, block=True)
-            dt = time.perf_counter() - t0
-            best = dt if best is None else min(best, dt)
-        rc[:].execute("_check = float(a.sum())", block=True)
-        sums = rc[:].pull("_check", block=True)
-        assert all(abs(s - float(arr.sum())) < 1e-6 * abs(float(arr.sum())) for s in sums), sums
-        out["push_s"] = best
-    finally:
-        rc.close()
-        c.stop_cluster_sync()
+        try:
+            if n in startup:
+                out[f"startup_{n}_s"] = dt
+            if n in task_sizes:
+                out[f"lb_tasks_per_s_{n}"] = tasks(rc, a.tasks if n == 2 else a.curve_tasks)
+            if n == 2:
+                latency(rc, a.calls, out)
+                data(rc, ints(a.data_mb), out, skipped)
+            if n == 4 and a.scatter_mb > 0:
+                scatter_gather(rc, a.scatter_mb, out)
+        except Exception as e:
+            skipped[f"engines_{n}"] = f"{type(e).__name__}: {e}"[:300]
+            print(f"at {n} engines: {e}", file=sys.stderr, flush=True)
+        finally:
+            rc.close()
+            c.stop_cluster_sync()
+        print(f"ipyparallel: {n} engines done", file=sys.stderr, flush=True)
+    out["versions"] = {"ipyparallel": ipp.__version__, "python": sys.version.split()[0],
+                       "numpy": np.__version__}
+    out["skipped"] = skipped
     print(json.dumps(out))
 
 
