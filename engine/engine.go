@@ -49,6 +49,8 @@ type engine struct {
 	recon reconnect
 	// silenced is watchHeart's: the controller went silent.
 	silenced bool
+	// trimOnce: start-up memory is given back once (Config.TrimMemory).
+	trimOnce sync.Once
 	// heartPoke makes watchHeart look again at once (registerAgain).
 	heartPoke chan struct{}
 	// serving is the msg_id the executor took from the queue.
