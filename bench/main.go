@@ -137,6 +137,10 @@ func run(o options) error {
 		if err != nil {
 			return fmt.Errorf("ipp: %w", err)
 		}
+		if err := addIdle(exe, ours); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: idle measure: %v\n", err)
+			report["idle_error"] = err.Error()
+		}
 		for _, p := range o.peers {
 			r, err := measurePeer(p, o)
 			if err != nil {
