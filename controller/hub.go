@@ -99,6 +99,10 @@ type hub struct {
 	// arrives (iopubgate.go). Its lock is taken after none of the hub's.
 	gate *iopubGate
 
+	// fastWake tells serveHeartbeat that an engine became pending, so
+	// that it starts its fast ticker (see needFast).
+	fastWake chan struct{}
+
 	quit chan struct{}
 	once sync.Once
 }
@@ -134,6 +138,7 @@ func newHub(c *Controller, rs *records) *hub {
 		dbJobs:   make(chan dbJob, maxDBJobs),
 		gate:     newIOPubGate(c.iopubXPub, func(frames [][]byte) { c.iopubOut.Send(frames) }),
 		quit:     make(chan struct{}),
+		fastWake: make(chan struct{}, 1),
 	}
 	h.gate.released = func(session string, matched bool) {
 		if !matched {
@@ -411,6 +416,7 @@ func (h *hub) register(s transport.Socket, msg *wire.Message) {
 	h.engines[id] = e
 	h.byUUID[req.UUID] = e
 	h.mu.Unlock()
+	h.wakeFast()
 	h.registrationOK(s, msg, id)
 	h.c.log.Debug("engine registering", "id", id, "uuid", req.UUID, "probes", req.ReadyProbe)
 }
@@ -551,13 +557,36 @@ func (h *hub) unregisterUUID(uuid, why string) {
 // serveHeartbeat pings every period (and every 100 ms while a Python
 // engine is pending, so its first pong completes registration at once),
 // and evaluates misses at each beat.
+//
+// The 100 ms ticker runs only while there is something for it to do: an
+// engine pending or a check round on (needFast). An idle controller thus
+// wakes once a period, not ten times a second plus the Go runtime's
+// wake-ups for each tick.
 func (h *hub) serveHeartbeat() {
 	period := h.c.cfg.HeartbeatPeriod
 	beat := time.NewTicker(period)
 	defer beat.Stop()
-	fast := time.NewTicker(100 * time.Millisecond)
-	defer fast.Stop()
+	var fast *time.Ticker
+	var fastC <-chan time.Time
+	defer func() {
+		if fast != nil {
+			fast.Stop()
+		}
+	}()
+	// setFast starts or stops the fast ticker. Pongs never make it
+	// needed; a tick that finds it no longer needed stops it.
+	setFast := func() {
+		switch on := h.needFast(); {
+		case on && fast == nil:
+			fast = time.NewTicker(100 * time.Millisecond)
+			fastC = fast.C
+		case !on && fast != nil:
+			fast.Stop()
+			fast, fastC = nil, nil
+		}
+	}
 	h.ping()
+	setFast()
 	pongs := h.c.hbPong.Messages()
 	events := h.events()
 	for {
@@ -575,16 +604,45 @@ func (h *hub) serveHeartbeat() {
 				continue
 			}
 			h.connectionEvent(ev)
-		case now := <-fast.C:
+			setFast()
+		case <-h.fastWake:
+			setFast()
+		case now := <-fastC:
 			h.checkTick(now)
 			if h.needFastPing() {
 				h.ping()
 			}
+			setFast()
 		case <-beat.C:
 			h.evaluate()
 			h.ping()
 		}
 	}
+}
+
+// wakeFast tells serveHeartbeat to look at needFast again.
+func (h *hub) wakeFast() {
+	select {
+	case h.fastWake <- struct{}{}:
+	default:
+	}
+}
+
+// needFast reports whether the 100 ms ticker has work: a check round in
+// progress (checkTick) or an engine pending (needFastPing, which also
+// times out registrations that never complete).
+func (h *hub) needFast() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.round.start.IsZero() {
+		return true
+	}
+	for _, e := range h.engines {
+		if e.state == statePending {
+			return true
+		}
+	}
+	return false
 }
 
 // handlePong handles one message on the heartbeat ROUTER: [engine uuid, payload].

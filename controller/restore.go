@@ -418,6 +418,9 @@ func (h *hub) restoreEngines(f *stateFile) {
 	if f.NextID > h.nextID {
 		h.nextID = f.NextID
 	}
+	// Restored engines are pending: serveHeartbeat's fast ticker must run
+	// (wakeFast never blocks, so holding mu here is fine).
+	h.wakeFast()
 	n := len(h.engines)
 	h.mu.Unlock()
 	h.c.log.Info("restored the engine table; waiting for the engines to come back", "engines", n, "grace", h.c.cfg.RestoreGrace)

@@ -86,6 +86,12 @@ type Config struct {
 	// runs the user's code with the user's rights, and HPC code needs the
 	// job's environment (SLURM_*, OMPI_*) and subprocesses.
 	Sandbox bool
+	// TrimMemory says the process is this engine's own (ipcluster engine,
+	// Main): once registration is complete, it gives back what start-up
+	// used and an idle engine does not need (trim_linux.go), so that
+	// hundreds of idle engines on a node cost little. Leave it off when
+	// Run is one part of a larger program.
+	TrimMemory bool
 	// Setup, when set, is called once with the new namespace, e.g. to Use
 	// the symbols of the user's own packages (and Import them) so snippets
 	// can call them. What Use and Import add survives clear_request;

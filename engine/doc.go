@@ -26,6 +26,8 @@
 //     scheduler, which counts every message from a registered engine as a
 //     finished task, knows the engine.
 //  4. Serving, on the goroutines listed below, until one of the stops.
+//     With Config.TrimMemory (ipcluster engine, Main) the first completed
+//     registration also gives back start-up memory (trim_linux.go).
 //  5. Stopping: on ctx cancellation, shutdown_request or heartbeat loss the
 //     running request is cancelled, remaining output flushed,
 //     unregistration_request sent (clients learn at once instead of after
@@ -34,7 +36,9 @@
 // # Goroutines
 //
 //   - heart echoes each ping at once; watchHeart ends Run with
-//     ErrControllerLost when pings stop for HeartbeatTimeout.
+//     ErrControllerLost when pings stop for HeartbeatTimeout. While pings
+//     come it sleeps until the silence would matter, so an idle engine
+//     wakes only for pings (issue 10: at most 10 wake-ups a second).
 //   - receiveShell verifies shell requests and queues them in arrival order.
 //   - executor serves the queue one request at a time, in ipykernel's
 //     message order: IOPub status busy, execute_input, stream output,

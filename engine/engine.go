@@ -49,6 +49,10 @@ type engine struct {
 	recon reconnect
 	// silenced is watchHeart's: the controller went silent.
 	silenced bool
+	// trimOnce: start-up memory is given back once (Config.TrimMemory).
+	trimOnce sync.Once
+	// heartPoke makes watchHeart look again at once (registerAgain).
+	heartPoke chan struct{}
 	// serving is the msg_id the executor took from the queue.
 	serving atomic.Pointer[string]
 
@@ -121,6 +125,8 @@ func Run(ctx context.Context, cfg Config) error {
 		queue:   newQueue(),
 		stopCh:  make(chan struct{}),
 		closing: make(chan struct{}),
+
+		heartPoke: make(chan struct{}, 1),
 	}
 	e.round.Store(newRound(false))
 	return e.run(ctx)

@@ -33,6 +33,13 @@ func (e *engine) heartbeatTimeout() time.Duration {
 // watchHeart stops the engine when pings stop: a controller that is gone
 // will never send shutdown_request, and an orphaned engine would otherwise
 // hold its node forever.
+//
+// While pings come and no registration is being retried, it sleeps until
+// the moment the silence would matter (nextHeartCheck) instead of ticking:
+// a 1 s ticker was a steady share of an idle engine's wake-ups. While the
+// controller is silent or a registration_request waits for its answer it
+// looks every check, as before; registerAgain pokes it so that a retry
+// started elsewhere is followed at once.
 func (e *engine) watchHeart() {
 	limit := e.heartbeatTimeout()
 	check := limit / 10
@@ -46,13 +53,15 @@ func (e *engine) watchHeart() {
 	if check < time.Millisecond {
 		check = time.Millisecond
 	}
-	ticker := time.NewTicker(check)
-	defer ticker.Stop()
+	timer := time.NewTimer(check)
+	defer timer.Stop()
 	for {
 		select {
 		case <-e.closing:
 			return
-		case <-ticker.C:
+		case <-e.heartPoke:
+			// Reset below needs no drain of the timer (Go 1.23).
+		case <-timer.C:
 		}
 		silent := time.Since(time.Unix(0, e.lastPing.Load()))
 		e.noticeSilence(silent)
@@ -62,5 +71,22 @@ func (e *engine) watchHeart() {
 			e.stop(fmt.Errorf("%w: no ping for %s", ErrControllerLost, silent.Round(time.Millisecond)))
 			return
 		}
+		timer.Reset(e.nextHeartCheck(silent, limit, check))
 	}
+}
+
+// nextHeartCheck is how long watchHeart may sleep after seeing silent.
+// With pings arriving and nothing retried, nothing can happen before the
+// silence reaches noticeSilence's gap or the limit, whichever is first,
+// so it sleeps until then (just past it); each new ping moves that moment
+// on, which the wake-up finds. Otherwise it looks every check.
+func (e *engine) nextHeartCheck(silent, limit, check time.Duration) time.Duration {
+	e.recon.mu.Lock()
+	asking := e.recon.asking
+	e.recon.mu.Unlock()
+	if e.silenced || asking {
+		return check
+	}
+	due := min(max(3*e.hbPeriod, time.Second), limit)
+	return max(due-silent, 0) + time.Millisecond
 }

@@ -157,6 +157,7 @@ func mainWithArgs(prog string, args []string) int {
 		Logger:              logger,
 		RequestedID:         *id,
 		RegistrationTimeout: timeout,
+		TrimMemory:          true, // Main owns the process
 	}
 	// Settings first: a mistake is reported at once, not after the wait
 	// for a connection file.

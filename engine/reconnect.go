@@ -128,6 +128,12 @@ func (e *engine) registerAgain(why string) {
 	}
 	r.asking, r.asked = true, time.Now()
 	r.mu.Unlock()
+	// watchHeart may be asleep until a distant silence check; it must
+	// follow this request's answer (or its absence) every check.
+	select {
+	case e.heartPoke <- struct{}{}:
+	default:
+	}
 	id := e.id
 	req := registrationRequest{UUID: e.uuid, ID: &id, ReadyProbe: true, Info: e.describeSelf(), Reregister: true, Held: e.heldRequests()}
 	frames, _, err := e.sess.Build(wire.Out{MsgType: "registration_request", Content: req})

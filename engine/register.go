@@ -197,6 +197,9 @@ func (e *engine) markComplete(why string) {
 	r.once.Do(func() {
 		e.log.Info("registration complete", "how", why)
 		close(r.complete)
+		if e.cfg.TrimMemory {
+			e.trimOnce.Do(func() { go trimResident(e.log) })
+		}
 		if r.resend {
 			e.resendHeld()
 		}

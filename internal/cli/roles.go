@@ -362,6 +362,8 @@ func engineRun(ctx context.Context, o *EngineOptions) error {
 	if err != nil {
 		return err
 	}
+	// This process is the engine's own: idle engines should cost little.
+	cfg.TrimMemory = true
 	dir := ""
 	if o.profileGiven() {
 		if dir, err = o.Dir(); err != nil {

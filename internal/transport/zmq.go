@@ -30,11 +30,13 @@ func (libzmq) Name() string { return "zmq" }
 // after Close.
 const zmqLinger = time.Second
 
-// recheck bounds how long the reader waits on ZMQ_FD before looking at the
-// socket's state again. libzmq's descriptor only says "something may have
-// changed"; the reader re-reads ZMQ_EVENTS after every wake-up, so this is
-// a safety net, not the way messages are noticed.
-var recheck = 250 * time.Millisecond
+// The reader has no periodic recheck: an idle socket costs no wake-ups
+// at all (an engine has seven sockets; a 250 ms recheck on each was most
+// of an idle engine's ~100 wake-ups a second, counting the Go runtime
+// threads each timer woke). ZMQ_FD is edge-triggered and says only
+// "libzmq's state may have changed", so correctness rests on two rules:
+// the reader reads ZMQ_EVENTS last before it parks (collect), and every
+// libzmq call made by anyone else is followed by wake (see there).
 
 // batch is the most messages the reader takes from libzmq before handing
 // them over, so a flood does not delay pending sends.
@@ -220,7 +222,11 @@ func (s *zsock) read() {
 	for {
 		var got [][][]byte
 		var stop bool
-		s.fd.SetReadDeadline(time.Now().Add(recheck))
+		// A wake-up is a read deadline in the past; clear it before
+		// looking, so that a later wake-up is not lost. One that came
+		// just before is not lost either: collect runs first and sees
+		// the state the waker left.
+		s.fd.SetReadDeadline(time.Time{})
 		err := rc.Read(func(uintptr) bool {
 			got, stop = s.collect()
 			return len(got) > 0 || stop
@@ -242,39 +248,55 @@ func (s *zsock) read() {
 }
 
 // collect takes up to a batch of received messages and sends what is
-// pending, all without blocking. ZMQ_EVENTS is read last so that libzmq's
-// descriptor signals again for whatever comes next.
+// pending, all without blocking. ZMQ_EVENTS is read last, after every
+// other libzmq call, so that libzmq's descriptor signals again for
+// whatever comes next: the reader parks only when that last look found
+// nothing to do.
 func (s *zsock) collect() (got [][][]byte, stop bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil, true
 	}
-	for len(got) < batch {
-		if s.typ == Pub {
-			break
+	empty := 0
+	ev := zmq.POLLOUT // try pending sends first; libzmq refuses if it must
+	for {
+		progress := false
+		if ev&zmq.POLLOUT != 0 && len(s.pending) > 0 {
+			before := len(s.pending)
+			s.pending = flush(s.sock, s.pending)
+			progress = len(s.pending) < before
 		}
-		msg, err := s.sock.RecvMessageBytes(zmq.DONTWAIT)
-		if err != nil {
-			break
-		}
-		got = append(got, msg)
-	}
-	ev, err := s.sock.GetEvents()
-	if err != nil {
-		return got, true
-	}
-	if ev&zmq.POLLOUT != 0 && len(s.pending) > 0 {
-		s.pending = flush(s.sock, s.pending)
-	}
-	if ev&zmq.POLLIN != 0 && len(got) == 0 && s.typ != Pub {
-		// A message became readable between our receive and the check:
-		// take it now rather than wait for a signal that already fired.
-		if msg, err := s.sock.RecvMessageBytes(zmq.DONTWAIT); err == nil {
+		for len(got) < batch && s.typ != Pub {
+			msg, err := s.sock.RecvMessageBytes(zmq.DONTWAIT)
+			if err != nil {
+				break
+			}
 			got = append(got, msg)
+			progress = true
+		}
+		var err error
+		ev, err = s.sock.GetEvents()
+		if err != nil {
+			return got, true
+		}
+		if len(got) >= batch {
+			return got, false // the reader comes straight back
+		}
+		// A message or writability may have come between the calls
+		// above and this check, and its signal has fired already: go
+		// round again rather than park. Every pass but one in a row
+		// makes progress, so this ends.
+		work := (ev&zmq.POLLIN != 0 && s.typ != Pub) || (ev&zmq.POLLOUT != 0 && len(s.pending) > 0)
+		if !work {
+			return got, false
+		}
+		if progress {
+			empty = 0
+		} else if empty++; empty > 1 {
+			return got, false
 		}
 	}
-	return got, false
 }
 
 // flush sends queued messages until libzmq refuses one with EAGAIN and
@@ -311,7 +333,7 @@ func (s *zsock) Bind(endpoint string) (string, error) {
 	if err := s.sock.Bind(ep); err != nil {
 		return "", fmt.Errorf("bind %s: %w", endpoint, err)
 	}
-	s.wakeIfReadable()
+	s.wake()
 	return s.sock.GetLastEndpoint()
 }
 
@@ -324,7 +346,7 @@ func (s *zsock) Connect(endpoint string) error {
 	if err := s.sock.Connect(endpoint); err != nil {
 		return fmt.Errorf("connect %s: %w", endpoint, err)
 	}
-	s.wakeIfReadable()
+	s.wake()
 	return nil
 }
 
@@ -344,31 +366,35 @@ func (s *zsock) Send(frames [][]byte) error {
 		s.pending = flush(s.sock, s.pending)
 		if len(s.pending) > 0 {
 			s.pending = append(s.pending, frames)
+			s.wake()
 			return nil
 		}
 	}
 	_, err := s.sock.SendMessageDontwait(frames)
 	if err != nil && zmq.AsErrno(err) == zmq.Errno(syscall.EAGAIN) {
 		s.pending = append(s.pending, frames)
-		// The reader flushes when libzmq signals the socket writable.
-		s.fd.SetReadDeadline(time.Now())
-		return nil
 	}
-	s.wakeIfReadable()
+	s.wake()
 	return nil
 }
 
-// wakeIfReadable must follow any libzmq call other than the reader's: such
-// a call may process the socket's pending commands and so drain ZMQ_FD. If
-// a message arrived meanwhile, the reader's epoll wake-up is lost (epoll
-// re-checks readiness when it reports, and the descriptor is no longer
-// readable), and the message would wait for the next recheck. So look, and
-// wake the reader if there is something to read. mu is held.
-func (s *zsock) wakeIfReadable() {
-	if s.typ == Pub {
+// wake must follow any libzmq call other than the reader's: such a call
+// may process the socket's pending commands and so drain ZMQ_FD. If a
+// message arrived meanwhile, or the socket became writable while sends
+// wait in pending, the reader's epoll wake-up is lost (epoll re-checks
+// readiness when it reports, and the descriptor is no longer readable),
+// and with no periodic recheck the reader would sleep until the next
+// unrelated signal. So look, and wake the reader when it has work: a
+// message to take or pending sends libzmq can now accept. When neither
+// holds, whatever changes that later signals ZMQ_FD afresh. mu is held.
+func (s *zsock) wake() {
+	ev, err := s.sock.GetEvents()
+	if err != nil {
 		return
 	}
-	if ev, err := s.sock.GetEvents(); err == nil && ev&zmq.POLLIN != 0 {
+	readable := ev&zmq.POLLIN != 0 && s.typ != Pub
+	writable := ev&zmq.POLLOUT != 0 && len(s.pending) > 0
+	if readable || writable {
 		s.fd.SetReadDeadline(time.Now())
 	}
 }

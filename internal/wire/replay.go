@@ -9,16 +9,22 @@ const DefaultReplayWindow = 65536
 // ReplayGuard remembers recently accepted signatures and refuses repeats.
 // Unlike jupyter_client, which drops a random tenth when full, it forgets
 // the oldest first, so a replay of a recent message is always caught.
+//
+// Its memory grows with the signatures it has seen, up to the window:
+// every process has a Session, most see few messages (an idle engine a
+// heartbeat's worth), and a window allocated up front cost each of them
+// 7 MB of heap, most of an idle engine's.
 type ReplayGuard struct {
 	mu   sync.Mutex
 	seen map[string]struct{}
-	ring []string
+	ring []string // oldest at next once full
 	next int
+	max  int
 }
 
-// NewReplayGuard remembers up to n signatures.
+// NewReplayGuard remembers up to n signatures (at least one).
 func NewReplayGuard(n int) *ReplayGuard {
-	return &ReplayGuard{seen: make(map[string]struct{}, n), ring: make([]string, n)}
+	return &ReplayGuard{seen: map[string]struct{}{}, max: max(n, 1)}
 }
 
 // Add records sig and reports whether it was new.
@@ -28,11 +34,13 @@ func (g *ReplayGuard) Add(sig string) bool {
 	if _, dup := g.seen[sig]; dup {
 		return false
 	}
-	if old := g.ring[g.next]; old != "" {
-		delete(g.seen, old)
+	if len(g.ring) < g.max {
+		g.ring = append(g.ring, sig)
+	} else {
+		delete(g.seen, g.ring[g.next])
+		g.ring[g.next] = sig
+		g.next = (g.next + 1) % len(g.ring)
 	}
-	g.ring[g.next] = sig
-	g.next = (g.next + 1) % len(g.ring)
 	g.seen[sig] = struct{}{}
 	return true
 }
