@@ -98,6 +98,16 @@ type procRecord struct {
 	Cmd        []string `json:"cmd,omitempty"`
 }
 
+// localRegistrationTimeout is how long engines started on this host wait
+// for the controller's registration_reply (IPP_REGISTRATION_TIMEOUT),
+// instead of an engine's 5 s default (ipyparallel's), which suits a
+// controller that may be gone. Here the controller was seen up before
+// the engines started, and hundreds of engines starting at once on two
+// cores starve it: it answered some registrations after more than 5 s,
+// and each such engine gave up and failed the whole start (300 engines,
+// 2026-12-06).
+const localRegistrationTimeout = 60 * time.Second
+
 // localProc is one process of a local launcher.
 type localProc struct {
 	rec  procRecord
@@ -544,6 +554,9 @@ func (l *LocalEngineSet) Start(ctx context.Context, n int) error {
 	}
 	l.requested = n
 	extra := l.cfg.engineEnv()
+	if _, set := os.LookupEnv(protocol.EnvRegistrationTimeout); !set {
+		extra[protocol.EnvRegistrationTimeout] = strconv.Itoa(int(localRegistrationTimeout.Seconds()))
+	}
 	for i := range n {
 		if i > 0 && l.cfg.Delay > 0 {
 			t := time.NewTimer(l.cfg.Delay)
