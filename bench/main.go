@@ -55,8 +55,12 @@ type options struct {
 	// slurmSizes are the engine counts of the Slurm start measure.
 	slurmSizes []int
 	// only selects groups of measures: "local" (everything on local
-	// engines), "slurm" and "tunnel"; empty means all.
+	// engines), "slurm" and "tunnel"; empty means all. "thousand" (the
+	// 1,000-engine check, minutes of a saturated machine) runs only
+	// when named.
 	only []string
+	// thousand is the engine count of the "thousand" group.
+	thousand int
 }
 
 func main() {
@@ -73,7 +77,8 @@ func main() {
 	flag.IntVar(&o.burst, "burst", -1, "controller --burst (-1: the default)")
 	flag.StringVar(&o.db, "db", "", "controller --db: sqlite, memory or none (empty: the default)")
 	flag.StringVar(&slurmSizes, "slurm-sizes", "4,32", "engine counts for start-to-registered under Slurm")
-	flag.StringVar(&only, "only", "", "run only these groups of measures: local, slurm, tunnel (comma-separated; empty for all)")
+	flag.StringVar(&only, "only", "", "run only these groups of measures: local, slurm, tunnel, thousand (comma-separated; empty for all but thousand)")
+	flag.IntVar(&o.thousand, "thousand", 1000, "engines of the thousand group: start, exec on all, stop")
 	flag.Parse()
 	o.sizes = parseSizes(sizes)
 	o.slurmSizes = parseSizes(slurmSizes)
@@ -82,8 +87,8 @@ func main() {
 	}
 	if only != "" {
 		for _, g := range strings.Split(only, ",") {
-			if g = strings.TrimSpace(g); g != "local" && g != "slurm" && g != "tunnel" {
-				fmt.Fprintf(os.Stderr, "bench: -only: unknown group %q (have local, slurm, tunnel)\n", g)
+			if g = strings.TrimSpace(g); g != "local" && g != "slurm" && g != "tunnel" && g != "thousand" {
+				fmt.Fprintf(os.Stderr, "bench: -only: unknown group %q (have local, slurm, tunnel, thousand)\n", g)
 				os.Exit(2)
 			}
 			o.only = append(o.only, strings.TrimSpace(g))
@@ -163,6 +168,17 @@ func run(o options) error {
 		} else if err := measureTunnel(o, exe, host, ours); err != nil {
 			fmt.Fprintf(os.Stderr, "bench: tunnel measure: %v\n", err)
 			report["tunnel_error"] = err.Error()
+		}
+	}
+	if slices.Contains(o.only, "thousand") {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+		r, err := measureThousand(ctx, exe, o.thousand)
+		cancel()
+		fmt.Println("thousand:", r)
+		report["thousand"] = r
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "bench: thousand: %v\n", err)
+			report["thousand_error"] = err.Error()
 		}
 	}
 	report["ipp"] = ours
