@@ -130,6 +130,9 @@ type localGroup struct {
 	mu      sync.Mutex
 	procs   []*localProc
 	started bool
+	// sameSession starts the processes in our session (see
+	// Command.SameSession): engines, not the controller.
+	sameSession bool
 }
 
 func newLocalGroup(cfg Config, role string) (*localGroup, error) {
@@ -153,11 +156,12 @@ func newLocalGroup(cfg Config, role string) (*localGroup, error) {
 // spawn starts one process logging to output.
 func (g *localGroup) spawn(output string, extra map[string]string) (*localProc, error) {
 	cmd := Command{
-		Path:       g.argv[0],
-		Args:       g.argv[1:],
-		Env:        g.cfg.environ(extra, g.drop),
-		Dir:        g.cfg.WorkDir,
-		OutputFile: output,
+		Path:        g.argv[0],
+		Args:        g.argv[1:],
+		Env:         g.cfg.environ(extra, g.drop),
+		Dir:         g.cfg.WorkDir,
+		OutputFile:  output,
+		SameSession: g.sameSession,
 	}
 	p, err := g.cfg.runner().Start(cmd)
 	if err != nil {
@@ -539,6 +543,7 @@ func NewLocalEngineSet(cfg Config) (*LocalEngineSet, error) {
 		return nil, err
 	}
 	g.drop = isRankVariable
+	g.sameSession = true
 	return &LocalEngineSet{localGroup: g}, nil
 }
 
