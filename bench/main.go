@@ -65,6 +65,8 @@ type options struct {
 	slurmSizes []int
 	// only selects groups of measures by name; empty means all.
 	only []string
+	// thousand is the engine count of the "thousand" group.
+	thousand int
 }
 
 func main() {
@@ -92,6 +94,7 @@ func main() {
 	flag.StringVar(&slurmSizes, "slurm-sizes", "4,32", "engine counts for start-to-registered under Slurm")
 	flag.StringVar(&only, "only", "", "run only these groups of measures (comma-separated; empty for all)")
 	flag.BoolVar(&quick, "quick", false, "few small points: a check of the bench, not a measurement")
+	flag.IntVar(&o.thousand, "thousand", 1000, "engines of the thousand group (start, exec on all, stop); it runs only when named in -only")
 	flag.Parse()
 	if quick {
 		set := map[string]bool{}

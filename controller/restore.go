@@ -351,16 +351,38 @@ func (h *hub) saveEngines() {
 }
 
 // writeEngines writes the table whenever asked, until the hub stops.
+// Consecutive writes are spaced by at least 20 times the last one's
+// duration (20 ms or more), so that the writer stays under 5 % of a core:
+// the table is rewritten whole, and 1,000 engines registering at once
+// otherwise meant 1,000 back-to-back rewrites of a growing file. A lone
+// change after a quiet spell is still written at once.
 func (h *hub) writeEngines() {
+	var last time.Time
+	gap := time.Duration(0)
 	for {
 		select {
 		case <-h.quit:
 			return
 		case <-h.c.state.kick:
-			h.writeEnginesNow()
 		}
+		if wait := gap - time.Since(last); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-h.quit:
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+		last = time.Now()
+		h.writeEnginesNow()
+		gap = max(minEngineTableGap, 20*time.Since(last))
 	}
 }
+
+// minEngineTableGap is the least time between two writes of the engine
+// table (see writeEngines).
+const minEngineTableGap = 20 * time.Millisecond
 
 // writeEnginesNow writes the current table.
 func (h *hub) writeEnginesNow() {

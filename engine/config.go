@@ -31,12 +31,18 @@ const (
 	DefaultControllerTimeout = 30 * time.Second
 )
 
-// Ready-probe timing. probeInterval is the period fixed in TEAM-NOTES.
-// When the controller did not acknowledge ready_probe, probing backs off
-// after probeFastPhase to at most probeSlowInterval: it may be a Python
+// Ready-probe timing. Probes start every probeInterval (TEAM-NOTES) and
+// the interval doubles after each round up to probeBusyInterval: on an
+// idle controller the second round (20 ms) completes the registration,
+// while a controller that takes seconds to answer (1,000 engines
+// starting at once on two cores) would otherwise receive 200 probes per
+// engine per second exactly when it can least afford them. When the
+// controller did not acknowledge ready_probe, probing backs off after
+// probeFastPhase to at most probeSlowInterval: it may be a Python
 // controller, which logs an error for every probe.
 const (
 	probeInterval     = 20 * time.Millisecond
+	probeBusyInterval = 320 * time.Millisecond
 	probeFastPhase    = 250 * time.Millisecond
 	probeSlowInterval = 500 * time.Millisecond
 )

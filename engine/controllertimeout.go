@@ -40,3 +40,29 @@ func parseSeconds(v string) (time.Duration, error) {
 	err := secondsOrDuration{&d}.Set(v)
 	return d, err
 }
+
+// RegistrationTimeout resolves an engine's --timeout into
+// Config.RegistrationTimeout: flagValue when given is true, else
+// $IPP_REGISTRATION_TIMEOUT, else DefaultRegistrationTimeout. Zero means
+// the default, as in Config; a negative value is an error.
+func RegistrationTimeout(flagValue time.Duration, given bool) (time.Duration, error) {
+	d, from := flagValue, "--timeout"
+	if !given {
+		d, from = DefaultRegistrationTimeout, ""
+		if v := os.Getenv(protocol.EnvRegistrationTimeout); v != "" {
+			from = "$" + protocol.EnvRegistrationTimeout
+			parsed, err := parseSeconds(v)
+			if err != nil {
+				return 0, fmt.Errorf("%s=%q: %v", from, v, err)
+			}
+			d = parsed
+		}
+	}
+	switch {
+	case d < 0:
+		return 0, fmt.Errorf("%s %v: the wait for the registration reply must be positive", from, d)
+	case d == 0:
+		return DefaultRegistrationTimeout, nil
+	}
+	return d, nil
+}

@@ -47,6 +47,46 @@ func TestControllerTimeout(t *testing.T) {
 	}
 }
 
+// TestRegistrationTimeoutSetting: --timeout wins, then $IPP_REGISTRATION_TIMEOUT
+// (what the local launcher sets), then the 5 s default; bad values are
+// errors that name their source.
+func TestRegistrationTimeoutSetting(t *testing.T) {
+	for _, tc := range []struct {
+		flag  time.Duration
+		given bool
+		env   string
+		want  time.Duration
+	}{
+		{0, false, "", DefaultRegistrationTimeout},
+		{2 * time.Second, true, "", 2 * time.Second},
+		{0, false, "60", time.Minute},
+		{0, false, "1.5s", 1500 * time.Millisecond},
+		{3 * time.Second, true, "60", 3 * time.Second}, // the flag wins
+		{0, true, "60", DefaultRegistrationTimeout},    // 0 means the default, as in Config
+	} {
+		t.Setenv(protocol.EnvRegistrationTimeout, tc.env)
+		got, err := RegistrationTimeout(tc.flag, tc.given)
+		if err != nil || got != tc.want {
+			t.Errorf("flag %v given %v env %q: %v, %v; want %v", tc.flag, tc.given, tc.env, got, err, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		flag  time.Duration
+		given bool
+		env   string
+		want  string
+	}{
+		{-time.Second, true, "", "--timeout -1s: the wait for the registration reply must be positive"},
+		{0, false, "soon", `$IPP_REGISTRATION_TIMEOUT="soon"`},
+		{0, false, "-3", "$IPP_REGISTRATION_TIMEOUT -3s"},
+	} {
+		t.Setenv(protocol.EnvRegistrationTimeout, tc.env)
+		if got, err := RegistrationTimeout(tc.flag, tc.given); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("flag %v given %v env %q: %v, %v; want an error with %q", tc.flag, tc.given, tc.env, got, err, tc.want)
+		}
+	}
+}
+
 // TestMainBadControllerTimeout: a bad --controller-timeout ends Main with
 // status 2 at once, before it waits for a connection file that does not
 // exist.

@@ -16,9 +16,10 @@
 //     uuid as identity, which is how the controller routes to the engine.
 //  3. Ready probes (TEAM-NOTES). Our controller completes a registration as
 //     soon as it has seen engine_ready through each of the four routes, and
-//     says so with registration_complete; the probes repeat every 20 ms
-//     until then, because a ROUTER drops messages to peers whose handshake
-//     is not done. ipyparallel's controller ignores them (logging an error
+//     says so with registration_complete; the probes repeat until then,
+//     every 20 ms at first and backing off to 320 ms (a controller busy
+//     with a thousand registrations is not flooded), because a ROUTER
+//     drops messages to peers whose handshake is not done. ipyparallel's controller ignores them (logging an error
 //     for each) and completes the registration at its next heartbeat
 //     instead. Unless the reply acknowledges "ready_probe", the engine
 //     therefore slows its probes down after 250 ms and stops them once two

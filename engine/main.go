@@ -123,7 +123,7 @@ func mainWithArgs(prog string, args []string) int {
 	id := fset.Int("id", -1, "request this engine id (-1: let the controller choose)")
 	logLevel := fset.String("log-level", "info", "log level: debug, info, warn or error")
 	timeout := DefaultRegistrationTimeout
-	fset.Var(secondsOrDuration{&timeout}, "timeout", "how long to wait for the controller's registration reply (seconds or duration)")
+	fset.Var(secondsOrDuration{&timeout}, "timeout", "how long to wait for the controller's registration reply (seconds or duration; default $"+protocol.EnvRegistrationTimeout+", else 5)")
 	var mpiMode MPIMode
 	fset.Var(&mpiMode, "mpi", "run as an MPI rank: true, false or auto (auto: when started by mpiexec or srun with PMI)")
 	mpiSize := fset.Int("mpi-size", -1, "world size the launcher asked for (default $"+protocol.EnvMPISize+", else the launcher's count)")
@@ -136,8 +136,11 @@ func mainWithArgs(prog string, args []string) int {
 		}
 		return 2
 	}
-	timeoutGiven := false
-	fset.Visit(func(f *flag.Flag) { timeoutGiven = timeoutGiven || f.Name == "controller-timeout" })
+	timeoutGiven, regTimeoutGiven := false, false
+	fset.Visit(func(f *flag.Flag) {
+		timeoutGiven = timeoutGiven || f.Name == "controller-timeout"
+		regTimeoutGiven = regTimeoutGiven || f.Name == "timeout"
+	})
 	if fset.NArg() > 0 {
 		fmt.Fprintf(fset.Output(), "%s: unexpected arguments %q\n", prog, fset.Args())
 		return 2
@@ -162,6 +165,10 @@ func mainWithArgs(prog string, args []string) int {
 	// Settings first: a mistake is reported at once, not after the wait
 	// for a connection file.
 	var err error
+	if cfg.RegistrationTimeout, err = RegistrationTimeout(timeout, regTimeoutGiven); err != nil {
+		logger.Error("bad registration timeout", "err", err)
+		return 2
+	}
 	if cfg.HeartbeatTimeout, err = ControllerTimeout(controllerTimeout, timeoutGiven); err != nil {
 		logger.Error("bad controller timeout", "err", err)
 		return 2

@@ -219,8 +219,9 @@ func leafIdentity(id, leaves int) string {
 
 // sendReadyProbes sends engine_ready through the shell socket to the
 // controller's mux, task and broadcast-leaf identities and through the
-// control socket to control_out, every probeInterval, until the controller
-// confirms with registration_complete (TEAM-NOTES). Probes sent before a
+// control socket to control_out, every probeInterval at first and backing
+// off to probeBusyInterval, until the controller confirms with
+// registration_complete (TEAM-NOTES). Probes sent before a
 // connection's handshake are dropped by the ROUTER, hence the repetition.
 func (e *engine) sendReadyProbes(round *registrationRound) {
 	if e.probe == probeNever {
@@ -261,6 +262,8 @@ func (e *engine) sendReadyProbes(round *registrationRound) {
 			// Each probe makes a Python controller log errors; slow down
 			// once a controller that answers probes would have answered.
 			interval = min(2*interval, probeSlowInterval)
+		} else if e.probe == probeUntilComplete {
+			interval = min(2*interval, probeBusyInterval)
 		}
 		timer.Reset(interval)
 		if e.probe == probeGuessing && e.pings.Load() >= 2 && time.Since(started) >= e.hbPeriod/2 {

@@ -53,10 +53,12 @@
 // controller, wait for its connection files, start engine sets, reattach
 // from the file, stop all.
 //
-// Local processes are started in a new session (hence their own process
-// group, whose id is the pid), with stdin from /dev/null and stdout and
-// stderr appended to a log file under <profile>/log. Stopping sends SIGTERM
-// to the group, waits for the leader to exit, sends SIGKILL after a grace
+// Local processes lead a process group of their own (whose id is the pid):
+// the controller in a new session, engines in the caller's session, so
+// that where the kernel shares CPU time per session (autogroup) hundreds
+// of starting engines do not starve the controller. They get stdin from
+// /dev/null, and stdout and stderr appended to a log file under
+// <profile>/log. Stopping sends SIGTERM to the group, waits for the leader to exit, sends SIGKILL after a grace
 // period, and finally sweeps the group with SIGKILL so that nothing the
 // process started outlives it. Reattaching by pid checks that the process
 // is still the one that was started (its start time and command line), so

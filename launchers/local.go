@@ -98,6 +98,16 @@ type procRecord struct {
 	Cmd        []string `json:"cmd,omitempty"`
 }
 
+// localRegistrationTimeout is how long engines started on this host wait
+// for the controller's registration_reply (IPP_REGISTRATION_TIMEOUT),
+// instead of an engine's 5 s default (ipyparallel's), which suits a
+// controller that may be gone. Here the controller was seen up before
+// the engines started, and hundreds of engines starting at once on two
+// cores starve it: it answered some registrations after more than 5 s,
+// and each such engine gave up and failed the whole start (300 engines,
+// 2026-12-06).
+const localRegistrationTimeout = 60 * time.Second
+
 // localProc is one process of a local launcher.
 type localProc struct {
 	rec  procRecord
@@ -120,6 +130,9 @@ type localGroup struct {
 	mu      sync.Mutex
 	procs   []*localProc
 	started bool
+	// sameSession starts the processes in our session (see
+	// Command.SameSession): engines, not the controller.
+	sameSession bool
 }
 
 func newLocalGroup(cfg Config, role string) (*localGroup, error) {
@@ -142,12 +155,31 @@ func newLocalGroup(cfg Config, role string) (*localGroup, error) {
 
 // spawn starts one process logging to output.
 func (g *localGroup) spawn(output string, extra map[string]string) (*localProc, error) {
+	lp, err := g.start(output, extra)
+	if err != nil {
+		return nil, err
+	}
+	g.add(lp)
+	return lp, nil
+}
+
+// add makes started processes part of the group, in order.
+func (g *localGroup) add(lps ...*localProc) {
+	g.mu.Lock()
+	g.procs = append(g.procs, lps...)
+	g.started = true
+	g.mu.Unlock()
+}
+
+// start starts one process logging to output, without adding it.
+func (g *localGroup) start(output string, extra map[string]string) (*localProc, error) {
 	cmd := Command{
-		Path:       g.argv[0],
-		Args:       g.argv[1:],
-		Env:        g.cfg.environ(extra, g.drop),
-		Dir:        g.cfg.WorkDir,
-		OutputFile: output,
+		Path:        g.argv[0],
+		Args:        g.argv[1:],
+		Env:         g.cfg.environ(extra, g.drop),
+		Dir:         g.cfg.WorkDir,
+		OutputFile:  output,
+		SameSession: g.sameSession,
 	}
 	p, err := g.cfg.runner().Start(cmd)
 	if err != nil {
@@ -163,10 +195,6 @@ func (g *localGroup) spawn(output string, extra map[string]string) (*localProc, 
 		ClusterID:  g.cfg.ClusterID,
 		Cmd:        g.argv,
 	}}
-	g.mu.Lock()
-	g.procs = append(g.procs, lp)
-	g.started = true
-	g.mu.Unlock()
 	return lp, nil
 }
 
@@ -529,6 +557,7 @@ func NewLocalEngineSet(cfg Config) (*LocalEngineSet, error) {
 		return nil, err
 	}
 	g.drop = isRankVariable
+	g.sameSession = true
 	return &LocalEngineSet{localGroup: g}, nil
 }
 
@@ -544,6 +573,12 @@ func (l *LocalEngineSet) Start(ctx context.Context, n int) error {
 	}
 	l.requested = n
 	extra := l.cfg.engineEnv()
+	if _, set := os.LookupEnv(protocol.EnvRegistrationTimeout); !set {
+		extra[protocol.EnvRegistrationTimeout] = strconv.Itoa(int(localRegistrationTimeout.Seconds()))
+	}
+	if l.cfg.Delay <= 0 && n > 1 {
+		return l.startParallel(ctx, n, extra)
+	}
 	for i := range n {
 		if i > 0 && l.cfg.Delay > 0 {
 			t := time.NewTimer(l.cfg.Delay)
@@ -558,6 +593,54 @@ func (l *LocalEngineSet) Start(ctx context.Context, n int) error {
 		if _, err := l.spawn(filepath.Join(wire.LogDir(l.cfg.ProfileDir), name), extra); err != nil {
 			return errors.Join(err, l.Stop(context.Background()))
 		}
+	}
+	return nil
+}
+
+// spawners is how many engines a local engine set starts at once. The
+// launcher shares its session's CPU with the engines it started (see
+// Command.SameSession); one spawning thread among a thousand starting
+// engines got 240 ms per spawn at load 85, several get several shares.
+const spawners = 8
+
+// startParallel is Start without a delay: spawners goroutines start the
+// engines, which keep their index order in the group (and the state).
+func (l *LocalEngineSet) startParallel(ctx context.Context, n int, extra map[string]string) error {
+	procs := make([]*localProc, n)
+	errs := make([]error, n)
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(spawners, n) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				name := joinNonEmpty("-", "ipengine", l.cfg.ClusterID, l.cfg.EngineSetID, strconv.Itoa(i)) + ".log"
+				procs[i], errs[i] = l.start(filepath.Join(wire.LogDir(l.cfg.ProfileDir), name), extra)
+			}
+		}()
+	}
+	failed := ctx.Err()
+	for i := 0; i < n && failed == nil; i++ {
+		select {
+		case next <- i:
+		case <-ctx.Done():
+			failed = ctx.Err()
+		}
+	}
+	close(next)
+	wg.Wait()
+	var started []*localProc
+	for i, lp := range procs {
+		if lp != nil {
+			started = append(started, lp)
+		} else if errs[i] != nil && failed == nil {
+			failed = errs[i]
+		}
+	}
+	l.add(started...)
+	if failed != nil {
+		return errors.Join(failed, l.Stop(context.Background()))
 	}
 	return nil
 }

@@ -23,6 +23,14 @@ type Command struct {
 	// OutputFile receives stdout and stderr of a started process,
 	// appended; "" discards them.
 	OutputFile string
+	// SameSession makes Start put the process in a new process group of
+	// our session instead of a new session. Where the kernel groups CPU
+	// time per session (autogroup), every session gets an equal share:
+	// 1,000 engines in sessions of their own left the controller a
+	// thousandth of the CPU while they started, and registrations waited
+	// over a minute. Local engines share the caller's session; the
+	// controller keeps one of its own.
+	SameSession bool
 }
 
 // String is the command line, for logs.
@@ -57,8 +65,9 @@ type Runner interface {
 	// Run runs c to completion and returns its output. A non-zero exit is
 	// a *CommandError (with the Result still filled in).
 	Run(ctx context.Context, c Command) (Result, error)
-	// Start starts c in the background in a new session, so the process
-	// leads its own process group.
+	// Start starts c in the background in a new session (a new process
+	// group of our session with c.SameSession), so the process leads its
+	// own process group.
 	Start(c Command) (Process, error)
 	// Attach finds a process started earlier, possibly by another
 	// process. It returns ErrNotRunning unless pid is alive and is still

@@ -46,7 +46,7 @@ func (OSRunner) Start(c Command) (Process, error) {
 	cmd := exec.Command(c.Path, c.Args...)
 	cmd.Env = c.Env
 	cmd.Dir = c.Dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: !c.SameSession, Setpgid: c.SameSession}
 	if c.OutputFile != "" {
 		if err := os.MkdirAll(filepath.Dir(c.OutputFile), 0o700); err != nil {
 			return nil, err
@@ -145,7 +145,7 @@ func (p *childProcess) PID() int          { return p.cmd.Process.Pid }
 func (p *childProcess) StartTime() uint64 { return p.start }
 
 func (p *childProcess) Signal(sig syscall.Signal) error {
-	// The child leads its own group (Setsid); the group outlives the
+	// The child leads its own group (Setsid or Setpgid); the group outlives the
 	// leader while members remain, so it is signalled even after exit.
 	return ignoreESRCH(syscall.Kill(-p.cmd.Process.Pid, sig))
 }

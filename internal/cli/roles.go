@@ -275,6 +275,8 @@ type EngineOptions struct {
 	// default).
 	ControllerTimeout    time.Duration
 	controllerTimeoutSet bool
+	// timeoutSet: --timeout was given (else $IPP_REGISTRATION_TIMEOUT).
+	timeoutSet bool
 }
 
 // NewCmdEngine builds the engine role. runF replaces engineRun in tests.
@@ -308,6 +310,7 @@ its id and sends the replies the dead controller missed.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.clusterIDSet = cmd.Flags().Changed("cluster-id")
 			opts.controllerTimeoutSet = cmd.Flags().Changed("controller-timeout")
+			opts.timeoutSet = cmd.Flags().Changed("timeout")
 			if runF != nil {
 				return runF(opts)
 			}
@@ -318,7 +321,7 @@ its id and sends the replies the dead controller missed.`,
 	opts.ClusterFlags.bind(fs, true)
 	fs.StringVar(&opts.File, "file", "", "engine connection file (ipcontroller-engine.json)")
 	fs.IntVar(&opts.ID, "id", -1, "request this engine id (-1: let the controller choose)")
-	fs.Var(newSecondsValue(&opts.Timeout, engine.DefaultRegistrationTimeout), "timeout", "how long to wait for the registration reply")
+	fs.Var(newSecondsValue(&opts.Timeout, engine.DefaultRegistrationTimeout), "timeout", "how long to wait for the registration reply (default $"+protocol.EnvRegistrationTimeout+", else 5)")
 	fs.Var(&opts.MPI, "mpi", "run as an MPI rank: true, false or auto (auto: when started by mpiexec, or srun with PMI)")
 	// A bare --mpi means true, as for the flag package in engine.Main.
 	fs.Lookup("mpi").NoOptDefVal = "true"
@@ -340,10 +343,12 @@ func (o *EngineOptions) config() (engine.Config, error) {
 		return engine.Config{}, errEngineNeedsLibzmq(backend.Name())
 	}
 	cfg := engine.Config{
-		Transport:           backend,
-		Logger:              o.F.Logger(),
-		RequestedID:         o.ID,
-		RegistrationTimeout: o.Timeout,
+		Transport:   backend,
+		Logger:      o.F.Logger(),
+		RequestedID: o.ID,
+	}
+	if cfg.RegistrationTimeout, err = engine.RegistrationTimeout(o.Timeout, o.timeoutSet); err != nil {
+		return engine.Config{}, err
 	}
 	if cfg.HeartbeatTimeout, err = engine.ControllerTimeout(o.ControllerTimeout, o.controllerTimeoutSet); err != nil {
 		return engine.Config{}, err

@@ -54,6 +54,13 @@ const (
 	// --controller-timeout (seconds or a Go duration). Set by the user or
 	// a job script for every engine it starts; read by the engine role.
 	EnvControllerTimeout = "IPP_CONTROLLER_TIMEOUT"
+	// EnvRegistrationTimeout is the default of an engine's --timeout, the
+	// wait for the controller's registration_reply (seconds or a Go
+	// duration). Set by the local engine launcher (unless already set),
+	// whose controller is known to be up but may be slow to answer while
+	// hundreds of engines start at once; read by the engine role and
+	// engine.Main.
+	EnvRegistrationTimeout = "IPP_REGISTRATION_TIMEOUT"
 
 	// EnvTransport names the socket backend ("zmq" or "gozmq"). Set by
 	// the user; read by the roles and the Go client when no backend is

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -135,6 +136,26 @@ func TestReplayGuardForgetsOldest(t *testing.T) {
 	}
 	if g.Add("d") {
 		t.Fatal("recent duplicate accepted")
+	}
+}
+
+// TestReplayGuardWindowSlides checks, far past the first wrap of the
+// ring, that exactly the last n signatures are remembered.
+func TestReplayGuardWindowSlides(t *testing.T) {
+	const n = 5
+	g := NewReplayGuard(n)
+	for i := range 4 * n {
+		if !g.Add(strconv.Itoa(i)) {
+			t.Fatalf("%d refused on first sight", i)
+		}
+		for j := max(0, i-n+1); j <= i; j++ {
+			if g.Add(strconv.Itoa(j)) {
+				t.Fatalf("after %d: %d (within the window) accepted again", i, j)
+			}
+		}
+	}
+	if !g.Add(strconv.Itoa(3*n - 1)) {
+		t.Fatalf("%d is outside the window and should be accepted", 3*n-1)
 	}
 }
 
