@@ -58,7 +58,8 @@ type zsock struct {
 	pending [][][]byte // refused for now (EAGAIN); sent in order when writable
 	closed  bool
 
-	mon *monitor // connection events, when asked for
+	mon  *monitor  // connection events, when asked for
+	recv *receiver // whole messages per cgo call; nil for PUB
 
 	fd   *os.File // duplicate of ZMQ_FD, registered with the netpoller
 	in   chan [][]byte
@@ -104,6 +105,13 @@ func (libzmq) NewSocket(t Type, o Options) (Socket, error) {
 		in:   make(chan [][]byte, 4096),
 		stop: make(chan struct{}),
 		done: make(chan struct{}),
+	}
+	if t != Pub {
+		if s.recv, err = newReceiver(sock); err != nil {
+			s.fd.Close()
+			sock.Close()
+			return nil, err
+		}
 	}
 	if o.Events || o.MaxConnections > 0 {
 		// Before any Bind or Connect, so that no connection is missed.
@@ -241,12 +249,9 @@ func (s *zsock) collect() (got [][][]byte, stop bool) {
 	if s.closed {
 		return nil, true
 	}
-	for len(got) < batch {
-		if s.typ == Pub {
-			break
-		}
-		msg, err := s.sock.RecvMessageBytes(zmq.DONTWAIT)
-		if err != nil {
+	for len(got) < batch && s.recv != nil {
+		msg, ok := s.recv.recv()
+		if !ok {
 			break
 		}
 		got = append(got, msg)
@@ -261,7 +266,7 @@ func (s *zsock) collect() (got [][][]byte, stop bool) {
 	if ev&zmq.POLLIN != 0 && len(got) == 0 && s.typ != Pub {
 		// A message became readable between our receive and the check:
 		// take it now rather than wait for a signal that already fired.
-		if msg, err := s.sock.RecvMessageBytes(zmq.DONTWAIT); err == nil {
+		if msg, ok := s.recv.recv(); ok {
 			got = append(got, msg)
 		}
 	}
@@ -399,6 +404,9 @@ func (s *zsock) Close() error {
 	s.sock.SetLinger(zmqLinger)
 	s.sock.Close()
 	s.fd.Close()
+	if s.recv != nil {
+		s.recv.free()
+	}
 	s.mu.Unlock()
 	close(s.in)
 	return nil
