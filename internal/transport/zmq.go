@@ -10,6 +10,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	zmq "github.com/pebbe/zmq4"
 )
@@ -55,7 +56,8 @@ type zsock struct {
 	// mu guards every libzmq call on sock, pending and closed.
 	mu      sync.Mutex
 	sock    *zmq.Socket
-	pending [][][]byte // refused for now (EAGAIN); sent in order when writable
+	raw     unsafe.Pointer // libzmq's socket inside sock, for our own calls
+	pending [][][]byte     // refused for now (EAGAIN); sent in order when writable
 	closed  bool
 
 	mon  *monitor  // connection events, when asked for
@@ -106,8 +108,13 @@ func (libzmq) NewSocket(t Type, o Options) (Socket, error) {
 		stop: make(chan struct{}),
 		done: make(chan struct{}),
 	}
+	if s.raw, err = rawSocket(sock); err != nil {
+		s.fd.Close()
+		sock.Close()
+		return nil, err
+	}
 	if t != Pub {
-		if s.recv, err = newReceiver(sock); err != nil {
+		if s.recv, err = newReceiver(s.raw); err != nil {
 			s.fd.Close()
 			sock.Close()
 			return nil, err
@@ -261,7 +268,7 @@ func (s *zsock) collect() (got [][][]byte, stop bool) {
 		return got, true
 	}
 	if ev&zmq.POLLOUT != 0 && len(s.pending) > 0 {
-		s.pending = flush(s.sock, s.pending)
+		s.pending = flush(s.raw, s.pending)
 	}
 	if ev&zmq.POLLIN != 0 && len(got) == 0 && s.typ != Pub {
 		// A message became readable between our receive and the check:
@@ -276,10 +283,9 @@ func (s *zsock) collect() (got [][][]byte, stop bool) {
 // flush sends queued messages until libzmq refuses one with EAGAIN and
 // returns the rest, in order. libzmq takes a multipart message whole or
 // not at all, so a refusal never leaves half a message on the wire.
-func flush(sock *zmq.Socket, pending [][][]byte) [][][]byte {
+func flush(sock unsafe.Pointer, pending [][][]byte) [][][]byte {
 	for len(pending) > 0 {
-		_, err := sock.SendMessageDontwait(pending[0])
-		if err != nil && zmq.AsErrno(err) == zmq.Errno(syscall.EAGAIN) {
+		if err := sendMessage(sock, pending[0]); err == syscall.EAGAIN {
 			break
 		}
 		// Sent, or refused for good (nothing else is possible without
@@ -337,14 +343,13 @@ func (s *zsock) Send(frames [][]byte) error {
 		return ErrClosed
 	}
 	if len(s.pending) > 0 {
-		s.pending = flush(s.sock, s.pending)
+		s.pending = flush(s.raw, s.pending)
 		if len(s.pending) > 0 {
 			s.pending = append(s.pending, frames)
 			return nil
 		}
 	}
-	_, err := s.sock.SendMessageDontwait(frames)
-	if err != nil && zmq.AsErrno(err) == zmq.Errno(syscall.EAGAIN) {
+	if err := sendMessage(s.raw, frames); err == syscall.EAGAIN {
 		s.pending = append(s.pending, frames)
 		// The reader flushes when libzmq signals the socket writable.
 		s.fd.SetReadDeadline(time.Now())
@@ -399,7 +404,7 @@ func (s *zsock) Close() error {
 	s.mu.Lock()
 	// Last chance for what libzmq has not accepted yet; what it has
 	// accepted gets the linger period.
-	flush(s.sock, s.pending)
+	flush(s.raw, s.pending)
 	s.pending = nil
 	s.sock.SetLinger(zmqLinger)
 	s.sock.Close()

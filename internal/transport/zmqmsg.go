@@ -6,7 +6,53 @@ package transport
 #cgo !windows pkg-config: libzmq
 #include <zmq.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+
+// ippReleaseFrame is Go's (zmqrelease.go): libzmq is done with a frame it
+// was sending in place.
+extern void ippReleaseFrame(uintptr_t);
+
+static void ipp_free_frame(void *data, void *hint) {
+	(void)data;
+	ippReleaseFrame((uintptr_t)hint);
+}
+
+// ipp_send sends n frames as one message without blocking. A frame with a
+// hint is sent in place, and its hint goes to ippReleaseFrame once libzmq
+// no longer needs the memory; a frame without one is copied. Every hint is
+// released exactly once, whatever happens. Returns 0, or the errno of the
+// failure (EAGAIN on the first frame: nothing was sent, try later; libzmq
+// accepts the other frames of a message once it accepted the first).
+static int ipp_send(void *sock, int n, void **data, size_t *size, uintptr_t *hint) {
+	for (int i = 0; i < n; i++) {
+		zmq_msg_t m;
+		int rc;
+		if (hint[i]) {
+			rc = zmq_msg_init_data(&m, data[i], size[i], ipp_free_frame, (void *)hint[i]);
+		} else {
+			rc = zmq_msg_init_size(&m, size[i]);
+			if (rc == 0 && size[i] > 0) memcpy(zmq_msg_data(&m), data[i], size[i]);
+		}
+		if (rc != 0) {
+			int e = zmq_errno();
+			for (int j = i; j < n; j++) if (hint[j]) ippReleaseFrame(hint[j]);
+			return e;
+		}
+		int flags = ZMQ_DONTWAIT | (i < n - 1 ? ZMQ_SNDMORE : 0);
+		do {
+			rc = zmq_msg_send(&m, sock, flags);
+		} while (rc < 0 && zmq_errno() == EINTR);
+		if (rc < 0) {
+			int e = zmq_errno();
+			zmq_msg_close(&m); // releases hint[i]
+			for (int j = i + 1; j < n; j++) if (hint[j]) ippReleaseFrame(hint[j]);
+			return e;
+		}
+	}
+	return 0;
+}
 
 // IPP_PARTS is how many frames one call takes; longer messages take
 // several calls.
@@ -58,6 +104,10 @@ import "C"
 import (
 	"fmt"
 	"reflect"
+	"runtime"
+	"runtime/cgo"
+	"sync/atomic"
+	"syscall"
 	"unsafe"
 
 	zmq "github.com/pebbe/zmq4"
@@ -78,11 +128,7 @@ type receiver struct {
 // huge-page advice; below it frames share one buffer per message.
 const largeFrame = 1 << 20
 
-func newReceiver(s *zmq.Socket) (*receiver, error) {
-	p, err := rawSocket(s)
-	if err != nil {
-		return nil, err
-	}
+func newReceiver(p unsafe.Pointer) (*receiver, error) {
 	r := (*C.ipp_recv_t)(C.calloc(1, C.sizeof_ipp_recv_t))
 	if r == nil {
 		return nil, fmt.Errorf("transport: out of memory for a receive buffer")
@@ -159,6 +205,51 @@ func (rc *receiver) copyOut(msg [][]byte, n int) [][]byte {
 		msg = append(msg, dst)
 	}
 	return msg
+}
+
+// zeroCopyMin is the smallest frame sent in place: below it libzmq's copy
+// costs less than pinning the memory and the callback that releases it
+// (pyzmq's default copy threshold is the same).
+const zeroCopyMin = 64 << 10
+
+// inPlace counts frames handed to libzmq in place and not yet released:
+// memory the garbage collector cannot reclaim. Tests check it returns to 0.
+var inPlace atomic.Int64
+
+// sendMessage sends one multipart message on a libzmq socket without
+// blocking, in one cgo call. Frames of zeroCopyMin bytes or more are not
+// copied: their memory is pinned and handed to libzmq, which releases it
+// from its I/O thread once the frame is written (Socket.Send's contract:
+// the caller does not modify frames after Send). It returns
+// syscall.EAGAIN when libzmq cannot take the message now; nothing was sent
+// then.
+func sendMessage(sock unsafe.Pointer, frames [][]byte) error {
+	n := len(frames)
+	data := make([]unsafe.Pointer, n)
+	size := make([]C.size_t, n)
+	hint := make([]C.uintptr_t, n)
+	// Every frame is pinned for the call (the data array passed to C holds
+	// their addresses); large ones stay pinned until libzmq is done.
+	var call runtime.Pinner
+	defer call.Unpin()
+	for i, f := range frames {
+		if len(f) == 0 {
+			continue
+		}
+		p := unsafe.Pointer(unsafe.SliceData(f))
+		call.Pin(p)
+		data[i], size[i] = p, C.size_t(len(f))
+		if len(f) >= zeroCopyMin {
+			keep := new(runtime.Pinner)
+			keep.Pin(p)
+			hint[i] = C.uintptr_t(cgo.NewHandle(keep))
+			inPlace.Add(1)
+		}
+	}
+	if rc := C.ipp_send(sock, C.int(n), &data[0], &size[0], &hint[0]); rc != 0 {
+		return syscall.Errno(rc)
+	}
+	return nil
 }
 
 // free releases the C side; the socket's reader has exited.
