@@ -20,9 +20,10 @@
 //
 // Memory: the libzmq backend moves whole multipart messages per cgo call
 // with its own small binding (zmqmsg.go) instead of pebbe's per-frame
-// calls. Frames of 64 KiB or more are sent in place: pinned, handed to
-// libzmq, released by its free callback once written, so Send's rule that
-// frames are not modified afterwards really matters there. Received small
+// calls. On sockets created with Options.InPlace (the controller's: it
+// forwards what it received), frames of 64 KiB or more are sent in place:
+// pinned, handed to libzmq, released by its free callback once written.
+// Other sockets copy, so a caller may reuse its buffer once Send returns. Received small
 // frames share one Go allocation per message; frames of 1 MiB or more get
 // their own, advised for transparent huge pages before the copy, because
 // first touches of fresh 4 KiB pages, not copies, dominate large

@@ -61,6 +61,13 @@ type Options struct {
 	// Events asks for connection events, read with Events (see
 	// EventSource); backends without them never deliver any.
 	Events bool
+	// InPlace lets the backend send large frames straight from the
+	// caller's memory, without a copy, until it has written them. Only for
+	// sockets whose callers never touch a frame again after Send (a relay
+	// forwarding what it received); elsewhere a caller that reuses or
+	// changes its buffer after Send would change what is sent. libzmq's
+	// backend copies otherwise; gozmq's always queues the caller's frames.
+	InPlace bool
 }
 
 // EventKind is what happened to one connection of a socket.

@@ -16,8 +16,8 @@ import (
 // peer ever took.
 func TestZeroCopyFramesAreReleased(t *testing.T) {
 	b, _ := Lookup("zmq")
-	base := inPlace.Load()
-	r, err := b.NewSocket(Router, Options{})
+	base := heldInPlace.Load()
+	r, err := b.NewSocket(Router, Options{InPlace: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,7 +26,7 @@ func TestZeroCopyFramesAreReleased(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := b.NewSocket(Dealer, Options{Identity: []byte("zc")})
+	d, err := b.NewSocket(Dealer, Options{Identity: []byte("zc"), InPlace: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,18 +53,18 @@ func TestZeroCopyFramesAreReleased(t *testing.T) {
 			t.Fatalf("message %d did not arrive", i)
 		}
 	}
-	testutil.Eventually(t, 10*time.Second, func() bool { return inPlace.Load() == base },
-		"frames sent in place still held: %d", inPlace.Load()-base)
+	testutil.Eventually(t, 10*time.Second, func() bool { return heldInPlace.Load() == base },
+		"frames sent in place still held: %d", heldInPlace.Load()-base)
 
 	// A ROUTER drops messages for peers it does not know.
 	if err := r.Send([][]byte{[]byte("nobody"), big}); err != nil {
 		t.Fatal(err)
 	}
-	testutil.Eventually(t, 10*time.Second, func() bool { return inPlace.Load() == base },
+	testutil.Eventually(t, 10*time.Second, func() bool { return heldInPlace.Load() == base },
 		"frame to an unknown peer still held")
 
 	// A DEALER with no peer keeps the message until Close drops it.
-	lone, err := b.NewSocket(Dealer, Options{})
+	lone, err := b.NewSocket(Dealer, Options{InPlace: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,6 +75,47 @@ func TestZeroCopyFramesAreReleased(t *testing.T) {
 		t.Fatal(err)
 	}
 	lone.Close()
-	testutil.Eventually(t, 5*zmqLinger, func() bool { return inPlace.Load() == base },
+	testutil.Eventually(t, 5*zmqLinger, func() bool { return heldInPlace.Load() == base },
 		"frame queued on a closed socket still held")
+}
+
+// Without Options.InPlace a large frame is copied at Send: the caller may
+// overwrite its buffer at once and the peer still gets what was sent.
+func TestSendCopiesWithoutInPlace(t *testing.T) {
+	b, _ := Lookup("zmq")
+	base := heldInPlace.Load()
+	r, err := b.NewSocket(Router, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	ep, err := r.Bind("tcp://127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := b.NewSocket(Dealer, Options{Identity: []byte("copy")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := d.Connect(ep); err != nil {
+		t.Fatal(err)
+	}
+	buf := bytes.Repeat([]byte{7}, 4<<20)
+	want := bytes.Clone(buf)
+	if err := d.Send([][]byte{buf}); err != nil {
+		t.Fatal(err)
+	}
+	if n := heldInPlace.Load() - base; n != 0 {
+		t.Errorf("%d frames held in place by a socket without InPlace", n)
+	}
+	clear(buf)
+	select {
+	case m := <-r.Messages():
+		if len(m) != 2 || !bytes.Equal(m[1], want) {
+			t.Fatalf("peer got the overwritten buffer, not what was sent")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("message did not arrive")
+	}
 }

@@ -57,6 +57,7 @@ type zsock struct {
 	mu      sync.Mutex
 	sock    *zmq.Socket
 	raw     unsafe.Pointer // libzmq's socket inside sock, for our own calls
+	inPlace bool           // Options.InPlace: large frames leave without a copy
 	pending [][][]byte     // refused for now (EAGAIN); sent in order when writable
 	closed  bool
 
@@ -101,12 +102,13 @@ func (libzmq) NewSocket(t Type, o Options) (Socket, error) {
 		return nil, err
 	}
 	s := &zsock{
-		typ:  t,
-		sock: sock,
-		fd:   os.NewFile(uintptr(dup), "zmq-fd"),
-		in:   make(chan [][]byte, 4096),
-		stop: make(chan struct{}),
-		done: make(chan struct{}),
+		typ:     t,
+		inPlace: o.InPlace,
+		sock:    sock,
+		fd:      os.NewFile(uintptr(dup), "zmq-fd"),
+		in:      make(chan [][]byte, 4096),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
 	}
 	if s.raw, err = rawSocket(sock); err != nil {
 		s.fd.Close()
@@ -268,7 +270,7 @@ func (s *zsock) collect() (got [][][]byte, stop bool) {
 		return got, true
 	}
 	if ev&zmq.POLLOUT != 0 && len(s.pending) > 0 {
-		s.pending = flush(s.raw, s.pending)
+		s.pending = s.flush(s.pending)
 	}
 	if ev&zmq.POLLIN != 0 && len(got) == 0 && s.typ != Pub {
 		// A message became readable between our receive and the check:
@@ -283,9 +285,9 @@ func (s *zsock) collect() (got [][][]byte, stop bool) {
 // flush sends queued messages until libzmq refuses one with EAGAIN and
 // returns the rest, in order. libzmq takes a multipart message whole or
 // not at all, so a refusal never leaves half a message on the wire.
-func flush(sock unsafe.Pointer, pending [][][]byte) [][][]byte {
+func (s *zsock) flush(pending [][][]byte) [][][]byte {
 	for len(pending) > 0 {
-		if err := sendMessage(sock, pending[0]); err == syscall.EAGAIN {
+		if err := sendMessage(s.raw, pending[0], s.inPlace); err == syscall.EAGAIN {
 			break
 		}
 		// Sent, or refused for good (nothing else is possible without
@@ -343,13 +345,13 @@ func (s *zsock) Send(frames [][]byte) error {
 		return ErrClosed
 	}
 	if len(s.pending) > 0 {
-		s.pending = flush(s.raw, s.pending)
+		s.pending = s.flush(s.pending)
 		if len(s.pending) > 0 {
 			s.pending = append(s.pending, frames)
 			return nil
 		}
 	}
-	if err := sendMessage(s.raw, frames); err == syscall.EAGAIN {
+	if err := sendMessage(s.raw, frames, s.inPlace); err == syscall.EAGAIN {
 		s.pending = append(s.pending, frames)
 		// The reader flushes when libzmq signals the socket writable.
 		s.fd.SetReadDeadline(time.Now())
@@ -404,7 +406,7 @@ func (s *zsock) Close() error {
 	s.mu.Lock()
 	// Last chance for what libzmq has not accepted yet; what it has
 	// accepted gets the linger period.
-	flush(s.raw, s.pending)
+	s.flush(s.pending)
 	s.pending = nil
 	s.sock.SetLinger(zmqLinger)
 	s.sock.Close()

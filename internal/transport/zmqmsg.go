@@ -212,18 +212,18 @@ func (rc *receiver) copyOut(msg [][]byte, n int) [][]byte {
 // (pyzmq's default copy threshold is the same).
 const zeroCopyMin = 64 << 10
 
-// inPlace counts frames handed to libzmq in place and not yet released:
+// heldInPlace counts frames handed to libzmq in place and not yet released:
 // memory the garbage collector cannot reclaim. Tests check it returns to 0.
-var inPlace atomic.Int64
+var heldInPlace atomic.Int64
 
 // sendMessage sends one multipart message on a libzmq socket without
-// blocking, in one cgo call. Frames of zeroCopyMin bytes or more are not
-// copied: their memory is pinned and handed to libzmq, which releases it
-// from its I/O thread once the frame is written (Socket.Send's contract:
-// the caller does not modify frames after Send). It returns
-// syscall.EAGAIN when libzmq cannot take the message now; nothing was sent
-// then.
-func sendMessage(sock unsafe.Pointer, frames [][]byte) error {
+// blocking, in one cgo call. With inPlace, frames of zeroCopyMin bytes or
+// more are not copied: their memory is pinned and handed to libzmq, which
+// releases it from its I/O thread once the frame is written
+// (Options.InPlace: the caller does not touch frames after Send). It
+// returns syscall.EAGAIN when libzmq cannot take the message now; nothing
+// was sent then.
+func sendMessage(sock unsafe.Pointer, frames [][]byte, inPlace bool) error {
 	n := len(frames)
 	data := make([]unsafe.Pointer, n)
 	size := make([]C.size_t, n)
@@ -239,11 +239,11 @@ func sendMessage(sock unsafe.Pointer, frames [][]byte) error {
 		p := unsafe.Pointer(unsafe.SliceData(f))
 		call.Pin(p)
 		data[i], size[i] = p, C.size_t(len(f))
-		if len(f) >= zeroCopyMin {
+		if inPlace && len(f) >= zeroCopyMin {
 			keep := new(runtime.Pinner)
 			keep.Pin(p)
 			hint[i] = C.uintptr_t(cgo.NewHandle(keep))
-			inPlace.Add(1)
+			heldInPlace.Add(1)
 		}
 	}
 	if rc := C.ipp_send(sock, C.int(n), &data[0], &size[0], &hint[0]); rc != 0 {

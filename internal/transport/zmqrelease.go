@@ -21,5 +21,5 @@ func ippReleaseFrame(h C.uintptr_t) {
 	hd := cgo.Handle(h)
 	hd.Value().(*runtime.Pinner).Unpin()
 	hd.Delete()
-	inPlace.Add(-1)
+	heldInPlace.Add(-1)
 }
