@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	json "github.com/goccy/go-json"
 
@@ -284,7 +285,9 @@ func ConnectInfo(ctx context.Context, info *wire.ClientInfo, opts ...Option) (*C
 		return nil, err
 	}
 	open := func(t transport.Type, port int, subscribe bool) (transport.Socket, error) {
-		o := transport.Options{Curve: curve}
+		// In place: every large frame the client sends is its own copy
+		// (sendRequest's ownCopies) or a buffer it built, never the user's.
+		o := transport.Options{Curve: curve, InPlace: true}
 		// A direct client waiting for a restarted controller watches its
 		// query connection: a restart shorter than the keepalive's
 		// misses is seen only there (watchDrops).
@@ -667,10 +670,11 @@ func (c *Client) serveIOPub() {
 
 // sendRequest builds a request, registers its future before the message
 // can possibly be answered, and sends it.
-func (c *Client) sendRequest(s transport.Socket, idents [][]byte, msgType string, md, content any, bufs [][]byte, f *future) error {
+func (c *Client) sendRequest(s transport.Socket, idents [][]byte, msgType string, md, content any, bufs [][]byte, f *future, own ownCopies) error {
 	if err := c.checkOpen(); err != nil {
 		return err
 	}
+	bufs = own.of(bufs)
 	frames, h, err := c.session.Build(wire.Out{Idents: idents, MsgType: msgType, Metadata: md, Content: content, Buffers: bufs})
 	if err != nil {
 		return err
@@ -704,6 +708,46 @@ func (c *Client) sendRequest(s transport.Socket, idents [][]byte, msgType string
 		c.tun.remember(h.MsgID, s, frames)
 	}
 	return nil
+}
+
+// ownCopies maps a user's large buffer (its first byte and length) to the
+// copy the client sends in its place, so that one buffer sent to several
+// engines is copied once. The client's sockets send large frames in place
+// (no copy by libzmq into fresh 4 KiB pages), and the user may change a
+// buffer as soon as the call that sent it returns: so the client sends
+// its own copy, filled into huge pages (transport.OwnCopy).
+type ownCopies map[ownKey][]byte
+
+type ownKey struct {
+	p *byte
+	n int
+}
+
+// of returns bufs with every large buffer replaced by its copy; a nil map
+// copies without remembering.
+func (o ownCopies) of(bufs [][]byte) [][]byte {
+	var out [][]byte
+	for i, b := range bufs {
+		if len(b) < transport.LargeFrame {
+			continue
+		}
+		if out == nil {
+			out = slices.Clone(bufs)
+		}
+		k := ownKey{unsafe.SliceData(b), len(b)}
+		c, ok := o[k]
+		if !ok {
+			c = transport.OwnCopy(b)
+			if o != nil {
+				o[k] = c
+			}
+		}
+		out[i] = c
+	}
+	if out == nil {
+		return bufs
+	}
+	return out
 }
 
 // request sends a query (hub) or control message and waits for its reply.

@@ -512,3 +512,57 @@ func TestGoEngineDeath(t *testing.T) {
 		t.Fatalf("want EngineError, got %v", err)
 	}
 }
+
+// A large buffer goes out in place (no copy by libzmq), but from the
+// client's own copy: the user may overwrite an array as soon as Push or
+// Scatter returns, and the engines still get what was pushed.
+func TestPushedArrayMayChangeAfterPush(t *testing.T) {
+	_, c := startGoCluster(t, 2)
+	ctx := ctxT(t, 30*time.Second)
+	xs := make([]float64, 1<<19) // 4 MiB
+	for i := range xs {
+		xs[i] = float64(i)
+	}
+	want := slices.Clone(xs)
+	push, err := c.All().Push(ctx, map[string]any{"xs": xs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	scatter, err := c.All().Scatter(ctx, "part", xs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range xs {
+		xs[i] = -1
+	}
+	if _, err := push.Get(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := scatter.Get(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pull, err := c.All().Pull(ctx, "xs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := GetAll[[]float64](ctx, pull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, g := range got {
+		if !slices.Equal(g, want) {
+			t.Errorf("engine %d holds a changed array", i)
+		}
+	}
+	gather, err := c.All().Gather(ctx, "part")
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := gather.Get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, ok := back.([]float64); !ok || !slices.Equal(b, want) {
+		t.Errorf("gathered parts differ from what was scattered")
+	}
+}

@@ -217,7 +217,7 @@ func (v *LoadBalancedView) submit(ctx context.Context, n int, msgType, method st
 			ar.watchArrival(f)
 		}
 		// Task requests carry no routing frame: the scheduler picks.
-		if err := v.c.sendRequest(v.c.task, nil, msgType, json.RawMessage(mdJSON), content, bufs, f); err != nil {
+		if err := v.c.sendRequest(v.c.task, nil, msgType, json.RawMessage(mdJSON), content, bufs, f, nil); err != nil {
 			return nil, err
 		}
 		ar.futures = append(ar.futures, f)

@@ -93,6 +93,7 @@ func (v *DirectView) submitDirect(ctx context.Context, ts []target, msgType, met
 		return nil, err
 	}
 	ar := &AsyncResult{c: v.c, kind: kind, single: v.single, method: method, ordered: true}
+	own := ownCopies{}
 	for i, t := range ts {
 		content, bufs, err := build(i)
 		if err != nil {
@@ -100,7 +101,7 @@ func (v *DirectView) submitDirect(ctx context.Context, ts []target, msgType, met
 		}
 		f := v.c.newFuture(msgType, method, t.uuid, t.id)
 		// ipyparallel 7.1 DirectView requests carry empty metadata.
-		if err := v.c.sendRequest(v.c.mux, [][]byte{[]byte(t.uuid)}, msgType, map[string]any{}, content, bufs, f); err != nil {
+		if err := v.c.sendRequest(v.c.mux, [][]byte{[]byte(t.uuid)}, msgType, map[string]any{}, content, bufs, f, own); err != nil {
 			return nil, err
 		}
 		ar.futures = append(ar.futures, f)

@@ -434,12 +434,16 @@ func New(cfg Config) (*Controller, error) {
 func (c *Controller) socket(sd side, t transport.Type, identity []byte, events bool, port int) (transport.Socket, int, error) {
 	// Every port faces untrusted peers: identities stay with their first
 	// owner (no route stealing), frames and connections are bounded.
+	// Frames are sent in place: the controller forwards what it received
+	// and builds the rest fresh, and never writes to a frame it has sent
+	// (records keep request frames only to read or resend them).
 	o := transport.Options{
 		Identity:            identity,
 		ExclusiveIdentities: true,
 		MaxFrameSize:        c.cfg.MaxMessageSize,
 		MaxConnections:      c.cfg.MaxConnections,
 		Events:              events,
+		InPlace:             true,
 	}
 	if sd.curve {
 		o.Curve = &transport.Curve{Server: true, SecretKey: c.cfg.CurveSecretKey}

@@ -166,7 +166,9 @@ func (c *Config) logger() *slog.Logger {
 // Environ is this process's environment with the cluster's variables
 // (IPP_CLUSTER_ID, IPP_PROFILE_DIR), Config.Env and extra layered on top,
 // later ones winning, sorted after the inherited ones. Every launcher
-// builds its processes' environment here.
+// builds its processes' environment here, so it is also where every
+// process we start gets glibc.malloc.hugetlb=1 added to GLIBC_TUNABLES
+// (withHugePages) unless that tunable is set already.
 func (c *Config) Environ(extra map[string]string) []string {
 	return c.environ(extra, nil)
 }
@@ -195,6 +197,11 @@ func (c *Config) environ(extra map[string]string, drop func(string) bool) []stri
 	}
 	maps.Copy(set, c.Env)
 	maps.Copy(set, extra)
+	if t, ok := set[tunablesVar]; ok {
+		set[tunablesVar] = withHugePages(t)
+	} else {
+		set[tunablesVar] = withHugePages(os.Getenv(tunablesVar))
+	}
 	var env []string
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")

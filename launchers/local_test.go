@@ -381,3 +381,40 @@ func TestLocalEnginesDropRankVariables(t *testing.T) {
 		t.Errorf("the allocation's SLURM_JOB_ID was dropped too")
 	}
 }
+
+// Every process we start asks glibc for huge pages (libzmq's message
+// buffers), keeping the other tunables it inherits, and a user who set
+// the tunable either way keeps their choice.
+func TestEnvironAddsHugePageTunable(t *testing.T) {
+	for _, c := range []struct {
+		inherited string // "" = unset
+		cfgEnv    string // Config.Env value; "" = none
+		want      string
+	}{
+		{"", "", "glibc.malloc.hugetlb=1"},
+		{"glibc.malloc.arena_max=2", "", "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"},
+		{"glibc.malloc.hugetlb=0", "", "glibc.malloc.hugetlb=0"},
+		{"glibc.malloc.arena_max=2", "glibc.malloc.hugetlb=2", "glibc.malloc.hugetlb=2"},
+		{"", "glibc.malloc.tcache_count=0", "glibc.malloc.tcache_count=0:glibc.malloc.hugetlb=1"},
+	} {
+		if c.inherited == "" {
+			t.Setenv("GLIBC_TUNABLES", "")
+			os.Unsetenv("GLIBC_TUNABLES")
+		} else {
+			t.Setenv("GLIBC_TUNABLES", c.inherited)
+		}
+		cfg := &Config{ClusterID: "x", ProfileDir: t.TempDir()}
+		if c.cfgEnv != "" {
+			cfg.Env = map[string]string{"GLIBC_TUNABLES": c.cfgEnv}
+		}
+		var got []string
+		for _, kv := range cfg.Environ(nil) {
+			if strings.HasPrefix(kv, "GLIBC_TUNABLES=") {
+				got = append(got, strings.TrimPrefix(kv, "GLIBC_TUNABLES="))
+			}
+		}
+		if len(got) != 1 || got[0] != c.want {
+			t.Errorf("inherited %q, Config.Env %q: GLIBC_TUNABLES %q, want exactly [%q]", c.inherited, c.cfgEnv, got, c.want)
+		}
+	}
+}

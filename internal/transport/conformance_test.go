@@ -43,6 +43,7 @@ var conformanceCases = []struct {
 }{
 	{"RouterDealer", caseRouterDealer},
 	{"RouterRouter", caseRouterRouter},
+	{"ManyAndLargeFrames", caseManyAndLargeFrames},
 	{"PubSubPrefix", casePubSubPrefix},
 	{"PyzmqDealerToRouter", casePyzmqDealerToRouter},
 	{"PyzmqRouterFromDealer", casePyzmqRouterFromDealer},
@@ -526,6 +527,51 @@ func caseRouterDealer(t tester, b Backend) {
 	}
 	send(t, r, m[0], []byte("back"))
 	wantFrames(t, recv(t, anon), []byte("back"))
+}
+
+// caseManyAndLargeFrames: messages longer than one receive call takes
+// (libzmq's backend reads 32 frames per cgo call), frames of every size
+// class (empty, small ones that share a buffer, large ones of their own)
+// arrive intact and in order, and each received frame is its own: append
+// to one never overwrites the next.
+func caseManyAndLargeFrames(t tester, b Backend) {
+	r := newSock(t, b, Router, Options{})
+	ep := bindLocal(t, r)
+	d := newSock(t, b, Dealer, Options{Identity: []byte("many")})
+	connect(t, d, ep)
+
+	var frames [][]byte
+	for i := range 70 {
+		switch i % 7 {
+		case 3:
+			frames = append(frames, nil)
+		case 5:
+			big := make([]byte, 3<<20+i)
+			for j := range big {
+				big[j] = byte(j*7 + i)
+			}
+			frames = append(frames, big)
+		default:
+			frames = append(frames, []byte(fmt.Sprintf("frame %d", i)))
+		}
+	}
+	send(t, d, frames...)
+	m := recv(t, r)
+	wantFrames(t, m, append([][]byte{[]byte("many")}, frames...)...)
+	for i := 1; i+1 < len(m); i++ {
+		next := string(m[i+1])
+		m[i] = append(m[i], "overwritten"...)
+		if string(m[i+1]) != next {
+			t.Fatalf("append to frame %d changed frame %d", i, i+1)
+		}
+	}
+	// Around the 32 frames one receive call takes, and a single frame.
+	for _, n := range []int{31, 32, 33, 64, 1} {
+		send(t, d, make([][]byte, n)...)
+		if got := recv(t, r); len(got) != n+1 {
+			t.Fatalf("%d frames sent, %d received (with the identity)", n, len(got))
+		}
+	}
 }
 
 // caseRouterRouter is the ipyparallel engine pattern: the engine's ROUTER,

@@ -18,6 +18,18 @@
 // a reader goroutine per socket instead (the library blocks in both
 // directions), and a gozmq socket binds or connects exactly once.
 //
+// Memory: the libzmq backend moves whole multipart messages per cgo call
+// with its own small binding (zmqmsg.go) instead of pebbe's per-frame
+// calls. On sockets created with Options.InPlace (the controller's: it
+// forwards what it received), frames of 64 KiB or more are sent in place:
+// pinned, handed to libzmq, released by its free callback once written.
+// Other sockets copy, so a caller may reuse its buffer once Send returns. Received small
+// frames share one Go allocation per message; frames of 1 MiB or more get
+// their own, advised for transparent huge pages before the copy, because
+// first touches of fresh 4 KiB pages, not copies, dominate large
+// transfers (docs/performance.md). pebbe still creates, configures and
+// closes the sockets.
+//
 // Default picks "zmq" when it is compiled in (cgo and no "nolibzmq" build
 // tag), else "gozmq"; conformance_test.go runs one suite against every
 // compiled-in backend and lists each backend's known failures.

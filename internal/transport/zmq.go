@@ -10,6 +10,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	zmq "github.com/pebbe/zmq4"
 )
@@ -57,10 +58,13 @@ type zsock struct {
 	// mu guards every libzmq call on sock, pending and closed.
 	mu      sync.Mutex
 	sock    *zmq.Socket
-	pending [][][]byte // refused for now (EAGAIN); sent in order when writable
+	raw     unsafe.Pointer // libzmq's socket inside sock, for our own calls
+	inPlace bool           // Options.InPlace: large frames leave without a copy
+	pending [][][]byte     // refused for now (EAGAIN); sent in order when writable
 	closed  bool
 
-	mon *monitor // connection events, when asked for
+	mon  *monitor  // connection events, when asked for
+	recv *receiver // whole messages per cgo call; nil for PUB
 
 	fd   *os.File // duplicate of ZMQ_FD, registered with the netpoller
 	in   chan [][]byte
@@ -100,12 +104,25 @@ func (libzmq) NewSocket(t Type, o Options) (Socket, error) {
 		return nil, err
 	}
 	s := &zsock{
-		typ:  t,
-		sock: sock,
-		fd:   os.NewFile(uintptr(dup), "zmq-fd"),
-		in:   make(chan [][]byte, 4096),
-		stop: make(chan struct{}),
-		done: make(chan struct{}),
+		typ:     t,
+		inPlace: o.InPlace,
+		sock:    sock,
+		fd:      os.NewFile(uintptr(dup), "zmq-fd"),
+		in:      make(chan [][]byte, 4096),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	if s.raw, err = rawSocket(sock); err != nil {
+		s.fd.Close()
+		sock.Close()
+		return nil, err
+	}
+	if t != Pub {
+		if s.recv, err = newReceiver(s.raw); err != nil {
+			s.fd.Close()
+			sock.Close()
+			return nil, err
+		}
 	}
 	if o.Events || o.MaxConnections > 0 {
 		// Before any Bind or Connect, so that no connection is missed.
@@ -264,12 +281,12 @@ func (s *zsock) collect() (got [][][]byte, stop bool) {
 		progress := false
 		if ev&zmq.POLLOUT != 0 && len(s.pending) > 0 {
 			before := len(s.pending)
-			s.pending = flush(s.sock, s.pending)
+			s.pending = s.flush(s.pending)
 			progress = len(s.pending) < before
 		}
-		for len(got) < batch && s.typ != Pub {
-			msg, err := s.sock.RecvMessageBytes(zmq.DONTWAIT)
-			if err != nil {
+		for len(got) < batch && s.recv != nil {
+			msg, ok := s.recv.recv()
+			if !ok {
 				break
 			}
 			got = append(got, msg)
@@ -287,7 +304,7 @@ func (s *zsock) collect() (got [][][]byte, stop bool) {
 		// above and this check, and its signal has fired already: go
 		// round again rather than park. Every pass but one in a row
 		// makes progress, so this ends.
-		work := (ev&zmq.POLLIN != 0 && s.typ != Pub) || (ev&zmq.POLLOUT != 0 && len(s.pending) > 0)
+		work := (ev&zmq.POLLIN != 0 && s.recv != nil) || (ev&zmq.POLLOUT != 0 && len(s.pending) > 0)
 		if !work {
 			return got, false
 		}
@@ -302,10 +319,9 @@ func (s *zsock) collect() (got [][][]byte, stop bool) {
 // flush sends queued messages until libzmq refuses one with EAGAIN and
 // returns the rest, in order. libzmq takes a multipart message whole or
 // not at all, so a refusal never leaves half a message on the wire.
-func flush(sock *zmq.Socket, pending [][][]byte) [][][]byte {
+func (s *zsock) flush(pending [][][]byte) [][][]byte {
 	for len(pending) > 0 {
-		_, err := sock.SendMessageDontwait(pending[0])
-		if err != nil && zmq.AsErrno(err) == zmq.Errno(syscall.EAGAIN) {
+		if err := sendMessage(s.raw, pending[0], s.inPlace); err == syscall.EAGAIN {
 			break
 		}
 		// Sent, or refused for good (nothing else is possible without
@@ -363,15 +379,14 @@ func (s *zsock) Send(frames [][]byte) error {
 		return ErrClosed
 	}
 	if len(s.pending) > 0 {
-		s.pending = flush(s.sock, s.pending)
+		s.pending = s.flush(s.pending)
 		if len(s.pending) > 0 {
 			s.pending = append(s.pending, frames)
 			s.wake()
 			return nil
 		}
 	}
-	_, err := s.sock.SendMessageDontwait(frames)
-	if err != nil && zmq.AsErrno(err) == zmq.Errno(syscall.EAGAIN) {
+	if err := sendMessage(s.raw, frames, s.inPlace); err == syscall.EAGAIN {
 		s.pending = append(s.pending, frames)
 	}
 	s.wake()
@@ -392,7 +407,7 @@ func (s *zsock) wake() {
 	if err != nil {
 		return
 	}
-	readable := ev&zmq.POLLIN != 0 && s.typ != Pub
+	readable := ev&zmq.POLLIN != 0 && s.recv != nil
 	writable := ev&zmq.POLLOUT != 0 && len(s.pending) > 0
 	if readable || writable {
 		s.fd.SetReadDeadline(time.Now())
@@ -429,11 +444,14 @@ func (s *zsock) Close() error {
 	s.mu.Lock()
 	// Last chance for what libzmq has not accepted yet; what it has
 	// accepted gets the linger period.
-	flush(s.sock, s.pending)
+	s.flush(s.pending)
 	s.pending = nil
 	s.sock.SetLinger(zmqLinger)
 	s.sock.Close()
 	s.fd.Close()
+	if s.recv != nil {
+		s.recv.free()
+	}
 	s.mu.Unlock()
 	close(s.in)
 	return nil
