@@ -57,19 +57,11 @@ func (h *Host) Forward(ctx context.Context, fwds []Forward, log *slog.Logger) (*
 		log = slog.New(slog.DiscardHandler)
 	}
 	t := &Tunnel{h: h, log: log, stop: make(chan struct{}), done: make(chan struct{})}
-	for _, f := range fwds {
-		local, err := pickLocal(f.Local)
-		if err != nil {
-			return nil, err
-		}
-		rh, rp, err := net.SplitHostPort(f.Remote)
-		if err != nil {
-			return nil, fmt.Errorf("ssh: forward to %q: %w", f.Remote, err)
-		}
-		lh, lp, _ := net.SplitHostPort(local)
-		t.locals = append(t.locals, local)
-		t.specs = append(t.specs, bracket(lh)+":"+lp+":"+bracket(rh)+":"+rp)
+	locals, specs, err := pickLocals(fwds)
+	if err != nil {
+		return nil, err
 	}
+	t.locals, t.specs = locals, specs
 	if err := t.establish(ctx); err != nil {
 		return nil, err
 	}
@@ -282,25 +274,56 @@ func (h *Host) removeStaleSocket() {
 	}
 }
 
+// pickLocals resolves the local side of every forward and builds the -L
+// specs. The free ports it picks stay held until all are picked: a port
+// released at once can be handed out again for the next forward, and ssh
+// then fails the whole request on the duplicate (seen in CI). They are
+// released on return, for ssh to bind a moment later.
+func pickLocals(fwds []Forward) (locals, specs []string, err error) {
+	var held []net.Listener
+	defer func() {
+		for _, l := range held {
+			l.Close()
+		}
+	}()
+	for _, f := range fwds {
+		local, l, err := pickLocal(f.Local)
+		if err != nil {
+			return nil, nil, err
+		}
+		if l != nil {
+			held = append(held, l)
+		}
+		rh, rp, err := net.SplitHostPort(f.Remote)
+		if err != nil {
+			return nil, nil, fmt.Errorf("ssh: forward to %q: %w", f.Remote, err)
+		}
+		lh, lp, _ := net.SplitHostPort(local)
+		locals = append(locals, local)
+		specs = append(specs, bracket(lh)+":"+lp+":"+bracket(rh)+":"+rp)
+	}
+	return locals, specs, nil
+}
+
 // pickLocal resolves a local address, choosing a free loopback port when
-// none is given. The port is free when chosen; ssh binds it a moment later.
-func pickLocal(addr string) (string, error) {
+// none is given and returning the listener that holds it (nil for a port
+// given): the port stays free for ssh until the caller closes it.
+func pickLocal(addr string) (string, net.Listener, error) {
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
 	h, p, err := net.SplitHostPort(addr)
 	if err != nil {
-		return "", fmt.Errorf("ssh: local address %q: %w", addr, err)
+		return "", nil, fmt.Errorf("ssh: local address %q: %w", addr, err)
 	}
 	if p != "0" {
-		return addr, nil
+		return addr, nil, nil
 	}
 	l, err := net.Listen("tcp", net.JoinHostPort(h, "0"))
 	if err != nil {
-		return "", fmt.Errorf("ssh: no free local port on %s: %w", h, err)
+		return "", nil, fmt.Errorf("ssh: no free local port on %s: %w", h, err)
 	}
-	defer l.Close()
-	return l.Addr().String(), nil
+	return l.Addr().String(), l, nil
 }
 
 // bracket writes IPv6 addresses the way -L wants them.
