@@ -172,7 +172,11 @@ func (pc *pyCluster) client(t testing.TB, n int) *Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	c, err := ConnectProfile(ctx, pc.dir, "", testOptions()...)
+	opts := testOptions()
+	if os.Getenv("IPP_TEST_DEBUG") != "1" {
+		opts = []Option{WithLogger(testutil.FailureLog(t, 16<<10))}
+	}
+	c, err := ConnectProfile(ctx, pc.dir, "", opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +211,31 @@ func sharedPython(t *testing.T) *Client {
 	if sharedPyErr != nil {
 		t.Fatalf("python cluster: %v", sharedPyErr)
 	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			sharedPy.logTails(t)
+		}
+	})
 	return sharedPy.client(t, 2)
+}
+
+// logTails prints the end of every log of the cluster: the shared
+// cluster's files are gone once the test binary exits, and CI keeps only
+// what the test printed.
+func (pc *pyCluster) logTails(t testing.TB) {
+	t.Helper()
+	logs, _ := filepath.Glob(filepath.Join(pc.root, "*.log"))
+	for _, l := range logs {
+		b, err := os.ReadFile(l)
+		if err != nil {
+			continue
+		}
+		const keep = 4 << 10
+		if len(b) > keep {
+			b = b[len(b)-keep:]
+		}
+		t.Logf("--- end of %s:\n%s", filepath.Base(l), b)
+	}
 }
 
 func TestMain(m *testing.M) {
@@ -575,7 +603,8 @@ func TestPythonBroadcast(t *testing.T) {
 	}
 	v, err := ar.Get(ctx)
 	if err != nil {
-		t.Fatal(err)
+		// Which engines answered tells a lost request from lost output.
+		t.Fatalf("%v (complete %d of 2; metadata %+v)", err, ar.Progress(), ar.Metadata())
 	}
 	out := ar.Stdout()
 	if len(v.([]any)) != 2 || out[0] == "" || out[0] == out[1] {

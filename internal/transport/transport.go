@@ -73,6 +73,18 @@ type Options struct {
 	// Events asks for connection events, read with Events (see
 	// EventSource); backends without them never deliver any.
 	Events bool
+	// Ready asks for ReadySource's channel on a connecting socket.
+	Ready bool
+}
+
+// ReadySource is implemented by connecting sockets created with
+// Options.Ready. The channel is closed once the socket's first connection
+// has completed its handshake, which for a SUB means its subscriptions are
+// on their way to the publisher. A PUB drops what it publishes before a
+// subscription reaches it, so a subscriber that must not miss the answer
+// to its own first request waits for this before asking.
+type ReadySource interface {
+	Ready() <-chan struct{}
 }
 
 // EventKind is what happened to one connection of a socket.
