@@ -30,6 +30,7 @@ type pyCluster struct {
 	controller *exec.Cmd
 	mu         sync.Mutex
 	engines    []*exec.Cmd
+	started    map[int]string // engine pid -> its start time (startTime)
 	nannies    []int
 }
 
@@ -108,8 +109,27 @@ func (pc *pyCluster) addEngine() (*exec.Cmd, error) {
 	}
 	pc.mu.Lock()
 	pc.engines = append(pc.engines, cmd)
+	if pc.started == nil {
+		pc.started = map[int]string{}
+	}
+	pc.started[cmd.Process.Pid] = startTime(cmd.Process.Pid)
 	pc.mu.Unlock()
 	return cmd, nil
+}
+
+// startTime is a process's start time in clock ticks since boot (field 22
+// of /proc/PID/stat), "" if it is gone. A pid with another start time
+// belongs to a newer process.
+func startTime(pid int) string {
+	stat, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	if len(f) < 20 {
+		return ""
+	}
+	return f[19]
 }
 
 // noteNannies records the engines' nanny processes (children that run in
@@ -118,7 +138,13 @@ func (pc *pyCluster) noteNannies() {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
 	for _, e := range pc.engines {
-		for _, pid := range childPIDs(e.Process.Pid) {
+		pid := e.Process.Pid
+		if st := startTime(pid); st == "" || st != pc.started[pid] {
+			// Exited, and its pid maybe reused since: the children of
+			// whatever has that pid now are none of ours to kill.
+			continue
+		}
+		for _, pid := range childPIDs(pid) {
 			if !slices.Contains(pc.nannies, pid) {
 				pc.nannies = append(pc.nannies, pid)
 			}
