@@ -294,6 +294,7 @@ func ConnectInfo(ctx context.Context, info *wire.ClientInfo, opts ...Option) (*C
 		o.Events = t == transport.Dealer && port == info.Registration && c.tun != nil && c.tun.t == nil
 		if subscribe {
 			o.Subscribe = [][]byte{nil}
+			o.Ready = true
 		}
 		s, err := backend.NewSocket(t, o)
 		if err != nil {
@@ -344,6 +345,12 @@ func ConnectInfo(ctx context.Context, info *wire.ClientInfo, opts ...Option) (*C
 	}
 	c.mergeEngines(cr.Engines)
 	c.maxMessage = cr.MaxMessageSize
+	if err := awaitSubscriptions(cctx, map[string]transport.Socket{"iopub": c.iopub, "notification": c.notif}); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			return nil, fmt.Errorf("ipp: %w (the hub answered; is that port reachable from here?)", err)
+		}
+		return nil, err
+	}
 
 	if c.mux, err = open(transport.Dealer, info.Mux, false); err != nil {
 		return nil, err
@@ -385,6 +392,30 @@ func ConnectInfo(ctx context.Context, info *wire.ClientInfo, opts ...Option) (*C
 	ok = true
 	c.log.Debug("connected", "session", c.session.ID(), "engines", len(cr.Engines))
 	return c, nil
+}
+
+// awaitSubscriptions waits until each SUB's connection has completed its
+// handshake. A PUB drops what it publishes before a subscription reaches
+// it, and a controller without our IOPub gate (Python's, or ours on the
+// pure-Go transport) publishes an engine's output for our first request
+// within milliseconds of it: under load that output, "idle" included,
+// could beat the subscription, and the request would then wait out the
+// output grace and complete without its output. The SUBs were connected
+// before connection_request, so this usually costs nothing. Backends that
+// cannot tell are not waited for.
+func awaitSubscriptions(ctx context.Context, subs map[string]transport.Socket) error {
+	for name, s := range subs {
+		rs, ok := s.(transport.ReadySource)
+		if !ok || rs.Ready() == nil {
+			continue
+		}
+		select {
+		case <-rs.Ready():
+		case <-ctx.Done():
+			return fmt.Errorf("the controller's %s port completed no handshake: %w", name, ctx.Err())
+		}
+	}
+	return nil
 }
 
 // mergeEngines adds engines from a connection_reply. It never removes one:

@@ -30,6 +30,7 @@ type pyCluster struct {
 	controller *exec.Cmd
 	mu         sync.Mutex
 	engines    []*exec.Cmd
+	started    map[int]string // engine pid -> its start time (startTime)
 	nannies    []int
 }
 
@@ -108,8 +109,27 @@ func (pc *pyCluster) addEngine() (*exec.Cmd, error) {
 	}
 	pc.mu.Lock()
 	pc.engines = append(pc.engines, cmd)
+	if pc.started == nil {
+		pc.started = map[int]string{}
+	}
+	pc.started[cmd.Process.Pid] = startTime(cmd.Process.Pid)
 	pc.mu.Unlock()
 	return cmd, nil
+}
+
+// startTime is a process's start time in clock ticks since boot (field 22
+// of /proc/PID/stat), "" if it is gone. A pid with another start time
+// belongs to a newer process.
+func startTime(pid int) string {
+	stat, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	if len(f) < 20 {
+		return ""
+	}
+	return f[19]
 }
 
 // noteNannies records the engines' nanny processes (children that run in
@@ -118,7 +138,13 @@ func (pc *pyCluster) noteNannies() {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
 	for _, e := range pc.engines {
-		for _, pid := range childPIDs(e.Process.Pid) {
+		pid := e.Process.Pid
+		if st := startTime(pid); st == "" || st != pc.started[pid] {
+			// Exited, and its pid maybe reused since: the children of
+			// whatever has that pid now are none of ours to kill.
+			continue
+		}
+		for _, pid := range childPIDs(pid) {
 			if !slices.Contains(pc.nannies, pid) {
 				pc.nannies = append(pc.nannies, pid)
 			}
@@ -172,7 +198,11 @@ func (pc *pyCluster) client(t testing.TB, n int) *Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	c, err := ConnectProfile(ctx, pc.dir, "", testOptions()...)
+	opts := testOptions()
+	if os.Getenv("IPP_TEST_DEBUG") != "1" {
+		opts = []Option{WithLogger(testutil.FailureLog(t, 16<<10))}
+	}
+	c, err := ConnectProfile(ctx, pc.dir, "", opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +237,31 @@ func sharedPython(t *testing.T) *Client {
 	if sharedPyErr != nil {
 		t.Fatalf("python cluster: %v", sharedPyErr)
 	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			sharedPy.logTails(t)
+		}
+	})
 	return sharedPy.client(t, 2)
+}
+
+// logTails prints the end of every log of the cluster: the shared
+// cluster's files are gone once the test binary exits, and CI keeps only
+// what the test printed.
+func (pc *pyCluster) logTails(t testing.TB) {
+	t.Helper()
+	logs, _ := filepath.Glob(filepath.Join(pc.root, "*.log"))
+	for _, l := range logs {
+		b, err := os.ReadFile(l)
+		if err != nil {
+			continue
+		}
+		const keep = 4 << 10
+		if len(b) > keep {
+			b = b[len(b)-keep:]
+		}
+		t.Logf("--- end of %s:\n%s", filepath.Base(l), b)
+	}
 }
 
 func TestMain(m *testing.M) {
@@ -575,7 +629,8 @@ func TestPythonBroadcast(t *testing.T) {
 	}
 	v, err := ar.Get(ctx)
 	if err != nil {
-		t.Fatal(err)
+		// Which engines answered tells a lost request from lost output.
+		t.Fatalf("%v (complete %d of 2; metadata %+v)", err, ar.Progress(), ar.Metadata())
 	}
 	out := ar.Stdout()
 	if len(v.([]any)) != 2 || out[0] == "" || out[0] == out[1] {

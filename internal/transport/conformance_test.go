@@ -54,6 +54,7 @@ var conformanceCases = []struct {
 	{"ShortDisconnect", caseShortDisconnect},
 	{"SilentConnection", caseSilentConnection},
 	{"ConnectBeforeBind", caseConnectBeforeBind},
+	{"ReadyAfterHandshake", caseReadyAfterHandshake},
 	{"SendBeforeConnect", caseSendBeforeConnect},
 	{"ConcurrentSend", caseConcurrentSend},
 	{"SlowConsumer", caseSlowConsumer},
@@ -989,6 +990,87 @@ func caseConnectBeforeBind(t tester, b Backend) {
 		t.Fatalf("Bind(%s): %v", ep, err)
 	}
 	wantFrames(t, recv(t, r), []byte("early"), []byte("queued"))
+}
+
+// caseReadyAfterHandshake: a SUB created with Options.Ready says it is
+// ready only once the publisher has completed the ZMTP handshake, and by
+// then its subscription is on the wire. The publisher is a hand-made
+// ZMTP peer, so the test decides when the handshake may complete.
+func caseReadyAfterHandshake(t tester, b Backend) {
+	plain := newSock(t, b, Sub, Options{})
+	if rs, ok := plain.(ReadySource); ok && rs.Ready() != nil {
+		t.Errorf("Ready() is not nil on a socket created without Options.Ready")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	t.Cleanup(func() { l.Close() })
+	sub := newSock(t, b, Sub, Options{Ready: true})
+	rs, ok := sub.(ReadySource)
+	if !ok || rs.Ready() == nil {
+		t.Fatalf("a SUB created with Options.Ready has no Ready channel")
+	}
+	ready := rs.Ready()
+	connect(t, sub, "tcp://"+l.Addr().String())
+	l.(*net.TCPListener).SetDeadline(time.Now().Add(10 * time.Second))
+	conn, err := l.Accept()
+	if err != nil {
+		t.Fatalf("accept: %v", err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	// The SUB's greeting starts with the signature; once it is here the
+	// connection is established on its side, and only our silence keeps
+	// the handshake from completing. An implementation that signals on
+	// the TCP connection alone is caught within this wait; a correct one
+	// can never be ready here, however slow the machine.
+	sig := make([]byte, 10)
+	if _, err := io.ReadFull(conn, sig); err != nil {
+		t.Fatalf("reading the SUB's signature: %v", err)
+	}
+	if waitFor(300*time.Millisecond, func() bool { return isClosed(ready) }) {
+		t.Fatalf("Ready before the publisher sent its greeting")
+	}
+	var g bytes.Buffer
+	g.Write([]byte{0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0x7f, 3, 0})
+	g.Write(append([]byte("NULL"), make([]byte, 16)...))
+	g.Write(make([]byte, 32))
+	var body bytes.Buffer
+	body.WriteByte(5)
+	body.WriteString("READY")
+	body.WriteByte(byte(len("Socket-Type")))
+	body.WriteString("Socket-Type")
+	binary.Write(&body, binary.BigEndian, uint32(len("PUB")))
+	body.WriteString("PUB")
+	g.Write([]byte{0x04, byte(body.Len())})
+	g.Write(body.Bytes())
+	if _, err := conn.Write(g.Bytes()); err != nil {
+		t.Fatalf("greeting: %v", err)
+	}
+	if err := readGreetingAndReady(io.MultiReader(bytes.NewReader(sig), conn)); err != nil {
+		t.Fatalf("the SUB's handshake: %v", err)
+	}
+	// ZMTP 3.0 sends a subscription as a message: 0x01 and the prefix
+	// (empty: everything).
+	sub1 := make([]byte, 3)
+	if _, err := io.ReadFull(conn, sub1); err != nil {
+		t.Fatalf("no subscription after the handshake: %v", err)
+	}
+	if !bytes.Equal(sub1, []byte{0x00, 0x01, 0x01}) {
+		t.Fatalf("expected the subscription to everything, got %q", sub1)
+	}
+	eventually(t, 10*time.Second, func() bool { return isClosed(ready) }, "Ready never closed after the handshake")
+}
+
+// isClosed tells whether ch is closed, without waiting.
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // caseSendBeforeConnect: Send on a DEALER that has no connection at all

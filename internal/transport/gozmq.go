@@ -65,6 +65,9 @@ func (goZMQ) NewSocket(t Type, o Options) (Socket, error) {
 		writerDone: make(chan struct{}),
 		readerDone: make(chan struct{}),
 	}
+	if o.Ready {
+		s.ready = make(chan struct{})
+	}
 	go s.writer()
 	return s, nil
 }
@@ -91,6 +94,18 @@ type gsock struct {
 
 	writerDone chan struct{}
 	readerDone chan struct{}
+	// ready is closed when the first Dial has returned: go-zeromq's Dial
+	// completes the handshake (and a SUB's subscriptions) before it does.
+	ready chan struct{}
+}
+
+// Ready is closed once the socket's connection is up; nil unless the
+// socket was created with Options.Ready.
+func (s *gsock) Ready() <-chan struct{} {
+	if s.ready == nil {
+		return nil
+	}
+	return s.ready
 }
 
 // newLibSocket creates the library socket. The socket type, identity and
@@ -235,10 +250,13 @@ func (s *gsock) dial(zs zmq4.Socket, endpoint string) {
 	// type) or a cancelled context; libzmq would keep retrying the former,
 	// but go-zeromq leaks the TCP connection on every failed handshake, so
 	// retrying a misconfiguration would exhaust file descriptors.
-	_ = zs.Dial(endpoint)
+	err := zs.Dial(endpoint)
 	s.mu.Lock()
 	closed := s.closed
 	s.mu.Unlock()
+	if err == nil && s.ready != nil {
+		close(s.ready)
+	}
 	if closed {
 		// Close may have run between the dial's success and the library
 		// adding the connection; closing again catches that connection.

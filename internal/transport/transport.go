@@ -80,6 +80,18 @@ type Options struct {
 	// changes its buffer after Send would change what is sent. libzmq's
 	// backend copies otherwise; gozmq's always queues the caller's frames.
 	InPlace bool
+	// Ready asks for ReadySource's channel on a connecting socket.
+	Ready bool
+}
+
+// ReadySource is implemented by connecting sockets created with
+// Options.Ready. The channel is closed once the socket's first connection
+// has completed its handshake, which for a SUB means its subscriptions are
+// on their way to the publisher. A PUB drops what it publishes before a
+// subscription reaches it, so a subscriber that must not miss the answer
+// to its own first request waits for this before asking.
+type ReadySource interface {
+	Ready() <-chan struct{}
 }
 
 // EventKind is what happened to one connection of a socket.

@@ -65,6 +65,10 @@ type zsock struct {
 
 	mon  *monitor  // connection events, when asked for
 	recv *receiver // whole messages per cgo call; nil for PUB
+	// ready is the monitor's, kept here because a monitor wanted only
+	// for it stops (and s.mon is cleared) once it is closed.
+	ready  <-chan struct{}
+	events <-chan Event // the monitor's, unless it is wanted only for ready
 
 	fd   *os.File // duplicate of ZMQ_FD, registered with the netpoller
 	in   chan [][]byte
@@ -124,15 +128,27 @@ func (libzmq) NewSocket(t Type, o Options) (Socket, error) {
 			return nil, err
 		}
 	}
-	if o.Events || o.MaxConnections > 0 {
+	if o.Events || o.MaxConnections > 0 || o.Ready {
+		var onReady func()
+		if !o.Events && o.MaxConnections == 0 {
+			// Wanted for readiness only: a monitor holds a thread
+			// blocked in libzmq, so it goes once it has said so.
+			onReady = s.stopMonitor
+		}
 		// Before any Bind or Connect, so that no connection is missed.
-		m, err := newMonitor(sock, o.MaxConnections)
+		m, err := newMonitor(sock, o.MaxConnections, onReady)
 		if err != nil {
 			s.fd.Close()
 			sock.Close()
 			return nil, err
 		}
 		s.mon = m
+		if onReady == nil {
+			s.events = m.events
+		}
+		if o.Ready {
+			s.ready = m.ready
+		}
 	}
 	go s.read()
 	return s, nil
@@ -419,10 +435,23 @@ func (s *zsock) Messages() <-chan [][]byte { return s.in }
 // Events delivers connection events; nil unless the socket was created
 // with Options.Events or MaxConnections.
 func (s *zsock) Events() <-chan Event {
-	if s.mon == nil {
-		return nil
+	return s.events
+}
+
+// Ready is closed once a connection has completed its handshake; nil
+// unless the socket was created with Options.Ready.
+func (s *zsock) Ready() <-chan struct{} { return s.ready }
+
+// stopMonitor ends a monitor that was wanted only for Ready.
+func (s *zsock) stopMonitor() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.mon == nil {
+		return
 	}
-	return s.mon.events
+	s.mon.stop(s.sock)
+	s.mon = nil
+	s.wake()
 }
 
 func (s *zsock) Close() error {

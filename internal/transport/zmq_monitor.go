@@ -24,14 +24,19 @@ type monitor struct {
 	events chan Event
 	max    int
 	done   chan struct{}
+	// ready is closed at the first completed handshake; then onReady,
+	// when set, is called (on its own goroutine: it may stop us).
+	ready   chan struct{}
+	onReady func()
 }
 
 var monitorSeq atomic.Uint64
 
 // newMonitor starts monitoring sock; call it before Bind or Connect.
-func newMonitor(sock *zmq.Socket, max int) (*monitor, error) {
+func newMonitor(sock *zmq.Socket, max int, onReady func()) (*monitor, error) {
 	addr := fmt.Sprintf("inproc://ipp-monitor-%d", monitorSeq.Add(1))
-	if err := sock.Monitor(addr, zmq.EVENT_ACCEPTED|zmq.EVENT_CONNECTED|zmq.EVENT_DISCONNECTED|zmq.EVENT_MONITOR_STOPPED); err != nil {
+	if err := sock.Monitor(addr, zmq.EVENT_ACCEPTED|zmq.EVENT_CONNECTED|zmq.EVENT_DISCONNECTED|
+		zmq.EVENT_HANDSHAKE_SUCCEEDED|zmq.EVENT_MONITOR_STOPPED); err != nil {
 		return nil, fmt.Errorf("transport: monitor: %w", err)
 	}
 	pair, err := zmq.NewSocket(zmq.PAIR)
@@ -44,7 +49,8 @@ func newMonitor(sock *zmq.Socket, max int) (*monitor, error) {
 		sock.Monitor("", 0)
 		return nil, err
 	}
-	m := &monitor{pair: pair, events: make(chan Event, 1024), max: max, done: make(chan struct{})}
+	m := &monitor{pair: pair, events: make(chan Event, 1024), max: max, done: make(chan struct{}),
+		ready: make(chan struct{}), onReady: onReady}
 	go m.run()
 	return m, nil
 }
@@ -86,6 +92,16 @@ func (m *monitor) run() {
 			}
 			delete(open, fd)
 			out = Event{Kind: EventDisconnected, Open: len(open)}
+		case zmq.EVENT_HANDSHAKE_SUCCEEDED:
+			select {
+			case <-m.ready:
+			default:
+				close(m.ready)
+				if m.onReady != nil {
+					go m.onReady()
+				}
+			}
+			continue
 		case zmq.EVENT_MONITOR_STOPPED:
 			return
 		default:
