@@ -16,30 +16,29 @@ import (
 //     executable in the page cache as 2 MB folios and maps a whole folio
 //     at the first fault inside it, so a freshly started engine had
 //     ~32 MB of program text and tables resident although it runs a small
-//     part of them. PR_SET_THP_DISABLE stops those PMD mappings;
+//     part of them. MADV_NOHUGEPAGE on those ranges stops the PMD
+//     mappings there (the kernel refuses them in a VM_NOHUGEPAGE area);
 //     MADV_DONTNEED then drops the ones made so far, and later faults map
 //     only the 4 KiB pages (and fault-around neighbours) really used. The
 //     pages stay in the page cache, shared by every process: this costs a
-//     few minor faults, no I/O.
+//     few minor faults, no I/O. Only the executable's ranges: the process
+//     as a whole keeps transparent huge pages, which large receive
+//     buffers ask for (MADV_HUGEPAGE, glibc.malloc.hugetlb=1) to avoid a
+//     page fault per 4 KiB of every 100 MB push.
 //   - The Go heap the interpreter's set-up and registration left behind
 //     (debug.FreeOSMemory), which the background scavenger would return
 //     only slowly.
 func trimResident(log *slog.Logger) {
 	debug.FreeOSMemory()
-	const prSetTHPDisable = 41
-	if _, _, errno := syscall.RawSyscall6(syscall.SYS_PRCTL, prSetTHPDisable, 1, 0, 0, 0, 0); errno != 0 {
-		log.Debug("cannot disable huge page mappings", "err", errno)
+	dropped, err := dropExecutableMappings()
+	if err != nil {
+		log.Debug("cannot trim the executable's mappings", "err", err)
 	} else {
-		dropped, err := dropExecutableMappings()
-		if err != nil {
-			log.Debug("cannot trim the executable's mappings", "err", err)
-		} else {
-			log.Debug("dropped the executable's read-only mappings", "bytes", dropped)
-		}
+		log.Debug("dropped the executable's read-only mappings", "bytes", dropped)
 	}
 }
 
-// dropExecutableMappings applies MADV_DONTNEED to the pages of our own
+// dropExecutableMappings applies MADV_NOHUGEPAGE and MADV_DONTNEED to the pages of our own
 // executable's read-only segments and returns how many bytes it covered.
 // The ranges come from the ELF program headers, not /proc/self/maps: the
 // kernel merges the RELRO page (relocated, so private anonymous memory)
@@ -77,8 +76,10 @@ func dropExecutableMappings() (int, error) {
 		if hi <= lo {
 			continue
 		}
-		if _, _, errno := syscall.Syscall(syscall.SYS_MADVISE, uintptr(lo), uintptr(hi-lo), syscall.MADV_DONTNEED); errno != 0 {
-			return dropped, errno
+		for _, advice := range []uintptr{syscall.MADV_NOHUGEPAGE, syscall.MADV_DONTNEED} {
+			if _, _, errno := syscall.Syscall(syscall.SYS_MADVISE, uintptr(lo), uintptr(hi-lo), advice); errno != 0 {
+				return dropped, errno
+			}
 		}
 		dropped += int(hi - lo)
 	}
