@@ -59,6 +59,9 @@ type Client struct {
 	// keepalive reads it to tell a silent controller from a busy one.
 	born  time.Time
 	heard atomic.Int64
+	// ownOutput is when (since born) the last IOPub message about one of
+	// our requests arrived: the output grace counts silence from there.
+	ownOutput atomic.Int64
 	// probes counts keepalive probes sent (tests check the keepalive ran).
 	probes atomic.Int64
 	// tun is the SSH tunnel the sockets connect through, nil when direct.
@@ -156,9 +159,12 @@ func WithConnectTimeout(d time.Duration) Option {
 
 // WithOutputGrace sets how long a request whose reply has arrived waits for
 // the engine's IOPub "idle" status before it is treated as complete anyway
-// (default 5 s). IOPub is a SUB socket, so the first messages after connect
-// can be lost before our subscription reaches the controller; the grace
-// keeps such a loss from hanging a result forever.
+// (default 5 s). The grace counts IOPub silence: while output for this
+// client's requests keeps arriving (a controller behind under load, a
+// thousand engines printing at once) the idle may still be queued behind
+// it, so the wait goes on, up to outputGraceCap times the grace after the
+// reply. IOPub is a SUB socket and a PUB drops what it cannot deliver;
+// the grace keeps such a loss from hanging a result forever.
 func WithOutputGrace(d time.Duration) Option {
 	return func(c *clientConfig) { c.outputGrace = d }
 }
@@ -688,6 +694,7 @@ func (c *Client) serveIOPub() {
 		if msg.Parent.Session != sid || msg.Parent.MsgID == "" {
 			continue
 		}
+		c.ownOutput.Store(int64(time.Since(c.born)))
 		c.mu.Lock()
 		f := c.futures[msg.Parent.MsgID]
 		c.mu.Unlock()

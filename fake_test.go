@@ -304,6 +304,51 @@ func TestFakeOutputGrace(t *testing.T) {
 	}
 }
 
+// TestFakeOutputGraceCountsSilence: the output grace runs from the last
+// IOPub message about our requests, not from the reply. A's idle comes
+// long after A's reply, behind a stream of B's output (a controller
+// behind under load, many engines printing): A must wait for it and
+// report complete output rather than give up one grace after its reply.
+func TestFakeOutputGraceCountsSilence(t *testing.T) {
+	h := newFakeHub(t, map[int]string{0: uuidA, 1: uuidB})
+	const grace = 2 * time.Second
+	c := fakeClient(t, h, WithOutputGrace(grace))
+	ctx := ctxT(t, 30*time.Second)
+	a, err := c.View(0).Execute(ctx, "print(1)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reqA := h.next(h.muxIn)
+	b, err := c.View(1).Execute(ctx, "print(2)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reqB := h.next(h.muxIn)
+	h.replyMux(reqA, uuidA, "execute_reply", map[string]any{"status": "ok", "execution_count": 1})
+	// B's output flows for more than twice the grace; the pacing is the
+	// scenario, and only a gap longer than the grace could end A early.
+	for end := time.Now().Add(9 * grace / 4); time.Now().Before(end); {
+		h.pub(reqB, uuidB, "stream", map[string]any{"name": "stdout", "text": "."})
+		time.Sleep(50 * time.Millisecond)
+	}
+	if a.Progress() != 0 {
+		t.Fatal("A completed without its idle while output for this client was still arriving")
+	}
+	h.pub(reqA, uuidA, "stream", map[string]any{"name": "stdout", "text": "1\n"})
+	h.pub(reqA, uuidA, "status", map[string]any{"execution_state": "idle"})
+	if _, err := a.Get(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if md := a.Metadata()[0]; !md.OutputComplete || md.Stdout != "1\n" {
+		t.Errorf("A: OutputComplete %v, stdout %q", md.OutputComplete, md.Stdout)
+	}
+	h.replyMux(reqB, uuidB, "execute_reply", map[string]any{"status": "ok", "execution_count": 1})
+	h.pub(reqB, uuidB, "status", map[string]any{"execution_state": "idle"})
+	if _, err := b.Get(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestFakeEngineDeathFailsDirectRequests(t *testing.T) {
 	h := newFakeHub(t, map[int]string{0: uuidA, 1: uuidB})
 	c := fakeClient(t, h)

@@ -280,10 +280,23 @@ func (c *Client) handleReply(f *future, msg *wire.Message) {
 	f.after(cbs, fin)
 }
 
-// idleTimeout completes a replied future whose IOPub idle never came.
+// outputGraceCap bounds the output grace's extensions: a request whose
+// idle was lost completes at the latest this many graces after its reply,
+// however much other output of ours keeps arriving.
+const outputGraceCap = 12
+
+// idleTimeout completes a replied future whose IOPub idle never came, once
+// IOPub has been silent about our requests for the output grace.
 func (f *future) idleTimeout() {
 	f.mu.Lock()
 	if f.finished {
+		f.mu.Unlock()
+		return
+	}
+	grace := f.c.cfg.outputGrace
+	quiet := time.Since(f.c.born) - time.Duration(f.c.ownOutput.Load())
+	if quiet < grace && time.Since(f.md.Received) < outputGraceCap*grace {
+		f.timer = time.AfterFunc(grace-quiet, f.idleTimeout)
 		f.mu.Unlock()
 		return
 	}
