@@ -317,6 +317,19 @@ func TestExecOutput(t *testing.T) {
 		t.Errorf("targets %v", e.client.targets)
 	}
 
+	// --bare: the same lines without prefixes, the value still labelled.
+	e.out, e.err = &testutil.SyncBuffer{}, &testutil.SyncBuffer{}
+	e.f.IO.Out, e.f.IO.ErrOut = e.out, e.err
+	if err := execRun(context.Background(), &ExecOptions{F: e.f, Code: "-", Targets: []int{0, 1}, Bare: true}); err != nil {
+		t.Fatal(err)
+	}
+	if want := "42\n42\nmore\nOut[1:3]: 7\n"; e.out.String() != want {
+		t.Errorf("bare stdout:\n%q\nwant\n%q", e.out.String(), want)
+	}
+	if e.err.String() != "warning\n" {
+		t.Errorf("bare stderr %q", e.err.String())
+	}
+
 	e.client.results = []ExecResult{
 		{Engine: 0, Stdout: "partial\n", Err: &RemoteError{Name: "panic", Value: "boom", Traceback: []string{"goroutine 1:", "main.f()"}}},
 		{Engine: 1},

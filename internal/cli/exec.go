@@ -32,6 +32,9 @@ type ExecOptions struct {
 	Targets []int
 	// Timeout bounds the whole execution.
 	Timeout time.Duration
+	// Bare prints the engines' output lines as they are, without the
+	// [stream:N] prefix, for pipes that count or parse them.
+	Bare bool
 }
 
 // NewCmdExec builds `ipcluster exec`. runF replaces execRun in tests.
@@ -62,7 +65,8 @@ out; a controller that dies during the run is reported within a few seconds,
 also with 12.`,
 		Example: `  ipcluster exec 'fmt.Println(6*7)'
   ipcluster exec --targets 0,2-3 'import "os"; fmt.Println(os.Getpid())'
-  ipcluster exec - < setup.go`,
+  ipcluster exec - < setup.go
+  ipcluster exec --bare 'fmt.Println(1)' | grep -c '^1$'   # one line per engine`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Code = args[0]
@@ -81,6 +85,7 @@ also with 12.`,
 	opts.ClusterFlags.bindRemote(fs)
 	fs.StringVarP(&targets, "targets", "t", "all", "engine ids: all, or a list such as 0,2,4-7")
 	fs.Var(newSecondsValue(&opts.Timeout, 0), "timeout", "give up after this long (default: no limit)")
+	fs.BoolVar(&opts.Bare, "bare", false, "print output lines without the [stdout:N] prefix (still whole lines, never mixed)")
 	return cmd
 }
 
@@ -174,6 +179,7 @@ func steer(ctx context.Context, o *ExecOptions, run ExecRun, deadline time.Time)
 	rctx, abandon := context.WithCancel(ctx)
 	defer abandon()
 	p := newLinePrinter(o.F.IO)
+	p.bare = o.Bare
 	streamed := make(chan struct{})
 	go func() {
 		defer close(streamed)
@@ -311,6 +317,7 @@ type linePrinter struct {
 	mu      sync.Mutex
 	io      IOStreams
 	partial map[streamKey]string
+	bare    bool // no prefix
 }
 
 type streamKey struct {
@@ -350,10 +357,15 @@ func (p *linePrinter) lines(k streamKey, text string) {
 	prefix := fmt.Sprintf("[%s:%d]", k.stream, k.engine)
 	for line := range strings.Lines(text) {
 		line = strings.TrimSuffix(line, "\n")
-		b.WriteString(prefix)
-		if line != "" {
+		switch {
+		case p.bare:
+			b.WriteString(line)
+		case line != "":
+			b.WriteString(prefix)
 			b.WriteByte(' ')
 			b.WriteString(line)
+		default:
+			b.WriteString(prefix)
 		}
 		b.WriteByte('\n')
 	}

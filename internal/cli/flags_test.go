@@ -130,8 +130,11 @@ func TestExecFlags(t *testing.T) {
 	if got.Code != "fmt.Println(1)" || !reflect.DeepEqual(got.Targets, []int{0, 2, 3}) || got.Timeout != time.Minute {
 		t.Errorf("options %+v", got)
 	}
-	if err := run(NewCmdExec(&Factory{}, capture), "x"); err != nil || got.Targets != nil {
-		t.Errorf("default targets %v, %v", got.Targets, err)
+	if err := run(NewCmdExec(&Factory{}, capture), "x"); err != nil || got.Targets != nil || got.Bare {
+		t.Errorf("defaults: targets %v, bare %v, %v", got.Targets, got.Bare, err)
+	}
+	if err := run(NewCmdExec(&Factory{}, capture), "x", "--bare"); err != nil || !got.Bare {
+		t.Errorf("--bare: %v, %v", got.Bare, err)
 	}
 	for _, bad := range [][]string{{}, {"a", "b"}, {"x", "--targets", "1-0"}, {"x", "-t", "one"}} {
 		if err := run(NewCmdExec(&Factory{}, capture), bad...); err == nil {
