@@ -32,6 +32,33 @@ type ZMTPPeer struct {
 // zmtpKeep bounds the size of a received frame the peer keeps.
 const zmtpKeep = 1 << 20
 
+// ZMTPGreeting is what a ZMTP 3.0 peer with the NULL mechanism sends
+// first: the greeting (signature, version 3.0, NULL, as-server 0, filler)
+// and the READY command with its socket type and, unless empty, its
+// identity.
+func ZMTPGreeting(socketType, identity string) []byte {
+	var b bytes.Buffer
+	b.Write([]byte{0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0x7f, 3, 0})
+	b.Write(append([]byte("NULL"), make([]byte, 16)...))
+	b.Write(make([]byte, 32))
+	var ready bytes.Buffer
+	ready.WriteByte(5)
+	ready.WriteString("READY")
+	props := [][2]string{{"Socket-Type", socketType}}
+	if identity != "" {
+		props = append(props, [2]string{"Identity", identity})
+	}
+	for _, kv := range props {
+		ready.WriteByte(byte(len(kv[0])))
+		ready.WriteString(kv[0])
+		binary.Write(&ready, binary.BigEndian, uint32(len(kv[1])))
+		ready.WriteString(kv[1])
+	}
+	b.Write([]byte{0x04, byte(ready.Len())})
+	b.Write(ready.Bytes())
+	return b.Bytes()
+}
+
 // DialZMTP connects to addr ("host:port" or "tcp://host:port") as a
 // socketType ("DEALER", "SUB", ...) with the given identity ("" lets a
 // ROUTER pick one) and completes the handshake. The connection is closed
@@ -43,23 +70,7 @@ func DialZMTP(t testing.TB, addr, socketType, identity string) *ZMTPPeer {
 		t.Fatalf("zmtp dial %s: %v", addr, err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	var b bytes.Buffer
-	// Greeting: signature, version 3.0, mechanism NULL, as-server 0, filler.
-	b.Write([]byte{0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0x7f, 3, 0})
-	b.Write(append([]byte("NULL"), make([]byte, 16)...))
-	b.Write(make([]byte, 32))
-	var ready bytes.Buffer
-	ready.WriteByte(5)
-	ready.WriteString("READY")
-	for _, kv := range [][2]string{{"Socket-Type", socketType}, {"Identity", identity}} {
-		ready.WriteByte(byte(len(kv[0])))
-		ready.WriteString(kv[0])
-		binary.Write(&ready, binary.BigEndian, uint32(len(kv[1])))
-		ready.WriteString(kv[1])
-	}
-	b.Write([]byte{0x04, byte(ready.Len())})
-	b.Write(ready.Bytes())
-	if _, err := conn.Write(b.Bytes()); err != nil {
+	if _, err := conn.Write(ZMTPGreeting(socketType, identity)); err != nil {
 		t.Fatalf("zmtp handshake: %v", err)
 	}
 	// libzmq takes anything sent before its own READY for a handshake

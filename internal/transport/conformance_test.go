@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ipp-hpc/ipp/internal/testutil"
 )
 
 // knownFailures is the one place where a backend is excused from a
@@ -381,24 +383,7 @@ func dialRawPeer(t tester, ep, identity string, reads bool) *rawPeer {
 		t.Fatalf("raw dial: %v", err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	var b bytes.Buffer
-	// Greeting: signature, version 3.0, mechanism NULL, as-server 0, filler.
-	b.Write([]byte{0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0x7f, 3, 0})
-	b.Write(append([]byte("NULL"), make([]byte, 16)...))
-	b.Write(make([]byte, 32))
-	// READY command with our socket type and identity.
-	var body bytes.Buffer
-	body.WriteByte(5)
-	body.WriteString("READY")
-	for _, kv := range [][2]string{{"Socket-Type", "DEALER"}, {"Identity", identity}} {
-		body.WriteByte(byte(len(kv[0])))
-		body.WriteString(kv[0])
-		binary.Write(&body, binary.BigEndian, uint32(len(kv[1])))
-		body.WriteString(kv[1])
-	}
-	b.Write([]byte{0x04, byte(body.Len())})
-	b.Write(body.Bytes())
-	if _, err := conn.Write(b.Bytes()); err != nil {
+	if _, err := conn.Write(testutil.ZMTPGreeting("DEALER", identity)); err != nil {
 		t.Fatalf("raw handshake: %v", err)
 	}
 	// Read the other side's greeting and READY before sending data: libzmq
@@ -1032,20 +1017,7 @@ func caseReadyAfterHandshake(t tester, b Backend) {
 	if waitFor(300*time.Millisecond, func() bool { return isClosed(ready) }) {
 		t.Fatalf("Ready before the publisher sent its greeting")
 	}
-	var g bytes.Buffer
-	g.Write([]byte{0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0x7f, 3, 0})
-	g.Write(append([]byte("NULL"), make([]byte, 16)...))
-	g.Write(make([]byte, 32))
-	var body bytes.Buffer
-	body.WriteByte(5)
-	body.WriteString("READY")
-	body.WriteByte(byte(len("Socket-Type")))
-	body.WriteString("Socket-Type")
-	binary.Write(&body, binary.BigEndian, uint32(len("PUB")))
-	body.WriteString("PUB")
-	g.Write([]byte{0x04, byte(body.Len())})
-	g.Write(body.Bytes())
-	if _, err := conn.Write(g.Bytes()); err != nil {
+	if _, err := conn.Write(testutil.ZMTPGreeting("PUB", "")); err != nil {
 		t.Fatalf("greeting: %v", err)
 	}
 	if err := readGreetingAndReady(io.MultiReader(bytes.NewReader(sig), conn)); err != nil {
