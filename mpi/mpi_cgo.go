@@ -41,8 +41,8 @@ static MPI_Op ipp_op(int o) {
 	return MPI_OP_NULL;
 }
 
-static int ipp_init(int *provided) {
-	int rc = MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, provided);
+static int ipp_init(int serialized, int *provided) {
+	int rc = MPI_Init_thread(NULL, NULL, serialized ? MPI_THREAD_SERIALIZED : MPI_THREAD_FUNNELED, provided);
 	if (rc != MPI_SUCCESS) return rc;
 	// Return errors to Go instead of aborting the process.
 	return MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
@@ -191,6 +191,7 @@ import "C"
 
 import (
 	"fmt"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -231,14 +232,38 @@ var (
 	inJob  atomic.Bool
 )
 
+// serialized is true when the library provided MPI_THREAD_SERIALIZED (or
+// more): any thread may then call MPI while holding mu, so calls run on
+// the caller's own thread instead of being handed to the MPI goroutine
+// (two thread switches, most of the Go−C gap; see doc.go). Without it
+// (FUNNELED) every call is handed off. Set once by Init.
+var serialized bool
+
+// mu serialises MPI calls when serialized is set: callers hold it around
+// their MPI work, and the MPI goroutine holds it while it runs a job
+// (Run, Finalize), so one thread at a time is inside MPI, as
+// MPI_THREAD_SERIALIZED requires. It also guards pending, callGen and
+// direct, which only the holder touches.
+var mu sync.Mutex
+
+// threadLevel is the level name ThreadLevel reports, set by Init.
+var threadLevel string
+
+// levelEnv overrides the thread level Init requests: "funneled" keeps
+// every call on the MPI goroutine (the hand-off), "serialized" (the
+// default) lets any thread call MPI under a mutex. It exists to compare
+// the two and as a way out should a library misbehave when called from
+// several threads.
+const levelEnv = "IPP_MPI_THREAD_LEVEL"
+
 // direct is true while a call made inside Run runs (on the MPI
 // goroutine): collectives then use MPI's blocking calls, which are faster
 // for small messages than the nonblocking form plus polling, and cannot
 // be interrupted.
 var direct bool
 
-// callGen is the interrupt generation of the job the MPI goroutine runs:
-// its waits end when an interrupt came after the job was queued.
+// callGen is the interrupt generation of the call inside MPI: its waits
+// end when an interrupt came after the call was made.
 var callGen C.long
 
 // Lifecycle, for the checks callers make before queueing work. The MPI
@@ -262,10 +287,12 @@ var (
 	tagUB      int
 )
 
-// Init initialises MPI with MPI_THREAD_FUNNELED on a dedicated goroutine
-// locked to its OS thread, which then performs every MPI call of the
-// process. Calling Init again is a no-op; after Finalize it returns
-// ErrFinalized.
+// Init initialises MPI on a dedicated goroutine locked to its OS thread
+// (the MPI goroutine), asking for MPI_THREAD_SERIALIZED. When the library
+// provides it, every call runs on the calling goroutine's thread under a
+// mutex; otherwise (FUNNELED, or $IPP_MPI_THREAD_LEVEL=funneled) every
+// call is handed to the MPI goroutine. Run and Finalize always run there.
+// Calling Init again is a no-op; after Finalize it returns ErrFinalized.
 func Init() error {
 	initMu.Lock()
 	defer initMu.Unlock()
@@ -277,8 +304,18 @@ func Init() error {
 	case stateFailed:
 		return initErr
 	}
+	want := true
+	switch v := os.Getenv(levelEnv); v {
+	case "", "serialized":
+	case "funneled":
+		want = false
+	default:
+		// Not a state failure: nothing was initialised, and a corrected
+		// environment may call Init again.
+		return fmt.Errorf("mpi: $%s=%q: want serialized or funneled", levelEnv, v)
+	}
 	ready := make(chan error, 1)
-	go serve(ready)
+	go serve(want, ready)
 	if err := <-ready; err != nil {
 		initErr = err
 		state.Store(stateFailed)
@@ -288,10 +325,35 @@ func Init() error {
 	return nil
 }
 
-// serve is the MPI goroutine. It must lock its thread before
-// MPI_Init_thread: FUNNELED makes the initialising thread the only one
-// allowed to call MPI.
-func serve(ready chan<- error) {
+// ThreadLevel names the thread support MPI provided at Init ("single",
+// "funneled", "serialized" or "multiple"), or "" before Init. Below
+// "serialized", every call is handed to the MPI goroutine.
+func ThreadLevel() string {
+	if state.Load() == stateNone {
+		return ""
+	}
+	return threadLevel
+}
+
+// levelName names an MPI_THREAD_* value.
+func levelName(l C.int) string {
+	switch l {
+	case C.MPI_THREAD_SINGLE:
+		return "single"
+	case C.MPI_THREAD_FUNNELED:
+		return "funneled"
+	case C.MPI_THREAD_SERIALIZED:
+		return "serialized"
+	case C.MPI_THREAD_MULTIPLE:
+		return "multiple"
+	}
+	return fmt.Sprintf("unknown (%d)", int(l))
+}
+
+// serve is the MPI goroutine. It locks its thread before MPI_Init_thread:
+// that thread is MPI's main thread, the only one FUNNELED allows to call
+// MPI and the one MPI_Finalize must be called on.
+func serve(wantSerialized bool, ready chan<- error) {
 	runtime.LockOSThread()
 	// Never unlocked: the thread belongs to MPI until the process exits.
 	if C.ipp_initialized() != 0 {
@@ -299,7 +361,7 @@ func serve(ready chan<- error) {
 		return
 	}
 	var provided C.int
-	if rc := C.ipp_init(&provided); rc != C.MPI_SUCCESS {
+	if rc := C.ipp_init(cbool(wantSerialized), &provided); rc != C.MPI_SUCCESS {
 		ready <- mpiError("MPI_Init_thread", rc)
 		return
 	}
@@ -319,6 +381,9 @@ func serve(ready chan<- error) {
 		return
 	}
 	rank, size, procName, tagUB = int(r), int(s), string(name[:n]), int(C.ipp_tag_ub())
+	// MPI levels are ordered: SERIALIZED or MULTIPLE both allow it.
+	serialized = wantSerialized && provided >= C.MPI_THREAD_SERIALIZED
+	threadLevel = levelName(provided)
 	mpiTID = syscall.Gettid()
 	ready <- nil
 
@@ -327,6 +392,9 @@ func serve(ready chan<- error) {
 		if finalized {
 			j.err = ErrFinalized
 		} else {
+			if serialized {
+				mu.Lock()
+			}
 			inJob.Store(true)
 			callGen = j.gen
 			j.err = j.fn()
@@ -334,20 +402,27 @@ func serve(ready chan<- error) {
 			// Finalize's job flips the state; everything queued
 			// behind it must not touch MPI any more.
 			finalized = state.Load() == stateFinalized
+			if serialized {
+				mu.Unlock()
+			}
 		}
 		j.done <- struct{}{}
 	}
 }
 
-// do runs fn on the MPI goroutine and waits for its result.
+// cbool converts for C.
+func cbool(b bool) C.int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// do runs fn where it may call MPI and returns its result: on the
+// calling thread under mu when serialized, else on the MPI goroutine.
 func do(fn func() error) error {
-	switch state.Load() {
-	case stateNone:
-		return ErrNotInitialized
-	case stateFinalized:
-		return ErrFinalized
-	case stateFailed:
-		return initErr
+	if err := ready(); err != nil {
+		return err
 	}
 	if inJob.Load() && syscall.Gettid() == mpiTID {
 		// Already on the MPI goroutine, inside Run: the fast path.
@@ -357,6 +432,37 @@ func do(fn func() error) error {
 		direct = was
 		return err
 	}
+	if !serialized {
+		return handOff(fn)
+	}
+	// The generation is read before waiting for mu, as handOff reads it
+	// before queueing: an interrupt sent while this call waits for
+	// another one to leave MPI ends this call too.
+	gen := C.ipp_generation()
+	mu.Lock()
+	defer mu.Unlock()
+	if state.Load() == stateFinalized {
+		return ErrFinalized
+	}
+	callGen = gen
+	return fn()
+}
+
+// onMPIThread runs fn on the MPI goroutine whatever the thread level:
+// for Run (whose f gets the direct path) and Finalize (which MPI wants on
+// the thread that initialised it).
+func onMPIThread(fn func() error) error {
+	if err := ready(); err != nil {
+		return err
+	}
+	if inJob.Load() && syscall.Gettid() == mpiTID {
+		return fn()
+	}
+	return handOff(fn)
+}
+
+// handOff runs fn on the MPI goroutine and waits for its result.
+func handOff(fn func() error) error {
 	j := jobPool.Get().(*job)
 	j.fn = fn
 	j.gen = C.ipp_generation()
@@ -395,7 +501,7 @@ func Finalize() error {
 	if state.Load() != stateRunning {
 		return do(nil) // the right error for the state
 	}
-	return do(func() error {
+	return onMPIThread(func() error {
 		state.Store(stateFinalized)
 		return check("MPI_Finalize", C.MPI_Finalize())
 	})
@@ -408,7 +514,7 @@ func Finalize() error {
 // collective; see doc.go). Other goroutines' calls wait until f returns,
 // so f must not wait for a goroutine that is calling MPI: that deadlocks.
 func Run(f func()) error {
-	return do(func() error {
+	return onMPIThread(func() error {
 		f()
 		return nil
 	})
@@ -781,7 +887,7 @@ func Recv(buf any, src, tag int) (Status, error) {
 // the tests use it to prove FUNNELED is respected.
 func isThreadMain() (bool, error) {
 	var main bool
-	err := do(func() error {
+	err := onMPIThread(func() error {
 		main = C.ipp_is_thread_main() != 0
 		return nil
 	})
@@ -793,7 +899,7 @@ func isThreadMain() (bool, error) {
 // is measured against.
 func allreduceLoopC(n int) (time.Duration, error) {
 	var secs float64
-	err := do(func() error {
+	err := onMPIThread(func() error {
 		secs = float64(C.ipp_allreduce_loop(C.int(n)))
 		return nil
 	})
