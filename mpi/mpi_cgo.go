@@ -894,6 +894,19 @@ func isThreadMain() (bool, error) {
 	return main, err
 }
 
+// callIsThreadMain reports MPI_Is_thread_main for a call made as the API
+// makes its calls (do): the tests use it to prove that under SERIALIZED a
+// call runs on its caller's thread, and under FUNNELED on the MPI
+// goroutine's.
+func callIsThreadMain() (bool, error) {
+	var main bool
+	err := do(func() error {
+		main = C.ipp_is_thread_main() != 0
+		return nil
+	})
+	return main, err
+}
+
 // allreduceLoopC runs n Allreduces of one float64 inside a single C call,
 // on the MPI goroutine: the baseline the per-call overhead of the Go API
 // is measured against.
