@@ -118,7 +118,7 @@ static int ipp_irecv(void *b, int n, int k, int src, int tag, MPI_Request *q) {
 // reset by the time the MPI thread looks (the engine resets it when its
 // next request starts).
 static int ipp_interrupted;
-static long ipp_gen;
+long ipp_gen;
 void ipp_set_interrupt(int v) {
 	if (v) __atomic_add_fetch(&ipp_gen, 1, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&ipp_interrupted, v, __ATOMIC_SEQ_CST);
@@ -140,7 +140,15 @@ int ipp_is_interrupted(long gen) {
 // oversubscribed peer may need it). After that the wait is for a peer, not
 // for data: it sleeps between tests with a backoff up to 1 ms so that a
 // rank waiting long does not hold a core.
+int ipp_waiting;
+static int ipp_wait_loop(MPI_Request *q, int *osrc, int *otag, int *ocount, int k, long gen, int *done);
 int ipp_wait(MPI_Request *q, int *osrc, int *otag, int *ocount, int k, long gen, int *done) {
+	__atomic_add_fetch(&ipp_waiting, 1, __ATOMIC_SEQ_CST);
+	int rc = ipp_wait_loop(q, osrc, otag, ocount, k, gen, done);
+	__atomic_sub_fetch(&ipp_waiting, 1, __ATOMIC_SEQ_CST);
+	return rc;
+}
+static int ipp_wait_loop(MPI_Request *q, int *osrc, int *otag, int *ocount, int k, long gen, int *done) {
 	MPI_Status st;
 	struct timespec ts = {0, 1000}, t0, now;
 	long spins = 0;
@@ -173,6 +181,68 @@ int ipp_wait(MPI_Request *q, int *osrc, int *otag, int *ocount, int k, long gen,
 		}
 	}
 }
+// The collectives by number, so that one cgo call can start and complete
+// any of them (ipp_collective): a Go closure per call, and the cgo calls
+// around it, cost more than a small collective itself.
+enum { IPP_BARRIER = 1, IPP_BCAST, IPP_REDUCE, IPP_ALLREDUCE, IPP_GATHER, IPP_ALLGATHER, IPP_SCATTER };
+
+// ipp_req and ipp_done are the request and outcome of the last
+// ipp_collective. Only one thread is inside MPI at a time (SERIALIZED
+// under the Go mutex, or FUNNELED on the MPI goroutine), so one of each
+// suffices, and Go passes no pointer of its own for them.
+MPI_Request ipp_req;
+int ipp_done;
+
+static int ipp_block(int which, void *s, void *r, int n, int k, int o, int root, int inplace) {
+	switch (which) {
+	case IPP_BARRIER:   return ipp_barrier();
+	case IPP_BCAST:     return ipp_bcast(s, n, k, root);
+	case IPP_REDUCE:    return ipp_reduce(s, r, n, k, o, root, inplace);
+	case IPP_ALLREDUCE: return ipp_allreduce(s, r, n, k, o, inplace);
+	case IPP_GATHER:    return ipp_gather(s, n, r, k, root);
+	case IPP_ALLGATHER: return ipp_allgather(s, n, r, k);
+	case IPP_SCATTER:   return ipp_scatter(s, r, n, k, root);
+	}
+	return MPI_ERR_OP;
+}
+
+static int ipp_start(int which, void *s, void *r, int n, int k, int o, int root, int inplace, MPI_Request *q) {
+	switch (which) {
+	case IPP_BARRIER:   return ipp_ibarrier(q);
+	case IPP_BCAST:     return ipp_ibcast(s, n, k, root, q);
+	case IPP_REDUCE:    return ipp_ireduce(s, r, n, k, o, root, inplace, q);
+	case IPP_ALLREDUCE: return ipp_iallreduce(s, r, n, k, o, inplace, q);
+	case IPP_GATHER:    return ipp_igather(s, n, r, k, root, q);
+	case IPP_ALLGATHER: return ipp_iallgather(s, n, r, k, q);
+	case IPP_SCATTER:   return ipp_iscatter(s, r, n, k, root, q);
+	}
+	return MPI_ERR_OP;
+}
+
+// ipp_collective runs one collective: MPI's blocking call when blocking
+// (inside Run), else the nonblocking form completed by ipp_wait. It sets
+// ipp_done to 1 when the call is over (its code returned), 2 when an
+// interrupt came first and nothing was started, 0 when an interrupt ended
+// the wait and ipp_req is still active.
+int ipp_collective(int which, void *s, void *r, int n, int k, int o, int root, int inplace, int blocking, long gen) {
+	if (blocking) {
+		ipp_done = 1;
+		return ipp_block(which, s, r, n, k, o, root, inplace);
+	}
+	if (ipp_is_interrupted(gen)) {
+		// Called by a snippet already interrupted (on its way out):
+		// starting the operation would only leave one more pending.
+		ipp_done = 2;
+		return MPI_SUCCESS;
+	}
+	int rc = ipp_start(which, s, r, n, k, o, root, inplace, &ipp_req);
+	if (rc != MPI_SUCCESS) {
+		ipp_done = 1;
+		return rc;
+	}
+	return ipp_wait(&ipp_req, NULL, NULL, NULL, 0, gen, &ipp_done);
+}
+
 // ipp_test reports whether an interrupted request has completed since.
 int ipp_test(MPI_Request *q, int *flag) { return MPI_Test(q, flag, MPI_STATUS_IGNORE); }
 int ipp_cancel(MPI_Request *q) { return MPI_Cancel(q); }
@@ -438,7 +508,7 @@ func do(fn func() error) error {
 	// The generation is read before waiting for mu, as handOff reads it
 	// before queueing: an interrupt sent while this call waits for
 	// another one to leave MPI ends this call too.
-	gen := C.ipp_generation()
+	gen := generation()
 	mu.Lock()
 	defer mu.Unlock()
 	if state.Load() == stateFinalized {
@@ -465,7 +535,7 @@ func onMPIThread(fn func() error) error {
 func handOff(fn func() error) error {
 	j := jobPool.Get().(*job)
 	j.fn = fn
-	j.gen = C.ipp_generation()
+	j.gen = generation()
 	jobs <- j
 	<-j.done
 	err := j.err
@@ -561,7 +631,8 @@ func Barrier() error {
 		if p := pendingCollective(); p != nil && p.op == "MPI_Barrier" {
 			return resume(p)
 		}
-		return collective("MPI_Barrier", nil, func(q *C.MPI_Request) C.int { return C.ipp_ibarrier(q) }, func() C.int { return C.ipp_barrier() })
+		c := call{op: "MPI_Barrier", which: C.IPP_BARRIER}
+		return c.run()
 	})
 }
 
@@ -603,9 +674,7 @@ func Bcast(buf any, root int) error {
 	if err := checkRank("root", root); err != nil {
 		return err
 	}
-	return collectiveInto(b, "MPI_Bcast", []unsafe.Pointer{b.p}, func(q *C.MPI_Request) C.int {
-		return C.ipp_ibcast(b.p, C.int(b.n), C.int(b.k), C.int(root), q)
-	}, func() C.int { return C.ipp_bcast(b.p, C.int(b.n), C.int(b.k), C.int(root)) })
+	return collective(call{op: "MPI_Bcast", which: C.IPP_BCAST, s: b.p, n: C.int(b.n), k: C.int(b.k), root: C.int(root)}, b)
 }
 
 // Reduce combines send element-wise across ranks with op into recv at
@@ -637,11 +706,7 @@ func Reduce(send, recv any, op Op, root int) error {
 	} else {
 		r = buffer{}
 	}
-	return collectiveInto(r, "MPI_Reduce", []unsafe.Pointer{s.p, r.p}, func(q *C.MPI_Request) C.int {
-		return C.ipp_ireduce(s.p, r.p, C.int(s.n), C.int(s.k), C.int(op), C.int(root), C.int(inplace), q)
-	}, func() C.int {
-		return C.ipp_reduce(s.p, r.p, C.int(s.n), C.int(s.k), C.int(op), C.int(root), C.int(inplace))
-	})
+	return collective(call{op: "MPI_Reduce", which: C.IPP_REDUCE, s: s.p, r: r.p, n: C.int(s.n), k: C.int(s.k), o: C.int(op), root: C.int(root), inplace: C.int(inplace)}, r)
 }
 
 // inPlace returns 1 when send and recv are the same buffer (MPI_IN_PLACE),
@@ -679,9 +744,7 @@ func Allreduce(send, recv any, op Op) error {
 	if err != nil {
 		return err
 	}
-	return collectiveInto(r, "MPI_Allreduce", []unsafe.Pointer{s.p, r.p}, func(q *C.MPI_Request) C.int {
-		return C.ipp_iallreduce(s.p, r.p, C.int(s.n), C.int(s.k), C.int(op), C.int(inplace), q)
-	}, func() C.int { return C.ipp_allreduce(s.p, r.p, C.int(s.n), C.int(s.k), C.int(op), C.int(inplace)) })
+	return collective(call{op: "MPI_Allreduce", which: C.IPP_ALLREDUCE, s: s.p, r: r.p, n: C.int(s.n), k: C.int(s.k), o: C.int(op), inplace: C.int(inplace)}, r)
 }
 
 // AllreduceFloat64 combines one float64 from every rank with op.
@@ -693,13 +756,7 @@ func AllreduceFloat64(x float64, op Op) (float64, error) {
 	// and collective pins them until it lets go.
 	in, out := new(float64), new(float64)
 	*in = x
-	err := do(func() error {
-		return collective("MPI_Allreduce", []unsafe.Pointer{unsafe.Pointer(in), unsafe.Pointer(out)}, func(q *C.MPI_Request) C.int {
-			return C.ipp_iallreduce(unsafe.Pointer(in), unsafe.Pointer(out), 1, C.IPP_FLOAT64, C.int(op), 0, q)
-		}, func() C.int {
-			return C.ipp_allreduce(unsafe.Pointer(in), unsafe.Pointer(out), 1, C.IPP_FLOAT64, C.int(op), 0)
-		})
-	})
+	err := collective(call{op: "MPI_Allreduce", which: C.IPP_ALLREDUCE, s: unsafe.Pointer(in), r: unsafe.Pointer(out), n: 1, k: C.IPP_FLOAT64, o: C.int(op)}, buffer{})
 	return *out, err
 }
 
@@ -710,13 +767,7 @@ func AllreduceInt64(x int64, op Op) (int64, error) {
 	}
 	in, out := new(int64), new(int64)
 	*in = x
-	err := do(func() error {
-		return collective("MPI_Allreduce", []unsafe.Pointer{unsafe.Pointer(in), unsafe.Pointer(out)}, func(q *C.MPI_Request) C.int {
-			return C.ipp_iallreduce(unsafe.Pointer(in), unsafe.Pointer(out), 1, C.IPP_INT64, C.int(op), 0, q)
-		}, func() C.int {
-			return C.ipp_allreduce(unsafe.Pointer(in), unsafe.Pointer(out), 1, C.IPP_INT64, C.int(op), 0)
-		})
-	})
+	err := collective(call{op: "MPI_Allreduce", which: C.IPP_ALLREDUCE, s: unsafe.Pointer(in), r: unsafe.Pointer(out), n: 1, k: C.IPP_INT64, o: C.int(op)}, buffer{})
 	return *out, err
 }
 
@@ -745,9 +796,7 @@ func Gather(send, recv any, root int) error {
 	} else {
 		r = buffer{}
 	}
-	return collectiveInto(r, "MPI_Gather", []unsafe.Pointer{s.p, r.p}, func(q *C.MPI_Request) C.int {
-		return C.ipp_igather(s.p, C.int(s.n), r.p, C.int(s.k), C.int(root), q)
-	}, func() C.int { return C.ipp_gather(s.p, C.int(s.n), r.p, C.int(s.k), C.int(root)) })
+	return collective(call{op: "MPI_Gather", which: C.IPP_GATHER, s: s.p, r: r.p, n: C.int(s.n), k: C.int(s.k), root: C.int(root)}, r)
 }
 
 // Allgather collects send from every rank, in rank order, into recv on
@@ -766,9 +815,7 @@ func Allgather(send, recv any) error {
 	if overlaps(s, r) {
 		return fmt.Errorf("mpi: Allgather send and receive buffers overlap")
 	}
-	return collectiveInto(r, "MPI_Allgather", []unsafe.Pointer{s.p, r.p}, func(q *C.MPI_Request) C.int {
-		return C.ipp_iallgather(s.p, C.int(s.n), r.p, C.int(s.k), q)
-	}, func() C.int { return C.ipp_allgather(s.p, C.int(s.n), r.p, C.int(s.k)) })
+	return collective(call{op: "MPI_Allgather", which: C.IPP_ALLGATHER, s: s.p, r: r.p, n: C.int(s.n), k: C.int(s.k)}, r)
 }
 
 // Scatter splits send at root into Size() consecutive parts of len(recv)
@@ -798,9 +845,7 @@ func Scatter(send, recv any, root int) error {
 	} else {
 		s = buffer{}
 	}
-	return collectiveInto(r, "MPI_Scatter", []unsafe.Pointer{s.p, r.p}, func(q *C.MPI_Request) C.int {
-		return C.ipp_iscatter(s.p, r.p, C.int(r.n), C.int(r.k), C.int(root), q)
-	}, func() C.int { return C.ipp_scatter(s.p, r.p, C.int(r.n), C.int(r.k), C.int(root)) })
+	return collective(call{op: "MPI_Scatter", which: C.IPP_SCATTER, s: s.p, r: r.p, n: C.int(r.n), k: C.int(r.k), root: C.int(root)}, r)
 }
 
 // checkTag validates a message tag; wildcard says whether AnyTag is allowed.
