@@ -22,7 +22,6 @@ import (
 	"runtime"
 	"slices"
 	"sync/atomic"
-	"syscall"
 	"unsafe"
 )
 
@@ -187,7 +186,13 @@ func collective(c call, back buffer) error {
 		return err
 	}
 	var err error
-	if serialized && !(inJob.Load() && syscall.Gettid() == mpiTID) {
+	if onMPIGoroutine() {
+		// Inside Run: do's fast path.
+		was := direct
+		direct = true
+		err = c.run()
+		direct = was
+	} else if serialized {
 		gen := generation()
 		mu.Lock()
 		if state.Load() == stateFinalized {

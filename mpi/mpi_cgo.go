@@ -47,6 +47,12 @@ static int ipp_init(int serialized, int *provided) {
 	// Return errors to Go instead of aborting the process.
 	return MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
 }
+// ipp_mpi_thread is set on the MPI goroutine's thread only: reading it
+// tells a call whether it runs there (inside Run) for the price of a cgo
+// call, where gettid is a system call (about 1 µs on a paravirtualised VM).
+static __thread int ipp_mpi_thread;
+static void ipp_mark_mpi_thread(void) { ipp_mpi_thread = 1; }
+static int ipp_on_mpi_thread(void) { return ipp_mpi_thread; }
 static int ipp_initialized(void) { int f = 0; MPI_Initialized(&f); return f; }
 static int ipp_is_thread_main(void) { int f = 0; MPI_Is_thread_main(&f); return f; }
 static int ipp_rank(int *r) { return MPI_Comm_rank(MPI_COMM_WORLD, r); }
@@ -265,7 +271,6 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 	"unsafe"
 )
@@ -292,15 +297,15 @@ var jobPool = sync.Pool{New: func() any { return &job{done: make(chan struct{}, 
 // that callers never race with Init over the variable.
 var jobs = make(chan *job)
 
-// mpiTID is the OS thread of the MPI goroutine, and inJob is true while
-// that goroutine runs a job. Together they let a call made from inside a
-// job (through Run) go straight to MPI: only the locked goroutine can be
-// on that thread, and checking inJob first keeps the gettid system call
-// off every other caller's path.
-var (
-	mpiTID int
-	inJob  atomic.Bool
-)
+// inJob is true while the MPI goroutine runs a job. With onMPIGoroutine
+// it lets a call made from inside a job (through Run) go straight to MPI:
+// only the locked goroutine can be on that thread, and checking inJob
+// first keeps the thread check off every other caller's path.
+var inJob atomic.Bool
+
+// onMPIGoroutine reports whether the caller is the MPI goroutine inside
+// a job (Run, Finalize).
+func onMPIGoroutine() bool { return inJob.Load() && C.ipp_on_mpi_thread() != 0 }
 
 // serialized is true when the library provided MPI_THREAD_SERIALIZED (or
 // more): any thread may then call MPI while holding mu, so calls run on
@@ -454,7 +459,7 @@ func serve(wantSerialized bool, ready chan<- error) {
 	// MPI levels are ordered: SERIALIZED or MULTIPLE both allow it.
 	serialized = wantSerialized && provided >= C.MPI_THREAD_SERIALIZED
 	threadLevel = levelName(provided)
-	mpiTID = syscall.Gettid()
+	C.ipp_mark_mpi_thread()
 	ready <- nil
 
 	finalized := false
@@ -494,7 +499,7 @@ func do(fn func() error) error {
 	if err := ready(); err != nil {
 		return err
 	}
-	if inJob.Load() && syscall.Gettid() == mpiTID {
+	if onMPIGoroutine() {
 		// Already on the MPI goroutine, inside Run: the fast path.
 		was := direct
 		direct = true
@@ -525,7 +530,7 @@ func onMPIThread(fn func() error) error {
 	if err := ready(); err != nil {
 		return err
 	}
-	if inJob.Load() && syscall.Gettid() == mpiTID {
+	if onMPIGoroutine() {
 		return fn()
 	}
 	return handOff(fn)
