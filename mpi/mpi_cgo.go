@@ -582,12 +582,14 @@ func Finalize() error {
 	})
 }
 
-// Run calls f on the MPI goroutine and returns when f does. Calls to this
-// package made by f itself (not by goroutines it starts) go directly to
-// MPI instead of being handed to the MPI goroutine, which saves the thread
-// switch each call otherwise costs (µs, against under 1 µs for a small
-// collective; see doc.go). Other goroutines' calls wait until f returns,
-// so f must not wait for a goroutine that is calling MPI: that deadlocks.
+// Run calls f on the MPI goroutine and returns when f does. Collectives
+// that f itself calls (not goroutines it starts) use MPI's blocking forms,
+// which save Open MPI's nonblocking overhead (up to 2 µs per small
+// collective; see doc.go) but cannot be interrupted, and which MPI does
+// not pair with the nonblocking forms calls outside Run make: call a
+// given collective inside Run on every rank or on none. Other goroutines'
+// calls wait until f returns, so f must not wait for a goroutine that is
+// calling MPI: that deadlocks.
 func Run(f func()) error {
 	return onMPIThread(func() error {
 		f()
