@@ -55,13 +55,17 @@
 //
 //	Open MPI 4.1.4  C 0.71, plain API 2.70 (+2.0), was 17.4 (+16.7)   load 3.0
 //	MPICH 4.0.2     C 0.74, plain API 2.07 (+1.3), was 28.5 (+27.8)   load 2.8
-//	from a snippet (ipcluster exec, 2,000 × AllreduceFloat64, slower rank):
-//	Open MPI        4.2, was 19.5;  MPICH 4.5, was 22–350         load 5.9–8.4
+//	from a snippet (ipcluster exec, 2,000 × AllreduceFloat64, slower rank,
+//	medians of 8 execs, was: of 6; C alternating with them):
+//	Open MPI        3.7 (C 2.0, +1.7), was 15.9 (C 1.3, +14.6)    load 5.8–6.6
+//	MPICH           5.5 (C 2.6, +3.0), was 53 (C 7.2)             load 5.4–7.3
 //	inside Run:     Open MPI 1.8, MPICH 4.9 (C 2.2 and 2.7 in those runs,
 //	                load 3.8–5.7), was 8.8 and 17.0
 //
-// A snippet pays the interpreter's call of a compiled function on top,
-// 0.7–2.8 µs for mpi.Rank() alone in the same runs. Inside Run(f), f's
+// MPICH under load has a long tail (single execs up to 400 µs, its C
+// loop up to 170 µs: both ranks spin). A snippet pays the interpreter's
+// call of a compiled function on top, 0.4–2.8 µs for mpi.Rank() alone in
+// the same runs. Inside Run(f), f's
 // calls use MPI's blocking forms, which cannot be interrupted and which
 // MPI never pairs with the nonblocking forms the other calls use: a
 // collective must be made inside Run on every rank or on none. Polling

@@ -6,7 +6,6 @@ package mpi
 #include <mpi.h>
 void ipp_set_interrupt(int v);
 int ipp_wait(MPI_Request *q, int *osrc, int *otag, int *ocount, int k, long gen, int *done);
-long ipp_generation(void);
 int ipp_is_interrupted(long gen);
 int ipp_test(MPI_Request *q, int *flag);
 int ipp_cancel(MPI_Request *q);

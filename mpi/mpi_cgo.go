@@ -119,17 +119,16 @@ static int ipp_irecv(void *b, int n, int k, int src, int tag, MPI_Request *q) {
 }
 
 // ipp_interrupted is set by Interrupt from any thread and read by the
-// polling loop on the MPI thread; ipp_generation counts interrupts, so that
-// an operation called before an interrupt ends even if the flag has been
-// reset by the time the MPI thread looks (the engine resets it when its
-// next request starts).
+// polling loop of the thread in MPI; ipp_gen counts interrupts (Go reads
+// it directly, see generation), so that an operation called before an
+// interrupt ends even if the flag has been reset by the time the polling
+// thread looks (the engine resets it when its next request starts).
 static int ipp_interrupted;
 long ipp_gen;
 void ipp_set_interrupt(int v) {
 	if (v) __atomic_add_fetch(&ipp_gen, 1, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&ipp_interrupted, v, __ATOMIC_SEQ_CST);
 }
-long ipp_generation(void) { return __atomic_load_n(&ipp_gen, __ATOMIC_SEQ_CST); }
 int ipp_is_interrupted(long gen) {
 	return __atomic_load_n(&ipp_interrupted, __ATOMIC_SEQ_CST) || __atomic_load_n(&ipp_gen, __ATOMIC_SEQ_CST) != gen;
 }

@@ -485,6 +485,11 @@ func checkInterrupt(r, n int, failf func(string, ...any)) {
 			}
 			runtime.Gosched()
 		}
+		// Another goroutine's collective waits its turn behind the
+		// Barrier (for the mutex, or in the hand-off queue): the interrupt
+		// must not leave it stuck there.
+		queued := make(chan error, 1)
+		go func() { _, err := AllreduceInt64(1, Sum); queued <- err }()
 		Interrupt()
 		err := <-done
 		var ie *InterruptedError
@@ -492,6 +497,13 @@ func checkInterrupt(r, n int, failf func(string, ...any)) {
 			failf("interrupted Barrier = %v, want an InterruptedError for MPI_Barrier", err)
 		}
 		ResetInterrupt()
+		// It either saw the interrupt or found the Barrier pending.
+		qerr := <-queued
+		var qpe *PendingError
+		var qie *InterruptedError
+		if !errors.As(qerr, &qpe) && !errors.As(qerr, &qie) {
+			failf("Allreduce queued behind the interrupted Barrier = %v, want a PendingError or InterruptedError", qerr)
+		}
 		_, err = AllreduceInt64(1, Sum)
 		var pe *PendingError
 		if !errors.As(err, &pe) || pe.Pending != "MPI_Barrier" || pe.Op != "MPI_Allreduce" {
