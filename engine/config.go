@@ -111,13 +111,13 @@ type Config struct {
 	// set, pre-imports package mpi in the namespace (no import line
 	// needed), and finalises MPI when it returns.
 	//
-	// Snippets are not run inside mpi.Run: the interpreter executes each
-	// snippet on a goroutine of its own (so it can be interrupted), and
-	// that goroutine's MPI calls would queue behind the very mpi.Run
-	// waiting for it, a deadlock. Each mpi call from a snippet therefore
-	// costs one hand-off to the MPI goroutine (µs); a snippet looping
-	// over small collectives should wrap the loop in mpi.Run(func(){...})
-	// itself, which runs it on the MPI thread at the direct-call cost.
+	// Snippets are not run inside mpi.Run, nor on the MPI goroutine: the
+	// interpreter executes each snippet on a goroutine of its own (so it
+	// can be interrupted), and goroutines the snippet starts may call MPI
+	// too. Package mpi asks for MPI_THREAD_SERIALIZED, under which a
+	// snippet's calls go to MPI from its own thread, under a mutex, at
+	// about the cost of the C call (see mpi's doc.go); only a library that
+	// provides less hands each call to the MPI goroutine (µs per call).
 	MPI bool
 	// MPIExpectedSize is the world size the launcher asked for; a
 	// different size from MPI is an error. Zero means unknown.

@@ -192,7 +192,30 @@ func TestMPIEngines(t *testing.T) {
 	run(`fmt.Println("R", mpi.Rank(), mpi.Size())`, func(id int) string { return fmt.Sprintf("R %d %d\n", id, n) })
 	run(`v, err := mpi.AllreduceInt64(int64(mpi.Rank()), mpi.Sum); fmt.Println(v, err)`,
 		func(int) string { return fmt.Sprintf("%d <nil>\n", rankSum) })
-	// The fast path a loop of collectives should take.
+	// Both libraries provide MPI_THREAD_SERIALIZED, so a snippet's calls
+	// go to MPI from its own thread.
+	run(`fmt.Println(mpi.ThreadLevel())`, func(int) string { return "serialized\n" })
+	// Goroutines a snippet starts call MPI too, while the snippet waits
+	// for them: identical collectives pair up in whatever order each
+	// rank's goroutines reach MPI, so every call returns the full sum.
+	run(`import "sync"
+var wg sync.WaitGroup
+var mu sync.Mutex
+bad := 0
+for g := 0; g < 3; g++ {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; i < 20; i++ {
+			if v, err := mpi.AllreduceInt64(1, mpi.Sum); err != nil || v != int64(mpi.Size()) {
+				mu.Lock(); bad++; mu.Unlock()
+			}
+		}
+	}()
+}
+wg.Wait()
+fmt.Println("bad", bad)`, func(int) string { return "bad 0\n" })
+	// Blocking collectives inside Run (no interrupt; MPI's own calls).
 	run(`var s float64; mpi.Run(func() { for i := 0; i < 100; i++ { x, _ := mpi.AllreduceFloat64(1, mpi.Sum); s += x } }); fmt.Println(s)`,
 		func(int) string { return fmt.Sprintf("%d\n", 100*n) })
 

@@ -20,27 +20,63 @@
 //
 // # Threads
 //
-// MPI is initialised with MPI_THREAD_FUNNELED, which allows MPI calls only
-// from the thread that initialised it. Go moves goroutines between OS
-// threads, so Init starts one dedicated goroutine locked to its OS thread,
-// calls MPI_Init_thread there, and from then on every function of this
-// package hands its work to that goroutine and waits for the result. Any
-// goroutine may therefore call any function; concurrent calls are
-// serialised in arrival order. Collectives must still be called in the same
-// order on every rank, as MPI requires.
+// Init starts one dedicated goroutine locked to its OS thread (the MPI
+// goroutine) and calls MPI_Init_thread there, asking for
+// MPI_THREAD_SERIALIZED. When the library provides it (Debian's Open MPI
+// 4.1 and MPICH 4.0 both do; ThreadLevel reports the level), any thread
+// may call MPI as long as no two do at once: every function of this
+// package then calls MPI on the caller's own thread while holding a
+// mutex. A library that provides only MPI_THREAD_FUNNELED allows MPI
+// calls from the initialising thread alone; every call is then handed to
+// the MPI goroutine, which runs it and hands the result back
+// ($IPP_MPI_THREAD_LEVEL=funneled forces this, to compare or as a way out
+// should a library misbehave when called from several threads). Either
+// way any goroutine may call any function, concurrent calls are
+// serialised (in no guaranteed order), and collectives must still be
+// called in the same order on every rank, as MPI requires. Run and
+// Finalize always run on the MPI goroutine (MPI wants MPI_Finalize on the
+// thread that initialised it).
 //
-// The hand-off costs two thread switches per call: measured 9–28 µs on a
-// 2-core VM (Allreduce of one float64, 2 ranks, Open MPI and MPICH),
-// against 0.6–1.2 µs for the same Allreduce looped inside one C call.
-// Loops of small collectives belong inside Run(f): f runs on the MPI
-// goroutine and its own calls go straight to MPI (1.4–2.2 µs per Allreduce
-// in the same setting). Polling instead of parking was tried and made
-// things worse, because mpiexec binds each rank to a core and the polling
-// threads starve each other.
+// Why SERIALIZED rather than making the caller own the MPI thread: the
+// hand-off costs two thread switches per call, 10–28 µs on a 2-core VM,
+// against under 1 µs for the MPI call itself. The other way out, running
+// each interpreted request on the MPI goroutine so its calls go direct,
+// would leave out the goroutines a snippet starts (their calls would wait
+// for the request that waits for them: a deadlock, unless the owner served
+// them) and every plain Go caller. Under SERIALIZED the thread no longer
+// matters, only mutual exclusion, which a mutex gives at the price of an
+// uncontended lock. Each collective is one cgo call (started as its
+// nonblocking form and completed by polling in C, see Interrupts) and
+// allocates nothing besides what its arguments cost.
+//
+// Measured with bench/mpi/run.sh's programs (Allreduce(SUM) of one
+// float64, 2 ranks, 2-core VM shared with other work, medians of 5 runs
+// alternating with the C loop in one invocation, 2026-12-06), µs per call:
+//
+//	Open MPI 4.1.4  C 0.71, plain API 2.70 (+2.0), was 17.4 (+16.7)   load 3.0
+//	MPICH 4.0.2     C 0.74, plain API 2.07 (+1.3), was 28.5 (+27.8)   load 2.8
+//	from a snippet (ipcluster exec, 2,000 × AllreduceFloat64, slower rank,
+//	medians of 8 execs, was: of 6; C alternating with them):
+//	Open MPI        3.7 (C 2.0, +1.7), was 15.9 (C 1.3, +14.6)    load 5.8–6.6
+//	MPICH           5.5 (C 2.6, +3.0), was 53 (C 7.2)             load 5.4–7.3
+//	inside Run:     Open MPI 1.8, MPICH 4.9 (C 2.2 and 2.7 in those runs,
+//	                load 3.8–5.7), was 8.8 and 17.0
+//
+// MPICH under load has a long tail (single execs up to 400 µs, its C
+// loop up to 170 µs: both ranks spin). A snippet pays the interpreter's
+// call of a compiled function on top, 0.4–2.8 µs for mpi.Rank() alone in
+// the same runs. Inside Run(f), f's
+// calls use MPI's blocking forms, which cannot be interrupted and which
+// MPI never pairs with the nonblocking forms the other calls use: a
+// collective must be made inside Run on every rank or on none. Polling
+// instead of parking was tried for the hand-off and made things worse,
+// because mpiexec binds each rank to a core and the polling threads
+// starve each other.
 //
 // # API
 //
-//	Init() error                        MPI_Init_thread(FUNNELED); idempotent
+//	Init() error                        MPI_Init_thread(SERIALIZED, else FUNNELED); idempotent
+//	ThreadLevel() string                "serialized", "funneled", ... as provided; "" before Init
 //	Finalize() error                    MPI_Finalize; later calls return ErrFinalized
 //	Available() bool                    built with MPI
 //	Flavor() string                     "openmpi", "mpich" or ""
@@ -58,7 +94,7 @@
 //	AllreduceFloat64(x float64, op Op) (float64, error)
 //	AllreduceInt64(x int64, op Op) (int64, error)
 //	Abort(code int) error                              MPI_Abort on the world communicator
-//	Run(f func()) error                                run f on the MPI goroutine (fast path)
+//	Run(f func()) error                                run f on the MPI goroutine (blocking calls)
 //	Interrupt(), ResetInterrupt()                      end waiting calls (engines: SIGINT), and undo
 //
 // Buffers are []float64, []float32, []int64, []int32, []byte, *mat.Dense and
@@ -88,8 +124,9 @@
 // one Barrier on every rank brings the ranks back in step. An interrupted
 // Recv is cancelled. Calls made while Interrupt is in effect start nothing.
 // Collectives called inside Run(f) keep MPI's blocking calls, because the
-// nonblocking form plus polling costs several µs more per small
-// collective: they are the fast path and cannot be interrupted.
+// nonblocking form plus polling costs up to 2 µs more per small
+// collective with Open MPI (its libnbc; in C, 0.6–1.0 µs blocking against
+// 2.9–3.1 µs nonblocking, 2 ranks): they cannot be interrupted.
 //
 // Errors from the MPI library are returned (the world communicator uses
 // MPI_ERRORS_RETURN) as *Error values carrying the MPI error string.

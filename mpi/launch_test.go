@@ -106,6 +106,33 @@ func TestCollectivesUnderMpiexec(t *testing.T) {
 	checkPasses(t, out, n)
 }
 
+// TestFunneled runs rankMain with $IPP_MPI_THREAD_LEVEL=funneled: every
+// call is handed to the MPI goroutine, the path a library providing less
+// than MPI_THREAD_SERIALIZED takes, and everything must work the same.
+func TestFunneled(t *testing.T) {
+	name, n, env := launcher()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		testutil.Missing(t, "%s not found: %v", name, err)
+	}
+	out := runRanks(t, append(env, levelEnv+"=funneled"), path, "-n", fmt.Sprint(n), os.Args[0])
+	checkPasses(t, out, n)
+}
+
+// TestBadThreadLevel checks that an unknown $IPP_MPI_THREAD_LEVEL fails
+// Init with an error naming the variable, before MPI is touched (this test
+// process never initialises MPI).
+func TestBadThreadLevel(t *testing.T) {
+	t.Setenv(levelEnv, "multiple-please")
+	err := Init()
+	if err == nil || !strings.Contains(err.Error(), levelEnv) || !strings.Contains(err.Error(), "multiple-please") {
+		t.Fatalf("Init with a bad %s = %v, want an error naming it", levelEnv, err)
+	}
+	if state.Load() != stateNone || ThreadLevel() != "" || Rank() != -1 {
+		t.Fatalf("after a refused Init: state %d, ThreadLevel %q, Rank %d; want nothing initialised", state.Load(), ThreadLevel(), Rank())
+	}
+}
+
 // TestSingleton runs rankMain without a launcher: MPI must come up as a
 // world of size 1 and every collective must still work.
 func TestSingleton(t *testing.T) {

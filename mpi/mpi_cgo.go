@@ -41,12 +41,18 @@ static MPI_Op ipp_op(int o) {
 	return MPI_OP_NULL;
 }
 
-static int ipp_init(int *provided) {
-	int rc = MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, provided);
+static int ipp_init(int serialized, int *provided) {
+	int rc = MPI_Init_thread(NULL, NULL, serialized ? MPI_THREAD_SERIALIZED : MPI_THREAD_FUNNELED, provided);
 	if (rc != MPI_SUCCESS) return rc;
 	// Return errors to Go instead of aborting the process.
 	return MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
 }
+// ipp_mpi_thread is set on the MPI goroutine's thread only: reading it
+// tells a call whether it runs there (inside Run) for the price of a cgo
+// call, where gettid is a system call (about 1 µs on a paravirtualised VM).
+static __thread int ipp_mpi_thread;
+static void ipp_mark_mpi_thread(void) { ipp_mpi_thread = 1; }
+static int ipp_on_mpi_thread(void) { return ipp_mpi_thread; }
 static int ipp_initialized(void) { int f = 0; MPI_Initialized(&f); return f; }
 static int ipp_is_thread_main(void) { int f = 0; MPI_Is_thread_main(&f); return f; }
 static int ipp_rank(int *r) { return MPI_Comm_rank(MPI_COMM_WORLD, r); }
@@ -113,17 +119,16 @@ static int ipp_irecv(void *b, int n, int k, int src, int tag, MPI_Request *q) {
 }
 
 // ipp_interrupted is set by Interrupt from any thread and read by the
-// polling loop on the MPI thread; ipp_generation counts interrupts, so that
-// an operation called before an interrupt ends even if the flag has been
-// reset by the time the MPI thread looks (the engine resets it when its
-// next request starts).
+// polling loop of the thread in MPI; ipp_gen counts interrupts (Go reads
+// it directly, see generation), so that an operation called before an
+// interrupt ends even if the flag has been reset by the time the polling
+// thread looks (the engine resets it when its next request starts).
 static int ipp_interrupted;
-static long ipp_gen;
+long ipp_gen;
 void ipp_set_interrupt(int v) {
 	if (v) __atomic_add_fetch(&ipp_gen, 1, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&ipp_interrupted, v, __ATOMIC_SEQ_CST);
 }
-long ipp_generation(void) { return __atomic_load_n(&ipp_gen, __ATOMIC_SEQ_CST); }
 int ipp_is_interrupted(long gen) {
 	return __atomic_load_n(&ipp_interrupted, __ATOMIC_SEQ_CST) || __atomic_load_n(&ipp_gen, __ATOMIC_SEQ_CST) != gen;
 }
@@ -140,7 +145,15 @@ int ipp_is_interrupted(long gen) {
 // oversubscribed peer may need it). After that the wait is for a peer, not
 // for data: it sleeps between tests with a backoff up to 1 ms so that a
 // rank waiting long does not hold a core.
+int ipp_waiting;
+static int ipp_wait_loop(MPI_Request *q, int *osrc, int *otag, int *ocount, int k, long gen, int *done);
 int ipp_wait(MPI_Request *q, int *osrc, int *otag, int *ocount, int k, long gen, int *done) {
+	__atomic_add_fetch(&ipp_waiting, 1, __ATOMIC_SEQ_CST);
+	int rc = ipp_wait_loop(q, osrc, otag, ocount, k, gen, done);
+	__atomic_sub_fetch(&ipp_waiting, 1, __ATOMIC_SEQ_CST);
+	return rc;
+}
+static int ipp_wait_loop(MPI_Request *q, int *osrc, int *otag, int *ocount, int k, long gen, int *done) {
 	MPI_Status st;
 	struct timespec ts = {0, 1000}, t0, now;
 	long spins = 0;
@@ -173,6 +186,68 @@ int ipp_wait(MPI_Request *q, int *osrc, int *otag, int *ocount, int k, long gen,
 		}
 	}
 }
+// The collectives by number, so that one cgo call can start and complete
+// any of them (ipp_collective): a Go closure per call, and the cgo calls
+// around it, cost more than a small collective itself.
+enum { IPP_BARRIER = 1, IPP_BCAST, IPP_REDUCE, IPP_ALLREDUCE, IPP_GATHER, IPP_ALLGATHER, IPP_SCATTER };
+
+// ipp_req and ipp_done are the request and outcome of the last
+// ipp_collective. Only one thread is inside MPI at a time (SERIALIZED
+// under the Go mutex, or FUNNELED on the MPI goroutine), so one of each
+// suffices, and Go passes no pointer of its own for them.
+MPI_Request ipp_req;
+int ipp_done;
+
+static int ipp_block(int which, void *s, void *r, int n, int k, int o, int root, int inplace) {
+	switch (which) {
+	case IPP_BARRIER:   return ipp_barrier();
+	case IPP_BCAST:     return ipp_bcast(s, n, k, root);
+	case IPP_REDUCE:    return ipp_reduce(s, r, n, k, o, root, inplace);
+	case IPP_ALLREDUCE: return ipp_allreduce(s, r, n, k, o, inplace);
+	case IPP_GATHER:    return ipp_gather(s, n, r, k, root);
+	case IPP_ALLGATHER: return ipp_allgather(s, n, r, k);
+	case IPP_SCATTER:   return ipp_scatter(s, r, n, k, root);
+	}
+	return MPI_ERR_OP;
+}
+
+static int ipp_start(int which, void *s, void *r, int n, int k, int o, int root, int inplace, MPI_Request *q) {
+	switch (which) {
+	case IPP_BARRIER:   return ipp_ibarrier(q);
+	case IPP_BCAST:     return ipp_ibcast(s, n, k, root, q);
+	case IPP_REDUCE:    return ipp_ireduce(s, r, n, k, o, root, inplace, q);
+	case IPP_ALLREDUCE: return ipp_iallreduce(s, r, n, k, o, inplace, q);
+	case IPP_GATHER:    return ipp_igather(s, n, r, k, root, q);
+	case IPP_ALLGATHER: return ipp_iallgather(s, n, r, k, q);
+	case IPP_SCATTER:   return ipp_iscatter(s, r, n, k, root, q);
+	}
+	return MPI_ERR_OP;
+}
+
+// ipp_collective runs one collective: MPI's blocking call when blocking
+// (inside Run), else the nonblocking form completed by ipp_wait. It sets
+// ipp_done to 1 when the call is over (its code returned), 2 when an
+// interrupt came first and nothing was started, 0 when an interrupt ended
+// the wait and ipp_req is still active.
+int ipp_collective(int which, void *s, void *r, int n, int k, int o, int root, int inplace, int blocking, long gen) {
+	if (blocking) {
+		ipp_done = 1;
+		return ipp_block(which, s, r, n, k, o, root, inplace);
+	}
+	if (ipp_is_interrupted(gen)) {
+		// Called by a snippet already interrupted (on its way out):
+		// starting the operation would only leave one more pending.
+		ipp_done = 2;
+		return MPI_SUCCESS;
+	}
+	int rc = ipp_start(which, s, r, n, k, o, root, inplace, &ipp_req);
+	if (rc != MPI_SUCCESS) {
+		ipp_done = 1;
+		return rc;
+	}
+	return ipp_wait(&ipp_req, NULL, NULL, NULL, 0, gen, &ipp_done);
+}
+
 // ipp_test reports whether an interrupted request has completed since.
 int ipp_test(MPI_Request *q, int *flag) { return MPI_Test(q, flag, MPI_STATUS_IGNORE); }
 int ipp_cancel(MPI_Request *q) { return MPI_Cancel(q); }
@@ -191,10 +266,10 @@ import "C"
 
 import (
 	"fmt"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 	"unsafe"
 )
@@ -221,15 +296,39 @@ var jobPool = sync.Pool{New: func() any { return &job{done: make(chan struct{}, 
 // that callers never race with Init over the variable.
 var jobs = make(chan *job)
 
-// mpiTID is the OS thread of the MPI goroutine, and inJob is true while
-// that goroutine runs a job. Together they let a call made from inside a
-// job (through Run) go straight to MPI: only the locked goroutine can be
-// on that thread, and checking inJob first keeps the gettid system call
-// off every other caller's path.
-var (
-	mpiTID int
-	inJob  atomic.Bool
-)
+// inJob is true while the MPI goroutine runs a job. With onMPIGoroutine
+// it lets a call made from inside a job (through Run) go straight to MPI:
+// only the locked goroutine can be on that thread, and checking inJob
+// first keeps the thread check off every other caller's path.
+var inJob atomic.Bool
+
+// onMPIGoroutine reports whether the caller is the MPI goroutine inside
+// a job (Run, Finalize).
+func onMPIGoroutine() bool { return inJob.Load() && C.ipp_on_mpi_thread() != 0 }
+
+// serialized is true when the library provided MPI_THREAD_SERIALIZED (or
+// more): any thread may then call MPI while holding mu, so calls run on
+// the caller's own thread instead of being handed to the MPI goroutine
+// (two thread switches, most of the Go−C gap; see doc.go). Without it
+// (FUNNELED) every call is handed off. Set once by Init.
+var serialized bool
+
+// mu serialises MPI calls when serialized is set: callers hold it around
+// their MPI work, and the MPI goroutine holds it while it runs a job
+// (Run, Finalize), so one thread at a time is inside MPI, as
+// MPI_THREAD_SERIALIZED requires. It also guards pending, callGen and
+// direct, which only the holder touches.
+var mu sync.Mutex
+
+// threadLevel is the level name ThreadLevel reports, set by Init.
+var threadLevel string
+
+// levelEnv overrides the thread level Init requests: "funneled" keeps
+// every call on the MPI goroutine (the hand-off), "serialized" (the
+// default) lets any thread call MPI under a mutex. It exists to compare
+// the two and as a way out should a library misbehave when called from
+// several threads.
+const levelEnv = "IPP_MPI_THREAD_LEVEL"
 
 // direct is true while a call made inside Run runs (on the MPI
 // goroutine): collectives then use MPI's blocking calls, which are faster
@@ -237,8 +336,8 @@ var (
 // be interrupted.
 var direct bool
 
-// callGen is the interrupt generation of the job the MPI goroutine runs:
-// its waits end when an interrupt came after the job was queued.
+// callGen is the interrupt generation of the call inside MPI: its waits
+// end when an interrupt came after the call was made.
 var callGen C.long
 
 // Lifecycle, for the checks callers make before queueing work. The MPI
@@ -262,10 +361,12 @@ var (
 	tagUB      int
 )
 
-// Init initialises MPI with MPI_THREAD_FUNNELED on a dedicated goroutine
-// locked to its OS thread, which then performs every MPI call of the
-// process. Calling Init again is a no-op; after Finalize it returns
-// ErrFinalized.
+// Init initialises MPI on a dedicated goroutine locked to its OS thread
+// (the MPI goroutine), asking for MPI_THREAD_SERIALIZED. When the library
+// provides it, every call runs on the calling goroutine's thread under a
+// mutex; otherwise (FUNNELED, or $IPP_MPI_THREAD_LEVEL=funneled) every
+// call is handed to the MPI goroutine. Run and Finalize always run there.
+// Calling Init again is a no-op; after Finalize it returns ErrFinalized.
 func Init() error {
 	initMu.Lock()
 	defer initMu.Unlock()
@@ -277,8 +378,18 @@ func Init() error {
 	case stateFailed:
 		return initErr
 	}
+	want := true
+	switch v := os.Getenv(levelEnv); v {
+	case "", "serialized":
+	case "funneled":
+		want = false
+	default:
+		// Not a state failure: nothing was initialised, and a corrected
+		// environment may call Init again.
+		return fmt.Errorf("mpi: $%s=%q: want serialized or funneled", levelEnv, v)
+	}
 	ready := make(chan error, 1)
-	go serve(ready)
+	go serve(want, ready)
 	if err := <-ready; err != nil {
 		initErr = err
 		state.Store(stateFailed)
@@ -288,10 +399,35 @@ func Init() error {
 	return nil
 }
 
-// serve is the MPI goroutine. It must lock its thread before
-// MPI_Init_thread: FUNNELED makes the initialising thread the only one
-// allowed to call MPI.
-func serve(ready chan<- error) {
+// ThreadLevel names the thread support MPI provided at Init ("single",
+// "funneled", "serialized" or "multiple"), or "" before Init. Below
+// "serialized", every call is handed to the MPI goroutine.
+func ThreadLevel() string {
+	if state.Load() == stateNone {
+		return ""
+	}
+	return threadLevel
+}
+
+// levelName names an MPI_THREAD_* value.
+func levelName(l C.int) string {
+	switch l {
+	case C.MPI_THREAD_SINGLE:
+		return "single"
+	case C.MPI_THREAD_FUNNELED:
+		return "funneled"
+	case C.MPI_THREAD_SERIALIZED:
+		return "serialized"
+	case C.MPI_THREAD_MULTIPLE:
+		return "multiple"
+	}
+	return fmt.Sprintf("unknown (%d)", int(l))
+}
+
+// serve is the MPI goroutine. It locks its thread before MPI_Init_thread:
+// that thread is MPI's main thread, the only one FUNNELED allows to call
+// MPI and the one MPI_Finalize must be called on.
+func serve(wantSerialized bool, ready chan<- error) {
 	runtime.LockOSThread()
 	// Never unlocked: the thread belongs to MPI until the process exits.
 	if C.ipp_initialized() != 0 {
@@ -299,7 +435,7 @@ func serve(ready chan<- error) {
 		return
 	}
 	var provided C.int
-	if rc := C.ipp_init(&provided); rc != C.MPI_SUCCESS {
+	if rc := C.ipp_init(cbool(wantSerialized), &provided); rc != C.MPI_SUCCESS {
 		ready <- mpiError("MPI_Init_thread", rc)
 		return
 	}
@@ -319,7 +455,10 @@ func serve(ready chan<- error) {
 		return
 	}
 	rank, size, procName, tagUB = int(r), int(s), string(name[:n]), int(C.ipp_tag_ub())
-	mpiTID = syscall.Gettid()
+	// MPI levels are ordered: SERIALIZED or MULTIPLE both allow it.
+	serialized = wantSerialized && provided >= C.MPI_THREAD_SERIALIZED
+	threadLevel = levelName(provided)
+	C.ipp_mark_mpi_thread()
 	ready <- nil
 
 	finalized := false
@@ -327,6 +466,9 @@ func serve(ready chan<- error) {
 		if finalized {
 			j.err = ErrFinalized
 		} else {
+			if serialized {
+				mu.Lock()
+			}
 			inJob.Store(true)
 			callGen = j.gen
 			j.err = j.fn()
@@ -334,22 +476,29 @@ func serve(ready chan<- error) {
 			// Finalize's job flips the state; everything queued
 			// behind it must not touch MPI any more.
 			finalized = state.Load() == stateFinalized
+			if serialized {
+				mu.Unlock()
+			}
 		}
 		j.done <- struct{}{}
 	}
 }
 
-// do runs fn on the MPI goroutine and waits for its result.
-func do(fn func() error) error {
-	switch state.Load() {
-	case stateNone:
-		return ErrNotInitialized
-	case stateFinalized:
-		return ErrFinalized
-	case stateFailed:
-		return initErr
+// cbool converts for C.
+func cbool(b bool) C.int {
+	if b {
+		return 1
 	}
-	if inJob.Load() && syscall.Gettid() == mpiTID {
+	return 0
+}
+
+// do runs fn where it may call MPI and returns its result: on the
+// calling thread under mu when serialized, else on the MPI goroutine.
+func do(fn func() error) error {
+	if err := ready(); err != nil {
+		return err
+	}
+	if onMPIGoroutine() {
 		// Already on the MPI goroutine, inside Run: the fast path.
 		was := direct
 		direct = true
@@ -357,9 +506,40 @@ func do(fn func() error) error {
 		direct = was
 		return err
 	}
+	if !serialized {
+		return handOff(fn)
+	}
+	// The generation is read before waiting for mu, as handOff reads it
+	// before queueing: an interrupt sent while this call waits for
+	// another one to leave MPI ends this call too.
+	gen := generation()
+	mu.Lock()
+	defer mu.Unlock()
+	if state.Load() == stateFinalized {
+		return ErrFinalized
+	}
+	callGen = gen
+	return fn()
+}
+
+// onMPIThread runs fn on the MPI goroutine whatever the thread level:
+// for Run (whose f gets the direct path) and Finalize (which MPI wants on
+// the thread that initialised it).
+func onMPIThread(fn func() error) error {
+	if err := ready(); err != nil {
+		return err
+	}
+	if onMPIGoroutine() {
+		return fn()
+	}
+	return handOff(fn)
+}
+
+// handOff runs fn on the MPI goroutine and waits for its result.
+func handOff(fn func() error) error {
 	j := jobPool.Get().(*job)
 	j.fn = fn
-	j.gen = C.ipp_generation()
+	j.gen = generation()
 	jobs <- j
 	<-j.done
 	err := j.err
@@ -395,20 +575,22 @@ func Finalize() error {
 	if state.Load() != stateRunning {
 		return do(nil) // the right error for the state
 	}
-	return do(func() error {
+	return onMPIThread(func() error {
 		state.Store(stateFinalized)
 		return check("MPI_Finalize", C.MPI_Finalize())
 	})
 }
 
-// Run calls f on the MPI goroutine and returns when f does. Calls to this
-// package made by f itself (not by goroutines it starts) go directly to
-// MPI instead of being handed to the MPI goroutine, which saves the thread
-// switch each call otherwise costs (µs, against under 1 µs for a small
-// collective; see doc.go). Other goroutines' calls wait until f returns,
-// so f must not wait for a goroutine that is calling MPI: that deadlocks.
+// Run calls f on the MPI goroutine and returns when f does. Collectives
+// that f itself calls (not goroutines it starts) use MPI's blocking forms,
+// which save Open MPI's nonblocking overhead (up to 2 µs per small
+// collective; see doc.go) but cannot be interrupted, and which MPI does
+// not pair with the nonblocking forms calls outside Run make: call a
+// given collective inside Run on every rank or on none. Other goroutines'
+// calls wait until f returns, so f must not wait for a goroutine that is
+// calling MPI: that deadlocks.
 func Run(f func()) error {
-	return do(func() error {
+	return onMPIThread(func() error {
 		f()
 		return nil
 	})
@@ -455,7 +637,8 @@ func Barrier() error {
 		if p := pendingCollective(); p != nil && p.op == "MPI_Barrier" {
 			return resume(p)
 		}
-		return collective("MPI_Barrier", nil, func(q *C.MPI_Request) C.int { return C.ipp_ibarrier(q) }, func() C.int { return C.ipp_barrier() })
+		c := call{op: "MPI_Barrier", which: C.IPP_BARRIER}
+		return c.run()
 	})
 }
 
@@ -497,9 +680,7 @@ func Bcast(buf any, root int) error {
 	if err := checkRank("root", root); err != nil {
 		return err
 	}
-	return collectiveInto(b, "MPI_Bcast", []unsafe.Pointer{b.p}, func(q *C.MPI_Request) C.int {
-		return C.ipp_ibcast(b.p, C.int(b.n), C.int(b.k), C.int(root), q)
-	}, func() C.int { return C.ipp_bcast(b.p, C.int(b.n), C.int(b.k), C.int(root)) })
+	return collective(call{op: "MPI_Bcast", which: C.IPP_BCAST, s: b.p, n: C.int(b.n), k: C.int(b.k), root: C.int(root)}, b)
 }
 
 // Reduce combines send element-wise across ranks with op into recv at
@@ -531,11 +712,7 @@ func Reduce(send, recv any, op Op, root int) error {
 	} else {
 		r = buffer{}
 	}
-	return collectiveInto(r, "MPI_Reduce", []unsafe.Pointer{s.p, r.p}, func(q *C.MPI_Request) C.int {
-		return C.ipp_ireduce(s.p, r.p, C.int(s.n), C.int(s.k), C.int(op), C.int(root), C.int(inplace), q)
-	}, func() C.int {
-		return C.ipp_reduce(s.p, r.p, C.int(s.n), C.int(s.k), C.int(op), C.int(root), C.int(inplace))
-	})
+	return collective(call{op: "MPI_Reduce", which: C.IPP_REDUCE, s: s.p, r: r.p, n: C.int(s.n), k: C.int(s.k), o: C.int(op), root: C.int(root), inplace: C.int(inplace)}, r)
 }
 
 // inPlace returns 1 when send and recv are the same buffer (MPI_IN_PLACE),
@@ -573,9 +750,7 @@ func Allreduce(send, recv any, op Op) error {
 	if err != nil {
 		return err
 	}
-	return collectiveInto(r, "MPI_Allreduce", []unsafe.Pointer{s.p, r.p}, func(q *C.MPI_Request) C.int {
-		return C.ipp_iallreduce(s.p, r.p, C.int(s.n), C.int(s.k), C.int(op), C.int(inplace), q)
-	}, func() C.int { return C.ipp_allreduce(s.p, r.p, C.int(s.n), C.int(s.k), C.int(op), C.int(inplace)) })
+	return collective(call{op: "MPI_Allreduce", which: C.IPP_ALLREDUCE, s: s.p, r: r.p, n: C.int(s.n), k: C.int(s.k), o: C.int(op), inplace: C.int(inplace)}, r)
 }
 
 // AllreduceFloat64 combines one float64 from every rank with op.
@@ -587,13 +762,7 @@ func AllreduceFloat64(x float64, op Op) (float64, error) {
 	// and collective pins them until it lets go.
 	in, out := new(float64), new(float64)
 	*in = x
-	err := do(func() error {
-		return collective("MPI_Allreduce", []unsafe.Pointer{unsafe.Pointer(in), unsafe.Pointer(out)}, func(q *C.MPI_Request) C.int {
-			return C.ipp_iallreduce(unsafe.Pointer(in), unsafe.Pointer(out), 1, C.IPP_FLOAT64, C.int(op), 0, q)
-		}, func() C.int {
-			return C.ipp_allreduce(unsafe.Pointer(in), unsafe.Pointer(out), 1, C.IPP_FLOAT64, C.int(op), 0)
-		})
-	})
+	err := collective(call{op: "MPI_Allreduce", which: C.IPP_ALLREDUCE, s: unsafe.Pointer(in), r: unsafe.Pointer(out), n: 1, k: C.IPP_FLOAT64, o: C.int(op)}, buffer{})
 	return *out, err
 }
 
@@ -604,13 +773,7 @@ func AllreduceInt64(x int64, op Op) (int64, error) {
 	}
 	in, out := new(int64), new(int64)
 	*in = x
-	err := do(func() error {
-		return collective("MPI_Allreduce", []unsafe.Pointer{unsafe.Pointer(in), unsafe.Pointer(out)}, func(q *C.MPI_Request) C.int {
-			return C.ipp_iallreduce(unsafe.Pointer(in), unsafe.Pointer(out), 1, C.IPP_INT64, C.int(op), 0, q)
-		}, func() C.int {
-			return C.ipp_allreduce(unsafe.Pointer(in), unsafe.Pointer(out), 1, C.IPP_INT64, C.int(op), 0)
-		})
-	})
+	err := collective(call{op: "MPI_Allreduce", which: C.IPP_ALLREDUCE, s: unsafe.Pointer(in), r: unsafe.Pointer(out), n: 1, k: C.IPP_INT64, o: C.int(op)}, buffer{})
 	return *out, err
 }
 
@@ -639,9 +802,7 @@ func Gather(send, recv any, root int) error {
 	} else {
 		r = buffer{}
 	}
-	return collectiveInto(r, "MPI_Gather", []unsafe.Pointer{s.p, r.p}, func(q *C.MPI_Request) C.int {
-		return C.ipp_igather(s.p, C.int(s.n), r.p, C.int(s.k), C.int(root), q)
-	}, func() C.int { return C.ipp_gather(s.p, C.int(s.n), r.p, C.int(s.k), C.int(root)) })
+	return collective(call{op: "MPI_Gather", which: C.IPP_GATHER, s: s.p, r: r.p, n: C.int(s.n), k: C.int(s.k), root: C.int(root)}, r)
 }
 
 // Allgather collects send from every rank, in rank order, into recv on
@@ -660,9 +821,7 @@ func Allgather(send, recv any) error {
 	if overlaps(s, r) {
 		return fmt.Errorf("mpi: Allgather send and receive buffers overlap")
 	}
-	return collectiveInto(r, "MPI_Allgather", []unsafe.Pointer{s.p, r.p}, func(q *C.MPI_Request) C.int {
-		return C.ipp_iallgather(s.p, C.int(s.n), r.p, C.int(s.k), q)
-	}, func() C.int { return C.ipp_allgather(s.p, C.int(s.n), r.p, C.int(s.k)) })
+	return collective(call{op: "MPI_Allgather", which: C.IPP_ALLGATHER, s: s.p, r: r.p, n: C.int(s.n), k: C.int(s.k)}, r)
 }
 
 // Scatter splits send at root into Size() consecutive parts of len(recv)
@@ -692,9 +851,7 @@ func Scatter(send, recv any, root int) error {
 	} else {
 		s = buffer{}
 	}
-	return collectiveInto(r, "MPI_Scatter", []unsafe.Pointer{s.p, r.p}, func(q *C.MPI_Request) C.int {
-		return C.ipp_iscatter(s.p, r.p, C.int(r.n), C.int(r.k), C.int(root), q)
-	}, func() C.int { return C.ipp_scatter(s.p, r.p, C.int(r.n), C.int(r.k), C.int(root)) })
+	return collective(call{op: "MPI_Scatter", which: C.IPP_SCATTER, s: s.p, r: r.p, n: C.int(r.n), k: C.int(r.k), root: C.int(root)}, r)
 }
 
 // checkTag validates a message tag; wildcard says whether AnyTag is allowed.
@@ -781,6 +938,19 @@ func Recv(buf any, src, tag int) (Status, error) {
 // the tests use it to prove FUNNELED is respected.
 func isThreadMain() (bool, error) {
 	var main bool
+	err := onMPIThread(func() error {
+		main = C.ipp_is_thread_main() != 0
+		return nil
+	})
+	return main, err
+}
+
+// callIsThreadMain reports MPI_Is_thread_main for a call made as the API
+// makes its calls (do): the tests use it to prove that under SERIALIZED a
+// call runs on its caller's thread, and under FUNNELED on the MPI
+// goroutine's.
+func callIsThreadMain() (bool, error) {
+	var main bool
 	err := do(func() error {
 		main = C.ipp_is_thread_main() != 0
 		return nil
@@ -793,7 +963,7 @@ func isThreadMain() (bool, error) {
 // is measured against.
 func allreduceLoopC(n int) (time.Duration, error) {
 	var secs float64
-	err := do(func() error {
+	err := onMPIThread(func() error {
 		secs = float64(C.ipp_allreduce_loop(C.int(n)))
 		return nil
 	})

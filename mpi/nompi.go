@@ -19,6 +19,10 @@ func Init() error { return ErrNoMPI }
 // Finalize would finalise MPI; without MPI it returns ErrNoMPI.
 func Finalize() error { return ErrNoMPI }
 
+// ThreadLevel names the thread support MPI provided at Init; "" in this
+// build.
+func ThreadLevel() string { return "" }
+
 // Rank returns the world rank, or -1 when MPI is not initialised (always,
 // in this build).
 func Rank() int { return -1 }

@@ -58,6 +58,7 @@ func rankMain() int {
 	checkGonum(r, n, failf)
 	checkSendRecv(r, n, failf)
 	checkRefusals(r, n, failf)
+	checkThreads(r, n, failf)
 	checkInterrupt(r, n, failf)
 	bench(r, n, failf)
 
@@ -387,6 +388,84 @@ func checkRefusals(r, n int, failf func(string, ...any)) {
 	}
 }
 
+// checkThreads checks the thread level Init settled on against the one
+// the environment asked for, that calls run where that level says (on the
+// caller's thread under SERIALIZED, on the MPI goroutine's under
+// FUNNELED), and that collectives called from several goroutines at once
+// all complete, also while a Run holds the MPI goroutine.
+func checkThreads(r, n int, failf func(string, ...any)) {
+	wantSerialized := os.Getenv(levelEnv) != "funneled"
+	level := ThreadLevel()
+	if serialized != wantSerialized || (serialized && level != "serialized" && level != "multiple") {
+		failf("ThreadLevel() = %q, serialized %v; want serialized %v ($%s=%q)", level, serialized, wantSerialized, levelEnv, os.Getenv(levelEnv))
+	}
+	// A goroutine locked to a thread of its own is certainly not on the
+	// MPI goroutine's thread.
+	type answer struct {
+		main bool
+		err  error
+	}
+	got := make(chan answer, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		m, err := callIsThreadMain()
+		got <- answer{m, err}
+	}()
+	if a := <-got; a.err != nil || a.main == serialized {
+		failf("a call from another thread ran on the MPI thread: %v (serialized %v), %v", a.main, serialized, a.err)
+	}
+
+	// Identical collectives pair up whatever order the goroutines of one
+	// rank reach MPI in, so every call must return the full sum.
+	const workers, calls = 4, 50
+	errs := make(chan error, workers+1)
+	for range workers {
+		go func() {
+			for range calls {
+				v, err := AllreduceInt64(1, Sum)
+				if err == nil && v != int64(n) {
+					err = fmt.Errorf("sum %d, want %d", v, n)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	// One more worker holds the MPI goroutine with Run meanwhile; the
+	// others wait for it and then go on. Its calls are not collectives:
+	// inside Run they would be MPI's blocking forms, which MPI never
+	// pairs with the nonblocking ones the other ranks' workers make.
+	go func() {
+		var err error
+		if rerr := Run(func() {
+			for range calls {
+				var main bool
+				if main, err = callIsThreadMain(); err == nil && !main {
+					err = fmt.Errorf("a call inside Run did not run on the MPI thread")
+				}
+				if err != nil {
+					return
+				}
+			}
+		}); rerr != nil {
+			err = rerr
+		}
+		errs <- err
+	}()
+	for range workers + 1 {
+		if err := <-errs; err != nil {
+			failf("concurrent Allreduce: %v", err)
+		}
+	}
+	if err := Barrier(); err != nil {
+		failf("Barrier after the concurrent calls: %v", err)
+	}
+}
+
 // checkInterrupt leaves the last rank out of a Barrier, interrupts the
 // others, and checks that they refuse other collectives with the reason,
 // that one Barrier on every rank brings them back in step, and that an
@@ -406,6 +485,11 @@ func checkInterrupt(r, n int, failf func(string, ...any)) {
 			}
 			runtime.Gosched()
 		}
+		// Another goroutine's collective waits its turn behind the
+		// Barrier (for the mutex, or in the hand-off queue): the interrupt
+		// must not leave it stuck there.
+		queued := make(chan error, 1)
+		go func() { _, err := AllreduceInt64(1, Sum); queued <- err }()
 		Interrupt()
 		err := <-done
 		var ie *InterruptedError
@@ -413,6 +497,13 @@ func checkInterrupt(r, n int, failf func(string, ...any)) {
 			failf("interrupted Barrier = %v, want an InterruptedError for MPI_Barrier", err)
 		}
 		ResetInterrupt()
+		// It either saw the interrupt or found the Barrier pending.
+		qerr := <-queued
+		var qpe *PendingError
+		var qie *InterruptedError
+		if !errors.As(qerr, &qpe) && !errors.As(qerr, &qie) {
+			failf("Allreduce queued behind the interrupted Barrier = %v, want a PendingError or InterruptedError", qerr)
+		}
 		_, err = AllreduceInt64(1, Sum)
 		var pe *PendingError
 		if !errors.As(err, &pe) || pe.Pending != "MPI_Barrier" || pe.Op != "MPI_Allreduce" {

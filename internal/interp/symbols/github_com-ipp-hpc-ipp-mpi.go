@@ -45,6 +45,7 @@ func init() {
 		"Send":              reflect.ValueOf(mpi.Send),
 		"Size":              reflect.ValueOf(mpi.Size),
 		"Sum":               reflect.ValueOf(mpi.Sum),
+		"ThreadLevel":       reflect.ValueOf(mpi.ThreadLevel),
 
 		// type definitions
 		"Error":  reflect.ValueOf((*mpi.Error)(nil)),
