@@ -14,10 +14,8 @@ count serves every measure at that count:
 
 "skipped" maps a measure to why it was not taken; "versions" names what ran.
 """
-import argparse
 import json
 import statistics
-import sys
 import time
 
 import dask
@@ -25,13 +23,12 @@ import distributed
 import numpy as np
 from dask.distributed import Client, LocalCluster
 
+import driver
+
 
 def identity(x=None):
     return x
 
-
-def ints(s):
-    return [int(v) for v in s.split(",") if v.strip()]
 
 
 def held(key, dask_worker=None):
@@ -119,47 +116,13 @@ def scatter_gather(client, mb, out):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--startup-sizes", default="2,8,32")
-    ap.add_argument("--task-sizes", default="1,2,4,8,32")
-    ap.add_argument("--tasks", type=int, default=10000)
-    ap.add_argument("--curve-tasks", type=int, default=5000)
-    ap.add_argument("--calls", type=int, default=1000)
-    ap.add_argument("--data-mb", default="1,10,100,1000")
-    ap.add_argument("--scatter-mb", type=int, default=100)
-    a = ap.parse_args()
+    a = driver.parse_args()
     # The active memory manager drops replicas no task waits for (every 2 s
     # by default): it would undo the broadcast before the pull reads the
     # copies back ('Run Failed ... KeyError' on one worker).
     dask.config.set({"distributed.scheduler.active-memory-manager.start": False})
-    out, skipped = {}, {}
-    startup, task_sizes = ints(a.startup_sizes), ints(a.task_sizes)
-    counts = sorted(set(startup) | set(task_sizes) | {2} | ({4} if a.scatter_mb > 0 else set()))
-    for n in counts:
-        # a count that fails is reported and the others still taken
-        try:
-            c, client, dt = cluster(n)
-        except Exception as e:
-            skipped[f"startup_{n}_s"] = f"{type(e).__name__}: {e}"[:300]
-            print(f"{n} engines did not start: {e}", file=sys.stderr, flush=True)
-            continue
-        try:
-            if n in startup:
-                out[f"startup_{n}_s"] = dt
-            if n in task_sizes:
-                out[f"lb_tasks_per_s_{n}"] = tasks(client, a.tasks if n == 2 else a.curve_tasks)
-            if n == 2:
-                latency(client, a.calls, out)
-                data(client, ints(a.data_mb), out, skipped)
-            if n == 4 and a.scatter_mb > 0:
-                scatter_gather(client, a.scatter_mb, out)
-        except Exception as e:
-            skipped[f"engines_{n}"] = f"{type(e).__name__}: {e}"[:300]
-            print(f"at {n} engines: {e}", file=sys.stderr, flush=True)
-        finally:
-            client.close()
-            c.close()
-        print(f"dask: {n} workers done", file=sys.stderr, flush=True)
+    out, skipped = driver.run(a, "dask", cluster, lambda c, client: (client.close(), c.close()),
+                              tasks, latency, data, scatter_gather)
     out["versions"] = {"dask": dask.__version__, "distributed": distributed.__version__}
     out["skipped"] = skipped
     print(json.dumps(out))

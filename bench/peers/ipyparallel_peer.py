@@ -15,7 +15,6 @@ measure taken at that count:
 
 "skipped" maps a measure to why it was not taken; "versions" names what ran.
 """
-import argparse
 import json
 import statistics
 import sys
@@ -24,13 +23,12 @@ import time
 import numpy as np
 import ipyparallel as ipp
 
+import driver
+
 
 def identity(x=None):
     return x
 
-
-def ints(s):
-    return [int(v) for v in s.split(",") if v.strip()]
 
 
 def cluster(n):
@@ -118,45 +116,9 @@ def scatter_gather(rc, mb, out):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--startup-sizes", default="2,8,32,128")
-    ap.add_argument("--task-sizes", default="1,2,4,8,32")
-    ap.add_argument("--tasks", type=int, default=10000)
-    ap.add_argument("--curve-tasks", type=int, default=5000)
-    ap.add_argument("--calls", type=int, default=1000)
-    ap.add_argument("--data-mb", default="1,10,100,1000")
-    ap.add_argument("--scatter-mb", type=int, default=100)
-    a = ap.parse_args()
-    out = {}
-    skipped = {}
-    startup, task_sizes = ints(a.startup_sizes), ints(a.task_sizes)
-    # 2 engines carry latency and push/pull, 4 carry scatter/gather.
-    counts = sorted(set(startup) | set(task_sizes) | {2} | ({4} if a.scatter_mb > 0 else set()))
-    for n in counts:
-        # a count that fails is reported and the others still taken
-        try:
-            c, rc, dt = cluster(n)
-        except Exception as e:
-            skipped[f"startup_{n}_s"] = f"{type(e).__name__}: {e}"[:300]
-            print(f"{n} engines did not start: {e}", file=sys.stderr, flush=True)
-            continue
-        try:
-            if n in startup:
-                out[f"startup_{n}_s"] = dt
-            if n in task_sizes:
-                out[f"lb_tasks_per_s_{n}"] = tasks(rc, a.tasks if n == 2 else a.curve_tasks)
-            if n == 2:
-                latency(rc, a.calls, out)
-                data(rc, ints(a.data_mb), out, skipped)
-            if n == 4 and a.scatter_mb > 0:
-                scatter_gather(rc, a.scatter_mb, out)
-        except Exception as e:
-            skipped[f"engines_{n}"] = f"{type(e).__name__}: {e}"[:300]
-            print(f"at {n} engines: {e}", file=sys.stderr, flush=True)
-        finally:
-            rc.close()
-            c.stop_cluster_sync()
-        print(f"ipyparallel: {n} engines done", file=sys.stderr, flush=True)
+    a = driver.parse_args()
+    out, skipped = driver.run(a, "ipyparallel", cluster, lambda c, rc: (rc.close(), c.stop_cluster_sync()),
+                              tasks, latency, data, scatter_gather)
     out["versions"] = {"ipyparallel": ipp.__version__, "python": sys.version.split()[0],
                        "numpy": np.__version__}
     out["skipped"] = skipped
