@@ -17,6 +17,7 @@ import (
 
 	json "github.com/goccy/go-json"
 
+	"github.com/ipp-hpc/ipp/internal/procid"
 	"github.com/ipp-hpc/ipp/internal/protocol"
 	"github.com/ipp-hpc/ipp/internal/transport"
 	"github.com/ipp-hpc/ipp/internal/wire"
@@ -66,6 +67,9 @@ type Client struct {
 	probes atomic.Int64
 	// tun is the SSH tunnel the sockets connect through, nil when direct.
 	tun *clientTunnel
+	// ctlProc is the controller's process when the connection file names
+	// one on this host (busyHold), else nil.
+	ctlProc *procid.ID
 	// maxMessage is the largest message the controller accepts, from its
 	// connection_reply; 0 when it does not say.
 	maxMessage int64
@@ -136,6 +140,9 @@ type clientConfig struct {
 	// keepaliveInterval <= 0 turns the keepalive off.
 	keepaliveInterval time.Duration
 	keepaliveMisses   int
+	// busyLimit is the longest silence of a controller whose process runs
+	// on this host that the keepalive waits out; <= 0 never waits.
+	busyLimit time.Duration
 	// ssh overrides the connection file's ssh field when set (WithSSH).
 	ssh              *string
 	reconnectTimeout time.Duration
@@ -150,9 +157,11 @@ func WithLogger(l *slog.Logger) Option { return func(c *clientConfig) { c.logger
 func WithTransport(name string) Option { return func(c *clientConfig) { c.transportName = name } }
 
 // WithConnectTimeout bounds how long Connect waits for the hub's
-// connection_reply (default 10 s, as in ipyparallel). A hub that cannot
-// verify our signature never answers, so without a bound a wrong key would
-// hang until ctx ends.
+// connection_reply (default 10 s, as in ipyparallel), and then for the
+// IOPub and notification subscriptions to complete their handshakes (a
+// hub that answers while its IOPub port cannot be reached fails with a
+// timeout naming that port). A hub that cannot verify our signature never
+// answers, so without a bound a wrong key would hang until ctx ends.
 func WithConnectTimeout(d time.Duration) Option {
 	return func(c *clientConfig) { c.connectTimeout = d }
 }
@@ -217,7 +226,7 @@ func ConnectProfile(ctx context.Context, profile, clusterID string, opts ...Opti
 func newConfig(opts []Option) clientConfig {
 	cfg := clientConfig{
 		connectTimeout: 10 * time.Second, outputGrace: 5 * time.Second,
-		keepaliveInterval: defaultKeepaliveInterval, keepaliveMisses: defaultKeepaliveMisses,
+		keepaliveInterval: defaultKeepaliveInterval, keepaliveMisses: defaultKeepaliveMisses, busyLimit: defaultBusyLimit,
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -251,7 +260,10 @@ func curveClient(serverKey string) (*transport.Curve, error) {
 }
 
 // ConnectInfo connects with connection information already in memory (for
-// example a Go controller's ClientInfo in the same process).
+// example a Go controller's ClientInfo in the same process). Like Connect
+// it returns once the hub has answered and the IOPub and notification
+// subscriptions are in place, so that no output of a first request is
+// lost; WithConnectTimeout bounds both waits.
 func ConnectInfo(ctx context.Context, info *wire.ClientInfo, opts ...Option) (*Client, error) {
 	cfg := newConfig(opts)
 	backend := transport.Default()
@@ -289,6 +301,9 @@ func ConnectInfo(ctx context.Context, info *wire.ClientInfo, opts ...Option) (*C
 	}()
 	if info, err = c.openTunnel(ctx, info); err != nil {
 		return nil, err
+	}
+	if p := (procid.ID{PID: info.ControllerPID, Start: info.ControllerStart, Host: info.ControllerHost}); p.Local() {
+		c.ctlProc = &p
 	}
 	open := func(t transport.Type, port int, subscribe bool) (transport.Socket, error) {
 		// In place: every large frame the client sends is its own copy

@@ -21,6 +21,10 @@ const (
 
 	defaultKeepaliveInterval = time.Second
 	defaultKeepaliveMisses   = 3
+	// defaultBusyLimit bounds how long a silent controller whose process
+	// runs on this host is waited for (busyHold): a registration storm
+	// lasts tens of seconds, a hung controller forever.
+	defaultBusyLimit = 2 * time.Minute
 )
 
 // WithKeepalive tunes how the client notices a controller that died
@@ -30,7 +34,10 @@ const (
 // (any message on any socket counts, so a controller busy relaying work is
 // never taken for dead), the client closes and every outstanding request
 // fails with an error wrapping ErrControllerLost. The default, 1 s and 3
-// misses, reports a dead controller within about 3 to 5 s. An interval or
+// misses, reports a dead controller within about 3 to 5 s. A controller of
+// ours on the same host names its process in the connection file: while
+// that process runs, a silent controller is taken for busy and waited for,
+// up to 2 minutes of silence. An interval or
 // misses <= 0 turns the keepalive off (requests then wait for their
 // context, as with ipyparallel).
 func WithKeepalive(interval time.Duration, misses int) Option {
@@ -55,6 +62,10 @@ func (c *Client) keepalive(interval time.Duration, misses int) {
 	// holding: the misses were reached, but an ssh tunnel is coming back
 	// (tunnelHold), so the client waits instead of closing.
 	holding := false
+	// busy: the misses were reached, but the controller's process still
+	// runs on this host (busyHold), so the client waits for it.
+	busy := false
+	var busySince time.Duration // heard when busy began
 	for {
 		select {
 		case <-c.done:
@@ -67,15 +78,29 @@ func (c *Client) keepalive(interval time.Duration, misses int) {
 			missed++
 		} else {
 			missed = 0
+			if busy {
+				busy = false
+				c.log.Info("the controller answers again", "silent", (heard - busySince).Round(100*time.Millisecond))
+			}
 			if holding {
 				holding = false
 				c.reconnected("the controller answered again after " + (now - heard).Round(100*time.Millisecond).String())
 			}
 		}
 		if missed >= misses {
-			var detail string
-			if c.tun != nil {
-				var hold bool
+			hold, detail := c.busyHold(now - heard)
+			if hold {
+				if !busy {
+					busySince = heard
+					c.log.Warn("controller silent but its process runs; waiting for it", "pid", c.ctlProc.PID, "silent", (now - heard).Round(100*time.Millisecond), "limit", c.cfg.busyLimit)
+				}
+				busy = true
+				probe = now
+				c.sendProbe()
+				c.probes.Add(1)
+				continue
+			}
+			if c.tun != nil && detail == "" {
 				if hold, detail = c.tunnelHold(now - heard); hold {
 					if !holding {
 						c.log.Warn("controller silent; waiting for it to come back", "ssh", c.tun.dest, "silent", (now - heard).Round(100*time.Millisecond), "limit", c.tun.timeout)
@@ -102,6 +127,25 @@ func (c *Client) keepalive(interval time.Duration, misses int) {
 		c.sendProbe()
 		c.probes.Add(1)
 	}
+}
+
+// busyHold decides whether a controller that missed its probes is busy
+// rather than lost: its process (from the connection file) runs on this
+// host, and it has been silent for less than the busy limit. A thousand
+// engines registering at once on a two-core node keep a controller from
+// answering for longer than the misses allow, and it is not dead. detail
+// explains a refusal that the error should carry; it is empty when the
+// process cannot be checked (another host, no /proc) or is gone, where the
+// keepalive decides alone (or the restart recovery, which takes a gone
+// process for a controller being restarted).
+func (c *Client) busyHold(silence time.Duration) (hold bool, detail string) {
+	if c.ctlProc == nil || c.cfg.busyLimit <= 0 || (c.tun != nil && c.tun.t != nil) || !c.ctlProc.Running() {
+		return false, ""
+	}
+	if silence < c.cfg.busyLimit {
+		return true, ""
+	}
+	return false, fmt.Sprintf("; its process %d still runs but has not answered for %v (hung?)", c.ctlProc.PID, c.cfg.busyLimit)
 }
 
 // sendProbe sends one keepalive query. Its answer is matched by msg_type

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ipp-hpc/ipp/controller"
 	"github.com/ipp-hpc/ipp/engine"
+	"github.com/ipp-hpc/ipp/internal/procid"
 	"github.com/ipp-hpc/ipp/internal/testutil"
 )
 
@@ -259,5 +260,121 @@ func TestPythonKeepalive(t *testing.T) {
 	}
 	if strings.Contains(string(logText), "Bad Message Type") {
 		t.Errorf("the Python hub did not know the probe:\n%s", logText)
+	}
+}
+
+// TestKeepaliveWaitsForBusyController stops (SIGSTOP) a controller in
+// another process: a client on its host must take the silent controller
+// for busy while its process runs, keep probing past the misses, and work
+// again once it resumes; a client with a short busy limit must give up
+// after it, saying that the process still runs.
+func TestKeepaliveWaitsForBusyController(t *testing.T) {
+	dir := t.TempDir()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-test.run=^$")
+	cmd.Env = append(os.Environ(), childRoleEnv+"=controller", childDirEnv+"="+dir)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(waited)
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-waited
+	})
+	ctx := ctxT(t, 90*time.Second)
+	const misses = 3
+	connect := func(limit time.Duration) *Client {
+		opts := append(testOptions(), WithKeepalive(100*time.Millisecond, misses), func(c *clientConfig) { c.busyLimit = limit })
+		c, err := ConnectProfile(ctx, dir, "", opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	patient, hasty := connect(time.Hour), connect(1500*time.Millisecond)
+	if err := patient.WaitForEngines(ctx, 1, WaitOptions{Progress: ProgressOff}); err != nil {
+		t.Fatal(err)
+	}
+	if p := patient.ctlProc; p == nil || p.PID != cmd.Process.Pid {
+		t.Fatalf("the client file does not name the controller's process %d: %+v", cmd.Process.Pid, p)
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := true
+	t.Cleanup(func() {
+		if stopped {
+			cmd.Process.Signal(syscall.SIGCONT)
+		}
+	})
+	sent := patient.probes.Load()
+	select {
+	case <-hasty.Done():
+	case <-ctx.Done():
+		t.Fatal("a client with a 1.5 s busy limit still waits for a stopped controller")
+	}
+	if err := hasty.Err(); !errors.Is(err, ErrControllerLost) || !strings.Contains(err.Error(), "still runs") {
+		t.Errorf("past the busy limit: %v, want ErrControllerLost saying the process still runs", err)
+	}
+	// The patient client probed past its misses (the old rule closed it
+	// after 3) and is still open.
+	testutil.Eventually(t, 30*time.Second, func() bool { return patient.probes.Load() >= sent+misses+5 || patient.Err() != nil },
+		"the patient client stopped probing")
+	if err := patient.Err(); err != nil {
+		t.Fatalf("a client on the controller's host gave up on a stopped (busy) controller: %v", err)
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	stopped = false
+	ar, err := patient.View(patient.IDs()[0]).Apply(ctx, "sleep", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := Get[int](ctx, ar); err != nil || v != 1 {
+		t.Fatalf("after the controller resumed: %v, %v", v, err)
+	}
+	if err := patient.Err(); err != nil {
+		t.Fatalf("Err after the controller resumed: %v", err)
+	}
+}
+
+// TestBusyHoldNeedsTheControllersProcess: a connection file may name a
+// process that is not the controller (a recycled pid, a file from another
+// host or namespace, or a hostile one naming init): the keepalive then
+// decides alone, as without the fields.
+func TestBusyHoldNeedsTheControllersProcess(t *testing.T) {
+	self, err := procid.Self()
+	if err != nil {
+		t.Skip("no process identities here:", err)
+	}
+	for name, p := range map[string]*procid.ID{
+		"none":        nil,
+		"recycled":    {PID: self.PID, Start: self.Start + 1, Host: self.Host},
+		"other host":  {PID: self.PID, Start: self.Start, Host: "elsewhere/" + self.Host},
+		"init, wrong": {PID: 1, Start: 12345, Host: self.Host},
+	} {
+		c := &Client{ctlProc: p, cfg: clientConfig{busyLimit: time.Hour}}
+		if hold, detail := c.busyHold(10 * time.Second); hold || detail != "" {
+			t.Errorf("%s: busyHold = %v, %q; want no hold and no detail", name, hold, detail)
+		}
+	}
+	c := &Client{ctlProc: &self, cfg: clientConfig{busyLimit: time.Minute}}
+	if hold, _ := c.busyHold(10 * time.Second); !hold {
+		t.Error("a running controller process silent for less than the limit is not held")
+	}
+	if hold, detail := c.busyHold(2 * time.Minute); hold || !strings.Contains(detail, "still runs") {
+		t.Errorf("past the limit: busyHold = %v, %q; want no hold, saying it still runs", hold, detail)
 	}
 }

@@ -604,9 +604,13 @@ func TestPythonEngineDeath(t *testing.T) {
 	go func() { errc <- c.WaitForEngines(ctx, 5, WaitOptions{Progress: ProgressOff}) }()
 	for _, cmd := range pc.engines[1:] {
 		if pids[cmd.Process.Pid] == other {
-			// Give WaitForEngines a moment to start watching; it fails
-			// fast either way once the unregistration arrives.
-			time.Sleep(200 * time.Millisecond)
+			// Kill only once WaitForEngines watches the registrations,
+			// so that it sees the unregistration arrive.
+			testutil.Eventually(t, 10*time.Second, func() bool {
+				c.mu.Lock()
+				defer c.mu.Unlock()
+				return len(c.watchers) > 0
+			}, "WaitForEngines never started watching")
 			cmd.Process.Signal(syscall.SIGKILL)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ipp-hpc/ipp/controller/sched"
+	"github.com/ipp-hpc/ipp/internal/procid"
 	"github.com/ipp-hpc/ipp/internal/transport"
 	"github.com/ipp-hpc/ipp/internal/wire"
 )
@@ -573,6 +574,10 @@ func (c *Controller) Start() (err error) {
 		dst.Mux, dst.Control, dst.Task, dst.IOPub, dst.Registration = mux, ctl, task, io, reg
 	}
 	ci.TaskScheme = c.cfg.Scheme
+	// Without /proc the fields stay empty and clients do without them.
+	if self, err := procid.Self(); err == nil {
+		ci.ControllerPID, ci.ControllerStart, ci.ControllerHost = self.PID, self.Start, self.Host
+	}
 
 	// Components get what they use; engine arrival and departure reach
 	// them as hub events, in this order.

@@ -8,34 +8,12 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/ipp-hpc/ipp/internal/procid"
 )
 
-// procStat returns the state letter and start time (field 22, clock ticks
-// since boot) of pid from /proc/<pid>/stat.
-func procStat(pid int) (state byte, start uint64, err error) {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, 0, err
-	}
-	// "pid (comm) state ppid ..."; comm may hold spaces and parentheses.
-	i := bytes.LastIndexByte(data, ')')
-	if i < 0 {
-		return 0, 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
-	}
-	fields := strings.Fields(string(data[i+1:]))
-	// fields[0] is field 3 (state); starttime is field 22.
-	if len(fields) < 20 {
-		return 0, 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
-	}
-	start, err = strconv.ParseUint(fields[19], 10, 64)
-	if err != nil {
-		return 0, 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
-	}
-	return fields[0][0], start, nil
-}
-
 func procStartTime(pid int) (uint64, error) {
-	_, start, err := procStat(pid)
+	_, start, err := procid.Stat(pid)
 	return start, err
 }
 
@@ -55,7 +33,7 @@ func procCmdline(pid int) ([]string, error) {
 // procLive is false for a zombie, for a vanished pid, and for a pid whose
 // start time differs from start (when start is non-zero: it was recycled).
 func procLive(pid int, start uint64) bool {
-	state, st, err := procStat(pid)
+	state, st, err := procid.Stat(pid)
 	if err != nil {
 		// Gone (ENOENT, or ESRCH while it is being reaped) unless we
 		// merely may not look.

@@ -101,12 +101,7 @@ type gsock struct {
 
 // Ready is closed once the socket's connection is up; nil unless the
 // socket was created with Options.Ready.
-func (s *gsock) Ready() <-chan struct{} {
-	if s.ready == nil {
-		return nil
-	}
-	return s.ready
-}
+func (s *gsock) Ready() <-chan struct{} { return s.ready }
 
 // newLibSocket creates the library socket. The socket type, identity and
 // reconnect policy are construction-time options in go-zeromq, which is why

@@ -38,6 +38,12 @@ type ClientInfo struct {
 	Notification int    `json:"notification"`
 	Broadcast    int    `json:"broadcast"`
 	TaskScheme   string `json:"task_scheme"`
+	// The controller's own process (procid.ID), written by our controller
+	// so that a client on its host can tell a controller too busy to
+	// answer from a dead one. ipyparallel neither writes nor reads them.
+	ControllerPID   int    `json:"controller_pid,omitempty"`
+	ControllerStart uint64 `json:"controller_start,omitempty"`
+	ControllerHost  string `json:"controller_host,omitempty"`
 }
 
 // EngineInfo is ipcontroller-engine.json.
