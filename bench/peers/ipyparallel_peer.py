@@ -33,11 +33,14 @@ def identity(x=None):
 
 def cluster(n):
     t0 = time.perf_counter()
-    c = ipp.Cluster(n=n, controller_ip="127.0.0.1", log_level=40)
+    # ~1.3 s an engine on 2 vCPUs (32 in 39-48 s): give up well after that.
+    # start_and_connect waits engine_timeout (60 s by default) by itself,
+    # and 128 engines importing at once all finish late, together.
+    timeout = 120 + 2 * n
+    c = ipp.Cluster(n=n, controller_ip="127.0.0.1", log_level=40, engine_timeout=timeout)
     try:
         rc = c.start_and_connect_sync()
-        # ~1.3 s an engine on 2 vCPUs (32 in 39-48 s): give up well after that
-        rc.wait_for_engines(n, timeout=120 + 2 * n)
+        rc.wait_for_engines(n, timeout=timeout)
     except BaseException:
         c.stop_cluster_sync()
         raise
