@@ -86,7 +86,8 @@ func encodeCall(fn string, args []any) (protocol.ApplyContent, [][]byte, error) 
 }
 
 // submitDirect sends one request per target through the mux and returns
-// their AsyncResult. build makes each target's content and buffers.
+// their AsyncResult. build makes each target's content and buffers; calls
+// whose content is the same for every target use submitSame (fanout.go).
 func (v *DirectView) submitDirect(ctx context.Context, ts []target, msgType, method string, kind resultKind,
 	build func(i int) (any, [][]byte, error)) (*AsyncResult, error) {
 	if err := ctx.Err(); err != nil {
@@ -122,9 +123,7 @@ func (v *DirectView) Apply(ctx context.Context, fn string, args ...any) (*AsyncR
 	if err != nil {
 		return nil, err
 	}
-	return v.submitDirect(ctx, ts, "apply_request", fn, kindApply, func(int) (any, [][]byte, error) {
-		return content, bufs, nil
-	})
+	return v.submitSame(ctx, ts, "apply_request", fn, kindApply, content, bufs)
 }
 
 // ExecOption modifies an Execute call.
@@ -156,9 +155,7 @@ func (v *DirectView) Execute(ctx context.Context, code string, opts ...ExecOptio
 		return nil, err
 	}
 	content := executeContent(code, opts)
-	return v.submitDirect(ctx, ts, "execute_request", "execute", kindExecute, func(int) (any, [][]byte, error) {
-		return content, nil, nil
-	})
+	return v.submitSame(ctx, ts, "execute_request", "execute", kindExecute, content, nil)
 }
 
 // Push sets variables in every engine's namespace (Go engines).
@@ -171,9 +168,7 @@ func (v *DirectView) Push(ctx context.Context, ns map[string]any) (*AsyncResult,
 	if err != nil {
 		return nil, err
 	}
-	return v.submitDirect(ctx, ts, "apply_request", "push", kindNone, func(int) (any, [][]byte, error) {
-		return content, bufs, nil
-	})
+	return v.submitSame(ctx, ts, "apply_request", "push", kindNone, content, bufs)
 }
 
 // encodePush makes the protocol.Push call: the sorted names, then one value
@@ -212,9 +207,7 @@ func (v *DirectView) Pull(ctx context.Context, names ...string) (*AsyncResult, e
 	if err != nil {
 		return nil, err
 	}
-	return v.submitDirect(ctx, ts, "apply_request", "pull", kindApply, func(int) (any, [][]byte, error) {
-		return content, bufs, nil
-	})
+	return v.submitSame(ctx, ts, "apply_request", "pull", kindApply, content, bufs)
 }
 
 // Scatter splits seq (any slice, e.g. []float64, []int or []any) into
@@ -252,9 +245,7 @@ func (v *DirectView) Gather(ctx context.Context, name string) (*AsyncResult, err
 	if err != nil {
 		return nil, err
 	}
-	ar, err := v.submitDirect(ctx, ts, "apply_request", "gather", kindFlatten, func(int) (any, [][]byte, error) {
-		return content, bufs, nil
-	})
+	ar, err := v.submitSame(ctx, ts, "apply_request", "gather", kindFlatten, content, bufs)
 	if ar != nil {
 		ar.single = false
 	}
