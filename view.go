@@ -20,7 +20,10 @@ const builtinMap = protocol.Map
 
 // DirectView sends requests to explicit engines through the controller's
 // mux (ipyparallel's rc[targets]). Views are cheap values; make as many as
-// needed.
+// needed. A call whose request is the same for every engine (Push,
+// Execute, Apply, Pull, Gather) travels to our controller as one mux
+// fan-out, which the controller copies to each engine: the data leave the
+// client once however many engines there are (fanout.go).
 type DirectView struct {
 	c *Client
 	// targets are fixed engine ids; nil means every engine registered at
