@@ -174,3 +174,41 @@ func TestPythonDirectViewWithoutFanout(t *testing.T) {
 		}
 	}
 }
+
+// TestFanoutSkipsEngineKnownDead: an engine the client already counts as
+// dead (its unregistration handled after the targets were resolved) is
+// left out of the fan-out and its part fails at once with EngineError;
+// the other engine's part runs, and the dead one's never reaches it.
+func TestFanoutSkipsEngineKnownDead(t *testing.T) {
+	_, c := startGoCluster(t, 2)
+	ctx := ctxT(t, 30*time.Second)
+	ids := c.IDs()
+	dead, _ := c.uuidOf(ids[1])
+	c.mu.Lock()
+	c.dead[dead] = true
+	c.mu.Unlock()
+	ar, err := c.All().Apply(ctx, "square", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ar.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	vals, errs, err := ar.collect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs[0] != nil || fmt.Sprint(vals[0]) != "9" {
+		t.Errorf("live engine's part: %v, %v", vals[0], errs[0])
+	}
+	if !IsEngineError(errs[1]) {
+		t.Errorf("dead engine's part: want EngineError, got %v", errs[1])
+	}
+	qs, err := c.QueueStatus(ctx, ids[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q := qs.Engines[ids[1]]; q.Queue != 0 || q.Completed != 0 {
+		t.Errorf("the engine counted dead got its part: %+v", q)
+	}
+}

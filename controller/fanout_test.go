@@ -207,3 +207,35 @@ func TestAttackUnsignedFanout(t *testing.T) {
 	}
 	cl.healthy()
 }
+
+// TestFanoutTooBig: a fan-out over --max-message-size gets the usual
+// ValueError, once per engine copy, and reaches no engine.
+func TestFanoutTooBig(t *testing.T) {
+	cl := startCluster(t, controller.Config{MaxMessageSize: 1 << 20})
+	mx := dial(t, transport.Dealer, cl.ci.URL(cl.ci.Mux), cl.key, "")
+	u0, u1 := cl.uuids[cl.ids[0]], cl.uuids[cl.ids[1]]
+	content, _ := applyContent(t, "echo", true, 1)
+	// Two frames under the per-frame limit that add up to more.
+	half := make([]byte, 600<<10)
+	h := mx.sess.NewHeader("apply_request")
+	frames, _, err := mx.sess.Build(wire.Out{Header: h, Metadata: map[string]any{protocol.MetaFanout: []string{u0, u1}},
+		Content: content, Buffers: [][]byte{half, half}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mx.sock.Send(frames)
+	got := cl.repliesTo(mx, 2)
+	for _, u := range []string{u0, u1} {
+		m := got[h.MsgID+"_"+u]
+		if m == nil {
+			t.Fatalf("no answer for engine %s", u)
+		}
+		if _, e := echoed(m); !strings.Contains(e, "larger than this controller accepts") {
+			t.Fatalf("engine %s copy answered %q", u, e)
+		}
+	}
+	if hist := cl.history(); slices.Contains(hist, h.MsgID+"_"+u0) || slices.Contains(hist, h.MsgID+"_"+u1) {
+		t.Fatalf("an oversized copy was recorded: %v", hist)
+	}
+	cl.healthy()
+}
