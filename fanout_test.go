@@ -212,3 +212,45 @@ func TestFanoutSkipsEngineKnownDead(t *testing.T) {
 		t.Errorf("the engine counted dead got its part: %+v", q)
 	}
 }
+
+// TestFanoutPureGoClient: a client on the pure-Go transport (what client
+// builds without cgo use) sends fan-outs too, large buffers included.
+func TestFanoutPureGoClient(t *testing.T) {
+	gc, _ := startGoCluster(t, 2)
+	ctx := ctxT(t, 30*time.Second)
+	c, err := ConnectInfo(ctx, gc.ctrl.ClientInfo(), WithTransport("gozmq"), WithLogger(testLogger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.WaitForEngines(ctx, 2, WaitOptions{Progress: ProgressOff}); err != nil {
+		t.Fatal(err)
+	}
+	if !c.fanout {
+		t.Fatal("no fan-out announced to the pure-Go client")
+	}
+	xs := make([]float64, 1<<18) // 2 MiB: over the large-frame size
+	for i := range xs {
+		xs[i] = float64(i)
+	}
+	push, err := c.All().Push(ctx, map[string]any{"xs": xs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pull, err := c.All().Pull(ctx, "xs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := push.Get(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, err := GetAll[[]float64](ctx, pull)
+	if err != nil || len(got) != 2 {
+		t.Fatalf("pull: %d parts, %v", len(got), err)
+	}
+	for i, g := range got {
+		if !slices.Equal(g, xs) {
+			t.Errorf("engine %d holds %d values, not the %d pushed", i, len(g), len(xs))
+		}
+	}
+}
