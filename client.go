@@ -73,6 +73,9 @@ type Client struct {
 	// maxMessage is the largest message the controller accepts, from its
 	// connection_reply; 0 when it does not say.
 	maxMessage int64
+	// fanout is set when the controller's mux takes one request for
+	// several engines (its connection_reply says protocol.ConnectionFanout).
+	fanout bool
 
 	// outSeq numbers stream outputs in arrival order across requests.
 	outSeq atomic.Uint64
@@ -357,6 +360,8 @@ func ConnectInfo(ctx context.Context, info *wire.ClientInfo, opts ...Option) (*C
 		// MaxMessageSize is our controller's extra key; Python's hub
 		// has none.
 		MaxMessageSize int64 `json:"max_message_size"`
+		// Fanout is ours too (protocol.ConnectionFanout).
+		Fanout bool `json:"mux_fanout"`
 	}
 	if err := reply.DecodeContent(&cr); err != nil {
 		return nil, err
@@ -366,6 +371,7 @@ func ConnectInfo(ctx context.Context, info *wire.ClientInfo, opts ...Option) (*C
 	}
 	c.mergeEngines(cr.Engines)
 	c.maxMessage = cr.MaxMessageSize
+	c.fanout = cr.Fanout
 	if err := awaitSubscriptions(cctx, map[string]transport.Socket{"iopub": c.iopub, "notification": c.notif}); err != nil {
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 			return nil, fmt.Errorf("ipp: %w (the hub answered; is that port reachable from here?)", err)

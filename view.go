@@ -20,7 +20,10 @@ const builtinMap = protocol.Map
 
 // DirectView sends requests to explicit engines through the controller's
 // mux (ipyparallel's rc[targets]). Views are cheap values; make as many as
-// needed.
+// needed. A call whose request is the same for every engine (Push,
+// Execute, Apply, Pull, Gather) travels to our controller as one mux
+// fan-out, which the controller copies to each engine: the data leave the
+// client once however many engines there are (fanout.go).
 type DirectView struct {
 	c *Client
 	// targets are fixed engine ids; nil means every engine registered at
@@ -86,7 +89,8 @@ func encodeCall(fn string, args []any) (protocol.ApplyContent, [][]byte, error) 
 }
 
 // submitDirect sends one request per target through the mux and returns
-// their AsyncResult. build makes each target's content and buffers.
+// their AsyncResult. build makes each target's content and buffers; calls
+// whose content is the same for every target use submitSame (fanout.go).
 func (v *DirectView) submitDirect(ctx context.Context, ts []target, msgType, method string, kind resultKind,
 	build func(i int) (any, [][]byte, error)) (*AsyncResult, error) {
 	if err := ctx.Err(); err != nil {
@@ -122,9 +126,7 @@ func (v *DirectView) Apply(ctx context.Context, fn string, args ...any) (*AsyncR
 	if err != nil {
 		return nil, err
 	}
-	return v.submitDirect(ctx, ts, "apply_request", fn, kindApply, func(int) (any, [][]byte, error) {
-		return content, bufs, nil
-	})
+	return v.submitSame(ctx, ts, "apply_request", fn, kindApply, content, bufs)
 }
 
 // ExecOption modifies an Execute call.
@@ -156,9 +158,7 @@ func (v *DirectView) Execute(ctx context.Context, code string, opts ...ExecOptio
 		return nil, err
 	}
 	content := executeContent(code, opts)
-	return v.submitDirect(ctx, ts, "execute_request", "execute", kindExecute, func(int) (any, [][]byte, error) {
-		return content, nil, nil
-	})
+	return v.submitSame(ctx, ts, "execute_request", "execute", kindExecute, content, nil)
 }
 
 // Push sets variables in every engine's namespace (Go engines).
@@ -171,9 +171,7 @@ func (v *DirectView) Push(ctx context.Context, ns map[string]any) (*AsyncResult,
 	if err != nil {
 		return nil, err
 	}
-	return v.submitDirect(ctx, ts, "apply_request", "push", kindNone, func(int) (any, [][]byte, error) {
-		return content, bufs, nil
-	})
+	return v.submitSame(ctx, ts, "apply_request", "push", kindNone, content, bufs)
 }
 
 // encodePush makes the protocol.Push call: the sorted names, then one value
@@ -212,9 +210,7 @@ func (v *DirectView) Pull(ctx context.Context, names ...string) (*AsyncResult, e
 	if err != nil {
 		return nil, err
 	}
-	return v.submitDirect(ctx, ts, "apply_request", "pull", kindApply, func(int) (any, [][]byte, error) {
-		return content, bufs, nil
-	})
+	return v.submitSame(ctx, ts, "apply_request", "pull", kindApply, content, bufs)
 }
 
 // Scatter splits seq (any slice, e.g. []float64, []int or []any) into
@@ -252,9 +248,7 @@ func (v *DirectView) Gather(ctx context.Context, name string) (*AsyncResult, err
 	if err != nil {
 		return nil, err
 	}
-	ar, err := v.submitDirect(ctx, ts, "apply_request", "gather", kindFlatten, func(int) (any, [][]byte, error) {
-		return content, bufs, nil
-	})
+	ar, err := v.submitSame(ctx, ts, "apply_request", "gather", kindFlatten, content, bufs)
 	if ar != nil {
 		ar.single = false
 	}

@@ -105,6 +105,8 @@ func FuzzHandlers(f *testing.F) {
 	f.Add([]byte("\x00<IDS|MSG>\xff\xff{\"msg_id\":\"a\",\"msg_type\":\"connection_request\"}\xff{}\xff{}\xff{}"), true)
 	f.Add([]byte("\x00<IDS|MSG>\xff\xff{\"msg_id\":\"d\",\"msg_type\":\"db_request\"}\xff{}\xff{}\xff{\"query\":{\"msg_id\":{\"$in\":[\"a\"]},\"header.date\":{\"$gt\":\"2026-01-01T00:00:00Z\"}},\"keys\":[\"buffers\"]}"), true)
 	f.Add([]byte("\x00<IDS|MSG>\xff\xff{\"msg_id\":\"r\",\"msg_type\":\"resubmit_request\"}\xff{}\xff{}\xff{\"msg_ids\":[\"a\"]}"), true)
+	// A mux fan-out (Ports[2] is mux_in) naming an unknown engine twice.
+	f.Add([]byte("\x02cl\xff<IDS|MSG>\xff\xff{\"msg_id\":\"f\",\"msg_type\":\"apply_request\"}\xff{}\xff{\"ipp_fanout_targets\":[\"e\",\"e\"]}\xff{}"), true)
 	f.Fuzz(func(t *testing.T, data []byte, sign bool) {
 		// Bounded so that one input costs milliseconds: a message of
 		// millions of frames would spend seconds in the sockets' send path

@@ -301,10 +301,12 @@ func (h *hub) handleQuery(s transport.Socket, msg *wire.Message) {
 	case "connection_request":
 		// Before the reply: the client subscribes to IOPub after it.
 		h.gate.connected(msg.Header.Session)
-		// max_message_size is ours (Python clients ignore it): our client
-		// refuses a larger request with a clear error before sending it.
+		// max_message_size and mux_fanout are ours (Python clients ignore
+		// them): our client refuses a larger request with a clear error
+		// before sending it, and sends a direct request for several
+		// engines as one fan-out (fanout.go).
 		h.reply(s, msg.Idents, msg, "connection_reply", map[string]any{"status": "ok", "engines": h.engineMap(),
-			"max_message_size": h.c.cfg.MaxMessageSize})
+			"max_message_size": h.c.cfg.MaxMessageSize, protocol.ConnectionFanout: true})
 	case "engine_info_request":
 		h.reply(s, msg.Idents, msg, "engine_info_reply", map[string]any{"status": "ok", "engines": h.engineInfos()})
 	case "queue_request":

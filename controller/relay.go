@@ -73,9 +73,14 @@ func (r *relay) run() {
 	}
 }
 
-// toEngine handles [client id, engine uuid, DELIM, ...].
+// toEngine handles [client id, engine uuid, DELIM, ...], and on the mux
+// [client id, DELIM, ...] fan-outs (fanout.go).
 func (r *relay) toEngine(frames [][]byte) {
 	n := r.c.received(frames)
+	if r.track && len(frames) >= 2 && string(frames[1]) == wire.Delimiter {
+		r.fanOut(frames, n)
+		return
+	}
 	if len(frames) < 3 || string(frames[1]) == wire.Delimiter {
 		var peer []byte
 		if len(frames) > 0 {
@@ -93,6 +98,14 @@ func (r *relay) toEngine(frames [][]byte) {
 		return
 	}
 	client, target := frames[0], frames[1]
+	frames[0], frames[1] = frames[1], frames[0]
+	r.forward(client, target, msg, n, frames)
+}
+
+// forward books a verified request from client for the engine target and
+// sends out ([target, client, DELIM, ...]), or answers why it cannot. n
+// is the size of the message as received.
+func (r *relay) forward(client, target []byte, msg *wire.Message, n int64, out [][]byte) {
 	uuid := string(target)
 	if _, ok := r.hub.liveID(uuid); !ok {
 		if r.track && r.hub.departedRecently(uuid) {
@@ -126,8 +139,7 @@ func (r *relay) toEngine(frames [][]byte) {
 			"duplicate msg_id "+quote(msg.Header.MsgID)+": a request with this id is in flight")
 		return
 	}
-	frames[0], frames[1] = frames[1], frames[0]
-	r.out.Send(frames)
+	r.out.Send(out)
 }
 
 // expect remembers a control request in flight; false if its msg_id is.
