@@ -51,6 +51,9 @@ type engine struct {
 	silenced bool
 	// trimOnce: start-up memory is given back once (Config.TrimMemory).
 	trimOnce sync.Once
+	// gc is the collector paused for start-up (Config.TrimMemory), nil
+	// otherwise; see startgc.go.
+	gc *gcPause
 	// heartPoke makes watchHeart look again at once (registerAgain).
 	heartPoke chan struct{}
 	// serving is the msg_id the executor took from the queue.
@@ -103,6 +106,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	var gc *gcPause
+	if c.TrimMemory {
+		gc = pauseGC()
+		defer gc.resume()
+	}
 	// The uuid comes first: MPI ranks adopt rank 0's as their world id.
 	uuid := wire.NewID()
 	if c.MPI {
@@ -127,6 +135,7 @@ func Run(ctx context.Context, cfg Config) error {
 		closing: make(chan struct{}),
 
 		heartPoke: make(chan struct{}, 1),
+		gc:        gc,
 	}
 	e.round.Store(newRound(false))
 	return e.run(ctx)
