@@ -145,15 +145,26 @@ func (e *engine) run(ctx context.Context) error {
 	wake := make(chan struct{}, 1)
 	e.stdout = newOutputStream("stdout", wake)
 	e.stderr = newOutputStream("stderr", wake)
-	if err := e.openNamespace(); err != nil {
-		return err
-	}
+	// The interpreter is built while the registration is on its way: the
+	// reply is a round trip to a controller that may be answering
+	// hundreds of engines, and the engine is idle until it comes. The
+	// engine still announces itself (ready probes) only with both done,
+	// so a request never waits for the interpreter.
+	nsDone := make(chan error, 1)
+	go func() { nsDone <- e.openNamespace() }()
 	if err := e.register(ctx); err != nil {
-		e.closeNamespace()
+		if <-nsDone == nil {
+			e.closeNamespace()
+		}
 		e.closeSockets()
 		if ctx.Err() != nil {
 			return nil // a requested stop, as after registration
 		}
+		return err
+	}
+	if err := <-nsDone; err != nil {
+		e.unregister()
+		e.closeSockets()
 		return err
 	}
 	e.log = e.log.With("engine", e.id)

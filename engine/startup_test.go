@@ -1,12 +1,16 @@
 package engine
 
 import (
+	"errors"
 	"runtime/debug"
 	"runtime/metrics"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/ipp-hpc/ipp/internal/interp"
 	"github.com/ipp-hpc/ipp/internal/testutil"
+	"github.com/ipp-hpc/ipp/internal/wire"
 )
 
 // gcSettings reads the collector settings without changing them.
@@ -84,5 +88,23 @@ func TestGCPausedOnlyDuringStartup(t *testing.T) {
 	close(stop)
 	if p := <-saw; p != 100 {
 		t.Errorf("an engine without TrimMemory changed GOGC (to %d) while it started", p)
+	}
+}
+
+// The interpreter is built while the registration is on its way; when
+// building it fails, Run fails with that error, withdraws the
+// registration and never announces the engine.
+func TestInterpreterFailureAfterRegistration(t *testing.T) {
+	f := newFake(t, fakeOptions{})
+	wait, _ := runEngine(t, f, func(c *Config) {
+		c.Setup = func(*interp.Namespace) error { return errors.New("no symbols today") }
+	})
+	err := wait()
+	if err == nil || !strings.Contains(err.Error(), "Config.Setup: no symbols today") {
+		t.Fatalf("Run = %v, want the Setup error", err)
+	}
+	f.regIn.wait(t, waitTimeout, "unregistration_request", func(m *wire.Message) bool { return m.Header.MsgType == "unregistration_request" })
+	if n := f.probeCount(); n != 0 {
+		t.Errorf("%d ready probes from an engine without an interpreter", n)
 	}
 }
