@@ -259,6 +259,9 @@ func (e *engine) openNamespace() error {
 	}
 	e.ns = ns
 	if e.cfg.Setup != nil {
+		// The user's set-up may load data of any size: never under the
+		// start-up pause's memory limit.
+		e.gc.resume()
 		if err := e.cfg.Setup(ns); err != nil {
 			return fmt.Errorf("engine: Config.Setup: %w", err)
 		}

@@ -40,9 +40,9 @@ func pauseGC() *gcPause {
 
 // resume restores the collector settings pauseGC found (GOGC and
 // GOMEMLIMIT included). It is called when start-up is over (registration
-// complete, before the trim) and, in case a request comes first, when a
-// shell request arrives; only the first call does anything. A nil g does
-// nothing.
+// complete, before the trim), and earlier when user code may allocate
+// without bound: before Config.Setup, and when a shell request arrives.
+// Only the first call does anything. A nil g does nothing.
 func (g *gcPause) resume() {
 	if g == nil {
 		return

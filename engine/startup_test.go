@@ -108,3 +108,22 @@ func TestInterpreterFailureAfterRegistration(t *testing.T) {
 		t.Errorf("%d ready probes from an engine without an interpreter", n)
 	}
 }
+
+// Config.Setup is the user's code: it runs with the collector settings
+// the process had, not under the start-up pause.
+func TestSetupRunsWithoutGCPause(t *testing.T) {
+	keepGCSettings(t)
+	debug.SetGCPercent(100)
+	seen := make(chan int, 1)
+	start(t, fakeOptions{}, func(c *Config) {
+		c.TrimMemory = true
+		c.Setup = func(*interp.Namespace) error {
+			p, _ := gcSettings()
+			seen <- p
+			return nil
+		}
+	})
+	if p := <-seen; p != 100 {
+		t.Errorf("Setup ran with GOGC %d, want 100", p)
+	}
+}
