@@ -51,9 +51,6 @@ type engine struct {
 	silenced bool
 	// trimOnce: start-up memory is given back once (Config.TrimMemory).
 	trimOnce sync.Once
-	// gc is the collector paused for start-up (Config.TrimMemory), nil
-	// otherwise; see startgc.go.
-	gc *gcPause
 	// heartPoke makes watchHeart look again at once (registerAgain).
 	heartPoke chan struct{}
 	// serving is the msg_id the executor took from the queue.
@@ -106,11 +103,6 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	var gc *gcPause
-	if c.TrimMemory {
-		gc = pauseGC()
-		defer gc.resume()
-	}
 	// The uuid comes first: MPI ranks adopt rank 0's as their world id.
 	uuid := wire.NewID()
 	if c.MPI {
@@ -135,7 +127,6 @@ func Run(ctx context.Context, cfg Config) error {
 		closing: make(chan struct{}),
 
 		heartPoke: make(chan struct{}, 1),
-		gc:        gc,
 	}
 	e.round.Store(newRound(false))
 	return e.run(ctx)
@@ -145,26 +136,15 @@ func (e *engine) run(ctx context.Context) error {
 	wake := make(chan struct{}, 1)
 	e.stdout = newOutputStream("stdout", wake)
 	e.stderr = newOutputStream("stderr", wake)
-	// The interpreter is built while the registration is on its way: the
-	// reply is a round trip to a controller that may be answering
-	// hundreds of engines, and the engine is idle until it comes. The
-	// engine still announces itself (ready probes) only with both done,
-	// so a request never waits for the interpreter.
-	nsDone := make(chan error, 1)
-	go func() { nsDone <- e.openNamespace() }()
+	if err := e.openNamespace(); err != nil {
+		return err
+	}
 	if err := e.register(ctx); err != nil {
-		if <-nsDone == nil {
-			e.closeNamespace()
-		}
+		e.closeNamespace()
 		e.closeSockets()
 		if ctx.Err() != nil {
 			return nil // a requested stop, as after registration
 		}
-		return err
-	}
-	if err := <-nsDone; err != nil {
-		e.unregister()
-		e.closeSockets()
 		return err
 	}
 	e.log = e.log.With("engine", e.id)
@@ -259,9 +239,6 @@ func (e *engine) openNamespace() error {
 	}
 	e.ns = ns
 	if e.cfg.Setup != nil {
-		// The user's set-up may load data of any size: never under the
-		// start-up pause's memory limit.
-		e.gc.resume()
 		if err := e.cfg.Setup(ns); err != nil {
 			return fmt.Errorf("engine: Config.Setup: %w", err)
 		}

@@ -198,12 +198,7 @@ func (e *engine) markComplete(why string) {
 		e.log.Info("registration complete", "how", why)
 		close(r.complete)
 		if e.cfg.TrimMemory {
-			e.trimOnce.Do(func() {
-				go func() {
-					e.gc.resume()
-					trimResident(e.log)
-				}()
-			})
+			e.trimOnce.Do(func() { go trimResident(e.log) })
 		}
 		if r.resend {
 			e.resendHeld()

@@ -20,9 +20,6 @@ import (
 // socket keeps draining while a request runs.
 func (e *engine) receiveShell() {
 	for frames := range e.shell.Messages() {
-		// A request ends start-up's collector pause, should it come
-		// before registration_complete: it may bring large data.
-		e.gc.resume()
 		m, err := e.parse(frames)
 		if m == nil {
 			e.log.Warn("dropping invalid shell message", "err", err)

@@ -7,9 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
-	"unsafe"
 
 	"github.com/ipp-hpc/ipp/internal/procid"
 )
@@ -127,36 +125,3 @@ func (t *procTable) get() map[int][]int {
 	t.at, t.children = at, children
 	return children
 }
-
-// childLive reports whether a child of this process that its reaper has
-// not collected yet is still running: waitid with WNOWAIT sees an exited
-// child (a zombie) without reaping it, in one system call and without
-// touching /proc. `ipcluster start` asks this of every engine ten times a
-// second while they register (deadProcesses); with procLive that was an
-// open, read and parse of /proc/<pid>/stat each time, ~1 % of all the CPU
-// of a 128-engine start, and a cost that grows as engines × start time,
-// so with the square of the engine count.
-func childLive(pid int) bool {
-	// siginfo_t: si_signo (an int) first, on every Linux architecture;
-	// 128 bytes in all. Linux leaves it zeroed when no child is waitable.
-	var info struct {
-		signo int32
-		_     [124]byte
-	}
-	for {
-		_, _, errno := syscall.Syscall6(syscall.SYS_WAITID, pidType, uintptr(pid),
-			uintptr(unsafe.Pointer(&info)), syscall.WEXITED|syscall.WNOHANG|syscall.WNOWAIT, 0, 0)
-		switch errno {
-		case 0:
-			return info.signo == 0
-		case syscall.EINTR:
-			continue
-		default:
-			// ECHILD: reaped already (by its reaper, a moment ago).
-			return false
-		}
-	}
-}
-
-// pidType is waitid's P_PID: wait for the child with that pid.
-const pidType = 1

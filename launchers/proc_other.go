@@ -12,7 +12,5 @@ func procCmdline(int) ([]string, error) { return nil, errors.ErrUnsupported }
 
 func procLive(int, uint64) bool { return true }
 
-func childLive(int) bool { return true }
-
 // Without /proc descendants cannot be found; process groups must do.
 func procDescendants(int) []int { return nil }

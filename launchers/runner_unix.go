@@ -159,14 +159,12 @@ func (p *childProcess) SignalPID(sig syscall.Signal) error {
 }
 
 // Alive is false once the child has exited, even before it is reaped.
-// Its pid cannot be reused before reap collects it, so no start time
-// needs checking.
 func (p *childProcess) Alive() bool {
 	select {
 	case <-p.done:
 		return false
 	default:
-		return childLive(p.cmd.Process.Pid)
+		return procLive(p.cmd.Process.Pid, p.start)
 	}
 }
 
