@@ -73,6 +73,20 @@ func splitCommand(s string) ([]string, error) { return launchers.SplitWords(s) }
 // "2.5"), as ipyparallel's options do.
 type secondsValue struct{ d *time.Duration }
 
+// waitTimeoutHelp describes --wait-timeout's default (engineWaitTimeout).
+const waitTimeoutHelp = "how long to wait for the engines to register (default: 120 s plus 0.2 s per engine)"
+
+// engineWaitTimeout is --wait-timeout: as given, or by default 120 s plus
+// 0.2 s per engine. Engines start in parallel but share the node's cores:
+// 1,000 local engines on 2 cores take 135–155 s to register, past a fixed
+// 120 s, and a batch queue's start-up grows with the job too.
+func engineWaitTimeout(given time.Duration, n int) time.Duration {
+	if given > 0 {
+		return given
+	}
+	return 120*time.Second + time.Duration(max(n, 0))*200*time.Millisecond
+}
+
 func newSecondsValue(d *time.Duration, def time.Duration) secondsValue {
 	*d = def
 	return secondsValue{d}

@@ -39,7 +39,8 @@ type EnginesOptions struct {
 	// profile (a filesystem shared with the compute nodes) instead of
 	// receiving it in IPP_CONNECTION_INFO.
 	NoConnectionEnv bool
-	// WaitTimeout bounds the wait for the engines to register.
+	// WaitTimeout bounds the wait for the engines to register; 0 is the
+	// default, which grows with the engine count (engineWaitTimeout).
 	WaitTimeout time.Duration
 	// StopGrace is the SIGTERM-to-SIGKILL delay.
 	StopGrace time.Duration
@@ -90,7 +91,7 @@ Exits with 12 if the cluster is not running.`,
 	opts.LauncherFlags.bind(fs)
 	fs.BoolVar(&opts.Daemonize, "daemonize", true, "return once the engines are up (false: stay and relay signals)")
 	fs.BoolVar(&opts.NoConnectionEnv, "no-connection-env", false, "engines read the connection file from the profile's security dir (shared filesystem) instead of receiving it in $IPP_CONNECTION_INFO")
-	fs.Var(newSecondsValue(&opts.WaitTimeout, 120*time.Second), "wait-timeout", "how long to wait for the engines to register")
+	fs.Var(newSecondsValue(&opts.WaitTimeout, 0), "wait-timeout", waitTimeoutHelp)
 	fs.Var(newSecondsValue(&opts.StopGrace, 5*time.Second), "stop-grace", "how long a stopping process gets between SIGTERM and SIGKILL")
 	return cmd
 }
@@ -131,7 +132,8 @@ func enginesRun(ctx context.Context, o *EnginesOptions) error {
 		}
 	}
 	log := copts.Logger
-	wctx, cancel := context.WithTimeoutCause(ctx, o.WaitTimeout, fmt.Errorf("engines did not register within %v", o.WaitTimeout))
+	timeout := engineWaitTimeout(o.WaitTimeout, o.N)
+	wctx, cancel := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("engines did not register within %v", timeout))
 	defer cancel()
 	client, err := o.F.Connect(wctx, wire.ClientFile(c.Options().ProfileDir, c.Options().ClusterID))
 	if err != nil {

@@ -42,8 +42,19 @@ func TestStartFlags(t *testing.T) {
 	}
 
 	cmd = NewCmdStart(&Factory{}, func(o *StartOptions) error { got = o; return nil })
-	if err := run(cmd); err != nil || got.N < 1 || got.Daemonize || got.WaitTimeout != 120*time.Second {
+	if err := run(cmd); err != nil || got.N < 1 || got.Daemonize || got.WaitTimeout != 0 {
 		t.Errorf("defaults: %+v, %v", got, err)
+	}
+	// The default wait grows with the engines (1,000 local engines on 2
+	// cores register in 135-155 s); a given one is kept.
+	for _, c := range []struct {
+		given time.Duration
+		n     int
+		want  time.Duration
+	}{{0, 4, 120800 * time.Millisecond}, {0, 1000, 320 * time.Second}, {0, 0, 120 * time.Second}, {5 * time.Second, 1000, 5 * time.Second}} {
+		if got := engineWaitTimeout(c.given, c.n); got != c.want {
+			t.Errorf("engineWaitTimeout(%v, %d) = %v, want %v", c.given, c.n, got, c.want)
+		}
 	}
 	cmd = NewCmdStart(&Factory{}, func(*StartOptions) error { return nil })
 	if err := run(cmd, "stray"); err == nil {

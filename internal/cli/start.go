@@ -48,7 +48,8 @@ type StartOptions struct {
 	// profile (a filesystem shared with the compute nodes) instead of
 	// receiving it in IPP_CONNECTION_INFO.
 	NoConnectionEnv bool
-	// WaitTimeout bounds the wait for the engines to register.
+	// WaitTimeout bounds the wait for the engines to register; 0 is the
+	// default, which grows with the engine count (engineWaitTimeout).
 	WaitTimeout time.Duration
 	// StopGrace is the SIGTERM-to-SIGKILL delay when stopping.
 	StopGrace time.Duration
@@ -141,7 +142,7 @@ check its batch jobs left the queue. See docs/laptop.md.`,
 	opts.LimitFlags.bind(fs)
 	opts.DBFlags.bind(fs)
 	fs.BoolVar(&opts.NoConnectionEnv, "no-connection-env", false, "engines read the connection file from the profile's security dir (shared filesystem) instead of receiving it in $IPP_CONNECTION_INFO")
-	fs.Var(newSecondsValue(&opts.WaitTimeout, 120*time.Second), "wait-timeout", "how long to wait for the engines to register")
+	fs.Var(newSecondsValue(&opts.WaitTimeout, 0), "wait-timeout", waitTimeoutHelp)
 	fs.Var(newSecondsValue(&opts.StopGrace, 5*time.Second), "stop-grace", "how long a stopping process gets between SIGTERM and SIGKILL")
 	return cmd
 }
@@ -277,7 +278,7 @@ func startRun(ctx context.Context, o *StartOptions) error {
 			return err
 		}
 	}
-	if err := bringUp(ctx, o.F, c, o.N, o.WaitTimeout); err != nil {
+	if err := bringUp(ctx, o.F, c, o.N, engineWaitTimeout(o.WaitTimeout, o.N)); err != nil {
 		log.Error("cluster start failed; stopping it", "err", err)
 		return errors.Join(err, stopCluster(c, o.StopGrace))
 	}
@@ -298,7 +299,7 @@ func startRun(ctx context.Context, o *StartOptions) error {
 			if err := c.RestartController(ctx); err != nil {
 				return err
 			}
-			return waitRestored(ctx, o.F, c, 0, o.WaitTimeout)
+			return waitRestored(ctx, o.F, c, 0, engineWaitTimeout(o.WaitTimeout, 0))
 		}
 	}
 	return foreground(ctx, log, c, o.StopGrace, o.AutoRestore, restart)
@@ -380,6 +381,10 @@ func bringUpEngines(ctx context.Context, f *Factory, c *launchers.Cluster, n int
 	want := len(client.IDs()) + n
 	id, err := c.StartEnginesAt(wctx, n, nextEngineID(client.IDs()))
 	if err != nil {
+		if cause := context.Cause(wctx); cause != nil && !errors.Is(cause, context.Canceled) {
+			// Out of time while still starting them: say which limit.
+			return fmt.Errorf("%w (still starting engines: %v)", cause, err)
+		}
 		return err
 	}
 	log.Info("started engines", "set", id, "n", n)
