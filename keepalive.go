@@ -95,9 +95,7 @@ func (c *Client) keepalive(interval time.Duration, misses int) {
 					c.log.Warn("controller silent but its process runs; waiting for it", "pid", c.ctlProc.PID, "silent", (now - heard).Round(100*time.Millisecond), "limit", c.cfg.busyLimit)
 				}
 				busy = true
-				probe = now
-				c.sendProbe()
-				c.probes.Add(1)
+				probe = c.probeAt(now)
 				continue
 			}
 			if c.tun != nil && detail == "" {
@@ -106,9 +104,7 @@ func (c *Client) keepalive(interval time.Duration, misses int) {
 						c.log.Warn("controller silent; waiting for it to come back", "ssh", c.tun.dest, "silent", (now - heard).Round(100*time.Millisecond), "limit", c.tun.timeout)
 					}
 					holding = true
-					probe = now
-					c.sendProbe()
-					c.probes.Add(1)
+					probe = c.probeAt(now)
 					continue
 				}
 			}
@@ -123,10 +119,15 @@ func (c *Client) keepalive(interval time.Duration, misses int) {
 			probe = -1
 			continue
 		}
-		probe = now
-		c.sendProbe()
-		c.probes.Add(1)
+		probe = c.probeAt(now)
 	}
+}
+
+// probeAt sends a keepalive probe and returns now, the time it was sent.
+func (c *Client) probeAt(now time.Duration) time.Duration {
+	c.sendProbe()
+	c.probes.Add(1)
+	return now
 }
 
 // busyHold decides whether a controller that missed its probes is busy

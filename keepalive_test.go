@@ -65,17 +65,24 @@ func childRole() (code int, ok bool) {
 	return 0, true
 }
 
-// TestControllerKilledFailsPending SIGKILLs a controller in another
-// process while a request runs and a hub query waits: both must fail with
-// ErrControllerLost under the default keepalive, instead of hanging.
-func TestControllerKilledFailsPending(t *testing.T) {
-	dir := t.TempDir()
+// testExecutable is the test binary, which doubles as a controller
+// process (childRole).
+func testExecutable(t *testing.T) string {
+	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), childRoleEnv+"=controller", childDirEnv+"="+dir)
+	return exe
+}
+
+// startChildController starts cmd (the test binary with -test.run=^$) as
+// a controller writing its connection files to dir, with env added to its
+// environment, and kills it when the test ends. The channel is closed once
+// it has exited and been reaped.
+func startChildController(t *testing.T, cmd *exec.Cmd, dir string, env ...string) <-chan struct{} {
+	t.Helper()
+	cmd.Env = append(append(os.Environ(), childRoleEnv+"=controller", childDirEnv+"="+dir), env...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -89,6 +96,16 @@ func TestControllerKilledFailsPending(t *testing.T) {
 		cmd.Process.Kill()
 		<-waited
 	})
+	return waited
+}
+
+// TestControllerKilledFailsPending SIGKILLs a controller in another
+// process while a request runs and a hub query waits: both must fail with
+// ErrControllerLost under the default keepalive, instead of hanging.
+func TestControllerKilledFailsPending(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command(testExecutable(t), "-test.run=^$")
+	waited := startChildController(t, cmd, dir)
 	ctx := ctxT(t, 60*time.Second)
 	c, err := ConnectProfile(ctx, dir, "", testOptions()...)
 	if err != nil {
@@ -270,25 +287,8 @@ func TestPythonKeepalive(t *testing.T) {
 // after it, saying that the process still runs.
 func TestKeepaliveWaitsForBusyController(t *testing.T) {
 	dir := t.TempDir()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), childRoleEnv+"=controller", childDirEnv+"="+dir)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(waited)
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-waited
-	})
+	cmd := exec.Command(testExecutable(t), "-test.run=^$")
+	startChildController(t, cmd, dir)
 	ctx := ctxT(t, 90*time.Second)
 	const misses = 3
 	connect := func(limit time.Duration) *Client {

@@ -473,25 +473,8 @@ func TestTunnelTarget(t *testing.T) {
 func TestTunnelControllerGone(t *testing.T) {
 	host := tunnelSSH(t)
 	dir := t.TempDir()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), childRoleEnv+"=controller", childDirEnv+"="+dir)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(waited)
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-waited
-	})
+	cmd := exec.Command(testExecutable(t), "-test.run=^$")
+	waited := startChildController(t, cmd, dir)
 	ctx := ctxT(t, 90*time.Second)
 	c, err := ConnectProfile(ctx, dir, "", append(testOptions(), WithSSH(host))...)
 	if err != nil {
@@ -529,26 +512,10 @@ func TestTunnelLoginNamespace(t *testing.T) {
 	ns := testutil.LoginNamespace(t)
 	ns.SSH.SetEnv(t)
 	dir := t.TempDir()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := ns.Command(context.Background(), exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), childRoleEnv+"=controller", childDirEnv+"="+dir, childLocationEnv+"=login-node")
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(waited)
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-waited
-	})
+	cmd := ns.Command(context.Background(), testExecutable(t), "-test.run=^$")
+	startChildController(t, cmd, dir, childLocationEnv+"=login-node")
 	var info *wire.ClientInfo
+	var err error
 	testutil.Eventually(t, 30*time.Second, func() bool {
 		info, err = wire.LoadClientInfo(wire.ClientFile(dir, ""))
 		return err == nil
