@@ -372,11 +372,18 @@ func ConnectInfo(ctx context.Context, info *wire.ClientInfo, opts ...Option) (*C
 	c.mergeEngines(cr.Engines)
 	c.maxMessage = cr.MaxMessageSize
 	c.fanout = cr.Fanout
+	notifLate := !subscribed(c.notif)
 	if err := awaitSubscriptions(cctx, map[string]transport.Socket{"iopub": c.iopub, "notification": c.notif}); err != nil {
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 			return nil, fmt.Errorf("ipp: %w (the hub answered; is that port reachable from here?)", err)
 		}
 		return nil, err
+	}
+	if notifLate {
+		// An engine that registered after the hub's reply and before
+		// the notification SUB was in place was announced to nobody
+		// here: ask once more.
+		c.resync(cctx)
 	}
 
 	if c.mux, err = open(transport.Dealer, info.Mux, false); err != nil {
@@ -443,6 +450,21 @@ func awaitSubscriptions(ctx context.Context, subs map[string]transport.Socket) e
 		}
 	}
 	return nil
+}
+
+// subscribed says whether a SUB has completed its handshake (true when
+// its backend cannot tell).
+func subscribed(s transport.Socket) bool {
+	rs, ok := s.(transport.ReadySource)
+	if !ok || rs.Ready() == nil {
+		return true
+	}
+	select {
+	case <-rs.Ready():
+		return true
+	default:
+		return false
+	}
 }
 
 // mergeEngines adds engines from a connection_reply. It never removes one:

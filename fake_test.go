@@ -34,7 +34,10 @@ type fakeHub struct {
 	engines map[string]string // id -> uuid, as in connection_reply
 	queries []string
 	// mute drops every query unanswered, as a dead hub would.
-	mute   bool
+	mute bool
+	// engineInfo answers engine_info_request as our controller does;
+	// without it the fake answers hub_error, as Python's hub does.
+	engineInfo bool
 	muxIn  chan *wire.Message
 	ctlIn  chan *wire.Message
 	taskIn chan *wire.Message
@@ -98,7 +101,7 @@ func (h *fakeHub) serveQueries() {
 		for k, v := range h.engines {
 			engines[k] = v
 		}
-		mute := h.mute
+		mute, engineInfo := h.mute, h.engineInfo
 		h.mu.Unlock()
 		if mute {
 			continue
@@ -106,6 +109,20 @@ func (h *fakeHub) serveQueries() {
 		switch m.Header.MsgType {
 		case "connection_request":
 			h.send(h.reg, m.Idents, "connection_reply", m, nil, map[string]any{"status": "ok", "engines": engines})
+		case "engine_info_request":
+			if !engineInfo {
+				h.send(h.reg, m.Idents, "hub_error", m, nil, map[string]any{
+					"status": "error", "ename": "KeyError", "evalue": "Bad Message Type: 'engine_info_request'",
+					"traceback": []string{}, "engine_info": map[string]any{},
+				})
+				break
+			}
+			infos := map[string]any{}
+			for k, u := range engines {
+				id, _ := strconv.Atoi(k)
+				infos[k] = map[string]any{"id": id, "uuid": u, "host": "fakehost", "pid": 100 + id, "language": "go"}
+			}
+			h.send(h.reg, m.Idents, "engine_info_reply", m, nil, map[string]any{"status": "ok", "engines": infos})
 		case "shutdown_request":
 			h.send(h.reg, m.Idents, "shutdown_reply", m, nil, map[string]any{"status": "ok"})
 			h.send(h.notif, nil, "shutdown_notification", m, nil, map[string]any{"status": "ok"})
@@ -438,6 +455,43 @@ func TestFakeTaskMetadataAndSchedulerError(t *testing.T) {
 	b, _ := d.MarshalJSON()
 	if string(b) != `{"all":false,"dependencies":["x"],"failure":true,"success":true}` {
 		t.Errorf("dependency JSON %s", b)
+	}
+}
+
+// TestEnginesRepairsMissedNotification: an engine registered while this
+// client's notification SUB was not listening (no notification arrives)
+// is listed by Engines, which asks the hub, whichever kind of hub it is;
+// and the client knows it from then on.
+func TestEnginesRepairsMissedNotification(t *testing.T) {
+	for _, goHub := range []bool{false, true} {
+		t.Run(fmt.Sprintf("engine_info=%v", goHub), func(t *testing.T) {
+			h := newFakeHub(t, map[int]string{0: uuidA})
+			h.mu.Lock()
+			h.engineInfo = goHub
+			h.mu.Unlock()
+			c := fakeClient(t, h)
+			ctx := ctxT(t, 10*time.Second)
+			if ids := c.IDs(); len(ids) != 1 {
+				t.Fatalf("ids after connecting: %v", ids)
+			}
+			// The hub registers engine 1; its notification is lost.
+			h.mu.Lock()
+			h.engines["1"] = uuidB
+			h.mu.Unlock()
+			engines, err := c.Engines(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(engines) != 2 || engines[1].ID != 1 || engines[1].UUID != uuidB {
+				t.Fatalf("engines %+v, want ids 0 and 1", engines)
+			}
+			if goHub && (engines[1].Host != "fakehost" || engines[1].PID != 101) {
+				t.Errorf("engine 1 has no details: %+v", engines[1])
+			}
+			if ids := c.IDs(); len(ids) != 2 {
+				t.Errorf("the client still knows ids %v only", ids)
+			}
+		})
 	}
 }
 

@@ -31,8 +31,37 @@ type EngineInfo struct {
 }
 
 // Engines lists the registered engines in id order, with host, pid and MPI
-// placement when the controller knows them.
+// placement when the controller knows them. It asks the hub, so an engine
+// whose registration notification this client missed (the notification
+// SUB can lose one while it subscribes, or to its high-water mark) is
+// listed, and known to the client from then on.
 func (c *Client) Engines(ctx context.Context) ([]EngineInfo, error) {
+	msg, err := c.hubQuery(ctx, "engine_info_request", map[string]any{})
+	var reply struct {
+		Engines map[string]protocol.EngineInfo `json:"engines"`
+	}
+	var he *HubError
+	switch {
+	case errors.As(err, &he):
+		// A Python hub answers unknown queries with hub_error (KeyError
+		// "Bad Message Type"): ids and uuids are all it has, and
+		// connection_request lists them.
+		c.resync(ctx)
+	case err != nil:
+		return nil, err
+	default:
+		if err := msg.DecodeContent(&reply); err != nil {
+			return nil, err
+		}
+		ids := make(map[string]string, len(reply.Engines))
+		for k, info := range reply.Engines {
+			if info.UUID != "" {
+				ids[k] = info.UUID
+			}
+		}
+		c.mergeEngines(ids)
+	}
+
 	c.mu.Lock()
 	out := make([]EngineInfo, 0, len(c.engines))
 	for id, u := range c.engines {
@@ -40,23 +69,6 @@ func (c *Client) Engines(ctx context.Context) ([]EngineInfo, error) {
 	}
 	c.mu.Unlock()
 	slices.SortFunc(out, func(a, b EngineInfo) int { return a.ID - b.ID })
-
-	msg, err := c.hubQuery(ctx, "engine_info_request", map[string]any{})
-	if err != nil {
-		var he *HubError
-		if errors.As(err, &he) {
-			// A Python hub answers unknown queries with hub_error
-			// (KeyError "Bad Message Type"): ids and uuids are all it has.
-			return out, nil
-		}
-		return nil, err
-	}
-	var reply struct {
-		Engines map[string]protocol.EngineInfo `json:"engines"`
-	}
-	if err := msg.DecodeContent(&reply); err != nil {
-		return nil, err
-	}
 	for i := range out {
 		info, ok := reply.Engines[strconv.Itoa(out[i].ID)]
 		if !ok {
@@ -65,9 +77,6 @@ func (c *Client) Engines(ctx context.Context) ([]EngineInfo, error) {
 		out[i].Host, out[i].PID, out[i].Language = info.Host, info.PID, info.Language
 		out[i].MPIRank, out[i].MPISize, out[i].MPIFlavor = info.MPIRank, info.MPISize, info.MPIFlavor
 		out[i].MPIWorld = info.MPIWorld
-		if out[i].UUID == "" {
-			out[i].UUID = info.UUID
-		}
 	}
 	return out, nil
 }

@@ -782,6 +782,29 @@ func TestPythonLikeController(t *testing.T) {
 	}
 }
 
+// TestPythonLikeControllerQuickClient: a Python controller whose client
+// sends work before the engine has seen two heartbeats. The first request
+// proves the registration, so probing stops then, not at the next probe
+// round; a quick client used to finish while the engine still probed,
+// and the Python scheduler counted every probe as a finished task.
+func TestPythonLikeControllerQuickClient(t *testing.T) {
+	// Pings every 10 s: the two-heartbeat rule cannot fire in this test.
+	f := newFake(t, fakeOptions{pythonLike: true, hbPeriodMS: 10000, pingEvery: 10 * time.Second})
+	_, logs := runEngine(t, f, nil)
+	f.warmUp()
+	testutil.Eventually(t, waitTimeout, func() bool {
+		return logs.contains("a request arrived before registration_complete")
+	}, "a request did not end the probing")
+	n := f.probeCount()
+	r, _ := execute(t, f, "5", true)
+	if content(t, r)["status"] != "ok" {
+		t.Errorf("execute: %s", r.Content)
+	}
+	if m := f.probeCount(); m > n+4 {
+		t.Errorf("probes continued: %d then %d", n, m)
+	}
+}
+
 func TestProbeNotWanted(t *testing.T) {
 	no := false
 	f := newFake(t, fakeOptions{ackProbe: &no, pythonLike: true})

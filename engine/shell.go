@@ -28,6 +28,14 @@ func (e *engine) receiveShell() {
 		if err != nil {
 			e.log.Warn("shell request cannot be decoded; answering with an error", "type", m.Header.MsgType, "err", err)
 		}
+		if e.probe == probeGuessing {
+			// Only a controller that has us registered routes requests
+			// to us, and one that never sent registration_complete
+			// is a Python controller that counts each probe as a
+			// finished task: stop now rather than at the next probe
+			// round, which may come after a quick client is done.
+			e.markComplete("a request arrived before registration_complete; assuming a controller without ready probes")
+		}
 		e.queue.push(&request{msg: m, parseErr: err})
 		e.log.Debug("request queued", "type", m.Header.MsgType, "msg_id", m.Header.MsgID)
 	}
