@@ -38,9 +38,9 @@ type fakeHub struct {
 	// engineInfo answers engine_info_request as our controller does;
 	// without it the fake answers hub_error, as Python's hub does.
 	engineInfo bool
-	muxIn  chan *wire.Message
-	ctlIn  chan *wire.Message
-	taskIn chan *wire.Message
+	muxIn      chan *wire.Message
+	ctlIn      chan *wire.Message
+	taskIn     chan *wire.Message
 }
 
 const fakeKey = "fake-hub-key"
