@@ -175,8 +175,12 @@ func WithConnectTimeout(d time.Duration) Option {
 // client's requests keeps arriving (a controller behind under load, a
 // thousand engines printing at once) the idle may still be queued behind
 // it, so the wait goes on, up to outputGraceCap times the grace after the
-// reply. IOPub is a SUB socket and a PUB drops what it cannot deliver;
-// the grace keeps such a loss from hanging a result forever.
+// reply. Silence of the whole controller does not count either: the grace
+// runs out only once something from the controller (a keepalive answer
+// will do) arrived a whole grace after the last output for this client,
+// because a stalled controller still holds the output. IOPub is a SUB
+// socket and a PUB drops what it cannot deliver; the grace keeps such a
+// loss from hanging a result forever.
 func WithOutputGrace(d time.Duration) Option {
 	return func(c *clientConfig) { c.outputGrace = d }
 }

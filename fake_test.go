@@ -366,6 +366,64 @@ func TestFakeOutputGraceCountsSilence(t *testing.T) {
 	}
 }
 
+// TestFakeOutputGraceWaitsForStalledController: a controller that stalls
+// after forwarding replies (starved of CPU) sends nothing at all, keepalive
+// answers included. That silence must not complete the requests: their
+// output is in its backlog. Once it answers again, the output that comes
+// is complete, and a request whose idle is really lost completes one grace
+// after that.
+func TestFakeOutputGraceWaitsForStalledController(t *testing.T) {
+	h := newFakeHub(t, map[int]string{0: uuidA, 1: uuidB})
+	const grace = 300 * time.Millisecond
+	c := fakeClient(t, h, WithOutputGrace(grace), WithKeepalive(100*time.Millisecond, 100))
+	ctx := ctxT(t, 30*time.Second)
+	a, err := c.View(0).Execute(ctx, "print(1)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reqA := h.next(h.muxIn)
+	b, err := c.View(1).Execute(ctx, "pass")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reqB := h.next(h.muxIn)
+	h.replyMux(reqA, uuidA, "execute_reply", map[string]any{"status": "ok", "execution_count": 1})
+	h.replyMux(reqB, uuidB, "execute_reply", map[string]any{"status": "ok", "execution_count": 1})
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		return !a.Metadata()[0].Received.IsZero() && !b.Metadata()[0].Received.IsZero()
+	}, "replies not received")
+	h.mu.Lock()
+	h.mute = true
+	h.mu.Unlock()
+	// Five graces of total silence: the stall, not a loss.
+	stallEnd := time.Now().Add(5 * grace)
+	for time.Now().Before(stallEnd) {
+		if a.Progress() != 0 || b.Progress() != 0 {
+			t.Fatal("a request completed without its idle while the controller was silent")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	h.mu.Lock()
+	h.mute = false
+	h.mu.Unlock()
+	h.pub(reqA, uuidA, "stream", map[string]any{"name": "stdout", "text": "1\n"})
+	h.pub(reqA, uuidA, "status", map[string]any{"execution_state": "idle"})
+	if _, err := a.Get(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if md := a.Metadata()[0]; !md.OutputComplete || md.Stdout != "1\n" {
+		t.Errorf("A after the stall: OutputComplete %v, stdout %q", md.OutputComplete, md.Stdout)
+	}
+	// B's idle never comes: the controller answers again, so the grace
+	// runs out.
+	if _, err := b.Get(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if b.Metadata()[0].OutputComplete {
+		t.Error("B: OutputComplete without an idle")
+	}
+}
+
 func TestFakeEngineDeathFailsDirectRequests(t *testing.T) {
 	h := newFakeHub(t, map[int]string{0: uuidA, 1: uuidB})
 	c := fakeClient(t, h)

@@ -286,7 +286,12 @@ func (c *Client) handleReply(f *future, msg *wire.Message) {
 const outputGraceCap = 12
 
 // idleTimeout completes a replied future whose IOPub idle never came, once
-// IOPub has been silent about our requests for the output grace.
+// IOPub has been silent about our requests for the output grace while the
+// controller was seen working: something from it (a keepalive answer, a
+// reply, anyone's output) arrived a whole grace after our last output. A
+// controller that stalls (1,000 engines on two cores starved it for 19 s)
+// holds our idle in its backlog; that silence is not a loss, and counting
+// it completed futures whose idle and even stdout came seconds later.
 func (f *future) idleTimeout() {
 	f.mu.Lock()
 	if f.finished {
@@ -294,9 +299,13 @@ func (f *future) idleTimeout() {
 		return
 	}
 	grace := f.c.cfg.outputGrace
-	quiet := time.Since(f.c.born) - time.Duration(f.c.ownOutput.Load())
-	if quiet < grace && time.Since(f.md.Received) < outputGraceCap*grace {
-		f.timer = time.AfterFunc(grace-quiet, f.idleTimeout)
+	own := time.Duration(f.c.ownOutput.Load())
+	quiet := time.Since(f.c.born) - own
+	alive := time.Duration(f.c.heard.Load()) - own
+	if (quiet < grace || alive < grace) && time.Since(f.md.Received) < outputGraceCap*grace {
+		// The keepalive's probes move heard on while the controller
+		// answers, so a stalled one is looked at again every so often.
+		f.timer = time.AfterFunc(max(grace-quiet, min(grace-alive, time.Second), 10*time.Millisecond), f.idleTimeout)
 		f.mu.Unlock()
 		return
 	}

@@ -97,12 +97,13 @@ type Factory struct {
 
 // NewFactory is the Factory of the real program.
 func NewFactory() *Factory {
-	return &Factory{
+	f := &Factory{
 		IO:         IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr},
 		Executable: os.Executable,
 		Runner:     launchers.OSRunner{},
-		Connect:    connectIPP,
 	}
+	f.Connect = f.connectIPP
+	return f
 }
 
 // Logger is the slog logger user commands log to (standard error).

@@ -62,6 +62,9 @@ type ExecResult struct {
 	Result string
 	// Err is set when the code failed on this engine.
 	Err *RemoteError
+	// OutputIncomplete: the engine's end-of-output status never arrived
+	// (see ipp.WithOutputGrace), so some of its output may be missing.
+	OutputIncomplete bool
 }
 
 // RemoteError is an error raised on an engine.
@@ -74,9 +77,10 @@ type RemoteError struct {
 // A client file that `start --ssh` (or exec --ssh) copied from another
 // host is always reached through that host: the tunnel is forced, not left
 // to the file's ssh field, which a client skips when the controller's
-// location looks like this machine.
-func connectIPP(ctx context.Context, clientFile string) (Client, error) {
-	var opts []ipp.Option
+// location looks like this machine. The client logs at the command's
+// --log-level.
+func (f *Factory) connectIPP(ctx context.Context, clientFile string) (Client, error) {
+	opts := []ipp.Option{ipp.WithLogger(f.Logger())}
 	if host := remoteHostOf(clientFile); host != "" {
 		opts = append(opts, ipp.WithSSH(host))
 	}
@@ -157,10 +161,11 @@ func (r ippRun) Results(ctx context.Context, onFail func(int, *RemoteError)) ([]
 	case err != nil:
 		return nil, err
 	}
-	engines, stdout, stderr := ar.EngineIDs(), ar.Stdout(), ar.Stderr()
+	engines, stdout, stderr, md := ar.EngineIDs(), ar.Stdout(), ar.Stderr(), ar.Metadata()
 	out := make([]ExecResult, len(engines))
 	for i, id := range engines {
 		r := ExecResult{Engine: id, Stdout: stdout[i], Stderr: stderr[i]}
+		r.OutputIncomplete = i < len(md) && !md[i].OutputComplete
 		if i < len(vals) {
 			if rep, ok := vals[i].(*ipp.ExecuteReply); ok && rep != nil {
 				r.ExecutionCount = rep.ExecutionCount

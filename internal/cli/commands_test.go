@@ -347,6 +347,18 @@ func TestExecOutput(t *testing.T) {
 		t.Errorf("code %q", e.client.code)
 	}
 
+	// Output whose end never arrived is named on stderr; the exit status
+	// stays that of the code.
+	e.client.results = []ExecResult{{Engine: 0, Stdout: "1\n"}, {Engine: 1, OutputIncomplete: true}, {Engine: 2, OutputIncomplete: true}}
+	e.out, e.err = &testutil.SyncBuffer{}, &testutil.SyncBuffer{}
+	e.f.IO.Out, e.f.IO.ErrOut = e.out, e.err
+	if err := execRun(context.Background(), &ExecOptions{F: e.f, Code: "x", Bare: true}); err != nil {
+		t.Fatalf("incomplete output: %v", err)
+	}
+	if !strings.Contains(e.err.String(), "output of engine(s) 1,2 may be incomplete") {
+		t.Errorf("incomplete output not named: stderr %q", e.err.String())
+	}
+
 	err = execRun(context.Background(), &ExecOptions{F: e.f, Code: "x", ClusterFlags: ClusterFlags{ClusterID: "none"}})
 	if ExitCode(err) != ExitNoCluster {
 		t.Errorf("exec without a cluster: %v", err)

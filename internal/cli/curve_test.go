@@ -128,7 +128,7 @@ func TestStartCurve(t *testing.T) {
 	}
 	e := newTestEnv(t)
 	t.Setenv(childEnv, "real")
-	e.f.Connect = connectIPP
+	e.f.Connect = e.f.connectIPP
 	ctx := context.Background()
 	var pids []int
 	killAll(t, &pids)

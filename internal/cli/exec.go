@@ -448,6 +448,17 @@ func printResults(p *linePrinter, results []ExecResult, shown map[int]bool) int 
 			fmt.Fprintf(p.io.Out, "Out[%d:%d]: %s\n", r.Engine, r.ExecutionCount, strings.TrimRight(r.Result, "\n"))
 		}
 	}
+	// Output is streamed as it arrives; a lost piece can only be named
+	// afterwards, and must be, or `| grep -c` quietly counts short.
+	var partial []int
+	for _, r := range results {
+		if r.OutputIncomplete {
+			partial = append(partial, r.Engine)
+		}
+	}
+	if len(partial) > 0 {
+		fmt.Fprintf(p.io.ErrOut, "ipcluster: the output of engine(s) %s may be incomplete: their end-of-output status never arrived (a controller or network too slow for the output grace, or output dropped on the way)\n", joinIDs(partial))
+	}
 	failed := 0
 	for _, r := range results {
 		if r.Err == nil {
