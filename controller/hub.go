@@ -398,7 +398,7 @@ func (h *hub) register(s transport.Socket, msg *wire.Message) {
 		}
 		id, registered := h.reregister(e, req.Held)
 		h.mu.Unlock()
-		h.registrationOK(s, msg, id)
+		h.registrationOK(s, msg, id, registered)
 		if registered {
 			h.sendComplete(req.UUID, id)
 		}
@@ -419,7 +419,7 @@ func (h *hub) register(s transport.Socket, msg *wire.Message) {
 	h.byUUID[req.UUID] = e
 	h.mu.Unlock()
 	h.wakeFast()
-	h.registrationOK(s, msg, id)
+	h.registrationOK(s, msg, id, false)
 	h.c.log.Debug("engine registering", "id", id, "uuid", req.UUID, "probes", req.ReadyProbe)
 }
 
@@ -428,13 +428,20 @@ func (h *hub) register(s transport.Socket, msg *wire.Message) {
 // ready_probe true in the reply tells a Go engine to probe until
 // registration_complete rather than guess whether this controller
 // understands probes.
-func (h *hub) registrationOK(s transport.Socket, msg *wire.Message, id int) {
+//
+// known (ours, only in answer to a Go engine registering again) says this
+// controller still has the engine registered: it was slow, not restarted
+// (a starved controller on an oversubscribed node makes hundreds of
+// engines notice silence at once). Its routes are known and
+// registration_complete follows, so the engine skips its probe round,
+// which cost eight more messages per engine.
+func (h *hub) registrationOK(s transport.Socket, msg *wire.Message, id int, known bool) {
 	var probe struct {
 		ReadyProbe bool `json:"ready_probe"`
 	}
 	msg.DecodeContent(&probe)
 	ei := h.c.engineInfo
-	h.reply(s, msg.Idents, msg, "registration_reply", map[string]any{
+	content := map[string]any{
 		"status":      "ok",
 		"id":          id,
 		"hb_period":   h.c.cfg.HeartbeatPeriod.Milliseconds(),
@@ -444,7 +451,11 @@ func (h *hub) registrationOK(s transport.Socket, msg *wire.Message, id int) {
 			"mux": ei.Mux, "task": ei.Task, "iopub": ei.IOPub, "hb_ping": ei.HBPing,
 			"hb_pong": ei.HBPong, "broadcast": ei.Broadcast,
 		},
-	})
+	}
+	if known {
+		content["known"] = true
+	}
+	h.reply(s, msg.Idents, msg, "registration_reply", content)
 }
 
 // routeReady records an engine_ready probe that arrived on one route.

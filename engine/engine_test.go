@@ -805,6 +805,31 @@ func TestPythonLikeControllerQuickClient(t *testing.T) {
 	}
 }
 
+// TestRegisterAgainKnown: after a silence the engine registers again; a
+// controller that still has it registered (it was only slow) says so, and
+// the engine sends no probe round: at 1,000 engines on two cores a
+// starved controller made 756 engines do this at once.
+func TestRegisterAgainKnown(t *testing.T) {
+	f := newFake(t, fakeOptions{hbPeriodMS: 100, known: true})
+	_, logs := runEngine(t, f, nil)
+	testutil.Eventually(t, waitTimeout, func() bool { return logs.contains("controller confirmed the registration") }, "no registration")
+	f.pinging.Store(false)
+	testutil.Eventually(t, waitTimeout, func() bool { return logs.contains("controller silent") }, "the engine did not notice the silence")
+	probes := f.probeCount()
+	f.pinging.Store(true)
+	testutil.Eventually(t, waitTimeout, func() bool {
+		return logs.contains("registered again with a controller that still knew this engine")
+	}, "the engine did not register again, or ignored known")
+	f.warmUp()
+	r, _ := execute(t, f, "5", true)
+	if content(t, r)["status"] != "ok" {
+		t.Errorf("execute after registering again: %s", r.Content)
+	}
+	if n := f.probeCount(); n != probes {
+		t.Errorf("%d probes sent after registering again with a controller that knew the engine", n-probes)
+	}
+}
+
 func TestProbeNotWanted(t *testing.T) {
 	no := false
 	f := newFake(t, fakeOptions{ackProbe: &no, pythonLike: true})

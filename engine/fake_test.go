@@ -106,6 +106,7 @@ type fakeOptions struct {
 	key         string        // HMAC key (default a fixed test key)
 	assignID    int           // engine id to assign (default 0)
 	noHeartbeat bool          // never ping
+	known       bool          // answer a registration again with "known": true, as our controller does for an engine it still has
 }
 
 // fake is a tiny in-test controller: the engine-facing sockets of
@@ -290,6 +291,9 @@ func (f *fake) serveRegistration() {
 			r := map[string]any{"status": "ok", "id": f.opts.assignID, "hb_period": f.opts.hbPeriodMS}
 			if f.opts.ackProbe != nil {
 				r["ready_probe"] = *f.opts.ackProbe
+			}
+			if f.opts.known && string(c["reregister"]) == "true" {
+				r["known"] = true
 			}
 			content = r
 		}

@@ -181,6 +181,15 @@ func (e *engine) reregistered(m *wire.Message) {
 	}
 	round := newRound(true)
 	e.round.Store(round)
+	if rep.Known {
+		// The same controller, only slow: it has our routes and sends
+		// registration_complete anyway. The recent replies still go
+		// again (it refuses those it has): across a long silence
+		// some may have been dropped on the way.
+		e.log.Info("registered again with a controller that still knew this engine")
+		e.markComplete("the controller still had this engine registered")
+		return
+	}
 	e.log.Info("registered again; announcing the routes")
 	go e.sendReadyProbes(round)
 }

@@ -49,6 +49,9 @@ type registrationReply struct {
 	EName      string `json:"ename"`
 	EValue     string `json:"evalue"`
 	ReadyProbe *bool  `json:"ready_probe"`
+	// Known is ours: in answer to a registration again, the controller
+	// still had this engine registered (see reregistered).
+	Known bool `json:"known"`
 }
 
 // describeSelf fills the registration metadata.
