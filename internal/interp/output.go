@@ -39,6 +39,11 @@ type stream struct {
 	idleDone chan struct{}
 	runW     *os.File
 	runDone  chan struct{}
+	// runBuf is the run pump's buffer, kept from one Exec to the next:
+	// a fresh 32 KiB per Exec and stream was the largest allocation of a
+	// small execute (two page-faulting slices and the GC work after them).
+	// Only one run pump exists at a time (end waits for it).
+	runBuf []byte
 }
 
 // newStream returns a stream to dst, or to fallback when dst is nil.
@@ -57,19 +62,22 @@ func newStream(dst io.Writer, fallback *os.File) (*stream, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.idleW, s.idleDone = w, s.pump(r)
+	s.idleW, s.idleDone = w, s.pump(r, make([]byte, pumpBuffer))
 	s.file = w
 	s.cur.Store(w)
 	return s, nil
 }
 
-// pump copies r to dst until every write end of the pipe is closed.
-func (s *stream) pump(r *os.File) chan struct{} {
+// pumpBuffer is the size of a pump's read buffer.
+const pumpBuffer = 32 << 10
+
+// pump copies r to dst through buf until every write end of the pipe is
+// closed.
+func (s *stream) pump(r *os.File, buf []byte) chan struct{} {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		defer r.Close()
-		buf := make([]byte, 32<<10)
 		for {
 			k, err := r.Read(buf)
 			if k > 0 {
@@ -96,7 +104,10 @@ func (s *stream) begin() error {
 	if err != nil {
 		return err
 	}
-	s.runW, s.runDone = w, s.pump(r)
+	if s.runBuf == nil {
+		s.runBuf = make([]byte, pumpBuffer)
+	}
+	s.runW, s.runDone = w, s.pump(r, s.runBuf)
 	s.file = w
 	s.cur.Store(w)
 	return nil
