@@ -321,6 +321,29 @@ func TestFakeOutputGrace(t *testing.T) {
 	}
 }
 
+// TestFakeOutputGraceWithoutKeepalive: a client without keepalive probes
+// hears nothing from an idle controller, so the grace alone decides: a
+// lost idle completes after one grace, not after the cap of twelve.
+func TestFakeOutputGraceWithoutKeepalive(t *testing.T) {
+	h := newFakeHub(t, map[int]string{0: uuidA})
+	const grace = time.Second
+	c := fakeClient(t, h, WithOutputGrace(grace), WithKeepalive(0, 0))
+	ctx := ctxT(t, 30*time.Second)
+	ar, err := c.View(0).Execute(ctx, "pass")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.replyMux(h.next(h.muxIn), uuidA, "execute_reply", map[string]any{"status": "ok", "execution_count": 1})
+	start := time.Now()
+	if _, err := ar.Get(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Half the cap: far above one grace, far below twelve.
+	if took := time.Since(start); took > outputGraceCap*grace/2 {
+		t.Errorf("a lost idle took %v to complete without keepalive (grace %v, cap %v)", took, grace, outputGraceCap*grace)
+	}
+}
+
 // TestFakeOutputGraceCountsSilence: the output grace runs from the last
 // IOPub message about our requests, not from the reply. A's idle comes
 // long after A's reply, behind a stream of B's output (a controller

@@ -302,6 +302,11 @@ func (f *future) idleTimeout() {
 	own := time.Duration(f.c.ownOutput.Load())
 	quiet := time.Since(f.c.born) - own
 	alive := time.Duration(f.c.heard.Load()) - own
+	if f.c.cfg.keepaliveInterval <= 0 || f.c.cfg.keepaliveMisses <= 0 {
+		// Without keepalive probes an idle controller says nothing, so
+		// its silence proves nothing either way: the grace alone counts.
+		alive = quiet
+	}
 	if (quiet < grace || alive < grace) && time.Since(f.md.Received) < outputGraceCap*grace {
 		// The keepalive's probes move heard on while the controller
 		// answers, so a stalled one is looked at again every so often.
