@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/creack/pty"
+
 	"github.com/ipp-hpc/ipp/internal/testutil"
 	"github.com/ipp-hpc/ipp/internal/wire"
 	"github.com/ipp-hpc/ipp/launchers"
@@ -293,6 +295,48 @@ func TestStopAll(t *testing.T) {
 	}
 }
 
+// TestExecPrefixOnTerminal: by default each stream is prefixed only when it
+// goes to a terminal, decided for standard output and standard error apart
+// (here a real pty and a buffer).
+func TestExecPrefixOnTerminal(t *testing.T) {
+	e := newTestEnv(t)
+	os.MkdirAll(wire.SecurityDir(e.profileDir()), 0o700)
+	os.WriteFile(wire.ClientFile(e.profileDir(), ""), []byte("{}"), 0o600)
+	e.client.ids = []int{0, 1}
+	e.client.results = []ExecResult{
+		{Engine: 0, Stdout: "42\n", Stderr: "warning\n"},
+		{Engine: 1, Stdout: "42\n"},
+	}
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		t.Skipf("no pty here: %v", err)
+	}
+	defer ptmx.Close()
+	defer tty.Close()
+	e.f.IO.Out = tty
+	if err := execRun(context.Background(), &ExecOptions{F: e.f, Code: "-"}); err != nil {
+		t.Fatal(err)
+	}
+	// The terminal turns each \n into \r\n.
+	want := "[stdout:0] 42\r\n[stdout:1] 42\r\n"
+	got := make([]byte, 0, len(want))
+	ptmx.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for len(got) < len(want) {
+		buf := make([]byte, 256)
+		n, err := ptmx.Read(buf)
+		got = append(got, buf[:n]...)
+		if err != nil {
+			break
+		}
+	}
+	if string(got) != want {
+		t.Errorf("on the terminal:\n%q\nwant\n%q", got, want)
+	}
+	if e.err.String() != "warning\n" {
+		t.Errorf("stderr into a buffer: %q, want the bare line", e.err.String())
+	}
+}
+
 func TestExecOutput(t *testing.T) {
 	e := newTestEnv(t)
 	os.MkdirAll(wire.SecurityDir(e.profileDir()), 0o700)
@@ -302,7 +346,7 @@ func TestExecOutput(t *testing.T) {
 		{Engine: 0, Stdout: "42\n", ExecutionCount: 1},
 		{Engine: 1, Stdout: "42\nmore", Stderr: "warning\n", Result: "7", ExecutionCount: 3},
 	}
-	err := execRun(context.Background(), &ExecOptions{F: e.f, Code: "-", Targets: []int{0, 1}})
+	err := execRun(context.Background(), &ExecOptions{F: e.f, Code: "-", Targets: []int{0, 1}, Prefix: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -317,17 +361,21 @@ func TestExecOutput(t *testing.T) {
 		t.Errorf("targets %v", e.client.targets)
 	}
 
-	// --bare: the same lines without prefixes, the value still labelled.
-	e.out, e.err = &testutil.SyncBuffer{}, &testutil.SyncBuffer{}
-	e.f.IO.Out, e.f.IO.ErrOut = e.out, e.err
-	if err := execRun(context.Background(), &ExecOptions{F: e.f, Code: "-", Targets: []int{0, 1}, Bare: true}); err != nil {
-		t.Fatal(err)
-	}
-	if want := "42\n42\nmore\nOut[1:3]: 7\n"; e.out.String() != want {
-		t.Errorf("bare stdout:\n%q\nwant\n%q", e.out.String(), want)
-	}
-	if e.err.String() != "warning\n" {
-		t.Errorf("bare stderr %q", e.err.String())
+	// --bare, and the default into a pipe or file: the same lines without
+	// prefixes, the value still labelled.
+	for _, o := range []ExecOptions{{Bare: true}, {}} {
+		e.out, e.err = &testutil.SyncBuffer{}, &testutil.SyncBuffer{}
+		e.f.IO.Out, e.f.IO.ErrOut = e.out, e.err
+		o.F, o.Code, o.Targets = e.f, "-", []int{0, 1}
+		if err := execRun(context.Background(), &o); err != nil {
+			t.Fatal(err)
+		}
+		if want := "42\n42\nmore\nOut[1:3]: 7\n"; e.out.String() != want {
+			t.Errorf("bare %v: stdout:\n%q\nwant\n%q", o.Bare, e.out.String(), want)
+		}
+		if e.err.String() != "warning\n" {
+			t.Errorf("bare %v: stderr %q", o.Bare, e.err.String())
+		}
 	}
 
 	e.client.results = []ExecResult{
@@ -336,7 +384,7 @@ func TestExecOutput(t *testing.T) {
 	}
 	e.out, e.err = &testutil.SyncBuffer{}, &testutil.SyncBuffer{}
 	e.f.IO.Out, e.f.IO.ErrOut = e.out, e.err
-	err = execRun(context.Background(), &ExecOptions{F: e.f, Code: "f()"})
+	err = execRun(context.Background(), &ExecOptions{F: e.f, Code: "f()", Prefix: true})
 	if err == nil || ExitCode(err) != 1 {
 		t.Fatalf("failed engine: err %v", err)
 	}

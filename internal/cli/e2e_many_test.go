@@ -81,6 +81,18 @@ func TestManyLocalEngines(t *testing.T) {
 		t.Errorf("%d engines printed 1, want %d:\n%s", len(printed), n, out)
 	}
 
+	// The issue's own check: exec 'fmt.Println(1)' | grep -c '^1$'. Into a
+	// pipe exec prints the engines' lines bare.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd, o, er := e.commandAsTyped(ctx, "exec", "fmt.Println(1)")
+	if code := e.exitCode([]string{"exec"}, cmd.Run()); code != 0 {
+		t.Fatalf("exec into a pipe: exit %d\n%s", code, er)
+	}
+	if ones := len(regexp.MustCompile(`(?m)^1$`).FindAllString(o.String(), -1)); ones != n || strings.Count(o.String(), "\n") != n {
+		t.Errorf("exec into a pipe: %d lines \"1\" of %d lines, want %d of %d:\n%s", ones, strings.Count(o.String(), "\n"), n, n, o)
+	}
+
 	run(3*time.Minute, "stop")
 	stopped = true
 	var left []int

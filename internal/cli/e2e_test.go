@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -73,6 +74,17 @@ func newE2E(t *testing.T) *e2e {
 
 // command prepares `ipcluster args...` with its output captured.
 func (e *e2e) command(ctx context.Context, args ...string) (*exec.Cmd, *bytes.Buffer, *bytes.Buffer) {
+	// The tests compare exec's labelled lines, which exec prints into a
+	// pipe only when asked (TestManyLocalEngines checks the bare default
+	// with commandAsTyped).
+	if len(args) > 0 && args[0] == "exec" && !slices.Contains(args, "--bare") && !slices.Contains(args, "--prefix") {
+		args = append([]string{"exec", "--prefix"}, args[1:]...)
+	}
+	return e.commandAsTyped(ctx, args...)
+}
+
+// commandAsTyped is command with the arguments exactly as given.
+func (e *e2e) commandAsTyped(ctx context.Context, args ...string) (*exec.Cmd, *bytes.Buffer, *bytes.Buffer) {
 	cmd := exec.CommandContext(ctx, e.bin, args...)
 	cmd.Env = e.env
 	var o, er bytes.Buffer

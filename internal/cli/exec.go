@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/ipp-hpc/ipp"
 	"github.com/ipp-hpc/ipp/internal/wire"
@@ -33,8 +34,26 @@ type ExecOptions struct {
 	// Timeout bounds the whole execution.
 	Timeout time.Duration
 	// Bare prints the engines' output lines as they are, without the
-	// [stream:N] prefix, for pipes that count or parse them.
+	// [stream:N] prefix, even on a terminal.
 	Bare bool
+	// Prefix prints the [stream:N] prefix even where the output is not a
+	// terminal (a log file kept for later). Without Bare or Prefix, a
+	// stream is prefixed only when it goes to a terminal, as srun and
+	// mpirun leave lines bare unless labels are asked for, so that
+	// `ipcluster exec ... | grep -c` counts what the engines printed.
+	Prefix bool
+}
+
+// prefixed reports whether exec labels the lines it writes to w.
+func (o *ExecOptions) prefixed(w io.Writer) bool {
+	switch {
+	case o.Bare:
+		return false
+	case o.Prefix:
+		return true
+	}
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 // NewCmdExec builds `ipcluster exec`. runF replaces execRun in tests.
@@ -51,6 +70,11 @@ different engines interleave in arrival order but never mix), then the value
 of a trailing expression as Out[N:k], and each engine's error as soon as it
 is known. CODE "-" reads the code from standard input.
 
+The [stdout:N] and [stderr:N] prefixes are shown on a terminal. Into a pipe
+or a file the lines go as the engines printed them (like srun without
+--label), so that grep, sort and wc see the engines' own output; --prefix
+keeps the prefixes there, --bare drops them on a terminal too.
+
 Ctrl-C interrupts the engines still running the code (SIGINT, as 'ipcluster
 signal' sends) and waits for their replies; a second Ctrl-C abandons them
 (they keep running) and exits. --timeout interrupts the engines still running
@@ -66,7 +90,8 @@ also with 12.`,
 		Example: `  ipcluster exec 'fmt.Println(6*7)'
   ipcluster exec --targets 0,2-3 'import "os"; fmt.Println(os.Getpid())'
   ipcluster exec - < setup.go
-  ipcluster exec --bare 'fmt.Println(1)' | grep -c '^1$'   # one line per engine`,
+  ipcluster exec 'fmt.Println(1)' | grep -c '^1$'   # one line per engine
+  ipcluster exec --prefix 'fmt.Println(os.Hostname())' > hosts.log`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Code = args[0]
@@ -85,7 +110,9 @@ also with 12.`,
 	opts.ClusterFlags.bindRemote(fs)
 	fs.StringVarP(&targets, "targets", "t", "all", "engine ids: all, or a list such as 0,2,4-7")
 	fs.Var(newSecondsValue(&opts.Timeout, 0), "timeout", "give up after this long (default: no limit)")
-	fs.BoolVar(&opts.Bare, "bare", false, "print output lines without the [stdout:N] prefix (still whole lines, never mixed)")
+	fs.BoolVar(&opts.Bare, "bare", false, "never prefix output lines with [stdout:N] (still whole lines, never mixed)")
+	fs.BoolVar(&opts.Prefix, "prefix", false, "prefix output lines with [stdout:N] also when not writing to a terminal")
+	cmd.MarkFlagsMutuallyExclusive("bare", "prefix")
 	return cmd
 }
 
@@ -179,7 +206,7 @@ func steer(ctx context.Context, o *ExecOptions, run ExecRun, deadline time.Time)
 	rctx, abandon := context.WithCancel(ctx)
 	defer abandon()
 	p := newLinePrinter(o.F.IO)
-	p.bare = o.Bare
+	p.bareOut, p.bareErr = !o.prefixed(o.F.IO.Out), !o.prefixed(o.F.IO.ErrOut)
 	streamed := make(chan struct{})
 	go func() {
 		defer close(streamed)
@@ -317,7 +344,9 @@ type linePrinter struct {
 	mu      sync.Mutex
 	io      IOStreams
 	partial map[streamKey]string
-	bare    bool // no prefix
+	// bareOut and bareErr drop the prefix on standard output and standard
+	// error: each is decided by where that stream goes.
+	bareOut, bareErr bool
 }
 
 type streamKey struct {
@@ -355,10 +384,14 @@ func (p *linePrinter) add(o ipp.Output) {
 func (p *linePrinter) lines(k streamKey, text string) {
 	var b strings.Builder
 	prefix := fmt.Sprintf("[%s:%d]", k.stream, k.engine)
+	bare := p.bareOut
+	if k.stream == "stderr" {
+		bare = p.bareErr
+	}
 	for line := range strings.Lines(text) {
 		line = strings.TrimSuffix(line, "\n")
 		switch {
-		case p.bare:
+		case bare:
 			b.WriteString(line)
 		case line != "":
 			b.WriteString(prefix)

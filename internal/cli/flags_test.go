@@ -141,11 +141,17 @@ func TestExecFlags(t *testing.T) {
 	if got.Code != "fmt.Println(1)" || !reflect.DeepEqual(got.Targets, []int{0, 2, 3}) || got.Timeout != time.Minute {
 		t.Errorf("options %+v", got)
 	}
-	if err := run(NewCmdExec(&Factory{}, capture), "x"); err != nil || got.Targets != nil || got.Bare {
+	if err := run(NewCmdExec(&Factory{}, capture), "x"); err != nil || got.Targets != nil || got.Bare || got.Prefix {
 		t.Errorf("defaults: targets %v, bare %v, %v", got.Targets, got.Bare, err)
 	}
-	if err := run(NewCmdExec(&Factory{}, capture), "x", "--bare"); err != nil || !got.Bare {
-		t.Errorf("--bare: %v, %v", got.Bare, err)
+	if err := run(NewCmdExec(&Factory{}, capture), "x", "--bare"); err != nil || !got.Bare || got.Prefix {
+		t.Errorf("--bare: %v %v, %v", got.Bare, got.Prefix, err)
+	}
+	if err := run(NewCmdExec(&Factory{}, capture), "x", "--prefix"); err != nil || got.Bare || !got.Prefix {
+		t.Errorf("--prefix: %v %v, %v", got.Bare, got.Prefix, err)
+	}
+	if err := run(NewCmdExec(&Factory{}, capture), "x", "--prefix", "--bare"); err == nil {
+		t.Error("--prefix with --bare accepted")
 	}
 	for _, bad := range [][]string{{}, {"a", "b"}, {"x", "--targets", "1-0"}, {"x", "-t", "one"}} {
 		if err := run(NewCmdExec(&Factory{}, capture), bad...); err == nil {
