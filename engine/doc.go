@@ -27,8 +27,10 @@
 //     scheduler, which counts every message from a registered engine as a
 //     finished task, knows the engine.
 //  4. Serving, on the goroutines listed below, until one of the stops.
-//     With Config.TrimMemory (ipcluster engine, Main) the first completed
-//     registration also gives back start-up memory (trim_linux.go).
+//     The first completed registration turns the garbage collector back on
+//     where the engine role started with it off (internal/startgc), and
+//     with Config.TrimMemory (ipcluster engine, Main) gives back start-up
+//     memory (trim_linux.go), which is then the process's first collection.
 //  5. Stopping: on ctx cancellation, shutdown_request or heartbeat loss the
 //     running request is cancelled, remaining output flushed,
 //     unregistration_request sent (clients learn at once instead of after

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ipp-hpc/ipp/internal/protocol"
+	"github.com/ipp-hpc/ipp/internal/startgc"
 	"github.com/ipp-hpc/ipp/internal/transport"
 	"github.com/ipp-hpc/ipp/internal/wire"
 )
@@ -200,6 +201,9 @@ func (e *engine) markComplete(why string) {
 	r.once.Do(func() {
 		e.log.Info("registration complete", "how", why)
 		close(r.complete)
+		// The collector was off while the process started (startgc); the
+		// trim below is its first collection.
+		startgc.Restore()
 		if e.cfg.TrimMemory {
 			e.trimOnce.Do(func() { go trimResident(e.log) })
 		}
