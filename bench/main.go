@@ -94,7 +94,7 @@ func main() {
 	flag.StringVar(&slurmSizes, "slurm-sizes", "4,32", "engine counts for start-to-registered under Slurm")
 	flag.StringVar(&only, "only", "", "run only these groups of measures (comma-separated; empty for all)")
 	flag.BoolVar(&quick, "quick", false, "few small points: a check of the bench, not a measurement")
-	flag.IntVar(&o.thousand, "thousand", 1000, "engines of the thousand group (start, exec on all, stop); it runs only when named in -only")
+	flag.IntVar(&o.thousand, "thousand", 1000, "engines of the thousand group (start, exec on all, stop; 0 to skip)")
 	flag.Parse()
 	if quick {
 		set := map[string]bool{}
@@ -103,7 +103,7 @@ func main() {
 		for name, v := range map[string]string{
 			"startup-sizes": "2,4", "ours-startup-sizes": "", "dask-startup-sizes": "2",
 			"task-sizes": "1,2", "tasks": "2000", "curve-tasks": "1000", "calls": "200",
-			"data-mb": "1,10", "ratio-mb": "10", "scatter-mb": "10", "slurm-sizes": "4",
+			"data-mb": "1,10", "ratio-mb": "10", "scatter-mb": "10", "slurm-sizes": "4", "thousand": "0",
 		} {
 			if !set[name] {
 				if err := flag.Set(name, v); err != nil {

@@ -398,6 +398,13 @@ func cellFor(r *Run, system, key string) string {
 	if v, ok := valueOf(r, system, key); ok {
 		return fmtNum(v)
 	}
+	// valueOf leaves zeros out for the log-scale charts; a counted zero
+	// (processes left after stop) is still a number here.
+	if system == "ipp" {
+		if v, ok := r.Ours[key]; ok && v == 0 {
+			return "0"
+		}
+	}
 	if sk, ok := r.Notes["skipped"].(map[string]map[string]string); ok {
 		if why, ok := sk[system][key]; ok {
 			return "— (" + why + ")"
