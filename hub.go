@@ -33,8 +33,9 @@ type EngineInfo struct {
 // Engines lists the registered engines in id order, with host, pid and MPI
 // placement when the controller knows them. It asks the hub, so an engine
 // whose registration notification this client missed (the notification
-// SUB can lose one while it subscribes, or to its high-water mark) is
-// listed, and known to the client from then on.
+// SUB misses what the hub publishes before its subscription is in place;
+// its queue is unlimited, so nothing is dropped after that) is listed,
+// and known to the client from then on.
 func (c *Client) Engines(ctx context.Context) ([]EngineInfo, error) {
 	msg, err := c.hubQuery(ctx, "engine_info_request", map[string]any{})
 	var reply struct {

@@ -201,7 +201,11 @@ func (rc *receiver) copyOut(msg [][]byte, n int) [][]byte {
 			// must not overwrite the next.
 			dst, buf = buf[:sz:sz], buf[sz:]
 		}
-		copy(dst, src)
+		if sz >= largeFrame {
+			copyPreemptible(dst, src)
+		} else {
+			copy(dst, src)
+		}
 		msg = append(msg, dst)
 	}
 	return msg
