@@ -119,6 +119,17 @@ func clusterPIDs(path string) (int, []int, error) {
 	return f.Controller.State.PID, engines, nil
 }
 
+// worstEngine is the highest of each engine figure, engine by engine.
+func (c idleCost) worstEngine() procstat.Idle {
+	var worst procstat.Idle
+	for _, e := range c.Engines {
+		worst.WakeupsPerSec = max(worst.WakeupsPerSec, e.WakeupsPerSec)
+		worst.RSSKB = max(worst.RSSKB, e.RSSKB)
+		worst.PSSKB = max(worst.PSSKB, e.PSSKB)
+	}
+	return worst
+}
+
 // addIdle runs the idle measure and records it in r: the worse engine's
 // wake-ups and memory, the controller's, and the client's wake-ups (its
 // memory is this bench process's, so it is not reported).
@@ -127,12 +138,7 @@ func addIdle(exe string, r results) error {
 	if err != nil {
 		return err
 	}
-	var worst procstat.Idle
-	for _, e := range cost.Engines {
-		worst.WakeupsPerSec = max(worst.WakeupsPerSec, e.WakeupsPerSec)
-		worst.RSSKB = max(worst.RSSKB, e.RSSKB)
-		worst.PSSKB = max(worst.PSSKB, e.PSSKB)
-	}
+	worst := cost.worstEngine()
 	r["idle_engine_wakeups_per_s"] = worst.WakeupsPerSec
 	r["idle_engine_rss_mb"] = float64(worst.RSSKB) / 1024
 	r["idle_engine_pss_mb"] = float64(worst.PSSKB) / 1024
@@ -149,11 +155,7 @@ func addIdle(exe string, r results) error {
 	if err != nil {
 		return err
 	}
-	var coldWorst procstat.Idle
-	for _, e := range cold.Engines {
-		coldWorst.RSSKB = max(coldWorst.RSSKB, e.RSSKB)
-		coldWorst.PSSKB = max(coldWorst.PSSKB, e.PSSKB)
-	}
+	coldWorst := cold.worstEngine()
 	r["idle_engine_rss_read_mb"] = float64(coldWorst.RSSKB) / 1024
 	r["idle_engine_pss_read_mb"] = float64(coldWorst.PSSKB) / 1024
 	fmt.Printf("ipp: idle engine from an executable read from disk: %.1f MB RSS (%.1f MB PSS)\n",

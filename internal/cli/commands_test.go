@@ -295,18 +295,24 @@ func TestStopAll(t *testing.T) {
 	}
 }
 
-// TestExecPrefixOnTerminal: by default each stream is prefixed only when it
-// goes to a terminal, decided for standard output and standard error apart
-// (here a real pty and a buffer).
-func TestExecPrefixOnTerminal(t *testing.T) {
+// newExecTestEnv is a test environment with a client file in place and
+// engines 0 and 1 answering exec with results.
+func newExecTestEnv(t *testing.T, results ...ExecResult) *testEnv {
 	e := newTestEnv(t)
 	os.MkdirAll(wire.SecurityDir(e.profileDir()), 0o700)
 	os.WriteFile(wire.ClientFile(e.profileDir(), ""), []byte("{}"), 0o600)
 	e.client.ids = []int{0, 1}
-	e.client.results = []ExecResult{
-		{Engine: 0, Stdout: "42\n", Stderr: "warning\n"},
-		{Engine: 1, Stdout: "42\n"},
-	}
+	e.client.results = results
+	return e
+}
+
+// TestExecPrefixOnTerminal: by default each stream is prefixed only when it
+// goes to a terminal, decided for standard output and standard error apart
+// (here a real pty and a buffer).
+func TestExecPrefixOnTerminal(t *testing.T) {
+	e := newExecTestEnv(t,
+		ExecResult{Engine: 0, Stdout: "42\n", Stderr: "warning\n"},
+		ExecResult{Engine: 1, Stdout: "42\n"})
 	ptmx, tty, err := pty.Open()
 	if err != nil {
 		t.Skipf("no pty here: %v", err)
@@ -338,14 +344,9 @@ func TestExecPrefixOnTerminal(t *testing.T) {
 }
 
 func TestExecOutput(t *testing.T) {
-	e := newTestEnv(t)
-	os.MkdirAll(wire.SecurityDir(e.profileDir()), 0o700)
-	os.WriteFile(wire.ClientFile(e.profileDir(), ""), []byte("{}"), 0o600)
-	e.client.ids = []int{0, 1}
-	e.client.results = []ExecResult{
-		{Engine: 0, Stdout: "42\n", ExecutionCount: 1},
-		{Engine: 1, Stdout: "42\nmore", Stderr: "warning\n", Result: "7", ExecutionCount: 3},
-	}
+	e := newExecTestEnv(t,
+		ExecResult{Engine: 0, Stdout: "42\n", ExecutionCount: 1},
+		ExecResult{Engine: 1, Stdout: "42\nmore", Stderr: "warning\n", Result: "7", ExecutionCount: 3})
 	err := execRun(context.Background(), &ExecOptions{F: e.f, Code: "-", Targets: []int{0, 1}, Prefix: true})
 	if err != nil {
 		t.Fatal(err)
