@@ -78,10 +78,10 @@ test: deps lint cross services test-mpi fuzz-short
 # CI): its tests re-run themselves as ranks under that library's mpiexec.
 test-mpi:
 	@if pkg-config --exists ompi; then \
-		$(GO) vet -tags ompi ./mpi ./engine && $(GO) test -count=1 -tags ompi ./mpi ./engine; \
+		$(GO) vet -tags ompi ./mpi ./engine && $(GO) test -count=1 -timeout 20m -tags ompi ./mpi ./engine; \
 	else echo "test-mpi: Open MPI not installed, skipping (CI installs it)"; fi
 	@if pkg-config --exists mpich; then \
-		$(GO) vet -tags mpich ./mpi ./engine && $(GO) test -count=1 -tags mpich ./mpi ./engine; \
+		$(GO) vet -tags mpich ./mpi ./engine && $(GO) test -count=1 -timeout 20m -tags mpich ./mpi ./engine; \
 	else echo "test-mpi: MPICH not installed, skipping (CI installs it)"; fi
 
 # Native Go fuzzing of the message parser and of every controller handler,
