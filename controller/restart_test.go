@@ -415,6 +415,15 @@ func TestRestartPythonEngine(t *testing.T) {
 	}
 	before := engineMap(t, ctx, client)
 	client.Close()
+	// The controller writes its engine table after a registration, not
+	// during it (and less often as the table grows): a kill -9 right
+	// after the client saw the engine could come before the write, and
+	// the restored controller would not know this engine (CI, loaded,
+	// 2026-12-07). Restoring from the table is what is tested here.
+	testutil.Eventually(t, 30*time.Second, func() bool {
+		data, _ := os.ReadFile(controller.EngineStateFile(dir, ""))
+		return strings.Contains(string(data), before[0])
+	}, "the engine table does not name the registered engine %v", before)
 
 	ctlA.kill9(t)
 	ctlB := startRestartController(t, dir, true)
