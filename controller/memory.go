@@ -5,15 +5,18 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/ipp-hpc/ipp/internal/transport"
 )
 
 // Go keeps the heap it freed mapped for minutes (the background scavenger
 // returns it slowly), so a burst of large messages — five clients pushing
 // 200 MB each — would leave the controller's resident size at gigabytes
-// long after the messages were forwarded and dropped. libzmq's buffers are
-// not the problem: glibc maps allocations that large on their own and
-// unmaps them on free. So after a large message the controller asks the
-// runtime to give the freed heap back, once the burst is over.
+// long after the messages were forwarded and dropped. libzmq's buffers
+// stay too: transport has glibc keep freed message memory, because memory
+// given back costs far more to touch again (transport.KeepFreedEnv). So
+// after a large message the controller gives both heaps back, once the
+// burst is over.
 
 // bigMessage is the size from which a message schedules a release. Small
 // messages never do: a forced collection costs a full GC cycle, and the
@@ -57,7 +60,16 @@ type releaser struct {
 
 func newReleaser() *releaser {
 	return &releaser{threshold: bigMessage, delay: releaseDelay, maxGap: maxReleaseGap, series: releaseSeries,
-		release: debug.FreeOSMemory}
+		release: releaseMemory}
+}
+
+// releaseMemory gives back both heaps a large message lands in: Go's, and
+// the C heap libzmq's buffers come from, which transport keeps warm for
+// the next large message (transport.KeepFreedEnv): within a burst the
+// controller reuses it, after the burst it lets it go.
+func releaseMemory() {
+	debug.FreeOSMemory()
+	transport.ReleaseFreedMemory()
 }
 
 // note looks at the size of a message the controller read; a large one

@@ -27,8 +27,11 @@
 // frames share one Go allocation per message; frames of 1 MiB or more get
 // their own, advised for transparent huge pages before the copy, because
 // first touches of fresh 4 KiB pages, not copies, dominate large
-// transfers (docs/performance.md). pebbe still creates, configures and
-// closes the sockets.
+// transfers (docs/performance.md). glibc, which libzmq's buffers come
+// from, is set up before the program starts to keep freed message memory
+// for the next large message instead of returning it to the kernel
+// (KeepFreedEnv, keepmem.go; docs/large-data.md). pebbe still creates,
+// configures and closes the sockets.
 //
 // Default picks "zmq" when it is compiled in (cgo and no "nolibzmq" build
 // tag), else "gozmq"; conformance_test.go runs one suite against every
