@@ -4,15 +4,14 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"strconv"
 )
 
 // KeepFreedEnv names the environment variable that bounds how much freed
 // message memory a process keeps for its next large message, in MB; 0
-// returns it all to the kernel, as glibc does by default. Unset, the bound
-// is 1024 MB. It is read once,
-// before the program starts (keepmem_linux.go), so it must be in the
-// environment the process starts with.
+// returns it all to the kernel, as glibc does by default. Unset (or not a
+// number), the bound is 1024 MB. It is read once, before the program
+// starts (keepmem_linux.go), so it must be in the environment the process
+// starts with.
 //
 // Why keep it: on the VMs we measured, the kernel reports freed memory to
 // the hypervisor, which takes it back, and the next first touch of each
@@ -26,13 +25,14 @@ import (
 // until ReleaseFreedMemory.
 const KeepFreedEnv = "IPP_KEEP_FREED_MB"
 
+// init reports what the C side could not do; it parsed the variable
+// before Go started, so this is the first moment anything can be logged.
 func init() {
-	if v := os.Getenv(KeepFreedEnv); v != "" {
-		if mb, err := strconv.Atoi(v); err != nil || mb < 0 {
-			slog.Warn(fmt.Sprintf("%s=%q is not a number of MB (0 or more); ignored", KeepFreedEnv, v))
-		}
+	_, bad, err := keepFreedResult()
+	if bad {
+		slog.Warn(fmt.Sprintf("%s=%q is not a number of MB (0 or more); the default, 1024, applies", KeepFreedEnv, os.Getenv(KeepFreedEnv)))
 	}
-	if _, err := keepFreedResult(); err != nil {
+	if err != nil {
 		slog.Warn("large messages will land in fresh memory", "err", err)
 	}
 }

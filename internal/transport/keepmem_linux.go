@@ -15,7 +15,9 @@ package transport
 
 // ipp_keep_freed_rc is what ipp_keep_freed did: 0 nothing asked (or done),
 // 1 done, negative which setting glibc refused, -4 not glibc.
-static int ipp_keep_freed_rc;
+// ipp_keep_freed_bad is set when IPP_KEEP_FREED_MB was not a number of MB
+// and the default was used instead.
+static int ipp_keep_freed_rc, ipp_keep_freed_bad;
 
 // ipp_keep_freed makes glibc's malloc serve every allocation from its main
 // heap and keep up to keep bytes of freed memory at its top instead of
@@ -28,8 +30,14 @@ static int ipp_keep_freed_rc;
 // M_ARENA_MAX set later does not take them back.
 __attribute__((constructor)) static void ipp_keep_freed(void) {
 	const char *v = getenv("IPP_KEEP_FREED_MB");
-	long mb = v && *v ? strtol(v, NULL, 10) : IPP_DEFAULT_KEEP_MB;
-	if (mb <= 0) return;
+	long mb = IPP_DEFAULT_KEEP_MB;
+	if (v && *v) {
+		char *end;
+		long n = strtol(v, &end, 10);
+		if (*end == 0 && n >= 0) mb = n;
+		else ipp_keep_freed_bad = 1;
+	}
+	if (mb == 0) return;
 	if (mb > 2047) mb = 2047;
 #ifdef __GLIBC__
 	if (mallopt(M_ARENA_MAX, 1) != 1) { ipp_keep_freed_rc = -1; return; }
@@ -41,7 +49,7 @@ __attribute__((constructor)) static void ipp_keep_freed(void) {
 #endif
 }
 
-static int ipp_keep_freed_result(void) { return ipp_keep_freed_rc; }
+static int ipp_keep_freed_result(int *bad) { *bad = ipp_keep_freed_bad; return ipp_keep_freed_rc; }
 
 static long ipp_malloc_faults(size_t n) {
 	struct rusage a, b;
@@ -66,10 +74,17 @@ import "C"
 import "fmt"
 
 // keepFreedResult says what the constructor above did with KeepFreedEnv:
-// whether glibc now keeps freed message memory, and why not if it could
-// not.
-func keepFreedResult() (kept bool, err error) {
-	switch rc := C.ipp_keep_freed_result(); rc {
+// whether glibc now keeps freed message memory, why not if it could not,
+// and whether the variable's value was unusable (the default applied).
+func keepFreedResult() (kept, badValue bool, err error) {
+	var bad C.int
+	rc := C.ipp_keep_freed_result(&bad)
+	kept, err = keepFreedOutcome(rc)
+	return kept, bad != 0, err
+}
+
+func keepFreedOutcome(rc C.int) (bool, error) {
+	switch rc {
 	case 0:
 		return false, nil
 	case 1:

@@ -25,21 +25,22 @@ func TestKeepFreedChild(t *testing.T) {
 	if os.Getenv(keepChildEnv) != "1" {
 		t.Skip("run by TestFreedMemoryKept")
 	}
-	kept, err := keepFreedResult()
+	kept, bad, err := keepFreedResult()
 	done := make(chan string)
 	go func() {
 		runtime.LockOSThread()
 		mallocFaults(100 << 20)
 		done <- fmt.Sprintf("%d %d", mallocFaults(100<<20), mallocFaults(100<<20))
 	}()
-	fmt.Printf("KEEP kept=%v err=%v faults=%s\n", kept, err, <-done)
+	fmt.Printf("KEEP kept=%v bad=%v err=%v faults=%s\n", kept, bad, err, <-done)
 }
 
 // TestFreedMemoryKept checks that a process keeps the memory of a freed
 // large buffer for the next one by default (no page faults the second
 // time), and that IPP_KEEP_FREED_MB=0 restores glibc's behaviour of
 // handing it back (a fault per page every time): the second is why the
-// first exists (keepmem.go).
+// first exists (keepmem.go); and that a value that is not a number falls
+// back to the default and is reported.
 func TestFreedMemoryKept(t *testing.T) {
 	const pages = (100 << 20) / 4096
 	run := func(keep string) (kept string, faults []int64) {
@@ -66,24 +67,24 @@ func TestFreedMemoryKept(t *testing.T) {
 				continue
 			}
 			f := strings.Fields(rest)
-			if len(f) != 4 {
+			if len(f) != 5 {
 				t.Fatalf("child printed %q", line)
 			}
-			for _, s := range f[2:] {
+			for _, s := range f[3:] {
 				n, err := strconv.ParseInt(strings.TrimPrefix(s, "faults="), 10, 64)
 				if err != nil {
 					t.Fatalf("child printed %q", line)
 				}
 				faults = append(faults, n)
 			}
-			return f[0] + " " + f[1], faults
+			return strings.Join(f[:3], " "), faults
 		}
 		t.Fatalf("child (%s=%q) printed no result:\n%s", KeepFreedEnv, keep, out)
 		return "", nil
 	}
 
 	kept, keptFaults := run("")
-	if kept != "kept=true err=<nil>" {
+	if kept != "kept=true bad=false err=<nil>" {
 		t.Fatalf("default: %s, want the freed memory kept", kept)
 	}
 	for _, f := range keptFaults {
@@ -92,13 +93,17 @@ func TestFreedMemoryKept(t *testing.T) {
 		}
 	}
 	kept, faults := run("0")
-	if kept != "kept=false err=<nil>" {
+	if kept != "kept=false bad=false err=<nil>" {
 		t.Fatalf("%s=0: %s, want nothing kept", KeepFreedEnv, kept)
 	}
 	for _, f := range faults {
 		if f < pages/2 {
 			t.Errorf("%s=0: only %d page faults filling 100 MiB again (%d pages): glibc kept the memory anyway, so the setting no longer changes anything", KeepFreedEnv, f, pages)
 		}
+	}
+	// A value that is not a number keeps the default and says so.
+	if kept, _ := run("lots"); kept != "kept=true bad=true err=<nil>" {
+		t.Errorf("%s=lots: %s, want the default applied and the value reported", KeepFreedEnv, kept)
 	}
 	t.Logf("page faults filling 100 MiB again: kept %v, %s=0 %v", keptFaults, KeepFreedEnv, faults)
 }
