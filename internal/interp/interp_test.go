@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -394,6 +395,62 @@ func TestSetRedeclaresWithNewType(t *testing.T) {
 	if got := value(t, n, "b * 2"); got != 5.0 {
 		t.Errorf("b*2 = %v", got)
 	}
+}
+
+// A push must not keep the value it replaces alive: yaegi keeps the slot
+// of a redeclared variable, and pushing 100 MB arrays to one name grew an
+// engine's heap by 100 MB per push.
+func TestSetReleasesReplacedValues(t *testing.T) {
+	n, _, _ := newNS(t)
+	collected := func(name string, v []float64) *atomic.Bool {
+		var done atomic.Bool
+		runtime.AddCleanup(&v[0], func(d *atomic.Bool) { d.Store(true) }, &done)
+		if err := n.Set(name, v); err != nil {
+			t.Fatal(err)
+		}
+		return &done
+	}
+	// Large enough to be an allocation of their own (a cleanup on a tiny
+	// allocation may wait for its neighbours).
+	big := func(x float64) []float64 {
+		v := make([]float64, 4096)
+		v[0] = x
+		return v
+	}
+	first := collected("a", big(6))
+	run(t, n, "func total() float64 { s := 0.0; for _, x := range a { s += x }; return s }")
+	// Same type: replaced in place, and code compiled before sees it.
+	second := collected("a", big(30))
+	if got := value(t, n, "total()"); got != 30.0 {
+		t.Errorf("total() after the second push = %v, want 30", got)
+	}
+	// Another type: redeclared, the old slice emptied.
+	if err := n.Set("a", "text"); err != nil {
+		t.Fatal(err)
+	}
+	if got := value(t, n, "a + \"!\""); got != "text!" {
+		t.Errorf("a = %v", got)
+	}
+	// Pointers: the first is kept by its declaration, later ones replace
+	// each other in place.
+	var ptrDone atomic.Bool
+	for i := range 3 {
+		d := mat.NewDense(64, 64, nil)
+		d.Set(0, 0, float64(i))
+		if i == 1 {
+			runtime.AddCleanup(d, func(b *atomic.Bool) { b.Store(true) }, &ptrDone)
+		}
+		if err := n.Set("d", d); err != nil {
+			t.Fatal(err)
+		}
+		if got := value(t, n, "d.At(0, 0)"); got != float64(i) {
+			t.Errorf("push %d of d: d.At(0, 0) = %v", i, got)
+		}
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		runtime.GC()
+		return first.Load() && second.Load() && ptrDone.Load()
+	}, "the replaced values were never collected")
 }
 
 func TestGetOfSnippetDefinitions(t *testing.T) {

@@ -697,8 +697,10 @@ func (n *Namespace) hostRun(src string, body bool) error {
 
 // Set defines name in the namespace with v's value and exact Go type (an
 // IPython push): afterwards snippets see name as a variable of that type,
-// e.g. []float64 or *mat.Dense. An existing name is redeclared, whatever
-// its previous type. Set(name, nil) declares an `any` holding nil.
+// e.g. []float64 or *mat.Dense. An existing variable of the same type
+// takes the new value in place; one of another type is redeclared, and
+// code compiled before sees its zero value from then on. Set(name, nil)
+// declares an `any` holding nil.
 func (n *Namespace) Set(name string, v any) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -708,24 +710,60 @@ func (n *Namespace) Set(name string, v any) error {
 	if err := checkName(name); err != nil {
 		return err
 	}
-	var rv reflect.Value
-	if v == nil {
-		rv = reflect.New(reflect.TypeFor[any]()).Elem()
-	} else {
-		rv = reflect.New(reflect.TypeOf(v)).Elem()
-		rv.Set(reflect.ValueOf(v))
+	typ, val := reflect.TypeFor[any](), reflect.Zero(reflect.TypeFor[any]())
+	if v != nil {
+		typ, val = reflect.TypeOf(v), reflect.ValueOf(v)
 	}
-	// The value crosses as a variable of a hidden compiled package, so the
-	// interpreter types the new variable from rv's reflect.Type: no Go
+	// yaegi gives a redeclared variable a new slot and keeps the old one
+	// for the code compiled against it, and the node it compiled a
+	// declaration from keeps the value it was declared with. So a push
+	// used to redeclare, and every push of a 100 MB array to one name kept
+	// all the earlier ones alive: an engine's heap grew by the array on
+	// each push, into fresh memory each time. Now a variable of the same
+	// type takes the value in place (code compiled earlier sees it, as a
+	// Python global would); one of another type is emptied, then declared
+	// anew with its zero value, then assigned.
+	globals := n.yi.Globals()
+	if old, ok := globals[name]; ok && old.CanSet() {
+		if old.Type() == typ {
+			old.Set(val)
+			return nil
+		}
+		old.Set(reflect.Zero(old.Type()))
+	}
+	// The type crosses as a variable of a hidden compiled package, so the
+	// interpreter types the new variable from its reflect.Type: no Go
 	// spelling of the type, nor an import of its package, is needed.
-	if err := n.yi.Use(yaegi.Exports{pushKey: {"V": rv}}); err != nil {
-		return fmt.Errorf("interp: set %s: %w", name, err)
+	// yaegi reads an exported pointer as the address of a variable, so a
+	// nil one would declare the pointee's type: pointers are declared with
+	// their value, which that declaration then keeps (one per name and
+	// type, not one per push).
+	if typ.Kind() != reflect.Pointer {
+		if err := n.declare(name, reflect.New(typ).Elem()); err != nil {
+			return fmt.Errorf("interp: set %s (%T): %w", name, v, err)
+		}
+		g, ok := n.yi.Globals()[name]
+		if !ok || !g.CanSet() || g.Type() != typ {
+			return fmt.Errorf("interp: set %s (%T): the interpreter did not declare an assignable variable of that type", name, v)
+		}
+		g.Set(val)
+		return nil
 	}
-	defer rv.Set(reflect.Zero(rv.Type())) // the namespace has its own copy now
-	if err := n.hostRun("package main; var "+name+" = "+pushPkg+".V", false); err != nil {
+	rv := reflect.New(typ).Elem()
+	rv.Set(val)
+	defer rv.Set(reflect.Zero(typ)) // the namespace has its own copy now
+	if err := n.declare(name, rv); err != nil {
 		return fmt.Errorf("interp: set %s (%T): %w", name, v, err)
 	}
 	return nil
+}
+
+// declare declares the namespace variable name with rv's type and value.
+func (n *Namespace) declare(name string, rv reflect.Value) error {
+	if err := n.yi.Use(yaegi.Exports{pushKey: {"V": rv}}); err != nil {
+		return err
+	}
+	return n.hostRun("package main; var "+name+" = "+pushPkg+".V", false)
 }
 
 // Get returns the current value of a namespace variable, constant or
