@@ -151,7 +151,20 @@ func oursAt(ctx context.Context, r *Run, cl *ipp.Client, n int, startup time.Dur
 		}
 	}
 	if n == 4 && o.scatterMB > 0 {
-		arr := floats(o.scatterMB)
+		if err := oursScatterGather(ctx, r, cl); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// oursScatterGather scatters -scatter-mb MB over the engines and gathers
+// it back, dataRounds times each, and keeps the medians.
+func oursScatterGather(ctx context.Context, r *Run, cl *ipp.Client) error {
+	mb := r.Opts.scatterMB
+	arr := floats(mb)
+	var scatters, gathers []time.Duration
+	for range dataRounds(mb) {
 		t0 := time.Now()
 		ar, err := cl.All().Scatter(ctx, "s", arr)
 		if err == nil {
@@ -160,7 +173,7 @@ func oursAt(ctx context.Context, r *Run, cl *ipp.Client, n int, startup time.Dur
 		if err != nil {
 			return fmt.Errorf("scatter: %w", err)
 		}
-		r.Ours["scatter_s"] = time.Since(t0).Seconds()
+		scatters = append(scatters, time.Since(t0))
 		t0 = time.Now()
 		ar, err = cl.All().Gather(ctx, "s")
 		var got any
@@ -170,12 +183,13 @@ func oursAt(ctx context.Context, r *Run, cl *ipp.Client, n int, startup time.Dur
 		if err != nil {
 			return fmt.Errorf("gather: %w", err)
 		}
-		r.Ours["gather_s"] = time.Since(t0).Seconds()
+		gathers = append(gathers, time.Since(t0))
 		if g, ok := got.([]float64); !ok || len(g) != len(arr) || g[len(g)-1] != arr[len(arr)-1] {
 			return fmt.Errorf("gather returned %T, not the %d values scattered", got, len(arr))
 		}
-		fmt.Printf("ipp: scatter %d MB over 4 engines %.3f s, gather %.3f s\n", o.scatterMB, r.Ours["scatter_s"], r.Ours["gather_s"])
 	}
+	r.Ours["scatter_s"], r.Ours["gather_s"] = median(scatters).Seconds(), median(gathers).Seconds()
+	fmt.Printf("ipp: scatter %d MB over 4 engines %.3f s, gather %.3f s (medians of %d)\n", mb, r.Ours["scatter_s"], r.Ours["gather_s"], len(scatters))
 	return nil
 }
 
@@ -249,10 +263,10 @@ func applyLatency(ctx context.Context, cl *ipp.Client, calls int, out results) e
 	return nil
 }
 
-// pushTime pushes arr as "a" to every engine, best of rounds, and checks
-// the length the engines hold.
+// pushTime pushes arr as "a" to every engine rounds times, and checks the
+// length the engines hold; it returns the median time.
 func pushTime(ctx context.Context, cl *ipp.Client, arr []float64, rounds int) (time.Duration, error) {
-	best := time.Duration(0)
+	var times []time.Duration
 	for range rounds {
 		t0 := time.Now()
 		ar, err := cl.All().Push(ctx, map[string]any{"a": arr})
@@ -262,9 +276,7 @@ func pushTime(ctx context.Context, cl *ipp.Client, arr []float64, rounds int) (t
 		if _, err := ar.Get(ctx); err != nil {
 			return 0, err
 		}
-		if d := time.Since(t0); best == 0 || d < best {
-			best = d
-		}
+		times = append(times, time.Since(t0))
 	}
 	check, err := cl.All().Apply(ctx, protocol.Eval, "len(a)")
 	if err != nil {
@@ -279,12 +291,13 @@ func pushTime(ctx context.Context, cl *ipp.Client, arr []float64, rounds int) (t
 			return 0, fmt.Errorf("push: engine holds %d values, want %d", l, len(arr))
 		}
 	}
-	return best, nil
+	return median(times), nil
 }
 
-// pullTime pulls "a" back from every engine, best of rounds.
+// pullTime pulls "a" back from every engine rounds times; it returns the
+// median time.
 func pullTime(ctx context.Context, cl *ipp.Client, want []float64, rounds int) (time.Duration, error) {
-	best := time.Duration(0)
+	var times []time.Duration
 	for range rounds {
 		t0 := time.Now()
 		ar, err := cl.All().Pull(ctx, "a")
@@ -295,31 +308,39 @@ func pullTime(ctx context.Context, cl *ipp.Client, want []float64, rounds int) (
 		if err != nil {
 			return 0, err
 		}
-		d := time.Since(t0)
+		times = append(times, time.Since(t0))
 		for _, g := range got {
 			if len(g) != len(want) || g[len(g)-1] != want[len(want)-1] {
 				return 0, fmt.Errorf("pull: got %d values, want the %d pushed", len(g), len(want))
 			}
 		}
-		if best == 0 || d < best {
-			best = d
-		}
 	}
-	return best, nil
+	return median(times), nil
 }
 
-// dataRounds is how many times a size is pushed and pulled, keeping the
-// best: two (cold memory makes single runs vary), one from 1 GB on, which
-// would otherwise take minutes of the bench's quarter hour per system.
-// The peer scripts do the same.
+// median returns the middle of times (the upper one of an even count).
+func median(times []time.Duration) time.Duration {
+	s := slices.Clone(times)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// dataRounds is how many times a size is pushed and pulled; the median
+// counts. Five: on the project's VM one round of 100 MB moves between 0.2
+// and 0.6 s on one build (fresh memory, the host's balloon), and the best
+// of two, the first of them cold, could not tell a 30 % change from noise
+// (docs/large-data.md). One from 1 GB on, which would otherwise take
+// minutes of the bench's quarter hour per system. The peer scripts do the
+// same (bench/peers).
 func dataRounds(mb int) int {
 	if mb >= 1000 {
 		return 1
 	}
-	return 2
+	return 5
 }
 
-// oursData pushes and pulls each size of -data-mb, best of dataRounds.
+// oursData pushes and pulls each size of -data-mb, the median of
+// dataRounds.
 func oursData(ctx context.Context, r *Run, cl *ipp.Client) error {
 	o := r.Opts
 	if len(o.dataMB) == 0 {

@@ -8,9 +8,9 @@ count serves every measure at that count:
   startup_<n>_s             LocalCluster(n) + Client + wait_for_workers(n), n in --startup-sizes
   lb_tasks_per_s_<n>        client.map of a no-op (--tasks items at 2 workers, --curve-tasks elsewhere)
   apply_median_ms/p99       submit(no-op).result(), --calls times (2 workers)
-  push_s_<mb>               client.scatter(array, broadcast=True) to 2 workers, best of 2 (1 from 1 GB on)
-  pull_s_<mb>               client.run returning each worker's copy, best of 2 (1 from 1 GB on)
-  scatter_s, gather_s       client.scatter of 4 parts of --scatter-mb MB over 4 workers, client.gather
+  push_s_<mb>               client.scatter(array, broadcast=True) to 2 workers, median of 5 (1 from 1 GB on)
+  pull_s_<mb>               client.run returning each worker's copy, median of 5 (1 from 1 GB on)
+  scatter_s, gather_s       client.scatter of 4 parts of --scatter-mb MB over 4 workers, client.gather, median of 5
 
 "skipped" maps a measure to why it was not taken; "versions" names what ran.
 """
@@ -72,11 +72,11 @@ def latency(client, calls, out):
 
 def data(client, sizes, out, skipped):
     for mb in sizes:
-        # best of 2, of 1 from 1 GB on (as bench/local.go's dataRounds)
-        rounds = 1 if mb >= 1000 else 2
+        # the median of 5, of 1 from 1 GB on (as bench/local.go's dataRounds)
+        rounds = 1 if mb >= 1000 else 5
         try:
             arr = np.random.default_rng(mb).random(mb * 1000 * 1000 // 8)
-            best, fut = None, None
+            times, fut = [], None
             for _ in range(rounds):
                 fut = None
                 t0 = time.perf_counter()
@@ -84,18 +84,16 @@ def data(client, sizes, out, skipped):
                 # the push is done when both workers hold a copy
                 while len(client.who_has(fut).get(fut.key, ())) < 2:
                     time.sleep(0.001)
-                dt = time.perf_counter() - t0
-                best = dt if best is None else min(best, dt)
-            out[f"push_s_{mb}"] = best
-            best = None
+                times.append(time.perf_counter() - t0)
+            out[f"push_s_{mb}"] = statistics.median(times)
+            times = []
             for _ in range(rounds):
                 t0 = time.perf_counter()
                 got = client.run(held, fut.key)
-                dt = time.perf_counter() - t0
-                best = dt if best is None else min(best, dt)
+                times.append(time.perf_counter() - t0)
                 assert len(got) == 2 and all(len(g) == len(arr) for g in got.values())
                 del got
-            out[f"pull_s_{mb}"] = best
+            out[f"pull_s_{mb}"] = statistics.median(times)
             del fut, arr
         except Exception as e:  # a peer that cannot move this size says why
             for k in (f"push_s_{mb}", f"pull_s_{mb}"):
@@ -106,13 +104,19 @@ def data(client, sizes, out, skipped):
 def scatter_gather(client, mb, out):
     arr = np.random.default_rng(7).random(mb * 1000 * 1000 // 8)
     parts = np.array_split(arr, 4)
-    t0 = time.perf_counter()
-    futs = client.scatter(parts, hash=False)
-    out["scatter_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    got = np.concatenate(client.gather(futs))
-    out["gather_s"] = time.perf_counter() - t0
-    assert len(got) == len(arr) and float(got[-1]) == float(arr[-1])
+    # the median of 5, as bench/local.go's oursScatterGather
+    scatters, gathers = [], []
+    for _ in range(1 if mb >= 1000 else 5):
+        t0 = time.perf_counter()
+        futs = client.scatter(parts, hash=False)
+        scatters.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        got = np.concatenate(client.gather(futs))
+        gathers.append(time.perf_counter() - t0)
+        assert len(got) == len(arr) and float(got[-1]) == float(arr[-1])
+        del futs, got
+    out["scatter_s"] = statistics.median(scatters)
+    out["gather_s"] = statistics.median(gathers)
 
 
 def main():

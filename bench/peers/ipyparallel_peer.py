@@ -10,8 +10,8 @@ measure taken at that count:
   lb_tasks_per_s_<n>        load-balanced map of a no-op, chunksize 1, n in --task-sizes
                             (--tasks items at 2 engines, --curve-tasks elsewhere)
   apply_median_ms/p99       rc[0].apply_sync(no-op), --calls times (2 engines)
-  push_s_<mb>, pull_s_<mb>  dview.push / dview.pull of <mb> MB of float64 to/from 2 engines, best of 2 (1 from 1 GB on)
-  scatter_s, gather_s       dview.scatter / gather of --scatter-mb MB of float64 over 4 engines
+  push_s_<mb>, pull_s_<mb>  dview.push / dview.pull of <mb> MB of float64 to/from 2 engines, median of 5 (1 from 1 GB on)
+  scatter_s, gather_s       dview.scatter / gather of --scatter-mb MB of float64 over 4 engines, median of 5
 
 "skipped" maps a measure to why it was not taken; "versions" names what ran.
 """
@@ -74,30 +74,28 @@ def latency(rc, calls, out):
 def data(rc, sizes, out, skipped):
     dv = rc[:]
     for mb in sizes:
-        # best of 2, of 1 from 1 GB on (as bench/local.go's dataRounds)
-        rounds = 1 if mb >= 1000 else 2
+        # the median of 5, of 1 from 1 GB on (as bench/local.go's dataRounds)
+        rounds = 1 if mb >= 1000 else 5
         try:
             arr = np.random.default_rng(mb).random(mb * 1000 * 1000 // 8)
-            best = None
+            times = []
             for _ in range(rounds):
                 t0 = time.perf_counter()
                 dv.push({"a": arr}, block=True)
-                dt = time.perf_counter() - t0
-                best = dt if best is None else min(best, dt)
+                times.append(time.perf_counter() - t0)
             dv.execute("_check = float(a.sum())", block=True)
             want = float(arr.sum())
             sums = dv.pull("_check", block=True)
             assert all(abs(s - want) <= 1e-6 * abs(want) for s in sums), sums
-            out[f"push_s_{mb}"] = best
-            best = None
+            out[f"push_s_{mb}"] = statistics.median(times)
+            times = []
             for _ in range(rounds):
                 t0 = time.perf_counter()
                 got = dv.pull("a", block=True)
-                dt = time.perf_counter() - t0
-                best = dt if best is None else min(best, dt)
+                times.append(time.perf_counter() - t0)
                 assert len(got) == len(rc.ids) and all(len(g) == len(arr) for g in got)
                 del got
-            out[f"pull_s_{mb}"] = best
+            out[f"pull_s_{mb}"] = statistics.median(times)
             dv.execute("del a; del _check", block=True)
             del arr
         except MemoryError as e:
@@ -109,13 +107,19 @@ def data(rc, sizes, out, skipped):
 def scatter_gather(rc, mb, out):
     dv = rc[:]
     arr = np.random.default_rng(7).random(mb * 1000 * 1000 // 8)
-    t0 = time.perf_counter()
-    dv.scatter("s", arr, block=True)
-    out["scatter_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    got = dv.gather("s", block=True)
-    out["gather_s"] = time.perf_counter() - t0
-    assert len(got) == len(arr) and float(got[-1]) == float(arr[-1])
+    # the median of 5, as bench/local.go's oursScatterGather
+    scatters, gathers = [], []
+    for _ in range(1 if mb >= 1000 else 5):
+        t0 = time.perf_counter()
+        dv.scatter("s", arr, block=True)
+        scatters.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        got = dv.gather("s", block=True)
+        gathers.append(time.perf_counter() - t0)
+        assert len(got) == len(arr) and float(got[-1]) == float(arr[-1])
+        del got
+    out["scatter_s"] = statistics.median(scatters)
+    out["gather_s"] = statistics.median(gathers)
 
 
 def main():
