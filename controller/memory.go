@@ -42,7 +42,8 @@ const maxReleaseGap = 4 * releaseDelay
 
 // releaser returns freed heap to the operating system after large
 // messages: a series of releases at growing intervals, never two within
-// delay of each other, and none at all while only small messages come.
+// delay of each other, the first once no large message came for delay,
+// and none at all while only small messages come.
 type releaser struct {
 	threshold int
 	delay     time.Duration
@@ -54,6 +55,7 @@ type releaser struct {
 	left    int           // releases left in the current series
 	running bool          // a release is scheduled or under way
 	gap     time.Duration // wait before the next release after the one due
+	last    time.Time     // when the latest large message came
 	// done counts releases, for tests.
 	done atomic.Uint64
 }
@@ -86,13 +88,26 @@ func (r *releaser) schedule() {
 	defer r.mu.Unlock()
 	r.left = r.series
 	r.gap = r.delay
+	r.last = time.Now()
 	if !r.running {
 		r.running = true
 		time.AfterFunc(r.delay, r.fire)
 	}
 }
 
+// fire releases once a burst is over, then schedules the next release of
+// the series. While large messages still come (one within delay), it
+// waits instead: memory given back in the middle of a stream of 100 MB
+// pushes is fresh memory for the next one, which costs far more to fill
+// than the copy itself (docs/large-data.md).
 func (r *releaser) fire() {
+	r.mu.Lock()
+	if wait := r.delay - time.Since(r.last); wait > 0 {
+		r.mu.Unlock()
+		time.AfterFunc(wait, r.fire)
+		return
+	}
+	r.mu.Unlock()
 	r.release()
 	r.done.Add(1)
 	r.mu.Lock()

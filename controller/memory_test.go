@@ -2,6 +2,7 @@ package controller
 
 import (
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -49,5 +50,41 @@ func TestReleaserSeries(t *testing.T) {
 		if gap := at[i].Sub(at[i-1]); gap < delay {
 			t.Errorf("releases %d and %d only %v apart", i-1, i, gap)
 		}
+	}
+}
+
+// TestReleaserWaitsForQuiet checks that no release happens while large
+// messages keep coming: memory given back in the middle of a stream would
+// be fresh memory for its next message.
+func TestReleaserWaitsForQuiet(t *testing.T) {
+	const delay = 50 * time.Millisecond
+	var released atomic.Int64 // unix nanoseconds of the first release
+	r := &releaser{threshold: 100, delay: delay, maxGap: delay, series: 1, release: func() {
+		released.CompareAndSwap(0, time.Now().UnixNano())
+	}}
+	big := [][]byte{make([]byte, 100)}
+	// A stream of large messages for ten times the delay, one every fifth
+	// of it (a ticker: the stream's pace is the point). Each note's time is
+	// taken before it, so it is never later than the releaser's own.
+	var notes []time.Time
+	tick := time.NewTicker(delay / 5)
+	defer tick.Stop()
+	for end := time.Now().Add(10 * delay); time.Now().Before(end); <-tick.C {
+		notes = append(notes, time.Now())
+		r.note(frameBytes(big))
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool { return released.Load() != 0 }, "no release after the stream ended")
+	// A loaded machine may stall the stream for longer than the delay, and
+	// a release in that gap is right: what must hold is that the release
+	// came at least delay after the large message before it.
+	at := time.Unix(0, released.Load())
+	var before time.Time
+	for _, n := range notes {
+		if n.Before(at) {
+			before = n
+		}
+	}
+	if quiet := at.Sub(before); quiet < delay {
+		t.Errorf("released %v after a large message (of %d in the stream), want at least %v", quiet, len(notes), delay)
 	}
 }
