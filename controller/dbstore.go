@@ -143,8 +143,21 @@ func openSQLite(path string, restore bool, log *slog.Logger) (*sqliteStore, erro
 					return nil, fmt.Errorf("task database: moving the previous one aside: %w", err)
 				}
 			}
+			// Its buffer files go with it.
+			if err := os.RemoveAll(BlobDir(path + ".prev")); err != nil {
+				return nil, fmt.Errorf("task database: removing the older one's buffer files: %w", err)
+			}
+			if err := os.Rename(BlobDir(path), BlobDir(path+".prev")); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return nil, fmt.Errorf("task database: moving the previous one's buffer files aside: %w", err)
+			}
 			log.Info("previous task database moved aside (start with --restore to load it)", "to", path+".prev")
+		} else if err := os.RemoveAll(BlobDir(path)); err != nil {
+			// Buffer files whose database is gone.
+			return nil, fmt.Errorf("task database: removing buffer files left without their database: %w", err)
 		}
+	}
+	if err := os.MkdirAll(BlobDir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("task database: %w", err)
 	}
 	// SQLite gives the WAL and shm files the mode of the database file:
 	// create it private before SQLite does with the umask's.
@@ -304,12 +317,14 @@ func (s *sqliteStore) write(batch []*change) error {
 	}
 	defer tx.Rollback()
 	insert, update, del := tx.Stmt(s.insert), tx.Stmt(s.update), tx.Stmt(s.del)
+	var deleted []string
 	for _, c := range batch {
 		r := &c.rec
 		if c.deleted {
 			if _, err := del.Exec(r.MsgID); err != nil {
 				return err
 			}
+			deleted = append(deleted, r.MsgID)
 			continue
 		}
 		r.fillTimes()
@@ -317,13 +332,18 @@ func (s *sqliteStore) write(batch []*change) error {
 		if c.done {
 			done = 1
 		}
-		var resBufs []byte
+		var reqBufs, resBufs []byte
 		if c.resBufs {
-			resBufs = packBuffers(r.ResultBuffers)
+			if resBufs, err = s.storeBuffers(r.MsgID, blobResult, r.ResultBuffers); err != nil {
+				return err
+			}
 		}
 		if c.reqBufs {
+			if reqBufs, err = s.storeBuffers(r.MsgID, blobRequest, r.Buffers); err != nil {
+				return err
+			}
 			_, err = insert.Exec(r.MsgID, c.seq, nullBlob(r.Header), nullBlob(r.Metadata), nullBlob(r.Content),
-				packBuffers(r.Buffers), unixNano(r.Submitted), r.ClientUUID, []byte(c.ident), r.EngineUUID, r.Queue,
+				reqBufs, unixNano(r.Submitted), r.ClientUUID, []byte(c.ident), r.EngineUUID, r.Queue,
 				unixNano(r.Started), unixNano(r.Completed), unixNano(r.Received), done, r.Resubmitted,
 				nullBlob(r.ResultHeader), nullBlob(r.ResultMetadata), nullBlob(r.ResultContent), nullBlob(resBufs),
 				r.ExecuteInput, nullBlob(r.ExecuteResult), nullBlob(r.Error), r.Stdout, r.Stderr, c.reqLost, c.resLost)
@@ -338,7 +358,11 @@ func (s *sqliteStore) write(batch []*change) error {
 			return err
 		}
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	s.removeBlobs(deleted)
+	return nil
 }
 
 // flush waits until every change queued before the call is committed,
@@ -452,8 +476,8 @@ func (s *sqliteStore) large(msgID string) (reqBufs, resBufs [][]byte, stdout, st
 	if err != nil {
 		return nil, nil, "", "", fmt.Errorf("task database %s: reading %s: %w", s.path, msgID, err)
 	}
-	if reqBufs, err = unpackBuffers(req); err == nil {
-		resBufs, err = unpackBuffers(res)
+	if reqBufs, err = s.loadBuffers(msgID, blobRequest, req); err == nil {
+		resBufs, err = s.loadBuffers(msgID, blobResult, res)
 	}
 	if err != nil {
 		return nil, nil, "", "", fmt.Errorf("task database %s: record %s: %w", s.path, msgID, err)

@@ -179,3 +179,122 @@ func TestBufferCaps(t *testing.T) {
 		t.Fatalf("a result within the cap: %v", err)
 	}
 }
+
+// TestSQLiteLargeBuffersInFiles: request and result buffers of blobMin
+// bytes or more are kept in private files beside the database, named by a
+// hash of the message id (a client's "../" id names no path), read back
+// after eviction and restore, moved aside with the database, removed with
+// their record; a file that went missing is an error, not a panic.
+func TestSQLiteLargeBuffersInFiles(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "security")
+	path := filepath.Join(dir, "tasks.db")
+	rs := sqliteRecords(t, path, 64<<20, false)
+	const id = "../../../escape"
+	pattern := func(n int, seed byte) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = seed + byte(i%251)
+		}
+		return b
+	}
+	reqBufs := [][]byte{pattern(blobMin, 1), []byte("small")}
+	resBufs := [][]byte{pattern(blobMin/2, 2), {}, pattern(blobMin/2+1, 3)}
+	req := &wire.Message{Header: wire.Header{MsgID: id, MsgType: "apply_request", Session: "s"},
+		RawHeader: []byte(`{}`), Metadata: []byte(`{}`), Content: []byte(`{}`), Buffers: reqBufs}
+	if !rs.add(req, []byte("client"), "engine", "mux") {
+		t.Fatal("add refused")
+	}
+	reply := &wire.Message{Parent: wire.Header{MsgID: id}, RawHeader: []byte(`{}`), Metadata: []byte(`{}`),
+		Content: []byte(`{"status":"ok"}`), Buffers: resBufs}
+	if !rs.complete(reply, "engine", []byte("client")) {
+		t.Fatal("complete refused")
+	}
+	recordRequest(t, rs, "small") // under blobMin: stays in SQLite
+	recordReply(t, rs, "small", 100)
+	if err := rs.store.flush(); err != nil {
+		t.Fatal(err)
+	}
+	files, err := os.ReadDir(BlobDir(path))
+	if err != nil || len(files) != 2 {
+		t.Fatalf("buffer files: %v %v, want the request's and the result's", files, err)
+	}
+	for _, f := range files {
+		fi, err := f.Info()
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: %v, want mode 0600", f.Name(), err)
+		}
+	}
+	if fi, err := os.Stat(BlobDir(path)); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("buffer directory: %v, want mode 0700", err)
+	}
+	if entries, _ := os.ReadDir(filepath.Dir(dir)); len(entries) != 1 {
+		t.Fatalf("files beside the security directory: %v", entries)
+	}
+	var col []byte
+	if err := rs.store.db.QueryRow(`SELECT buffers FROM tasks WHERE msg_id = ?`, id).Scan(&col); err != nil || !slices.Equal(col, blobMarker) {
+		t.Fatalf("buffers column: %q %v, want the marker", col, err)
+	}
+	same := func(what string, got, want [][]byte) {
+		t.Helper()
+		if len(got) != len(want) {
+			t.Fatalf("%s: %d buffers, want %d", what, len(got), len(want))
+		}
+		for i := range want {
+			if !slices.Equal(got[i], want[i]) {
+				t.Fatalf("%s: buffer %d differs (%d bytes, want %d)", what, i, len(got[i]), len(want[i]))
+			}
+		}
+	}
+	gotReq, gotRes, _, _, err := rs.store.large(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	same("request", gotReq, reqBufs)
+	same("result", gotRes, resBufs)
+	rs.store.close()
+
+	rs2 := sqliteRecords(t, path, 64<<20, true)
+	if finished, _, err := rs2.restore(); err != nil || finished != 2 {
+		t.Fatalf("restore: %d finished, %v", finished, err)
+	}
+	rec, err := rs2.get(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	same("restored request", rec.Buffers, reqBufs)
+	_, bufs, err := rs2.results([]string{id}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	same("restored result", bufs, resBufs)
+	rs2.store.close()
+
+	// A fresh start moves the files aside with the database.
+	rs3 := sqliteRecords(t, path, 64<<20, false)
+	if moved, err := os.ReadDir(BlobDir(path + ".prev")); err != nil || len(moved) != 2 {
+		t.Fatalf("buffer files moved aside: %v %v", moved, err)
+	}
+	if left, err := os.ReadDir(BlobDir(path)); err != nil || len(left) != 0 {
+		t.Fatalf("buffer files of the new database: %v %v", left, err)
+	}
+	rs3.store.close()
+
+	// Purged: the record's files go; a missing file is an error.
+	rs4 := sqliteRecords(t, path+".prev", 64<<20, true)
+	if _, _, err := rs4.restore(); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(rs4.store.blobPath(id, blobResult))
+	if _, _, _, _, err := rs4.store.large(id); err == nil || !strings.Contains(err.Error(), "cannot be read") {
+		t.Fatalf("a missing buffer file: %v", err)
+	}
+	if err := rs4.purge([]string{id}); err != nil {
+		t.Fatal(err)
+	}
+	if err := rs4.store.flush(); err != nil {
+		t.Fatal(err)
+	}
+	if left, err := os.ReadDir(BlobDir(path + ".prev")); err != nil || len(left) != 0 {
+		t.Fatalf("files left after the purge: %v %v", left, err)
+	}
+}

@@ -17,8 +17,9 @@ import (
 )
 
 // dbSuffixes are the files of a task database beside controller.DBFile:
-// SQLite's WAL and shared memory, and the copy a fresh start kept.
-var dbSuffixes = []string{"", "-wal", "-shm", ".prev", ".prev-wal", ".prev-shm"}
+// SQLite's WAL and shared memory, the directory of its large buffers
+// (controller.BlobDir), and the copy a fresh start kept.
+var dbSuffixes = []string{"", "-wal", "-shm", ".blobs", ".prev", ".prev-wal", ".prev-shm", ".prev.blobs"}
 
 // CleanOptions are the options of `ipcluster clean`.
 type CleanOptions struct {
@@ -43,8 +44,8 @@ func NewCmdClean(f *Factory, runF func(*CleanOptions) error) *cobra.Command {
 		Short: "Delete logs, connection files and stale cluster files",
 		Long: `Delete the files clusters leave in a profile: everything in log/, the
 controller connection files security/ipcontroller-*.json, the task
-databases security/ipcontroller-*tasks.db (what 'start --restore' loads),
-and the cluster files of clusters that are no longer running. With
+databases security/ipcontroller-*tasks.db with their directories of large
+buffers (*tasks.db.blobs; what 'start --restore' loads), and the cluster files of clusters that are no longer running. With
 --cluster-id, only that cluster's files: its cluster file, connection files,
 task database and logs.
 
@@ -133,7 +134,22 @@ func cleanRun(ctx context.Context, o *CleanOptions) error {
 	removed := 0
 	remove := func(paths []string) error {
 		for _, m := range paths {
-			if fi, err := os.Lstat(m); err != nil || fi.IsDir() {
+			fi, err := os.Lstat(m)
+			if err != nil {
+				continue
+			}
+			if fi.IsDir() {
+				// Only a task database's buffer directory is removed
+				// whole; it holds nothing but the buffer files.
+				if !strings.HasSuffix(m, ".blobs") || !strings.HasSuffix(strings.TrimSuffix(strings.TrimSuffix(m, ".blobs"), ".prev"), "tasks.db") {
+					continue
+				}
+				files, _ := os.ReadDir(m)
+				if err := os.RemoveAll(m); err != nil {
+					return err
+				}
+				log.Debug("removed", "dir", m, "files", len(files))
+				removed += len(files)
 				continue
 			}
 			if err := os.Remove(m); err != nil {

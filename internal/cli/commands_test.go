@@ -13,6 +13,7 @@ import (
 
 	"github.com/creack/pty"
 
+	"github.com/ipp-hpc/ipp/controller"
 	"github.com/ipp-hpc/ipp/internal/testutil"
 	"github.com/ipp-hpc/ipp/internal/wire"
 	"github.com/ipp-hpc/ipp/launchers"
@@ -448,5 +449,31 @@ func TestParseTargets(t *testing.T) {
 		if _, err := parseTargets(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+// TestCleanRemovesBufferFiles: clean removes task databases with their
+// buffer directories (controller.BlobDir), and only those directories.
+func TestCleanRemovesBufferFiles(t *testing.T) {
+	e := newTestEnv(t)
+	sec := wire.SecurityDir(e.profileDir())
+	db := controller.DBFile(e.profileDir(), "c9")
+	for _, d := range []string{controller.BlobDir(db), controller.BlobDir(db + ".prev"), filepath.Join(sec, "other.blobs")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "0123.req"), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(db, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := cleanRun(context.Background(), &CleanOptions{F: e.f}); err != nil {
+		t.Fatal(err)
+	}
+	left, _ := filepath.Glob(filepath.Join(sec, "*"))
+	if len(left) != 1 || filepath.Base(left[0]) != "other.blobs" {
+		t.Errorf("left after clean: %v, want only other.blobs", left)
 	}
 }
