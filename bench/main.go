@@ -117,6 +117,10 @@ func main() {
 	if peers != "" {
 		o.peers = strings.Split(peers, ",")
 	}
+	if o.calls < 1 {
+		fmt.Fprintf(os.Stderr, "bench: -calls %d: the apply latency needs at least one call\n", o.calls)
+		os.Exit(2)
+	}
 	if only != "" {
 		for _, g := range strings.Split(only, ",") {
 			g = strings.TrimSpace(g)
