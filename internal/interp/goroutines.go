@@ -30,6 +30,11 @@ import (
 type goHooks struct {
 	n   *Namespace
 	cur atomic.Pointer[runState]
+	// live counts interpreted goroutines running and callbacks scheduled
+	// (time.AfterFunc, context.AfterFunc) that have not finished; a
+	// stopped timer's callback stays counted. While any is, Set does not
+	// assign namespace variables in place: they may be reading them.
+	live atomic.Int64
 }
 
 // runState is one Exec or Capture, as goroutines it starts see it.
@@ -83,23 +88,38 @@ func (g *goHooks) end(st *runState) *Error {
 // position in the snippet.
 func (g *goHooks) start(where string, fn func()) {
 	st := g.cur.Load()
+	g.live.Add(1)
 	go g.guard(st, where, fn)
 }
 
 // afterFunc is the host side of a rewritten time.AfterFunc.
 func (g *goHooks) afterFunc(where string, d time.Duration, fn func()) *time.Timer {
 	st := g.cur.Load()
+	g.live.Add(1)
 	return time.AfterFunc(d, func() { g.guard(st, where, fn) })
 }
 
 // contextAfterFunc is the host side of a rewritten context.AfterFunc.
 func (g *goHooks) contextAfterFunc(where string, ctx context.Context, fn func()) (stop func() bool) {
 	st := g.cur.Load()
-	return context.AfterFunc(ctx, func() { g.guard(st, where, fn) })
+	g.live.Add(1)
+	stopped := context.AfterFunc(ctx, func() { g.guard(st, where, fn) })
+	return func() bool {
+		if stopped() {
+			g.live.Add(-1) // it will never run
+			return true
+		}
+		return false
+	}
 }
 
-// guard calls fn and deals with its panic.
+// quiet reports whether no interpreted goroutine or callback is running
+// or pending.
+func (g *goHooks) quiet() bool { return g.live.Load() == 0 }
+
+// guard calls fn and deals with its panic; the caller counted it in live.
 func (g *goHooks) guard(st *runState, where string, fn func()) {
+	defer g.live.Add(-1)
 	defer func() {
 		r := recover()
 		if r == nil {

@@ -453,6 +453,36 @@ func TestSetReleasesReplacedValues(t *testing.T) {
 	}, "the replaced values were never collected")
 }
 
+// TestSetBesideGoroutines: while a goroutine of a snippet runs (it may be
+// reading the variable), a push redeclares instead of assigning in place,
+// so code compiled before keeps the old value; once no goroutine runs,
+// pushes assign in place again.
+func TestSetBesideGoroutines(t *testing.T) {
+	n, _, _ := newNS(t)
+	if err := n.Set("a", []float64{1}); err != nil {
+		t.Fatal(err)
+	}
+	run(t, n, "stop := make(chan bool)\nfunc first() float64 { return a[0] }\ngo func() { <-stop }()")
+	if err := n.Set("a", []float64{2}); err != nil {
+		t.Fatal(err)
+	}
+	if got := value(t, n, "first()"); got != 1.0 {
+		t.Errorf("first() beside a running goroutine = %v, want the old 1", got)
+	}
+	if got := value(t, n, "a[0]"); got != 2.0 {
+		t.Errorf("a[0] = %v, want 2", got)
+	}
+	run(t, n, "close(stop)")
+	testutil.Eventually(t, 10*time.Second, n.hooks.quiet, "the snippet's goroutine never ended")
+	run(t, n, "func second() float64 { return a[0] }")
+	if err := n.Set("a", []float64{3}); err != nil {
+		t.Fatal(err)
+	}
+	if got := value(t, n, "second()"); got != 3.0 {
+		t.Errorf("second() after the goroutine ended = %v, want 3 (assigned in place)", got)
+	}
+}
+
 func TestGetOfSnippetDefinitions(t *testing.T) {
 	n, _, _ := newNS(t)
 	run(t, n, "type Q struct{ A int; B []float64 }\nq := Q{1, []float64{2}}\nconst K = 3\nconst Pi2 = 6.28\nfunc inc(v int) int { return v + 1 }")

@@ -699,8 +699,9 @@ func (n *Namespace) hostRun(src string, body bool) error {
 // IPython push): afterwards snippets see name as a variable of that type,
 // e.g. []float64 or *mat.Dense. An existing variable of the same type
 // takes the new value in place; one of another type is redeclared, and
-// code compiled before sees its zero value from then on. Set(name, nil)
-// declares an `any` holding nil.
+// code compiled before sees its zero value from then on. While goroutines
+// started by snippets run, every Set redeclares, and code compiled before
+// keeps the old variable. Set(name, nil) declares an `any` holding nil.
 func (n *Namespace) Set(name string, v any) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -722,9 +723,12 @@ func (n *Namespace) Set(name string, v any) error {
 	// each push, into fresh memory each time. Now a variable of the same
 	// type takes the value in place (code compiled earlier sees it, as a
 	// Python global would); one of another type is emptied, then declared
-	// anew with its zero value, then assigned.
+	// anew with its zero value, then assigned. Not while goroutines of
+	// snippets run: they may be reading the variable, and an assignment
+	// beside their reads is a data race (a torn slice header); they keep
+	// the old variable, as before.
 	globals := n.yi.Globals()
-	if old, ok := globals[name]; ok && old.CanSet() {
+	if old, ok := globals[name]; ok && old.CanSet() && n.hooks.quiet() {
 		if old.Type() == typ {
 			old.Set(val)
 			return nil
@@ -738,7 +742,7 @@ func (n *Namespace) Set(name string, v any) error {
 	// nil one would declare the pointee's type: pointers are declared with
 	// their value, which that declaration then keeps (one per name and
 	// type, not one per push).
-	if typ.Kind() != reflect.Pointer {
+	if typ.Kind() != reflect.Pointer && n.hooks.quiet() {
 		if err := n.declare(name, reflect.New(typ).Elem()); err != nil {
 			return fmt.Errorf("interp: set %s (%T): %w", name, v, err)
 		}
