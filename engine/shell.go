@@ -53,28 +53,6 @@ func (e *engine) executor(ctx context.Context) {
 		e.serving.Store(&id)
 		e.serve(ctx, r)
 		e.serving.Store(nil)
-		collectAfterLarge(r.msg)
-	}
-}
-
-// collectLarge is the request size from which the engine collects once
-// the request is answered.
-const collectLarge = 64 << 20
-
-// collectAfterLarge runs a collection after a request that carried
-// collectLarge bytes or more. Such a request (a push, a scatter) usually
-// replaced a value as large, now garbage: collected at once, its memory
-// takes the next large message, where otherwise the heap grew into fresh
-// memory for two or three more pushes (each page of it filled by the
-// host, docs/large-data.md) before the collector's pacing caught up. The
-// reply is out; the mark is short, since large values hold no pointers.
-func collectAfterLarge(m *wire.Message) {
-	n := 0
-	for _, b := range m.Buffers {
-		n += len(b)
-	}
-	if n >= collectLarge {
-		runtime.GC()
 	}
 }
 

@@ -278,7 +278,8 @@ func Shutdown() {
 const LargeFrame = 64 << 10
 
 // OwnCopy returns b itself when it is smaller than LargeFrame, else a copy
-// in fresh memory advised for transparent huge pages. A caller that must
+// in memory advised for transparent huge pages (makeLarge: from 64 MB on,
+// the memory of earlier copies, collected, when they are garbage). A caller that must
 // not hand its user's buffer to an InPlace socket (the user may change it
 // once the call returns) sends the copy instead: filling 100 MB of huge
 // pages costs a few milliseconds, where libzmq's own copy into fresh
@@ -288,8 +289,7 @@ func OwnCopy(b []byte) []byte {
 	if len(b) < LargeFrame {
 		return b
 	}
-	c := make([]byte, len(b))
-	adviseHugePages(c)
+	c := makeLarge(len(b))
 	copyPreemptible(c, b)
 	return c
 }

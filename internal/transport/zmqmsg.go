@@ -194,8 +194,7 @@ func (rc *receiver) copyOut(msg [][]byte, n int) [][]byte {
 		case sz == 0:
 			dst = []byte{}
 		case sz >= largeFrame:
-			dst = make([]byte, sz)
-			adviseHugePages(dst)
+			dst = makeLarge(sz)
 		default:
 			// Capacity cut at the frame's end: appending to one frame
 			// must not overwrite the next.

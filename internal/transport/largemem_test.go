@@ -1,0 +1,106 @@
+package transport
+
+import (
+	"runtime"
+	"testing"
+	"time"
+)
+
+// withCollect runs the test with a fake collection that takes cost and
+// counts its calls, and with makeLarge's memory of earlier buffers reset.
+func withCollect(t *testing.T, cost time.Duration) *int {
+	t.Helper()
+	calls := new(int)
+	old := collect
+	collect = func() {
+		*calls++
+		time.Sleep(cost) // makeLarge only reads the time it took
+
+	}
+	largeMem.mu.Lock()
+	largeMem.since, largeMem.last, largeMem.skipped = 0, 0, 0
+	largeMem.mu.Unlock()
+	t.Cleanup(func() {
+		collect = old
+		largeMem.mu.Lock()
+		largeMem.since, largeMem.last, largeMem.skipped = 0, 0, 0
+		largeMem.mu.Unlock()
+	})
+	return calls
+}
+
+// A large buffer collects first once as much was made since the last
+// collection, and small ones never do.
+func TestMakeLargeCollectsBeforeReuse(t *testing.T) {
+	calls := withCollect(t, 0)
+	for range 4 {
+		makeLarge(1 << 20)
+	}
+	if *calls != 0 || largeMem.since != 0 {
+		t.Fatalf("1 MB buffers collected %d times and counted %d bytes", *calls, largeMem.since)
+	}
+	maybeCollect(100 << 20) // nothing made before it: no garbage to take
+	if *calls != 0 {
+		t.Fatalf("the first large buffer collected")
+	}
+	maybeCollect(100 << 20)
+	if *calls != 1 {
+		t.Fatalf("the second 100 MB buffer collected %d times, want 1", *calls)
+	}
+	maybeCollect(200 << 20) // only 100 MB made since: it cannot all be reused
+	if *calls != 1 {
+		t.Fatalf("a 200 MB buffer after 100 MB collected")
+	}
+	maybeCollect(200 << 20)
+	if *calls != 2 {
+		t.Fatalf("200 MB after 300 MB did not collect")
+	}
+}
+
+// A collection that cost more than its budget stops makeLarge collecting
+// for retryAfter large buffers, then it tries again.
+func TestMakeLargeSkipsCostlyCollections(t *testing.T) {
+	n := 64 << 20
+	budget := time.Duration(n>>20) * collectBudgetPerMB
+	calls := withCollect(t, budget+20*time.Millisecond)
+	maybeCollect(n)
+	maybeCollect(n) // collects, and is found too slow
+	if *calls != 1 {
+		t.Fatalf("collected %d times, want 1", *calls)
+	}
+	for range retryAfter {
+		maybeCollect(n)
+	}
+	if *calls != 1 {
+		t.Fatalf("collected again within %d buffers of a costly collection (%d calls)", retryAfter, *calls)
+	}
+	maybeCollect(n)
+	if *calls != 2 {
+		t.Fatalf("did not try again after %d buffers", retryAfter)
+	}
+}
+
+// The real thing: a 64 MB buffer made after another, now garbage, takes
+// its memory instead of growing the heap.
+func TestMakeLargeReusesGarbage(t *testing.T) {
+	withCollect(t, 0)
+	collect = runtime.GC
+	var ms runtime.MemStats
+	keep := makeLarge(collectBefore)
+	keep[0] = 1
+	keep = nil
+	_ = keep
+	runtime.ReadMemStats(&ms)
+	before := ms.HeapSys - ms.HeapReleased
+	for range 4 {
+		b := makeLarge(collectBefore)
+		b[len(b)-1] = 1
+	}
+	runtime.ReadMemStats(&ms)
+	after := ms.HeapSys - ms.HeapReleased
+	// Four more buffers without collections would add 256 MB; one
+	// buffer's worth of slack allows for the collector's own timing.
+	if grew := int64(after) - int64(before); grew > collectBefore {
+		t.Fatalf("the heap grew by %d MB over four 64 MB buffers, each made after the last became garbage", grew>>20)
+	}
+}
