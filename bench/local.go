@@ -104,19 +104,26 @@ func measureOurs(r *Run) error {
 	// say) is reported and the others are still taken.
 	var errs []error
 	for _, n := range engineCounts(o, slices.Concat(o.startup, o.oursStartup)) {
-		c, cl, dt, err := lc.start(ctx, n)
-		if err == nil {
-			err = oursAt(ctx, r, cl, n, dt)
-			cl.Close()
-			c.Stop(context.Background())
-		}
-		if err != nil {
+		if err := lc.measure(ctx, r, n); err != nil {
 			err = fmt.Errorf("%d engines: %w", n, err)
 			fmt.Fprintln(os.Stderr, "ipp:", err)
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// measure starts n engines, takes every measure of that count and stops
+// them, also when a measure panics: a cluster left running would skew
+// every later measure of the bench and outlive it.
+func (l localCluster) measure(ctx context.Context, r *Run, n int) error {
+	c, cl, dt, err := l.start(ctx, n)
+	if err != nil {
+		return err
+	}
+	defer c.Stop(context.Background())
+	defer cl.Close()
+	return oursAt(ctx, r, cl, n, dt)
 }
 
 // oursAt takes every measure of engine count n on a running cluster.
