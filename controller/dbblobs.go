@@ -55,7 +55,7 @@ func (s *sqliteStore) blobPath(msgID, kind string) string {
 // storeBuffers returns what the buffers column of msgID gets for bufs:
 // the packed buffers, or blobMarker once they are written to their file.
 func (s *sqliteStore) storeBuffers(msgID, kind string, bufs [][]byte) ([]byte, error) {
-	if buffersLen(bufs) < blobMin {
+	if frameBytes(bufs) < blobMin {
 		return packBuffers(bufs), nil
 	}
 	if err := writeBlob(s.blobPath(msgID, kind), bufs); err != nil {

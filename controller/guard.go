@@ -111,7 +111,8 @@ func (c *Controller) verify(port string, frames [][]byte) *wire.Message {
 	return msg
 }
 
-// frameBytes is the size of a message: all its frames.
+// frameBytes is the size of a message, or of a record's buffers: all
+// its frames.
 func frameBytes(frames [][]byte) int64 {
 	n := int64(0)
 	for _, f := range frames {

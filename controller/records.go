@@ -78,14 +78,6 @@ func (rs *records) outputCap() int { return max(rs.maxBytes/4, 1<<20) }
 // bytes). Larger ones are forwarded but not kept, and the record says so.
 func (rs *records) bufferCap() int { return min(rs.outputCap(), 512<<20) }
 
-func buffersLen(bufs [][]byte) int {
-	n := 0
-	for _, b := range bufs {
-		n += len(b)
-	}
-	return n
-}
-
 // truncatedNote ends output the controller stopped keeping.
 const truncatedNote = "\n[output truncated by the controller: it keeps at most a quarter of --result-cache per task]\n"
 
@@ -158,7 +150,7 @@ func (rs *records) add(msg *wire.Message, client []byte, engineUUID, queue strin
 	}
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	if n := buffersLen(r.Buffers); n > rs.bufferCap() {
+	if n := frameBytes(r.Buffers); n > int64(rs.bufferCap()) {
 		r.Buffers = nil
 		r.reqLost = fmt.Sprintf("its request buffers of %d bytes were over the %d bytes the controller keeps per request (a quarter of --result-cache)", n, rs.bufferCap())
 	}
@@ -217,7 +209,7 @@ func (rs *records) complete(reply *wire.Message, engineUUID string, client []byt
 	r.ResultBuffers = reply.Buffers
 	if rs.finish(r) {
 		keep := true
-		if n := buffersLen(r.ResultBuffers); rs.store != nil && n > rs.bufferCap() {
+		if n := frameBytes(r.ResultBuffers); rs.store != nil && n > int64(rs.bufferCap()) {
 			// Kept in memory while the cache has room, not on disk.
 			keep = false
 			r.resLost = fmt.Sprintf("its result of %d bytes was over the %d bytes the controller writes to its task database per result (a quarter of --result-cache)", n, rs.bufferCap())
