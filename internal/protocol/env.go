@@ -111,6 +111,11 @@ const (
 	// <role>-<pid>.pprof there at exit. Set by the user; read by
 	// internal/cli and the bench.
 	EnvCPUProfileDir = "IPP_CPUPROFILE_DIR"
+	// EnvTraceDir makes each ipcluster process write an execution trace,
+	// <role>-<pid>.trace, there (go tool trace): where goroutines waited,
+	// which a CPU profile cannot show. Set by the user; read by
+	// internal/cli.
+	EnvTraceDir = "IPP_TRACE_DIR"
 	// EnvBenchSSH is the ssh host the bench's tunnel measurement goes
 	// through. Set by the user; read by the bench.
 	EnvBenchSSH = "IPP_BENCH_SSH"
