@@ -6,66 +6,103 @@ import (
 	"time"
 )
 
-// collectBefore is the buffer size from which makeLarge may collect
+// collectBefore is the buffer size from which copyLarge may collect
 // garbage before it allocates.
 const collectBefore = 64 << 20
 
-// collectBudgetPerMB is what a collection may cost, per MB about to be
-// allocated, for makeLarge to keep collecting. Filling fresh memory costs
-// ~3 ms per MB on the VMs measured (docs/large-data.md) and ~0.25 ms on
-// bare metal; a tenth of a millisecond keeps the collection cheaper than
-// what it saves on both.
-const collectBudgetPerMB = 100 * time.Microsecond
+// defaultFreshPerMB is what filling a MB of fresh memory is taken to cost
+// until copyLarge has timed a copy into fresh memory itself: between bare
+// metal with huge pages (~0.1 ms) and the VMs measured (~3 ms,
+// docs/large-data.md).
+const defaultFreshPerMB = time.Millisecond
 
-// retryAfter is how many large allocations makeLarge lets pass without a
-// collection after one that cost more than its budget, before it tries
+// retryAfter is how many large buffers copyLarge lets pass without a
+// collection after one that cost more than it would save, before it tries
 // again (the heap may have shrunk since).
 const retryAfter = 8
 
-// largeMem is what makeLarge knows of the large buffers it made.
+// largeMem is what copyLarge knows of the large buffers it made.
 var largeMem struct {
-	mu      sync.Mutex
-	since   int64         // bytes made since makeLarge last collected
-	last    time.Duration // how long that collection took
-	skipped int           // allocations let pass since one over budget
+	mu         sync.Mutex
+	since      int64         // bytes made since copyLarge last collected
+	last       time.Duration // how long that collection took
+	skipped    int           // buffers let pass since one over budget
+	freshPerMB time.Duration // a copy into fresh memory, per MB (0: not timed yet)
 }
 
 // collect is runtime.GC; tests replace it.
 var collect = runtime.GC
 
-// makeLarge returns n fresh bytes advised for huge pages, for a message
-// buffer. From collectBefore on, when it made at least n bytes since its
-// last collection, it collects first. Large message buffers are usually
-// garbage by the next large message (a push's copy once sent, a pulled
-// value once read, a value a push replaced), but the collector's pacing
-// waits until the heap doubles: in a process holding 1 GB that is ten
-// 100 MB messages, each landing in memory the process never touched,
-// whose pages the host supplies one fault at a time. Collected first, the
-// new buffer takes the old one's memory. A collection is skipped while
-// the last one cost more than collectBudgetPerMB (a large heap full of
-// pointers), since it would then cost more than it saves.
-func makeLarge(n int) []byte {
+// copyLarge returns a copy of src in memory advised for huge pages, for a
+// message buffer. From collectBefore on, when at least len(src) bytes of
+// large buffers were made since its last collection, it collects first.
+// Large message buffers are usually garbage by the next large message (a
+// push's copy once sent, a pulled value once read, a value a push
+// replaced), but the collector's pacing waits until the heap doubles: in
+// a process holding 1 GB that is ten 100 MB messages, each landing in
+// memory the process never touched, whose pages the host supplies one
+// fault at a time. Collected first, the new buffer takes the old one's
+// memory.
+//
+// A collection is worth it while it costs less than half of filling the
+// buffer's fresh memory would. That cost is timed on the copies that went
+// into fresh memory (the first large one always does), so the decision
+// holds on a VM where a fresh MB costs milliseconds and on bare metal with
+// huge pages where it costs a tenth of one; a heap full of pointers, whose
+// mark takes longer, stops the collections there. Times are wall-clock, so
+// a loaded machine inflates both sides alike.
+func copyLarge(src []byte) []byte {
+	n := len(src)
+	collected := false
 	if n >= collectBefore {
-		maybeCollect(n)
+		collected = maybeCollect(n)
 	}
-	b := make([]byte, n)
-	adviseHugePages(b)
-	return b
+	dst := make([]byte, n)
+	adviseHugePages(dst)
+	t := time.Now()
+	copyPreemptible(dst, src)
+	if n >= collectBefore && !collected {
+		noteFresh(n, time.Since(t))
+	}
+	return dst
 }
 
-// maybeCollect is makeLarge's decision, then its accounting of n.
-func maybeCollect(n int) {
+// maybeCollect is copyLarge's decision, then its accounting of n; it
+// reports whether it collected.
+func maybeCollect(n int) bool {
 	largeMem.mu.Lock()
 	defer largeMem.mu.Unlock()
-	budget := time.Duration(n>>20) * collectBudgetPerMB
+	perMB := largeMem.freshPerMB
+	if perMB == 0 {
+		perMB = defaultFreshPerMB
+	}
+	saves := time.Duration(n>>20) * perMB
+	collected := false
 	switch {
 	case largeMem.since < int64(n):
-	case largeMem.last > budget && largeMem.skipped < retryAfter:
+	case 2*largeMem.last > saves && largeMem.skipped < retryAfter:
 		largeMem.skipped++
 	default:
 		t := time.Now()
 		collect()
 		largeMem.last, largeMem.since, largeMem.skipped = time.Since(t), 0, 0
+		collected = true
 	}
 	largeMem.since += int64(n)
+	return collected
+}
+
+// noteFresh records a copy of n bytes into memory made without a
+// collection first, mostly fresh memory, that took d: the cost per MB is
+// the mean of the last one and this one, so one slow copy moves it only
+// halfway.
+func noteFresh(n int, d time.Duration) {
+	per := d / time.Duration(max(n>>20, 1))
+	largeMem.mu.Lock()
+	if largeMem.freshPerMB == 0 {
+		largeMem.freshPerMB = per
+	} else {
+		largeMem.freshPerMB = (largeMem.freshPerMB + per) / 2
+	}
+	largeMem.mu.Unlock()
 }

@@ -7,34 +7,34 @@ import (
 )
 
 // withCollect runs the test with a fake collection that takes cost and
-// counts its calls, and with makeLarge's memory of earlier buffers reset.
+// counts its calls, and with copyLarge's memory of earlier buffers reset.
 func withCollect(t *testing.T, cost time.Duration) *int {
 	t.Helper()
 	calls := new(int)
 	old := collect
 	collect = func() {
 		*calls++
-		time.Sleep(cost) // makeLarge only reads the time it took
-
+		time.Sleep(cost) // copyLarge only reads the time it took
 	}
-	largeMem.mu.Lock()
-	largeMem.since, largeMem.last, largeMem.skipped = 0, 0, 0
-	largeMem.mu.Unlock()
+	reset := func() {
+		largeMem.mu.Lock()
+		largeMem.since, largeMem.last, largeMem.skipped, largeMem.freshPerMB = 0, 0, 0, 0
+		largeMem.mu.Unlock()
+	}
+	reset()
 	t.Cleanup(func() {
 		collect = old
-		largeMem.mu.Lock()
-		largeMem.since, largeMem.last, largeMem.skipped = 0, 0, 0
-		largeMem.mu.Unlock()
+		reset()
 	})
 	return calls
 }
 
 // A large buffer collects first once as much was made since the last
 // collection, and small ones never do.
-func TestMakeLargeCollectsBeforeReuse(t *testing.T) {
+func TestCopyLargeCollectsBeforeReuse(t *testing.T) {
 	calls := withCollect(t, 0)
 	for range 4 {
-		makeLarge(1 << 20)
+		copyLarge(make([]byte, 1<<20))
 	}
 	if *calls != 0 || largeMem.since != 0 {
 		t.Fatalf("1 MB buffers collected %d times and counted %d bytes", *calls, largeMem.since)
@@ -57,12 +57,14 @@ func TestMakeLargeCollectsBeforeReuse(t *testing.T) {
 	}
 }
 
-// A collection that cost more than its budget stops makeLarge collecting
-// for retryAfter large buffers, then it tries again.
-func TestMakeLargeSkipsCostlyCollections(t *testing.T) {
+// A collection that cost more than half of what filling fresh memory
+// would stops copyLarge collecting for retryAfter large buffers, then it
+// tries again; the same collection on a machine where fresh memory costs
+// more goes on.
+func TestCopyLargeSkipsCostlyCollections(t *testing.T) {
 	n := 64 << 20
-	budget := time.Duration(n>>20) * collectBudgetPerMB
-	calls := withCollect(t, budget+20*time.Millisecond)
+	calls := withCollect(t, 20*time.Millisecond)
+	largeMem.freshPerMB = 100 * time.Microsecond // 64 MB fresh: 6.4 ms
 	maybeCollect(n)
 	maybeCollect(n) // collects, and is found too slow
 	if *calls != 1 {
@@ -78,22 +80,46 @@ func TestMakeLargeSkipsCostlyCollections(t *testing.T) {
 	if *calls != 2 {
 		t.Fatalf("did not try again after %d buffers", retryAfter)
 	}
+	largeMem.freshPerMB = 3 * time.Millisecond // 64 MB fresh: 192 ms
+	maybeCollect(n)
+	if *calls != 3 {
+		t.Fatalf("a 20 ms collection was skipped where fresh memory costs 192 ms")
+	}
+}
+
+// The first large copy goes into fresh memory and times it, so the
+// decision rests on this machine's cost, not the default.
+func TestCopyLargeTimesFreshMemory(t *testing.T) {
+	withCollect(t, 0)
+	src := make([]byte, collectBefore)
+	copyLarge(src)
+	if largeMem.freshPerMB <= 0 {
+		t.Fatalf("no cost recorded after a %d MB copy into fresh memory", collectBefore>>20)
+	}
+	// A slow copy moves the estimate halfway, not all the way.
+	before := largeMem.freshPerMB
+	noteFresh(collectBefore, time.Duration(collectBefore>>20)*(before+10*time.Millisecond))
+	if got, want := largeMem.freshPerMB, before+5*time.Millisecond; got != want {
+		t.Fatalf("cost after one slow copy %v, want %v", got, want)
+	}
 }
 
 // The real thing: a 64 MB buffer made after another, now garbage, takes
 // its memory instead of growing the heap.
-func TestMakeLargeReusesGarbage(t *testing.T) {
+func TestCopyLargeReusesGarbage(t *testing.T) {
 	withCollect(t, 0)
 	collect = runtime.GC
+	largeMem.freshPerMB = time.Second // whatever the collection costs here
+	src := make([]byte, collectBefore)
 	var ms runtime.MemStats
-	keep := makeLarge(collectBefore)
+	keep := copyLarge(src)
 	keep[0] = 1
 	keep = nil
 	_ = keep
 	runtime.ReadMemStats(&ms)
 	before := ms.HeapSys - ms.HeapReleased
 	for range 4 {
-		b := makeLarge(collectBefore)
+		b := copyLarge(src)
 		b[len(b)-1] = 1
 	}
 	runtime.ReadMemStats(&ms)

@@ -278,20 +278,19 @@ func Shutdown() {
 const LargeFrame = 64 << 10
 
 // OwnCopy returns b itself when it is smaller than LargeFrame, else a copy
-// in memory advised for transparent huge pages (makeLarge: from 64 MB on,
-// the memory of earlier copies, collected, when they are garbage). A caller that must
-// not hand its user's buffer to an InPlace socket (the user may change it
-// once the call returns) sends the copy instead: filling 100 MB of huge
-// pages costs a few milliseconds, where libzmq's own copy into fresh
-// malloc'd memory faults 4 KiB at a time (~0.5 s on the VMs measured).
-// The copy is the caller's to send in place and must not be modified.
+// in memory advised for transparent huge pages (copyLarge: from 64 MB on,
+// the memory of earlier copies, collected, when they are garbage). A
+// caller that must not hand its user's buffer to an InPlace socket (the
+// user may change it once the call returns) sends the copy instead:
+// filling 100 MB of huge pages costs a few milliseconds, where libzmq's
+// own copy into fresh malloc'd memory faults 4 KiB at a time (~0.5 s on
+// the VMs measured). The copy is the caller's to send in place and must
+// not be modified.
 func OwnCopy(b []byte) []byte {
 	if len(b) < LargeFrame {
 		return b
 	}
-	c := makeLarge(len(b))
-	copyPreemptible(c, b)
-	return c
+	return copyLarge(b)
 }
 
 // copyChunk is how much of a large buffer copyPreemptible copies between

@@ -194,15 +194,11 @@ func (rc *receiver) copyOut(msg [][]byte, n int) [][]byte {
 		case sz == 0:
 			dst = []byte{}
 		case sz >= largeFrame:
-			dst = makeLarge(sz)
+			dst = copyLarge(src)
 		default:
 			// Capacity cut at the frame's end: appending to one frame
 			// must not overwrite the next.
 			dst, buf = buf[:sz:sz], buf[sz:]
-		}
-		if sz >= largeFrame {
-			copyPreemptible(dst, src)
-		} else {
 			copy(dst, src)
 		}
 		msg = append(msg, dst)
