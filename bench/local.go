@@ -265,8 +265,8 @@ func applyLatency(ctx context.Context, cl *ipp.Client, calls int, out results) e
 		lat = append(lat, time.Since(t).Seconds()*1e3)
 	}
 	slices.Sort(lat)
-	out["apply_median_ms"] = lat[len(lat)/2]
-	out["apply_p99_ms"] = lat[len(lat)*99/100]
+	out["apply_median_ms"] = percentile(lat, 50)
+	out["apply_p99_ms"] = percentile(lat, 99)
 	return nil
 }
 
@@ -323,6 +323,12 @@ func pullTime(ctx context.Context, cl *ipp.Client, want []float64, rounds int) (
 		}
 	}
 	return median(times), nil
+}
+
+// percentile returns the p-th percentile of sorted xs: the element at
+// p % of its length, the last one at most.
+func percentile(sorted []float64, p int) float64 {
+	return sorted[min(len(sorted)-1, len(sorted)*p/100)]
 }
 
 // median returns the middle of times (the upper one of an even count).

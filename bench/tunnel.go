@@ -111,7 +111,7 @@ func measureTunnel(o options, exe, host string, ours results) error {
 	}
 	slices.Sort(dl)
 	slices.Sort(tl)
-	q := func(xs []float64, p int) float64 { return xs[min(len(xs)-1, len(xs)*p/100)] }
+	q := percentile
 	ours["tunnel_connect_s"] = connect.Seconds()
 	ours["tunnel_direct_median_ms"], ours["tunnel_direct_p90_ms"] = q(dl, 50), q(dl, 90)
 	ours["tunnel_apply_median_ms"], ours["tunnel_apply_p90_ms"] = q(tl, 50), q(tl, 90)
