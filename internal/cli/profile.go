@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
@@ -12,54 +13,44 @@ import (
 )
 
 // startProfile writes a CPU profile of this process to
-// $IPP_CPUPROFILE_DIR/<role>-<pid>.pprof when that variable is set, so the
+// $IPP_CPUPROFILE_DIR/<role>-<pid>.pprof, and an execution trace to
+// $IPP_TRACE_DIR/<role>-<pid>.trace, for each variable that is set, so the
 // controller and engines a cluster starts can be profiled in place
 // (make bench uses it to find where time goes).
 func startProfile() (stop func()) {
-	stopTrace := startTrace()
-	dir := os.Getenv(protocol.EnvCPUProfileDir)
-	if dir == "" {
-		return stopTrace
-	}
-	f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s-%d.pprof", role(), os.Getpid())))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "ipcluster: cpu profile:", err)
-		return stopTrace
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		fmt.Fprintln(os.Stderr, "ipcluster: cpu profile:", err)
-		f.Close()
-		return stopTrace
-	}
-	return func() {
-		pprof.StopCPUProfile()
-		f.Close()
-		if stopTrace != nil {
-			stopTrace()
+	var stops []func()
+	for _, r := range []struct {
+		env, ext, what string
+		start          func(io.Writer) error
+		stop           func()
+	}{
+		{protocol.EnvCPUProfileDir, "pprof", "cpu profile", pprof.StartCPUProfile, pprof.StopCPUProfile},
+		{protocol.EnvTraceDir, "trace", "trace", trace.Start, trace.Stop},
+	} {
+		dir := os.Getenv(r.env)
+		if dir == "" {
+			continue
 		}
+		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s-%d.%s", role(), os.Getpid(), r.ext)))
+		if err == nil {
+			if err = r.start(f); err != nil {
+				f.Close()
+			}
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "ipcluster: %s: %v\n", r.what, err)
+			continue
+		}
+		stopOne := r.stop
+		stops = append(stops, func() { stopOne(); f.Close() })
 	}
-}
-
-// startTrace writes an execution trace of this process to
-// $IPP_TRACE_DIR/<role>-<pid>.trace when that variable is set.
-func startTrace() (stop func()) {
-	dir := os.Getenv(protocol.EnvTraceDir)
-	if dir == "" {
-		return nil
-	}
-	f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s-%d.trace", role(), os.Getpid())))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "ipcluster: trace:", err)
-		return nil
-	}
-	if err := trace.Start(f); err != nil {
-		fmt.Fprintln(os.Stderr, "ipcluster: trace:", err)
-		f.Close()
+	if len(stops) == 0 {
 		return nil
 	}
 	return func() {
-		trace.Stop()
-		f.Close()
+		for _, s := range stops {
+			s()
+		}
 	}
 }
 
