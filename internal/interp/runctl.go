@@ -92,21 +92,27 @@ func (rc *runControl) arm() chan struct{} {
 // blocked in compiled code may take long to return.
 func (rc *runControl) stop(ch chan struct{}, fin <-chan struct{}) <-chan struct{} {
 	close(ch)
+	// The first bump before returning: the caller reports the run
+	// interrupted at once, and a blocking call the run sits in may return
+	// right after; a bump left to the goroutine below could come too late
+	// to stop the run's next statement (TestInterruptedRunBlockedInCompiledCode
+	// failed so, once, in CI).
+	atomic.AddUint64(rc.id, 1)
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
 		delay := time.Millisecond
-		t := time.NewTimer(0)
+		t := time.NewTimer(delay)
 		defer t.Stop()
 		for {
-			atomic.AddUint64(rc.id, 1)
-			t.Reset(delay)
 			select {
 			case <-fin:
 				return
 			case <-t.C:
 			}
+			atomic.AddUint64(rc.id, 1)
 			delay = min(2*delay, maxStopDelay)
+			t.Reset(delay)
 		}
 	}()
 	return stopped
