@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"slices"
 	"sort"
@@ -237,6 +238,7 @@ func (g *localGroup) snapshot() []*localProc {
 // group so that no child of theirs survives.
 func (g *localGroup) Stop(ctx context.Context) error {
 	procs := g.snapshot()
+	trees := g.descendants(procs)
 	var wg sync.WaitGroup
 	errs := make([]error, len(procs))
 	for i, lp := range procs {
@@ -250,24 +252,48 @@ func (g *localGroup) Stop(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = g.stopOne(ctx, lp)
+			errs[i] = g.stopOne(ctx, lp, trees[i])
 		}()
 	}
 	wg.Wait()
 	return errors.Join(errs...)
 }
 
-func (g *localGroup) stopOne(ctx context.Context, lp *localProc) error {
+// descendants lists the descendants of each live process of procs, before
+// any is stopped. Children in sessions of their own escape the group's
+// SIGKILL sweep (a Python engine's nanny, ipyparallel 7.x, lingers a minute
+// or more after its engine); they are found while their parent lives
+// (they are reparented when it dies) and killed after it. One look at the
+// process table serves the whole group when the runner can (GroupTreeRunner).
+func (g *localGroup) descendants(procs []*localProc) [][]Process {
+	trees := make([][]Process, len(procs))
+	tr, ok := g.cfg.runner().(TreeRunner)
+	if !ok {
+		return trees
+	}
+	var live []Process
+	var at []int
+	for i, lp := range procs {
+		if lp.proc != nil && lp.proc.Alive() {
+			live = append(live, lp.proc)
+			at = append(at, i)
+		}
+	}
+	if gt, ok := tr.(GroupTreeRunner); ok {
+		for j, ds := range gt.DescendantsOf(live) {
+			trees[at[j]] = ds
+		}
+		return trees
+	}
+	for j, p := range live {
+		trees[at[j]] = tr.Descendants(p)
+	}
+	return trees
+}
+
+func (g *localGroup) stopOne(ctx context.Context, lp *localProc, tree []Process) error {
 	log := g.cfg.logger().With("pid", lp.rec.PID)
 	p := lp.proc
-	// Children in sessions of their own escape the group's SIGKILL sweep:
-	// a Python engine's nanny (ipyparallel 7.x) lingers a minute or more
-	// after its engine. Found before the engine dies (they are reparented
-	// then), killed after.
-	var tree []Process
-	if tr, ok := g.cfg.runner().(TreeRunner); ok && p.Alive() {
-		tree = tr.Descendants(p)
-	}
 	if err := stopProcess(ctx, log, fmt.Sprintf("pid %d", lp.rec.PID), p, g.cfg.stopGrace(), nil); err != nil {
 		return err
 	}
@@ -576,6 +602,9 @@ func (l *LocalEngineSet) Start(ctx context.Context, n int) error {
 	if _, set := os.LookupEnv(protocol.EnvRegistrationTimeout); !set {
 		extra[protocol.EnvRegistrationTimeout] = strconv.Itoa(int(localRegistrationTimeout.Seconds()))
 	}
+	if v, ok := l.cfg.cpuShare(n); ok {
+		extra[envGOMAXPROCS] = v
+	}
 	if l.cfg.Delay <= 0 && n > 1 {
 		return l.startParallel(ctx, n, extra)
 	}
@@ -595,6 +624,30 @@ func (l *LocalEngineSet) Start(ctx context.Context, n int) error {
 		}
 	}
 	return nil
+}
+
+// envGOMAXPROCS is the Go runtime's variable for how many threads run Go
+// code at once.
+const envGOMAXPROCS = "GOMAXPROCS"
+
+// cpuShare is the GOMAXPROCS for each of n engines started on this host:
+// its share of the CPUs this process may use, at least 1. Each Go engine
+// would otherwise size its scheduler for every CPU, and n of them on a
+// node oversubscribe it: idle processors spin looking for work and wake
+// threads nobody needs. By hand, 1,000 engines on 2 CPUs with GOMAXPROCS=1
+// started in 27.5-33.6 s against 34.3-38.0 s, four and five runs
+// (docs/performance.md). Batch and MPI ranks
+// are left alone: their launcher places them (Slurm and Open MPI bind each
+// rank to its CPUs, and Go counts only those). A GOMAXPROCS the user set
+// (in the environment or the launcher's Env) is kept.
+func (c *Config) cpuShare(n int) (string, bool) {
+	if _, set := os.LookupEnv(envGOMAXPROCS); set {
+		return "", false
+	}
+	if _, set := c.Env[envGOMAXPROCS]; set {
+		return "", false
+	}
+	return strconv.Itoa(max(1, runtime.NumCPU()/max(n, 1))), true
 }
 
 // spawners is how many engines a local engine set starts at once. The

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -415,6 +416,53 @@ func TestEnvironAddsHugePageTunable(t *testing.T) {
 		}
 		if len(got) != 1 || got[0] != c.want {
 			t.Errorf("inherited %q, Config.Env %q: GLIBC_TUNABLES %q, want exactly [%q]", c.inherited, c.cfgEnv, got, c.want)
+		}
+	}
+}
+
+// Local engines share the CPUs: each gets GOMAXPROCS = CPUs / engines (at
+// least 1) unless the user chose a GOMAXPROCS, in the environment or the
+// launcher's Env, which is then what every engine gets.
+func TestLocalEnginesShareCPUs(t *testing.T) {
+	cpus := runtime.NumCPU()
+	for _, c := range []struct {
+		n                 int
+		inherited, cfgEnv string // "" = unset
+		want              string
+	}{
+		{1, "", "", strconv.Itoa(cpus)},
+		{2, "", "", strconv.Itoa(max(1, cpus/2))},
+		{2*cpus + 1, "", "", "1"},
+		{4, "3", "", "3"},
+		{4, "", "5", "5"},
+	} {
+		if c.inherited == "" {
+			t.Setenv(envGOMAXPROCS, "")
+			os.Unsetenv(envGOMAXPROCS)
+		} else {
+			t.Setenv(envGOMAXPROCS, c.inherited)
+		}
+		r := newFakeRunner()
+		cfg := fakeMPIConfig(t, r)
+		cfg.Options = nil
+		if c.cfgEnv != "" {
+			cfg.Env = map[string]string{envGOMAXPROCS: c.cfgEnv}
+		}
+		l, err := NewLocalEngineSet(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Start(context.Background(), c.n); err != nil {
+			t.Fatal(err)
+		}
+		if len(r.started) != c.n {
+			t.Fatalf("%d engines started, want %d", len(r.started), c.n)
+		}
+		for i, cmd := range r.started {
+			if got := envOf(cmd)[envGOMAXPROCS]; got != c.want {
+				t.Errorf("%d engines on %d CPUs (inherited %q, Env %q): engine %d has GOMAXPROCS=%q, want %q",
+					c.n, cpus, c.inherited, c.cfgEnv, i, got, c.want)
+			}
 		}
 	}
 }

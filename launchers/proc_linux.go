@@ -66,7 +66,21 @@ func procParent(pid int) (int, error) {
 // grandchildren, ...) by walking the parent links in /proc. Processes
 // already reparented elsewhere (their parent exited) are not found.
 func procDescendants(pid int) []int {
+	return procDescendantsOf([]int{pid})[0]
+}
+
+// procDescendantsOf is procDescendants for each of pids, from one scan.
+func procDescendantsOf(pids []int) [][]int {
 	children := parentLinks.get()
+	out := make([][]int, len(pids))
+	for i, pid := range pids {
+		out[i] = descendantsIn(children, pid)
+	}
+	return out
+}
+
+// descendantsIn walks children (parent → children links) down from pid.
+func descendantsIn(children map[int][]int, pid int) []int {
 	var out []int
 	queue := []int{pid}
 	seen := map[int]bool{pid: true}

@@ -129,6 +129,16 @@ type TreeRunner interface {
 	Descendants(p Process) []Process
 }
 
+// GroupTreeRunner is a TreeRunner that finds the descendants of many
+// processes from one look at the process table. Stopping a thousand
+// engines asks for all of them at once; one scan of /proc each, while
+// the engines exit, took a stop of 1,000 engines to 17-31 s.
+type GroupTreeRunner interface {
+	TreeRunner
+	// DescendantsOf is Descendants for each of ps, in order.
+	DescendantsOf(ps []Process) [][]Process
+}
+
 // PIDSignaler is a Process that can be signalled alone, without the
 // rest of its process group.
 type PIDSignaler interface {

@@ -100,10 +100,21 @@ func (OSRunner) Attach(pid int, startTime uint64, program string) (Process, erro
 // Descendants implements TreeRunner with the parent links in /proc
 // (nothing where there is no /proc).
 func (r OSRunner) Descendants(p Process) []Process {
-	var out []Process
-	for _, pid := range procDescendants(p.PID()) {
-		if d, err := r.Attach(pid, 0, ""); err == nil {
-			out = append(out, d)
+	return r.DescendantsOf([]Process{p})[0]
+}
+
+// DescendantsOf implements GroupTreeRunner: one scan of /proc for all.
+func (r OSRunner) DescendantsOf(ps []Process) [][]Process {
+	pids := make([]int, len(ps))
+	for i, p := range ps {
+		pids[i] = p.PID()
+	}
+	out := make([][]Process, len(ps))
+	for i, ds := range procDescendantsOf(pids) {
+		for _, pid := range ds {
+			if d, err := r.Attach(pid, 0, ""); err == nil {
+				out[i] = append(out[i], d)
+			}
 		}
 	}
 	return out
