@@ -636,10 +636,10 @@ const envGOMAXPROCS = "GOMAXPROCS"
 // node oversubscribe it: idle processors spin looking for work and wake
 // threads nobody needs. By hand, 1,000 engines on 2 CPUs with GOMAXPROCS=1
 // started in 27.5-33.6 s against 34.3-38.0 s, four and five runs
-// (docs/performance.md). Batch and MPI ranks
-// are left alone: their launcher places them (Slurm and Open MPI bind each
-// rank to its CPUs, and Go counts only those). A GOMAXPROCS the user set
-// (in the environment or the launcher's Env) is kept.
+// (docs/performance.md). Batch and MPI ranks are left alone: their
+// launcher places them (Slurm and Open MPI bind each rank to its CPUs, and
+// Go counts only those). A GOMAXPROCS the user set (in the environment or
+// the launcher's Env) is kept.
 func (c *Config) cpuShare(n int) (string, bool) {
 	if _, set := os.LookupEnv(envGOMAXPROCS); set {
 		return "", false
