@@ -111,12 +111,11 @@ func measureTunnel(o options, exe, host string, ours results) error {
 	}
 	slices.Sort(dl)
 	slices.Sort(tl)
-	q := percentile
 	ours["tunnel_connect_s"] = connect.Seconds()
-	ours["tunnel_direct_median_ms"], ours["tunnel_direct_p90_ms"] = q(dl, 50), q(dl, 90)
-	ours["tunnel_apply_median_ms"], ours["tunnel_apply_p90_ms"] = q(tl, 50), q(tl, 90)
-	ours["tunnel_added_median_ms"] = q(tl, 50) - q(dl, 50)
+	ours["tunnel_direct_median_ms"], ours["tunnel_direct_p90_ms"] = percentile(dl, 50), percentile(dl, 90)
+	ours["tunnel_apply_median_ms"], ours["tunnel_apply_p90_ms"] = percentile(tl, 50), percentile(tl, 90)
+	ours["tunnel_added_median_ms"] = percentile(tl, 50) - percentile(dl, 50)
 	fmt.Printf("ipp: apply through an ssh tunnel (%s), %d calls alternating with direct ones: median %.3f ms, p90 %.3f ms; direct median %.3f ms, p90 %.3f ms; added %.3f ms at the median; tunnel up and engines listed in %.2f s\n",
-		host, o.calls, q(tl, 50), q(tl, 90), q(dl, 50), q(dl, 90), ours["tunnel_added_median_ms"], connect.Seconds())
+		host, o.calls, percentile(tl, 50), percentile(tl, 90), percentile(dl, 50), percentile(dl, 90), ours["tunnel_added_median_ms"], connect.Seconds())
 	return nil
 }

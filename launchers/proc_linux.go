@@ -62,14 +62,10 @@ func procParent(pid int) (int, error) {
 	return strconv.Atoi(fields[1])
 }
 
-// procDescendants lists every live descendant of pid (children,
-// grandchildren, ...) by walking the parent links in /proc. Processes
-// already reparented elsewhere (their parent exited) are not found.
-func procDescendants(pid int) []int {
-	return procDescendantsOf([]int{pid})[0]
-}
-
-// procDescendantsOf is procDescendants for each of pids, from one scan.
+// procDescendantsOf lists every live descendant (children,
+// grandchildren, ...) of each of pids, by walking the parent links of one
+// scan of /proc. Processes already reparented elsewhere (their parent
+// exited) are not found.
 func procDescendantsOf(pids []int) [][]int {
 	children := parentLinks.get()
 	out := make([][]int, len(pids))

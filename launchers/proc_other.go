@@ -13,6 +13,4 @@ func procCmdline(int) ([]string, error) { return nil, errors.ErrUnsupported }
 func procLive(int, uint64) bool { return true }
 
 // Without /proc descendants cannot be found; process groups must do.
-func procDescendants(int) []int { return nil }
-
 func procDescendantsOf(pids []int) [][]int { return make([][]int, len(pids)) }

@@ -135,7 +135,7 @@ func TestPythonEnginesHonourClusterID(t *testing.T) {
 			t.Fatalf("%d of 2 Python engines registered in 60 s; engine logs:\n%s", len(c.Engines()), strings.Join(logs, "\n"))
 		}
 		for _, pid := range l.PIDs() {
-			for _, d := range procDescendants(pid) {
+			for _, d := range procDescendantsOf([]int{pid})[0] {
 				if !slices.Contains(nannies, d) {
 					nannies = append(nannies, d)
 				}

@@ -30,7 +30,7 @@ idle_pct() {
 	echo $(((b[4] - a[4] + b[5] - a[5]) * 100 / (total > 0 ? total : 1)))
 }
 QUIET_WAIT=${QUIET_WAIT:-180}
-waited=0
+waited=0 pct="?"
 while [ "$waited" -lt "$QUIET_WAIT" ]; do
 	pct=$(idle_pct)
 	[ "$pct" -ge 90 ] && break

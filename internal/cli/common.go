@@ -145,7 +145,7 @@ type LauncherFlags struct {
 
 func (l *LauncherFlags) bind(fs *pflag.FlagSet) {
 	l.Options = launchers.BindOptionsFlags(fs)
-	fs.StringArrayVar(&l.Env, "env", nil, "KEY=VALUE added to the environment of the processes started (repeatable; e.g. OMPI_MCA_* for MPI engines)")
+	fs.StringArrayVar(&l.Env, "env", nil, "KEY=VALUE added to the environment of the processes started (repeatable; e.g. OMPI_MCA_* for MPI engines; local engines get GOMAXPROCS = CPUs / engines unless it is set here or exported)")
 }
 
 // environ parses --env into the cluster options.
