@@ -214,14 +214,14 @@ func decode(idents, body [][]byte) (*Message, error) {
 		Content:   body[4],
 		Buffers:   body[5:],
 	}
-	if err := json.Unmarshal(body[1], &m.Header); err != nil {
+	if err := unmarshalHeader(body[1], &m.Header); err != nil {
 		return nil, fmt.Errorf("wire: bad header: %w", err)
 	}
 	if m.Header.MsgType == "" {
 		return nil, errors.New("wire: header has no msg_type")
 	}
 	if len(bytes.TrimSpace(body[2])) > 2 {
-		if err := json.Unmarshal(body[2], &m.Parent); err != nil {
+		if err := unmarshalHeader(body[2], &m.Parent); err != nil {
 			return nil, fmt.Errorf("wire: bad parent header: %w", err)
 		}
 	}
@@ -265,10 +265,7 @@ func (s *Session) Build(o Out) ([][]byte, Header, error) {
 	if h.MsgID == "" {
 		h = s.NewHeader(o.MsgType)
 	}
-	hb, err := json.Marshal(h)
-	if err != nil {
-		return nil, h, err
-	}
+	hb := marshalHeader(&h)
 	pb := o.Parent
 	if len(pb) == 0 {
 		pb = emptyObject
