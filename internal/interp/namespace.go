@@ -95,6 +95,11 @@ type Namespace struct {
 	extra    []string          // paths given to Import, replayed by Reset
 	pkgNames map[string]string // import path -> package name, from all tables
 	imported map[string]string // name in the namespace -> import path
+	// deferred are the symbols of packages yaegi has not been given yet,
+	// by import path; genericsLoaded says it has compiled the generic
+	// standard packages (lazyload.go).
+	deferred       map[string][]deferredPkg
+	genericsLoaded bool
 
 	execs int // Exec calls so far: names cells
 	// sources maps cellN to its lines, for error context. Goroutines read
@@ -190,14 +195,19 @@ func (n *Namespace) init() error {
 	n.yi, n.rc, n.box, n.marks = yi, rc, box, marks
 	n.pkgNames = map[string]string{}
 	n.imported = map[string]string{}
+	n.deferred = map[string][]deferredPkg{}
+	n.genericsLoaded = false
 	n.srcMu.Lock()
 	n.sources = map[string][]string{}
 	n.srcMu.Unlock()
 	n.pending = nil
-	for _, t := range tables {
-		if err := n.use(t); err != nil {
-			return err
-		}
+	preload := append(append(append([]string(nil), Builtins...), n.opts.Preload...), n.extra...)
+	eager := map[string]bool{path.Dir(captureKey): true, path.Dir(pushKey): true}
+	for _, p := range append(preload, fixedByYaegi...) {
+		eager[p] = true
+	}
+	if err := n.useTables(tables, eager); err != nil {
+		return err
 	}
 	if err := n.importPackage(capturePkg, path.Dir(captureKey)); err != nil {
 		return err
@@ -205,7 +215,6 @@ func (n *Namespace) init() error {
 	if err := n.importPackage(pushPkg, path.Dir(pushKey)); err != nil {
 		return err
 	}
-	preload := append(append(append([]string(nil), Builtins...), n.opts.Preload...), n.extra...)
 	for _, p := range preload {
 		if err := n.importPackage("", p); err != nil {
 			return fmt.Errorf("interp: preload %q: %w", p, err)
@@ -214,18 +223,16 @@ func (n *Namespace) init() error {
 	return nil
 }
 
-// use registers a symbol table with the interpreter and learns its
-// packages' names.
+// use registers a symbol table with a running interpreter, all of it
+// at once: the deferred symbols of its packages go first, so that the
+// later table still wins where both define a name.
 func (n *Namespace) use(t yaegi.Exports) error {
-	if err := n.yi.Use(t); err != nil {
-		return fmt.Errorf("interp: %w", err)
-	}
 	for k := range t {
-		if dir := path.Dir(k); dir != "." {
-			n.pkgNames[dir] = path.Base(k)
+		if err := n.loadPackage(path.Dir(k)); err != nil {
+			return err
 		}
 	}
-	return nil
+	return n.useTables([]yaegi.Exports{t}, nil)
 }
 
 // captureBox holds the value interpreted code passed to __ippCap.Out.
@@ -671,6 +678,12 @@ func (n *Namespace) importPackage(alias, p string) error {
 	if _, known := n.pkgNames[p]; !known {
 		return fmt.Errorf("package %q is not available in this engine (snippets can import the Go standard library "+
 			"as of go1.22, gonum.org/v1/gonum/{mat,floats,stat} and packages the engine registers)", p)
+	}
+	if err := n.loadPackage(p); err != nil {
+		return err
+	}
+	if err := n.loadGenerics(p); err != nil {
+		return err
 	}
 	spec := strconv.Quote(p)
 	if alias != "" {
