@@ -51,6 +51,9 @@ type engine struct {
 	silenced bool
 	// trimOnce: start-up memory is given back once (Config.TrimMemory).
 	trimOnce sync.Once
+	// ioMetaJSON is the IOPub metadata, encoded once (ioMetadata).
+	ioMetaOnce sync.Once
+	ioMetaJSON []byte
 	// heartPoke makes watchHeart look again at once (registerAgain).
 	heartPoke chan struct{}
 	// serving is the msg_id the executor took from the queue.

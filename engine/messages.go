@@ -22,6 +22,22 @@ type requestMeta struct {
 // readRequestMeta is lenient: a key of the wrong type keeps its default
 // instead of failing the request, since the metadata only shapes the reply.
 func readRequestMeta(raw json.RawMessage) requestMeta {
+	// The usual case in one pass; a key of the wrong type fails it, and
+	// the lenient reading below takes over.
+	var typed struct {
+		IsBroadcast   bool            `json:"is_broadcast"`
+		IsCoalescing  bool            `json:"is_coalescing"`
+		OriginalMsgID string          `json:"original_msg_id"`
+		Label         json.RawMessage `json:"label"`
+	}
+	if json.Unmarshal(raw, &typed) == nil {
+		return requestMeta{typed.IsBroadcast, typed.IsCoalescing, typed.OriginalMsgID, typed.Label}
+	}
+	return readRequestMetaLenient(raw)
+}
+
+// readRequestMetaLenient reads each key on its own.
+func readRequestMetaLenient(raw json.RawMessage) requestMeta {
 	var rm requestMeta
 	var m map[string]json.RawMessage
 	if json.Unmarshal(raw, &m) != nil {
@@ -40,6 +56,25 @@ func readRequestMeta(raw json.RawMessage) requestMeta {
 // patched Session adds it to everything it sends.
 type ioMeta struct {
 	Engine string `json:"engine"`
+}
+
+// ioMetadata is the engine's IOPub metadata, encoded once: it is the
+// same on every IOPub message (three or more per task).
+func (e *engine) ioMetadata() []byte {
+	e.ioMetaOnce.Do(func() {
+		b, err := json.Marshal(ioMeta{Engine: e.uuid})
+		if err != nil { // a string field cannot fail to encode
+			b = []byte("{}")
+		}
+		e.ioMetaJSON = b
+	})
+	return e.ioMetaJSON
+}
+
+// statusContent are the status messages' contents, encoded once.
+var statusContent = map[string][]byte{
+	"busy": []byte(`{"execution_state":"busy"}`),
+	"idle": []byte(`{"execution_state":"idle"}`),
 }
 
 func (e *engine) replyMetadata(req *wire.Message, started time.Time, status string) protocol.ReplyMetadata {
@@ -98,7 +133,7 @@ func (e *engine) publish(kind, msgType string, parent []byte, content any) {
 		Idents:   [][]byte{protocol.IOPubTopic(e.id, kind)},
 		MsgType:  msgType,
 		Parent:   parent,
-		Metadata: ioMeta{Engine: e.uuid},
+		Metadata: e.ioMetadata(),
 		Content:  content,
 	})
 	if err != nil {
@@ -111,6 +146,10 @@ func (e *engine) publish(kind, msgType string, parent []byte, content any) {
 }
 
 func (e *engine) publishStatus(parent []byte, state string) {
+	if c, ok := statusContent[state]; ok {
+		e.publish("status", "status", parent, c)
+		return
+	}
 	e.publish("status", "status", parent, map[string]string{"execution_state": state})
 }
 
