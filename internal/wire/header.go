@@ -75,15 +75,33 @@ func unmarshalHeader(b []byte, h *Header) error {
 	return json.Unmarshal(b, h)
 }
 
-// Header fields by bit, for decodeHeaderFast's record of what it saw.
-const (
-	hMsgID = 1 << iota
-	hMsgType
-	hUsername
-	hSession
-	hDate
-	hVersion
-)
+// headerKeys are the header's JSON keys, in its fields' order.
+var headerKeys = [...]string{"msg_id", "msg_type", "username", "session", "date", "version"}
+
+// headerKey is key's index in headerKeys, or -1; a switch, which the
+// compiler turns into a few length and byte comparisons.
+func headerKey(key string) int {
+	switch key {
+	case "msg_id":
+		return 0
+	case "msg_type":
+		return 1
+	case "username":
+		return 2
+	case "session":
+		return 3
+	case "date":
+		return 4
+	case "version":
+		return 5
+	}
+	return -1
+}
+
+// headerFields points at h's fields in headerKeys' order.
+func headerFields(h *Header) [len(headerKeys)]*string {
+	return [...]*string{&h.MsgID, &h.MsgType, &h.Username, &h.Session, &h.Date, &h.Version}
+}
 
 // decodeHeaderFast decodes a flat object whose keys are the header's own
 // (exact case) and whose values are strings without escapes, surrounded
@@ -98,8 +116,8 @@ func decodeHeaderFast(b []byte, h *Header) bool {
 		return false
 	}
 	i = skipSpace(s, i+1)
-	var out Header
-	var seen int
+	var vals [len(headerKeys)]string
+	var seen [len(headerKeys)]bool
 	if i < len(s) && s[i] == '}' {
 		i++
 	} else {
@@ -116,24 +134,13 @@ func decodeHeaderFast(b []byte, h *Header) bool {
 			if !ok {
 				return false
 			}
-			switch key {
-			case "msg_id":
-				out.MsgID, seen = val, seen|hMsgID
-			case "msg_type":
-				out.MsgType, seen = val, seen|hMsgType
-			case "username":
-				out.Username, seen = val, seen|hUsername
-			case "session":
-				out.Session, seen = val, seen|hSession
-			case "date":
-				out.Date, seen = val, seen|hDate
-			case "version":
-				out.Version, seen = val, seen|hVersion
-			default:
+			f := headerKey(key)
+			if f < 0 {
 				// Unknown keys, and known ones in another case (which the
 				// generic decoder matches case-insensitively).
 				return false
 			}
+			vals[f], seen[f] = val, true
 			i = skipSpace(s, k)
 			if i == len(s) {
 				return false
@@ -151,23 +158,10 @@ func decodeHeaderFast(b []byte, h *Header) bool {
 	if skipSpace(s, i) != len(s) {
 		return false
 	}
-	if seen&hMsgID != 0 {
-		h.MsgID = out.MsgID
-	}
-	if seen&hMsgType != 0 {
-		h.MsgType = out.MsgType
-	}
-	if seen&hUsername != 0 {
-		h.Username = out.Username
-	}
-	if seen&hSession != 0 {
-		h.Session = out.Session
-	}
-	if seen&hDate != 0 {
-		h.Date = out.Date
-	}
-	if seen&hVersion != 0 {
-		h.Version = out.Version
+	for f, p := range headerFields(h) {
+		if seen[f] {
+			*p = vals[f]
+		}
 	}
 	return true
 }

@@ -145,3 +145,25 @@ func BenchmarkHeaderCodec(b *testing.B) {
 		}
 	})
 }
+
+// TestHeaderKeysMatchFields: headerKey, headerKeys and headerFields agree
+// with the struct tags the generic codec uses.
+func TestHeaderKeysMatchFields(t *testing.T) {
+	var h Header
+	for i, p := range headerFields(&h) {
+		*p = headerKeys[i] + "-value"
+		if headerKey(headerKeys[i]) != i {
+			t.Errorf("headerKey(%q) = %d, want %d", headerKeys[i], headerKey(headerKeys[i]), i)
+		}
+	}
+	b, _ := json.Marshal(h)
+	var m map[string]string
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range headerKeys {
+		if m[k] != k+"-value" {
+			t.Errorf("key %q holds %q in the generic encoding", k, m[k])
+		}
+	}
+}
