@@ -51,9 +51,8 @@ type engine struct {
 	silenced bool
 	// trimOnce: start-up memory is given back once (Config.TrimMemory).
 	trimOnce sync.Once
-	// ioMetaJSON is the IOPub metadata, encoded once (ioMetadata).
-	ioMetaOnce sync.Once
-	ioMetaJSON []byte
+	// ioMeta is the metadata of every IOPub message, encoded once.
+	ioMeta []byte
 	// heartPoke makes watchHeart look again at once (registerAgain).
 	heartPoke chan struct{}
 	// serving is the msg_id the executor took from the queue.
@@ -124,6 +123,7 @@ func Run(ctx context.Context, cfg Config) error {
 		log:     c.Logger.With("uuid", uuid),
 		sess:    wire.NewSession([]byte(c.Info.Key), uuid),
 		uuid:    uuid,
+		ioMeta:  ioMetadata(uuid),
 		id:      -1,
 		queue:   newQueue(),
 		stopCh:  make(chan struct{}),

@@ -58,23 +58,14 @@ type ioMeta struct {
 	Engine string `json:"engine"`
 }
 
-// ioMetadata is the engine's IOPub metadata, encoded once: it is the
-// same on every IOPub message (three or more per task).
-func (e *engine) ioMetadata() []byte {
-	e.ioMetaOnce.Do(func() {
-		b, err := json.Marshal(ioMeta{Engine: e.uuid})
-		if err != nil { // a string field cannot fail to encode
-			b = []byte("{}")
-		}
-		e.ioMetaJSON = b
-	})
-	return e.ioMetaJSON
-}
-
-// statusContent are the status messages' contents, encoded once.
-var statusContent = map[string][]byte{
-	"busy": []byte(`{"execution_state":"busy"}`),
-	"idle": []byte(`{"execution_state":"idle"}`),
+// ioMetadata encodes the IOPub metadata of the engine with this uuid;
+// the engine does it once, as it is the same on every IOPub message.
+func ioMetadata(uuid string) []byte {
+	b, err := json.Marshal(ioMeta{Engine: uuid})
+	if err != nil { // a string field cannot fail to encode
+		return []byte("{}")
+	}
+	return b
 }
 
 func (e *engine) replyMetadata(req *wire.Message, started time.Time, status string) protocol.ReplyMetadata {
@@ -133,7 +124,7 @@ func (e *engine) publish(kind, msgType string, parent []byte, content any) {
 		Idents:   [][]byte{protocol.IOPubTopic(e.id, kind)},
 		MsgType:  msgType,
 		Parent:   parent,
-		Metadata: e.ioMetadata(),
+		Metadata: e.ioMeta,
 		Content:  content,
 	})
 	if err != nil {
@@ -145,12 +136,10 @@ func (e *engine) publish(kind, msgType string, parent []byte, content any) {
 	}
 }
 
+// publishStatus publishes state ("busy" or "idle", words that need no
+// escaping), its content written without the JSON encoder.
 func (e *engine) publishStatus(parent []byte, state string) {
-	if c, ok := statusContent[state]; ok {
-		e.publish("status", "status", parent, c)
-		return
-	}
-	e.publish("status", "status", parent, map[string]string{"execution_state": state})
+	e.publish("status", "status", parent, []byte(`{"execution_state":"`+state+`"}`))
 }
 
 // parse verifies and decodes a received request. Messages that are not
