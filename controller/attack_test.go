@@ -68,6 +68,7 @@ func attackRegistry(t *testing.T) *engine.Registry {
 		}
 	})
 	must("echo", func(x int) int { return x })
+	must("echobytes", func(b []byte) []byte { return b })
 	return r
 }
 

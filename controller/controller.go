@@ -432,7 +432,7 @@ func New(cfg Config) (*Controller, error) {
 	return c, nil
 }
 
-func (c *Controller) socket(sd side, t transport.Type, identity []byte, events bool, port int) (transport.Socket, int, error) {
+func (c *Controller) socket(sd side, t transport.Type, identity []byte, events, hold bool, port int) (transport.Socket, int, error) {
 	// Every port faces untrusted peers: identities stay with their first
 	// owner (no route stealing), frames and connections are bounded.
 	// Frames are sent in place: the controller forwards what it received
@@ -445,6 +445,9 @@ func (c *Controller) socket(sd side, t transport.Type, identity []byte, events b
 		MaxConnections:      c.cfg.MaxConnections,
 		Events:              events,
 		InPlace:             true,
+		// The mux relay's large buffers go through without a copy
+		// (relay.run releases them; records copy what they keep).
+		HoldBuffers: hold,
 	}
 	if sd.curve {
 		o.Curve = &transport.Curve{Server: true, SecretKey: c.cfg.CurveSecretKey}
@@ -531,12 +534,12 @@ func (c *Controller) Start() (err error) {
 		}
 	}
 	for _, b := range binds {
-		s, port, err := c.socket(b.side, b.typ, b.id, b.dst == &c.hbPong, want[b.port])
+		s, port, err := c.socket(b.side, b.typ, b.id, b.dst == &c.hbPong, b.dst == &c.muxIn || b.dst == &c.muxOut, want[b.port])
 		if b.typ == transport.XPub && errors.Is(err, transport.ErrNoXPub) {
 			// Without subscription reports the IOPub gate stays off
 			// (iopubgate.go): output is published at once, racing a
 			// new client's subscription as in ipyparallel.
-			s, port, err = c.socket(b.side, transport.Pub, b.id, false, want[b.port])
+			s, port, err = c.socket(b.side, transport.Pub, b.id, false, false, want[b.port])
 		} else if b.typ == transport.XPub {
 			c.iopubXPub = true
 		}

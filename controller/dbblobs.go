@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"unsafe"
 )
 
 // Large buffers of the task database live in files of their own, in a
@@ -54,14 +55,41 @@ func (s *sqliteStore) blobPath(msgID, kind string) string {
 
 // storeBuffers returns what the buffers column of msgID gets for bufs:
 // the packed buffers, or blobMarker once they are written to their file.
-func (s *sqliteStore) storeBuffers(msgID, kind string, bufs [][]byte) ([]byte, error) {
+//
+// written maps the buffers already written in this batch (by their
+// memory, see sameMemory) to their file: a push to N engines is one
+// upload whose N records share its buffers (fanout.go), and a hard link
+// to the first file saves writing the same bytes N-1 more times. The
+// batch holds every record it writes, so memory seen in it cannot have
+// been freed and reused for other bytes in the meantime.
+func (s *sqliteStore) storeBuffers(msgID, kind string, bufs [][]byte, written map[string]string) ([]byte, error) {
 	if frameBytes(bufs) < blobMin {
 		return packBuffers(bufs), nil
 	}
-	if err := writeBlob(s.blobPath(msgID, kind), bufs); err != nil {
+	path := s.blobPath(msgID, kind)
+	mem := sameMemory(bufs)
+	if first, ok := written[mem]; ok {
+		os.Remove(path) // a record written again: Link wants a free name
+		if os.Link(first, path) == nil {
+			return blobMarker, nil
+		}
+	}
+	if err := writeBlob(path, bufs); err != nil {
 		return nil, fmt.Errorf("buffers of %s: %w", msgID, err)
 	}
+	written[mem] = path
 	return blobMarker, nil
+}
+
+// sameMemory names the memory of bufs: equal for two lists of the same
+// slices of the same arrays.
+func sameMemory(bufs [][]byte) string {
+	b := make([]byte, 0, 16*len(bufs))
+	for _, f := range bufs {
+		b = binary.LittleEndian.AppendUint64(b, uint64(uintptr(unsafe.Pointer(unsafe.SliceData(f)))))
+		b = binary.LittleEndian.AppendUint64(b, uint64(len(f)))
+	}
+	return string(b)
 }
 
 // loadBuffers unpacks the buffers column of msgID, reading its file when

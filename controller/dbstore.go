@@ -322,6 +322,7 @@ func (s *sqliteStore) write(batch []*change) error {
 	defer tx.Rollback()
 	insert, update, del := tx.Stmt(s.insert), tx.Stmt(s.update), tx.Stmt(s.del)
 	var deleted []string
+	written := map[string]string{}
 	for _, c := range batch {
 		r := &c.rec
 		if c.deleted {
@@ -338,12 +339,12 @@ func (s *sqliteStore) write(batch []*change) error {
 		}
 		var reqBufs, resBufs []byte
 		if c.resBufs {
-			if resBufs, err = s.storeBuffers(r.MsgID, blobResult, r.ResultBuffers); err != nil {
+			if resBufs, err = s.storeBuffers(r.MsgID, blobResult, r.ResultBuffers, written); err != nil {
 				return err
 			}
 		}
 		if c.reqBufs {
-			if reqBufs, err = s.storeBuffers(r.MsgID, blobRequest, r.Buffers); err != nil {
+			if reqBufs, err = s.storeBuffers(r.MsgID, blobRequest, r.Buffers, written); err != nil {
 				return err
 			}
 			_, err = insert.Exec(r.MsgID, c.seq, nullBlob(r.Header), nullBlob(r.Metadata), nullBlob(r.Content),

@@ -64,6 +64,11 @@ func (r *relay) fanOut(frames [][]byte, n int64) {
 		return
 	}
 	orig := msg.Header.MsgID
+	// One copy of held buffers the records keep, shared by every target's
+	// record (a record's own keep finds them in Go memory then).
+	if kept, _ := r.hub.records.keep(msg.Buffers, ""); kept != nil {
+		msg.Buffers = kept
+	}
 	seen := make(map[string]bool, len(targets))
 	for _, uuid := range targets {
 		if seen[uuid] {

@@ -10,6 +10,7 @@ import (
 	json "github.com/goccy/go-json"
 
 	"github.com/ipp-hpc/ipp/internal/protocol"
+	"github.com/ipp-hpc/ipp/internal/transport"
 	"github.com/ipp-hpc/ipp/internal/wire"
 )
 
@@ -127,6 +128,18 @@ func (rs *records) forget(id string) {
 	}
 }
 
+// keep returns what a record keeps of a request's or result's buffers
+// (what names them in the error): the buffers in Go memory, copied from
+// libzmq's when the mux relay holds them (relay.go), or, over bufferCap,
+// nothing and why. Larger ones are forwarded without a copy and never
+// kept, neither in memory nor on disk.
+func (rs *records) keep(bufs [][]byte, what string) ([][]byte, string) {
+	if n := frameBytes(bufs); n > int64(rs.bufferCap()) {
+		return nil, fmt.Sprintf("its %s of %d bytes were over the %d bytes the controller keeps per task (a quarter of --result-cache)", what, n, rs.bufferCap())
+	}
+	return transport.OwnAll(bufs), ""
+}
+
 // add records a request; false if its msg_id is already taken by another
 // request (a replay, or a broken client), which must then be refused: a
 // second record would let the first one's reply complete the wrong task.
@@ -148,12 +161,9 @@ func (rs *records) add(msg *wire.Message, client []byte, engineUUID, queue strin
 	if t, err := wire.ParseDate(msg.Header.Date); err == nil {
 		r.Submitted = t
 	}
+	r.Buffers, r.reqLost = rs.keep(msg.Buffers, "request buffers")
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	if n := frameBytes(r.Buffers); n > int64(rs.bufferCap()) {
-		r.Buffers = nil
-		r.reqLost = fmt.Sprintf("its request buffers of %d bytes were over the %d bytes the controller keeps per request (a quarter of --result-cache)", n, rs.bufferCap())
-	}
 	if old, ok := rs.byID[r.MsgID]; ok {
 		if !old.bare {
 			return false
@@ -192,6 +202,9 @@ func (rs *records) assign(msgID, engineUUID string) {
 // reply that was not expected: no such request, already answered, sent to
 // another engine or by another client. Nothing is overwritten then.
 func (rs *records) complete(reply *wire.Message, engineUUID string, client []byte) bool {
+	// Before the lock: the copy of a large result must not stall the
+	// other users of the records.
+	bufs, lost := rs.keep(reply.Buffers, "result buffers")
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	r, ok := rs.byID[reply.Parent.MsgID]
@@ -206,15 +219,9 @@ func (rs *records) complete(reply *wire.Message, engineUUID string, client []byt
 	r.ResultHeader = clone(reply.RawHeader)
 	r.ResultMetadata = clone(reply.Metadata)
 	r.ResultContent = clone(reply.Content)
-	r.ResultBuffers = reply.Buffers
+	r.ResultBuffers, r.resLost = bufs, lost
 	if rs.finish(r) {
-		keep := true
-		if n := frameBytes(r.ResultBuffers); rs.store != nil && n > int64(rs.bufferCap()) {
-			// Kept in memory while the cache has room, not on disk.
-			keep = false
-			r.resLost = fmt.Sprintf("its result of %d bytes was over the %d bytes the controller writes to its task database per result (a quarter of --result-cache)", n, rs.bufferCap())
-		}
-		rs.persist(r, false, keep)
+		rs.persist(r, false, r.resLost == "")
 		rs.bufBytes += r.bufferBytes() // counts the output so far too
 		rs.cull()
 	}
@@ -403,9 +410,9 @@ func (rs *records) results(ids []string, statusOnly bool) (map[string]any, [][]b
 			rs.mu.Unlock()
 			return nil, nil, fmt.Errorf("result of %s was delivered and not kept: %w", id, errNoDB)
 		}
-		if r.evicted && r.resLost != "" {
+		if r.resLost != "" {
 			rs.mu.Unlock()
-			return nil, nil, fmt.Errorf("result of %s is no longer kept: %s", id, r.resLost)
+			return nil, nil, fmt.Errorf("result of %s was not kept: %s", id, r.resLost)
 		}
 		if r.evicted && rs.store == nil {
 			rs.mu.Unlock()

@@ -1,6 +1,8 @@
 package controller
 
 import (
+	"bytes"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -147,10 +149,10 @@ func TestPackBuffers(t *testing.T) {
 	}
 }
 
-// TestBufferCaps: request buffers over a quarter of the result cache are
-// not kept (resubmission then says why), and with a store a result that
-// large is not written to disk, so once it leaves memory result_request
-// says why instead of returning it without its data.
+// TestBufferCaps: request and result buffers over a quarter of the result
+// cache are not kept, in memory or on disk (the mux relay forwards them
+// without a copy), and resubmission and result_request say why instead of
+// returning a task without its data.
 func TestBufferCaps(t *testing.T) {
 	rs := sqliteRecords(t, filepath.Join(t.TempDir(), "tasks.db"), 4<<20, false)
 	big := &wire.Message{Header: wire.Header{MsgID: "big", MsgType: "apply_request", Session: "s"},
@@ -162,18 +164,20 @@ func TestBufferCaps(t *testing.T) {
 		t.Fatalf("get of a request whose buffers were not kept: %v", err)
 	}
 	recordReply(t, rs, "big", 2<<20)
-	if _, bufs, err := rs.results([]string{"big"}, false); err != nil || len(bufs) != 1 {
-		t.Fatalf("a large result still in memory: %v", err)
+	// Not kept at all, not even while the cache has room: the mux relay
+	// forwards such results from libzmq's memory without a copy.
+	if _, _, err := rs.results([]string{"big"}, false); err == nil || !strings.Contains(err.Error(), "result buffers of 2097152 bytes") {
+		t.Fatalf("a result over the cap: %v", err)
+	}
+	if n := rs.bufBytes; n != 0 {
+		t.Fatalf("a result over the cap counts %d bytes against the cache", n)
 	}
 	for _, id := range []string{"c", "d", "e"} {
 		recordRequest(t, rs, id)
 		recordReply(t, rs, id, 1<<20)
 	}
-	if !rs.byID["big"].evicted {
-		t.Fatal("the large result was not evicted")
-	}
-	if _, _, err := rs.results([]string{"big"}, false); err == nil || !strings.Contains(err.Error(), "result of 2097152 bytes") {
-		t.Fatalf("a large result evicted without a copy on disk: %v", err)
+	if _, _, err := rs.results([]string{"big"}, false); err == nil || !strings.Contains(err.Error(), "result buffers of 2097152 bytes") {
+		t.Fatalf("a result over the cap, later: %v", err)
 	}
 	if _, bufs, err := rs.results([]string{"c"}, false); err != nil || len(bufs) != 1 || len(bufs[0]) != 1<<20 {
 		t.Fatalf("a result within the cap: %v", err)
@@ -296,5 +300,52 @@ func TestSQLiteLargeBuffersInFiles(t *testing.T) {
 	}
 	if left, err := os.ReadDir(BlobDir(path + ".prev")); err != nil || len(left) != 0 {
 		t.Fatalf("files left after the purge: %v %v", left, err)
+	}
+}
+
+// TestSQLiteSharedBuffersLinked: records of one batch that share their
+// buffers (a fan-out's copies) get one file written and hard links to it;
+// each reads back whole, and removing one record leaves the other's.
+// Equal bytes in other memory are written again, not linked.
+func TestSQLiteSharedBuffersLinked(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "security", "tasks.db")
+	st, err := openSQLite(path, false, newTestLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.close()
+	shared := [][]byte{bytes.Repeat([]byte{5}, blobMin), []byte("tail")}
+	copied := [][]byte{bytes.Clone(shared[0]), []byte("tail")}
+	req := func(id string, bufs [][]byte) *change {
+		return &change{rec: TaskRecord{MsgID: id, Buffers: bufs, Header: []byte(`{}`)}, reqBufs: true}
+	}
+	if err := st.write([]*change{req("a", shared), req("b", shared), req("c", copied)}); err != nil {
+		t.Fatal(err)
+	}
+	info := func(id string) os.FileInfo {
+		t.Helper()
+		fi, err := os.Stat(st.blobPath(id, blobRequest))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi
+	}
+	if !os.SameFile(info("a"), info("b")) {
+		t.Fatal("records sharing their buffers got two files")
+	}
+	if os.SameFile(info("a"), info("c")) {
+		t.Fatal("a record with its own buffers was linked to another's file")
+	}
+	if err := st.write([]*change{{rec: TaskRecord{MsgID: "a"}, deleted: true}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"b", "c"} {
+		got, _, _, _, err := st.large(id)
+		if err != nil || len(got) != 2 || !bytes.Equal(got[0], shared[0]) || string(got[1]) != "tail" {
+			t.Fatalf("%s read back: %v, %d buffers", id, err, len(got))
+		}
+	}
+	if _, err := os.Stat(st.blobPath("a", blobRequest)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the deleted record's name is still there: %v", err)
 	}
 }

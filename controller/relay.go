@@ -14,6 +14,12 @@ import (
 // does. Everything from the delimiter on travels byte for byte, but only
 // after it is verified: a request must be signed and new, a reply must be
 // signed and come from the engine its request went to, once.
+//
+// The mux relay's sockets hold large buffer frames in libzmq's memory
+// (transport.Options.HoldBuffers): a 100 MB push or pull crosses the
+// controller without a copy. run releases them after the handler; the
+// task records copy the buffers they keep (records.ownBuffers), and
+// nothing else keeps a frame.
 type relay struct {
 	c       *Controller
 	hub     *hub
@@ -62,13 +68,17 @@ func (r *relay) run() {
 				fromClients = nil
 				continue
 			}
+			held := transport.HeldIn(frames)
 			r.toEngine(frames)
+			transport.Release(held)
 		case frames, ok := <-fromEngines:
 			if !ok {
 				fromEngines = nil
 				continue
 			}
+			held := transport.HeldIn(frames)
 			r.toClient(frames)
+			transport.Release(held)
 		}
 	}
 }

@@ -82,6 +82,13 @@ type Options struct {
 	InPlace bool
 	// Ready asks for ReadySource's channel on a connecting socket.
 	Ready bool
+	// HoldBuffers leaves received Jupyter buffer frames of HoldMin bytes
+	// or more in the backend's memory instead of copying them into Go's
+	// (held.go): whoever reads Messages must Release them and copy what
+	// it keeps. For relays that forward large buffers without keeping
+	// them. Only the libzmq backend holds; the others deliver Go memory,
+	// which Release ignores.
+	HoldBuffers bool
 }
 
 // ReadySource is implemented by connecting sockets created with

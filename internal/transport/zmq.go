@@ -122,7 +122,7 @@ func (libzmq) NewSocket(t Type, o Options) (Socket, error) {
 		return nil, err
 	}
 	if t != Pub {
-		if s.recv, err = newReceiver(s.raw); err != nil {
+		if s.recv, err = newReceiver(s.raw, o.HoldBuffers); err != nil {
 			s.fd.Close()
 			sock.Close()
 			return nil, err
@@ -264,10 +264,13 @@ func (s *zsock) read() {
 			got, stop = s.collect()
 			return len(got) > 0 || stop
 		})
-		for _, m := range got {
+		for i, m := range got {
 			select {
 			case s.in <- m:
 			case <-s.stop:
+				for _, m := range got[i:] {
+					Release(m)
+				}
 				return
 			}
 		}
@@ -342,7 +345,9 @@ func (s *zsock) flush(pending [][][]byte) [][][]byte {
 		}
 		// Sent, or refused for good (nothing else is possible without
 		// ROUTER_MANDATORY): either way it leaves the queue, so that one
-		// bad message cannot wedge the socket.
+		// bad message cannot wedge the socket. Its held frames lose the
+		// hold the queue took (libzmq has its own reference if it sent).
+		Release(pending[0])
 		pending[0] = nil
 		pending = pending[1:]
 	}
@@ -397,12 +402,15 @@ func (s *zsock) Send(frames [][]byte) error {
 	if len(s.pending) > 0 {
 		s.pending = s.flush(s.pending)
 		if len(s.pending) > 0 {
+			retainHeld(frames)
 			s.pending = append(s.pending, frames)
 			s.wake()
 			return nil
 		}
 	}
 	if err := sendMessage(s.raw, frames, s.inPlace); err == syscall.EAGAIN {
+		// Queued: held frames must outlive the caller's Release.
+		retainHeld(frames)
 		s.pending = append(s.pending, frames)
 	}
 	s.wake()
@@ -473,7 +481,9 @@ func (s *zsock) Close() error {
 	s.mu.Lock()
 	// Last chance for what libzmq has not accepted yet; what it has
 	// accepted gets the linger period.
-	s.flush(s.pending)
+	for _, m := range s.flush(s.pending) {
+		Release(m)
+	}
 	s.pending = nil
 	s.sock.SetLinger(zmqLinger)
 	s.sock.Close()

@@ -20,16 +20,21 @@ static void ipp_free_frame(void *data, void *hint) {
 }
 
 // ipp_send sends n frames as one message without blocking. A frame with a
-// hint is sent in place, and its hint goes to ippReleaseFrame once libzmq
-// no longer needs the memory; a frame without one is copied. Every hint is
-// released exactly once, whatever happens. Returns 0, or the errno of the
+// src is a held frame (held.go): the message sent shares src's memory
+// (zmq_msg_copy counts the reference). A frame with a hint is sent in
+// place, and its hint goes to ippReleaseFrame once libzmq no longer needs
+// the memory; any other frame is copied. Every hint is released exactly
+// once, whatever happens. Returns 0, or the errno of the
 // failure (EAGAIN on the first frame: nothing was sent, try later; libzmq
 // accepts the other frames of a message once it accepted the first).
-static int ipp_send(void *sock, int n, void **data, size_t *size, uintptr_t *hint) {
+static int ipp_send(void *sock, int n, void **data, size_t *size, uintptr_t *hint, zmq_msg_t **src) {
 	for (int i = 0; i < n; i++) {
 		zmq_msg_t m;
 		int rc;
-		if (hint[i]) {
+		if (src[i]) {
+			rc = zmq_msg_init(&m);
+			if (rc == 0) rc = zmq_msg_copy(&m, src[i]);
+		} else if (hint[i]) {
 			rc = zmq_msg_init_data(&m, data[i], size[i], ipp_free_frame, (void *)hint[i]);
 		} else {
 			rc = zmq_msg_init_size(&m, size[i]);
@@ -98,6 +103,25 @@ static int ipp_recv(void *sock, ipp_recv_t *r, int *more) {
 	*more = 1;
 	return IPP_PARTS;
 }
+
+// ipp_hold moves the last call's frame i into a message of its own, which
+// stays valid (its data too) until ipp_free_held; NULL when out of memory.
+static zmq_msg_t *ipp_hold(ipp_recv_t *r, int i) {
+	zmq_msg_t *m = malloc(sizeof(zmq_msg_t));
+	if (m == NULL) return NULL;
+	zmq_msg_init(m);
+	if (zmq_msg_move(m, &r->msg[i]) != 0) {
+		zmq_msg_close(m);
+		free(m);
+		return NULL;
+	}
+	return m;
+}
+
+static void ipp_free_held(zmq_msg_t *m) {
+	zmq_msg_close(m);
+	free(m);
+}
 */
 import "C"
 
@@ -122,18 +146,33 @@ import (
 type receiver struct {
 	sock unsafe.Pointer // libzmq's socket, owned by pebbe's Socket
 	r    *C.ipp_recv_t  // C memory: libzmq's messages must not move
+	// hold is Options.HoldBuffers: large buffer frames stay in libzmq's
+	// memory (held.go).
+	hold bool
+	// Where the message being received is: frames so far, and the index
+	// of its delimiter (-1 until seen), across calls of IPP_PARTS frames.
+	frame, delim int
 }
+
+// delimiter is wire.Delimiter, which this package cannot import; a test
+// in wire's importers keeps the two equal.
+const delimiter = "<IDS|MSG>"
+
+// fixedFrames is how many frames of a Jupyter message follow the
+// delimiter before its buffers: signature, header, parent, metadata,
+// content.
+const fixedFrames = 5
 
 // largeFrame is the size from which a frame gets its own allocation with
 // huge-page advice; below it frames share one buffer per message.
-const largeFrame = 1 << 20
+const largeFrame = HoldMin
 
-func newReceiver(p unsafe.Pointer) (*receiver, error) {
+func newReceiver(p unsafe.Pointer, hold bool) (*receiver, error) {
 	r := (*C.ipp_recv_t)(C.calloc(1, C.sizeof_ipp_recv_t))
 	if r == nil {
 		return nil, fmt.Errorf("transport: out of memory for a receive buffer")
 	}
-	return &receiver{sock: p, r: r}, nil
+	return &receiver{sock: p, r: r, hold: hold}, nil
 }
 
 // rawSocket returns the void* pebbe keeps for s. pebbe exports no accessor;
@@ -155,6 +194,7 @@ func rawSocket(s *zmq.Socket) (unsafe.Pointer, error) {
 // recv takes one whole message without blocking; ok is false when none is
 // waiting or the socket failed. The caller holds the socket's lock.
 func (rc *receiver) recv() (msg [][]byte, ok bool) {
+	rc.frame, rc.delim = 0, -1
 	for {
 		var more C.int
 		n := int(C.ipp_recv(rc.sock, rc.r, &more))
@@ -162,6 +202,7 @@ func (rc *receiver) recv() (msg [][]byte, ok bool) {
 			// Nothing waiting (EAGAIN), or the socket is going away. Parts
 			// of one message arrive together, so a failure in the middle is
 			// a closing socket: the partial message is dropped with it.
+			Release(msg)
 			return nil, false
 		}
 		msg = rc.copyOut(msg, n)
@@ -189,10 +230,22 @@ func (rc *receiver) copyOut(msg [][]byte, n int) [][]byte {
 	for i := range n {
 		sz := int(rc.r.size[i])
 		src := unsafe.Slice((*byte)(rc.r.data[i]), sz)
+		j := rc.frame
+		rc.frame++
+		if rc.delim < 0 && string(src) == delimiter {
+			rc.delim = j
+		}
 		var dst []byte
 		switch {
 		case sz == 0:
 			dst = []byte{}
+		case sz >= HoldMin && rc.hold && rc.delim >= 0 && j > rc.delim+fixedFrames:
+			if m := C.ipp_hold(rc.r, C.int(i)); m != nil {
+				hold(src, unsafe.Pointer(m), freeHeld)
+				dst = src
+				break
+			}
+			dst = copyLarge(src)
 		case sz >= largeFrame:
 			dst = copyLarge(src)
 		default:
@@ -227,12 +280,19 @@ func sendMessage(sock unsafe.Pointer, frames [][]byte, inPlace bool) error {
 	data := make([]unsafe.Pointer, n)
 	size := make([]C.size_t, n)
 	hint := make([]C.uintptr_t, n)
+	src := make([]*C.zmq_msg_t, n)
 	// Every frame is pinned for the call (the data array passed to C holds
 	// their addresses); large ones stay pinned until libzmq is done.
 	var call runtime.Pinner
 	defer call.Unpin()
 	for i, f := range frames {
 		if len(f) == 0 {
+			continue
+		}
+		if m := lookupHeld(f); m != nil {
+			// libzmq's own memory: shared, not pinned (it is no Go
+			// memory) and not copied.
+			src[i] = (*C.zmq_msg_t)(m)
 			continue
 		}
 		p := unsafe.Pointer(unsafe.SliceData(f))
@@ -245,11 +305,15 @@ func sendMessage(sock unsafe.Pointer, frames [][]byte, inPlace bool) error {
 			heldInPlace.Add(1)
 		}
 	}
-	if rc := C.ipp_send(sock, C.int(n), &data[0], &size[0], &hint[0]); rc != 0 {
+	if rc := C.ipp_send(sock, C.int(n), &data[0], &size[0], &hint[0], &src[0]); rc != 0 {
 		return syscall.Errno(rc)
 	}
 	return nil
 }
+
+// freeHeld frees a held frame's message (held.go) once its last holder
+// let go; libzmq frees the memory when its own sends of it are done too.
+func freeHeld(m unsafe.Pointer) { C.ipp_free_held((*C.zmq_msg_t)(m)) }
 
 // free releases the C side; the socket's reader has exited.
 func (rc *receiver) free() {
