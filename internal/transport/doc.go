@@ -27,7 +27,10 @@
 // frames share one Go allocation per message; frames of 1 MiB or more get
 // their own, advised for transparent huge pages before the copy, because
 // first touches of fresh 4 KiB pages, not copies, dominate large
-// transfers (docs/performance.md). glibc, which libzmq's buffers come
+// transfers (docs/performance.md). Sockets created with
+// Options.HoldBuffers (the controller's mux) leave large buffer frames in
+// libzmq's memory instead, and forward them by reference: their consumer
+// releases them explicitly (held.go). glibc, which libzmq's buffers come
 // from, is set up before the program starts to keep freed message memory
 // for the next large message instead of returning it to the kernel
 // (KeepFreedEnv, keepmem.go; docs/large-data.md). pebbe still creates,
