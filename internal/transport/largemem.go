@@ -9,8 +9,14 @@ import (
 )
 
 // collectBefore is the buffer size from which copyLarge may collect
-// garbage before it allocates.
-const collectBefore = 64 << 20
+// garbage before it allocates. It was 64 MB until session 17: 10 MB
+// pulls into a client holding 1 GB then landed in fresh memory every
+// time (the collector waits for the heap to double), ~1,300 faults per
+// pull, and the bench had us at half ipyparallel's speed at 10 MB. At
+// 8 MB the probe's client faults went to ~0 and the 10 MB medians from
+// 0.059-0.082 s to 0.034-0.049 s; 100 MB did not move. Smaller buffers
+// are left to the pacer: their fill costs less than a collection.
+const collectBefore = 8 << 20
 
 // defaultFreshPerMB is what filling a MB of fresh memory is taken to cost
 // until copyLarge has timed a copy into fresh memory itself: between bare
