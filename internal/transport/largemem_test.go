@@ -104,7 +104,7 @@ func TestCopyLargeTimesFreshMemory(t *testing.T) {
 	}
 }
 
-// The real thing: a 64 MB buffer made after another, now garbage, takes
+// The real thing: a buffer of collectBefore bytes made after another, now garbage, takes
 // its memory instead of growing the heap.
 func TestCopyLargeReusesGarbage(t *testing.T) {
 	withCollect(t, 0)
