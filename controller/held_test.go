@@ -93,3 +93,55 @@ func TestLargeBuffersThroughMux(t *testing.T) {
 		})
 	}
 }
+
+// TestAttackHeldFrames: what a hostile peer can do to the mux relay's held
+// frames. Large frames without the key, a routing identity that looks
+// like the delimiter (so that the receiver counts a large content frame as
+// a buffer and holds it), and a key holder's message whose buffers fill
+// the records' cap: each is refused or answered, every hold ends, and the
+// controller still serves.
+func TestAttackHeldFrames(t *testing.T) {
+	cl := startCluster(t, controller.Config{ResultCacheBytes: 4 << 20})
+	before := cl.history()
+	big := make([]byte, 3<<20)
+	for i := range big {
+		big[i] = byte(i % 251)
+	}
+	u0 := cl.uuids[cl.ids[0]]
+	h := mustJSON(wire.Header{MsgID: "held-attack", MsgType: "apply_request", Session: "attacker"})
+
+	// No key: large buffers after a forged signature.
+	atk := dial(t, transport.Dealer, cl.ci.URL(cl.ci.Mux), nil, "")
+	atk.sock.Send([][]byte{[]byte(u0), []byte(wire.Delimiter), []byte("00"), h, []byte("{}"), []byte("{}"), []byte("{}"), big, big})
+	// An identity equal to the delimiter: the real delimiter comes one
+	// frame later, so the receiver holds the large content frame too.
+	odd := dial(t, transport.Dealer, cl.ci.URL(cl.ci.Mux), cl.key, wire.Delimiter)
+	odd.sock.Send([][]byte{[]byte(u0), []byte(wire.Delimiter), []byte("00"), h, []byte("{}"), []byte("{}"), big, big})
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		return strings.Count(cl.logs.String(), `msg="refused message" port=mux_in`) >= 2 && transport.HeldCount() == 0
+	}, "the forged messages were not refused, or %d frames stay held:\n%s", transport.HeldCount(), cl.logs.String())
+
+	// A key holder's request over the records' cap is forwarded and
+	// answered, and its buffers are not kept.
+	mx := dial(t, transport.Dealer, cl.ci.URL(cl.ci.Mux), cl.key, "")
+	hdr := mx.sess.NewHeader("apply_request")
+	content, bufs := applyContent(t, "echobytes", false, big)
+	frames, _, err := mx.sess.Build(wire.Out{Idents: [][]byte{[]byte(u0)}, Header: hdr, Content: content, Buffers: bufs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mx.sock.Send(frames)
+	m := cl.recvOrDead(mx, 20*time.Second)
+	var back []byte
+	if err := codec.DecodeInto(m.Buffers, &back); err != nil || !bytes.Equal(back, big) {
+		t.Fatalf("the echo of a request over the cap: %v, %d bytes", err, len(back))
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool { return transport.HeldCount() == 0 },
+		"%d frames still held", transport.HeldCount())
+	atk.quiet(100 * time.Millisecond)
+	odd.quiet(100 * time.Millisecond)
+	if after := cl.history(); len(after) != len(before)+1 {
+		t.Fatalf("records: %v, was %v (want one more: the key holder's)", after, before)
+	}
+	cl.healthy()
+}
