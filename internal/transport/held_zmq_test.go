@@ -32,32 +32,50 @@ func recvOne(t *testing.T, s Socket, what string) [][]byte {
 	}
 }
 
+// zsocket makes a libzmq socket that the test's end closes (Close may
+// come earlier too).
+func zsocket(t *testing.T, typ Type, o Options) Socket {
+	t.Helper()
+	b, _ := Lookup("zmq")
+	s, err := b.NewSocket(typ, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// boundSocket is zsocket bound to a free loopback port, and that port.
+func boundSocket(t *testing.T, typ Type, o Options) (Socket, string) {
+	t.Helper()
+	s := zsocket(t, typ, o)
+	ep, err := s.Bind("tcp://127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, ep
+}
+
+// dialedSocket is zsocket connected to ep.
+func dialedSocket(t *testing.T, typ Type, o Options, ep string) Socket {
+	t.Helper()
+	s := zsocket(t, typ, o)
+	if err := s.Connect(ep); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // A socket with HoldBuffers delivers large buffer frames in libzmq's
 // memory and nothing else; such a frame forwarded on another socket
 // arrives whole, also when it waited for a peer after its receiver let go
 // of it, and every hold ends.
 func TestHeldFramesForwardedAndReleased(t *testing.T) {
-	b, _ := Lookup("zmq")
 	if n := HeldCount(); n != 0 {
 		t.Fatalf("%d frames held before the test", n)
 	}
-	relay, err := b.NewSocket(Router, Options{HoldBuffers: true, InPlace: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer relay.Close()
-	ep, err := relay.Bind("tcp://127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := b.NewSocket(Dealer, Options{Identity: []byte("client")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	if err := client.Connect(ep); err != nil {
-		t.Fatal(err)
-	}
+	relay, ep := boundSocket(t, Router, Options{HoldBuffers: true, InPlace: true})
+	client := dialedSocket(t, Dealer, Options{Identity: []byte("client")}, ep)
 	bigBefore := pattern(2<<20, 1)  // before the delimiter: routing, never held
 	bigContent := pattern(2<<20, 2) // a fixed frame: parsed and kept by handlers
 	buf := pattern(3<<20, 3)        // a buffer: held
@@ -93,11 +111,7 @@ func TestHeldFramesForwardedAndReleased(t *testing.T) {
 
 	// Forwarded to a DEALER with no peer yet: libzmq refuses, the socket
 	// queues it and keeps its own hold past the receiver's Release.
-	out, err := b.NewSocket(Dealer, Options{InPlace: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Close()
+	out := zsocket(t, Dealer, Options{InPlace: true})
 	if err := out.Send(got[2:]); err != nil {
 		t.Fatal(err)
 	}
@@ -108,15 +122,7 @@ func TestHeldFramesForwardedAndReleased(t *testing.T) {
 	if !bytes.Equal(owned, buf) {
 		t.Fatal("the owned copy changed when the frame was released")
 	}
-	sink, err := b.NewSocket(Router, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sink.Close()
-	sep, err := sink.Bind("tcp://127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	sink, sep := boundSocket(t, Router, Options{})
 	if err := out.Connect(sep); err != nil {
 		t.Fatal(err)
 	}
@@ -132,32 +138,9 @@ func TestHeldFramesForwardedAndReleased(t *testing.T) {
 // released at once reaches the peer whole, many times over: the receiver's
 // Release must not free memory libzmq is still writing.
 func TestHeldFrameReleasedWhileSending(t *testing.T) {
-	b, _ := Lookup("zmq")
-	relay, err := b.NewSocket(Router, Options{HoldBuffers: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer relay.Close()
-	ep, err := relay.Bind("tcp://127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := b.NewSocket(Dealer, Options{Identity: []byte("c")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	if err := client.Connect(ep); err != nil {
-		t.Fatal(err)
-	}
-	engine, err := b.NewSocket(Dealer, Options{Identity: []byte("e")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer engine.Close()
-	if err := engine.Connect(ep); err != nil {
-		t.Fatal(err)
-	}
+	relay, ep := boundSocket(t, Router, Options{HoldBuffers: true})
+	client := dialedSocket(t, Dealer, Options{Identity: []byte("c")}, ep)
+	engine := dialedSocket(t, Dealer, Options{Identity: []byte("e")}, ep)
 	// The engine introduces itself so the ROUTER can route to it.
 	if err := engine.Send([][]byte{[]byte("hello")}); err != nil {
 		t.Fatal(err)
@@ -191,32 +174,14 @@ func TestHeldFrameReleasedWhileSending(t *testing.T) {
 // Close releases held frames of messages nobody took from Messages, and
 // of messages still queued for a peer that never came.
 func TestHeldFramesReleasedByClose(t *testing.T) {
-	b, _ := Lookup("zmq")
-	relay, err := b.NewSocket(Router, Options{HoldBuffers: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ep, err := relay.Bind("tcp://127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := b.NewSocket(Dealer, Options{Identity: []byte("c")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	if err := client.Connect(ep); err != nil {
-		t.Fatal(err)
-	}
+	relay, ep := boundSocket(t, Router, Options{HoldBuffers: true})
+	client := dialedSocket(t, Dealer, Options{Identity: []byte("c")}, ep)
 	buf := pattern(HoldMin, 9)
 	if err := client.Send([][]byte{[]byte(delimiter), {}, {}, {}, {}, {}, buf}); err != nil {
 		t.Fatal(err)
 	}
 	m := recvOne(t, relay, "the request")
-	lone, err := b.NewSocket(Dealer, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	lone := zsocket(t, Dealer, Options{})
 	if err := lone.Send(m[1:]); err != nil {
 		t.Fatal(err)
 	}
