@@ -168,13 +168,16 @@ func OwnAll(bufs [][]byte) [][]byte {
 	if held.count.Load() == 0 {
 		return bufs
 	}
-	var out [][]byte
+	var out [][]byte // nil until the first held frame
 	for i, f := range bufs {
-		if o := Owned(f); out != nil || !sameSlice(o, f) {
+		switch {
+		case isHeld(f):
 			if out == nil {
 				out = append(make([][]byte, 0, len(bufs)), bufs[:i]...)
 			}
-			out = append(out, o)
+			out = append(out, copyLarge(f))
+		case out != nil:
+			out = append(out, f)
 		}
 	}
 	if out == nil {
