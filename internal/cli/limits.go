@@ -32,7 +32,7 @@ func (l *LimitFlags) bind(fs *pflag.FlagSet) {
 	fs.IntVar(&l.MaxConnections, "max-connections", controller.DefaultMaxConnections,
 		"connections each controller port accepts at once (engines, clients and anyone else); newer ones are closed")
 	fs.Var(newBytesValue(&l.ResultCache, controller.DefaultResultCacheBytes), "result-cache",
-		"bytes of finished results (buffers and output) the controller keeps for clients that ask again (get_result); the oldest are dropped first")
+		"bytes of finished results (buffers and output) the controller keeps for clients that ask again (get_result); the oldest are dropped first, and a task whose request or result buffers exceed a quarter of it has them forwarded but not kept")
 	fs.IntVar(&l.MaxQueuedTasks, "max-queued-tasks", controller.DefaultMaxQueuedTasks,
 		"load-balanced tasks the controller holds (waiting or running); more are refused with QueueFull")
 	fs.Var(newBytesValue(&l.MaxQueuedBytes, controller.DefaultMaxQueuedBytes), "max-queued-bytes",
